@@ -1,0 +1,73 @@
+"""
+async-consumer: run a black-box script once per hyperparameter trial, asynchronously.
+
+Everything public is imported from here; the modules behind it are private.
+"""
+
+from ._batch import Batch
+from ._codeversion import CodeChangePolicy
+from ._command import CommandTemplate, ConfigTemplate
+from ._consumer import Consumer
+from ._errors import (
+    ConsumerError,
+    DuplicateTrial,
+    InvalidResults,
+    LeaseLost,
+    MissingResults,
+    ResultsError,
+    SlotError,
+    StoreError,
+    TemplateError,
+    TrialNotFound,
+)
+from ._heartbeat import HeartbeatTarget
+from ._metrics import Metric
+from ._models import (
+    Attempt,
+    Lease,
+    Outcome,
+    Reason,
+    Result,
+    Status,
+    StoredTrial,
+    Trial,
+    TrialStatus,
+)
+from ._results import parse_results, read_results
+from ._retry import RetryPolicy
+from ._signals import handle_signals
+
+__all__ = [
+    "Attempt",
+    "Batch",
+    "CodeChangePolicy",
+    "CommandTemplate",
+    "ConfigTemplate",
+    "Consumer",
+    "ConsumerError",
+    "DuplicateTrial",
+    "HeartbeatTarget",
+    "InvalidResults",
+    "Lease",
+    "LeaseLost",
+    "Metric",
+    "MissingResults",
+    "Outcome",
+    "Reason",
+    "Result",
+    "ResultsError",
+    "RetryPolicy",
+    "SlotError",
+    "Status",
+    "StoreError",
+    "StoredTrial",
+    "TemplateError",
+    "Trial",
+    "TrialNotFound",
+    "TrialStatus",
+    "handle_signals",
+    "parse_results",
+    "read_results",
+]
+
+__version__ = "0.1.0"

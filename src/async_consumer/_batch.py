@@ -1,0 +1,123 @@
+"""
+Many trials at once: outcomes stream back in completion order, more trials can join meanwhile.
+
+Outcomes travel through a memory object stream out of a task group that lives inside an async
+context manager; nothing is yielded from inside the group (anyio calls that cancel-scope
+corruption). Leaving the block early cancels every trial still running, and their process
+groups are stopped before the block is left.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._models import Lease, Outcome, Status, Trial
+
+if TYPE_CHECKING:
+    from ._consumer import Consumer
+
+__all__ = ["Batch", "open_batch", "run_map"]
+
+
+class Batch:
+    """
+    A running batch: iterate over it for outcomes as trials finish; :meth:`add` more at any time.
+
+    Iteration ends when every trial added so far has its outcome, so an orchestrator that adds
+    a trial each time one finishes keeps the batch going.
+    """
+
+    def __init__(self, consumer: Consumer, tg: anyio.abc.TaskGroup, max_broken: int | None) -> None:
+        self._consumer = consumer
+        self._tg = tg
+        self._max_broken = max_broken
+        self._send: MemoryObjectSendStream[Outcome]
+        self._receive: MemoryObjectReceiveStream[Outcome]
+        self._send, self._receive = anyio.create_memory_object_stream[Outcome](math.inf)
+        self._pending = 0
+        self.broken = 0
+        self.skipped: list[Trial] = []
+        """Trials never started because ``max_broken`` was reached."""
+
+    @property
+    def is_halted(self) -> bool:
+        """Whether the batch stopped launching trials (``max_broken`` reached)."""
+        return self._max_broken is not None and self.broken >= self._max_broken
+
+    def add(self, trial: Trial | Lease) -> None:
+        """
+        Queue one more trial; it starts when a place (and its slots) are free.
+
+        Raises:
+            TemplateError: the trial cannot be rendered (nothing is queued).
+            SlotError: the trial asks for more slots than exist (nothing is queued).
+        """
+        self._consumer.check(trial.trial if isinstance(trial, Lease) else trial)
+        self._pending += 1
+        self._tg.start_soon(self._run, trial)
+
+    def add_all(self, trials: Iterable[Trial | Lease]) -> None:
+        """Queue several trials, after checking all of them (none is queued if one is bad)."""
+        trials = list(trials)
+        for trial in trials:
+            self._consumer.check(trial.trial if isinstance(trial, Lease) else trial)
+        for trial in trials:
+            self._pending += 1
+            self._tg.start_soon(self._run, trial)
+
+    async def _run(self, trial: Trial | Lease) -> None:
+        if self.is_halted:
+            self.skipped.append(trial.trial if isinstance(trial, Lease) else trial)
+            self._pending -= 1
+            return
+        outcome = await self._consumer.run(trial)
+        if outcome.status is Status.BROKEN:
+            self.broken += 1
+        self._send.send_nowait(outcome)
+
+    def __aiter__(self) -> Batch:
+        return self
+
+    async def __anext__(self) -> Outcome:
+        if self._pending == 0:
+            raise StopAsyncIteration
+        outcome = await self._receive.receive()
+        self._pending -= 1
+        return outcome
+
+
+@asynccontextmanager
+async def open_batch(
+    consumer: Consumer, trials: Iterable[Trial | Lease], max_broken: int | None
+) -> AsyncIterator[Batch]:
+    """The machinery behind :meth:`Consumer.run_batch`."""
+    async with anyio.create_task_group() as tg:
+        batch = Batch(consumer, tg, max_broken)
+        batch.add_all(trials)
+        try:
+            yield batch
+        finally:
+            tg.cancel_scope.cancel()  # early exit: stop what still runs (shielded stops inside)
+            batch._send.close()
+            batch._receive.close()
+
+
+async def run_map(
+    consumer: Consumer, trials: Sequence[Trial | Lease], max_broken: int | None
+) -> list[Outcome | None]:
+    """Run trials and return their outcomes in input order (``None`` for a trial never started)."""
+    by_id = {(t.trial.id if isinstance(t, Lease) else t.id): i for i, t in enumerate(trials)}
+    if len(by_id) != len(trials):
+        msg = "trial ids must be unique within one call"
+        raise ValueError(msg)
+    outcomes: list[Outcome | None] = [None] * len(trials)
+    async with open_batch(consumer, trials, max_broken) as batch:
+        async for outcome in batch:
+            outcomes[by_id[outcome.trial_id]] = outcome
+    return outcomes

@@ -1,0 +1,168 @@
+"""The command line's options, and the consumer they describe."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import __doc__ as _package_doc
+from ._consumer import Consumer
+from ._retry import RetryPolicy
+from ._sources import SourceError, parse_assignment
+
+__all__ = ["build_parser", "consumer_from", "slot_demand"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"expected a whole number of 1 or more, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        msg = f"expected a whole number of 0 or more, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        msg = f"expected a positive number of seconds, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _slot_pools(assignments: list[str]) -> dict[str, list[str]]:
+    pools = {}
+    for text in assignments:
+        kind, ids = parse_assignment(text, "--slots")
+        pools[kind] = [i.strip() for i in ids if i.strip()]
+    return pools
+
+
+def slot_demand(assignments: list[str], pools: list[str]) -> dict[str, int]:
+    """``--slots-per-trial gpu=1`` as ``{"gpu": 1}``; by default one of each kind in ``pools``."""
+    demand = {parse_assignment(text, "--slots")[0]: 1 for text in pools}
+    for text in assignments:
+        kind, values = parse_assignment(text, "--slots-per-trial")
+        if len(values) != 1 or not values[0].isdigit():
+            msg = f"--slots-per-trial {text!r}: expected KIND=COUNT"
+            raise SourceError(msg)
+        demand[kind] = int(values[0])
+    return demand
+
+
+def _add_run_options(run: argparse.ArgumentParser) -> None:
+    trials = run.add_argument_group("trials")
+    trials.add_argument(
+        "--params", metavar="FILE", help="parameters, one JSON object a line (.jsonl) or a .csv"
+    )
+    trials.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
+                        help="a grid axis; repeat for more axes (every combination runs)")  # fmt: skip
+    trials.add_argument(
+        "--experiment", default="default", help="experiment name (default: default)"
+    )
+    how = run.add_argument_group("how each trial runs")
+    how.add_argument(
+        "-j", "--jobs", type=_positive_int, default=1, help="trials at once (default 1)"
+    )
+    how.add_argument("--timeout", type=_seconds, help="seconds a trial may run")
+    how.add_argument(
+        "--grace", type=float, default=5.0, help="seconds from SIGTERM to SIGKILL (default 5)"
+    )
+    how.add_argument(
+        "--heartbeat", type=_seconds, default=30.0, help="seconds between heartbeats (default 30)"
+    )
+    how.add_argument(
+        "--stall-timeout",
+        type=_seconds,
+        help="stop a trial with no output or metrics for this long",
+    )
+    how.add_argument(
+        "--max-broken", type=_positive_int, help="start no more trials after this many broke"
+    )
+    how.add_argument("--retries", type=_count, default=0,
+                     help="retry a trial lost or killed by a signal up to this many times (default 0)")  # fmt: skip
+    how.add_argument("--slots", action="append", default=[], metavar="KIND=ID,ID",
+                     help="resources to share out, e.g. gpu=0,1,2,3 (seen as CUDA_VISIBLE_DEVICES)")  # fmt: skip
+    how.add_argument("--slots-per-trial", action="append", default=[], metavar="KIND=N",
+                     help="slots each trial needs (default: 1 of each kind given with --slots)")  # fmt: skip
+    how.add_argument(
+        "--config-template",
+        metavar="FILE",
+        help="JSON/YAML file rendered per trial to {config_file}",
+    )
+    how.add_argument(
+        "--base-dir", default=".async-consumer/trials", help="where trial directories go"
+    )
+    how.add_argument(
+        "--cd-trial-dir", action="store_true", help="run each script in its trial directory"
+    )
+    how.add_argument("--code-change", choices=["warn", "error", "ignore"], default="warn",
+                     help="when the script's git state changes during the run (default warn)")  # fmt: skip
+    run.add_argument(
+        "argv",
+        nargs=argparse.REMAINDER,
+        metavar="-- COMMAND",
+        help="the command after --, with {placeholders}",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``async-consumer``."""
+    parser = argparse.ArgumentParser(
+        prog="async-consumer",
+        description=(_package_doc or "").strip().splitlines()[0],
+        epilog="exit status: 0 all trials completed, 1 some did not, 2 bad usage, 130 interrupted",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        help="run a script once per trial and report the outcomes",
+        description="Run COMMAND once per trial, e.g.: async-consumer run --params grid.jsonl -j 4 "
+        "-- python train.py --lr {lr}",
+    )
+    _add_run_options(run)
+    return parser
+
+
+def consumer_from(args: argparse.Namespace) -> Consumer:
+    """
+    The consumer that the ``run`` options describe.
+
+    Raises:
+        SourceError: no command after ``--``, or a malformed ``--slots``.
+    """
+    command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not command:
+        msg = "no command: put the script to run after --, e.g. -- python train.py --x {x}"
+        raise SourceError(msg)
+    return Consumer(
+        command,
+        base_dir=args.base_dir,
+        run_in_working_dir=args.cd_trial_dir,
+        config_template=args.config_template,
+        timeout=args.timeout,
+        grace=args.grace,
+        heartbeat=args.heartbeat,
+        stall_timeout=args.stall_timeout,
+        slots=_slot_pools(args.slots),
+        retry=RetryPolicy.of(args.retries),
+        code_change=args.code_change,
+        max_concurrency=args.jobs,
+    )

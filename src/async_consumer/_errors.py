@@ -1,0 +1,84 @@
+"""
+The exception tree of async-consumer.
+
+A failing user script is never an exception: it is an :class:`~async_consumer.Outcome`.
+Exceptions are for misuse and for the infrastructure::
+
+    ConsumerError
+    ├── TemplateError (also ValueError)   a command or config template cannot be rendered
+    ├── SlotError (also ValueError)       a trial asks for more slots than exist
+    ├── StoreError                        a trial store failed or was misused
+    │   ├── LeaseLost                     a heartbeat or finish came with a stale fencing token
+    │   ├── TrialNotFound (also KeyError) no trial with that id in the store
+    │   └── DuplicateTrial                a trial with that id already exists
+    └── ResultsError                      a results file could not be accepted
+        ├── MissingResults                absent, empty, or not a regular file
+        └── InvalidResults                not JSON, not UTF-8, wrong schema, too large
+"""
+
+from __future__ import annotations
+
+
+class ConsumerError(Exception):
+    """Base class of every error raised by async-consumer."""
+
+
+class TemplateError(ConsumerError, ValueError):
+    """A command line or config file template cannot be rendered for a trial."""
+
+
+class SlotError(ConsumerError, ValueError):
+    """A trial asks for more slots of a kind than the consumer has."""
+
+
+class StoreError(ConsumerError):
+    """A trial store failed or was used wrongly."""
+
+
+class LeaseLost(StoreError):
+    """
+    The lease on a trial is no longer ours.
+
+    Raised by ``heartbeat`` and ``finish`` when the trial's fencing token moved on: another worker
+    reclaimed the trial, so this worker's beat or result must not be accepted.
+    """
+
+    def __init__(self, trial_id: str, message: str = "the lease was taken over") -> None:
+        super().__init__(f"trial {trial_id!r}: {message}")
+        self.trial_id = trial_id
+
+
+class TrialNotFound(StoreError, KeyError):
+    """No trial with this id exists in the store."""
+
+    def __init__(self, trial_id: str) -> None:
+        super().__init__(f"no trial {trial_id!r} in the store")
+        self.trial_id = trial_id
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class DuplicateTrial(StoreError):
+    """A trial with this id is already in the store."""
+
+    def __init__(self, trial_id: str) -> None:
+        super().__init__(f"trial {trial_id!r} is already in the store")
+        self.trial_id = trial_id
+
+
+class ResultsError(ConsumerError):
+    """A trial's results file could not be accepted."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.path = path
+        self.problems = problems
+
+
+class MissingResults(ResultsError):
+    """The results file is absent, empty or not a regular file."""
+
+
+class InvalidResults(ResultsError):
+    """The results file is not UTF-8 JSON of the expected shape, or is too large."""

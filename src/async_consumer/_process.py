@@ -1,0 +1,185 @@
+"""
+Start a script in its own session with its output in log files; stop its whole process group.
+
+Every path out of a running trial goes through :meth:`ChildProcess.stop`: SIGTERM to the group,
+a grace period, SIGKILL to the group, and a bounded reap. ``start_new_session=True`` makes the
+group id equal to the child's pid, so ``killpg`` reaches every descendant that did not call
+``setsid()`` itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio
+import sniffio
+from anyio.abc import Process
+
+from . import _childwatch
+from ._childwatch import ResourceUsage
+
+__all__ = ["ChildProcess", "Exit", "group_is_alive", "signal_name"]
+
+REAP_BOUND = 5.0
+"""Seconds to wait for the kernel to reap a SIGKILLed child (a process in D state can take long)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    """How the child ended: ``returncode`` is negative for a signal, as in ``subprocess``."""
+
+    returncode: int
+    usage: ResourceUsage | None = None
+
+
+def signal_name(returncode: int) -> str:
+    """Name the signal of a negative return code, e.g. ``SIGSEGV``."""
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def group_is_alive(pgid: int) -> bool:
+    """
+    Whether any process of the group is still running (zombies count as dead).
+
+    A zombie keeps ``killpg(pgid, 0)`` succeeding until its parent reaps it, and an orphan's
+    parent (init, or a container's first process) may never do so; so look at ``/proc``.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and _live_member(entry.name, pgid):
+            return True
+    return False
+
+
+def _live_member(pid: str, pgid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != b"Z" and int(fields[2]) == pgid
+
+
+class ChildProcess:
+    """A started script: its process (the leader of its own group) and how it ended."""
+
+    def __init__(self, process: Process) -> None:
+        self.process = process
+        self.pid = process.pid
+        self.exit: Exit | None = None
+
+    @classmethod
+    async def start(
+        cls,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None,
+        env: Mapping[str, str],
+        stdout: Path,
+        stderr: Path,
+    ) -> ChildProcess:
+        """
+        Start ``argv`` in a new session, stdin from ``/dev/null``, output appended to the logs.
+
+        Raises:
+            OSError: the program does not exist or cannot be executed.
+        """
+        if sniffio.current_async_library() == "asyncio":
+            _childwatch.install()
+        with _open_log(stdout) as out, _open_log(stderr) as err:
+            # the parent's copies close when this block ends; the child keeps its own
+            process = await anyio.open_process(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=cwd,
+                env=dict(env),
+                start_new_session=True,
+            )
+        return cls(process)
+
+    async def wait(self) -> Exit:
+        """Wait for the child to exit and reap it; the result is kept in :attr:`exit`."""
+        if self.exit is None:
+            if sniffio.current_async_library() == "asyncio":
+                returncode = await self.process.wait()
+                self.exit = Exit(returncode, _childwatch.pop_usage(self.pid))
+            else:
+                self.exit = await _wait_with_usage(self.process)
+        return self.exit
+
+    def kill_now(self) -> None:
+        """SIGKILL the whole group at once (a second Ctrl-C)."""
+        _signal_group(self.pid, signal.SIGKILL)
+
+    async def stop(self, grace: float) -> Exit | None:
+        """
+        Make sure nothing of the group is left running, then return how the leader ended.
+
+        Shielded from cancellation: SIGTERM to the group if anything is alive, up to ``grace``
+        seconds for the whole group to exit, SIGKILL to the group, then a bounded reap. Returns
+        ``None`` only if the leader could not be reaped within the bound.
+        """
+        with anyio.CancelScope(shield=True):
+            if self.exit is None or group_is_alive(self.pid):
+                _signal_group(self.pid, signal.SIGTERM)
+                with anyio.move_on_after(grace):
+                    await self._wait_group()
+                _signal_group(self.pid, signal.SIGKILL)
+                with anyio.move_on_after(REAP_BOUND):
+                    await self._wait_group()
+        return self.exit
+
+    async def _wait_group(self) -> None:
+        await self.wait()
+        delay = 0.005
+        while group_is_alive(self.pid):
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
+def _open_log(path: Path) -> BinaryIO:
+    """Open a log for the child to append to (a local file: opening it does not block)."""
+    return open(path, "ab", buffering=0)  # closed by the caller's with block
+
+
+async def _wait_with_usage(process: Process) -> Exit:
+    """
+    Reap through a pidfd with ``wait4`` to keep the usage (the trio backend).
+
+    The backend's own ``wait()`` afterwards finds the child gone and returns at once.
+    """
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except OSError:
+        return Exit(await process.wait())
+    try:
+        await anyio.wait_readable(pidfd)
+        try:
+            # the pidfd is readable: the child has exited, so this returns at once
+            _, status, rusage = os.wait4(process.pid, os.WNOHANG)  # noqa: ASYNC222
+        except ChildProcessError:
+            return Exit(await process.wait())
+    finally:
+        os.close(pidfd)
+    await process.wait()
+    return Exit(os.waitstatus_to_exitcode(status), _childwatch.usage_from(rusage))

@@ -1,0 +1,130 @@
+"""Trials from files and from the command line: JSONL, CSV, and grids."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from pydantic import JsonValue
+
+from ._models import Trial
+
+__all__ = [
+    "SourceError",
+    "grid_params",
+    "load_params",
+    "parse_assignment",
+    "trial_id",
+    "trials_from",
+]
+
+
+class SourceError(ValueError):
+    """A trial source cannot be read; the message names the file and line."""
+
+
+def trial_id(params: dict[str, JsonValue]) -> str:
+    """A stable id from the parameters, so that running the same file again resumes."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _jsonl(path: Path, lines: Iterable[str]) -> Iterator[dict[str, JsonValue]]:
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            msg = f"{path}:{number}: not JSON: {exc}"
+            raise SourceError(msg) from None
+        if not isinstance(value, dict):
+            msg = (
+                f"{path}:{number}: expected a JSON object of parameters, got {type(value).__name__}"
+            )
+            raise SourceError(msg)
+        yield value
+
+
+def _scalar(text: str) -> JsonValue:
+    """A CSV cell or a grid value: a number or boolean when it reads as one, else text."""
+    try:
+        value: JsonValue = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, int | float | bool) else text
+
+
+def _csv(path: Path, lines: Iterable[str]) -> Iterator[dict[str, JsonValue]]:
+    reader = csv.DictReader(lines)
+    for row in reader:
+        if None in row or any(v is None for v in row.values()):
+            msg = f"{path}:{reader.line_num}: expected {len(reader.fieldnames or [])} columns"
+            raise SourceError(msg)
+        yield {name: _scalar(value) for name, value in row.items()}
+
+
+def load_params(path: str | Path) -> list[dict[str, JsonValue]]:
+    """
+    Read parameter objects from a ``.jsonl`` (one object a line) or ``.csv`` file.
+
+    Raises:
+        SourceError: the file cannot be read, or a line is malformed (its number is given).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
+        raise SourceError(msg) from None
+    lines = text.splitlines()
+    if path.suffix.lower() == ".csv":
+        return list(_csv(path, lines))
+    return list(_jsonl(path, lines))
+
+
+def parse_assignment(text: str, option: str) -> tuple[str, list[str]]:
+    """
+    Split ``name=a,b,c`` into its name and values.
+
+    Raises:
+        SourceError: no ``=``, an empty name or no values.
+    """
+    name, sep, values = text.partition("=")
+    if not sep or not name.strip() or not values:
+        msg = f"{option} {text!r}: expected NAME=VALUE[,VALUE...]"
+        raise SourceError(msg)
+    return name.strip(), values.split(",")
+
+
+def grid_params(assignments: Sequence[str]) -> list[dict[str, JsonValue]]:
+    """Every combination of ``--grid name=v1,v2`` options, values typed like CSV cells."""
+    axes = [parse_assignment(a, "--grid") for a in assignments]
+    names = [name for name, _ in axes]
+    values = [[_scalar(v) for v in vs] for _, vs in axes]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+def trials_from(
+    params: Iterable[dict[str, JsonValue]], *, experiment: str, slots: dict[str, int] | None = None
+) -> list[Trial]:
+    """
+    Trials with stable ids; a line's ``"id"`` key, if present, is taken as its id.
+
+    Raises:
+        SourceError: two parameter sets have the same id.
+    """
+    trials: dict[str, Trial] = {}
+    for number, values in enumerate(params, start=1):
+        values = dict(values)
+        given = values.pop("id", None)
+        tid = str(given) if given is not None else trial_id(values)
+        if tid in trials:
+            msg = f"trial {number} repeats the parameters (or id) of an earlier one: {tid}"
+            raise SourceError(msg)
+        trials[tid] = Trial(id=tid, params=values, experiment=experiment, slots=slots or {})
+    return list(trials.values())

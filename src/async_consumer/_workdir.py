@@ -1,0 +1,88 @@
+"""Where a trial's files live: a 0700 directory under the consumer's base, named safely."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+from ._command import TrialPaths
+from ._models import Trial
+
+__all__ = ["prepare_files", "safe_name", "tail", "trial_paths"]
+
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+TAIL_BYTES = 4096
+
+
+def safe_name(text: str) -> str:
+    """
+    A directory name for an id: the id itself when it is plain, else a slug plus a hash.
+
+    ``../../etc``, ``a/b``, ``.`` or a 300-character id can never name a directory outside, or
+    above, the one it is created in; two different ids never share a name.
+    """
+    if _PLAIN.fullmatch(text):
+        return text
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:60].strip("._-") or "trial"
+    return f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def trial_paths(base_dir: Path, trial: Trial, config_suffix: str | None) -> TrialPaths:
+    """The paths of one attempt; retries keep earlier attempts' logs beside their own."""
+    working_dir = base_dir / safe_name(trial.experiment) / safe_name(trial.id)
+    logs = "" if trial.attempt == 1 else f".attempt-{trial.attempt}"
+    return TrialPaths(
+        working_dir=working_dir,
+        results=working_dir / "results.json",
+        params=working_dir / "params.json",
+        metrics=working_dir / "metrics.jsonl",
+        stdout=working_dir / f"stdout{logs}.log",
+        stderr=working_dir / f"stderr{logs}.log",
+        config=working_dir / f"config{config_suffix}" if config_suffix else None,
+    )
+
+
+def _write(path: Path, data: bytes) -> None:
+    # O_NOFOLLOW: a script that left a symlink here cannot make us write through it
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write ``path`` afresh, removing whatever a previous attempt left there (even a directory)."""
+    if path.is_dir() and not path.is_symlink():
+        import shutil
+
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+    _write(path, data)
+
+
+def prepare_files(paths: TrialPaths, trial: Trial, config_text: str | None) -> None:
+    """Create the working directory (0700) and the files the script is promised."""
+    paths.working_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if paths.working_dir.is_symlink():  # left by a hostile script: never follow it
+        paths.working_dir.unlink()
+    paths.working_dir.mkdir(mode=0o700, exist_ok=True)
+    _replace(paths.params, json.dumps(trial.params, ensure_ascii=False, indent=2).encode())
+    _replace(paths.results, b"")  # Orion's client refuses to import if the file is missing
+    _replace(paths.metrics, b"")
+    _replace(paths.stdout, b"")
+    _replace(paths.stderr, b"")
+    if config_text is not None and paths.config is not None:
+        _replace(paths.config, config_text.encode())
+
+
+def tail(path: Path, size: int = TAIL_BYTES) -> str:
+    """The last ``size`` bytes of a log, decoded leniently; empty if the file is gone."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(max(0, os.fstat(file.fileno()).st_size - size))
+            return file.read(size).decode("utf-8", errors="replace")
+    except OSError:
+        return ""

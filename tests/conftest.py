@@ -1,0 +1,65 @@
+"""Helpers shared by the tests: real child processes, written as small Python scripts."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from async_consumer import Consumer
+
+WRITE_RESULT = (
+    "import json, os; json.dump([{'name': 'objective', 'type': 'objective', 'value': 1.5}], "
+    "open(os.environ['ORION_RESULTS_PATH'], 'w'))"
+)
+
+
+def python(code: str) -> list[str]:
+    """A command that runs ``code`` with this interpreter."""
+    return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+def is_alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != b"Z"
+
+
+def children_of(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (zombies excluded)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != b"Z":
+            found.append(int(entry.name))
+    return found
+
+
+ConsumerFactory = Callable[..., Consumer]
+
+
+@pytest.fixture
+def make_consumer(tmp_path: Path) -> ConsumerFactory:
+    """Build a consumer whose trial directories live in the test's temporary directory."""
+
+    def make(command: list[str], **kwargs: Any) -> Consumer:
+        kwargs.setdefault("base_dir", tmp_path / "trials")
+        kwargs.setdefault("grace", 1.0)
+        return Consumer(command, **kwargs)
+
+    return make

@@ -1,0 +1,238 @@
+"""The script's side of the contract, and what happens to its processes on every exit path."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from async_consumer import Outcome, Reason, Status, Trial
+
+from .conftest import WRITE_RESULT, ConsumerFactory, children_of, is_alive, python
+
+HOSTILE = "sp ace 'q\"uote $(touch pwned) `touch pwned2` ; rm -rf x\nnew line ünï ☃"
+
+
+@pytest.mark.asyncio
+async def test_value_reaches_script_byte_for_byte(
+    make_consumer: ConsumerFactory, tmp_path: Path
+) -> None:
+    """A hostile parameter value arrives as one argv item, unchanged, and nothing is executed."""
+    code = "import sys, json, os; open(os.environ['ORION_WORKING_DIR'] + '/argv.json', 'w').write(json.dumps(sys.argv[1:]))"
+    consumer = make_consumer([*python(code + "\n" + WRITE_RESULT), "{v}", "--v={v}"],
+                             run_in_working_dir=True)  # fmt: skip
+    outcome = await consumer.run(Trial(id="t", params={"v": HOSTILE}))
+    assert outcome.status is Status.COMPLETED
+    argv = json.loads((Path(outcome.working_dir) / "argv.json").read_text())
+    assert argv == [HOSTILE, f"--v={HOSTILE}"]
+    created = {p.name for p in Path(outcome.working_dir).iterdir()} | set(os.listdir(tmp_path))
+    assert "pwned" not in created and "pwned2" not in created
+    assert not Path("pwned").exists()
+
+
+GRANDCHILD = """
+    import os, signal, subprocess, sys, time
+    child = subprocess.Popen([sys.executable, '-c',
+        'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)'])
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    open(os.environ['ORION_WORKING_DIR'] + '/pids', 'w').write('%d %d' % (os.getpid(), child.pid))
+    time.sleep(120)
+"""
+
+
+def _pids(outcome_dir: Path) -> list[int]:
+    return [int(p) for p in (outcome_dir / "pids").read_text().split()]
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_timeout_kills_grandchildren(make_consumer: ConsumerFactory) -> None:
+    """After a timeout, the script and a grandchild that ignore SIGTERM are both gone."""
+    consumer = make_consumer(python(GRANDCHILD), timeout=1.0, grace=0.3)
+    with anyio.fail_after(10):
+        outcome = await consumer.run(Trial(id="t"))
+    assert outcome.reason is Reason.TIMEOUT
+    assert outcome.signal == "SIGKILL"
+    pids = _pids(Path(outcome.working_dir))
+    assert len(pids) == 2
+    assert not any(is_alive(pid) for pid in pids)
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_cancel_kills_grandchildren(make_consumer: ConsumerFactory, tmp_path: Path) -> None:
+    """Cancelling the caller stops the whole group, then the cancellation propagates."""
+    consumer = make_consumer(python(GRANDCHILD), grace=0.3)
+    pids_file = tmp_path / "trials" / "default" / "t" / "pids"
+    outcome: Outcome | None = None
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+
+            async def run() -> None:
+                nonlocal outcome
+                outcome = await consumer.run(Trial(id="t"))
+
+            tg.start_soon(run)
+            while not pids_file.exists() or len(pids_file.read_text().split()) < 2:
+                await anyio.sleep(0.02)  # polling a file the script writes, not ordering by time
+            pids = _pids(pids_file.parent)
+            assert all(is_alive(pid) for pid in pids)
+            tg.cancel_scope.cancel()
+    assert outcome is None  # cancelled, not an outcome
+    assert not any(is_alive(pid) for pid in pids)
+    assert consumer.running == []
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_large_stdout_is_logged(make_consumer: ConsumerFactory) -> None:
+    """10 MB on stdout does not block the script, and the log holds all of it."""
+    code = "import sys; sys.stdout.write('x' * 10_000_000); sys.stdout.flush()\n" + WRITE_RESULT
+    with anyio.fail_after(20):
+        outcome = await make_consumer(python(code)).run(Trial(id="t"))
+    assert outcome.status is Status.COMPLETED
+    assert Path(outcome.stdout_path).stat().st_size == 10_000_000
+
+
+@pytest.mark.asyncio
+async def test_stdin_is_empty(make_consumer: ConsumerFactory) -> None:
+    """A script that reads stdin gets end of file at once."""
+    code = "import sys; assert sys.stdin.read() == ''\n" + WRITE_RESULT
+    with anyio.fail_after(10):
+        outcome = await make_consumer(python(code)).run(Trial(id="t"))
+    assert outcome.status is Status.COMPLETED
+
+
+ENV_DUMP = """
+    import json, os
+    wd = os.environ['ASYNC_CONSUMER_WORKING_DIR']
+    seen = {k: v for k, v in os.environ.items()}
+    seen['results_exists_empty'] = str(os.path.getsize(os.environ['ORION_RESULTS_PATH']) == 0)
+    seen['cwd'] = os.getcwd()
+    seen['params'] = open(os.environ['ASYNC_CONSUMER_PARAMS_PATH']).read()
+    open(os.path.join(wd, 'env.json'), 'w').write(json.dumps(seen))
+    # exactly what Orion's client library does in report_results
+    with open(os.environ['ORION_RESULTS_PATH'], 'w') as f:
+        json.dump([{'name': 'loss', 'type': 'objective', 'value': 0.25},
+                   {'name': 'g', 'type': 'gradient', 'value': [0.1, 0.2]},
+                   {'name': 'acc', 'type': 'statistic', 'value': 0.9}], f)
+"""
+
+
+@pytest.mark.asyncio
+async def test_environment_contract(
+    make_consumer: ConsumerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every documented variable and its Orion alias is set; Orion-style results are read."""
+    monkeypatch.setenv("PARENT_VAR", "kept")
+    monkeypatch.setenv("SECRET_TOKEN", "hidden")
+    consumer = make_consumer(python(ENV_DUMP), env={"EXTRA": "1"}, env_deny=["SECRET_*"],
+                             experiment_id="exp-id", experiment_version=4)  # fmt: skip
+    trial = Trial(id="t7", params={"lr": 0.1}, experiment="exp", attempt=2)
+    outcome = await consumer.run(trial)
+    assert outcome.status is Status.COMPLETED, outcome.message
+    assert outcome.objective == 0.25
+    assert [r.type for r in outcome.results] == ["objective", "gradient", "statistic"]
+    wd = Path(outcome.working_dir)
+    env = json.loads((wd / "env.json").read_text())
+    expected = {
+        "TRIAL_ID": "t7", "ATTEMPT": "2", "WORKING_DIR": str(wd),
+        "RESULTS_PATH": str(wd / "results.json"), "PARAMS_PATH": str(wd / "params.json"),
+        "METRICS_PATH": str(wd / "metrics.jsonl"), "INTERRUPT_CODE": "130",
+        "EXPERIMENT_NAME": "exp", "EXPERIMENT_ID": "exp-id", "EXPERIMENT_VERSION": "4",
+    }  # fmt: skip
+    for name, value in expected.items():
+        assert env["ASYNC_CONSUMER_" + name] == value, name
+    orion = ["TRIAL_ID", "WORKING_DIR", "RESULTS_PATH", "INTERRUPT_CODE", "EXPERIMENT_NAME",
+             "EXPERIMENT_ID", "EXPERIMENT_VERSION"]  # fmt: skip
+    for name in orion:
+        assert env["ORION_" + name] == expected[name], name
+    assert env["results_exists_empty"] == "True"
+    assert env["cwd"] == os.getcwd()
+    assert json.loads(env["params"]) == {"lr": 0.1}
+    assert env["PARENT_VAR"] == "kept" and env["EXTRA"] == "1"
+    assert "SECRET_TOKEN" not in env
+    assert outcome.env["ASYNC_CONSUMER_TRIAL_ID"] == "t7"
+    assert Path(outcome.stdout_path).name == "stdout.attempt-2.log"
+
+
+@pytest.mark.asyncio
+async def test_env_allow_list(
+    make_consumer: ConsumerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an allow-list, only matching parent variables reach the script (ours always do)."""
+    monkeypatch.setenv("KEEP_ME", "1")
+    monkeypatch.setenv("DROP_ME", "1")
+    code = (
+        "import os, sys\nif 'KEEP_ME' not in os.environ or 'DROP_ME' in os.environ: sys.exit(5)\n"
+        + WRITE_RESULT
+    )
+    outcome = await make_consumer(python(code), env_allow=["KEEP_*", "PATH"]).run(Trial(id="t"))
+    assert outcome.status is Status.COMPLETED, outcome.message
+
+
+@pytest.mark.asyncio
+async def test_run_in_working_dir(make_consumer: ConsumerFactory) -> None:
+    """The option runs the script in its trial's directory."""
+    code = "import os; assert os.getcwd() == os.environ['ORION_WORKING_DIR']\n" + WRITE_RESULT
+    outcome = await make_consumer(python(code), run_in_working_dir=True).run(Trial(id="t"))
+    assert outcome.status is Status.COMPLETED, outcome.stderr_tail
+
+
+@pytest.mark.asyncio
+async def test_config_file_rendered(make_consumer: ConsumerFactory, tmp_path: Path) -> None:
+    """A config template is rendered in the working directory and named by {config_file}."""
+    template = tmp_path / "cfg.json"
+    template.write_text('{"lr": "{lr}", "name": "{trial.id}"}')
+    code = (
+        "import json, sys; c = json.load(open(sys.argv[1])); assert c == {'lr': 0.5, 'name': 't'}, c\n"
+        + WRITE_RESULT
+    )
+    consumer = make_consumer([*python(code), "{config_file}"], config_template=template)
+    outcome = await consumer.run(Trial(id="t", params={"lr": 0.5}))
+    assert outcome.status is Status.COMPLETED, outcome.stderr_tail
+    assert outcome.argv[-1] == str(Path(outcome.working_dir) / "config.json")
+
+
+def test_same_path_under_trio(make_consumer: ConsumerFactory) -> None:
+    """The core path works on the trio backend: completed, usage, a timeout and a kill."""
+    consumer = make_consumer(python(WRITE_RESULT))
+    slow = make_consumer(python("import time; time.sleep(60)"), timeout=0.3, grace=0.2)
+
+    async def main() -> tuple[Outcome, Outcome]:
+        return await consumer.run(Trial(id="t")), await slow.run(Trial(id="s"))
+
+    done, timed_out = anyio.run(main, backend="trio")
+    assert done.status is Status.COMPLETED and done.objective == 1.5
+    assert done.peak_rss_bytes is not None and done.cpu_seconds is not None
+    assert timed_out.reason is Reason.TIMEOUT
+    assert not is_alive(timed_out.pid or 0)
+
+
+@pytest.mark.asyncio
+async def test_no_thread_per_child(make_consumer: ConsumerFactory) -> None:
+    """Twenty scripts at once do not start a thread each (a pidfd watcher reaps them)."""
+    import threading
+
+    consumer = make_consumer(
+        python("import time; time.sleep(0.5)\n" + WRITE_RESULT), max_concurrency=20
+    )
+    before = threading.active_count()
+    peak = before
+    async with anyio.create_task_group() as tg:
+        for i in range(20):
+            tg.start_soon(consumer.run, Trial(id=f"t{i}"))
+        while len(consumer.running) < 20:
+            await anyio.sleep(0.01)
+        peak = threading.active_count()
+    assert peak - before <= 2
+    assert children_of(os.getpid()) == []
+
+
+def test_python_version() -> None:
+    """The suite runs on the Python the project supports."""
+    assert sys.version_info >= (3, 11)
