@@ -37,9 +37,9 @@ class Batch:
         self._consumer = consumer
         self._tg = tg
         self._max_broken = max_broken
-        self._send: MemoryObjectSendStream[Outcome]
-        self._receive: MemoryObjectReceiveStream[Outcome]
-        self._send, self._receive = anyio.create_memory_object_stream[Outcome](math.inf)
+        self._send: MemoryObjectSendStream[Outcome | None]
+        self._receive: MemoryObjectReceiveStream[Outcome | None]
+        self._send, self._receive = anyio.create_memory_object_stream[Outcome | None](math.inf)
         self._pending = 0
         self.broken = 0
         self.skipped: list[Trial] = []
@@ -72,12 +72,10 @@ class Batch:
             self._tg.start_soon(self._run, trial)
 
     async def _run(self, trial: Trial | Lease) -> None:
-        if self.is_halted:
+        outcome = await self._consumer.run_when(trial, lambda: not self.is_halted)
+        if outcome is None:
             self.skipped.append(trial.trial if isinstance(trial, Lease) else trial)
-            self._pending -= 1
-            return
-        outcome = await self._consumer.run(trial)
-        if outcome.status is Status.BROKEN:
+        elif outcome.status is Status.BROKEN:
             self.broken += 1
         self._send.send_nowait(outcome)
 
@@ -85,11 +83,12 @@ class Batch:
         return self
 
     async def __anext__(self) -> Outcome:
-        if self._pending == 0:
-            raise StopAsyncIteration
-        outcome = await self._receive.receive()
-        self._pending -= 1
-        return outcome
+        while self._pending:
+            outcome = await self._receive.receive()
+            self._pending -= 1
+            if outcome is not None:  # None: a trial that never started
+                return outcome
+        raise StopAsyncIteration
 
 
 @asynccontextmanager

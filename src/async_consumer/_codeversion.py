@@ -112,13 +112,15 @@ class CodeVersionWatch:
             if not self._started:
                 self._started = True
                 self._directory = script_directory(argv, cwd)
+                if self._directory is not None:
+                    self.initial = self._current = await code_version(self._directory)
+                    self._checked_at = anyio.current_time()
+                if self.initial is None:
+                    self._directory = None  # not in a repository, or no git: nothing to watch
             if self._directory is None:
                 return None, False
-            now = anyio.current_time()
-            if now - self._checked_at >= self.interval:
+            if anyio.current_time() - self._checked_at >= self.interval:
                 self._current = await code_version(self._directory)
                 self._checked_at = anyio.current_time()
-                if self.initial is None:
-                    self.initial = self._current
         changed = self._current is not None and self._current != self.initial
         return self._current, changed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -161,11 +161,24 @@ class Consumer:
             SlotError: the trial asks for more slots than the consumer has (nothing started).
             ValueError: a trial with the same id is already running in this consumer.
         """
+        outcome = await self.run_when(trial, lambda: True)
+        assert outcome is not None  # the gate always opens
+        return outcome
+
+    async def run_when(self, trial: Trial | Lease, may_start: Callable[[], bool]) -> Outcome | None:
+        """
+        Like :meth:`run`, but ask ``may_start()`` once a place is free; ``None`` if it says no.
+
+        Batches use this to start nothing more once ``max_broken`` is reached, even for trials
+        that were already queued.
+        """
         lease = trial if isinstance(trial, Lease) else None
         current = trial.trial if isinstance(trial, Lease) else trial
         self.check(current)
         while True:
             async with self._limiter:
+                if not may_start():
+                    return None
                 outcome = await self._attempt(self._plan(current, lease))
             if lease is not None or self.is_halted or not self.retry.should_retry(outcome):
                 return outcome

@@ -1,0 +1,214 @@
+"""Many trials at once: limits, completion order, early exit, stop, slots, retries."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+
+from async_consumer import Reason, SlotError, Status, Trial
+
+from .conftest import WRITE_RESULT, ConsumerFactory, children_of, python
+
+COUNT_ALIVE = """
+    import json, os, sys, time
+    box = sys.argv[1]
+    mine = os.path.join(box, str(os.getpid()))
+    open(mine, 'w').close()
+    seen = len(os.listdir(box))
+    time.sleep(0.15)
+    seen = max(seen, len(os.listdir(box)))
+    os.remove(mine)
+    json.dump({'objective': seen}, open(os.environ['ORION_RESULTS_PATH'], 'w'))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_never_more_than_max_concurrency(
+    make_consumer: ConsumerFactory, tmp_path: Path
+) -> None:
+    """The scripts themselves never see more than max_concurrency of them alive."""
+    box = tmp_path / "box"
+    box.mkdir()
+    consumer = make_consumer([*python(COUNT_ALIVE), str(box)], max_concurrency=3)
+    trials = [Trial(id=f"t{i}") for i in range(12)]
+    outcomes = await consumer.map(trials)
+    assert [o.trial_id for o in outcomes if o] == [t.id for t in trials]  # input order
+    seen = [o.objective for o in outcomes if o]
+    assert all(o is not None and o.status is Status.COMPLETED for o in outcomes)
+    assert max(s or 0 for s in seen) == 3
+
+
+@pytest.mark.asyncio
+async def test_outcomes_in_completion_order(make_consumer: ConsumerFactory, tmp_path: Path) -> None:
+    """A quick trial's outcome comes before a slow one started earlier."""
+    gate = tmp_path / "gate"
+    code = f"""
+        import os, sys, time
+        if sys.argv[1] == 'slow':
+            while not os.path.exists({str(gate)!r}): time.sleep(0.01)
+        else:
+            open({str(gate)!r}, 'w').close()
+        {WRITE_RESULT}
+    """
+    consumer = make_consumer([*python(code), "{kind}"], max_concurrency=2)
+    order = []
+    trials = [Trial(id="slow", params={"kind": "slow"}), Trial(id="fast", params={"kind": "fast"})]
+    with anyio.fail_after(10):
+        async with consumer.run_batch(trials) as outcomes:
+            order = [outcome.trial_id async for outcome in outcomes]
+    assert order == ["fast", "slow"]
+
+
+@pytest.mark.asyncio
+async def test_failures_do_not_stop_the_batch(make_consumer: ConsumerFactory) -> None:
+    """A failing trial is an outcome, and the others still run."""
+    code = "import sys\nif sys.argv[1] == 'bad': sys.exit(2)\n" + WRITE_RESULT
+    consumer = make_consumer([*python(code), "{kind}"], max_concurrency=2)
+    trials = [Trial(id=str(i), params={"kind": "bad" if i == 1 else "good"}) for i in range(4)]
+    outcomes = await consumer.map(trials)
+    assert [o.status if o else None for o in outcomes] == [
+        Status.COMPLETED, Status.BROKEN, Status.COMPLETED, Status.COMPLETED
+    ]  # fmt: skip
+
+
+@pytest.mark.asyncio
+async def test_add_while_running(make_consumer: ConsumerFactory) -> None:
+    """An ask-and-tell loop adds a trial each time one finishes; the batch runs them all."""
+    consumer = make_consumer(python(WRITE_RESULT), max_concurrency=2)
+    seen = []
+    async with consumer.run_batch([Trial(id="0"), Trial(id="1")]) as outcomes:
+        async for outcome in outcomes:
+            seen.append(outcome.trial_id)
+            if len(seen) + len(consumer.running) < 6:
+                outcomes.add(Trial(id=f"{len(seen) + 1}"))
+    assert sorted(seen) == ["0", "1", "2", "3", "4", "5"]
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_early_exit_leaves_no_process(make_consumer: ConsumerFactory) -> None:
+    """Breaking out of a batch stops every running script, within grace + 1 s."""
+    code = "import sys, time\nif sys.argv[1] != '0': time.sleep(60)\n" + WRITE_RESULT
+    consumer = make_consumer([*python(code), "{i}"], max_concurrency=4, grace=0.5)
+    trials = [Trial(id=str(i), params={"i": i}) for i in range(6)]
+    async with consumer.run_batch(trials) as outcomes:
+        async for outcome in outcomes:
+            assert outcome.trial_id == "0"
+            while len(consumer.running) < 4:
+                await anyio.sleep(0.01)
+            started = anyio.current_time()
+            break
+    assert anyio.current_time() - started < 0.5 + 1
+    assert children_of(os.getpid()) == []
+    assert consumer.running == []
+
+
+@pytest.mark.asyncio
+async def test_stop_one_trial(make_consumer: ConsumerFactory) -> None:
+    """stop(trial_id) ends that trial as interrupted, reason stopped; the others go on."""
+    code = "import sys, time\nif sys.argv[1] == 'long': time.sleep(60)\n" + WRITE_RESULT
+    consumer = make_consumer([*python(code), "{kind}"], max_concurrency=2, grace=0.5)
+    results = {}
+    with anyio.fail_after(10):
+        async with consumer.run_batch([Trial(id="long", params={"kind": "long"})]) as outcomes:
+            while "long" not in consumer.running:
+                await anyio.sleep(0.01)
+            outcomes.add(Trial(id="short", params={"kind": "short"}))
+            async for outcome in outcomes:
+                results[outcome.trial_id] = outcome
+                if outcome.trial_id == "short":
+                    assert await consumer.stop("long")
+    assert (results["long"].status, results["long"].reason) == (Status.INTERRUPTED, Reason.STOPPED)
+    assert results["short"].status is Status.COMPLETED
+    assert not await consumer.stop("long")
+
+
+SLOT_CHECK = """
+    import json, os, sys, time
+    box, gpus = sys.argv[1], os.environ['CUDA_VISIBLE_DEVICES'].split(',')
+    mine = [os.path.join(box, g) for g in gpus]
+    for path in mine:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL)  # fails if another trial holds this GPU
+        os.close(fd)
+    time.sleep(0.1)
+    for path in mine:
+        os.remove(path)
+    json.dump({'objective': len(gpus)}, open(os.environ['ORION_RESULTS_PATH'], 'w'))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_slots_never_shared(make_consumer: ConsumerFactory, tmp_path: Path) -> None:
+    """No GPU is ever handed to two trials at once, and each sees its own CUDA_VISIBLE_DEVICES."""
+    box = tmp_path / "gpus"
+    box.mkdir()
+    consumer = make_consumer(
+        [*python(SLOT_CHECK), str(box)], max_concurrency=8, slots={"gpu": ["0", "1", "2"]}
+    )
+    trials = [Trial(id=str(i), slots={"gpu": 1 + i % 2}) for i in range(10)]
+    outcomes = await consumer.map(trials)
+    for trial, outcome in zip(trials, outcomes, strict=True):
+        assert outcome is not None and outcome.status is Status.COMPLETED, outcome
+        assert outcome.objective == trial.slots["gpu"]
+        assert len(outcome.slots["gpu"]) == trial.slots["gpu"]
+
+
+@pytest.mark.asyncio
+async def test_free_least_used_slots_first(make_consumer: ConsumerFactory) -> None:
+    """Consecutive one-GPU trials rotate over the GPUs rather than reusing the first."""
+    consumer = make_consumer(
+        python(WRITE_RESULT), max_concurrency=1, slots={"gpu": ["a", "b", "c"]}
+    )
+    used = [(await consumer.run(Trial(id=str(i), slots={"gpu": 1}))).slots["gpu"] for i in range(3)]
+    assert sorted(used) == [("a",), ("b",), ("c",)]
+
+
+def test_slot_demand_too_large(make_consumer: ConsumerFactory) -> None:
+    """Asking for more slots than exist is an error before anything starts."""
+    consumer = make_consumer(python(WRITE_RESULT), slots={"gpu": ["0"]})
+    with pytest.raises(SlotError, match="2 'gpu'"):
+        consumer.check(Trial(id="t", slots={"gpu": 2}))
+    with pytest.raises(SlotError, match="'tpu'"):
+        consumer.check(Trial(id="t", slots={"tpu": 1}))
+
+
+@pytest.mark.asyncio
+async def test_retries_carry_attempt_numbers(make_consumer: ConsumerFactory) -> None:
+    """A trial killed by a signal is retried; the script and the outcome see the new attempt."""
+    code = (
+        "import os, signal\n"
+        "if os.environ['ASYNC_CONSUMER_ATTEMPT'] != '3': os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    consumer = make_consumer(python(code + "\n" + WRITE_RESULT), retry=3)
+    consumer.retry = type(consumer.retry)(retries=3, backoff=0.0)
+    outcome = await consumer.run(Trial(id="t"))
+    assert (outcome.status, outcome.attempt) == (Status.COMPLETED, 3)
+    assert Path(outcome.stdout_path).name == "stdout.attempt-3.log"
+
+
+@pytest.mark.asyncio
+async def test_invalid_results_never_retried(make_consumer: ConsumerFactory) -> None:
+    """Invalid results would fail the same way again: no retry, even when retries are allowed."""
+    consumer = make_consumer(
+        python("import os; open(os.environ['ORION_RESULTS_PATH'], 'w').write('x')")
+    )
+    consumer.retry = type(consumer.retry)(retries=3, backoff=0.0,
+                                          reasons=frozenset(Reason))  # fmt: skip
+    outcome = await consumer.run(Trial(id="t"))
+    assert (outcome.reason, outcome.attempt) == (Reason.INVALID_RESULTS, 1)
+
+
+@pytest.mark.asyncio
+async def test_max_broken_stops_launching(make_consumer: ConsumerFactory) -> None:
+    """After max_broken broken outcomes, no further trial starts; they are listed as skipped."""
+    consumer = make_consumer(python("import sys; sys.exit(1)"), max_concurrency=1)
+    trials = [Trial(id=str(i)) for i in range(6)]
+    async with consumer.run_batch(trials, max_broken=2) as outcomes:
+        seen = [o async for o in outcomes]
+    assert len(seen) == 2
+    assert [t.id for t in outcomes.skipped] == ["2", "3", "4", "5"]
