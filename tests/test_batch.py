@@ -80,11 +80,13 @@ async def test_add_while_running(make_consumer: ConsumerFactory) -> None:
     """An ask-and-tell loop adds a trial each time one finishes; the batch runs them all."""
     consumer = make_consumer(python(WRITE_RESULT), max_concurrency=2)
     seen = []
+    added = 2
     async with consumer.run_batch([Trial(id="0"), Trial(id="1")]) as outcomes:
         async for outcome in outcomes:
             seen.append(outcome.trial_id)
-            if len(seen) + len(consumer.running) < 6:
-                outcomes.add(Trial(id=f"{len(seen) + 1}"))
+            if added < 6:
+                outcomes.add(Trial(id=str(added)))
+                added += 1
     assert sorted(seen) == ["0", "1", "2", "3", "4", "5"]
 
 

@@ -57,6 +57,8 @@ class EnvPolicy:
     def base(self, parent: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment every trial starts from: the parent's filtered, plus ``extra``."""
         source = os.environ if parent is None else parent
+        if self.allow is None and not self.deny:
+            return {**source, **self.extra}
         env = {
             name: value
             for name, value in source.items()

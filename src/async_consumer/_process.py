@@ -25,7 +25,7 @@ from anyio.abc import Process
 from . import _childwatch
 from ._childwatch import ResourceUsage
 
-__all__ = ["ChildProcess", "Exit", "group_is_alive", "signal_name"]
+__all__ = ["ChildProcess", "Exit", "group_is_alive", "open_log", "signal_name"]
 
 REAP_BOUND = 5.0
 """Seconds to wait for the kernel to reap a SIGKILLed child (a process in D state can take long)."""
@@ -93,28 +93,28 @@ class ChildProcess:
         *,
         cwd: Path | None,
         env: Mapping[str, str],
-        stdout: Path,
-        stderr: Path,
+        stdout: BinaryIO,
+        stderr: BinaryIO,
     ) -> ChildProcess:
         """
-        Start ``argv`` in a new session, stdin from ``/dev/null``, output appended to the logs.
+        Start ``argv`` in a new session, stdin from ``/dev/null``, output to the given logs.
+
+        The caller keeps (and closes) its copies of the log files; the child has its own.
 
         Raises:
             OSError: the program does not exist or cannot be executed.
         """
         if sniffio.current_async_library() == "asyncio":
             _childwatch.install()
-        with _open_log(stdout) as out, _open_log(stderr) as err:
-            # the parent's copies close when this block ends; the child keeps its own
-            process = await anyio.open_process(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                cwd=cwd,
-                env=dict(env),
-                start_new_session=True,
-            )
+        process = await anyio.open_process(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            cwd=cwd,
+            env=dict(env),
+            start_new_session=True,
+        )
         return cls(process)
 
     async def wait(self) -> Exit:
@@ -157,9 +157,15 @@ class ChildProcess:
             delay = min(delay * 2, 0.1)
 
 
-def _open_log(path: Path) -> BinaryIO:
-    """Open a log for the child to append to (a local file: opening it does not block)."""
-    return open(path, "ab", buffering=0)  # closed by the caller's with block
+def open_log(path: Path) -> BinaryIO:
+    """
+    Create a log afresh for the child to append to (a local file: opening it does not block).
+
+    ``O_APPEND`` so that the script and its children never overwrite each other's lines;
+    ``O_NOFOLLOW`` so that a symlink left by an earlier attempt is never written through.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.fdopen(os.open(path, flags, 0o600), "ab", buffering=0)
 
 
 async def _wait_with_usage(process: Process) -> Exit:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 from ._command import TrialPaths
@@ -47,35 +48,56 @@ def trial_paths(base_dir: Path, trial: Trial, config_suffix: str | None) -> Tria
 
 def _write(path: Path, data: bytes) -> None:
     # O_NOFOLLOW: a script that left a symlink here cannot make us write through it
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "wb") as file:
         file.write(data)
 
 
-def _replace(path: Path, data: bytes) -> None:
-    """Write ``path`` afresh, removing whatever a previous attempt left there (even a directory)."""
-    if path.is_dir() and not path.is_symlink():
-        import shutil
+def prepare_files(
+    paths: TrialPaths, trial: Trial, config_text: str | None, made: set[Path] | None = None
+) -> None:
+    """
+    Create the working directory (0700) and the files the script is promised.
 
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-    _write(path, data)
-
-
-def prepare_files(paths: TrialPaths, trial: Trial, config_text: str | None) -> None:
-    """Create the working directory (0700) and the files the script is promised."""
-    paths.working_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if paths.working_dir.is_symlink():  # left by a hostile script: never follow it
-        paths.working_dir.unlink()
-    paths.working_dir.mkdir(mode=0o700, exist_ok=True)
-    _replace(paths.params, json.dumps(trial.params, ensure_ascii=False, indent=2).encode())
-    _replace(paths.results, b"")  # Orion's client refuses to import if the file is missing
-    _replace(paths.metrics, b"")
-    _replace(paths.stdout, b"")
-    _replace(paths.stderr, b"")
+    ``made`` remembers the parent directories already created, to spare a system call per
+    trial (creating files is the consumer's main cost for a short trial). The logs are created
+    by :meth:`ChildProcess.start`.
+    """
+    parent = paths.working_dir.parent
+    if made is None or parent not in made:
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if made is not None:
+            made.add(parent)
+    try:
+        paths.working_dir.mkdir(mode=0o700)
+    except FileExistsError:
+        _clean(paths)  # a retry, or a resumed trial: start from a clean slate
+    _write(paths.params, json.dumps(trial.params, ensure_ascii=False, indent=2).encode())
+    _write(paths.results, b"")  # Orion's client refuses to import if the file is missing
     if config_text is not None and paths.config is not None:
-        _replace(paths.config, config_text.encode())
+        _write(paths.config, config_text.encode())
+
+
+def _clean(paths: TrialPaths) -> None:
+    """Remove what an earlier attempt left where this one's files go (even a directory)."""
+    if paths.working_dir.is_symlink() or not paths.working_dir.is_dir():
+        paths.working_dir.unlink()  # left by a hostile script: never follow it
+        paths.working_dir.mkdir(mode=0o700)
+        return
+    for path in (
+        paths.params,
+        paths.results,
+        paths.metrics,
+        paths.stdout,
+        paths.stderr,
+        paths.config,
+    ):
+        if path is None:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def tail(path: Path, size: int = TAIL_BYTES) -> str:

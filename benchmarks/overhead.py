@@ -1,0 +1,110 @@
+"""
+What the consumer costs per trial, against a bare ``open_process`` + ``wait`` loop.
+
+500 trivial trials (a ``python -c`` script writing its results file) at concurrency 1, 2, 8 and
+32, through ``Consumer.run_batch``, and the same script through a bare loop under the same
+semaphore, interleaved in the same process. Both use the same child watcher (the consumer's
+pidfd watcher, installed first). A shell trial (``sh -c``, about 1 ms) shows the executor's own
+cost where the script's start-up no longer hides it. Prints trials/s and the ratio; the median
+of ``--runs`` runs.
+
+    python benchmarks/overhead.py [--trials 500] [--runs 3] [--jobs 1,2,8,32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+
+from async_consumer import Consumer, Trial
+from async_consumer._childwatch import install
+
+PY_TRIAL = [
+    sys.executable,
+    "-c",
+    "import os; open(os.environ['ORION_RESULTS_PATH'], 'w').write('1.0')",
+]
+SH_TRIAL = ["/bin/sh", "-c", 'echo 1.0 > "$ORION_RESULTS_PATH"']
+
+
+async def bare(argv: list[str], n: int, jobs: int, base: Path) -> float:
+    """Trials per second of a bare loop: open_process, wait, under a semaphore."""
+    limit = anyio.Semaphore(jobs)
+    base.mkdir(parents=True, exist_ok=True)
+
+    async def one(i: int) -> None:
+        async with limit:
+            results = base / f"r{i}"
+            results.touch()
+            env = {**os.environ, "ORION_RESULTS_PATH": str(results)}
+            process = await anyio.open_process(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+            )  # fmt: skip
+            await process.wait()
+            await process.aclose()
+
+    start = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for i in range(n):
+            tg.start_soon(one, i)
+    return n / (time.perf_counter() - start)
+
+
+async def consumer(argv: list[str], n: int, jobs: int, base: Path) -> float:
+    """Trials per second through Consumer.run_batch."""
+    runner = Consumer(argv, base_dir=base, max_concurrency=jobs, code_change="ignore")
+    trials = [Trial(id=f"t{i}") for i in range(n)]
+    start = time.perf_counter()
+    completed = 0
+    async with runner.run_batch(trials) as outcomes:
+        async for outcome in outcomes:
+            completed += outcome.is_completed
+    elapsed = time.perf_counter() - start
+    if completed != n:
+        msg = f"only {completed} of {n} trials completed"
+        raise RuntimeError(msg)
+    return n / elapsed
+
+
+async def main(trials: int, runs: int, jobs: list[int]) -> None:
+    """Run every configuration ``runs`` times, interleaved, and print medians."""
+    install()
+    rows = []
+    # trial directories on the project's disk, as a user's ./.async-consumer would be
+    with tempfile.TemporaryDirectory(dir=".", prefix=".bench-") as tmp:
+        for name, argv in (("python", PY_TRIAL), ("sh", SH_TRIAL)):
+            for j in jobs:
+                bare_rates, ours = [], []
+                for run in range(runs):
+                    base = Path(tmp) / f"{name}-{j}-{run}"
+                    bare_rates.append(await bare(argv, trials, j, base / "bare"))
+                    ours.append(await consumer(argv, trials, j, base / "consumer"))
+                b, c = statistics.median(bare_rates), statistics.median(ours)
+                ratios = [o / r for o, r in zip(ours, bare_rates, strict=True)]
+                rows.append((name, j, b, c, statistics.median(ratios)))
+    print(f"{'trial':<7} {'jobs':>4} {'bare/s':>9} {'consumer/s':>11} {'ratio':>6}")
+    for name, j, b, c, ratio in rows:
+        print(f"{name:<7} {j:>4} {b:>9.1f} {c:>11.1f} {ratio:>6.3f}")
+    python_ratios = [r[4] for r in rows if r[0] == "python"]
+    print(
+        f"ratio (consumer / bare, python trial, median of {runs} runs): "
+        f"min {min(python_ratios):.3f} over jobs {','.join(map(str, jobs))}; target >= 0.9"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--trials", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--jobs", default="1,2,8,32")
+    args = parser.parse_args()
+    anyio.run(main, args.trials, args.runs, [int(j) for j in args.jobs.split(",")])
