@@ -213,23 +213,23 @@ def test_same_path_under_trio(make_consumer: ConsumerFactory) -> None:
     assert not is_alive(timed_out.pid or 0)
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_no_thread_per_child(make_consumer: ConsumerFactory) -> None:
-    """Twenty scripts at once do not start a thread each (a pidfd watcher reaps them)."""
+    """Forty scripts at once do not start a thread each (a pidfd watcher reaps them)."""
     import threading
 
     consumer = make_consumer(
-        python("import time; time.sleep(0.5)\n" + WRITE_RESULT), max_concurrency=20
+        python("import time; time.sleep(1)\n" + WRITE_RESULT), max_concurrency=40
     )
     before = threading.active_count()
-    peak = before
     async with anyio.create_task_group() as tg:
-        for i in range(20):
+        for i in range(40):
             tg.start_soon(consumer.run, Trial(id=f"t{i}"))
-        while len(consumer.running) < 20:
+        while len(consumer.running) < 40:
             await anyio.sleep(0.01)
         peak = threading.active_count()
-    assert peak - before <= 2
+    assert peak - before <= 4  # at most the few threads that create trial files
     assert children_of(os.getpid()) == []
 
 

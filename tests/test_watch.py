@@ -153,7 +153,8 @@ def test_sigint_to_cli_leaves_no_process(tmp_path: Path) -> None:
     )
     cli = subprocess.Popen(
         [sys.executable, "-m", "async_consumer._cli", "run", "--params", str(params), "-j", "4",
-         "--grace", "0.5", "--base-dir", str(tmp_path / "trials"), "--",
+         "--grace", "0.5", "--base-dir", str(tmp_path / "trials"),
+         "--store", f"sqlite:///{tmp_path}/store.db", "--",
          sys.executable, "-c", script, str(marker), "{i}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip

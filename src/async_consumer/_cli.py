@@ -14,11 +14,14 @@ from collections.abc import Sequence
 
 import anyio
 
-from ._cliargs import build_parser, consumer_from, slot_demand
+from ._cliargs import build_parser, consumer_from, default_store_url, slot_demand
+from ._cliview import View
 from ._errors import ConsumerError
-from ._models import Outcome, Status, Trial
+from ._models import Status, Trial, TrialStatus
 from ._signals import handle_signals
 from ._sources import SourceError, grid_params, load_params, trials_from
+from ._worker import Worker
+from .stores import TrialStore, store_from_url
 
 __all__ = ["main"]
 
@@ -38,60 +41,72 @@ def _load_trials(args: argparse.Namespace) -> list[Trial]:
     if not params:
         msg = "no trials: give --params FILE (.jsonl or .csv) or --grid NAME=V1,V2"
         raise UsageError(msg)
-    return trials_from(
-        params, experiment=args.experiment, slots=slot_demand(args.slots_per_trial, args.slots)
-    )
+    demand = slot_demand(args.slots_per_trial, getattr(args, "slots", []))
+    return trials_from(params, experiment=args.experiment, slots=demand)
 
 
-def _line(outcome: Outcome) -> str:
-    mark = {"completed": "ok", "interrupted": "--"}.get(outcome.status, "!!")
-    duration = f"{outcome.duration:.2f}s" if outcome.duration is not None else "-"
-    if outcome.is_completed:
-        detail = f"objective={outcome.objective:g}" if outcome.objective is not None else ""
-    else:
-        detail = f"{outcome.reason}: {outcome.message}".splitlines()[0][:160]
-    return (
-        f"{mark} {outcome.trial_id} #{outcome.attempt} {outcome.status:<11} {duration:>8}  {detail}"
-    )
-
-
-def _summary(outcomes: list[Outcome], skipped: int) -> str:
-    counts: dict[str, int] = {}
-    for outcome in outcomes:
-        counts[outcome.status] = counts.get(outcome.status, 0) + 1
-    parts = [f"{n} {status}" for status, n in sorted(counts.items())]
-    if skipped:
-        parts.append(f"{skipped} not started (max broken reached)")
-    text = f"{len(outcomes) + skipped} trials: " + ", ".join(parts or ["none"])
-    done = [o for o in outcomes if o.objective is not None]
-    if done:
-        best = min(done, key=lambda o: o.objective or 0.0)
-        text += f"\nbest: {best.trial_id} objective={best.objective:g}"
-    return text
-
-
-async def _run(args: argparse.Namespace) -> int:
-    trials = _load_trials(args)
-    consumer = consumer_from(args)
-    for trial in trials:
-        consumer.check(trial)
-    outcomes: list[Outcome] = []
-    async with (
-        handle_signals(consumer) as signals,
-        consumer.run_batch(trials, max_broken=args.max_broken) as batch,
-    ):
-        async for outcome in batch:
-            outcomes.append(outcome)
-            print(_line(outcome), flush=True)
-    print(_summary(outcomes, len(batch.skipped)), flush=True)
+async def _work(args: argparse.Namespace, store: TrialStore, view: View) -> int:
+    """Run a worker on the store until it is drained (or interrupted)."""
+    consumer = consumer_from(args, store)
+    pending = await store.list()
+    for stored in pending:
+        if stored.status in (TrialStatus.NEW, TrialStatus.INTERRUPTED):
+            consumer.check(stored.trial)
+    worker = Worker(store, consumer, follow=getattr(args, "follow", False),
+                    max_broken=args.max_broken, on_outcome=view.outcome)  # fmt: skip
+    async with consumer, handle_signals(consumer) as signals:
+        with view.progress(await store.counts()):
+            await worker.run()
+    view.summary(await store.list(), worker)
     if signals:
         return EXIT_INTERRUPTED
-    ok = all(o.status is Status.COMPLETED for o in outcomes) and not batch.skipped
-    return EXIT_OK if ok else EXIT_FAILED
+    failed = any(o.status is not Status.COMPLETED for o in worker.outcomes)
+    return EXIT_FAILED if failed or worker.is_halted else EXIT_OK
+
+
+async def _run(args: argparse.Namespace, view: View) -> int:
+    trials = _load_trials(args)
+    async with store_from_url(args.store or default_store_url(args.experiment)) as store:
+        added = await store.add(trials, exist_ok=True)
+        if added < len(trials):
+            view.note(
+                f"resuming: {len(trials) - added} of {len(trials)} trials were already in the store"
+            )
+        return await _work(args, store, view)
+
+
+async def _add(args: argparse.Namespace, view: View) -> int:
+    trials = _load_trials(args)
+    async with store_from_url(args.store) as store:
+        added = await store.add(trials, exist_ok=True)
+        view.note(f"added {added} trials ({len(trials) - added} already there)")
+    return EXIT_OK
+
+
+async def _worker(args: argparse.Namespace, view: View) -> int:
+    async with store_from_url(args.store) as store:
+        return await _work(args, store, view)
+
+
+async def _status(args: argparse.Namespace, view: View) -> int:
+    async with store_from_url(args.store) as store:
+        view.status(await store.list())
+    return EXIT_OK
+
+
+async def _show(args: argparse.Namespace, view: View) -> int:
+    async with store_from_url(args.store) as store:
+        view.show(await store.get(args.trial_id))
+    return EXIT_OK
+
+
+COMMANDS = {"run": _run, "add": _add, "worker": _worker, "status": _status, "show": _show}
 
 
 def _configure_logging(verbosity: int) -> None:
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    if verbosity < -1:
+        level = logging.CRITICAL
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_TrialFormatter())
     root = logging.getLogger("async_consumer")
@@ -115,18 +130,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
     _configure_logging(args.verbose - args.quiet)
+    view = View(json_output=getattr(args, "json", False), quiet=args.quiet > 0)
     try:
-        if args.command == "run":
-            return anyio.run(_run, args)
+        return anyio.run(COMMANDS[args.command], args, view)
     except (UsageError, SourceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ConsumerError as exc:
+    except (ConsumerError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    parser.print_help()
-    return EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,10 +6,12 @@ import argparse
 
 from . import __doc__ as _package_doc
 from ._consumer import Consumer
+from ._heartbeat import HeartbeatTarget
 from ._retry import RetryPolicy
 from ._sources import SourceError, parse_assignment
+from ._workdir import safe_name
 
-__all__ = ["build_parser", "consumer_from", "slot_demand"]
+__all__ = ["build_parser", "consumer_from", "default_store_url", "slot_demand"]
 
 
 def _positive_int(text: str) -> int:
@@ -65,17 +67,24 @@ def slot_demand(assignments: list[str], pools: list[str]) -> dict[str, int]:
     return demand
 
 
-def _add_run_options(run: argparse.ArgumentParser) -> None:
-    trials = run.add_argument_group("trials")
+def _add_trial_options(parser: argparse.ArgumentParser) -> None:
+    trials = parser.add_argument_group("trials")
     trials.add_argument(
-        "--params", metavar="FILE", help="parameters, one JSON object a line (.jsonl) or a .csv"
+        "--params",
+        metavar="FILE",
+        help="parameters: one JSON object a line (.jsonl), or a .csv with a header",
     )
     trials.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
                         help="a grid axis; repeat for more axes (every combination runs)")  # fmt: skip
     trials.add_argument(
         "--experiment", default="default", help="experiment name (default: default)"
     )
-    how = run.add_argument_group("how each trial runs")
+    trials.add_argument("--slots-per-trial", action="append", default=[], metavar="KIND=N",
+                        help="slots each trial needs (default: 1 of each kind given with --slots)")  # fmt: skip
+
+
+def _add_execution_options(parser: argparse.ArgumentParser) -> None:
+    how = parser.add_argument_group("how each trial runs")
     how.add_argument(
         "-j", "--jobs", type=_positive_int, default=1, help="trials at once (default 1)"
     )
@@ -83,9 +92,8 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     how.add_argument(
         "--grace", type=float, default=5.0, help="seconds from SIGTERM to SIGKILL (default 5)"
     )
-    how.add_argument(
-        "--heartbeat", type=_seconds, default=30.0, help="seconds between heartbeats (default 30)"
-    )
+    how.add_argument("--heartbeat", type=_seconds, default=30.0,
+                     help="seconds between heartbeats; a trial is lost after 3 missed (default 30)")  # fmt: skip
     how.add_argument(
         "--stall-timeout",
         type=_seconds,
@@ -98,8 +106,6 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
                      help="retry a trial lost or killed by a signal up to this many times (default 0)")  # fmt: skip
     how.add_argument("--slots", action="append", default=[], metavar="KIND=ID,ID",
                      help="resources to share out, e.g. gpu=0,1,2,3 (seen as CUDA_VISIBLE_DEVICES)")  # fmt: skip
-    how.add_argument("--slots-per-trial", action="append", default=[], metavar="KIND=N",
-                     help="slots each trial needs (default: 1 of each kind given with --slots)")  # fmt: skip
     how.add_argument(
         "--config-template",
         metavar="FILE",
@@ -113,11 +119,25 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     )
     how.add_argument("--code-change", choices=["warn", "error", "ignore"], default="warn",
                      help="when the script's git state changes during the run (default warn)")  # fmt: skip
-    run.add_argument(
-        "argv",
-        nargs=argparse.REMAINDER,
-        metavar="-- COMMAND",
-        help="the command after --, with {placeholders}",
+    how.add_argument("--env-deny", action="append", default=[], metavar="PATTERN",
+                     help="keep variables matching PATTERN (e.g. 'PG*') from the scripts")  # fmt: skip
+    parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+                        help="the command after --, with {placeholders}")  # fmt: skip
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="machine-readable output: one JSON object a line"
+    )
+
+
+def _store_option(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument(
+        "--store",
+        required=required,
+        metavar="URL",
+        help="sqlite:///path.db, postgresql://user@host/db or memory:"
+        + ("" if required else " (default: sqlite:///.async-consumer/EXPERIMENT.db)"),
     )
 
 
@@ -129,21 +149,51 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit status: 0 all trials completed, 1 some did not, 2 bad usage, 130 interrupted",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="less output")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser(
         "run",
-        help="run a script once per trial and report the outcomes",
-        description="Run COMMAND once per trial, e.g.: async-consumer run --params grid.jsonl -j 4 "
-        "-- python train.py --lr {lr}",
+        help="run a script once per trial, here and now (resumable)",
+        description="Run COMMAND once per trial and report the outcomes. Trials are kept in a "
+        "store, so running the same command again resumes: completed trials are not run twice. "
+        "Example: async-consumer run --params grid.jsonl -j 4 -- python train.py --lr {lr}",
     )
-    _add_run_options(run)
+    _add_trial_options(run)
+    _store_option(run, required=False)
+    _add_output_options(run)
+    _add_execution_options(run)
+    add = commands.add_parser("add", help="put trials in a store, for workers to run",
+                              description="Add trials to a store; trials already there are skipped.")  # fmt: skip
+    _add_trial_options(add)
+    _store_option(add, required=True)
+    worker = commands.add_parser(
+        "worker",
+        help="run trials from a store until it is drained (many workers may share one store)",
+        description="Pull trials from a store, run them and record their outcomes. Several "
+        "workers, on one machine or many, can share a store; a dead worker's trials are re-run.",
+    )
+    _store_option(worker, required=True)
+    worker.add_argument("--follow", action="store_true", help="keep waiting for new trials")
+    _add_output_options(worker)
+    _add_execution_options(worker)
+    status = commands.add_parser("status", help="counts by status, and the running trials")
+    _store_option(status, required=True)
+    _add_output_options(status)
+    show = commands.add_parser("show", help="one trial: its attempts and the tail of its logs")
+    _store_option(show, required=True)
+    _add_output_options(show)
+    show.add_argument("trial_id", metavar="ID", help="the trial's id")
     return parser
 
 
-def consumer_from(args: argparse.Namespace) -> Consumer:
+def default_store_url(experiment: str) -> str:
+    """Where ``run`` keeps its trials unless told otherwise."""
+    return f"sqlite:///.async-consumer/{safe_name(experiment)}.db"
+
+
+def consumer_from(args: argparse.Namespace, store: HeartbeatTarget | None = None) -> Consumer:
     """
-    The consumer that the ``run`` options describe.
+    The consumer that the command's options describe.
 
     Raises:
         SourceError: no command after ``--``, or a malformed ``--slots``.
@@ -157,12 +207,15 @@ def consumer_from(args: argparse.Namespace) -> Consumer:
         base_dir=args.base_dir,
         run_in_working_dir=args.cd_trial_dir,
         config_template=args.config_template,
+        env_deny=args.env_deny,
         timeout=args.timeout,
         grace=args.grace,
+        store=store,
         heartbeat=args.heartbeat,
         stall_timeout=args.stall_timeout,
         slots=_slot_pools(args.slots),
         retry=RetryPolicy.of(args.retries),
         code_change=args.code_change,
         max_concurrency=args.jobs,
+        watchdog=True,
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 import anyio
 import anyio.lowlevel
@@ -30,6 +30,7 @@ from ._process import ChildProcess, Exit, open_log
 from ._results import DEFAULT_MAX_RESULTS_BYTES, read_results
 from ._retry import RetryPolicy
 from ._slots import SlotPool, slot_environment
+from ._watchdog import Watchdog
 from ._workdir import prepare_files, tail, trial_paths
 
 __all__ = ["Consumer"]
@@ -90,6 +91,9 @@ class Consumer:
         retry: which failed attempts run again (an int is a number of retries).
         experiment_id: given to scripts as ``ASYNC_CONSUMER_EXPERIMENT_ID`` (default: the name).
         experiment_version: given to scripts as ``ASYNC_CONSUMER_EXPERIMENT_VERSION``.
+        watchdog: start a watchdog process that kills the trials' process groups if this
+            process dies without stopping them (SIGKILL, OOM killer); call :meth:`close` (or
+            use ``async with``) when done.
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class Consumer:
         retry: RetryPolicy | int = 0,
         experiment_id: str | None = None,
         experiment_version: int = 1,
+        watchdog: bool = False,
     ) -> None:
         _positive(timeout=timeout, heartbeat=heartbeat, stall_timeout=stall_timeout)
         _positive(max_concurrency=max_concurrency, max_results_bytes=max_results_bytes)
@@ -150,6 +155,8 @@ class Consumer:
         self._made_dirs: set[Path] = set()
         self._launching = 0
         self._io_limiter = anyio.CapacityLimiter(4)
+        self._use_watchdog = watchdog
+        self._watchdog: Watchdog | None = None
         self.is_halted = False
 
     # -- the public face -------------------------------------------------------------------
@@ -254,6 +261,18 @@ class Consumer:
         for running in list(self._running.values()):
             running.child.kill_now()
 
+    def close(self) -> None:
+        """Stop the watchdog process, if one was started (trials must have ended)."""
+        if self._watchdog is not None:
+            self._watchdog.close()
+            self._watchdog = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
     @property
     def running(self) -> list[str]:
         """The ids of the trials whose scripts are running now."""
@@ -318,8 +337,21 @@ class Consumer:
             except OSError as exc:
                 message = f"cannot execute {plan.argv[0]!r}: {exc.strerror or exc}"
                 return outcome(Abort(Status.BROKEN, Reason.NOT_EXECUTABLE, message))
-            exit_, abort = await self._supervise(child, plan)
+            watchdog = self._watch(child.pid)
+            try:
+                exit_, abort = await self._supervise(child, plan)
+            finally:
+                if watchdog is not None:
+                    watchdog.forget(child.pid)
             return outcome(abort, exit_=exit_, pid=child.pid)
+
+    def _watch(self, pgid: int) -> Watchdog | None:
+        if not self._use_watchdog:
+            return None
+        if self._watchdog is None:
+            self._watchdog = Watchdog(self.grace)
+        self._watchdog.register(pgid)
+        return self._watchdog
 
     async def _prepare(self, plan: _Plan) -> tuple[BinaryIO, BinaryIO]:
         """

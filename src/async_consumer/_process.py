@@ -63,10 +63,8 @@ def group_is_alive(pgid: int) -> bool:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit() and _live_member(entry.name, pgid):
-            return True
-    return False
+    with os.scandir("/proc") as entries:
+        return any(e.name.isdigit() and _live_member(e.name, pgid) for e in entries)
 
 
 def _live_member(pid: str, pgid: int) -> bool:

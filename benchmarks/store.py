@@ -1,0 +1,233 @@
+"""
+Store throughput: reserve + heartbeat + finish cycles per second, and reserve with a full table.
+
+Run ``python benchmarks/store.py`` (PostgreSQL from ``--postgres URL`` or
+``ASYNC_CONSUMER_TEST_POSTGRES_URL``; its rows are skipped without one). Workers are separate
+processes, as in production: each opens its own store (its own connection or pool), all start
+together behind a barrier, and a row's rate is every cycle over the time from the first start to
+the last finish. The "tasks" row runs asyncio tasks sharing one process and one pool instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sqlite3
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+
+import anyio
+
+from async_consumer._models import Lease, Outcome, Result, Status, Trial
+from async_consumer.stores import TrialStore, open_store
+
+Span = tuple[float, float, int]
+"""When a worker started and ended (``time.monotonic``, one clock for every process), and its cycles."""
+
+
+def _outcome(lease: Lease) -> Outcome:
+    now = datetime.now(UTC)
+    return Outcome(
+        trial_id=lease.trial_id,
+        attempt=lease.trial.attempt,
+        status=Status.COMPLETED,
+        results=(Result(name="loss", type="objective", value=0.25),),
+        argv=("python", "train.py", "--lr", "0.01"),
+        started_at=now,
+        ended_at=now,
+    )
+
+
+async def _drain(store: TrialStore, worker: str, counts: list[int]) -> None:
+    while (lease := await store.reserve(worker, host="bench")) is not None:
+        await store.heartbeat(lease)
+        await store.finish(lease, _outcome(lease))
+        counts.append(1)
+
+
+async def _work(url: str, tasks: int, barrier: Barrier) -> Span:
+    counts: list[int] = []
+    async with await open_store(url) as store:
+        barrier.wait()  # blocks the event loop, but nothing runs on it yet
+        start = time.monotonic()
+        async with anyio.create_task_group() as tg:
+            for i in range(tasks):
+                tg.start_soon(_drain, store, f"{os.getpid()}-{i}", counts)
+        return start, time.monotonic(), len(counts)
+
+
+def _child(url: str, tasks: int, barrier: Barrier, spans: Queue[Span]) -> None:
+    spans.put(anyio.run(_work, url, tasks, barrier))
+
+
+async def _add(url: str, count: int, prefix: str = "t") -> None:
+    trials = [Trial(id=f"{prefix}{i}", params={"lr": 0.01, "layers": i % 7}) for i in range(count)]
+    async with await open_store(url) as store:
+        await store.add(trials)
+
+
+def cycle_rate(url: str, processes: int, tasks: int, count: int) -> tuple[int, float]:
+    """Drain ``count`` new trials with worker processes; return the cycles and the seconds."""
+    anyio.run(_add, url, count)
+    ctx = multiprocessing.get_context("spawn")
+    barrier, spans = ctx.Barrier(processes), ctx.Queue()
+    args = (url, tasks, barrier, spans)
+    children = [ctx.Process(target=_child, args=args) for _ in range(processes)]
+    for child in children:
+        child.start()
+    done = [spans.get() for _ in children]
+    for child in children:
+        child.join()
+    return sum(d[2] for d in done), max(d[1] for d in done) - min(d[0] for d in done)
+
+
+async def _reserve_all(url: str, count: int, batches: int = 5) -> float:
+    async with await open_store(url) as store:
+        times = []
+        for _ in range(batches):
+            start = time.monotonic()
+            for _ in range(count // batches):
+                assert await store.reserve("bench") is not None
+            times.append(time.monotonic() - start)
+        return statistics.median(times) * batches
+
+
+def reserve_rate(url: str, finished: int, count: int) -> tuple[int, float]:
+    """
+    Reserve ``count`` new trials queued behind ``finished`` completed ones.
+
+    Returns the count and the seconds it would take at the median pace of five batches (a
+    PostgreSQL commit waits for a disk flush, whose time varies from one moment to the next).
+    """
+    # even with none finished: the same vacuum and checkpoint, so both runs start alike
+    (_fill_sqlite if url.startswith("sqlite") else _fill_postgres)(url, finished)
+    anyio.run(_add, url, count, "new")
+    return count, anyio.run(_reserve_all, url, count)
+
+
+def _finished_row() -> tuple[str, str]:
+    trial = Trial(id="x", params={"lr": 0.01, "layers": 3}).model_dump_json(exclude={"attempt"})
+    outcome = _outcome(Lease(trial=Trial(id="x"), token=1, worker="w")).model_dump_json()
+    return trial, outcome
+
+
+def _fill_sqlite(url: str, finished: int) -> None:
+    anyio.run(_add, url, 0)  # creates the schema
+    trial, outcome = _finished_row()
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+    with conn:
+        conn.executemany(
+            "INSERT INTO trials (id, trial, status, token, worker, heartbeat_at)"
+            " VALUES (?, ?, 'completed', 1, 'w', 0)",
+            ((f"done{i}", trial) for i in range(finished)),
+        )
+        conn.executemany(
+            "INSERT INTO attempts VALUES (?, 1, 1, 'w', 'h', 0, 0, ?)",
+            ((f"done{i}", outcome) for i in range(finished)),
+        )
+    conn.close()
+
+
+def _fill_postgres(url: str, finished: int) -> None:
+    anyio.run(_add, url, 0)
+    anyio.run(_fill_postgres_async, url, finished)
+
+
+async def _fill_postgres_async(url: str, finished: int) -> None:
+    import asyncpg
+
+    base, _, schema = url.partition("?schema=")
+    trial, outcome = _finished_row()
+    conn = await asyncpg.connect(base)
+    try:
+        await conn.execute(
+            f"INSERT INTO {schema}.trials (id, trial, status, token, worker, heartbeat_at)"
+            " SELECT 'done' || g, $1, 'completed', 1, 'w', now()"
+            " FROM generate_series(1, $2) AS g",
+            trial,
+            finished,
+        )
+        await conn.execute(
+            f"INSERT INTO {schema}.attempts SELECT 'done' || g, 1, 1, 'w', 'h', now(), now(), $1"
+            " FROM generate_series(1, $2) AS g",
+            outcome,
+            finished,
+        )
+        # a long-lived table is vacuumed and analyzed by autovacuum; do not time its first run
+        await conn.execute(f"VACUUM ANALYZE {schema}.trials, {schema}.attempts")
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
+async def _drop(url: str, schemas: list[str]) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        for schema in schemas:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    finally:
+        await conn.close()
+
+
+def _print(name: str, setup: str, done: int, seconds: float, target: str = "") -> float:
+    rate = done / seconds
+    print(f"{name:<11} {setup:<34} {done:>7} {seconds:>8.2f} {rate:>9.0f}  {target}")
+    return rate
+
+
+def main() -> None:
+    """Run every row and print the table and the reserve ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--cycles", type=int, default=5000, help="trials per row")
+    parser.add_argument("--finished", type=int, default=100_000)
+    parser.add_argument("--postgres", default=os.environ.get("ASYNC_CONSUMER_TEST_POSTGRES_URL"))
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="store-bench-"))
+    schemas: list[str] = []
+
+    def sqlite() -> str:
+        return f"sqlite:///{tmp / uuid.uuid4().hex}.db"
+
+    def postgres() -> str:
+        schemas.append(f"bench_{uuid.uuid4().hex[:12]}")
+        return f"{args.postgres}?schema={schemas[-1]}"
+
+    print(f"{'store':<11} {'workers':<34} {'cycles':>7} {'seconds':>8} {'per s':>9}  target")
+    n, big = args.cycles, args.finished
+    _print("SQLite", "1 process", *cycle_rate(sqlite(), 1, 1, n), ">= 1000/s")
+    _print("SQLite", "4 processes", *cycle_rate(sqlite(), 4, 1, n))
+    empty = _print("SQLite", "reserve only, empty table", *reserve_rate(sqlite(), 0, 2000))
+    full = _print("SQLite", f"reserve only, {big:,} finished", *reserve_rate(sqlite(), big, 2000))
+    ratios = [f"SQLite {full / empty:.2f}x"]
+    if args.postgres:
+        try:
+            _print("PostgreSQL", "1 process", *cycle_rate(postgres(), 1, 1, n))
+            _print("PostgreSQL", "8 processes", *cycle_rate(postgres(), 8, 1, n), ">= 500/s")
+            _print(
+                "PostgreSQL", "8 tasks in 1 process (pool of 10)", *cycle_rate(postgres(), 1, 8, n)
+            )
+            empty = _print(
+                "PostgreSQL", "reserve only, empty table", *reserve_rate(postgres(), 0, 2000)
+            )
+            full = _print(
+                "PostgreSQL",
+                f"reserve only, {big:,} finished",
+                *reserve_rate(postgres(), big, 2000),
+            )
+            ratios.append(f"PostgreSQL {full / empty:.2f}x")
+        finally:
+            anyio.run(_drop, args.postgres, schemas)
+    print(f"reserve rate with {big:,} finished trials / empty table: {', '.join(ratios)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""What the command line shows: a line per trial, a progress bar, summaries, JSON on request."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._models import Outcome, Status, StoredTrial, TrialStatus
+from ._workdir import tail
+
+if TYPE_CHECKING:
+    from ._worker import Worker
+
+__all__ = ["View"]
+
+_MARK = {"completed": "ok", "interrupted": "--", "lost": "??"}
+
+
+def _line(outcome: Outcome) -> str:
+    mark = _MARK.get(outcome.status, "!!")
+    duration = f"{outcome.duration:.2f}s" if outcome.duration is not None else "-"
+    if outcome.is_completed:
+        detail = f"objective={outcome.objective:g}" if outcome.objective is not None else ""
+    else:
+        detail = f"{outcome.reason}: {outcome.message}".splitlines()[0][:160]
+    return (
+        f"{mark} {outcome.trial_id} #{outcome.attempt} {outcome.status:<11} {duration:>8}  {detail}"
+    )
+
+
+def _params(stored: StoredTrial) -> str:
+    return " ".join(f"{k}={json.dumps(v)}" for k, v in stored.trial.params.items())
+
+
+def _age(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    return f"{(datetime.now(UTC) - moment).total_seconds():.0f}s"
+
+
+class View:
+    """Writes results to stdout and notes to stderr; JSON lines instead when asked."""
+
+    def __init__(self, *, json_output: bool = False, quiet: bool = False) -> None:
+        self.json = json_output
+        self.quiet = quiet
+        self._progress: Any = None
+        self._task: Any = None
+        self._counts: Counter[str] = Counter()
+
+    def _print(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, flush=True)
+
+    def note(self, text: str) -> None:
+        """A remark for the person at the terminal."""
+        if not self.quiet and not self.json:
+            print(text, file=sys.stderr, flush=True)
+
+    def outcome(self, outcome: Outcome) -> None:
+        """One finished trial."""
+        self._counts[outcome.status] += 1
+        if self.json:
+            self._print(outcome.model_dump_json(exclude={"env"}))
+        elif not self.quiet:
+            self._print(_line(outcome))
+        if self._progress is not None:
+            failed = sum(n for s, n in self._counts.items() if s != "completed")
+            self._progress.update(self._task, advance=1, failed=failed)
+
+    @contextmanager
+    def progress(self, counts: dict[TrialStatus, int]) -> Iterator[None]:
+        """A progress bar on the terminal (stderr) while trials run; nothing when piped."""
+        total = sum(counts.get(s, 0) for s in (TrialStatus.NEW, TrialStatus.INTERRUPTED))
+        if self.json or self.quiet or not sys.stderr.isatty() or total == 0:
+            yield
+            return
+        try:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+        except ImportError:  # the cli extra is not installed: plain lines only
+            with nullcontext():
+                yield
+            return
+        columns = (
+            TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("[red]{task.fields[failed]} failed"), TextColumn("ETA"), TimeRemainingColumn(),
+        )  # fmt: skip
+        with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+            self._progress = progress
+            self._task = progress.add_task("trials", total=total, failed=0)
+            try:
+                yield
+            finally:
+                self._progress = None
+
+    def summary(self, stored: Sequence[StoredTrial], worker: Worker) -> None:
+        """Counts by status, the best trial, the slowest ones."""
+        counts = Counter(str(s.status) for s in stored)
+        done = [s for s in stored if s.outcome is not None and s.outcome.objective is not None]
+        best = min(done, key=lambda s: s.outcome.objective or 0.0) if done else None  # type: ignore[union-attr]
+        finished = [o for o in worker.outcomes if o.duration is not None]
+        slowest = sorted(finished, key=lambda o: o.duration or 0.0, reverse=True)[:3]
+        if self.json:
+            summary: dict[str, Any] = {
+                "counts": dict(counts), "ran": len(worker.outcomes), "rejected": worker.rejected,
+                "best": best and {"trial_id": best.id, "objective": best.outcome and best.outcome.objective,
+                                  "params": best.trial.params},
+            }  # fmt: skip
+            print(json.dumps({"summary": summary}), flush=True)
+            return
+        parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        print(f"{len(stored)} trials: {parts} ({len(worker.outcomes)} run now)", flush=True)
+        if best is not None and best.outcome is not None:
+            print(
+                f"best: {best.id} objective={best.outcome.objective:g}  {_params(best)}", flush=True
+            )
+        if slowest and not self.quiet:
+            text = ", ".join(f"{o.trial_id} {o.duration:.1f}s" for o in slowest)
+            print(f"slowest: {text}", flush=True)
+        if worker.rejected:
+            print(
+                f"{worker.rejected} late results rejected (another worker had the trial)",
+                flush=True,
+            )
+
+    def status(self, stored: Sequence[StoredTrial]) -> None:
+        """Counts by status and the running trials with their heartbeat age."""
+        counts = Counter(str(s.status) for s in stored)
+        running = [s for s in stored if s.status is TrialStatus.RESERVED]
+        if self.json:
+            rows = [{"trial_id": s.id, "worker": s.worker, "heartbeat_at": s.heartbeat_at and
+                     s.heartbeat_at.isoformat()} for s in running]  # fmt: skip
+            print(json.dumps({"counts": dict(counts), "running": rows}), flush=True)
+            return
+        for status in TrialStatus:
+            print(f"{status:<12}{counts.get(str(status), 0):>8}")
+        if running:
+            print("\nrunning:")
+            for s in running:
+                print(f"  {s.id}  worker={s.worker}  heartbeat {_age(s.heartbeat_at)} ago")
+
+    def show(self, stored: StoredTrial) -> None:
+        """One trial: status, parameters, every attempt, and the end of the last one's logs."""
+        if self.json:
+            print(stored.model_dump_json(), flush=True)
+            return
+        print(f"trial {stored.id}: {stored.status}  (lost {stored.lost_count} times)")
+        print(f"params: {_params(stored)}")
+        for attempt in stored.attempts:
+            o = attempt.outcome
+            how = "running" if o is None else f"{o.status} {o.reason or ''} {o.message}".strip()
+            print(
+                f"  attempt {attempt.number} on {attempt.worker} at {attempt.reserved_at:%Y-%m-%d %H:%M:%S}: {how}"
+            )
+        last = stored.outcome
+        if last is not None:
+            for name, path in (("stdout", last.stdout_path), ("stderr", last.stderr_path)):
+                text = tail(Path(path), 2048) if path else ""
+                if text:
+                    print(f"--- {name} ({path}) ---\n{text.rstrip()}")
+            if last.status is not Status.COMPLETED and last.stderr_tail and not last.stderr_path:
+                print(last.stderr_tail)

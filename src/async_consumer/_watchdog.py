@@ -1,0 +1,65 @@
+"""
+A watchdog process that kills a dead consumer's trials.
+
+Trials run in sessions of their own, so when the consumer is killed with SIGKILL (the OOM killer,
+``kill -9``, a node's supervisor) nothing stops them: they would run on beside the re-run that
+another worker starts once the lease expires. The watchdog is one small process per consumer,
+started with a pipe from it. The consumer writes ``+<pgid>`` when a trial's group starts and
+``-<pgid>`` once it is gone. When the pipe reaches end of file (the consumer exited, however it
+died), the watchdog sends SIGTERM to every group still listed, waits up to the grace period,
+sends SIGKILL, and exits. It ignores SIGINT and SIGTERM (a Ctrl-C in the terminal reaches the
+consumer, which stops its trials itself), and lives in a session of its own.
+
+The watchdog itself is ``_watchdog_main.py``, run by path so that it imports nothing but the
+standard library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["Watchdog"]
+
+
+class Watchdog:
+    """The consumer's end of the watchdog: start it, then register and forget process groups."""
+
+    def __init__(self, grace: float) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-I", str(Path(__file__).with_name("_watchdog_main.py")), str(grace)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
+        assert self._process.stdin is not None  # stdin=PIPE
+        self._pipe = self._process.stdin.fileno()
+
+    @property
+    def pid(self) -> int:
+        """The watchdog's process id."""
+        return self._process.pid
+
+    def _send(self, line: str) -> None:
+        with contextlib.suppress(BrokenPipeError):  # the watchdog is gone: nothing to tell
+            os.write(self._pipe, line.encode())
+
+    def register(self, pgid: int) -> None:
+        """Watch a process group from now on."""
+        self._send(f"+{pgid}\n")
+
+    def forget(self, pgid: int) -> None:
+        """Stop watching a process group: it is gone."""
+        self._send(f"-{pgid}\n")
+
+    def close(self) -> None:
+        """Let the watchdog exit (it kills what is still registered, normally nothing)."""
+        if self._process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self._process.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=1.0)

@@ -1,0 +1,39 @@
+"""
+Trial stores: where trials wait, are leased to workers, and keep every attempt.
+
+``MemoryStore`` for tests and one process, ``SQLiteStore`` (the default) for the workers of one
+host, ``PostgresStore`` for workers on many hosts (asyncio only: its driver, asyncpg, does not run
+on trio). ``open_store`` opens any of them from a URL.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._base import TrialStore as TrialStore
+from ._base import open_store as open_store
+from ._base import store_from_url as store_from_url
+from .memory import MemoryStore as MemoryStore
+from .sqlite import SQLiteStore as SQLiteStore
+
+if TYPE_CHECKING:
+    from .postgres import PostgresStore as PostgresStore
+
+__all__ = [
+    "MemoryStore",
+    "PostgresStore",
+    "SQLiteStore",
+    "TrialStore",
+    "open_store",
+    "store_from_url",
+]
+
+
+def __getattr__(name: str) -> object:
+    # asyncpg is an optional dependency: import the PostgreSQL store only when it is asked for
+    if name == "PostgresStore":
+        from .postgres import PostgresStore
+
+        return PostgresStore
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -1,0 +1,92 @@
+"""The SQL of the PostgreSQL store: its schema and every query, for one schema name."""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+TABLES = """
+CREATE TABLE {s}.trials (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id text NOT NULL UNIQUE,
+    trial text NOT NULL, status text NOT NULL DEFAULT 'new', token integer NOT NULL DEFAULT 0,
+    worker text, heartbeat_at timestamptz, lost_count integer NOT NULL DEFAULT 0
+);
+CREATE INDEX trials_pending ON {s}.trials (seq) WHERE status IN ('new', 'interrupted');
+CREATE INDEX trials_reserved ON {s}.trials (heartbeat_at) WHERE status = 'reserved';
+CREATE INDEX trials_status ON {s}.trials (status);
+CREATE TABLE {s}.attempts (
+    trial_id text NOT NULL REFERENCES {s}.trials (id), number integer NOT NULL,
+    token integer NOT NULL, worker text NOT NULL, host text NOT NULL,
+    reserved_at timestamptz NOT NULL, heartbeat_at timestamptz, outcome text,
+    PRIMARY KEY (trial_id, number)
+);
+"""
+_TRIALS = """
+    SELECT id, trial, status, token, worker, heartbeat_at, lost_count FROM {{s}}.trials {where}
+    ORDER BY seq"""
+PICK = """
+    SELECT seq FROM {s}.trials WHERE status IN ('new', 'interrupted')
+    ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"""
+"""How ``reserve`` picks a trial: the first entry of the partial index of pending trials that no
+other transaction holds, however many finished trials the table has."""
+_QUERIES = {
+    "lock": "SELECT pg_advisory_xact_lock(hashtext($1))",
+    "create_schema": "CREATE SCHEMA IF NOT EXISTS {s}",
+    "version_table": "CREATE TABLE IF NOT EXISTS {s}.schema_version (version integer NOT NULL)",
+    "version": "SELECT max(version) FROM {s}.schema_version",
+    "set_version": "INSERT INTO {s}.schema_version VALUES ($1)",
+    "add": """
+        INSERT INTO {s}.trials (id, trial)
+        SELECT id, trial FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u (id, trial, n)
+        ORDER BY n ON CONFLICT (id) DO NOTHING RETURNING id""",
+    "known": "SELECT id, trial FROM {s}.trials WHERE id = ANY($1::text[])",
+    "reserve": """
+        WITH leased AS (
+            UPDATE {s}.trials SET status = 'reserved', token = token + 1, worker = $1,
+                heartbeat_at = now()
+            WHERE seq = ({pick}) RETURNING id, trial, token, heartbeat_at
+        ), attempt AS (
+            INSERT INTO {s}.attempts (trial_id, number, token, worker, host, reserved_at,
+                heartbeat_at)
+            SELECT id, token, token, $1, $2, heartbeat_at, heartbeat_at FROM leased
+        ) SELECT trial, token FROM leased""",
+    "beat": """
+        WITH beat AS (
+            UPDATE {s}.trials SET heartbeat_at = now()
+            WHERE id = $1 AND status = 'reserved' AND token = $2 RETURNING heartbeat_at
+        ), attempt AS (
+            UPDATE {s}.attempts SET heartbeat_at = beat.heartbeat_at FROM beat
+            WHERE trial_id = $1 AND number = $2
+        ) SELECT count(*) FROM beat""",
+    "finish": """
+        WITH done AS (
+            UPDATE {s}.trials SET lost_count = lost_count + $3::integer,
+                status = CASE WHEN $3::integer = 1 AND lost_count + 1 > $4::integer
+                    THEN 'broken' ELSE $5::text END
+            WHERE id = $1 AND status = 'reserved' AND token = $2 RETURNING status
+        ), attempt AS (
+            UPDATE {s}.attempts SET outcome = $6 FROM done WHERE trial_id = $1 AND number = $2
+        ) SELECT status FROM done""",
+    "reclaim": """
+        UPDATE {s}.trials SET lost_count = lost_count + 1,
+            status = CASE WHEN lost_count + 1 > $1 THEN 'broken' ELSE 'interrupted' END
+        WHERE status = 'reserved' AND heartbeat_at <= now() - make_interval(secs => $2)
+        RETURNING id, token""",
+    "end": "UPDATE {s}.attempts SET outcome = $1 WHERE trial_id = $2 AND number = $3",
+    "get": _TRIALS.format(where="WHERE id = $1"),
+    "list": _TRIALS.format(where="WHERE status = $1"),
+    "all": _TRIALS.format(where=""),
+    "attempts": """
+        SELECT trial_id, number, token, worker, host, reserved_at, heartbeat_at, outcome
+        FROM {s}.attempts WHERE trial_id = ANY($1::text[]) ORDER BY trial_id, number""",
+    "counts": "SELECT status, count(*) FROM {s}.trials GROUP BY status",
+}
+
+
+def queries(schema: str) -> dict[str, str]:
+    """Every query of the store, for a quoted schema name (values are always parameters)."""
+    pick = PICK.format(s=schema)
+    return {name: text.format(s=schema, pick=pick) for name, text in _QUERIES.items()}
+
+
+def tables(schema: str) -> str:
+    """The statements that create the store's tables in a quoted schema name."""
+    return TABLES.format(s=schema)

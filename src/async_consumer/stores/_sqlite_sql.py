@@ -1,0 +1,55 @@
+"""The SQL of the SQLite store: its schema and every query (values are always parameters)."""
+
+from __future__ import annotations
+
+NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+SCHEMA_VERSION = 1
+"""The version of the tables below, kept in the ``schema_version`` table."""
+SCHEMA = """
+CREATE TABLE trials (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, trial TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'new', token INTEGER NOT NULL DEFAULT 0, worker TEXT,
+    heartbeat_at REAL, lost_count INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX trials_pending ON trials (seq) WHERE status IN ('new', 'interrupted');
+CREATE INDEX trials_reserved ON trials (heartbeat_at) WHERE status = 'reserved';
+CREATE INDEX trials_status ON trials (status);
+CREATE TABLE attempts (
+    trial_id TEXT NOT NULL REFERENCES trials (id), number INTEGER NOT NULL,
+    token INTEGER NOT NULL, worker TEXT NOT NULL, host TEXT NOT NULL, reserved_at REAL NOT NULL,
+    heartbeat_at REAL, outcome TEXT, PRIMARY KEY (trial_id, number)
+) WITHOUT ROWID;
+"""
+PICK = """
+SELECT seq FROM trials INDEXED BY trials_pending WHERE status IN ('new', 'interrupted')
+ORDER BY seq LIMIT 1
+"""
+"""The query ``reserve`` picks a trial with: the first entry of the partial index of pending
+trials, however many finished ones the table holds (without ``INDEXED BY`` and before
+``ANALYZE``, SQLite prefers the status index and sorts every pending trial)."""
+RESERVE = f"""
+UPDATE trials SET status = 'reserved', token = token + 1, worker = ?, heartbeat_at = {NOW}
+WHERE seq = ({PICK}) RETURNING id, trial, token, heartbeat_at
+"""
+ATTEMPT = """
+INSERT INTO attempts (trial_id, number, token, worker, host, reserved_at, heartbeat_at)
+VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?5)
+"""
+BEAT = f"""
+UPDATE trials SET heartbeat_at = {NOW} WHERE id = ? AND status = 'reserved' AND token = ?
+RETURNING heartbeat_at
+"""
+FINISH = """
+UPDATE trials SET lost_count = lost_count + :lost,
+    status = CASE WHEN :lost AND lost_count + 1 > :max_lost THEN 'broken' ELSE :status END
+WHERE id = :id AND status = 'reserved' AND token = :token RETURNING status
+"""
+RECLAIM = f"""
+UPDATE trials INDEXED BY trials_reserved SET lost_count = lost_count + 1,
+    status = CASE WHEN lost_count + 1 > ? THEN 'broken' ELSE 'interrupted' END
+WHERE status = 'reserved' AND heartbeat_at <= {NOW} - ? RETURNING id, token
+"""
+TRIALS = "SELECT id, trial, status, token, worker, heartbeat_at, lost_count FROM trials"
+ATTEMPTS = """
+SELECT trial_id, number, token, worker, host, reserved_at, heartbeat_at, outcome FROM attempts
+"""

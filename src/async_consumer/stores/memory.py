@@ -1,0 +1,180 @@
+"""A store in the process's memory: for tests, notebooks and single-process runs."""
+
+from __future__ import annotations
+
+import builtins
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import anyio.lowlevel
+
+from .._errors import DuplicateTrial, LeaseLost, TrialNotFound
+from .._models import Attempt, Lease, Outcome, StoredTrial, Trial, TrialStatus
+from ._base import (
+    PENDING,
+    StoreBase,
+    check_max_lost,
+    check_older_than,
+    check_outcome,
+    lost_outcome,
+    settle,
+    zero_counts,
+)
+
+__all__ = ["MemoryStore"]
+
+
+@dataclass(slots=True)
+class _Record:
+    seq: int
+    trial: Trial
+    status: TrialStatus = TrialStatus.NEW
+    token: int = 0
+    worker: str | None = None
+    heartbeat_at: datetime | None = None
+    lost_count: int = 0
+    attempts: builtins.list[Attempt] = field(default_factory=builtins.list)
+
+    def stored(self) -> StoredTrial:
+        trial = self.trial.model_copy(update={"attempt": max(len(self.attempts), 1)})
+        return StoredTrial(
+            trial=trial,
+            status=self.status,
+            token=self.token,
+            worker=self.worker,
+            heartbeat_at=self.heartbeat_at,
+            lost_count=self.lost_count,
+            attempts=tuple(self.attempts),
+        )
+
+    def end_attempt(self, outcome: Outcome) -> None:
+        last = self.attempts[-1]
+        update = {"outcome": outcome, "heartbeat_at": self.heartbeat_at}
+        self.attempts[-1] = last.model_copy(update=update)
+
+
+class MemoryStore(StoreBase):
+    """
+    A ``TrialStore`` kept in memory: nothing survives the process; works on asyncio and trio.
+
+    Args:
+        max_lost: how many times a trial may lose its lease before it is marked broken.
+    """
+
+    def __init__(self, max_lost: int = 3) -> None:
+        self._max_lost = check_max_lost(max_lost)
+        self._records: dict[str, _Record] = {}
+        self._pending: builtins.list[tuple[int, str]] = []
+
+    async def add(self, trials: Iterable[Trial], *, exist_ok: bool = False) -> int:
+        """Add new trials, all or none; see ``TrialStore.add``."""
+        await anyio.lowlevel.checkpoint()
+        fresh: dict[str, Trial] = {}
+        for trial in trials:
+            known = self._records[trial.id].trial if trial.id in self._records else None
+            known = fresh.get(trial.id, known)
+            if known is None:
+                fresh[trial.id] = trial
+            elif not (exist_ok and known.params == trial.params):
+                raise DuplicateTrial(trial.id)
+        for trial in fresh.values():
+            seq = len(self._records)
+            self._records[trial.id] = _Record(seq, trial.model_copy(update={"attempt": 1}))
+            heapq.heappush(self._pending, (seq, trial.id))
+        return len(fresh)
+
+    async def reserve(self, worker: str, *, host: str = "") -> Lease | None:
+        """Lease the oldest new or interrupted trial; see ``TrialStore.reserve``."""
+        await anyio.lowlevel.checkpoint()
+        while self._pending:
+            record = self._records[heapq.heappop(self._pending)[1]]
+            if record.status in PENDING:
+                return self._lease(record, worker, host)
+        return None
+
+    def _lease(self, record: _Record, worker: str, host: str) -> Lease:
+        now = datetime.now(UTC)
+        record.status, record.worker, record.heartbeat_at = TrialStatus.RESERVED, worker, now
+        record.token += 1
+        number = len(record.attempts) + 1
+        attempt = Attempt(
+            number=number,
+            token=record.token,
+            worker=worker,
+            host=host,
+            reserved_at=now,
+            heartbeat_at=now,
+        )
+        record.attempts.append(attempt)
+        trial = record.trial.model_copy(update={"attempt": number})
+        return Lease(trial=trial, token=record.token, worker=worker)
+
+    def _held(self, lease: Lease) -> _Record:
+        record = self._records.get(lease.trial_id)
+        if record is None or record.status is not TrialStatus.RESERVED:
+            raise LeaseLost(lease.trial_id, "the trial is not reserved")
+        if record.token != lease.token:
+            raise LeaseLost(lease.trial_id)
+        return record
+
+    async def heartbeat(self, lease: Lease) -> None:
+        """Record that the lease's holder is alive; see ``TrialStore.heartbeat``."""
+        await anyio.lowlevel.checkpoint()
+        record = self._held(lease)
+        record.heartbeat_at = datetime.now(UTC)
+        record.attempts[-1] = record.attempts[-1].model_copy(
+            update={"heartbeat_at": record.heartbeat_at}
+        )
+
+    async def finish(self, lease: Lease, outcome: Outcome) -> TrialStatus:
+        """Record the attempt's outcome; see ``TrialStore.finish``."""
+        await anyio.lowlevel.checkpoint()
+        check_outcome(lease, outcome)
+        record = self._held(lease)
+        self._settle(record, outcome)
+        return record.status
+
+    def _settle(self, record: _Record, outcome: Outcome) -> None:
+        record.end_attempt(outcome)
+        record.status, record.lost_count = settle(outcome.status, record.lost_count, self._max_lost)
+        if record.status in PENDING:
+            heapq.heappush(self._pending, (record.seq, record.trial.id))
+
+    async def reclaim_stale(self, older_than: float) -> builtins.list[str]:
+        """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
+        await anyio.lowlevel.checkpoint()
+        limit = datetime.now(UTC) - timedelta(seconds=check_older_than(older_than))
+        stale = [
+            record
+            for record in self._records.values()
+            if record.status is TrialStatus.RESERVED
+            and record.heartbeat_at is not None
+            and record.heartbeat_at <= limit
+        ]
+        for record in stale:
+            self._settle(record, lost_outcome(record.trial.id, len(record.attempts), older_than))
+        return [record.trial.id for record in stale]
+
+    async def get(self, trial_id: str) -> StoredTrial:
+        """Return one trial with its attempts; see ``TrialStore.get``."""
+        await anyio.lowlevel.checkpoint()
+        record = self._records.get(trial_id)
+        if record is None:
+            raise TrialNotFound(trial_id)
+        return record.stored()
+
+    async def list(self, status: TrialStatus | None = None) -> builtins.list[StoredTrial]:
+        """Return the trials in the order they were added; see ``TrialStore.list``."""
+        await anyio.lowlevel.checkpoint()
+        records = self._records.values()
+        return [r.stored() for r in records if status is None or r.status is status]
+
+    async def counts(self) -> dict[TrialStatus, int]:
+        """Return how many trials are in each status; see ``TrialStore.counts``."""
+        await anyio.lowlevel.checkpoint()
+        counts = zero_counts()
+        for record in self._records.values():
+            counts[record.status] += 1
+        return counts

@@ -1,0 +1,254 @@
+"""A store in PostgreSQL (asyncpg), shared by workers on many hosts; asyncio only."""
+
+from __future__ import annotations
+
+import builtins
+import re
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, Self
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from .._errors import DuplicateTrial, LeaseLost, StoreError, TrialNotFound
+from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
+from . import _postgres_sql as sql
+from ._base import (
+    StoreBase,
+    check_max_lost,
+    check_older_than,
+    check_outcome,
+    dump_trial,
+    load_attempt,
+    load_stored,
+    load_trial,
+    lost_outcome,
+    same_params,
+    settled_status,
+    zero_counts,
+)
+
+__all__ = ["PostgresStore"]
+
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+_DEFAULT = "async_consumer"
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def _split_url(url: str) -> tuple[str, str | None]:
+    """Take the ``schema`` parameter out of a URL; asyncpg would send it to the server."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((value for key, value in query if key == "schema"), None)
+    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schema
+
+
+def _quoted(schema: str) -> str:
+    if not _SCHEMA_NAME.fullmatch(schema):
+        msg = f"schema must be a lower-case SQL name (letters, digits, _): {schema!r}"
+        raise ValueError(msg)
+    return f'"{schema}"'
+
+
+class PostgresStore(StoreBase):
+    """
+    A ``TrialStore`` in PostgreSQL, for workers on many hosts; asyncio only (asyncpg).
+
+    Open it with :meth:`open`, which creates or migrates its tables. A reservation is one
+    ``UPDATE ... WHERE seq = (SELECT ... FOR UPDATE SKIP LOCKED)`` statement; times come from the
+    server's ``now()``.
+    """
+
+    def __init__(
+        self, pool: Any, *, schema: str, max_lost: int = 3, owns_pool: bool = False
+    ) -> None:
+        """
+        Use a pool whose schema :meth:`open` has prepared; prefer :meth:`open`.
+
+        Args:
+            pool: an ``asyncpg.Pool``.
+            schema: the PostgreSQL schema holding the store's tables.
+            max_lost: how many times a trial may lose its lease before it is marked broken.
+            owns_pool: whether ``aclose`` closes the pool.
+        """
+        self._pool = pool
+        self._q = sql.queries(_quoted(schema))
+        self._schema = schema
+        self._max_lost = check_max_lost(max_lost)
+        self._owns_pool = owns_pool
+
+    @classmethod
+    async def open(
+        cls,
+        dsn: str | Any,
+        *,
+        schema: str | None = None,
+        max_lost: int = 3,
+        max_connections: int = 10,
+    ) -> Self:
+        """
+        Connect, create or migrate the store's tables, and return the store.
+
+        Args:
+            dsn: a ``postgresql://`` URL (``?schema=name`` picks the schema), or an
+                ``asyncpg.Pool`` that the caller keeps and closes.
+            schema: the PostgreSQL schema for the tables; default ``async_consumer``.
+            max_lost: how many times a trial may lose its lease before it is marked broken.
+            max_connections: the size of the pool this opens.
+        """
+        url, from_url = _split_url(dsn) if isinstance(dsn, str) else ("", None)
+        name = schema or from_url or _DEFAULT
+        # refuse bad arguments before connecting, so that no pool is left open
+        _quoted(name)
+        check_max_lost(max_lost)
+        pool = await _connect(url, max_connections) if url else dsn
+        store = cls(pool, schema=name, max_lost=max_lost, owns_pool=bool(url))
+        try:
+            await store._migrate()
+        except BaseException:
+            await store.aclose()
+            raise
+        return store
+
+    async def _migrate(self) -> None:
+        async with self._connection() as conn, conn.transaction():
+            # two workers opening at once must not both create the tables
+            await conn.execute(self._q["lock"], f"async_consumer:{self._schema}")
+            await conn.execute(self._q["create_schema"])
+            await conn.execute(self._q["version_table"])
+            version = await conn.fetchval(self._q["version"])
+            if version is None:
+                await conn.execute(sql.tables(_quoted(self._schema)))
+                await conn.execute(self._q["set_version"], sql.SCHEMA_VERSION)
+            elif version > sql.SCHEMA_VERSION:
+                msg = f"the store's schema version {version} is newer than this library's"
+                raise StoreError(msg)
+
+    async def aclose(self) -> None:
+        """Close the connection pool, if the store opened it."""
+        if self._owns_pool:
+            await self._pool.close()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except _DRIVER_ERRORS as exc:
+            msg = f"PostgreSQL store: {exc}"
+            raise StoreError(msg) from exc
+
+    async def add(self, trials: Iterable[Trial], *, exist_ok: bool = False) -> int:
+        """Add new trials, all or none; see ``TrialStore.add``."""
+        batch = builtins.list(trials)
+        if not batch:
+            return 0
+        ids = [trial.id for trial in batch]
+        async with self._connection() as conn, conn.transaction():
+            rows = await conn.fetch(self._q["add"], ids, [dump_trial(t) for t in batch])
+            added = Counter(row[0] for row in rows)
+            clashes = [t for t in batch if not _take(added, t.id)]
+            if clashes:
+                known = dict(await conn.fetch(self._q["known"], [t.id for t in clashes]))
+                _check_clashes(clashes, known, exist_ok=exist_ok)
+        return len(rows)
+
+    async def reserve(self, worker: str, *, host: str = "") -> Lease | None:
+        """Lease the oldest new or interrupted trial; see ``TrialStore.reserve``."""
+        async with self._connection() as conn:
+            row = await conn.fetchrow(self._q["reserve"], worker, host)
+        if row is None:
+            return None
+        text, token = row
+        return Lease(trial=load_trial(text, token), token=token, worker=worker)
+
+    async def heartbeat(self, lease: Lease) -> None:
+        """Record that the lease's holder is alive; see ``TrialStore.heartbeat``."""
+        async with self._connection() as conn:
+            beats = await conn.fetchval(self._q["beat"], lease.trial_id, lease.token)
+        if beats != 1:
+            raise LeaseLost(lease.trial_id)
+
+    async def finish(self, lease: Lease, outcome: Outcome) -> TrialStatus:
+        """Record the attempt's outcome; see ``TrialStore.finish``."""
+        check_outcome(lease, outcome)
+        status, lost = settled_status(outcome.status), int(outcome.status is Status.LOST)
+        args = (lost, self._max_lost, status.value, outcome.model_dump_json())
+        async with self._connection() as conn:
+            new = await conn.fetchval(self._q["finish"], lease.trial_id, lease.token, *args)
+        if new is None:
+            raise LeaseLost(lease.trial_id)
+        return TrialStatus(new)
+
+    async def reclaim_stale(self, older_than: float) -> builtins.list[str]:
+        """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
+        seconds = float(check_older_than(older_than))
+        async with self._connection() as conn, conn.transaction():
+            rows = await conn.fetch(self._q["reclaim"], self._max_lost, seconds)
+            ends = [(lost_outcome(i, n, older_than).model_dump_json(), i, n) for i, n in rows]
+            await conn.executemany(self._q["end"], ends)
+        return [trial_id for trial_id, _ in rows]
+
+    async def get(self, trial_id: str) -> StoredTrial:
+        """Return one trial with its attempts; see ``TrialStore.get``."""
+        found = await self._select("get", trial_id)
+        if not found:
+            raise TrialNotFound(trial_id)
+        return found[0]
+
+    async def list(self, status: TrialStatus | None = None) -> builtins.list[StoredTrial]:
+        """Return the trials in the order they were added; see ``TrialStore.list``."""
+        if status is None:
+            return await self._select("all")
+        return await self._select("list", status.value)
+
+    async def _select(self, query: str, *args: str) -> builtins.list[StoredTrial]:
+        async with self._connection() as conn, conn.transaction(isolation="repeatable_read"):
+            trials = await conn.fetch(self._q[query], *args)
+            ids = [row[0] for row in trials]
+            rows = await conn.fetch(self._q["attempts"], ids) if ids else []
+        attempts: dict[str, builtins.list[Attempt]] = {trial_id: [] for trial_id in ids}
+        for trial_id, *row in rows:
+            attempts[trial_id].append(load_attempt(row))
+        return [load_stored(row, attempts[trial_id]) for trial_id, *row in trials]
+
+    async def counts(self) -> dict[TrialStatus, int]:
+        """Return how many trials are in each status; see ``TrialStore.counts``."""
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._q["counts"])
+        counts = zero_counts()
+        counts.update((TrialStatus(status), count) for status, count in rows)
+        return counts
+
+
+def _take(added: Counter[str], trial_id: str) -> bool:
+    if added[trial_id] == 0:
+        return False
+    added[trial_id] -= 1
+    return True
+
+
+def _check_clashes(clashes: builtins.list[Trial], known: dict[str, str], *, exist_ok: bool) -> None:
+    for trial in clashes:
+        if not (exist_ok and same_params(known[trial.id], trial)):
+            raise DuplicateTrial(trial.id)
+
+
+async def _connect(url: str, max_connections: int) -> Any:
+    try:
+        pool = asyncpg.create_pool(url, min_size=1, max_size=max_connections, reset=_keep_session)
+        return await pool
+    except _DRIVER_ERRORS as exc:
+        msg = f"cannot connect to the PostgreSQL store: {exc}"
+        raise StoreError(msg) from exc
+
+
+async def _keep_session(conn: Any) -> None:
+    """
+    Skip asyncpg's ``RESET ALL`` round trip on every release: the store sets no session state.
+
+    (Its one lock is transaction-scoped; asyncpg still rolls back an open transaction.)
+    """

@@ -1,0 +1,82 @@
+"""Fixtures for the store tests: the same contract suite runs on every store."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from async_consumer._models import Lease, Outcome, Status, Trial
+from async_consumer.stores import MemoryStore, PostgresStore, SQLiteStore, TrialStore
+
+MakeStore = Callable[..., Awaitable[TrialStore]]
+KINDS = ["memory", "sqlite", "postgres"]
+
+
+def postgres_url() -> str:
+    """The test server's URL, or skip the test when none is set."""
+    url = os.environ.get("ASYNC_CONSUMER_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("set ASYNC_CONSUMER_TEST_POSTGRES_URL to run the PostgreSQL store tests")
+    return url
+
+
+async def drop_schema(url: str, schema: str) -> None:
+    """Remove a test's PostgreSQL schema and everything in it."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+def make_trials(count: int, prefix: str = "t") -> list[Trial]:
+    """Trials named prefix0, prefix1, ... with one parameter each."""
+    return [Trial(id=f"{prefix}{i}", params={"x": i}) for i in range(count)]
+
+
+def outcome(lease: Lease, status: Status = Status.COMPLETED, **fields: object) -> Outcome:
+    """An outcome of the leased attempt."""
+    attempt = lease.trial.attempt
+    return Outcome.model_validate(
+        {"trial_id": lease.trial_id, "attempt": attempt, "status": status, **fields}
+    )
+
+
+@pytest_asyncio.fixture(params=KINDS)
+async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MakeStore]:
+    """Opens fresh, isolated stores of one kind; closes (and drops) them after the test."""
+    kind: str = request.param
+    url = postgres_url() if kind == "postgres" else ""
+    opened: list[TrialStore] = []
+    schemas: list[str] = []
+
+    async def make(max_lost: int = 3) -> TrialStore:
+        store: TrialStore
+        if kind == "memory":
+            store = MemoryStore(max_lost=max_lost)
+        elif kind == "sqlite":
+            store = SQLiteStore(tmp_path / f"store{len(opened)}.db", max_lost=max_lost)
+        else:
+            schemas.append(f"test_{uuid.uuid4().hex[:16]}")
+            store = await PostgresStore.open(url, schema=schemas[-1], max_lost=max_lost)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        await store.aclose()
+    for schema in schemas:
+        await drop_schema(url, schema)
+
+
+@pytest_asyncio.fixture
+async def store(make_store: MakeStore) -> TrialStore:
+    """A fresh store of each kind."""
+    return await make_store()

@@ -1,0 +1,160 @@
+"""What only the SQLite store promises: WAL across processes, busy handling, its schema."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import anyio
+import pytest
+
+import async_consumer.stores
+from async_consumer._errors import StoreError
+from async_consumer._models import Lease
+from async_consumer.stores import SQLiteStore
+from async_consumer.stores import _sqlite_sql as q
+
+from .conftest import make_trials
+
+SRC = str(Path(async_consumer.stores.__file__).parents[2])
+WORKER = """
+    import json, sys
+    import anyio
+    from async_consumer._models import Outcome, Status
+    from async_consumer.stores import SQLiteStore
+
+    async def main() -> None:
+        got = []
+        async with SQLiteStore(sys.argv[1]) as store:
+            print("ready", flush=True)
+            sys.stdin.readline()
+            while (lease := await store.reserve(sys.argv[2])) is not None:
+                got.append(lease.trial_id)
+                await store.heartbeat(lease)
+                done = Outcome(trial_id=lease.trial_id, status=Status.COMPLETED)
+                await store.finish(lease, done)
+        print(json.dumps(got))
+
+    anyio.run(main)
+"""
+
+
+async def _add(path: Path, count: int) -> None:
+    async with SQLiteStore(path) as store:
+        await store.add(make_trials(count))
+
+
+@pytest.mark.slow
+def test_two_processes_never_share_a_trial(tmp_path: Path) -> None:
+    """Two worker processes draining one file run every trial exactly once."""
+    db, script = tmp_path / "store.db", tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(WORKER))
+    anyio.run(_add, db, 400)
+    argv = [[sys.executable, str(script), str(db), f"w{i}"] for i in range(2)]
+    workers = [_start(a) for a in argv]
+    try:
+        for worker in workers:
+            assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
+        for worker in workers:  # both are connected before either starts reserving
+            assert worker.stdin is not None
+            worker.stdin.write("go\n")
+            worker.stdin.close()
+        got = [json.loads(worker.stdout.read()) for worker in workers if worker.stdout]
+        assert [worker.wait(timeout=60) for worker in workers] == [0, 0]
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+            if worker.stdout:
+                worker.stdout.close()
+    assert sorted(got[0] + got[1]) == sorted(t.id for t in make_trials(400))
+
+
+def _start(argv: list[str]) -> subprocess.Popen[str]:
+    pipe, env = subprocess.PIPE, {"PYTHONPATH": SRC}
+    return subprocess.Popen(argv, stdin=pipe, stdout=pipe, text=True, env=env)
+
+
+@pytest.mark.asyncio
+async def test_reserve_picks_through_the_pending_index(tmp_path: Path) -> None:
+    """The reserve query reads the partial index of pending trials, never the whole table."""
+    async with SQLiteStore(tmp_path / "s.db") as store:
+        await store.add(make_trials(50))
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        conn.execute("UPDATE trials SET status = 'completed' WHERE seq < 40")
+        for analyzed in (False, True):
+            if analyzed:
+                conn.execute("ANALYZE")
+            plan = " ".join(
+                row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {q.RESERVE}", ("w",))
+            )
+            assert "USING INDEX trials_pending" in plan
+            assert "TEMP B-TREE" not in plan
+    conn.close()
+
+
+@pytest.mark.asyncio
+async def test_busy_database_does_not_block_the_loop(tmp_path: Path) -> None:
+    """While another connection holds the write lock, reserve waits by sleeping, then succeeds."""
+    path = tmp_path / "s.db"
+    leases: list[Lease | None] = []
+    async with SQLiteStore(path) as store:
+        await store.add(make_trials(1))
+        blocker = sqlite3.connect(path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+
+            async def reserve() -> None:
+                leases.append(await store.reserve("w"))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reserve)
+                await anyio.wait_all_tasks_blocked()
+                assert leases == []
+                blocker.execute("COMMIT")
+        finally:
+            blocker.close()
+    assert leases[0] is not None and leases[0].trial_id == "t0"
+
+
+@pytest.mark.asyncio
+async def test_busy_past_busy_wait_is_a_store_error(tmp_path: Path) -> None:
+    """A database locked for longer than busy_wait raises StoreError."""
+    path = tmp_path / "s.db"
+    async with SQLiteStore(path, busy_wait=0.02) as store:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StoreError, match="locked"):
+                await store.add(make_trials(1))
+        finally:
+            blocker.close()
+
+
+@pytest.mark.asyncio
+async def test_reopen_keeps_everything(tmp_path: Path) -> None:
+    """Closing and opening the file again keeps the trials and the schema version."""
+    path = tmp_path / "deeper" / "s.db"
+    async with SQLiteStore(path) as store:
+        await store.add(make_trials(2))
+    async with SQLiteStore(path) as store:
+        assert [t.id for t in await store.list()] == ["t0", "t1"]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    conn.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A file written by a newer library version is refused rather than misread."""
+    path = tmp_path / "s.db"
+    SQLiteStore(path)._conn.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE schema_version SET version = 99")
+    conn.close()
+    with pytest.raises(StoreError, match="schema version 99"):
+        SQLiteStore(path)

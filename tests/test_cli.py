@@ -1,0 +1,185 @@
+"""The command line, through ``main([...])`` and once through the installed entry point."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from async_consumer._cli import main
+
+from .conftest import WRITE_RESULT
+
+QUADRATIC = "import json, os, sys; x = float(sys.argv[1]); json.dump((x - 2) ** 2, open(os.environ['ORION_RESULTS_PATH'], 'w'))"
+
+
+@pytest.fixture
+def params(tmp_path: Path) -> Path:
+    """Four trials in a JSONL file."""
+    path = tmp_path / "params.jsonl"
+    path.write_text("".join(json.dumps({"x": x}) + "\n" for x in (0, 1, 2, 3)))
+    return path
+
+
+def _run(tmp_path: Path, *args: str) -> int:
+    store = f"sqlite:///{tmp_path}/store.db"
+    return main(["run", "--store", store, "--base-dir", str(tmp_path / "trials"), *args])
+
+
+def test_run_all_completed(
+    tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run where every trial completes exits 0, prints a line per trial and the best one."""
+    code = _run(
+        tmp_path, "--params", str(params), "-j", "2", "--", sys.executable, "-c", QUADRATIC, "{x}"
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.count(" completed   ") == 4
+    assert "4 trials: 4 completed" in out
+    assert "objective=0  x=2" in out
+
+
+def test_run_resumes(tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Running the same command again runs nothing that completed."""
+    argv = ["--params", str(params), "--", sys.executable, "-c", QUADRATIC, "{x}"]
+    assert _run(tmp_path, *argv) == 0
+    capsys.readouterr()
+    assert _run(tmp_path, *argv) == 0
+    captured = capsys.readouterr()
+    assert "(0 run now)" in captured.out
+    assert "resuming: 4 of 4" in captured.err
+
+
+def test_run_with_failures_exits_1(
+    tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One broken trial makes the exit status 1; the others still run."""
+    code = "import sys\nif sys.argv[1] == '1': sys.exit(4)\n" + WRITE_RESULT
+    assert _run(tmp_path, "--params", str(params), "--", sys.executable, "-c", code, "{x}") == 1
+    out = capsys.readouterr().out
+    assert "exited with code 4" in out
+    assert "3 completed" in out
+
+
+def test_grid_and_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--grid makes every combination; --json prints one object a line."""
+    argv = [
+        "--grid",
+        "x=1,2",
+        "--grid",
+        "y=a,b",
+        "--json",
+        "--",
+        sys.executable,
+        "-c",
+        WRITE_RESULT,
+        "{x}{y}",
+    ]
+    assert _run(tmp_path, *argv) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    outcomes = [line for line in lines if "trial_id" in line]
+    assert sorted(o["argv"][-1] for o in outcomes) == ["1a", "1b", "2a", "2b"]
+    assert lines[-1]["summary"]["counts"] == {"completed": 4}
+
+
+def test_csv_params(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A CSV file with a header gives one trial a row, numbers typed."""
+    path = tmp_path / "p.csv"
+    path.write_text("x,name\n2,a\n3,b\n")
+    assert _run(tmp_path, "--params", str(path), "--", sys.executable, "-c", QUADRATIC, "{x}") == 0
+    assert "objective=0  x=2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--params", "missing.jsonl", "--", "true"], "missing.jsonl: cannot read"),
+        (["--params", "{bad}", "--", "true"], ":2: not JSON"),
+        (["--params", "{good}", "--", "prog", "{nope}"], "unknown placeholder {nope}"),
+        (["--params", "{good}", "-j", "0", "--", "prog"], "-j/--jobs: expected a whole number"),
+        (["--params", "{good}"], "no command"),
+        (["--", "prog"], "no trials"),
+        (["--params", "{good}", "--slots-per-trial", "gpu=1", "--", "prog"], "gpu"),
+    ],
+    ids=["missing-file", "malformed-line", "unknown-placeholder", "jobs-zero", "no-command",
+         "no-trials", "slot-demand"],
+)  # fmt: skip
+def test_bad_input_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    """Bad input gives one clear line on stderr and exit status 2, and runs nothing."""
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"x": 1}\n')
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"x": 1}\n{"x": \n')
+    argv = [a.replace("{good}", str(good)).replace("{bad}", str(bad)) for a in argv]
+    if "-j" in argv:  # argparse's own check: usage, the error line, status 2
+        with pytest.raises(SystemExit) as exit_info:
+            _run(tmp_path, *argv)
+        assert exit_info.value.code == 2
+    else:
+        assert _run(tmp_path, *argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert not (tmp_path / "trials").exists()
+
+
+def test_bad_input_keeps_what_is_recorded(
+    tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A malformed file on a second run changes nothing already in the store."""
+    assert (
+        _run(tmp_path, "--params", str(params), "--", sys.executable, "-c", QUADRATIC, "{x}") == 0
+    )
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"x": 9}\nnot json\n')
+    assert _run(tmp_path, "--params", str(bad), "--", sys.executable, "-c", QUADRATIC, "{x}") == 2
+    capsys.readouterr()
+    assert main(["status", "--store", f"sqlite:///{tmp_path}/store.db", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"] == {"completed": 4}
+
+
+def test_add_worker_status_show(
+    tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """add queues trials, worker runs them, status counts them, show tells one trial's story."""
+    store = f"sqlite:///{tmp_path}/shared.db"
+    assert main(["add", "--store", store, "--params", str(params)]) == 0
+    assert "added 4 trials" in capsys.readouterr().err
+    assert main(["status", "--store", store]) == 0
+    assert "new                4" in capsys.readouterr().out
+    code = "import sys; print('hello from', sys.argv[1])\n" + WRITE_RESULT
+    argv = ["worker", "--store", store, "-j", "2", "--base-dir", str(tmp_path / "t"), "--",
+            sys.executable, "-c", code, "{x}"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    trial_id = out.split()[1]
+    assert main(["show", "--store", store, trial_id]) == 0
+    shown = capsys.readouterr().out
+    assert f"trial {trial_id}: completed" in shown
+    assert "attempt 1 on" in shown
+    assert "hello from" in shown
+    assert main(["show", "--store", store, "no-such-id"]) == 1
+    assert "no trial 'no-such-id'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_installed_entry_point(tmp_path: Path, params: Path) -> None:
+    """The installed `async-consumer` command runs a job end to end."""
+    exe = shutil.which("async-consumer") or str(Path(sys.executable).with_name("async-consumer"))
+    result = subprocess.run(
+        [exe, "run", "--params", str(params), "--store", f"sqlite:///{tmp_path}/s.db",
+         "--base-dir", str(tmp_path / "t"), "--", sys.executable, "-c", QUADRATIC, "{x}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "4 trials: 4 completed" in result.stdout
+    help_text = subprocess.run(
+        [exe, "run", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "--params" in help_text and "--jobs" in help_text

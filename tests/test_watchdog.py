@@ -1,0 +1,57 @@
+"""A consumer killed with SIGKILL leaves nothing running: its watchdog stops the trials."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import is_alive
+
+CONSUMER = """
+    import sys, anyio
+    from async_consumer import Consumer, Trial
+    script = (
+        "import os, subprocess, sys, time, signal\\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\\n"
+        "c = subprocess.Popen([sys.executable, '-c', 'import time, signal; "
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)'])\\n"
+        "open(sys.argv[1] + '/' + str(os.getpid()), 'w').close()\\n"
+        "open(sys.argv[1] + '/' + str(c.pid), 'w').close()\\n"
+        "time.sleep(120)\\n"
+    )
+    async def main() -> None:
+        consumer = Consumer([sys.executable, '-c', script, sys.argv[1]], base_dir=sys.argv[2],
+                            grace=0.5, watchdog=True, max_concurrency=2)
+        await consumer.map([Trial(id='a'), Trial(id='b')])
+    anyio.run(main)
+"""
+
+
+@pytest.mark.slow
+def test_sigkilled_consumer_leaves_no_trial(tmp_path: Path) -> None:
+    """SIGKILL to the consumer: its trials and their SIGTERM-ignoring children die within grace + 1 s."""
+    pids_dir = tmp_path / "pids"
+    pids_dir.mkdir()
+    consumer = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(CONSUMER), str(pids_dir), str(tmp_path / "trials")]
+    )
+    deadline = time.monotonic() + 20
+    while len(os.listdir(pids_dir)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)  # waiting for the scripts to report their pids, not ordering by time
+    pids = [int(p) for p in os.listdir(pids_dir)]
+    assert len(pids) == 4
+    assert all(is_alive(pid) for pid in pids)
+    consumer.send_signal(signal.SIGKILL)
+    consumer.wait()
+    killed_at = time.monotonic()
+    while any(is_alive(pid) for pid in pids) and time.monotonic() - killed_at < 5:
+        time.sleep(0.02)
+    assert not any(is_alive(pid) for pid in pids)
+    assert time.monotonic() - killed_at < 0.5 + 1
