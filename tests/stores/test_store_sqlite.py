@@ -158,3 +158,11 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(StoreError, match="schema version 99"):
         SQLiteStore(path)
+
+
+def test_unreadable_file_is_a_store_error(tmp_path: Path) -> None:
+    """A file that is not a SQLite database is a StoreError naming it."""
+    path = tmp_path / "s.db"
+    path.write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreError, match=r"s\.db"):
+        SQLiteStore(path)

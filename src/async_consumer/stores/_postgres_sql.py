@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 SCHEMA_VERSION = 1
 TABLES = """
 CREATE TABLE {s}.trials (
@@ -68,8 +71,11 @@ _QUERIES = {
     "reclaim": """
         UPDATE {s}.trials SET lost_count = lost_count + 1,
             status = CASE WHEN lost_count + 1 > $1 THEN 'broken' ELSE 'interrupted' END
-        WHERE status = 'reserved' AND heartbeat_at <= now() - make_interval(secs => $2)
-        RETURNING id, token""",
+        WHERE seq IN (
+            SELECT seq FROM {s}.trials
+            WHERE status = 'reserved' AND heartbeat_at <= now() - make_interval(secs => $2)
+            FOR UPDATE SKIP LOCKED
+        ) RETURNING id, token""",
     "end": "UPDATE {s}.attempts SET outcome = $1 WHERE trial_id = $2 AND number = $3",
     "get": _TRIALS.format(where="WHERE id = $1"),
     "list": _TRIALS.format(where="WHERE status = $1"),
@@ -81,12 +87,26 @@ _QUERIES = {
 }
 
 
+def quote(schema: str) -> str:
+    """
+    The schema's name quoted for SQL text (a name cannot be a parameter).
+
+    Raises:
+        ValueError: the name is not a plain lower-case SQL name.
+    """
+    if not _SCHEMA_NAME.fullmatch(schema):
+        msg = f"schema must be a lower-case SQL name (letters, digits, _): {schema!r}"
+        raise ValueError(msg)
+    return f'"{schema}"'
+
+
 def queries(schema: str) -> dict[str, str]:
-    """Every query of the store, for a quoted schema name (values are always parameters)."""
-    pick = PICK.format(s=schema)
-    return {name: text.format(s=schema, pick=pick) for name, text in _QUERIES.items()}
+    """Every query of the store for one schema (values are always parameters)."""
+    quoted = quote(schema)
+    pick = PICK.format(s=quoted)
+    return {name: text.format(s=quoted, pick=pick) for name, text in _QUERIES.items()}
 
 
 def tables(schema: str) -> str:
-    """The statements that create the store's tables in a quoted schema name."""
-    return TABLES.format(s=schema)
+    """The statements that create the store's tables in one schema."""
+    return TABLES.format(s=quote(schema))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import re
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -34,7 +33,6 @@ __all__ = ["PostgresStore"]
 
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 _DEFAULT = "async_consumer"
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def _split_url(url: str) -> tuple[str, str | None]:
@@ -44,13 +42,6 @@ def _split_url(url: str) -> tuple[str, str | None]:
     schema = next((value for key, value in query if key == "schema"), None)
     rest = urlencode([(key, value) for key, value in query if key != "schema"])
     return urlunsplit(parts._replace(query=rest)), schema
-
-
-def _quoted(schema: str) -> str:
-    if not _SCHEMA_NAME.fullmatch(schema):
-        msg = f"schema must be a lower-case SQL name (letters, digits, _): {schema!r}"
-        raise ValueError(msg)
-    return f'"{schema}"'
 
 
 class PostgresStore(StoreBase):
@@ -75,7 +66,7 @@ class PostgresStore(StoreBase):
             owns_pool: whether ``aclose`` closes the pool.
         """
         self._pool = pool
-        self._q = sql.queries(_quoted(schema))
+        self._q = sql.queries(schema)
         self._schema = schema
         self._max_lost = check_max_lost(max_lost)
         self._owns_pool = owns_pool
@@ -102,7 +93,7 @@ class PostgresStore(StoreBase):
         url, from_url = _split_url(dsn) if isinstance(dsn, str) else ("", None)
         name = schema or from_url or _DEFAULT
         # refuse bad arguments before connecting, so that no pool is left open
-        _quoted(name)
+        sql.quote(name)
         check_max_lost(max_lost)
         pool = await _connect(url, max_connections) if url else dsn
         store = cls(pool, schema=name, max_lost=max_lost, owns_pool=bool(url))
@@ -121,7 +112,7 @@ class PostgresStore(StoreBase):
             await conn.execute(self._q["version_table"])
             version = await conn.fetchval(self._q["version"])
             if version is None:
-                await conn.execute(sql.tables(_quoted(self._schema)))
+                await conn.execute(sql.tables(self._schema))
                 await conn.execute(self._q["set_version"], sql.SCHEMA_VERSION)
             elif version > sql.SCHEMA_VERSION:
                 msg = f"the store's schema version {version} is newer than this library's"
@@ -130,6 +121,7 @@ class PostgresStore(StoreBase):
     async def aclose(self) -> None:
         """Close the connection pool, if the store opened it."""
         if self._owns_pool:
+            self._owns_pool = False
             await self._pool.close()
 
     @asynccontextmanager

@@ -81,6 +81,21 @@ def _migrate(conn: sqlite3.Connection) -> None:
         raise StoreError(msg)
 
 
+def _connect(path: str | Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        # opening happens once per worker, so a long wait for a concurrent opener is acceptable
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        _transaction(conn, "BEGIN IMMEDIATE", lambda: _migrate(conn))
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 class SQLiteStore(StoreBase):
     """
     A ``TrialStore`` in one SQLite file, safe for several worker processes on one host.
@@ -88,7 +103,9 @@ class SQLiteStore(StoreBase):
     The file is opened in WAL mode and every write is a ``BEGIN IMMEDIATE`` transaction. Calls run
     inline on the event loop (a thread hop costs more than the query); a busy database blocks the
     loop for at most 10 ms per try, then the call backs off with ``anyio.sleep`` and tries again.
-    Times come from SQLite's clock. Works on asyncio and trio.
+    Times come from SQLite's clock. ``synchronous = NORMAL``: a commit survives the crash of any
+    process (the failure leases are for), though the last ones may be lost if the machine loses
+    power. Works on asyncio and trio.
 
     Args:
         path: the database file, created with its parent directories if missing.
@@ -101,20 +118,11 @@ class SQLiteStore(StoreBase):
         self._busy_wait = busy_wait
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, isolation_level=None)
         try:
-            self._setup()
-        except BaseException:
-            self._conn.close()
-            raise
-
-    def _setup(self) -> None:
-        # opening happens once per worker, so a long wait for a concurrent opener is acceptable here
-        self._conn.execute("PRAGMA busy_timeout = 30000")
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        _transaction(self._conn, "BEGIN IMMEDIATE", lambda: _migrate(self._conn))
-        self._conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            self._conn = _connect(path)
+        except sqlite3.Error as exc:
+            msg = f"cannot open the SQLite store {str(path)!r}: {exc}"
+            raise StoreError(msg) from exc
 
     async def aclose(self) -> None:
         """Close the database connection."""
@@ -167,11 +175,11 @@ class SQLiteStore(StoreBase):
         await self._run(lambda: self._beat(lease))
 
     def _beat(self, lease: Lease) -> None:
-        row = self._conn.execute(q.BEAT, (lease.trial_id, lease.token)).fetchone()
-        if row is None:
+        rows = self._conn.execute(q.BEAT, (lease.trial_id, lease.token)).fetchall()
+        if not rows:
             raise LeaseLost(lease.trial_id)
         sql = "UPDATE attempts SET heartbeat_at = ? WHERE trial_id = ? AND number = ?"
-        self._conn.execute(sql, (row[0], lease.trial_id, lease.token))
+        self._conn.execute(sql, (rows[0][0], lease.trial_id, lease.token))
 
     async def finish(self, lease: Lease, outcome: Outcome) -> TrialStatus:
         """Record the attempt's outcome; see ``TrialStore.finish``."""
@@ -182,11 +190,11 @@ class SQLiteStore(StoreBase):
         status, lost = settled_status(outcome.status), int(outcome.status is Status.LOST)
         args = {"id": lease.trial_id, "token": lease.token, "lost": lost, "status": status.value}
         args["max_lost"] = self._max_lost
-        row = self._conn.execute(q.FINISH, args).fetchone()
-        if row is None:
+        rows = self._conn.execute(q.FINISH, args).fetchall()
+        if not rows:
             raise LeaseLost(lease.trial_id)
         self._end_attempts([(outcome.model_dump_json(), lease.trial_id, lease.token)])
-        return TrialStatus(row[0])
+        return TrialStatus(rows[0][0])
 
     def _end_attempts(self, rows: builtins.list[tuple[str, str, int]]) -> None:
         sql = "UPDATE attempts SET outcome = ? WHERE trial_id = ? AND number = ?"
