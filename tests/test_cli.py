@@ -183,3 +183,17 @@ def test_installed_entry_point(tmp_path: Path, params: Path) -> None:
         [exe, "run", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "--params" in help_text and "--jobs" in help_text
+
+
+def test_logs_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`logs` prints a trial's stdout or stderr log; an unknown trial is an error."""
+    code = "import sys; print('to out'); print('to err', file=sys.stderr)\n" + WRITE_RESULT
+    assert _run(tmp_path, "--grid", "x=1", "--", sys.executable, "-c", code) == 0
+    trial_id = capsys.readouterr().out.split()[1]
+    store = f"sqlite:///{tmp_path}/store.db"
+    assert main(["logs", "--store", store, trial_id]) == 0
+    assert capsys.readouterr().out == "to out\n"
+    assert main(["logs", "--store", store, trial_id, "--stderr"]) == 0
+    assert capsys.readouterr().out == "to err\n"
+    assert main(["logs", "--store", store, trial_id, "--attempt", "2"]) == 2
+    assert "no finished attempt number 2" in capsys.readouterr().err

@@ -236,3 +236,20 @@ async def test_no_thread_per_child(make_consumer: ConsumerFactory) -> None:
 def test_python_version() -> None:
     """The suite runs on the Python the project supports."""
     assert sys.version_info >= (3, 11)
+
+
+@pytest.mark.asyncio
+async def test_echo_prefixes_lines(
+    make_consumer: ConsumerFactory, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """With echo, each output line reaches the terminal prefixed with the trial id, and the log keeps it."""
+    code = (
+        "import sys; print('one'); print('two', file=sys.stderr); sys.stdout.write('tail')\n"
+        + WRITE_RESULT
+    )
+    outcome = await make_consumer(python(code), echo=True).run(Trial(id="t9"))
+    assert outcome.status is Status.COMPLETED
+    out, err = capfd.readouterr()
+    assert out == "[t9] one\n[t9] tail\n"
+    assert "[t9] two\n" in err
+    assert Path(outcome.stdout_path).read_text() == "one\ntail"

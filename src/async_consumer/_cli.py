@@ -100,7 +100,30 @@ async def _show(args: argparse.Namespace, view: View) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": _run, "add": _add, "worker": _worker, "status": _status, "show": _show}
+async def _logs(args: argparse.Namespace, view: View) -> int:
+    async with store_from_url(args.store) as store:
+        stored = await store.get(args.trial_id)
+    outcomes = [a.outcome for a in stored.attempts if a.outcome is not None]
+    if args.attempt is not None:
+        outcomes = [o for o in outcomes if o.attempt == args.attempt]
+    if not outcomes:
+        msg = f"trial {args.trial_id!r} has no finished attempt" + (
+            f" number {args.attempt}" if args.attempt else ""
+        )
+        raise UsageError(msg)
+    last = outcomes[-1]
+    path = last.stderr_path if args.stderr else last.stdout_path
+    if not path:
+        msg = f"attempt {last.attempt} never started: {last.message}"
+        raise UsageError(msg)
+    sys.stdout.buffer.write(await anyio.Path(path).read_bytes())
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": _run, "add": _add, "worker": _worker, "status": _status, "show": _show, "logs": _logs,
+}  # fmt: skip
 
 
 def _configure_logging(verbosity: int) -> None:

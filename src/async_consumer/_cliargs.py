@@ -119,6 +119,9 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
     )
     how.add_argument("--code-change", choices=["warn", "error", "ignore"], default="warn",
                      help="when the script's git state changes during the run (default warn)")  # fmt: skip
+    how.add_argument(
+        "--echo", action="store_true", help="show each script's output, prefixed with its trial id"
+    )
     how.add_argument("--env-deny", action="append", default=[], metavar="PATTERN",
                      help="keep variables matching PATTERN (e.g. 'PG*') from the scripts")  # fmt: skip
     parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND",
@@ -183,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     _store_option(show, required=True)
     _add_output_options(show)
     show.add_argument("trial_id", metavar="ID", help="the trial's id")
+    logs = commands.add_parser("logs", help="print a trial's stdout (or stderr) log")
+    _store_option(logs, required=True)
+    logs.add_argument("trial_id", metavar="ID", help="the trial's id")
+    logs.add_argument("--stderr", action="store_true", help="the stderr log instead of stdout")
+    logs.add_argument("--attempt", type=_positive_int, help="which attempt (default: the last)")
     return parser
 
 
@@ -218,4 +226,5 @@ def consumer_from(args: argparse.Namespace, store: HeartbeatTarget | None = None
         code_change=args.code_change,
         max_concurrency=args.jobs,
         watchdog=True,
+        echo=args.echo,
     )

@@ -21,6 +21,7 @@ from ._batch import Batch, open_batch, run_map
 from ._classify import Abort, classify
 from ._codeversion import CodeChangePolicy, CodeVersionWatch
 from ._command import CommandTemplate, ConfigTemplate, TrialPaths
+from ._echo import echo
 from ._environment import EnvPolicy, contract_variables
 from ._errors import ResultsError
 from ._heartbeat import HeartbeatTarget, beat
@@ -94,6 +95,8 @@ class Consumer:
         watchdog: start a watchdog process that kills the trials' process groups if this
             process dies without stopping them (SIGKILL, OOM killer); call :meth:`close` (or
             use ``async with``) when done.
+        echo: copy each script's output to this process's stdout and stderr as it comes,
+            every line prefixed with ``[trial id]`` (the log files keep it all too).
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class Consumer:
         experiment_id: str | None = None,
         experiment_version: int = 1,
         watchdog: bool = False,
+        echo: bool = False,
     ) -> None:
         _positive(timeout=timeout, heartbeat=heartbeat, stall_timeout=stall_timeout)
         _positive(max_concurrency=max_concurrency, max_results_bytes=max_results_bytes)
@@ -156,6 +160,7 @@ class Consumer:
         self._launching = 0
         self._io_limiter = anyio.CapacityLimiter(4)
         self._use_watchdog = watchdog
+        self.echo = echo
         self._watchdog: Watchdog | None = None
         self.is_halted = False
 
@@ -399,6 +404,8 @@ class Consumer:
             lost = partial(_abort_as, running, Status.LOST, Reason.LEASE_LOST)
             tg.start_soon(partial(beat, self.store, plan.lease, interval=self.heartbeat,
                                   max_failures=self.heartbeat_failures, on_lost=lost))  # fmt: skip
+        if self.echo:
+            tg.start_soon(echo, plan.trial.id, plan.paths.stdout, plan.paths.stderr)
         if self.on_metric is not None or self.stall_timeout is not None:
             stalled = partial(_abort_as, running, Status.BROKEN, Reason.STALLED)
             tg.start_soon(partial(
