@@ -214,3 +214,20 @@ async def test_max_broken_stops_launching(make_consumer: ConsumerFactory) -> Non
         seen = [o async for o in outcomes]
     assert len(seen) == 2
     assert [t.id for t in outcomes.skipped] == ["2", "3", "4", "5"]
+
+
+def test_batch_under_trio(make_consumer: ConsumerFactory) -> None:
+    """A batch with an early exit works on the trio backend too, and leaves no process."""
+    code = "import sys, time\nif sys.argv[1] != '0': time.sleep(60)\n" + WRITE_RESULT
+    consumer = make_consumer([*python(code), "{i}"], max_concurrency=3, grace=0.3)
+
+    async def main() -> list[str]:
+        seen = []
+        async with consumer.run_batch([Trial(id=str(i), params={"i": i}) for i in range(3)]) as outcomes:
+            async for outcome in outcomes:
+                seen.append(outcome.trial_id)
+                break
+        return seen
+
+    assert anyio.run(main, backend="trio") == ["0"]
+    assert children_of(os.getpid()) == []
