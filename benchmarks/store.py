@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import shutil
 import sqlite3
-import statistics
 import tempfile
 import time
 import uuid
@@ -88,7 +88,7 @@ def cycle_rate(url: str, processes: int, tasks: int, count: int) -> tuple[int, f
     return sum(d[2] for d in done), max(d[1] for d in done) - min(d[0] for d in done)
 
 
-async def _reserve_all(url: str, count: int, batches: int = 5) -> float:
+async def _reserve_all(url: str, count: int, batches: int = 10) -> float:
     async with await open_store(url) as store:
         times = []
         for _ in range(batches):
@@ -96,15 +96,15 @@ async def _reserve_all(url: str, count: int, batches: int = 5) -> float:
             for _ in range(count // batches):
                 assert await store.reserve("bench") is not None
             times.append(time.monotonic() - start)
-        return statistics.median(times) * batches
+        return min(times) * batches
 
 
 def reserve_rate(url: str, finished: int, count: int) -> tuple[int, float]:
     """
     Reserve ``count`` new trials queued behind ``finished`` completed ones.
 
-    Returns the count and the seconds it would take at the median pace of five batches (a
-    PostgreSQL commit waits for a disk flush, whose time varies from one moment to the next).
+    Returns the count and the seconds it takes at the pace of the fastest of ten batches, as
+    ``timeit`` does: other load on the machine only ever slows a batch down.
     """
     # even with none finished: the same vacuum and checkpoint, so both runs start alike
     (_fill_sqlite if url.startswith("sqlite") else _fill_postgres)(url, finished)
@@ -184,6 +184,46 @@ def _print(name: str, setup: str, done: int, seconds: float, target: str = "") -
     return rate
 
 
+def sqlite_rows(cycles: int, finished: int) -> str:
+    """Print the SQLite rows, on files in a temporary directory; return the reserve ratio."""
+    tmp = Path(tempfile.mkdtemp(prefix="store-bench-"))
+    try:
+
+        def url() -> str:
+            return f"sqlite:///{tmp / uuid.uuid4().hex}.db"
+
+        _print("SQLite", "1 process", *cycle_rate(url(), 1, 1, cycles), ">= 1000/s")
+        _print("SQLite", "4 processes", *cycle_rate(url(), 4, 1, cycles))
+        empty = _print("SQLite", "reserve only, empty table", *reserve_rate(url(), 0, 2000))
+        full = _print(
+            "SQLite", f"reserve, {finished:,} finished", *reserve_rate(url(), finished, 2000)
+        )
+    finally:
+        shutil.rmtree(tmp)
+    return f"SQLite {full / empty:.2f}x"
+
+
+def postgres_rows(server: str, cycles: int, finished: int) -> str:
+    """Print the PostgreSQL rows, each in a schema of its own; return the reserve ratio."""
+    schemas: list[str] = []
+
+    def url() -> str:
+        schemas.append(f"bench_{uuid.uuid4().hex[:12]}")
+        return f"{server}?schema={schemas[-1]}"
+
+    try:
+        _print("PostgreSQL", "1 process", *cycle_rate(url(), 1, 1, cycles))
+        _print("PostgreSQL", "8 processes", *cycle_rate(url(), 8, 1, cycles), ">= 500/s")
+        _print("PostgreSQL", "8 tasks, 1 process, pool of 10", *cycle_rate(url(), 1, 8, cycles))
+        empty = _print("PostgreSQL", "reserve only, empty table", *reserve_rate(url(), 0, 2000))
+        full = _print(
+            "PostgreSQL", f"reserve, {finished:,} finished", *reserve_rate(url(), finished, 2000)
+        )
+    finally:
+        anyio.run(_drop, server, schemas)
+    return f"PostgreSQL {full / empty:.2f}x"
+
+
 def main() -> None:
     """Run every row and print the table and the reserve ratio."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
@@ -191,42 +231,14 @@ def main() -> None:
     parser.add_argument("--finished", type=int, default=100_000)
     parser.add_argument("--postgres", default=os.environ.get("ASYNC_CONSUMER_TEST_POSTGRES_URL"))
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="store-bench-"))
-    schemas: list[str] = []
-
-    def sqlite() -> str:
-        return f"sqlite:///{tmp / uuid.uuid4().hex}.db"
-
-    def postgres() -> str:
-        schemas.append(f"bench_{uuid.uuid4().hex[:12]}")
-        return f"{args.postgres}?schema={schemas[-1]}"
-
+    print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print(f"{'store':<11} {'workers':<34} {'cycles':>7} {'seconds':>8} {'per s':>9}  target")
-    n, big = args.cycles, args.finished
-    _print("SQLite", "1 process", *cycle_rate(sqlite(), 1, 1, n), ">= 1000/s")
-    _print("SQLite", "4 processes", *cycle_rate(sqlite(), 4, 1, n))
-    empty = _print("SQLite", "reserve only, empty table", *reserve_rate(sqlite(), 0, 2000))
-    full = _print("SQLite", f"reserve only, {big:,} finished", *reserve_rate(sqlite(), big, 2000))
-    ratios = [f"SQLite {full / empty:.2f}x"]
+    ratios = [sqlite_rows(args.cycles, args.finished)]
     if args.postgres:
-        try:
-            _print("PostgreSQL", "1 process", *cycle_rate(postgres(), 1, 1, n))
-            _print("PostgreSQL", "8 processes", *cycle_rate(postgres(), 8, 1, n), ">= 500/s")
-            _print(
-                "PostgreSQL", "8 tasks in 1 process (pool of 10)", *cycle_rate(postgres(), 1, 8, n)
-            )
-            empty = _print(
-                "PostgreSQL", "reserve only, empty table", *reserve_rate(postgres(), 0, 2000)
-            )
-            full = _print(
-                "PostgreSQL",
-                f"reserve only, {big:,} finished",
-                *reserve_rate(postgres(), big, 2000),
-            )
-            ratios.append(f"PostgreSQL {full / empty:.2f}x")
-        finally:
-            anyio.run(_drop, args.postgres, schemas)
-    print(f"reserve rate with {big:,} finished trials / empty table: {', '.join(ratios)}")
+        ratios.append(postgres_rows(args.postgres, args.cycles, args.finished))
+    else:
+        print("PostgreSQL  skipped: pass --postgres URL or set ASYNC_CONSUMER_TEST_POSTGRES_URL")
+    print(f"reserve rate, {args.finished:,} finished / empty table: {', '.join(ratios)}")
 
 
 if __name__ == "__main__":

@@ -223,7 +223,9 @@ def test_batch_under_trio(make_consumer: ConsumerFactory) -> None:
 
     async def main() -> list[str]:
         seen = []
-        async with consumer.run_batch([Trial(id=str(i), params={"i": i}) for i in range(3)]) as outcomes:
+        async with consumer.run_batch(
+            [Trial(id=str(i), params={"i": i}) for i in range(3)]
+        ) as outcomes:
             async for outcome in outcomes:
                 seen.append(outcome.trial_id)
                 break

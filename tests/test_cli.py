@@ -197,3 +197,17 @@ def test_logs_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert capsys.readouterr().out == "to err\n"
     assert main(["logs", "--store", store, trial_id, "--attempt", "2"]) == 2
     assert "no finished attempt number 2" in capsys.readouterr().err
+
+
+def test_run_retries_through_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--retries re-runs a trial killed by a signal as a new attempt, recorded in the store."""
+    code = (
+        "import os, signal\n"
+        "if os.environ['ASYNC_CONSUMER_ATTEMPT'] == '1': os.kill(os.getpid(), signal.SIGKILL)\n"
+        + WRITE_RESULT
+    )
+    assert _run(tmp_path, "--grid", "x=1", "--retries", "2", "--", sys.executable, "-c", code) == 0
+    out = capsys.readouterr().out
+    assert "#1 broken" in out
+    assert "#2 completed" in out
+    assert "1 trials: 1 completed" in out

@@ -17,7 +17,7 @@ import anyio
 from ._cliargs import build_parser, consumer_from, default_store_url, slot_demand
 from ._cliview import View
 from ._errors import ConsumerError
-from ._models import Status, Trial, TrialStatus
+from ._models import Trial, TrialStatus
 from ._signals import handle_signals
 from ._sources import SourceError, grid_params, load_params, trials_from
 from ._worker import Worker
@@ -48,19 +48,20 @@ def _load_trials(args: argparse.Namespace) -> list[Trial]:
 async def _work(args: argparse.Namespace, store: TrialStore, view: View) -> int:
     """Run a worker on the store until it is drained (or interrupted)."""
     consumer = consumer_from(args, store)
-    pending = await store.list()
-    for stored in pending:
-        if stored.status in (TrialStatus.NEW, TrialStatus.INTERRUPTED):
-            consumer.check(stored.trial)
+    for waiting in await store.list():
+        if waiting.status in (TrialStatus.NEW, TrialStatus.INTERRUPTED):
+            consumer.check(waiting.trial)
     worker = Worker(store, consumer, follow=getattr(args, "follow", False),
                     max_broken=args.max_broken, on_outcome=view.outcome)  # fmt: skip
     async with consumer, handle_signals(consumer) as signals:
         with view.progress(await store.counts()):
             await worker.run()
-    view.summary(await store.list(), worker)
+    final = await store.list()
+    view.summary(final, worker)
     if signals:
         return EXIT_INTERRUPTED
-    failed = any(o.status is not Status.COMPLETED for o in worker.outcomes)
+    touched = {o.trial_id for o in worker.outcomes}  # retried trials count by their final status
+    failed = any(t.status is not TrialStatus.COMPLETED for t in final if t.id in touched)
     return EXIT_FAILED if failed or worker.is_halted else EXIT_OK
 
 

@@ -96,14 +96,22 @@ class Worker:
                 await anyio.sleep(self.poll)
                 continue
             outcome = await self.consumer.run(lease)
+            requeue = not self.is_halted and self.consumer.retry.should_retry(outcome)
             try:
-                await self.store.finish(lease, outcome)
+                # shielded: a finish cancelled after its commit would lose the result
+                with anyio.CancelScope(shield=True):
+                    await self.store.finish(lease, outcome, requeue=requeue)
             except LeaseLost:
                 self.rejected += 1
                 logger.warning("result not recorded: another worker has the trial now",
                                extra={"trial_id": lease.trial_id})  # fmt: skip
                 continue
-            self.broken += outcome.status is Status.BROKEN
+            if requeue:
+                delay = self.consumer.retry.delay(outcome.attempt)
+                logger.warning("attempt %d %s; retrying in %.1f s", outcome.attempt,
+                               outcome.message, delay, extra={"trial_id": lease.trial_id})  # fmt: skip
+                await anyio.sleep(delay)
+            self.broken += outcome.status is Status.BROKEN and not requeue
             self.outcomes.append(outcome)
             if self.on_outcome is not None:
                 self.on_outcome(outcome)

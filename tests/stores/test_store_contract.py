@@ -140,6 +140,24 @@ async def test_interrupted_trial_runs_again_first(store: TrialStore) -> None:
 
 
 @pytest.mark.asyncio
+async def test_requeue_keeps_the_outcome_and_runs_again(store: TrialStore) -> None:
+    """finish(requeue=True) records a broken attempt as it was and puts the trial back in line."""
+    await store.add(make_trials(1))
+    lease = await store.reserve("w")
+    assert lease is not None
+    status = await store.finish(
+        lease, outcome(lease, Status.BROKEN, reason=Reason.SIGNAL), requeue=True
+    )
+    assert status is TrialStatus.INTERRUPTED
+    again = await store.reserve("w")
+    assert again is not None
+    assert again.trial.attempt == 2
+    first = (await store.get("t0")).attempts[0].outcome
+    assert first is not None
+    assert (first.status, first.reason) == (Status.BROKEN, Reason.SIGNAL)
+
+
+@pytest.mark.asyncio
 async def test_finish_twice_is_lease_lost(store: TrialStore) -> None:
     """After finish the lease is spent: a second finish or a heartbeat raises LeaseLost."""
     await store.add(make_trials(1))

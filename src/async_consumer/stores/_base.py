@@ -46,8 +46,13 @@ class TrialStore(Protocol):
         """Record that the lease's holder is alive; raise ``LeaseLost`` if it is not current."""
         ...
 
-    async def finish(self, lease: Lease, outcome: Outcome) -> TrialStatus:
-        """Record the attempt's outcome and return the trial's new status (fenced)."""
+    async def finish(self, lease: Lease, outcome: Outcome, *, requeue: bool = False) -> TrialStatus:
+        """
+        Record the attempt's outcome and return the trial's new status (fenced).
+
+        With ``requeue``, the trial goes back to the queue (interrupted) whatever the outcome, to
+        be retried as a new attempt; a lost trial still turns broken past ``max_lost``.
+        """
         ...
 
     async def reclaim_stale(self, older_than: float) -> builtins.list[str]:
@@ -121,15 +126,17 @@ def check_outcome(lease: Lease, outcome: Outcome) -> None:
         raise ValueError(msg)
 
 
-def settled_status(status: Status) -> TrialStatus:
+def settled_status(status: Status, requeue: bool = False) -> TrialStatus:
     """The trial's status after an attempt ends so, before counting losses against ``max_lost``."""
-    return _SETTLED[status]
+    return TrialStatus.INTERRUPTED if requeue else _SETTLED[status]
 
 
-def settle(status: Status, lost_count: int, max_lost: int) -> tuple[TrialStatus, int]:
+def settle(
+    status: Status, lost_count: int, max_lost: int, requeue: bool = False
+) -> tuple[TrialStatus, int]:
     """Return the trial's new status and lost count once an attempt ended with ``status``."""
     if status is not Status.LOST:
-        return settled_status(status), lost_count
+        return settled_status(status, requeue), lost_count
     lost_count += 1
     return (TrialStatus.BROKEN if lost_count > max_lost else TrialStatus.INTERRUPTED), lost_count
 

@@ -81,7 +81,9 @@ class MemoryStore(StoreBase):
                 raise DuplicateTrial(trial.id)
         for trial in fresh.values():
             seq = len(self._records)
-            self._records[trial.id] = _Record(seq, trial.model_copy(update={"attempt": 1}))
+            self._records[trial.id] = _Record(
+                seq, trial.model_copy(update={"attempt": 1}, deep=True)
+            )
             heapq.heappush(self._pending, (seq, trial.id))
         return len(fresh)
 
@@ -128,17 +130,19 @@ class MemoryStore(StoreBase):
             update={"heartbeat_at": record.heartbeat_at}
         )
 
-    async def finish(self, lease: Lease, outcome: Outcome) -> TrialStatus:
+    async def finish(self, lease: Lease, outcome: Outcome, *, requeue: bool = False) -> TrialStatus:
         """Record the attempt's outcome; see ``TrialStore.finish``."""
         await anyio.lowlevel.checkpoint()
         check_outcome(lease, outcome)
         record = self._held(lease)
-        self._settle(record, outcome)
+        self._settle(record, outcome, requeue)
         return record.status
 
-    def _settle(self, record: _Record, outcome: Outcome) -> None:
+    def _settle(self, record: _Record, outcome: Outcome, requeue: bool = False) -> None:
         record.end_attempt(outcome)
-        record.status, record.lost_count = settle(outcome.status, record.lost_count, self._max_lost)
+        record.status, record.lost_count = settle(
+            outcome.status, record.lost_count, self._max_lost, requeue
+        )
         if record.status in PENDING:
             heapq.heappush(self._pending, (record.seq, record.trial.id))
 

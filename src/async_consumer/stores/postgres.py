@@ -164,10 +164,11 @@ class PostgresStore(StoreBase):
         if beats != 1:
             raise LeaseLost(lease.trial_id)
 
-    async def finish(self, lease: Lease, outcome: Outcome) -> TrialStatus:
+    async def finish(self, lease: Lease, outcome: Outcome, *, requeue: bool = False) -> TrialStatus:
         """Record the attempt's outcome; see ``TrialStore.finish``."""
         check_outcome(lease, outcome)
-        status, lost = settled_status(outcome.status), int(outcome.status is Status.LOST)
+        status = settled_status(outcome.status, requeue)
+        lost = int(outcome.status is Status.LOST)
         args = (lost, self._max_lost, status.value, outcome.model_dump_json())
         async with self._connection() as conn:
             new = await conn.fetchval(self._q["finish"], lease.trial_id, lease.token, *args)

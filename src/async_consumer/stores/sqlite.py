@@ -181,13 +181,14 @@ class SQLiteStore(StoreBase):
         sql = "UPDATE attempts SET heartbeat_at = ? WHERE trial_id = ? AND number = ?"
         self._conn.execute(sql, (rows[0][0], lease.trial_id, lease.token))
 
-    async def finish(self, lease: Lease, outcome: Outcome) -> TrialStatus:
+    async def finish(self, lease: Lease, outcome: Outcome, *, requeue: bool = False) -> TrialStatus:
         """Record the attempt's outcome; see ``TrialStore.finish``."""
         check_outcome(lease, outcome)
-        return await self._run(lambda: self._finish(lease, outcome))
+        return await self._run(lambda: self._finish(lease, outcome, requeue))
 
-    def _finish(self, lease: Lease, outcome: Outcome) -> TrialStatus:
-        status, lost = settled_status(outcome.status), int(outcome.status is Status.LOST)
+    def _finish(self, lease: Lease, outcome: Outcome, requeue: bool) -> TrialStatus:
+        status = settled_status(outcome.status, requeue)
+        lost = int(outcome.status is Status.LOST)
         args = {"id": lease.trial_id, "token": lease.token, "lost": lost, "status": status.value}
         args["max_lost"] = self._max_lost
         rows = self._conn.execute(q.FINISH, args).fetchall()
