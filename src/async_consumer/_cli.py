@@ -54,7 +54,7 @@ async def _work(args: argparse.Namespace, store: TrialStore, view: View) -> int:
     worker = Worker(store, consumer, follow=getattr(args, "follow", False),
                     max_broken=args.max_broken, on_outcome=view.outcome)  # fmt: skip
     async with consumer, handle_signals(consumer) as signals:
-        with view.progress(await store.counts()):
+        with view.progress(await store.counts(), lambda: len(consumer.running)):
             await worker.run()
     final = await store.list()
     view.summary(final, worker)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,7 +77,9 @@ class View:
             self._progress.update(self._task, advance=1, failed=failed)
 
     @contextmanager
-    def progress(self, counts: dict[TrialStatus, int]) -> Iterator[None]:
+    def progress(
+        self, counts: dict[TrialStatus, int], running: Callable[[], int] = lambda: 0
+    ) -> Iterator[None]:
         """A progress bar on the terminal (stderr) while trials run; nothing when piped."""
         total = sum(counts.get(s, 0) for s in (TrialStatus.NEW, TrialStatus.INTERRUPTED))
         if self.json or self.quiet or not sys.stderr.isatty() or total == 0:
@@ -89,15 +91,22 @@ class View:
                 BarColumn,
                 MofNCompleteColumn,
                 Progress,
+                ProgressColumn,
+                Task,
                 TextColumn,
                 TimeRemainingColumn,
             )
+            from rich.text import Text
         except ImportError:  # the cli extra is not installed: plain lines only
-            with nullcontext():
-                yield
+            yield
             return
+
+        class Running(ProgressColumn):
+            def render(self, task: Task) -> Text:
+                return Text(f"{running()} running", style="cyan")
+
         columns = (
-            TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), Running(),
             TextColumn("[red]{task.fields[failed]} failed"), TextColumn("ETA"), TimeRemainingColumn(),
         )  # fmt: skip
         with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
