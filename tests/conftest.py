@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,13 @@ def make_consumer(tmp_path: Path) -> ConsumerFactory:
         return Consumer(command, **kwargs)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _reset_library_logger() -> Iterator[None]:
+    """Undo the logging set-up that the CLI's ``main`` does, so caplog sees every record."""
+    yield
+    logger = logging.getLogger("async_consumer")
+    logger.handlers.clear()
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)

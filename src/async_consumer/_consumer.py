@@ -7,62 +7,43 @@ import os
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Self
+from typing import Any, BinaryIO, Self
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
+from ._attempt import (
+    Plan,
+    Running,
+    abort_as,
+    build_outcome,
+    contract_environment,
+    prepare_sync,
+    read_results_of,
+)  # fmt: skip
 from ._batch import Batch, open_batch, run_map
 from ._classify import Abort, classify
 from ._codeversion import CodeChangePolicy, CodeVersionWatch
-from ._command import CommandTemplate, ConfigTemplate, TrialPaths
+from ._command import CommandTemplate, ConfigTemplate
 from ._echo import echo
-from ._environment import EnvPolicy, contract_variables
-from ._errors import ResultsError
+from ._environment import EnvPolicy
 from ._heartbeat import HeartbeatTarget, beat
 from ._metrics import MetricCallback, follow
-from ._models import Lease, Outcome, Reason, Result, Status, Trial
-from ._process import ChildProcess, Exit, open_log
-from ._results import DEFAULT_MAX_RESULTS_BYTES, read_results
+from ._models import Lease, Outcome, Reason, Status, Trial
+from ._process import ChildProcess, Exit
+from ._results import DEFAULT_MAX_RESULTS_BYTES
 from ._retry import RetryPolicy
-from ._slots import SlotPool, slot_environment
+from ._slots import SlotPool
 from ._watchdog import Watchdog
-from ._workdir import prepare_files, tail, trial_paths
+from ._workdir import trial_paths
 
 __all__ = ["Consumer"]
 
 logger = logging.getLogger("async_consumer")
-
-
-@dataclass(slots=True)
-class _Running:
-    """A trial whose script is running, so that it can be stopped from outside."""
-
-    child: ChildProcess
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    abort: Abort | None = None
-    done: anyio.Event = field(default_factory=anyio.Event)
-
-    def abort_with(self, abort: Abort) -> None:
-        if self.abort is None:
-            self.abort = abort
-        self.scope.cancel()
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """Everything decided about an attempt before anything starts."""
-
-    trial: Trial
-    lease: Lease | None
-    paths: TrialPaths
-    argv: list[str]
-    config_text: str | None
 
 
 class Consumer:
@@ -155,7 +136,7 @@ class Consumer:
         self.host = socket.gethostname()
         self._limiter = anyio.CapacityLimiter(self.max_concurrency)
         self._code = CodeVersionWatch(CodeChangePolicy(code_change))
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, Running] = {}
         self._made_dirs: set[Path] = set()
         self._launching = 0
         self._io_limiter = anyio.CapacityLimiter(4)
@@ -285,32 +266,14 @@ class Consumer:
 
     # -- one attempt -----------------------------------------------------------------------
 
-    def _plan(self, trial: Trial, lease: Lease | None) -> _Plan:
+    def _plan(self, trial: Trial, lease: Lease | None) -> Plan:
         paths = trial_paths(self.base_dir, trial, self.config.suffix if self.config else None)
         kwargs = {"trial_id": trial.id, "attempt": trial.attempt, "experiment": trial.experiment}
         argv = self.command.render(trial.params, paths=paths, **kwargs)  # type: ignore[arg-type]
         config = self.config and self.config.render(trial.params, paths=paths, **kwargs)  # type: ignore[arg-type]
-        return _Plan(trial, lease, paths, argv, config or None)
+        return Plan(trial, lease, paths, argv, config or None)
 
-    def _environment(self, plan: _Plan, granted: Mapping[str, Sequence[str]]) -> dict[str, str]:
-        trial, paths = plan.trial, plan.paths
-        values = {
-            "TRIAL_ID": trial.id,
-            "ATTEMPT": str(trial.attempt),
-            "WORKING_DIR": str(paths.working_dir),
-            "RESULTS_PATH": str(paths.results),
-            "PARAMS_PATH": str(paths.params),
-            "METRICS_PATH": str(paths.metrics),
-            "INTERRUPT_CODE": str(self.interrupt_code),
-            "EXPERIMENT_NAME": trial.experiment,
-            "EXPERIMENT_ID": self.experiment_id or trial.experiment,
-            "EXPERIMENT_VERSION": str(self.experiment_version),
-        }
-        if paths.config is not None:
-            values["CONFIG_PATH"] = str(paths.config)
-        return {**contract_variables(values), **slot_environment(granted)}
-
-    async def _attempt(self, plan: _Plan) -> Outcome:
+    async def _attempt(self, plan: Plan) -> Outcome:
         trial, paths = plan.trial, plan.paths
         cwd = paths.working_dir if self.run_in_working_dir else None
         started_at = datetime.now(UTC)
@@ -330,7 +293,8 @@ class Consumer:
                            version, extra={"trial_id": trial.id})  # fmt: skip
         async with self.slots.acquire(trial.slots) as granted:
             outcome = partial(outcome, slots=granted)
-            added = self._environment(plan, granted)
+            added = contract_environment(plan, granted, self.interrupt_code,
+                                         self.experiment_id, self.experiment_version)  # fmt: skip
             outcome = partial(outcome, env=added)
             stdout, stderr = await self._prepare(plan)
             try:
@@ -358,7 +322,7 @@ class Consumer:
         self._watchdog.register(pgid)
         return self._watchdog
 
-    async def _prepare(self, plan: _Plan) -> tuple[BinaryIO, BinaryIO]:
+    async def _prepare(self, plan: Plan) -> tuple[BinaryIO, BinaryIO]:
         """
         Create the trial's files; return its logs, open.
 
@@ -370,18 +334,16 @@ class Consumer:
         try:
             await anyio.lowlevel.checkpoint()  # let trials starting with this one say so
             if self._launching == 1:
-                return _prepare_sync(plan, self._made_dirs)
+                return prepare_sync(plan, self._made_dirs)
             return await anyio.to_thread.run_sync(
-                _prepare_sync, plan, self._made_dirs, limiter=self._io_limiter
+                prepare_sync, plan, self._made_dirs, limiter=self._io_limiter
             )
         finally:
             self._launching -= 1
 
-    async def _supervise(
-        self, child: ChildProcess, plan: _Plan
-    ) -> tuple[Exit | None, Abort | None]:
+    async def _supervise(self, child: ChildProcess, plan: Plan) -> tuple[Exit | None, Abort | None]:
         trial = plan.trial
-        running = self._running[trial.id] = _Running(child)
+        running = self._running[trial.id] = Running(child)
         timeout = trial.timeout or self.timeout
         try:
             with running.scope, anyio.move_on_after(timeout) as deadline:
@@ -399,86 +361,29 @@ class Consumer:
             running.done.set()
         return exit_, running.abort
 
-    def _start_watchers(self, tg: anyio.abc.TaskGroup, plan: _Plan, running: _Running) -> None:
+    def _start_watchers(self, tg: anyio.abc.TaskGroup, plan: Plan, running: Running) -> None:
         if plan.lease is not None and self.store is not None:
-            lost = partial(_abort_as, running, Status.LOST, Reason.LEASE_LOST)
+            lost = partial(abort_as, running, Status.LOST, Reason.LEASE_LOST)
             tg.start_soon(partial(beat, self.store, plan.lease, interval=self.heartbeat,
                                   max_failures=self.heartbeat_failures, on_lost=lost))  # fmt: skip
         if self.echo:
             tg.start_soon(echo, plan.trial.id, plan.paths.stdout, plan.paths.stderr)
         if self.on_metric is not None or self.stall_timeout is not None:
-            stalled = partial(_abort_as, running, Status.BROKEN, Reason.STALLED)
+            stalled = partial(abort_as, running, Status.BROKEN, Reason.STALLED)
             tg.start_soon(partial(
                 follow, trial_id=plan.trial.id, attempt=plan.trial.attempt,
                 metrics_path=plan.paths.metrics, logs=(plan.paths.stdout, plan.paths.stderr),
                 on_metric=self.on_metric, stall_timeout=self.stall_timeout, on_stall=stalled,
             ))  # fmt: skip
 
-    def _results(self, plan: _Plan) -> tuple[Result, ...] | ResultsError:
-        try:
-            return read_results(
-                plan.paths.results,
-                max_bytes=self.max_results_bytes,
-                base_dir=plan.paths.working_dir,
-            )
-        except ResultsError as exc:
-            return exc
-
-    def _outcome(
-        self,
-        plan: _Plan,
-        started_at: datetime,
-        abort: Abort | None,
-        *,
-        exit_: Exit | None = None,
-        pid: int | None = None,
-        code_version: str | None = None,
-        slots: Mapping[str, Sequence[str]] | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> Outcome:
-        results = self._results(plan) if exit_ is not None and abort is None else None
+    def _outcome(self, plan: Plan, started_at: datetime, abort: Abort | None,
+                 **fields: Any) -> Outcome:  # fmt: skip
+        exit_: Exit | None = fields.get("exit_")
+        results = None
+        if exit_ is not None and abort is None:
+            results = read_results_of(plan, self.max_results_bytes)
         verdict = classify(exit_, abort, interrupt_code=self.interrupt_code, results=results)
-        usage = exit_.usage if exit_ is not None else None
-        outcome = Outcome(
-            trial_id=plan.trial.id,
-            attempt=plan.trial.attempt,
-            status=verdict.status,
-            reason=verdict.reason,
-            message=verdict.message,
-            results=verdict.results,
-            returncode=verdict.returncode,
-            signal=verdict.signal,
-            argv=tuple(plan.argv),
-            env=dict(env or {}),
-            slots={k: tuple(v) for k, v in (slots or {}).items()},
-            code_version=code_version,
-            host=self.host,
-            pid=pid,
-            started_at=started_at,
-            ended_at=datetime.now(UTC),
-            cpu_seconds=usage.cpu_seconds if usage else None,
-            peak_rss_bytes=usage.peak_rss_bytes if usage else None,
-            working_dir=str(plan.paths.working_dir),
-            stdout_path=str(plan.paths.stdout),
-            stderr_path=str(plan.paths.stderr),
-            stderr_tail=tail(plan.paths.stderr) if pid is not None else "",
-        )
-        _log(outcome)
-        return outcome
-
-
-def _prepare_sync(plan: _Plan, made: set[Path]) -> tuple[BinaryIO, BinaryIO]:
-    prepare_files(plan.paths, plan.trial, plan.config_text, made)
-    stdout = open_log(plan.paths.stdout)
-    try:
-        return stdout, open_log(plan.paths.stderr)
-    except BaseException:
-        stdout.close()
-        raise
-
-
-def _abort_as(running: _Running, status: Status, reason: Reason, message: str) -> None:
-    running.abort_with(Abort(status, reason, message))
+        return build_outcome(plan, started_at, verdict, host=self.host, **fields)
 
 
 def _positive(**values: float | None) -> None:
@@ -486,14 +391,3 @@ def _positive(**values: float | None) -> None:
         if value is not None and value <= 0:
             msg = f"{name} must be positive, not {value}"
             raise ValueError(msg)
-
-
-def _log(outcome: Outcome) -> None:
-    extra = {"trial_id": outcome.trial_id}
-    if outcome.is_completed:
-        logger.info("completed, objective %s", outcome.objective, extra=extra)
-    else:
-        level = logging.INFO if outcome.status is Status.INTERRUPTED else logging.WARNING
-        logger.log(
-            level, "%s (%s): %s", outcome.status, outcome.reason, outcome.message, extra=extra
-        )
