@@ -211,3 +211,17 @@ def test_run_retries_through_the_store(tmp_path: Path, capsys: pytest.CaptureFix
     assert "#1 broken" in out
     assert "#2 completed" in out
     assert "1 trials: 1 completed" in out
+
+
+def test_report_command(tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`report` writes one self-contained HTML page of the run."""
+    assert (
+        _run(tmp_path, "--params", str(params), "--", sys.executable, "-c", QUADRATIC, "{x}") == 0
+    )
+    out = tmp_path / "r.html"
+    assert main(["report", "--store", f"sqlite:///{tmp_path}/store.db", "-o", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().err
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>") or page.lower().startswith("<!doctype html>")
+    assert "<svg" in page
+    assert "http://" not in page and "https://" not in page

@@ -18,6 +18,7 @@ from ._cliargs import build_parser, consumer_from, default_store_url, slot_deman
 from ._cliview import View
 from ._errors import ConsumerError
 from ._models import Trial, TrialStatus
+from ._report import write_report
 from ._signals import handle_signals
 from ._sources import SourceError, grid_params, load_params, trials_from
 from ._worker import Worker
@@ -122,8 +123,16 @@ async def _logs(args: argparse.Namespace, view: View) -> int:
     return EXIT_OK
 
 
+async def _report(args: argparse.Namespace, view: View) -> int:
+    async with store_from_url(args.store) as store:
+        count = await write_report(store, args.output, title=args.title)
+    view.note(f"wrote {args.output} ({count} trials)")
+    return EXIT_OK
+
+
 COMMANDS = {
-    "run": _run, "add": _add, "worker": _worker, "status": _status, "show": _show, "logs": _logs,
+    "run": _run, "add": _add, "worker": _worker, "status": _status, "show": _show,
+    "logs": _logs, "report": _report,
 }  # fmt: skip
 
 

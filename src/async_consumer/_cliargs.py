@@ -186,6 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
     _store_option(show, required=True)
     _add_output_options(show)
     show.add_argument("trial_id", metavar="ID", help="the trial's id")
+    report = commands.add_parser(
+        "report",
+        help="write one self-contained HTML page: timeline, objective by trial, failures",
+        description="Write an HTML picture of the run (no network needed to view it).",
+    )
+    _store_option(report, required=True)
+    report.add_argument("-o", "--output", default="report.html", metavar="FILE",
+                        help="where to write it (default: report.html)")  # fmt: skip
+    report.add_argument("--title", default="async-consumer run", help="the page's title")
     logs = commands.add_parser("logs", help="print a trial's stdout (or stderr) log")
     _store_option(logs, required=True)
     logs.add_argument("trial_id", metavar="ID", help="the trial's id")
