@@ -9,6 +9,7 @@ group id equal to the child's pid, so ``killpg`` reaches every descendant that d
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import anyio
-import sniffio
 from anyio.abc import Process
 
 from . import _childwatch
@@ -37,6 +37,15 @@ class Exit:
 
     returncode: int
     usage: ResourceUsage | None = None
+
+
+def _on_asyncio() -> bool:
+    """Whether we run on asyncio (else trio, through anyio); anyio needs no sniffio any more."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def signal_name(returncode: int) -> str:
@@ -102,7 +111,7 @@ class ChildProcess:
         Raises:
             OSError: the program does not exist or cannot be executed.
         """
-        if sniffio.current_async_library() == "asyncio":
+        if _on_asyncio():
             _childwatch.install()
         process = await anyio.open_process(
             list(argv),
@@ -118,7 +127,7 @@ class ChildProcess:
     async def wait(self) -> Exit:
         """Wait for the child to exit and reap it; the result is kept in :attr:`exit`."""
         if self.exit is None:
-            if sniffio.current_async_library() == "asyncio":
+            if _on_asyncio():
                 returncode = await self.process.wait()
                 self.exit = Exit(returncode, _childwatch.pop_usage(self.pid))
             else:
