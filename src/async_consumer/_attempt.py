@@ -14,7 +14,7 @@ import anyio
 from ._classify import Abort, Verdict
 from ._command import TrialPaths
 from ._environment import contract_variables
-from ._errors import ResultsError
+from ._errors import MissingResults, ResultsError
 from ._models import Lease, Outcome, Reason, Result, Status, Trial
 from ._process import ChildProcess, Exit, open_log
 from ._results import read_results
@@ -103,12 +103,21 @@ def prepare_sync(plan: Plan, made: set[Path]) -> tuple[BinaryIO, BinaryIO]:
         raise
 
 
-def read_results_of(plan: Plan, max_bytes: int) -> tuple[Result, ...] | ResultsError:
-    """The attempt's validated results, or why they cannot be accepted."""
+def read_results_of(
+    plan: Plan, max_bytes: int, base_dir: Path
+) -> tuple[Result, ...] | ResultsError:
+    """
+    The attempt's validated results, or why they cannot be accepted.
+
+    The working directory must still be a real directory under ``base_dir``: a script that swapped
+    it (or a parent) for a symlink cannot make us read a file from elsewhere.
+    """
+    working_dir = plan.paths.working_dir
+    if working_dir.is_symlink() or not working_dir.is_dir():
+        problem = f"<file>: the working directory {working_dir} was removed or replaced"
+        return MissingResults(str(plan.paths.results), [problem])
     try:
-        return read_results(
-            plan.paths.results, max_bytes=max_bytes, base_dir=plan.paths.working_dir
-        )
+        return read_results(plan.paths.results, max_bytes=max_bytes, base_dir=base_dir)
     except ResultsError as exc:
         return exc
 

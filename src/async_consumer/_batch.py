@@ -96,10 +96,13 @@ async def open_batch(
     consumer: Consumer, trials: Iterable[Trial | Lease], max_broken: int | None
 ) -> AsyncIterator[Batch]:
     """The machinery behind :meth:`Consumer.run_batch`."""
+    trials = list(trials)
+    for trial in trials:  # before the task group, so a bad trial is not an ExceptionGroup
+        consumer.check(trial.trial if isinstance(trial, Lease) else trial)
     async with anyio.create_task_group() as tg:
         batch = Batch(consumer, tg, max_broken)
-        batch.add_all(trials)
         try:
+            batch.add_all(trials)
             yield batch
         finally:
             tg.cancel_scope.cancel()  # early exit: stop what still runs (shielded stops inside)

@@ -61,8 +61,8 @@ async def _work(args: argparse.Namespace, store: TrialStore, view: View) -> int:
     view.summary(final, worker)
     if signals:
         return EXIT_INTERRUPTED
-    touched = {o.trial_id for o in worker.outcomes}  # retried trials count by their final status
-    failed = any(t.status is not TrialStatus.COMPLETED for t in final if t.id in touched)
+    # trials count by their final status (a retried one by its last attempt)
+    failed = any(t.status is not TrialStatus.COMPLETED for t in final if t.id in worker.trial_ids)
     return EXIT_FAILED if failed or worker.is_halted else EXIT_OK
 
 

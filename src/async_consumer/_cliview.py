@@ -122,18 +122,17 @@ class View:
         counts = Counter(str(s.status) for s in stored)
         done = [s for s in stored if s.outcome is not None and s.outcome.objective is not None]
         best = min(done, key=lambda s: s.outcome.objective or 0.0) if done else None  # type: ignore[union-attr]
-        finished = [o for o in worker.outcomes if o.duration is not None]
-        slowest = sorted(finished, key=lambda o: o.duration or 0.0, reverse=True)[:3]
+        slowest = worker.slowest
         if self.json:
             summary: dict[str, Any] = {
-                "counts": dict(counts), "ran": len(worker.outcomes), "rejected": worker.rejected,
+                "counts": dict(counts), "ran": worker.ran, "rejected": worker.rejected,
                 "best": best and {"trial_id": best.id, "objective": best.outcome and best.outcome.objective,
                                   "params": best.trial.params},
             }  # fmt: skip
             print(json.dumps({"summary": summary}), flush=True)
             return
         parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        print(f"{len(stored)} trials: {parts} ({len(worker.outcomes)} run now)", flush=True)
+        print(f"{len(stored)} trials: {parts} ({worker.ran} run now)", flush=True)
         if best is not None and best.outcome is not None:
             print(
                 f"best: {best.id} objective={best.outcome.objective:g}  {_params(best)}", flush=True

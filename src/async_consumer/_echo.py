@@ -15,6 +15,8 @@ from typing import TextIO
 
 import anyio
 
+from ._workdir import read_regular
+
 __all__ = ["echo"]
 
 
@@ -25,12 +27,7 @@ class _Tail:
         self.partial = b""
 
     def pump(self, final: bool = False) -> None:
-        try:
-            with open(self.path, "rb") as file:
-                file.seek(self.offset)
-                chunk = file.read(1024 * 1024)
-        except OSError:
-            return
+        chunk = read_regular(self.path, self.offset, 1024 * 1024)
         self.offset += len(chunk)
         *lines, self.partial = (self.partial + chunk).split(b"\n")
         if final and self.partial:

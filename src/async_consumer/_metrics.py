@@ -20,6 +20,8 @@ from pathlib import Path
 import anyio
 from pydantic import BaseModel, ConfigDict, JsonValue
 
+from ._workdir import read_regular
+
 __all__ = ["Metric", "MetricCallback", "follow"]
 
 logger = logging.getLogger("async_consumer")
@@ -70,12 +72,7 @@ class _Reader:
         self.partial = b""
 
     def read_lines(self) -> list[bytes]:
-        try:
-            with open(self.path, "rb") as file:
-                file.seek(self.offset)
-                chunk = file.read(1024 * 1024)
-        except OSError:
-            return []
+        chunk = read_regular(self.path, self.offset, 1024 * 1024)
         self.offset += len(chunk)
         *lines, self.partial = (self.partial + chunk).split(b"\n")
         if len(self.partial) > _MAX_LINE:

@@ -7,12 +7,13 @@ import json
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 from ._command import TrialPaths
 from ._models import Trial
 
-__all__ = ["prepare_files", "safe_name", "tail", "trial_paths"]
+__all__ = ["prepare_files", "read_regular", "safe_name", "tail", "trial_paths"]
 
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 TAIL_BYTES = 4096
@@ -100,11 +101,32 @@ def _clean(paths: TrialPaths) -> None:
             path.unlink(missing_ok=True)
 
 
-def tail(path: Path, size: int = TAIL_BYTES) -> str:
-    """The last ``size`` bytes of a log, decoded leniently; empty if the file is gone."""
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
+
+
+def read_regular(path: Path, offset: int | None, size: int) -> bytes:
+    """
+    Read up to ``size`` bytes of a file a script may have tampered with.
+
+    Never follows a symlink, never blocks on a FIFO, reads nothing but a regular file; from
+    ``offset``, or the last ``size`` bytes when ``offset`` is ``None``. Empty on any problem.
+    """
     try:
-        with open(path, "rb") as file:
-            file.seek(max(0, os.fstat(file.fileno()).st_size - size))
-            return file.read(size).decode("utf-8", errors="replace")
+        fd = os.open(path, _READ_FLAGS)
     except OSError:
-        return ""
+        return b""
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return b""
+        start = max(0, info.st_size - size) if offset is None else offset
+        return os.pread(fd, size, start)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+
+
+def tail(path: Path, size: int = TAIL_BYTES) -> str:
+    """The last ``size`` bytes of a log, decoded leniently; empty if it is gone or not a file."""
+    return read_regular(path, None, size).decode("utf-8", errors="replace")

@@ -66,7 +66,12 @@ class Worker:
         self.poll = poll
         self.max_broken = max_broken
         self.on_outcome = on_outcome
-        self.outcomes: list[Outcome] = []
+        self.ran = 0
+        """Attempts this worker ran and recorded."""
+        self.trial_ids: set[str] = set()
+        """The trials it ran (ids only: a long-running worker must not keep every outcome)."""
+        self.slowest: list[Outcome] = []
+        """Its three slowest attempts."""
         self.rejected = 0
         """Results the store refused because the lease had moved on (a late worker's)."""
         self.broken = 0
@@ -77,15 +82,14 @@ class Worker:
         broken_out = self.max_broken is not None and self.broken >= self.max_broken
         return self.consumer.is_halted or broken_out
 
-    async def run(self) -> list[Outcome]:
-        """Run lanes and the reclaimer until every lane is done; return the outcomes recorded."""
+    async def run(self) -> None:
+        """Run lanes and the reclaimer until every lane is done (drained, halted or cancelled)."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._reclaim_forever)
             async with anyio.create_task_group() as lanes:
                 for _ in range(self.consumer.max_concurrency):
                     lanes.start_soon(self._lane)
             tg.cancel_scope.cancel()
-        return self.outcomes
 
     async def _lane(self) -> None:
         while not self.is_halted:
@@ -112,9 +116,17 @@ class Worker:
                                outcome.message, delay, extra={"trial_id": lease.trial_id})  # fmt: skip
                 await anyio.sleep(delay)
             self.broken += outcome.status is Status.BROKEN and not requeue
-            self.outcomes.append(outcome)
+            self._count(outcome)
             if self.on_outcome is not None:
                 self.on_outcome(outcome)
+
+    def _count(self, outcome: Outcome) -> None:
+        self.ran += 1
+        self.trial_ids.add(outcome.trial_id)
+        if outcome.duration is not None:
+            self.slowest.append(outcome)
+            self.slowest.sort(key=lambda o: o.duration or 0.0, reverse=True)
+            del self.slowest[3:]
 
     async def _is_drained(self) -> bool:
         counts = await self.store.counts()
