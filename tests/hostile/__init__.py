@@ -1,0 +1,1 @@
+"""Hostile scripts and bad input: crashes, floods, forks, garbage results, leaks and load."""

@@ -1,0 +1,45 @@
+"""Bad input to a batch: a trial that cannot be rendered is a clean error, and nothing leaks."""
+
+from __future__ import annotations
+
+import gc
+import warnings
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from async_consumer import Consumer, TemplateError, Trial
+
+from ..conftest import WRITE_RESULT, ConsumerFactory, python
+
+
+async def _batch(consumer: Consumer, trials: list[Trial]) -> None:
+    async with consumer.run_batch(trials) as outcomes:
+        async for _ in outcomes:
+            pass
+
+
+async def _map(consumer: Consumer, trials: list[Trial]) -> None:
+    await consumer.map(trials)
+
+
+@pytest.mark.parametrize("entry", [_batch, _map], ids=["run_batch", "map"])
+@pytest.mark.asyncio
+async def test_unrenderable_trial_raises_template_error_and_leaks_nothing(
+    make_consumer: ConsumerFactory, entry: Callable[[Consumer, list[Trial]], Awaitable[None]]
+) -> None:
+    """A trial naming an unknown placeholder raises TemplateError itself, closing the batch."""
+    consumer = make_consumer([*python(WRITE_RESULT), "{missing}"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # keep only the kind of the error: its traceback holds the batch
+        try:
+            await entry(consumer, [Trial(id="t")])
+        except (TemplateError, BaseExceptionGroup) as exc:
+            raised: type[BaseException] | None = type(exc)
+        else:
+            raised = None
+        gc.collect()  # so that an unclosed stream warns here, not in a later test
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert raised is TemplateError
+    assert leaks == []
