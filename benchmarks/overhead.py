@@ -75,12 +75,13 @@ async def consumer(argv: list[str], n: int, jobs: int, base: Path) -> float:
     return n / elapsed
 
 
-async def main(trials: int, runs: int, jobs: list[int]) -> None:
+async def main(trials: int, runs: int, jobs: list[int], where: str) -> None:
     """Run every configuration ``runs`` times, interleaved, and print medians."""
     install()
     rows = []
     # trial directories on the project's disk, as a user's ./.async-consumer would be
-    with tempfile.TemporaryDirectory(dir=".", prefix=".bench-") as tmp:
+    # (--dir /dev/shm puts them in memory, to see the executor without the disk's cost)
+    with tempfile.TemporaryDirectory(dir=where, prefix=".bench-") as tmp:
         for name, argv in (("python", PY_TRIAL), ("sh", SH_TRIAL)):
             for j in jobs:
                 bare_rates, ours = [], []
@@ -106,5 +107,6 @@ if __name__ == "__main__":
     parser.add_argument("--trials", type=int, default=500)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--jobs", default="1,2,8,32")
+    parser.add_argument("--dir", default=".", help="where trial directories go (default: here)")
     args = parser.parse_args()
-    anyio.run(main, args.trials, args.runs, [int(j) for j in args.jobs.split(",")])
+    anyio.run(main, args.trials, args.runs, [int(j) for j in args.jobs.split(",")], args.dir)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -103,23 +105,29 @@ def prepare_sync(plan: Plan, made: set[Path]) -> tuple[BinaryIO, BinaryIO]:
         raise
 
 
-def read_results_of(
-    plan: Plan, max_bytes: int, base_dir: Path
-) -> tuple[Result, ...] | ResultsError:
+def read_results_of(plan: Plan, max_bytes: int) -> tuple[Result, ...] | ResultsError:
     """
     The attempt's validated results, or why they cannot be accepted.
 
-    The working directory must still be a real directory under ``base_dir``: a script that swapped
-    it (or a parent) for a symlink cannot make us read a file from elsewhere.
+    The working directory and its parent must still be real directories: a script that swapped
+    either for a symlink cannot make us read a file from elsewhere.
     """
     working_dir = plan.paths.working_dir
-    if working_dir.is_symlink() or not working_dir.is_dir():
+    # the consumer made base/experiment/trial; a script can only swap the last two for links
+    if not (_is_real_dir(working_dir) and _is_real_dir(working_dir.parent)):
         problem = f"<file>: the working directory {working_dir} was removed or replaced"
         return MissingResults(str(plan.paths.results), [problem])
     try:
-        return read_results(plan.paths.results, max_bytes=max_bytes, base_dir=base_dir)
+        return read_results(plan.paths.results, max_bytes=max_bytes)
     except ResultsError as exc:
         return exc
+
+
+def _is_real_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def build_outcome(

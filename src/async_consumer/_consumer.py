@@ -173,12 +173,13 @@ class Consumer:
         """
         lease = trial if isinstance(trial, Lease) else None
         current = trial.trial if isinstance(trial, Lease) else trial
-        self.check(current)
+        self.slots.check(current.slots)
+        plan = self._plan(current, lease)  # an unknown placeholder raises here, before any wait
         while True:
             async with self._limiter:
                 if not may_start():
                     return None
-                outcome = await self._attempt(self._plan(current, lease))
+                outcome = await self._attempt(plan)
             if lease is not None or self.is_halted or not self.retry.should_retry(outcome):
                 return outcome
             delay = self.retry.delay(outcome.attempt)
@@ -187,6 +188,7 @@ class Consumer:
                            delay, extra=extra)  # fmt: skip
             await anyio.sleep(delay)
             current = current.model_copy(update={"attempt": current.attempt + 1})
+            plan = self._plan(current, lease)
 
     def run_batch(
         self, trials: Iterable[Trial | Lease] = (), *, max_broken: int | None = None
@@ -381,7 +383,7 @@ class Consumer:
         exit_: Exit | None = fields.get("exit_")
         results = None
         if exit_ is not None and abort is None:
-            results = read_results_of(plan, self.max_results_bytes, self.base_dir)
+            results = read_results_of(plan, self.max_results_bytes)
         verdict = classify(exit_, abort, interrupt_code=self.interrupt_code, results=results)
         return build_outcome(plan, started_at, verdict, host=self.host, **fields)
 

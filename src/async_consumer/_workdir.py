@@ -129,4 +129,9 @@ def read_regular(path: Path, offset: int | None, size: int) -> bytes:
 
 def tail(path: Path, size: int = TAIL_BYTES) -> str:
     """The last ``size`` bytes of a log, decoded leniently; empty if it is gone or not a file."""
+    try:
+        if os.lstat(path).st_size == 0:  # the common case, in one system call
+            return ""
+    except OSError:
+        return ""
     return read_regular(path, None, size).decode("utf-8", errors="replace")
