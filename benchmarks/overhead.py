@@ -87,8 +87,14 @@ async def main(trials: int, runs: int, jobs: list[int], where: str) -> None:
                 bare_rates, ours = [], []
                 for run in range(runs):
                     base = Path(tmp) / f"{name}-{j}-{run}"
-                    bare_rates.append(await bare(argv, trials, j, base / "bare"))
-                    ours.append(await consumer(argv, trials, j, base / "consumer"))
+                    # alternate who goes first, so that a slow spell of this shared machine
+                    # does not always fall on the same side
+                    if run % 2:
+                        ours.append(await consumer(argv, trials, j, base / "consumer"))
+                        bare_rates.append(await bare(argv, trials, j, base / "bare"))
+                    else:
+                        bare_rates.append(await bare(argv, trials, j, base / "bare"))
+                        ours.append(await consumer(argv, trials, j, base / "consumer"))
                 b, c = statistics.median(bare_rates), statistics.median(ours)
                 ratios = [o / r for o, r in zip(ours, bare_rates, strict=True)]
                 rows.append((name, j, b, c, statistics.median(ratios)))
