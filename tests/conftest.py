@@ -35,20 +35,23 @@ def is_alive(pid: int) -> bool:
     return state != b"Z"
 
 
+def process_table() -> Iterator[tuple[int, bytes, int]]:
+    """(pid, state letter, parent pid) of every process, read from /proc."""
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            yield int(entry.name), fields[0], int(fields[1])
+
+
 def children_of(pid: int) -> list[int]:
     """Live child processes of ``pid`` (zombies excluded)."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != b"Z":
-            found.append(int(entry.name))
-    return found
+    return [child for child, state, parent in process_table() if parent == pid and state != b"Z"]
 
 
 ConsumerFactory = Callable[..., Consumer]

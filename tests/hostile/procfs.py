@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..conftest import children_of
+from ..conftest import children_of, process_table
 
 __all__ = ["Snapshot", "rss_bytes", "snapshot", "zombie_children"]
 
@@ -27,19 +27,7 @@ def rss_bytes() -> int:
 def zombie_children() -> list[int]:
     """Children of this process that exited and were never reaped."""
     me = os.getpid()
-    found = []
-    with os.scandir("/proc") as entries:
-        for entry in entries:
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                    fields = stat.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] == b"Z" and int(fields[1]) == me:
-                found.append(int(entry.name))
-    return found
+    return [pid for pid, state, parent in process_table() if state == b"Z" and parent == me]
 
 
 @dataclass(frozen=True, slots=True)
