@@ -54,8 +54,7 @@ def lookup(params: Mapping[str, JsonValue], name: str) -> object:
     """
     Find a parameter by name: an exact key first, then a dotted path into nested objects.
 
-    Returns a sentinel object (not a parameter value) when nothing matches; use ``in`` checks
-    through :func:`_resolve` rather than this directly.
+    Returns the module's ``_MISSING`` sentinel (never a parameter value) when nothing matches.
     """
     if name in params:
         return params[name]
