@@ -273,3 +273,22 @@ async def test_hostile_id_stays_inside_base(make_consumer: ConsumerFactory, tmp_
         assert working_dir.parent.parent == tmp_path / "trials"
         assert stat.S_IMODE(working_dir.stat().st_mode) == 0o700
         assert os.environ.get("PWNED") is None
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("timeout", 0, "timeout must be positive"),
+        ("grace", -1, "grace must not be negative"),
+        ("interrupt_code", 0, "interrupt_code must be an exit code"),
+        ("max_concurrency", 0, "max_concurrency must be positive"),
+        ("heartbeat_failures", 0, "heartbeat_failures must be 1 or more"),
+    ],
+    ids=["timeout", "grace", "interrupt-code", "concurrency", "heartbeat-failures"],
+)
+def test_bad_options_are_named(
+    make_consumer: ConsumerFactory, option: str, value: float, message: str
+) -> None:
+    """A bad option is a ValueError that names it."""
+    with pytest.raises(ValueError, match=message):
+        make_consumer(python(WRITE_RESULT), **{option: value})

@@ -113,6 +113,12 @@ class Consumer:
         if grace < 0:
             msg = f"grace must not be negative, not {grace}"
             raise ValueError(msg)
+        if not 1 <= interrupt_code <= 255:
+            msg = f"interrupt_code must be an exit code from 1 to 255, not {interrupt_code}"
+            raise ValueError(msg)
+        if heartbeat_failures < 1:
+            msg = f"heartbeat_failures must be 1 or more, not {heartbeat_failures}"
+            raise ValueError(msg)
         self.command = CommandTemplate(command)
         self.config = None if config_template is None else ConfigTemplate.load(config_template)
         self.base_dir = Path(base_dir).absolute()
