@@ -44,6 +44,29 @@ def _age(moment: datetime | None) -> str:
     return f"{(datetime.now(UTC) - moment).total_seconds():.0f}s"
 
 
+def _table(
+    counts: Counter[str], best: StoredTrial | None, slowest: Sequence[Outcome], ran: int
+) -> bool:
+    """A summary table on a terminal, if rich is installed; ``False`` if it is not."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        return False
+    total = sum(counts.values())
+    title = f"{total} trials ({ran} run now)"
+    table = Table(title=title, show_header=False, title_justify="left")
+    for status in TrialStatus:
+        if counts.get(str(status)):
+            table.add_row(str(status), str(counts[str(status)]))
+    if best is not None and best.outcome is not None:
+        table.add_row("best", f"{best.id}  objective={best.outcome.objective:g}  {_params(best)}")
+    for o in slowest:
+        table.add_row("slow", f"{o.trial_id}  {o.duration or 0.0:.1f} s  {o.status}")
+    Console().print(table)
+    return True
+
+
 class View:
     """Writes results to stdout and notes to stderr; JSON lines instead when asked."""
 
@@ -131,8 +154,25 @@ class View:
             }  # fmt: skip
             print(json.dumps({"summary": summary}), flush=True)
             return
+        drawn = sys.stdout.isatty() and not self.quiet and _table(counts, best, slowest, worker.ran)
+        if not drawn:  # piped, or without rich: plain lines
+            self._plain_summary(len(stored), counts, best, slowest, worker.ran)
+        if worker.rejected:
+            print(
+                f"{worker.rejected} late results rejected (another worker had the trial)",
+                flush=True,
+            )
+
+    def _plain_summary(
+        self,
+        total: int,
+        counts: Counter[str],
+        best: StoredTrial | None,
+        slowest: Sequence[Outcome],
+        ran: int,
+    ) -> None:
         parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        print(f"{len(stored)} trials: {parts} ({worker.ran} run now)", flush=True)
+        print(f"{total} trials: {parts} ({ran} run now)", flush=True)
         if best is not None and best.outcome is not None:
             print(
                 f"best: {best.id} objective={best.outcome.objective:g}  {_params(best)}", flush=True
@@ -140,11 +180,6 @@ class View:
         if slowest and not self.quiet:
             text = ", ".join(f"{o.trial_id} {o.duration:.1f}s" for o in slowest)
             print(f"slowest: {text}", flush=True)
-        if worker.rejected:
-            print(
-                f"{worker.rejected} late results rejected (another worker had the trial)",
-                flush=True,
-            )
 
     def status(self, stored: Sequence[StoredTrial]) -> None:
         """Counts by status and the running trials with their heartbeat age."""
