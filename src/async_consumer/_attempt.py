@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -105,29 +104,48 @@ def prepare_sync(plan: Plan, made: set[Path]) -> tuple[BinaryIO, BinaryIO]:
         raise
 
 
-def read_results_of(plan: Plan, max_bytes: int) -> tuple[Result, ...] | ResultsError:
+def read_results_of(
+    plan: Plan, max_bytes: int, base_dir: Path
+) -> tuple[Result, ...] | ResultsError:
     """
     The attempt's validated results, or why they cannot be accepted.
 
-    The working directory and its parent must still be real directories: a script that swapped
-    either for a symlink cannot make us read a file from elsewhere.
+    The file is opened through the directories the consumer made, one at a time and never
+    through a symlink, so a script (or a daemon it left behind) that swaps its working directory
+    or its experiment's for a link cannot make us read a file from elsewhere, even meanwhile.
     """
     working_dir = plan.paths.working_dir
-    # the consumer made base/experiment/trial; a script can only swap the last two for links
-    if not (_is_real_dir(working_dir) and _is_real_dir(working_dir.parent)):
+    dir_fd = _open_below(base_dir, working_dir)
+    if dir_fd is None:
         problem = f"<file>: the working directory {working_dir} was removed or replaced"
         return MissingResults(str(plan.paths.results), [problem])
     try:
-        return read_results(plan.paths.results, max_bytes=max_bytes)
+        return read_results(plan.paths.results, max_bytes=max_bytes, dir_fd=dir_fd)
     except ResultsError as exc:
         return exc
+    finally:
+        os.close(dir_fd)
 
 
-def _is_real_dir(path: Path) -> bool:
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def _open_below(base: Path, target: Path) -> int | None:
+    """Open ``target`` (inside ``base``) component by component, following no symlink."""
     try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
+        fd = os.open(base, _DIR_FLAGS)
     except OSError:
-        return False
+        return None
+    for part in target.relative_to(base).parts:
+        try:
+            next_fd: int | None = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+        except OSError:
+            next_fd = None
+        os.close(fd)
+        if next_fd is None:
+            return None
+        fd = next_fd
+    return fd
 
 
 def build_outcome(

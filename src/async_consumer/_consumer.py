@@ -389,7 +389,7 @@ class Consumer:
         exit_: Exit | None = fields.get("exit_")
         results = None
         if exit_ is not None and abort is None:
-            results = read_results_of(plan, self.max_results_bytes)
+            results = read_results_of(plan, self.max_results_bytes, self.base_dir)
         verdict = classify(exit_, abort, interrupt_code=self.interrupt_code, results=results)
         return build_outcome(plan, started_at, verdict, host=self.host, **fields)
 

@@ -194,6 +194,7 @@ def read_results(
     *,
     max_bytes: int = DEFAULT_MAX_RESULTS_BYTES,
     base_dir: str | os.PathLike[str] | None = None,
+    dir_fd: int | None = None,
 ) -> tuple[Result, ...]:
     """
     Read and validate a results file, inline: it is small, and a thread hop costs more.
@@ -202,6 +203,8 @@ def read_results(
         path: the results file. A symbolic link or anything but a regular file is refused.
         max_bytes: the largest size accepted; a larger file is refused without being read.
         base_dir: if given, the file's directory (symbolic links resolved) must lie inside it.
+        dir_fd: if given, an open directory: the file named ``path`` is opened inside it, by its
+            last component, so that nothing swapped into the path meanwhile is followed.
 
     Returns:
         The validated results, as :func:`parse_results` returns them.
@@ -220,7 +223,7 @@ def read_results(
         raise ValueError(msg)
     if base_dir is not None:
         _check_inside(name, os.fspath(base_dir))
-    return parse_results(_read_capped(name, max_bytes), path=name)
+    return parse_results(_read_capped(name, max_bytes, dir_fd), path=name)
 
 
 def _check_inside(name: str, base_dir: str) -> None:
@@ -235,10 +238,13 @@ def _check_inside(name: str, base_dir: str) -> None:
         raise InvalidResults(name, [problem])
 
 
-def _read_capped(name: str, max_bytes: int) -> bytes:
+def _read_capped(name: str, max_bytes: int, dir_fd: int | None = None) -> bytes:
     """Open without following a symlink or blocking, check the kind and size, read the bytes."""
     try:
-        fd = os.open(name, _OPEN_FLAGS)
+        if dir_fd is None:
+            fd = os.open(name, _OPEN_FLAGS)
+        else:
+            fd = os.open(os.path.basename(name), _OPEN_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         raise _open_error(name, exc) from exc
     try:
