@@ -15,24 +15,18 @@ from typing import TextIO
 
 import anyio
 
-from ._workdir import read_regular
+from ._workdir import LineFollower
 
 __all__ = ["echo"]
 
 
 class _Tail:
     def __init__(self, path: Path, sink: TextIO, prefix: str) -> None:
-        self.path, self.sink, self.prefix = path, sink, prefix
-        self.offset = 0
-        self.partial = b""
+        self.lines = LineFollower(path)
+        self.sink, self.prefix = sink, prefix
 
     def pump(self, final: bool = False) -> None:
-        chunk = read_regular(self.path, self.offset, 1024 * 1024)
-        self.offset += len(chunk)
-        *lines, self.partial = (self.partial + chunk).split(b"\n")
-        if final and self.partial:
-            lines.append(self.partial)
-            self.partial = b""
+        lines = self.lines.read(final)
         if lines:
             text = "".join(f"{self.prefix}{line.decode('utf-8', 'replace')}\n" for line in lines)
             self.sink.write(text)

@@ -20,13 +20,11 @@ from pathlib import Path
 import anyio
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from ._workdir import read_regular
+from ._workdir import LineFollower
 
 __all__ = ["Metric", "MetricCallback", "follow"]
 
 logger = logging.getLogger("async_consumer")
-
-_MAX_LINE = 64 * 1024
 
 
 class Metric(BaseModel):
@@ -63,23 +61,6 @@ def _parse(line: bytes, trial_id: str, attempt: int) -> Metric | None:
     )
 
 
-class _Reader:
-    """Reads the complete lines appended to a file since the last call."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-        self.partial = b""
-
-    def read_lines(self) -> list[bytes]:
-        chunk = read_regular(self.path, self.offset, 1024 * 1024)
-        self.offset += len(chunk)
-        *lines, self.partial = (self.partial + chunk).split(b"\n")
-        if len(self.partial) > _MAX_LINE:
-            self.partial = b""  # a runaway line is dropped rather than buffered for ever
-        return [line for line in lines if line.strip()]
-
-
 def _size(path: Path) -> int:
     try:
         return os.stat(path).st_size
@@ -99,14 +80,14 @@ async def follow(
     poll: float = 0.2,
 ) -> None:
     """Poll the metrics file and logs until cancelled; call ``on_stall`` once if progress stops."""
-    reader = _Reader(metrics_path)
+    reader = LineFollower(metrics_path)
     if stall_timeout is not None:
         poll = min(poll, stall_timeout / 4)
     last_progress = anyio.current_time()
     sizes = [_size(p) for p in logs]
     while True:
         await anyio.sleep(poll)
-        lines = reader.read_lines()
+        lines = [line for line in reader.read() if line.strip()]
         new_sizes = [_size(p) for p in logs]
         if lines or new_sizes != sizes:
             last_progress = anyio.current_time()

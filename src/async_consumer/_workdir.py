@@ -13,7 +13,7 @@ from pathlib import Path
 from ._command import TrialPaths
 from ._models import Trial
 
-__all__ = ["prepare_files", "read_regular", "safe_name", "tail", "trial_paths"]
+__all__ = ["LineFollower", "prepare_files", "read_regular", "safe_name", "tail", "trial_paths"]
 
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 TAIL_BYTES = 4096
@@ -125,6 +125,30 @@ def read_regular(path: Path, offset: int | None, size: int) -> bytes:
         return b""
     finally:
         os.close(fd)
+
+
+class LineFollower:
+    """
+    Hands out the complete lines appended to a file a script writes, as they come.
+
+    A line longer than ``max_line`` is handed out in pieces rather than buffered for ever.
+    """
+
+    def __init__(self, path: Path, max_line: int = 64 * 1024) -> None:
+        self.path = path
+        self.max_line = max_line
+        self.offset = 0
+        self.partial = b""
+
+    def read(self, final: bool = False) -> list[bytes]:
+        """The new complete lines (and, if ``final``, the unfinished last one)."""
+        chunk = read_regular(self.path, self.offset, 1024 * 1024)
+        self.offset += len(chunk)
+        *lines, self.partial = (self.partial + chunk).split(b"\n")
+        if self.partial and (final or len(self.partial) > self.max_line):
+            lines.append(self.partial)
+            self.partial = b""
+        return lines
 
 
 def tail(path: Path, size: int = TAIL_BYTES) -> str:
