@@ -64,9 +64,10 @@ class Batch:
 
     def add_all(self, trials: Iterable[Trial | Lease]) -> None:
         """Queue several trials, after checking all of them (none is queued if one is bad)."""
-        trials = list(trials)
-        for trial in trials:
-            self._consumer.check(trial.trial if isinstance(trial, Lease) else trial)
+        trials = _checked(self._consumer, trials)
+        self._queue(trials)
+
+    def _queue(self, trials: Iterable[Trial | Lease]) -> None:
         for trial in trials:
             self._pending += 1
             self._tg.start_soon(self._run, trial)
@@ -91,18 +92,24 @@ class Batch:
         raise StopAsyncIteration
 
 
+def _checked(consumer: Consumer, trials: Iterable[Trial | Lease]) -> list[Trial | Lease]:
+    """The trials as a list, each checked to be runnable (raises for the first that is not)."""
+    trials = list(trials)
+    for trial in trials:
+        consumer.check(trial.trial if isinstance(trial, Lease) else trial)
+    return trials
+
+
 @asynccontextmanager
 async def open_batch(
     consumer: Consumer, trials: Iterable[Trial | Lease], max_broken: int | None
 ) -> AsyncIterator[Batch]:
     """The machinery behind :meth:`Consumer.run_batch`."""
-    trials = list(trials)
-    for trial in trials:  # before the task group, so a bad trial is not an ExceptionGroup
-        consumer.check(trial.trial if isinstance(trial, Lease) else trial)
+    trials = _checked(consumer, trials)  # before the task group: a bad trial is no ExceptionGroup
     async with anyio.create_task_group() as tg:
         batch = Batch(consumer, tg, max_broken)
         try:
-            batch.add_all(trials)
+            batch._queue(trials)
             yield batch
         finally:
             tg.cancel_scope.cancel()  # early exit: stop what still runs (shielded stops inside)
