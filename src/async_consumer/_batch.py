@@ -20,6 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._models import Lease, Outcome, Status, Trial
 
 if TYPE_CHECKING:
+    from ._attempt import Plan
     from ._consumer import Consumer
 
 __all__ = ["Batch", "open_batch", "run_map"]
@@ -58,24 +59,23 @@ class Batch:
             TemplateError: the trial cannot be rendered (nothing is queued).
             SlotError: the trial asks for more slots than exist (nothing is queued).
         """
-        self._consumer.check(trial.trial if isinstance(trial, Lease) else trial)
+        plan = self._consumer._plan_of(trial)
         self._pending += 1
-        self._tg.start_soon(self._run, trial)
+        self._tg.start_soon(self._run, plan)
 
     def add_all(self, trials: Iterable[Trial | Lease]) -> None:
         """Queue several trials, after checking all of them (none is queued if one is bad)."""
-        trials = _checked(self._consumer, trials)
-        self._queue(trials)
+        self._queue(_planned(self._consumer, trials))
 
-    def _queue(self, trials: Iterable[Trial | Lease]) -> None:
-        for trial in trials:
+    def _queue(self, plans: Iterable[Plan]) -> None:
+        for plan in plans:
             self._pending += 1
-            self._tg.start_soon(self._run, trial)
+            self._tg.start_soon(self._run, plan)
 
-    async def _run(self, trial: Trial | Lease) -> None:
-        outcome = await self._consumer.run_when(trial, lambda: not self.is_halted)
+    async def _run(self, plan: Plan) -> None:
+        outcome = await self._consumer._run_plan(plan, lambda: not self.is_halted)
         if outcome is None:
-            self.skipped.append(trial.trial if isinstance(trial, Lease) else trial)
+            self.skipped.append(plan.trial)
         elif outcome.status is Status.BROKEN:
             self.broken += 1
         self._send.send_nowait(outcome)
@@ -92,12 +92,9 @@ class Batch:
         raise StopAsyncIteration
 
 
-def _checked(consumer: Consumer, trials: Iterable[Trial | Lease]) -> list[Trial | Lease]:
-    """The trials as a list, each checked to be runnable (raises for the first that is not)."""
-    trials = list(trials)
-    for trial in trials:
-        consumer.check(trial.trial if isinstance(trial, Lease) else trial)
-    return trials
+def _planned(consumer: Consumer, trials: Iterable[Trial | Lease]) -> list[Plan]:
+    """Each trial checked to be runnable, and planned (raises for the first that is not)."""
+    return [consumer._plan_of(trial) for trial in trials]
 
 
 @asynccontextmanager
@@ -105,11 +102,11 @@ async def open_batch(
     consumer: Consumer, trials: Iterable[Trial | Lease], max_broken: int | None
 ) -> AsyncIterator[Batch]:
     """The machinery behind :meth:`Consumer.run_batch`."""
-    trials = _checked(consumer, trials)  # before the task group: a bad trial is no ExceptionGroup
+    plans = _planned(consumer, trials)  # before the task group: a bad trial is no ExceptionGroup
     async with anyio.create_task_group() as tg:
         batch = Batch(consumer, tg, max_broken)
         try:
-            batch._queue(trials)
+            batch._queue(plans)
             yield batch
         finally:
             tg.cancel_scope.cancel()  # early exit: stop what still runs (shielded stops inside)

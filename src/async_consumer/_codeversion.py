@@ -106,8 +106,8 @@ class CodeVersionWatch:
 
     async def check(self, argv: Sequence[str], cwd: Path | None) -> tuple[str | None, bool]:
         """Return the current version and whether it differs from the first one seen."""
-        if self.policy is CodeChangePolicy.IGNORE:
-            return None, False
+        if self.policy is CodeChangePolicy.IGNORE or (self._started and self._directory is None):
+            return None, False  # nothing to watch (ignored, not in a repository, or no git)
         async with self._lock:
             if not self._started:
                 self._started = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import Any, BinaryIO, Self
 
 import anyio
-import anyio.lowlevel
 import anyio.to_thread
 
 from ._attempt import (
@@ -44,6 +44,9 @@ from ._workdir import trial_paths
 __all__ = ["Consumer"]
 
 logger = logging.getLogger("async_consumer")
+
+_INLINE_PREPARE_SECONDS = 0.001
+"""Trials' files are created inline while creating them takes less than this on average."""
 
 
 class Consumer:
@@ -144,7 +147,7 @@ class Consumer:
         self._code = CodeVersionWatch(CodeChangePolicy(code_change))
         self._running: dict[str, Running] = {}
         self._made_dirs: set[Path] = set()
-        self._launching = 0
+        self._prepare_seconds = 0.0
         self._io_limiter = anyio.CapacityLimiter(4)
         self._use_watchdog = watchdog
         self.echo = echo
@@ -177,24 +180,8 @@ class Consumer:
         Batches use this to start nothing more once ``max_broken`` is reached, even for trials
         that were already queued.
         """
-        lease = trial if isinstance(trial, Lease) else None
-        current = trial.trial if isinstance(trial, Lease) else trial
-        self.slots.check(current.slots)
-        plan = self._plan(current, lease)  # an unknown placeholder raises here, before any wait
-        while True:
-            async with self._limiter:
-                if not may_start():
-                    return None
-                outcome = await self._attempt(plan)
-            if lease is not None or self.is_halted or not self.retry.should_retry(outcome):
-                return outcome
-            delay = self.retry.delay(outcome.attempt)
-            extra = {"trial_id": current.id}
-            logger.warning("attempt %d %s; retrying in %.1f s", outcome.attempt, outcome.message,
-                           delay, extra=extra)  # fmt: skip
-            await anyio.sleep(delay)
-            current = current.model_copy(update={"attempt": current.attempt + 1})
-            plan = self._plan(current, lease)
+        # an unknown placeholder or an impossible slot demand raises here, before any wait
+        return await self._run_plan(self._plan_of(trial), may_start)
 
     def run_batch(
         self, trials: Iterable[Trial | Lease] = (), *, max_broken: int | None = None
@@ -227,8 +214,7 @@ class Consumer:
             TemplateError: an unknown placeholder in the command or the config template.
             SlotError: more slots asked for than exist.
         """
-        self.slots.check(trial.slots)
-        self._plan(trial, None)
+        self._plan_of(trial)
 
     async def stop(self, trial_id: str) -> bool:
         """
@@ -274,6 +260,13 @@ class Consumer:
 
     # -- one attempt -----------------------------------------------------------------------
 
+    def _plan_of(self, item: Trial | Lease) -> Plan:
+        """Check a trial (or a lease's) and decide its first attempt; raises if it cannot run."""
+        lease = item if isinstance(item, Lease) else None
+        trial = item.trial if isinstance(item, Lease) else item
+        self.slots.check(trial.slots)
+        return self._plan(trial, lease)
+
     def _plan(self, trial: Trial, lease: Lease | None) -> Plan:
         paths = trial_paths(self.base_dir, trial, self.config.suffix if self.config else None)
         kwargs = {"trial_id": trial.id, "attempt": trial.attempt, "experiment": trial.experiment}
@@ -281,13 +274,37 @@ class Consumer:
         config = self.config and self.config.render(trial.params, paths=paths, **kwargs)  # type: ignore[arg-type]
         return Plan(trial, lease, paths, argv, config or None)
 
-    async def _attempt(self, plan: Plan) -> Outcome:
+    async def _run_plan(self, plan: Plan, may_start: Callable[[], bool]) -> Outcome | None:
+        """Run a planned trial, retried as ``retry`` says (see :meth:`run_when`)."""
+        while True:
+            async with self._limiter:
+                if not may_start():
+                    return None
+                finish = await self._attempt(plan)
+            # the script is gone and its place free: the next trial starts while this one's
+            # results are read and its outcome built
+            outcome = finish()
+            if plan.lease is not None or self.is_halted or not self.retry.should_retry(outcome):
+                return outcome
+            delay = self.retry.delay(outcome.attempt)
+            extra = {"trial_id": plan.trial.id}
+            logger.warning("attempt %d %s; retrying in %.1f s", outcome.attempt, outcome.message,
+                           delay, extra=extra)  # fmt: skip
+            await anyio.sleep(delay)
+            plan = self._plan(
+                plan.trial.model_copy(update={"attempt": plan.trial.attempt + 1}), None
+            )
+
+    async def _attempt(self, plan: Plan) -> Callable[[], Outcome]:
+        """Run one attempt; return what builds its outcome (once its place is given back)."""
         trial, paths = plan.trial, plan.paths
         cwd = paths.working_dir if self.run_in_working_dir else None
         started_at = datetime.now(UTC)
         outcome = partial(self._outcome, plan, started_at)
         if self.is_halted:
-            return outcome(Abort(Status.INTERRUPTED, Reason.CANCELLED, "not started: interrupted"))
+            return partial(
+                outcome, Abort(Status.INTERRUPTED, Reason.CANCELLED, "not started: interrupted")
+            )
         if trial.id in self._running:
             msg = f"trial {trial.id!r} is already running in this consumer"
             raise ValueError(msg)
@@ -295,7 +312,7 @@ class Consumer:
         outcome = partial(outcome, code_version=version)
         if changed and self._code.policy is CodeChangePolicy.ERROR:
             message = f"code changed since the consumer started ({self._code.initial} -> {version})"
-            return outcome(Abort(Status.BROKEN, Reason.CODE_CHANGED, message))
+            return partial(outcome, Abort(Status.BROKEN, Reason.CODE_CHANGED, message))
         if changed:
             logger.warning("the code changed since the first trial: %s -> %s", self._code.initial,
                            version, extra={"trial_id": trial.id})  # fmt: skip
@@ -313,14 +330,14 @@ class Consumer:
                     )  # fmt: skip
             except OSError as exc:
                 message = f"cannot execute {plan.argv[0]!r}: {exc.strerror or exc}"
-                return outcome(Abort(Status.BROKEN, Reason.NOT_EXECUTABLE, message))
+                return partial(outcome, Abort(Status.BROKEN, Reason.NOT_EXECUTABLE, message))
             watchdog = self._watch(child.pid)
             try:
                 exit_, abort = await self._supervise(child, plan)
             finally:
                 if watchdog is not None:
                     watchdog.forget(child.pid)
-            return outcome(abort, exit_=exit_, pid=child.pid)
+            return partial(outcome, abort, exit_=exit_, pid=child.pid)
 
     def _watch(self, pgid: int) -> Watchdog | None:
         if not self._use_watchdog:
@@ -334,40 +351,56 @@ class Consumer:
         """
         Create the trial's files; return its logs, open.
 
-        Creating files costs up to a millisecond each on some disks. One trial at a time does
-        it inline (a thread hop would cost more); when many trials start at once, a few
-        threads do it side by side, off the event loop.
+        On a local disk this takes about a tenth of a millisecond, less than a hop to a thread
+        costs, so it is done inline. Where it has lately taken over a millisecond (a network
+        file system, a disk busy with deletions), threads do it, off the event loop.
         """
-        self._launching += 1
+        if self._prepare_seconds < _INLINE_PREPARE_SECONDS:
+            return self._timed_prepare(plan)
+        return await anyio.to_thread.run_sync(self._timed_prepare, plan, limiter=self._io_limiter)
+
+    def _timed_prepare(self, plan: Plan) -> tuple[BinaryIO, BinaryIO]:
+        start = time.perf_counter()
         try:
-            await anyio.lowlevel.checkpoint()  # let trials starting with this one say so
-            if self._launching == 1:
-                return prepare_sync(plan, self._made_dirs)
-            return await anyio.to_thread.run_sync(
-                prepare_sync, plan, self._made_dirs, limiter=self._io_limiter
-            )
+            return prepare_sync(plan, self._made_dirs)
         finally:
-            self._launching -= 1
+            took = time.perf_counter() - start
+            self._prepare_seconds += (took - self._prepare_seconds) * 0.25  # a moving average
 
     async def _supervise(self, child: ChildProcess, plan: Plan) -> tuple[Exit | None, Abort | None]:
         trial = plan.trial
         running = self._running[trial.id] = Running(child)
         timeout = trial.timeout or self.timeout
+        if timeout is not None:
+            running.scope.deadline = anyio.current_time() + timeout
         try:
-            with running.scope, anyio.move_on_after(timeout) as deadline:
-                async with anyio.create_task_group() as tg:
-                    self._start_watchers(tg, plan, running)
+            with running.scope:
+                if self._has_watchers(plan):
+                    async with anyio.create_task_group() as tg:
+                        self._start_watchers(tg, plan, running)
+                        await child.wait()
+                        tg.cancel_scope.cancel()
+                else:
                     await child.wait()
-                    tg.cancel_scope.cancel()
-            if deadline.cancelled_caught:
-                running.abort_with(
-                    Abort(Status.BROKEN, Reason.TIMEOUT, f"timed out after {timeout:g} s")
+            if (
+                running.scope.cancelled_caught and running.abort is None
+            ):  # not stopped: the deadline
+                running.abort = Abort(
+                    Status.BROKEN, Reason.TIMEOUT, f"timed out after {timeout:g} s"
                 )
         finally:
             exit_ = await child.stop(self.grace)
             del self._running[trial.id]
             running.done.set()
         return exit_, running.abort
+
+    def _has_watchers(self, plan: Plan) -> bool:
+        return (
+            (plan.lease is not None and self.store is not None)
+            or self.echo
+            or self.on_metric is not None
+            or self.stall_timeout is not None
+        )
 
     def _start_watchers(self, tg: anyio.abc.TaskGroup, plan: Plan, running: Running) -> None:
         if plan.lease is not None and self.store is not None:

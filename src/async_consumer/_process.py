@@ -146,6 +146,8 @@ class ChildProcess:
         seconds for the whole group to exit, SIGKILL to the group, then a bounded reap. Returns
         ``None`` only if the leader could not be reaped within the bound.
         """
+        if self.exit is not None and not group_is_alive(self.pid):
+            return self.exit  # the common case: the script ended and left nothing behind
         with anyio.CancelScope(shield=True):
             if self.exit is None or group_is_alive(self.pid):
                 _signal_group(self.pid, signal.SIGTERM)
