@@ -122,9 +122,25 @@ def read_results_of(
     try:
         return read_results(plan.paths.results, max_bytes=max_bytes, dir_fd=dir_fd)
     except ResultsError as exc:
-        return exc
+        return _without_tracebacks(exc)
     finally:
         os.close(dir_fd)
+
+
+def _without_tracebacks(exc: ResultsError) -> ResultsError:
+    """
+    The error, kept as a value: without its tracebacks, or those of the errors it chains to.
+
+    A traceback holds the frames it passed through, and one of them holds the error: a cycle
+    that would keep every broken trial's plan alive until the next full garbage collection.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        link.__traceback__ = None
+        link = link.__cause__ or link.__context__
+    return exc
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC

@@ -107,6 +107,7 @@ async def open_batch(
         batch = Batch(consumer, tg, max_broken)
         try:
             batch._queue(plans)
+            del plans  # each trial's task holds its own plan, for as long as it runs
             yield batch
         finally:
             tg.cancel_scope.cancel()  # early exit: stop what still runs (shielded stops inside)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from pydantic import JsonValue
+from pydantic_core import to_json
 
 from ._errors import TemplateError
 
@@ -226,7 +227,7 @@ class ConfigTemplate:
         rendered = _fill(self.data, values)
         if self.is_yaml:
             return _dump_yaml(rendered)
-        return json.dumps(rendered, indent=2, ensure_ascii=False) + "\n"
+        return to_json(rendered, indent=2).decode() + "\n"  # json's leaves reference cycles
 
 
 def _strings(node: JsonValue) -> Iterator[str]:

@@ -31,7 +31,7 @@ from ._codeversion import CodeChangePolicy, CodeVersionWatch
 from ._command import CommandTemplate, ConfigTemplate
 from ._echo import echo
 from ._environment import EnvPolicy
-from ._heartbeat import HeartbeatTarget, beat
+from ._heartbeat import HeartbeatTarget, Pacer, beat, wait_beating
 from ._metrics import MetricCallback, follow
 from ._models import Lease, Outcome, Reason, Status, Trial
 from ._process import ChildProcess, Exit
@@ -375,38 +375,51 @@ class Consumer:
             running.scope.deadline = anyio.current_time() + timeout
         try:
             with running.scope:
-                if self._has_watchers(plan):
-                    async with anyio.create_task_group() as tg:
-                        self._start_watchers(tg, plan, running)
-                        await child.wait()
-                        tg.cancel_scope.cancel()
-                else:
-                    await child.wait()
-            if (
-                running.scope.cancelled_caught and running.abort is None
-            ):  # not stopped: the deadline
-                running.abort = Abort(
-                    Status.BROKEN, Reason.TIMEOUT, f"timed out after {timeout:g} s"
-                )
+                await self._wait(child, plan, running)
+            if running.scope.cancelled_caught and running.abort is None:  # the deadline
+                message = f"timed out after {timeout:g} s"
+                running.abort = Abort(Status.BROKEN, Reason.TIMEOUT, message)
         finally:
             exit_ = await child.stop(self.grace)
             del self._running[trial.id]
             running.done.set()
         return exit_, running.abort
 
-    def _has_watchers(self, plan: Plan) -> bool:
-        return (
-            (plan.lease is not None and self.store is not None)
-            or self.echo
-            or self.on_metric is not None
-            or self.stall_timeout is not None
-        )
+    async def _wait(self, child: ChildProcess, plan: Plan, running: Running) -> None:
+        """
+        Wait for the script to exit, with whatever watches it alongside.
 
-    def _start_watchers(self, tg: anyio.abc.TaskGroup, plan: Plan, running: Running) -> None:
+        The common cases cost no task beside the trial's own: nothing to watch, or only a
+        heartbeat, which the waiting task keeps itself between two waits.
+        """
+        pacer = None
         if plan.lease is not None and self.store is not None:
-            lost = partial(abort_as, running, Status.LOST, Reason.LEASE_LOST)
-            tg.start_soon(partial(beat, self.store, plan.lease, interval=self.heartbeat,
-                                  max_failures=self.heartbeat_failures, on_lost=lost))  # fmt: skip
+            pacer = Pacer(self.store, plan.lease, interval=self.heartbeat,
+                          max_failures=self.heartbeat_failures)  # fmt: skip
+        followed = self.echo or self.on_metric is not None or self.stall_timeout is not None
+        exit_fd = child.exit_fd() if pacer is not None and not followed else None
+        if exit_fd is not None:
+            assert pacer is not None
+            try:
+                lost = await wait_beating(exit_fd, pacer)
+            finally:
+                os.close(exit_fd)
+            if lost is not None:
+                running.abort = running.abort or Abort(Status.LOST, Reason.LEASE_LOST, lost)
+                return
+        elif pacer is not None or followed:  # tasks beside: followers, or no pidfd here
+            async with anyio.create_task_group() as tg:
+                self._start_watchers(tg, plan, running, pacer)
+                await child.wait()
+                tg.cancel_scope.cancel()
+            return
+        await child.wait()
+
+    def _start_watchers(
+        self, tg: anyio.abc.TaskGroup, plan: Plan, running: Running, pacer: Pacer | None
+    ) -> None:
+        if pacer is not None:
+            tg.start_soon(beat, pacer, partial(abort_as, running, Status.LOST, Reason.LEASE_LOST))
         if self.echo:
             tg.start_soon(echo, plan.trial.id, plan.paths.stdout, plan.paths.stderr)
         if self.on_metric is not None or self.stall_timeout is not None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
 import stat
 from pathlib import Path
+
+from pydantic_core import to_json
 
 from ._command import TrialPaths
 from ._models import Trial
@@ -73,7 +74,8 @@ def prepare_files(
         paths.working_dir.mkdir(mode=0o700)
     except FileExistsError:
         _clean(paths)  # a retry, or a resumed trial: start from a clean slate
-    _write(paths.params, json.dumps(trial.params, ensure_ascii=False, indent=2).encode())
+    # pydantic's encoder: json's, with an indent, leaves reference cycles for the collector
+    _write(paths.params, to_json(trial.params, indent=2))
     _write(paths.results, b"")  # Orion's client refuses to import if the file is missing
     if config_text is not None and paths.config is not None:
         _write(paths.config, config_text.encode())
