@@ -40,25 +40,13 @@ class Beats:
             await anyio.sleep_forever()
 
 
-@pytest.fixture(params=["alone", "beside_metrics"])
-def followers(request: pytest.FixtureRequest) -> dict[str, object]:
-    """
-    Heartbeats alone (kept by the trial's own task) or beside a metrics follower (in a task).
-
-    Both ways must behave the same.
-    """
-    return {} if request.param == "alone" else {"on_metric": lambda metric: None}
-
-
 @pytest.mark.slow
 @pytest.mark.asyncio
-async def test_lease_lost_kills_the_trial(
-    make_consumer: ConsumerFactory, followers: dict[str, object]
-) -> None:
+async def test_lease_lost_kills_the_trial(make_consumer: ConsumerFactory) -> None:
     """A heartbeat answered with LeaseLost stops the script; the outcome is lost."""
     store = Beats(lose="t")
     consumer = make_consumer(
-        [*python(SLEEP_THEN_RESULT), "60"], store=store, heartbeat=0.1, grace=0.3, **followers
+        [*python(SLEEP_THEN_RESULT), "60"], store=store, heartbeat=0.1, grace=0.3
     )
     with anyio.fail_after(10):
         outcome = await consumer.run(_lease("t"))
@@ -69,13 +57,11 @@ async def test_lease_lost_kills_the_trial(
 
 @pytest.mark.slow
 @pytest.mark.asyncio
-async def test_failing_heartbeats_end_as_lost(
-    make_consumer: ConsumerFactory, followers: dict[str, object]
-) -> None:
+async def test_failing_heartbeats_end_as_lost(make_consumer: ConsumerFactory) -> None:
     """Heartbeats that keep failing are retried, then the trial counts as lost."""
     store = Beats(fail="t")
     consumer = make_consumer([*python(SLEEP_THEN_RESULT), "60"], store=store, heartbeat=0.15,
-                             heartbeat_failures=3, grace=0.3, **followers)  # fmt: skip
+                             heartbeat_failures=3, grace=0.3)  # fmt: skip
     with anyio.fail_after(10):
         outcome = await consumer.run(_lease("t"))
     assert outcome.status is Status.LOST
@@ -85,13 +71,11 @@ async def test_failing_heartbeats_end_as_lost(
 
 @pytest.mark.slow
 @pytest.mark.asyncio
-async def test_hanging_heartbeat_does_not_delay_others(
-    make_consumer: ConsumerFactory, followers: dict[str, object]
-) -> None:
+async def test_hanging_heartbeat_does_not_delay_others(make_consumer: ConsumerFactory) -> None:
     """One trial's hanging heartbeat neither delays another's beats nor its completion."""
     store = Beats(hang="stuck")
     consumer = make_consumer([*python(SLEEP_THEN_RESULT), "{s}"], store=store, heartbeat=0.1,
-                             max_concurrency=2, grace=0.3, **followers)  # fmt: skip
+                             max_concurrency=2, grace=0.3)  # fmt: skip
     stuck = Lease(trial=Trial(id="stuck", params={"s": 60}), token=1, worker="w")
     fine = Lease(trial=Trial(id="fine", params={"s": 1.0}), token=1, worker="w")
     with anyio.fail_after(15):

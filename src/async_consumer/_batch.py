@@ -51,6 +51,9 @@ class Batch:
         """Whether the batch stopped launching trials (``max_broken`` reached)."""
         return self._max_broken is not None and self.broken >= self._max_broken
 
+    def _may_start(self) -> bool:
+        return not self.is_halted
+
     def add(self, trial: Trial | Lease) -> None:
         """
         Queue one more trial; it starts when a place (and its slots) are free.
@@ -73,7 +76,9 @@ class Batch:
             self._tg.start_soon(self._run, plan)
 
     async def _run(self, plan: Plan) -> None:
-        outcome = await self._consumer._run_plan(plan, lambda: not self.is_halted)
+        # with max_broken, each outcome must be counted before the next trial may start
+        gate = None if self._max_broken is None else self._may_start
+        outcome = await self._consumer._run_plan(plan, gate)
         if outcome is None:
             self.skipped.append(plan.trial)
         elif outcome.status is Status.BROKEN:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Self
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from ._attempt import (
@@ -31,7 +32,7 @@ from ._codeversion import CodeChangePolicy, CodeVersionWatch
 from ._command import CommandTemplate, ConfigTemplate
 from ._echo import echo
 from ._environment import EnvPolicy
-from ._heartbeat import HeartbeatTarget, Pacer, beat, wait_beating
+from ._heartbeat import HeartbeatTarget, beat
 from ._metrics import MetricCallback, follow
 from ._models import Lease, Outcome, Reason, Status, Trial
 from ._process import ChildProcess, Exit
@@ -148,6 +149,7 @@ class Consumer:
         self._running: dict[str, Running] = {}
         self._made_dirs: set[Path] = set()
         self._prepare_seconds = 0.0
+        self._queued = 0  # trials waiting for a place
         self._io_limiter = anyio.CapacityLimiter(4)
         self._use_watchdog = watchdog
         self.echo = echo
@@ -169,8 +171,8 @@ class Consumer:
             SlotError: the trial asks for more slots than the consumer has (nothing started).
             ValueError: a trial with the same id is already running in this consumer.
         """
-        outcome = await self.run_when(trial, lambda: True)
-        assert outcome is not None  # the gate always opens
+        outcome = await self._run_plan(self._plan_of(trial), None)
+        assert outcome is not None  # no gate: it always starts
         return outcome
 
     async def run_when(self, trial: Trial | Lease, may_start: Callable[[], bool]) -> Outcome | None:
@@ -274,15 +276,29 @@ class Consumer:
         config = self.config and self.config.render(trial.params, paths=paths, **kwargs)  # type: ignore[arg-type]
         return Plan(trial, lease, paths, argv, config or None)
 
-    async def _run_plan(self, plan: Plan, may_start: Callable[[], bool]) -> Outcome | None:
-        """Run a planned trial, retried as ``retry`` says (see :meth:`run_when`)."""
+    async def _run_plan(self, plan: Plan, may_start: Callable[[], bool] | None) -> Outcome | None:
+        """
+        Run a planned trial, retried as ``retry`` says (see :meth:`run_when`).
+
+        Without a gate (``may_start``), the next trial may start before this one's outcome is
+        built; with one, the outcome comes first, for the gate may depend on it (``max_broken``).
+        """
         while True:
-            async with self._limiter:
-                if not may_start():
+            self._queued += 1
+            try:
+                await self._limiter.acquire()
+            finally:
+                self._queued -= 1
+            try:
+                if may_start is not None and not may_start():
                     return None
                 finish = await self._attempt(plan)
-            # the script is gone and its place free: the next trial starts while this one's
-            # results are read and its outcome built
+            finally:
+                self._limiter.release()
+            if self._queued and may_start is None:
+                # the script is gone and its place free: let the next trial start its script
+                # first, then read these results and build this outcome while it runs
+                await anyio.lowlevel.cancel_shielded_checkpoint()
             outcome = finish()
             if plan.lease is not None or self.is_halted or not self.retry.should_retry(outcome):
                 return outcome
@@ -386,40 +402,25 @@ class Consumer:
         return exit_, running.abort
 
     async def _wait(self, child: ChildProcess, plan: Plan, running: Running) -> None:
-        """
-        Wait for the script to exit, with whatever watches it alongside.
-
-        The common cases cost no task beside the trial's own: nothing to watch, or only a
-        heartbeat, which the waiting task keeps itself between two waits.
-        """
-        pacer = None
-        if plan.lease is not None and self.store is not None:
-            pacer = Pacer(self.store, plan.lease, interval=self.heartbeat,
-                          max_failures=self.heartbeat_failures)  # fmt: skip
-        followed = self.echo or self.on_metric is not None or self.stall_timeout is not None
-        exit_fd = child.exit_fd() if pacer is not None and not followed else None
-        if exit_fd is not None:
-            assert pacer is not None
-            try:
-                lost = await wait_beating(exit_fd, pacer)
-            finally:
-                os.close(exit_fd)
-            if lost is not None:
-                running.abort = running.abort or Abort(Status.LOST, Reason.LEASE_LOST, lost)
-                return
-        elif pacer is not None or followed:  # tasks beside: followers, or no pidfd here
-            async with anyio.create_task_group() as tg:
-                self._start_watchers(tg, plan, running, pacer)
-                await child.wait()
-                tg.cancel_scope.cancel()
+        """Wait for the script to exit, with whatever watches it alongside (in tasks)."""
+        if (
+            (plan.lease is None or self.store is None)
+            and not self.echo
+            and self.on_metric is None
+            and self.stall_timeout is None
+        ):
+            await child.wait()  # nothing to watch: no task group
             return
-        await child.wait()
+        async with anyio.create_task_group() as tg:
+            self._start_watchers(tg, plan, running)
+            await child.wait()
+            tg.cancel_scope.cancel()
 
-    def _start_watchers(
-        self, tg: anyio.abc.TaskGroup, plan: Plan, running: Running, pacer: Pacer | None
-    ) -> None:
-        if pacer is not None:
-            tg.start_soon(beat, pacer, partial(abort_as, running, Status.LOST, Reason.LEASE_LOST))
+    def _start_watchers(self, tg: anyio.abc.TaskGroup, plan: Plan, running: Running) -> None:
+        if plan.lease is not None and self.store is not None:
+            lost = partial(abort_as, running, Status.LOST, Reason.LEASE_LOST)
+            tg.start_soon(partial(beat, self.store, plan.lease, interval=self.heartbeat,
+                                  max_failures=self.heartbeat_failures, on_lost=lost))  # fmt: skip
         if self.echo:
             tg.start_soon(echo, plan.trial.id, plan.paths.stdout, plan.paths.stderr)
         if self.on_metric is not None or self.stall_timeout is not None:

@@ -134,17 +134,6 @@ class ChildProcess:
                 self.exit = await _wait_with_usage(self.process)
         return self.exit
 
-    def exit_fd(self) -> int | None:
-        """
-        A pidfd of the child, readable once it has exited (the caller closes it).
-
-        ``None`` if the child has already been reaped, or the system has no pidfds.
-        """
-        try:
-            return os.pidfd_open(self.pid)
-        except (OSError, AttributeError):
-            return None
-
     def kill_now(self) -> None:
         """SIGKILL the whole group at once (a second Ctrl-C)."""
         _signal_group(self.pid, signal.SIGKILL)
