@@ -20,6 +20,7 @@ from ._errors import (
     TemplateError,
     TrialNotFound,
 )
+from ._gctune import tune_gc
 from ._heartbeat import HeartbeatTarget
 from ._metrics import Metric
 from ._models import (
@@ -68,6 +69,7 @@ __all__ = [
     "handle_signals",
     "parse_results",
     "read_results",
+    "tune_gc",
 ]
 
 __version__ = "0.1.0"

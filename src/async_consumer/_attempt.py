@@ -53,7 +53,8 @@ class Running:
     child: ChildProcess
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     abort: Abort | None = None
-    done: anyio.Event = field(default_factory=anyio.Event)
+    done: anyio.Event | None = None
+    """Set when the trial has ended; made only when someone waits for it (few do)."""
 
     def abort_with(self, abort: Abort) -> None:
         """Stop the script (the first reason given is the one kept)."""

@@ -17,6 +17,7 @@ import anyio
 from ._cliargs import build_parser, consumer_from, default_store_url, slot_demand
 from ._cliview import View
 from ._errors import ConsumerError
+from ._gctune import tune_gc
 from ._models import Trial, TrialStatus
 from ._report import write_report
 from ._signals import handle_signals
@@ -24,7 +25,7 @@ from ._sources import SourceError, grid_params, load_params, trials_from
 from ._worker import Worker
 from .stores import TrialStore, store_from_url
 
-__all__ = ["main"]
+__all__ = ["console", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -178,5 +179,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def console() -> int:
+    """The ``async-consumer`` command: :func:`main`, in a process set up for many trials."""
+    tune_gc()
+    return main()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console())

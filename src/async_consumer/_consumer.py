@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from functools import partial
@@ -228,6 +228,8 @@ class Consumer:
         if running is None:
             return False
         running.abort_with(Abort(Status.INTERRUPTED, Reason.STOPPED, "stopped by the orchestrator"))
+        if running.done is None:
+            running.done = anyio.Event()
         await running.done.wait()
         return True
 
@@ -398,7 +400,8 @@ class Consumer:
         finally:
             exit_ = await child.stop(self.grace)
             del self._running[trial.id]
-            running.done.set()
+            if running.done is not None:
+                running.done.set()
         return exit_, running.abort
 
     async def _wait(self, child: ChildProcess, plan: Plan, running: Running) -> None:
@@ -412,20 +415,21 @@ class Consumer:
             await child.wait()  # nothing to watch: no task group
             return
         async with anyio.create_task_group() as tg:
-            self._start_watchers(tg, plan, running)
+            watchers = _Watchers(tg)
+            self._start_watchers(watchers, plan, running)
             await child.wait()
-            tg.cancel_scope.cancel()
+            watchers.stop()
 
-    def _start_watchers(self, tg: anyio.abc.TaskGroup, plan: Plan, running: Running) -> None:
+    def _start_watchers(self, watchers: _Watchers, plan: Plan, running: Running) -> None:
         if plan.lease is not None and self.store is not None:
             lost = partial(abort_as, running, Status.LOST, Reason.LEASE_LOST)
-            tg.start_soon(partial(beat, self.store, plan.lease, interval=self.heartbeat,
-                                  max_failures=self.heartbeat_failures, on_lost=lost))  # fmt: skip
+            watchers.start(partial(beat, self.store, plan.lease, interval=self.heartbeat,
+                                   max_failures=self.heartbeat_failures, on_lost=lost))  # fmt: skip
         if self.echo:
-            tg.start_soon(echo, plan.trial.id, plan.paths.stdout, plan.paths.stderr)
+            watchers.start(partial(echo, plan.trial.id, plan.paths.stdout, plan.paths.stderr))
         if self.on_metric is not None or self.stall_timeout is not None:
             stalled = partial(abort_as, running, Status.BROKEN, Reason.STALLED)
-            tg.start_soon(partial(
+            watchers.start(partial(
                 follow, trial_id=plan.trial.id, attempt=plan.trial.attempt,
                 metrics_path=plan.paths.metrics, logs=(plan.paths.stdout, plan.paths.stderr),
                 on_metric=self.on_metric, stall_timeout=self.stall_timeout, on_stall=stalled,
@@ -439,6 +443,35 @@ class Consumer:
             results = read_results_of(plan, self.max_results_bytes, self.base_dir)
         verdict = classify(exit_, abort, interrupt_code=self.interrupt_code, results=results)
         return build_outcome(plan, started_at, verdict, host=self.host, **fields)
+
+
+class _Watchers:
+    """
+    The tasks watching one running trial, each in a cancel scope of its own.
+
+    Stopping them through their own scopes, not by cancelling their task group, leaves no
+    reference cycles behind on asyncio (a cancelled task's error and traceback make one).
+    """
+
+    def __init__(self, tg: anyio.abc.TaskGroup) -> None:
+        self._tg = tg
+        self._scopes: list[anyio.CancelScope] = []
+
+    def start(self, watcher: Callable[[], Awaitable[None]]) -> None:
+        """Start ``watcher()`` in a task of the group."""
+        scope = anyio.CancelScope()
+        self._scopes.append(scope)
+        self._tg.start_soon(_run_within, scope, watcher)
+
+    def stop(self) -> None:
+        """Stop every watcher (they end at their next await)."""
+        for scope in self._scopes:
+            scope.cancel()
+
+
+async def _run_within(scope: anyio.CancelScope, watcher: Callable[[], Awaitable[None]]) -> None:
+    with scope:
+        await watcher()
 
 
 def _positive(**values: float | None) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from types import MappingProxyType
 
 import anyio
 
@@ -26,6 +27,11 @@ def slot_environment(granted: Mapping[str, Sequence[str]]) -> dict[str, str]:
     if "gpu" in granted:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(granted["gpu"])
     return env
+
+
+_NO_SLOTS: AbstractAsyncContextManager[Mapping[str, tuple[str, ...]]] = nullcontext(
+    MappingProxyType({})
+)
 
 
 class SlotPool:
@@ -74,13 +80,19 @@ class SlotPool:
         if self._waiters and self._fits(self._waiters[0][0]):
             self._waiters[0][1].set()
 
-    @asynccontextmanager
-    async def acquire(self, demand: Mapping[str, int]) -> AsyncIterator[dict[str, tuple[str, ...]]]:
+    def acquire(
+        self, demand: Mapping[str, int]
+    ) -> AbstractAsyncContextManager[Mapping[str, tuple[str, ...]]]:
         """Wait for the demanded slots, hold them for the block, then give them back."""
         self.check(demand)
         if not any(demand.values()):
-            yield {}
-            return
+            return _NO_SLOTS  # most trials: nothing to wait for, nothing to allocate
+        return self._acquire(demand)
+
+    @asynccontextmanager
+    async def _acquire(
+        self, demand: Mapping[str, int]
+    ) -> AsyncIterator[dict[str, tuple[str, ...]]]:
         if self._waiters or not self._fits(demand):
             entry = (demand, anyio.Event())
             self._waiters.append(entry)

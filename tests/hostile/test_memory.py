@@ -59,3 +59,60 @@ async def test_outcomes_leave_no_reference_cycles(tmp_path: Path, reason: str) -
         gc.enable()
     assert {str(o.reason or "completed") if o else None for o in outcomes} == {reason}
     assert left == 0, f"{left} objects in reference cycles after 12 trials"
+
+
+@pytest.mark.asyncio
+async def test_watched_trials_leave_no_reference_cycles(tmp_path: Path) -> None:
+    """Leased trials with a heartbeat, a metrics follower and an echo leave no cycles either."""
+    from async_consumer import Consumer, Trial
+    from async_consumer.stores import MemoryStore
+
+    store = MemoryStore()
+    await store.add(Trial(id=f"t{i}") for i in range(16))
+    leases = [lease for _ in range(16) if (lease := await store.reserve("w")) is not None]
+    script = (
+        'echo \'{"step": 1, "loss": 0.5}\' >> "$ASYNC_CONSUMER_METRICS_PATH"; sleep 0.3; '
+        + (SHELL_SCRIPTS["completed"])
+    )
+    consumer = Consumer(["/bin/sh", "-c", script], base_dir=tmp_path, max_concurrency=8,
+                        store=store, heartbeat=0.1, on_metric=lambda metric: None, echo=True,
+                        code_change="ignore")  # fmt: skip
+    await consumer.map(leases[:4])
+    gc.collect()
+    gc.disable()
+    try:
+        outcomes = await consumer.map(leases[4:])
+        left = gc.collect()
+    finally:
+        gc.enable()
+    assert all(o is not None and o.is_completed for o in outcomes)
+    assert left == 0, f"{left} objects in reference cycles after 12 trials"
+
+
+def test_tune_gc_freezes_the_set_up_and_collects_young_objects_less_often() -> None:
+    """``tune_gc`` raises the youngest generation's threshold and freezes what exists."""
+    from async_consumer import tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == (10_000, before[1], before[2])
+        assert gc.get_freeze_count() > 0
+        with pytest.raises(ValueError, match="young_threshold must be positive, not 0"):
+            tune_gc(0)
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+
+
+def test_the_command_tunes_the_collector() -> None:
+    """The ``async-consumer`` command runs with ``tune_gc`` applied (``main`` alone does not)."""
+    probe = (
+        "import gc, sys\n"
+        "import async_consumer._cli as cli\n"
+        "cli.main = lambda: print(gc.get_threshold()[0], gc.get_freeze_count() > 0) or 0\n"
+        "sys.exit(cli.console())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    assert done.stdout.split() == ["10000", "True"]
