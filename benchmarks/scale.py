@@ -8,7 +8,7 @@ from the first launch to the last outcome. Targets: at most 10 threads, p99 late
 100 ms, wall time under 9 s. The ratio line compares the wall time with the 5 s the trials sleep.
 
 The process runs with ``tune_gc()``, as the ``async-consumer`` command does; ``--gc python``
-keeps Python's default collector settings instead, under which full collections (60 to 130 ms
+keeps Python's default collector settings instead, under which full collections (40 to 130 ms
 with 1,000 trials running) make heartbeats late every few seconds.
 
     python benchmarks/scale.py [--trials 1000] [--seconds 5] [--heartbeat 0.5] [--runs 3]

@@ -5,7 +5,7 @@ Each running trial holds about 130 objects for its whole life (its task, cancel 
 and transport) and each heartbeat makes a few that live until the next one. With Python's default
 threshold of 700, those medium-lived objects are promoted to the oldest generation within
 milliseconds, and a full collection follows every few seconds. A full collection walks every
-live object with the event loop stopped: with 1,000 trials, 60 to 130 ms on this machine, which
+live object with the event loop stopped: with 1,000 trials, 40 to 130 ms on this machine, which
 makes every heartbeat due meanwhile that late.
 """
 
