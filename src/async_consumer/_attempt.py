@@ -43,7 +43,8 @@ class Plan:
     lease: Lease | None
     paths: TrialPaths
     argv: list[str]
-    config_text: str | None
+    params_json: bytes
+    config_bytes: bytes | None
 
 
 @dataclass(slots=True)
@@ -96,7 +97,7 @@ def contract_environment(
 
 def prepare_sync(plan: Plan, made: set[Path]) -> tuple[BinaryIO, BinaryIO]:
     """Create the attempt's files and return its two logs, open for the child."""
-    prepare_files(plan.paths, plan.trial, plan.config_text, made)
+    prepare_files(plan.paths, plan.params_json, plan.config_bytes, made)
     stdout = open_log(plan.paths.stdout)
     try:
         return stdout, open_log(plan.paths.stderr)

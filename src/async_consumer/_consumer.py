@@ -32,6 +32,7 @@ from ._codeversion import CodeChangePolicy, CodeVersionWatch
 from ._command import CommandTemplate, ConfigTemplate
 from ._echo import echo
 from ._environment import EnvPolicy
+from ._errors import TemplateError
 from ._heartbeat import HeartbeatTarget, beat
 from ._metrics import MetricCallback, follow
 from ._models import Lease, Outcome, Reason, Status, Trial
@@ -40,7 +41,7 @@ from ._results import DEFAULT_MAX_RESULTS_BYTES
 from ._retry import RetryPolicy
 from ._slots import SlotPool
 from ._watchdog import Watchdog
-from ._workdir import trial_paths
+from ._workdir import params_json, trial_paths
 
 __all__ = ["Consumer"]
 
@@ -276,7 +277,7 @@ class Consumer:
         kwargs = {"trial_id": trial.id, "attempt": trial.attempt, "experiment": trial.experiment}
         argv = self.command.render(trial.params, paths=paths, **kwargs)  # type: ignore[arg-type]
         config = self.config and self.config.render(trial.params, paths=paths, **kwargs)  # type: ignore[arg-type]
-        return Plan(trial, lease, paths, argv, config or None)
+        return Plan(trial, lease, paths, argv, params_json(trial), _utf8(trial, config or None))
 
     async def _run_plan(self, plan: Plan, may_start: Callable[[], bool] | None) -> Outcome | None:
         """
@@ -472,6 +473,17 @@ class _Watchers:
 async def _run_within(scope: anyio.CancelScope, watcher: Callable[[], Awaitable[None]]) -> None:
     with scope:
         await watcher()
+
+
+def _utf8(trial: Trial, config: str | None) -> bytes | None:
+    """A rendered config file as bytes, or a clear error before anything starts."""
+    if config is None:
+        return None
+    try:
+        return config.encode()
+    except UnicodeEncodeError as exc:
+        msg = f"trial {trial.id!r}: its config file cannot be written as UTF-8: {exc}"
+        raise TemplateError(msg) from None
 
 
 def _positive(**values: float | None) -> None:

@@ -24,7 +24,7 @@ class ConsumerError(Exception):
 
 
 class TemplateError(ConsumerError, ValueError):
-    """A command line or config file template cannot be rendered for a trial."""
+    """A trial's command line, config file or ``params.json`` cannot be rendered."""
 
 
 class SlotError(ConsumerError, ValueError):

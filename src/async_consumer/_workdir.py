@@ -9,12 +9,21 @@ import shutil
 import stat
 from pathlib import Path
 
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 
 from ._command import TrialPaths
+from ._errors import TemplateError
 from ._models import Trial
 
-__all__ = ["LineFollower", "prepare_files", "read_regular", "safe_name", "tail", "trial_paths"]
+__all__ = [
+    "LineFollower",
+    "params_json",
+    "prepare_files",
+    "read_regular",
+    "safe_name",
+    "tail",
+    "trial_paths",
+]
 
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 TAIL_BYTES = 4096
@@ -55,8 +64,23 @@ def _write(path: Path, data: bytes) -> None:
         file.write(data)
 
 
+def params_json(trial: Trial) -> bytes:
+    """
+    The text of a trial's ``params.json``: its parameters as indented UTF-8 JSON.
+
+    Raises:
+        TemplateError: a value cannot be written as UTF-8 (a lone surrogate in a string).
+    """
+    try:
+        # pydantic's encoder: json's, with an indent, leaves reference cycles for the collector
+        return to_json(trial.params, indent=2)
+    except PydanticSerializationError as exc:
+        msg = f"trial {trial.id!r}: its params cannot be written as JSON: {exc}"
+        raise TemplateError(msg) from None
+
+
 def prepare_files(
-    paths: TrialPaths, trial: Trial, config_text: str | None, made: set[Path] | None = None
+    paths: TrialPaths, params: bytes, config: bytes | None, made: set[Path] | None = None
 ) -> None:
     """
     Create the working directory (0700) and the files the script is promised.
@@ -74,11 +98,10 @@ def prepare_files(
         paths.working_dir.mkdir(mode=0o700)
     except FileExistsError:
         _clean(paths)  # a retry, or a resumed trial: start from a clean slate
-    # pydantic's encoder: json's, with an indent, leaves reference cycles for the collector
-    _write(paths.params, to_json(trial.params, indent=2))
+    _write(paths.params, params)
     _write(paths.results, b"")  # Orion's client refuses to import if the file is missing
-    if config_text is not None and paths.config is not None:
-        _write(paths.config, config_text.encode())
+    if config is not None and paths.config is not None:
+        _write(paths.config, config)
 
 
 def _clean(paths: TrialPaths) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import warnings
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +44,17 @@ async def test_unrenderable_trial_raises_template_error_and_leaks_nothing(
     leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert raised is TemplateError
     assert leaks == []
+
+
+@pytest.mark.asyncio
+async def test_params_that_cannot_be_written_are_refused_before_anything_starts(
+    make_consumer: ConsumerFactory, tmp_path: Path
+) -> None:
+    """A parameter string with a lone surrogate cannot go to params.json: an error naming it."""
+    consumer = make_consumer(python(WRITE_RESULT))
+    good, bad = Trial(id="good"), Trial(id="bad", params={"name": "caf\udce9"})
+    with pytest.raises(TemplateError, match="trial 'bad': its params cannot be written as JSON"):
+        consumer.check(bad)
+    with pytest.raises(TemplateError):
+        await consumer.map([good, bad])
+    assert not (tmp_path / "trials" / "default" / "good").exists()  # checked before any start
