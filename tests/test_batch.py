@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -233,3 +236,31 @@ def test_batch_under_trio(make_consumer: ConsumerFactory) -> None:
 
     assert anyio.run(main, backend="trio") == ["0"]
     assert children_of(os.getpid()) == []
+
+
+@pytest.mark.asyncio
+async def test_slow_disk_moves_file_creation_to_threads_and_back(
+    make_consumer: ConsumerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trial files are created in threads while that is slow, inline again once it is fast."""
+    from async_consumer._attempt import prepare_sync as real
+
+    slow, where = [True], []
+
+    def prepare(*args: Any) -> Any:
+        where.append(threading.current_thread() is threading.main_thread())
+        if slow[0]:
+            time.sleep(0.03)  # a disk that takes 30 ms to create a trial's files
+        return real(*args)
+
+    monkeypatch.setattr("async_consumer._consumer.prepare_sync", prepare)
+    # above what creating files costs here even on a busy disk, below the slow one
+    monkeypatch.setattr("async_consumer._consumer._INLINE_PREPARE_SECONDS", 0.01)
+    consumer = make_consumer(["/bin/sh", "-c", 'echo 1 > "$ORION_RESULTS_PATH"'], max_concurrency=4)
+    outcomes = await consumer.map([Trial(id=f"slow-{i}") for i in range(40)])
+    assert all(o is not None and o.is_completed for o in outcomes)
+    assert where[0]  # inline until measured otherwise
+    assert where[-16:].count(True) == 2  # then in threads, one in 8 still inline to measure
+    slow[0], where[:] = False, []
+    await consumer.map([Trial(id=f"fast-{i}") for i in range(80)])
+    assert where[-8:] == [True] * 8  # inline again

@@ -149,7 +149,8 @@ class Consumer:
         self._code = CodeVersionWatch(CodeChangePolicy(code_change))
         self._running: dict[str, Running] = {}
         self._made_dirs: set[Path] = set()
-        self._prepare_seconds = 0.0
+        self._prepare_seconds = 0.0  # a moving average of the time it takes, measured inline
+        self._prepared = 0
         self._queued = 0  # trials waiting for a place
         self._io_limiter = anyio.CapacityLimiter(4)
         self._use_watchdog = watchdog
@@ -372,13 +373,15 @@ class Consumer:
 
         On a local disk this takes about a tenth of a millisecond, less than a hop to a thread
         costs, so it is done inline. Where it has lately taken over a millisecond (a network
-        file system, a disk busy with deletions), threads do it, off the event loop.
+        file system, a disk busy with deletions), threads do it, off the event loop, and one
+        trial in 8 is still prepared inline to notice when the disk is fast again (a time
+        measured in a thread would include its waits for the interpreter lock).
         """
-        if self._prepare_seconds < _INLINE_PREPARE_SECONDS:
-            return self._timed_prepare(plan)
-        return await anyio.to_thread.run_sync(self._timed_prepare, plan, limiter=self._io_limiter)
-
-    def _timed_prepare(self, plan: Plan) -> tuple[BinaryIO, BinaryIO]:
+        self._prepared += 1
+        if self._prepare_seconds >= _INLINE_PREPARE_SECONDS and self._prepared % 8:
+            return await anyio.to_thread.run_sync(
+                prepare_sync, plan, self._made_dirs, limiter=self._io_limiter
+            )
         start = time.perf_counter()
         try:
             return prepare_sync(plan, self._made_dirs)
