@@ -264,3 +264,46 @@ async def test_slow_disk_moves_file_creation_to_threads_and_back(
     slow[0], where[:] = False, []
     await consumer.map([Trial(id=f"fast-{i}") for i in range(80)])
     assert where[-8:] == [True] * 8  # inline again
+
+
+@pytest.mark.asyncio
+async def test_same_trial_twice_in_a_batch_keeps_each_result(
+    make_consumer: ConsumerFactory,
+) -> None:
+    """
+    A trial queued twice reuses its files; the first run's results are read before the second.
+
+    (The next script starts before the previous outcome is built, so this needs care.)
+    """
+    script = 'sleep 0.1; echo "$1" > "$ORION_RESULTS_PATH"'
+    consumer = make_consumer(["/bin/sh", "-c", script, "sh", "{value}"], max_concurrency=1)
+    first, second = Trial(id="a", params={"value": 1.5}), Trial(id="a", params={"value": 2.5})
+    async with consumer.run_batch([first, second]) as outcomes:
+        seen = [(o.status, o.objective) async for o in outcomes]
+    assert seen == [(Status.COMPLETED, 1.5), (Status.COMPLETED, 2.5)]
+
+
+@pytest.mark.asyncio
+async def test_very_slow_disk_is_never_touched_on_the_event_loop(
+    make_consumer: ConsumerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the probe limit, every trial's files are made in threads, until the disk recovers."""
+    from async_consumer._attempt import prepare_sync as real
+
+    slow, where = [True], []
+
+    def prepare(*args: Any) -> Any:
+        where.append(threading.current_thread() is threading.main_thread())
+        if slow[0]:
+            time.sleep(0.03)
+        return real(*args)
+
+    monkeypatch.setattr("async_consumer._consumer.prepare_sync", prepare)
+    monkeypatch.setattr("async_consumer._consumer._INLINE_PREPARE_SECONDS", 0.005)
+    monkeypatch.setattr("async_consumer._consumer._PROBE_LIMIT", 0.02)
+    consumer = make_consumer(["/bin/sh", "-c", 'echo 1 > "$ORION_RESULTS_PATH"'], max_concurrency=4)
+    await consumer.map([Trial(id=f"slow-{i}") for i in range(48)])
+    assert not any(where[-16:])  # no probe on the loop any more
+    slow[0], where[:] = False, []
+    await consumer.map([Trial(id=f"fast-{i}") for i in range(80)])
+    assert where[-8:] == [True] * 8  # the threads' times brought the probes, then inline, back

@@ -239,6 +239,20 @@ async def test_code_changed_warn(
     assert "code changed" in caplog.text
 
 
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_cancelled_first_run_leaves_no_false_code_change(
+    make_consumer: ConsumerFactory, repo_script: Path
+) -> None:
+    """A first run cancelled while git is asked does not make the next one a code change."""
+    consumer = make_consumer([sys.executable, str(repo_script)], code_change="error")
+    with anyio.move_on_after(0.001):  # cancelled before git can answer
+        await consumer.run(Trial(id="a"))
+    outcome = await consumer.run(Trial(id="b"))
+    assert outcome.status is Status.COMPLETED, outcome.message
+    assert outcome.code_version is not None
+
+
 @pytest.mark.asyncio
 async def test_no_repository_no_check(make_consumer: ConsumerFactory, tmp_path: Path) -> None:
     """A script outside any git repository runs with no version and no error."""

@@ -110,13 +110,15 @@ class CodeVersionWatch:
             return None, False  # nothing to watch (ignored, not in a repository, or no git)
         async with self._lock:
             if not self._started:
+                # nothing is set until git has answered: a first check that is cancelled
+                # meanwhile leaves the next one to start again, not a version of None
+                directory = script_directory(argv, cwd)
+                initial = None if directory is None else await code_version(directory)
+                self.initial = self._current = initial
+                self._checked_at = anyio.current_time()
+                # not in a repository, or no git: nothing to watch
+                self._directory = None if initial is None else directory
                 self._started = True
-                self._directory = script_directory(argv, cwd)
-                if self._directory is not None:
-                    self.initial = self._current = await code_version(self._directory)
-                    self._checked_at = anyio.current_time()
-                if self.initial is None:
-                    self._directory = None  # not in a repository, or no git: nothing to watch
             if self._directory is None:
                 return None, False
             if anyio.current_time() - self._checked_at >= self.interval:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from pydantic import JsonValue
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 
 from ._errors import TemplateError
 
@@ -227,7 +227,11 @@ class ConfigTemplate:
         rendered = _fill(self.data, values)
         if self.is_yaml:
             return _dump_yaml(rendered)
-        return to_json(rendered, indent=2).decode() + "\n"  # json's leaves reference cycles
+        try:
+            return to_json(rendered, indent=2).decode() + "\n"  # json's leaves reference cycles
+        except PydanticSerializationError as exc:
+            msg = f"trial {trial_id!r}: its config file cannot be written as JSON: {exc}"
+            raise TemplateError(msg) from None
 
 
 def _strings(node: JsonValue) -> Iterator[str]:

@@ -50,6 +50,11 @@ logger = logging.getLogger("async_consumer")
 _INLINE_PREPARE_SECONDS = 0.001
 """Trials' files are created inline while creating them takes less than this on average."""
 
+_PROBE_LIMIT = 0.05
+"""Above this average, no trial's files are created inline, not even to measure."""
+
+_Logs = tuple[BinaryIO, BinaryIO]
+
 
 class Consumer:
     """
@@ -152,6 +157,7 @@ class Consumer:
         self._prepare_seconds = 0.0  # a moving average of the time it takes, measured inline
         self._prepared = 0
         self._queued = 0  # trials waiting for a place
+        self._finishing: set[Path] = set()  # working dirs of ended trials not yet read
         self._io_limiter = anyio.CapacityLimiter(4)
         self._use_watchdog = watchdog
         self.echo = echo
@@ -301,9 +307,16 @@ class Consumer:
                 self._limiter.release()
             if self._queued and may_start is None:
                 # the script is gone and its place free: let the next trial start its script
-                # first, then read these results and build this outcome while it runs
-                await anyio.lowlevel.cancel_shielded_checkpoint()
-            outcome = finish()
+                # first, then read these results and build this outcome while it runs (a trial
+                # with the same files waits for that in _attempt)
+                self._finishing.add(plan.paths.working_dir)
+                try:
+                    await anyio.lowlevel.cancel_shielded_checkpoint()
+                    outcome = finish()
+                finally:
+                    self._finishing.discard(plan.paths.working_dir)
+            else:
+                outcome = finish()
             if plan.lease is not None or self.is_halted or not self.retry.should_retry(outcome):
                 return outcome
             delay = self.retry.delay(outcome.attempt)
@@ -367,7 +380,7 @@ class Consumer:
         self._watchdog.register(pgid)
         return self._watchdog
 
-    async def _prepare(self, plan: Plan) -> tuple[BinaryIO, BinaryIO]:
+    async def _prepare(self, plan: Plan) -> _Logs:
         """
         Create the trial's files; return its logs, open.
 
@@ -375,13 +388,25 @@ class Consumer:
         costs, so it is done inline. Where it has lately taken over a millisecond (a network
         file system, a disk busy with deletions), threads do it, off the event loop, and one
         trial in 8 is still prepared inline to notice when the disk is fast again (a time
-        measured in a thread would include its waits for the interpreter lock).
+        measured in a thread includes its waits for the interpreter lock). Past 50 ms, no
+        trial is prepared inline (the event loop would stall with it): the threads' times,
+        then mostly the disk's, tell when it is worth trying again.
         """
+        while plan.paths.working_dir in self._finishing:  # the same files, still being read
+            await anyio.lowlevel.checkpoint()
         self._prepared += 1
-        if self._prepare_seconds >= _INLINE_PREPARE_SECONDS and self._prepared % 8:
-            return await anyio.to_thread.run_sync(
-                prepare_sync, plan, self._made_dirs, limiter=self._io_limiter
-            )
+        average = self._prepare_seconds
+        if average < _INLINE_PREPARE_SECONDS or (
+            average < _PROBE_LIMIT and self._prepared % 8 == 0
+        ):
+            return self._measured(plan)
+        if average < _PROBE_LIMIT:
+            run = partial(prepare_sync, plan, self._made_dirs)
+        else:
+            run = partial(self._measured, plan)
+        return await anyio.to_thread.run_sync(run, limiter=self._io_limiter)
+
+    def _measured(self, plan: Plan) -> _Logs:
         start = time.perf_counter()
         try:
             return prepare_sync(plan, self._made_dirs)

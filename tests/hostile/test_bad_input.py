@@ -58,3 +58,15 @@ async def test_params_that_cannot_be_written_are_refused_before_anything_starts(
     with pytest.raises(TemplateError):
         await consumer.map([good, bad])
     assert not (tmp_path / "trials" / "default" / "good").exists()  # checked before any start
+
+
+def test_config_that_cannot_be_written_is_refused(
+    make_consumer: ConsumerFactory, tmp_path: Path
+) -> None:
+    """The same for a JSON config template: an error naming the trial and its config file."""
+    template = tmp_path / "config.json"
+    template.write_text('{"name": "{name}"}')
+    consumer = make_consumer(python(WRITE_RESULT), config_template=template)
+    bad = Trial(id="bad", params={"name": "caf\udce9"})
+    with pytest.raises(TemplateError, match="trial 'bad': its config file cannot be written"):
+        consumer.check(bad)
