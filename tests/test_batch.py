@@ -49,12 +49,17 @@ async def test_never_more_than_max_concurrency(
 async def test_outcomes_in_completion_order(make_consumer: ConsumerFactory, tmp_path: Path) -> None:
     """A quick trial's outcome comes before a slow one started earlier."""
     gate = tmp_path / "gate"
+    # the slow trial ends only once the fast one has exited and been reaped (its /proc entry
+    # is gone), so the order of the two exits is certain
     code = f"""
         import os, sys, time
         if sys.argv[1] == 'slow':
             while not os.path.exists({str(gate)!r}): time.sleep(0.01)
+            fast = open({str(gate)!r}).read()
+            while os.path.exists('/proc/' + fast): time.sleep(0.01)
         else:
-            open({str(gate)!r}, 'w').close()
+            with open({str(gate)!r} + '.tmp', 'w') as f: f.write(str(os.getpid()))
+            os.rename({str(gate)!r} + '.tmp', {str(gate)!r})
         {WRITE_RESULT}
     """
     consumer = make_consumer([*python(code), "{kind}"], max_concurrency=2)
