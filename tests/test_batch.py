@@ -243,22 +243,37 @@ def test_batch_under_trio(make_consumer: ConsumerFactory) -> None:
     assert children_of(os.getpid()) == []
 
 
+class SlowDisk:
+    """Stands in for creating a trial's files: 30 ms while ``slow``; records which thread did it."""
+
+    def __init__(self) -> None:
+        from async_consumer._attempt import prepare_sync
+
+        self.real = prepare_sync
+        self.slow = True
+        self.where: list[bool] = []  # True: on the event loop's thread
+
+    def __call__(self, *args: Any) -> Any:
+        self.where.append(threading.current_thread() is threading.main_thread())
+        if self.slow:
+            time.sleep(0.03)  # a disk that takes 30 ms to create a trial's files
+        return self.real(*args)
+
+
+@pytest.fixture
+def slow_disk(monkeypatch: pytest.MonkeyPatch) -> SlowDisk:
+    """Trial files made through a :class:`SlowDisk`."""
+    disk = SlowDisk()
+    monkeypatch.setattr("async_consumer._consumer.prepare_sync", disk)
+    return disk
+
+
 @pytest.mark.asyncio
 async def test_slow_disk_moves_file_creation_to_threads_and_back(
-    make_consumer: ConsumerFactory, monkeypatch: pytest.MonkeyPatch
+    make_consumer: ConsumerFactory, monkeypatch: pytest.MonkeyPatch, slow_disk: SlowDisk
 ) -> None:
     """Trial files are created in threads while that is slow, inline again once it is fast."""
-    from async_consumer._attempt import prepare_sync as real
-
-    slow, where = [True], []
-
-    def prepare(*args: Any) -> Any:
-        where.append(threading.current_thread() is threading.main_thread())
-        if slow[0]:
-            time.sleep(0.03)  # a disk that takes 30 ms to create a trial's files
-        return real(*args)
-
-    monkeypatch.setattr("async_consumer._consumer.prepare_sync", prepare)
+    where = slow_disk.where
     # above what creating files costs here even on a busy disk, below the slow one
     monkeypatch.setattr("async_consumer._consumer._INLINE_PREPARE_SECONDS", 0.01)
     consumer = make_consumer(["/bin/sh", "-c", 'echo 1 > "$ORION_RESULTS_PATH"'], max_concurrency=4)
@@ -266,7 +281,7 @@ async def test_slow_disk_moves_file_creation_to_threads_and_back(
     assert all(o is not None and o.is_completed for o in outcomes)
     assert where[0]  # inline until measured otherwise
     assert where[-16:].count(True) == 2  # then in threads, one in 8 still inline to measure
-    slow[0], where[:] = False, []
+    slow_disk.slow, where[:] = False, []
     await consumer.map([Trial(id=f"fast-{i}") for i in range(80)])
     assert where[-8:] == [True] * 8  # inline again
 
@@ -290,25 +305,15 @@ async def test_same_trial_twice_in_a_batch_keeps_each_result(
 
 @pytest.mark.asyncio
 async def test_very_slow_disk_is_never_touched_on_the_event_loop(
-    make_consumer: ConsumerFactory, monkeypatch: pytest.MonkeyPatch
+    make_consumer: ConsumerFactory, monkeypatch: pytest.MonkeyPatch, slow_disk: SlowDisk
 ) -> None:
     """Past the probe limit, every trial's files are made in threads, until the disk recovers."""
-    from async_consumer._attempt import prepare_sync as real
-
-    slow, where = [True], []
-
-    def prepare(*args: Any) -> Any:
-        where.append(threading.current_thread() is threading.main_thread())
-        if slow[0]:
-            time.sleep(0.03)
-        return real(*args)
-
-    monkeypatch.setattr("async_consumer._consumer.prepare_sync", prepare)
+    where = slow_disk.where
     monkeypatch.setattr("async_consumer._consumer._INLINE_PREPARE_SECONDS", 0.005)
     monkeypatch.setattr("async_consumer._consumer._PROBE_LIMIT", 0.02)
     consumer = make_consumer(["/bin/sh", "-c", 'echo 1 > "$ORION_RESULTS_PATH"'], max_concurrency=4)
     await consumer.map([Trial(id=f"slow-{i}") for i in range(48)])
     assert not any(where[-16:])  # no probe on the loop any more
-    slow[0], where[:] = False, []
+    slow_disk.slow, where[:] = False, []
     await consumer.map([Trial(id=f"fast-{i}") for i in range(80)])
     assert where[-8:] == [True] * 8  # the threads' times brought the probes, then inline, back

@@ -21,7 +21,14 @@ from pydantic_core import PydanticSerializationError, to_json
 
 from ._errors import TemplateError
 
-__all__ = ["BUILTIN_NAMES", "CommandTemplate", "ConfigTemplate", "TrialPaths", "lookup"]
+__all__ = [
+    "BUILTIN_NAMES",
+    "CommandTemplate",
+    "ConfigTemplate",
+    "TrialPaths",
+    "json_file",
+    "lookup",
+]
 
 BUILTIN_NAMES: Final = (
     "config_file",
@@ -227,11 +234,23 @@ class ConfigTemplate:
         rendered = _fill(self.data, values)
         if self.is_yaml:
             return _dump_yaml(rendered)
-        try:
-            return to_json(rendered, indent=2).decode() + "\n"  # json's leaves reference cycles
-        except PydanticSerializationError as exc:
-            msg = f"trial {trial_id!r}: its config file cannot be written as JSON: {exc}"
-            raise TemplateError(msg) from None
+        return json_file(rendered, trial_id, "config file").decode() + "\n"
+
+
+def json_file(value: object, trial_id: str, what: str) -> bytes:
+    """
+    ``value`` as indented UTF-8 JSON, for a file a trial's script reads.
+
+    pydantic's encoder: json's, with an indent, leaves reference cycles for the collector.
+
+    Raises:
+        TemplateError: a value cannot be written as UTF-8 (a lone surrogate in a string).
+    """
+    try:
+        return to_json(value, indent=2)
+    except PydanticSerializationError as exc:
+        msg = f"trial {trial_id!r}: its {what} cannot be written as JSON: {exc}"
+        raise TemplateError(msg) from None
 
 
 def _strings(node: JsonValue) -> Iterator[str]:

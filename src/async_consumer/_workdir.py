@@ -9,10 +9,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from pydantic_core import PydanticSerializationError, to_json
-
-from ._command import TrialPaths
-from ._errors import TemplateError
+from ._command import TrialPaths, json_file
 from ._models import Trial
 
 __all__ = [
@@ -71,12 +68,7 @@ def params_json(trial: Trial) -> bytes:
     Raises:
         TemplateError: a value cannot be written as UTF-8 (a lone surrogate in a string).
     """
-    try:
-        # pydantic's encoder: json's, with an indent, leaves reference cycles for the collector
-        return to_json(trial.params, indent=2)
-    except PydanticSerializationError as exc:
-        msg = f"trial {trial.id!r}: its params cannot be written as JSON: {exc}"
-        raise TemplateError(msg) from None
+    return json_file(trial.params, trial.id, "params")
 
 
 def prepare_files(
