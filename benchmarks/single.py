@@ -19,7 +19,7 @@ from pathlib import Path
 import anyio
 
 from async_consumer import Consumer, Trial
-from async_consumer._childwatch import install
+from async_consumer._supervise.childwatch import install
 
 TRIALS = {
     "python": [

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from async_consumer._cli import main
+from async_consumer._cli.main import main
 
 from .conftest import WRITE_RESULT
 

@@ -151,7 +151,7 @@ def test_no_false_takeover(store_url: str, tmp_path: Path) -> None:
 
 def test_hostile_trials_roundtrip(tmp_path: Path) -> None:
     """Hostile ids and values go through a run and come back from the store unchanged."""
-    from async_consumer._cli import main
+    from async_consumer._cli.main import main
 
     hostile = ["'; DROP TABLE trials; --", "../../etc", 'quo"te', "ünï ☃", "a/b", "$(touch pwned)"]
     path = tmp_path / "p.jsonl"

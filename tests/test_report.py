@@ -13,8 +13,8 @@ import anyio
 import pytest
 
 from async_consumer import Attempt, Outcome, Reason, Result, Status, StoredTrial, Trial, TrialStatus
-from async_consumer._report import render_report, write_report
-from async_consumer._report_charts import COLOURS, Span, assign_lanes, duration_text
+from async_consumer._report.build import render_report, write_report
+from async_consumer._report.charts import COLOURS, Span, assign_lanes, duration_text
 from async_consumer.stores import MemoryStore, SQLiteStore
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

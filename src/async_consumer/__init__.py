@@ -5,8 +5,6 @@ Everything public is imported from here; the modules behind it are private.
 """
 
 from ._batch import Batch
-from ._codeversion import CodeChangePolicy
-from ._command import CommandTemplate, ConfigTemplate
 from ._consumer import Consumer
 from ._errors import (
     ConsumerError,
@@ -21,8 +19,6 @@ from ._errors import (
     TrialNotFound,
 )
 from ._gctune import tune_gc
-from ._heartbeat import HeartbeatTarget
-from ._metrics import Metric
 from ._models import (
     Attempt,
     Lease,
@@ -34,9 +30,13 @@ from ._models import (
     Trial,
     TrialStatus,
 )
-from ._results import parse_results, read_results
 from ._retry import RetryPolicy
 from ._signals import handle_signals
+from ._supervise.heartbeat import HeartbeatTarget
+from ._supervise.metrics import Metric
+from ._trial.codeversion import CodeChangePolicy
+from ._trial.command import CommandTemplate, ConfigTemplate
+from ._trial.results import parse_results, read_results
 
 __all__ = [
     "Attempt",

@@ -12,15 +12,15 @@ from typing import BinaryIO
 
 import anyio
 
-from ._classify import Abort, Verdict
-from ._command import TrialPaths
-from ._environment import contract_variables
 from ._errors import MissingResults, ResultsError
 from ._models import Lease, Outcome, Reason, Result, Status, Trial
-from ._process import ChildProcess, Exit, open_log
-from ._results import read_results
 from ._slots import slot_environment
-from ._workdir import prepare_files, tail
+from ._supervise.process import ChildProcess, Exit, open_log
+from ._trial.classify import Abort, Verdict
+from ._trial.command import TrialPaths
+from ._trial.environment import contract_variables
+from ._trial.files import prepare_files, tail
+from ._trial.results import read_results
 
 __all__ = [
     "Plan",

@@ -27,21 +27,21 @@ from ._attempt import (
     read_results_of,
 )  # fmt: skip
 from ._batch import Batch, open_batch, run_map
-from ._classify import Abort, classify
-from ._codeversion import CodeChangePolicy, CodeVersionWatch
-from ._command import CommandTemplate, ConfigTemplate
-from ._echo import echo
-from ._environment import EnvPolicy
 from ._errors import TemplateError
-from ._heartbeat import HeartbeatTarget, beat
-from ._metrics import MetricCallback, follow
 from ._models import Lease, Outcome, Reason, Status, Trial
-from ._process import ChildProcess, Exit
-from ._results import DEFAULT_MAX_RESULTS_BYTES
 from ._retry import RetryPolicy
 from ._slots import SlotPool
-from ._watchdog import Watchdog
-from ._workdir import params_json, trial_paths
+from ._supervise.echo import echo
+from ._supervise.heartbeat import HeartbeatTarget, beat
+from ._supervise.metrics import MetricCallback, follow
+from ._supervise.process import ChildProcess, Exit
+from ._supervise.watchdog import Watchdog
+from ._trial.classify import Abort, classify
+from ._trial.codeversion import CodeChangePolicy, CodeVersionWatch
+from ._trial.command import CommandTemplate, ConfigTemplate
+from ._trial.environment import EnvPolicy
+from ._trial.files import params_json, trial_paths
+from ._trial.results import DEFAULT_MAX_RESULTS_BYTES
 
 __all__ = ["Consumer"]
 

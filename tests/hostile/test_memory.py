@@ -109,7 +109,7 @@ def test_the_command_tunes_the_collector() -> None:
     """The ``async-consumer`` command runs with ``tune_gc`` applied (``main`` alone does not)."""
     probe = (
         "import gc, sys\n"
-        "import async_consumer._cli as cli\n"
+        "import async_consumer._cli.main as cli\n"
         "cli.main = lambda: print(gc.get_threshold()[0], gc.get_freeze_count() > 0) or 0\n"
         "sys.exit(cli.console())\n"
     )

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._models import Outcome, Status, StoredTrial, TrialStatus
-from ._workdir import tail
+from .._models import Outcome, Status, StoredTrial, TrialStatus
+from .._trial.files import tail
 
 if TYPE_CHECKING:
-    from ._worker import Worker
+    from .._worker import Worker
 
 __all__ = ["View"]
 

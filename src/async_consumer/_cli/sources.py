@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import JsonValue
 
-from ._models import Trial
+from .._models import Trial
 
 __all__ = [
     "SourceError",

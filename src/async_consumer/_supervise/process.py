@@ -22,8 +22,8 @@ from typing import BinaryIO
 import anyio
 from anyio.abc import Process
 
-from . import _childwatch
-from ._childwatch import ResourceUsage
+from . import childwatch as _childwatch
+from .childwatch import ResourceUsage
 
 __all__ = ["ChildProcess", "Exit", "group_is_alive", "open_log", "signal_name"]
 

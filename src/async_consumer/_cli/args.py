@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from . import __doc__ as _package_doc
-from ._consumer import Consumer
-from ._heartbeat import HeartbeatTarget
-from ._retry import RetryPolicy
-from ._sources import SourceError, parse_assignment
-from ._workdir import safe_name
+from .. import __doc__ as _package_doc
+from .._consumer import Consumer
+from .._retry import RetryPolicy
+from .._supervise.heartbeat import HeartbeatTarget
+from .._trial.files import safe_name
+from .sources import SourceError, parse_assignment
 
 __all__ = ["build_parser", "consumer_from", "default_store_url", "slot_demand"]
 

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
-from ._models import Attempt, Outcome, Reason, Status, StoredTrial, TrialStatus
-from ._report_charts import COLOURS, Point, Span, duration_text, objective_svg, timeline_svg
-from ._report_page import page
+from .._models import Attempt, Outcome, Reason, Status, StoredTrial, TrialStatus
+from .charts import COLOURS, Point, Span, duration_text, objective_svg, timeline_svg
+from .page import page
 
 if TYPE_CHECKING:
-    from .stores import TrialStore
+    from ..stores import TrialStore
 
 __all__ = ["render_report", "write_report"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from ._workdir import LineFollower
+from .._trial.files import LineFollower
 
 __all__ = ["Metric", "MetricCallback", "follow"]
 

@@ -14,8 +14,8 @@ from typing import Protocol
 
 import anyio
 
-from ._errors import LeaseLost
-from ._models import Lease
+from .._errors import LeaseLost
+from .._models import Lease
 
 __all__ = ["HeartbeatTarget", "beat"]
 

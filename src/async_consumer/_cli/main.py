@@ -14,16 +14,16 @@ from collections.abc import Sequence
 
 import anyio
 
-from ._cliargs import build_parser, consumer_from, default_store_url, slot_demand
-from ._cliview import View
-from ._errors import ConsumerError
-from ._gctune import tune_gc
-from ._models import Trial, TrialStatus
-from ._report import write_report
-from ._signals import handle_signals
-from ._sources import SourceError, grid_params, load_params, trials_from
-from ._worker import Worker
-from .stores import TrialStore, store_from_url
+from .._errors import ConsumerError
+from .._gctune import tune_gc
+from .._models import Trial, TrialStatus
+from .._report.build import write_report
+from .._signals import handle_signals
+from .._worker import Worker
+from ..stores import TrialStore, store_from_url
+from .args import build_parser, consumer_from, default_store_url, slot_demand
+from .sources import SourceError, grid_params, load_params, trials_from
+from .view import View
 
 __all__ = ["console", "main"]
 
@@ -183,7 +183,3 @@ def console() -> int:
     """The ``async-consumer`` command: :func:`main`, in a process set up for many trials."""
     tune_gc()
     return main()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(console())

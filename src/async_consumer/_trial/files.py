@@ -9,8 +9,8 @@ import shutil
 import stat
 from pathlib import Path
 
-from ._command import TrialPaths, json_file
-from ._models import Trial
+from .._models import Trial
+from .command import TrialPaths, json_file
 
 __all__ = [
     "LineFollower",

@@ -15,7 +15,7 @@ from typing import TextIO
 
 import anyio
 
-from ._workdir import LineFollower
+from .._trial.files import LineFollower
 
 __all__ = ["echo"]
 

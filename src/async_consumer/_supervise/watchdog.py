@@ -10,7 +10,7 @@ died), the watchdog sends SIGTERM to every group still listed, waits up to the g
 sends SIGKILL, and exits. It ignores SIGINT and SIGTERM (a Ctrl-C in the terminal reaches the
 consumer, which stops its trials itself), and lives in a session of its own.
 
-The watchdog itself is ``_watchdog_main.py``, run by path so that it imports nothing but the
+The watchdog itself is ``watchdog_main.py``, run by path so that it imports nothing but the
 standard library.
 """
 
@@ -30,7 +30,7 @@ class Watchdog:
 
     def __init__(self, grace: float) -> None:
         self._process = subprocess.Popen(
-            [sys.executable, "-I", str(Path(__file__).with_name("_watchdog_main.py")), str(grace)],
+            [sys.executable, "-I", str(Path(__file__).with_name("watchdog_main.py")), str(grace)],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             start_new_session=True,

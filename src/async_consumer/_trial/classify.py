@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._errors import MissingResults, ResultsError
-from ._models import Reason, Result, Status
-from ._process import Exit, signal_name
+from .._errors import MissingResults, ResultsError
+from .._models import Reason, Result, Status
+from .._supervise.process import Exit, signal_name
 
 __all__ = ["Abort", "Verdict", "classify"]
 

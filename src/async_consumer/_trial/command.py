@@ -19,7 +19,7 @@ from typing import Final
 from pydantic import JsonValue
 from pydantic_core import PydanticSerializationError, to_json
 
-from ._errors import TemplateError
+from .._errors import TemplateError
 
 __all__ = [
     "BUILTIN_NAMES",

@@ -22,8 +22,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag, TypeAdapter, ValidationError
 from pydantic_core import from_json
 
-from ._errors import InvalidResults, MissingResults
-from ._models import FiniteFloat, Result, ResultValue
+from .._errors import InvalidResults, MissingResults
+from .._models import FiniteFloat, Result, ResultValue
 
 __all__ = ["DEFAULT_MAX_RESULTS_BYTES", "parse_results", "read_results"]
 

@@ -1,0 +1,1 @@
+"""The ``async-consumer`` command: arguments, trial sources, terminal view and the commands."""

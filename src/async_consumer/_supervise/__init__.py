@@ -1,0 +1,1 @@
+"""Watching a running script: its process group, heartbeat, metrics, output and watchdog."""
