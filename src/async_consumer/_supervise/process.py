@@ -5,6 +5,14 @@ Every path out of a running trial goes through :meth:`ChildProcess.stop`: SIGTER
 a grace period, SIGKILL to the group, and a bounded reap. ``start_new_session=True`` makes the
 group id equal to the child's pid, so ``killpg`` reaches every descendant that did not call
 ``setsid()`` itself.
+
+This module owns the wait for its children, on both backends, and reaps each with ``wait4`` once
+a pidfd says it has exited, so that every outcome has the child's CPU time and peak RSS. On
+asyncio it starts the child itself with ``subprocess.Popen`` (as asyncio does, on the loop's
+thread) because asyncio's own subprocesses are reaped by the loop's child watcher, which keeps
+no resource usage and whose API is deprecated in 3.12 and gone in 3.14; on trio it starts the
+child with ``anyio.open_process``, since trio reaps only when asked to. docs/design-notes.md has
+the reasons and the alternatives measured.
 """
 
 from __future__ import annotations
@@ -22,8 +30,7 @@ from typing import BinaryIO
 import anyio
 from anyio.abc import Process
 
-from . import childwatch as _childwatch
-from .childwatch import ResourceUsage
+from .childwatch import ResourceUsage, usage_from
 
 __all__ = ["ChildProcess", "Exit", "group_is_alive", "open_log", "signal_name"]
 
@@ -86,12 +93,22 @@ def _live_member(pid: str, pgid: int) -> bool:
 
 
 class ChildProcess:
-    """A started script: its process (the leader of its own group) and how it ended."""
+    """
+    A started script: the leader of its own group, and how it ended.
 
-    def __init__(self, process: Process) -> None:
-        self.process = process
-        self.pid = process.pid
+    This class owns the wait for its child on both backends (see the module's docstring): it
+    reaps with ``wait4`` once a pidfd says the child has exited, so every :class:`Exit` it
+    returns carries the child's CPU time and peak RSS.
+    """
+
+    def __init__(self, pid: int, handle: subprocess.Popen[bytes] | Process) -> None:
+        self.pid = pid
         self.exit: Exit | None = None
+        self._handle = handle
+        # opened before anything can reap the child, so the pid cannot have been reused
+        self._pidfd = _open_pidfd(pid)
+        self._waiting = False  # a task is waiting on the pidfd (only one may)
+        self._waited: anyio.Event | None = None  # made only if a second task waits meanwhile
 
     @classmethod
     async def start(
@@ -112,27 +129,58 @@ class ChildProcess:
             OSError: the program does not exist or cannot be executed.
         """
         if _on_asyncio():
-            _childwatch.install()
+            # what asyncio's create_subprocess_exec does on the loop's thread, minus the loop's
+            # child watcher, which would reap the child itself and drop its resource usage
+            popen = _spawn(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+            return cls(popen.pid, popen)
+        # trio reaps only inside Process.wait() (or reading returncode), which we call after
+        # wait4: the launch stays anyio's (a worker thread, off the event loop)
         process = await anyio.open_process(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            cwd=cwd,
-            env=dict(env),
-            start_new_session=True,
-        )
-        return cls(process)
+            list(argv), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+            cwd=cwd, env=dict(env), start_new_session=True,
+        )  # fmt: skip
+        return cls(process.pid, process)
 
     async def wait(self) -> Exit:
         """Wait for the child to exit and reap it; the result is kept in :attr:`exit`."""
-        if self.exit is None:
-            if _on_asyncio():
-                returncode = await self.process.wait()
-                self.exit = Exit(returncode, _childwatch.pop_usage(self.pid))
-            else:
-                self.exit = await _wait_with_usage(self.process)
+        while self.exit is None:
+            if not self._waiting:
+                await self._reap()
+            else:  # another task waits on the pidfd: wait for it to finish (or be cancelled)
+                if self._waited is None:
+                    self._waited = anyio.Event()
+                await self._waited.wait()
         return self.exit
+
+    async def _reap(self) -> None:
+        self._waiting = True
+        try:
+            if self._pidfd is not None:
+                await anyio.wait_readable(self._pidfd)
+            delay = 0.001
+            # no pidfd (a kernel before 5.3, or no descriptor left): poll, as a last resort
+            while (exit_ := _try_reap(self.pid)) is None:
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        finally:
+            self._waiting = False
+            waited, self._waited = self._waited, None
+            if waited is not None:
+                waited.set()
+        self.exit = exit_
+        self._release()
+
+    def _release(self) -> None:
+        """Close the pidfd and tell the backend's handle that the child is gone."""
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        if isinstance(self._handle, subprocess.Popen):
+            self._handle.returncode = self.exit.returncode if self.exit else 255
+        else:
+            # trio's returncode polls with waitpid: it finds the child reaped (ECHILD), records
+            # a status and closes its own pidfd
+            _ = self._handle.returncode
 
     def kill_now(self) -> None:
         """SIGKILL the whole group at once (a second Ctrl-C)."""
@@ -177,24 +225,33 @@ def open_log(path: Path) -> BinaryIO:
     return os.fdopen(os.open(path, flags, 0o600), "ab", buffering=0)
 
 
-async def _wait_with_usage(process: Process) -> Exit:
-    """
-    Reap through a pidfd with ``wait4`` to keep the usage (the trio backend).
+def _spawn(
+    argv: Sequence[str], *, cwd: Path | None, env: Mapping[str, str], stdout: BinaryIO,
+    stderr: BinaryIO,
+) -> subprocess.Popen[bytes]:  # fmt: skip
+    """Start the child with the options ``anyio.open_process`` is given on trio."""
+    return subprocess.Popen(
+        list(argv), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd,
+        env=dict(env), start_new_session=True,
+    )  # fmt: skip
 
-    The backend's own ``wait()`` afterwards finds the child gone and returns at once.
-    """
+
+def _open_pidfd(pid: int) -> int | None:
     try:
-        pidfd = os.pidfd_open(process.pid)
-    except OSError:
-        return Exit(await process.wait())
+        return os.pidfd_open(pid)
+    except (OSError, AttributeError):  # an old kernel, no descriptor left, or not Linux
+        return None
+
+
+def _try_reap(pid: int) -> Exit | None:
+    """Reap ``pid`` if it has exited (``None`` if it has not), with its resource usage."""
     try:
-        await anyio.wait_readable(pidfd)
-        try:
-            # the pidfd is readable: the child has exited, so this returns at once
-            _, status, rusage = os.wait4(process.pid, os.WNOHANG)  # noqa: ASYNC222
-        except ChildProcessError:
-            return Exit(await process.wait())
-    finally:
-        os.close(pidfd)
-    await process.wait()
-    return Exit(os.waitstatus_to_exitcode(status), _childwatch.usage_from(rusage))
+        # never blocks (WNOHANG); the caller waits for the pidfd first
+        found, status, rusage = os.wait4(pid, os.WNOHANG)
+    except ChildProcessError:
+        # reaped by other code of this process (SIGCHLD ignored, a waitpid(-1)): the status is
+        # lost; asyncio reports 255 in this case too
+        return Exit(255)
+    if found == 0:
+        return None
+    return Exit(os.waitstatus_to_exitcode(status), usage_from(rusage))

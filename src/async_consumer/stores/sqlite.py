@@ -167,7 +167,8 @@ class SQLiteStore(StoreBase):
         if not rows:
             return None
         trial_id, text, token, now = rows[0]
-        self._conn.execute(q.ATTEMPT, (trial_id, token, worker, host, now))
+        args = {"trial_id": trial_id, "token": token, "worker": worker, "host": host, "now": now}
+        self._conn.execute(q.ATTEMPT, args)
         return Lease(trial=load_trial(text, token), token=token, worker=worker)
 
     async def heartbeat(self, lease: Lease) -> None:
