@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from async_consumer import Outcome, Reason, Status, Trial
+from async_consumer._supervise.process import ChildProcess, Exit
 
 from .conftest import WRITE_RESULT, ConsumerFactory, children_of, is_alive, python
 
@@ -243,3 +247,77 @@ async def test_echo_prefixes_lines(
     assert out == "[t9] one\n[t9] tail\n"
     assert "[t9] two\n" in err
     assert Path(outcome.stdout_path).read_text() == "one\ntail"
+
+
+@pytest.mark.anyio
+async def test_usage_on_every_outcome(make_consumer: ConsumerFactory) -> None:
+    """CPU seconds and peak RSS are on a completed, a failed and a killed attempt alike."""
+    scripts = {
+        "completed": WRITE_RESULT,
+        "exit-3": "import sys; sys.exit(3)",
+        "killed": "import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
+    }
+    for name, code in scripts.items():
+        outcome = await make_consumer(python(code)).run(Trial(id=name))
+        assert outcome.cpu_seconds is not None and outcome.cpu_seconds > 0, name
+        assert outcome.peak_rss_bytes is not None and outcome.peak_rss_bytes > 1_000_000, name
+
+
+@pytest.mark.anyio
+async def test_usage_and_stop_without_pidfds(
+    make_consumer: ConsumerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a kernel without ``pidfd_open`` trials are reaped by polling, with their usage."""
+
+    def no_pidfd(pid: int, flags: int = 0) -> int:
+        raise OSError(errno.ENOSYS, "pidfd_open")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    done = await make_consumer(python(WRITE_RESULT)).run(Trial(id="t"))
+    assert done.status is Status.COMPLETED
+    assert done.cpu_seconds is not None and done.peak_rss_bytes is not None
+    slow = make_consumer(python(GRANDCHILD), timeout=0.5, grace=0.3)
+    with anyio.fail_after(20):
+        stopped = await slow.run(Trial(id="s"))
+    assert (stopped.reason, stopped.signal) == (Reason.TIMEOUT, "SIGKILL")
+    assert not any(is_alive(pid) for pid in _pids(Path(stopped.working_dir)))
+
+
+def _log(path: Path) -> BinaryIO:
+    return path.open("wb")
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_wait_leaves_the_child_to_the_next(tmp_path: Path) -> None:
+    """Of two tasks waiting for one child, the one cancelled leaves the other its exit."""
+    gate = tmp_path / "gate"
+    code = f"import os, sys, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.01)\nsys.exit(4)"
+    with _log(tmp_path / "out") as out:
+        child = await ChildProcess.start(python(code), cwd=None, env=os.environ, stdout=out,
+                                         stderr=out)  # fmt: skip
+    exits: list[Exit] = []
+
+    async def wait() -> None:
+        exits.append(await child.wait())
+
+    async with anyio.create_task_group() as tg:
+        first = anyio.CancelScope()
+
+        async def wait_first() -> None:
+            with first:
+                await wait()
+
+        tg.start_soon(wait_first)
+        await anyio.lowlevel.checkpoint()
+        tg.start_soon(wait)
+        tg.start_soon(wait)
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+        first.cancel()
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+        gate.touch()
+    assert [e.returncode for e in exits] == [4, 4]
+    assert exits[0].usage is not None
+    assert await child.wait() is exits[0]
+    assert children_of(os.getpid()) == []
