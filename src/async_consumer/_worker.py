@@ -19,6 +19,7 @@ import anyio
 from ._consumer import Consumer
 from ._errors import LeaseLost
 from ._models import Outcome, Status, TrialStatus
+from ._retry import log_retry, retry_delay
 from .stores import TrialStore
 
 __all__ = ["Worker"]
@@ -100,20 +101,21 @@ class Worker:
                 await anyio.sleep(self.poll)
                 continue
             outcome = await self.consumer.run(lease)
-            requeue = not self.is_halted and self.consumer.retry.should_retry(outcome)
+            delay = retry_delay(self.consumer.retry, outcome, halted=self.is_halted)
+            requeue = delay is not None
             try:
                 # shielded: a finish cancelled after its commit would lose the result
                 with anyio.CancelScope(shield=True):
                     await self.store.finish(lease, outcome, requeue=requeue)
             except LeaseLost:
                 self.rejected += 1
-                logger.warning("result not recorded: another worker has the trial now",
-                               extra={"trial_id": lease.trial_id})  # fmt: skip
+                logger.warning(
+                    "result not recorded: another worker has the trial now",
+                    extra={"trial_id": lease.trial_id},
+                )
                 continue
-            if requeue:
-                delay = self.consumer.retry.delay(outcome.attempt)
-                logger.warning("attempt %d %s; retrying in %.1f s", outcome.attempt,
-                               outcome.message, delay, extra={"trial_id": lease.trial_id})  # fmt: skip
+            if delay is not None:
+                log_retry(outcome, delay)
                 await anyio.sleep(delay)
             self.broken += outcome.status is Status.BROKEN and not requeue
             self._count(outcome)
@@ -142,6 +144,7 @@ class Worker:
                 logger.warning("could not reclaim stale leases: %r", exc)
             else:
                 for trial_id in reclaimed:
-                    logger.warning("reclaimed from a worker that stopped beating",
-                                   extra={"trial_id": trial_id})  # fmt: skip
+                    logger.warning(
+                        "reclaimed from a worker that stopped beating", extra={"trial_id": trial_id}
+                    )
             await anyio.sleep(interval)

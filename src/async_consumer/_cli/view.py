@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._models import Outcome, Status, StoredTrial, TrialStatus
-from .._trial.files import tail
+from .._supervise.lines import tail
 
 if TYPE_CHECKING:
     from .._worker import Worker
@@ -129,9 +129,14 @@ class View:
                 return Text(f"{running()} running", style="cyan")
 
         columns = (
-            TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), Running(),
-            TextColumn("[red]{task.fields[failed]} failed"), TextColumn("ETA"), TimeRemainingColumn(),
-        )  # fmt: skip
+            TextColumn("[bold]trials"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            Running(),
+            TextColumn("[red]{task.fields[failed]} failed"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
             self._progress = progress
             self._task = progress.add_task("trials", total=total, failed=0)
@@ -148,10 +153,16 @@ class View:
         slowest = worker.slowest
         if self.json:
             summary: dict[str, Any] = {
-                "counts": dict(counts), "ran": worker.ran, "rejected": worker.rejected,
-                "best": best and {"trial_id": best.id, "objective": best.outcome and best.outcome.objective,
-                                  "params": best.trial.params},
-            }  # fmt: skip
+                "counts": dict(counts),
+                "ran": worker.ran,
+                "rejected": worker.rejected,
+                "best": best
+                and {
+                    "trial_id": best.id,
+                    "objective": best.outcome and best.outcome.objective,
+                    "params": best.trial.params,
+                },
+            }
             print(json.dumps({"summary": summary}), flush=True)
             return
         drawn = sys.stdout.isatty() and not self.quiet and _table(counts, best, slowest, worker.ran)
@@ -186,8 +197,14 @@ class View:
         counts = Counter(str(s.status) for s in stored)
         running = [s for s in stored if s.status is TrialStatus.RESERVED]
         if self.json:
-            rows = [{"trial_id": s.id, "worker": s.worker, "heartbeat_at": s.heartbeat_at and
-                     s.heartbeat_at.isoformat()} for s in running]  # fmt: skip
+            rows = [
+                {
+                    "trial_id": s.id,
+                    "worker": s.worker,
+                    "heartbeat_at": s.heartbeat_at and s.heartbeat_at.isoformat(),
+                }
+                for s in running
+            ]
             print(json.dumps({"counts": dict(counts), "running": rows}), flush=True)
             return
         for status in TrialStatus:
