@@ -14,21 +14,10 @@ import anyio.lowlevel
 
 from .._errors import DuplicateTrial, LeaseLost, StoreError, TrialNotFound
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
-from . import _sqlite_sql as q
-from ._base import (
-    StoreBase,
-    check_max_lost,
-    check_older_than,
-    check_outcome,
-    dump_trial,
-    load_attempt,
-    load_stored,
-    load_trial,
-    lost_outcome,
-    same_params,
-    settled_status,
-    zero_counts,
-)
+from . import _sqlite_sql as queries
+from ._protocol import StoreBase
+from ._rows import dump_trial, load_attempt, load_stored, load_trial, same_params, zero_counts
+from ._rules import check_max_lost, check_older_than, check_outcome, lost_outcome, settled_status
 
 __all__ = ["SQLiteStore", "path_from_url"]
 
@@ -73,11 +62,11 @@ def _migrate(conn: sqlite3.Connection) -> None:
     row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
     if row[0] is None:
         # one statement at a time: executescript would commit the open transaction first
-        for statement in filter(str.strip, q.SCHEMA.split(";")):
+        for statement in filter(str.strip, queries.SCHEMA.split(";")):
             conn.execute(statement)
-        conn.execute("INSERT INTO schema_version VALUES (?)", (q.SCHEMA_VERSION,))
-    elif row[0] > q.SCHEMA_VERSION:
-        msg = f"the store's schema version {row[0]} is newer than this library's {q.SCHEMA_VERSION}"
+        conn.execute("INSERT INTO schema_version VALUES (?)", (queries.SCHEMA_VERSION,))
+    elif row[0] > queries.SCHEMA_VERSION:
+        msg = f"the store's schema version {row[0]} is newer than this library's {queries.SCHEMA_VERSION}"
         raise StoreError(msg)
 
 
@@ -163,11 +152,11 @@ class SQLiteStore(StoreBase):
         return await self._run(lambda: self._reserve(worker, host))
 
     def _reserve(self, worker: str, host: str) -> Lease | None:
-        rows = self._conn.execute(q.RESERVE, (worker,)).fetchall()
+        rows = self._conn.execute(queries.RESERVE, (worker,)).fetchall()
         if not rows:
             return None
         trial_id, text, token, now = rows[0]
-        self._conn.execute(q.ATTEMPT, (trial_id, token, worker, host, now))
+        self._conn.execute(queries.ATTEMPT, (trial_id, token, worker, host, now))
         return Lease(trial=load_trial(text, token), token=token, worker=worker)
 
     async def heartbeat(self, lease: Lease) -> None:
@@ -175,7 +164,7 @@ class SQLiteStore(StoreBase):
         await self._run(lambda: self._beat(lease))
 
     def _beat(self, lease: Lease) -> None:
-        rows = self._conn.execute(q.BEAT, (lease.trial_id, lease.token)).fetchall()
+        rows = self._conn.execute(queries.BEAT, (lease.trial_id, lease.token)).fetchall()
         if not rows:
             raise LeaseLost(lease.trial_id)
         sql = "UPDATE attempts SET heartbeat_at = ? WHERE trial_id = ? AND number = ?"
@@ -191,7 +180,7 @@ class SQLiteStore(StoreBase):
         lost = int(outcome.status is Status.LOST)
         args = {"id": lease.trial_id, "token": lease.token, "lost": lost, "status": status.value}
         args["max_lost"] = self._max_lost
-        rows = self._conn.execute(q.FINISH, args).fetchall()
+        rows = self._conn.execute(queries.FINISH, args).fetchall()
         if not rows:
             raise LeaseLost(lease.trial_id)
         self._end_attempts([(outcome.model_dump_json(), lease.trial_id, lease.token)])
@@ -207,7 +196,7 @@ class SQLiteStore(StoreBase):
         return await self._run(lambda: self._reclaim(older_than))
 
     def _reclaim(self, older_than: float) -> builtins.list[str]:
-        rows = self._conn.execute(q.RECLAIM, (self._max_lost, older_than)).fetchall()
+        rows = self._conn.execute(queries.RECLAIM, (self._max_lost, older_than)).fetchall()
         ends = [(lost_outcome(i, n, older_than).model_dump_json(), i, n) for i, n in rows]
         self._end_attempts(ends)
         return [trial_id for trial_id, _ in rows]
@@ -227,12 +216,12 @@ class SQLiteStore(StoreBase):
         return await self._run(lambda: self._select(where, (status.value,)), write=False)
 
     def _select(self, where: str, args: tuple[str, ...]) -> builtins.list[StoredTrial]:
-        trials = self._conn.execute(f"{q.TRIALS}{where} ORDER BY seq", args).fetchall()
+        trials = self._conn.execute(f"{queries.TRIALS}{where} ORDER BY seq", args).fetchall()
         if not trials:
             return []
         attempts: dict[str, builtins.list[Attempt]] = {row[0]: [] for row in trials}
         in_trials = f" WHERE trial_id IN (SELECT id FROM trials{where})" if where else ""
-        sql = f"{q.ATTEMPTS}{in_trials} ORDER BY trial_id, number"
+        sql = f"{queries.ATTEMPTS}{in_trials} ORDER BY trial_id, number"
         for trial_id, *row in self._conn.execute(sql, args):
             attempts[trial_id].append(load_attempt(row))
         return [load_stored(row, attempts[trial_id]) for trial_id, *row in trials]
