@@ -41,7 +41,8 @@ from ._supervise.process import install_child_watcher
 from ._trial.codeversion import CodeChangePolicy
 from ._trial.command import CommandTemplate, ConfigTemplate
 from ._trial.paths import TrialPaths
-from ._trial.results import parse_results, read_results
+from ._trial.readback import read_results
+from ._trial.results import parse_results
 from ._worker import Worker
 
 __all__ = [

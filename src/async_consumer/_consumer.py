@@ -30,7 +30,7 @@ from ._trial.codeversion import CodeChangePolicy, CodeVersionWatch
 from ._trial.command import CommandTemplate, ConfigTemplate
 from ._trial.environment import EnvPolicy
 from ._trial.plan import Planner
-from ._trial.results import DEFAULT_MAX_RESULTS_BYTES
+from ._trial.readback import DEFAULT_MAX_RESULTS_BYTES
 from ._trial.workspace import TrialFiles
 
 __all__ = ["Consumer"]

@@ -126,6 +126,17 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="retry a trial lost or killed by a signal up to this many times (default 0)",
     )
+    _add_script_options(how)
+    parser.add_argument(
+        "argv",
+        nargs=argparse.REMAINDER,
+        metavar="-- COMMAND",
+        help="the command after --, with {placeholders}",
+    )
+
+
+def _add_script_options(how: argparse._ArgumentGroup) -> None:
+    """The options about a script's slots, files, directory, environment and output."""
     how.add_argument(
         "--slots",
         action="append",
@@ -159,12 +170,6 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="PATTERN",
         help="keep variables matching PATTERN (e.g. 'PG*') from the scripts",
-    )
-    parser.add_argument(
-        "argv",
-        nargs=argparse.REMAINDER,
-        metavar="-- COMMAND",
-        help="the command after --, with {placeholders}",
     )
 
 
@@ -222,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--follow", action="store_true", help="keep waiting for new trials")
     _add_output_options(worker)
     _add_execution_options(worker)
+    _add_reading_commands(commands)
+    return parser
+
+
+def _add_reading_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands that read a store: status, show, report, logs."""
     status = commands.add_parser("status", help="counts by status, and the running trials")
     _store_option(status, required=True)
     _add_output_options(status)
@@ -248,7 +259,6 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("trial_id", metavar="ID", help="the trial's id")
     logs.add_argument("--stderr", action="store_true", help="the stderr log instead of stdout")
     logs.add_argument("--attempt", type=_positive_int, help="which attempt (default: the last)")
-    return parser
 
 
 def default_store_url(experiment: str) -> str:

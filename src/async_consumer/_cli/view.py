@@ -15,6 +15,8 @@ from .._models import Outcome, Status, StoredTrial, TrialStatus
 from .._supervise.lines import tail
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from .._worker import Worker
 
 __all__ = ["View"]
@@ -108,36 +110,11 @@ class View:
         if self.json or self.quiet or not sys.stderr.isatty() or total == 0:
             yield
             return
-        try:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                ProgressColumn,
-                Task,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-            from rich.text import Text
-        except ImportError:  # the cli extra is not installed: plain lines only
+        bar = _progress_bar(running)
+        if bar is None:  # the cli extra is not installed: plain lines only
             yield
             return
-
-        class Running(ProgressColumn):
-            def render(self, task: Task) -> Text:
-                return Text(f"{running()} running", style="cyan")
-
-        columns = (
-            TextColumn("[bold]trials"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            Running(),
-            TextColumn("[red]{task.fields[failed]} failed"),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        with bar as progress:
             self._progress = progress
             self._task = progress.add_task("trials", total=total, failed=0)
             try:
@@ -235,3 +212,36 @@ class View:
                     print(f"--- {name} ({path}) ---\n{text.rstrip()}")
             if last.status is not Status.COMPLETED and last.stderr_tail and not last.stderr_path:
                 print(last.stderr_tail)
+
+
+def _progress_bar(running: Callable[[], int]) -> Progress | None:
+    """A progress bar on stderr with a count of running trials; ``None`` without rich."""
+    try:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            Task,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+    except ImportError:
+        return None
+
+    class Running(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(f"{running()} running", style="cyan")
+
+    columns = (
+        TextColumn("[bold]trials"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        Running(),
+        TextColumn("[red]{task.fields[failed]} failed"),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    return Progress(*columns, console=Console(stderr=True), transient=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from .._errors import TemplateError
 from .._models import Lease, Trial
@@ -26,6 +27,15 @@ class Plan:
     config_bytes: bytes | None
 
 
+class _Names(TypedDict):
+    """The built-in values a template may name, besides the trial's parameters."""
+
+    trial_id: str
+    attempt: int
+    experiment: str
+    paths: TrialPaths
+
+
 @dataclass(frozen=True, slots=True)
 class Planner:
     """Renders a trial's command line, config file and paths: its plan."""
@@ -42,23 +52,12 @@ class Planner:
             TemplateError: an unknown placeholder, or a value that cannot be written.
         """
         paths = trial_paths(self.base_dir, trial, self.config.suffix if self.config else None)
-        argv = self.command.render(
-            trial.params,
-            trial_id=trial.id,
-            attempt=trial.attempt,
-            experiment=trial.experiment,
-            paths=paths,
+        names = _Names(
+            trial_id=trial.id, attempt=trial.attempt, experiment=trial.experiment, paths=paths
         )
-        config = None
-        if self.config is not None:
-            text = self.config.render(
-                trial.params,
-                trial_id=trial.id,
-                attempt=trial.attempt,
-                experiment=trial.experiment,
-                paths=paths,
-            )
-            config = _utf8(trial, text) if text else None
+        argv = self.command.render(trial.params, **names)
+        text = self.config.render(trial.params, **names) if self.config is not None else ""
+        config = _utf8(trial, text) if text else None
         return Plan(trial, lease, paths, argv, params_json(trial), config)
 
     def next_attempt(self, plan: Plan) -> Plan:

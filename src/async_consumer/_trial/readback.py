@@ -1,16 +1,30 @@
-"""Read an attempt's results back through the directories the consumer made, never a symlink."""
+"""
+Read a results file warily: never through a symlink, never past a size, never a FIFO or device.
+
+:func:`read_results_below` reads an attempt's through the directories the consumer made.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
-from .._errors import MissingResults, ResultsError
+from .._errors import InvalidResults, MissingResults, ResultsError
 from .._models import Result
 from .paths import TrialPaths
-from .results import read_results
+from .results import WHOLE_FILE, parse_results
 
-__all__ = ["read_results_below"]
+__all__ = ["DEFAULT_MAX_RESULTS_BYTES", "read_results", "read_results_below"]
+
+DEFAULT_MAX_RESULTS_BYTES = 1024 * 1024
+"""The largest results file read by default: 1 MiB, far above any real one."""
+
+_CHUNK = 64 * 1024
+# O_NOFOLLOW refuses a symlink, O_NONBLOCK keeps a FIFO from blocking the open, O_NOCTTY keeps a
+# terminal from becoming ours
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
 
 def read_results_below(
@@ -71,3 +85,130 @@ def _open_below(base: Path, target: Path) -> int | None:
             return None
         fd = next_fd
     return fd
+
+
+def read_results(
+    path: str | os.PathLike[str],
+    *,
+    max_bytes: int = DEFAULT_MAX_RESULTS_BYTES,
+    base_dir: str | os.PathLike[str] | None = None,
+    dir_fd: int | None = None,
+) -> tuple[Result, ...]:
+    """
+    Read and validate a results file, inline: it is small, and a thread hop costs more.
+
+    Args:
+        path: the results file. A symbolic link or anything but a regular file is refused.
+        max_bytes: the largest size accepted; a larger file is refused without being read.
+        base_dir: if given, the file's directory (symbolic links resolved) must lie inside it.
+        dir_fd: if given, an open directory: the file named ``path`` is opened inside it, by its
+            last component, so that nothing swapped into the path meanwhile is followed.
+
+    Returns:
+        The validated results, as :func:`parse_results` returns them.
+
+    Raises:
+        MissingResults: the file does not exist, or is empty.
+        InvalidResults: the file cannot be accepted; the message says why.
+        ValueError: ``max_bytes`` is negative or ``path`` holds a NUL character.
+    """
+    name = os.fspath(path)
+    if max_bytes < 0:
+        msg = f"max_bytes must not be negative, got {max_bytes}"
+        raise ValueError(msg)
+    if "\x00" in name:
+        msg = "path must not contain a NUL character"
+        raise ValueError(msg)
+    if base_dir is not None:
+        _check_inside(name, os.fspath(base_dir))
+    return parse_results(_read_capped(name, max_bytes, dir_fd), path=name)
+
+
+def _check_inside(name: str, base_dir: str) -> None:
+    """Refuse a file whose real directory is not inside the real ``base_dir``."""
+    try:
+        parent = os.path.realpath(os.path.dirname(os.path.abspath(name)))
+        base = os.path.realpath(base_dir)
+    except (OSError, ValueError) as exc:
+        raise InvalidResults(name, [f"{WHOLE_FILE}: cannot resolve its directory: {exc}"]) from exc
+    if os.path.commonpath([parent, base]) != base:
+        problem = f"{WHOLE_FILE}: its directory {parent} is outside the base directory {base}"
+        raise InvalidResults(name, [problem])
+
+
+def _read_capped(name: str, max_bytes: int, dir_fd: int | None = None) -> bytes:
+    """Open without following a symlink or blocking, check the kind and size, read the bytes."""
+    try:
+        if dir_fd is None:
+            fd = os.open(name, _OPEN_FLAGS)
+        else:
+            fd = os.open(os.path.basename(name), _OPEN_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        raise _open_error(name, exc) from exc
+    try:
+        _check_regular(name, os.fstat(fd), max_bytes)
+        raw = _read_at_most(fd, max_bytes + 1)
+    except OSError as exc:
+        raise InvalidResults(
+            name, [f"{WHOLE_FILE}: cannot be read: {exc.strerror or exc}"]
+        ) from exc
+    finally:
+        os.close(fd)
+    if len(raw) > max_bytes:  # it grew after fstat
+        raise InvalidResults(name, [_too_large(f"at least {len(raw)}", max_bytes)])
+    return raw
+
+
+def _open_error(name: str, exc: OSError) -> MissingResults | InvalidResults:
+    """Translate an error from ``os.open`` into ours."""
+    if exc.errno == errno.ENOENT:
+        return MissingResults(name, [f"{WHOLE_FILE}: does not exist"])
+    try:
+        kind = _kind(os.lstat(name).st_mode)
+    except OSError:
+        kind = None
+    if kind is not None:  # ELOOP for a symlink, ENXIO for a socket
+        return InvalidResults(name, [f"{WHOLE_FILE}: is {kind}, not a regular file"])
+    return InvalidResults(name, [f"{WHOLE_FILE}: cannot be opened: {exc.strerror or exc}"])
+
+
+def _check_regular(name: str, status: os.stat_result, max_bytes: int) -> None:
+    """Refuse anything but a regular file, and a file over the size limit."""
+    kind = _kind(status.st_mode)
+    if kind is not None:
+        raise InvalidResults(name, [f"{WHOLE_FILE}: is {kind}, not a regular file"])
+    if status.st_size > max_bytes:
+        raise InvalidResults(name, [_too_large(str(status.st_size), max_bytes)])
+
+
+def _kind(mode: int) -> str | None:
+    """Name what a file is, or ``None`` for a regular file."""
+    kinds = (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for is_kind, kind in kinds if is_kind(mode)), "an unknown kind of file")
+
+
+def _too_large(size: str, max_bytes: int) -> str:
+    """Say that a file is over the size limit."""
+    return f"{WHOLE_FILE}: is {size} bytes, larger than the limit of {max_bytes} bytes"
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    """Read until end of file or ``limit`` bytes, whichever comes first."""
+    chunks: list[bytes] = []
+    remaining = limit
+    while remaining > 0:
+        chunk = os.read(fd, min(remaining, _CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
