@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import async_consumer
+import async_consumer.stores
 
 
 def test_public_names_are_exported() -> None:
@@ -34,6 +35,10 @@ def test_consumer_configuration_cannot_be_changed(tmp_path: Path) -> None:
     with pytest.raises(AttributeError):
         consumer.is_halted = True  # type: ignore[misc]
     assert consumer.retry.retries == 2 and not consumer.is_halted
+    worker = async_consumer.Worker(async_consumer.stores.MemoryStore(), consumer)
+    with pytest.raises(AttributeError):
+        worker.ran = 5  # type: ignore[misc]
+    assert worker.ran == 0 and worker.consumer is consumer
 
 
 def test_the_child_watcher_is_installed_only_when_asked() -> None:

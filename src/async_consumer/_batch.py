@@ -42,14 +42,23 @@ class Batch:
         self._receive: MemoryObjectReceiveStream[Outcome | None]
         self._send, self._receive = anyio.create_memory_object_stream[Outcome | None](math.inf)
         self._pending = 0
-        self.broken = 0
-        self.skipped: list[Trial] = []
-        """Trials never started because ``max_broken`` was reached."""
+        self._broken = 0
+        self._skipped: list[Trial] = []
+
+    @property
+    def broken(self) -> int:
+        """Broken outcomes so far."""
+        return self._broken
+
+    @property
+    def skipped(self) -> list[Trial]:
+        """Trials never started because ``max_broken`` was reached (a copy)."""
+        return list(self._skipped)
 
     @property
     def is_halted(self) -> bool:
         """Whether the batch stopped launching trials (``max_broken`` reached)."""
-        return self._max_broken is not None and self.broken >= self._max_broken
+        return self._max_broken is not None and self._broken >= self._max_broken
 
     def _may_start(self) -> bool:
         return not self.is_halted
@@ -80,9 +89,9 @@ class Batch:
         gate = None if self._max_broken is None else self._may_start
         outcome = await self._admission.run(plan, gate)
         if outcome is None:
-            self.skipped.append(plan.trial)
+            self._skipped.append(plan.trial)
         elif outcome.status is Status.BROKEN:
-            self.broken += 1
+            self._broken += 1
         self._send.send_nowait(outcome)
 
     def __aiter__(self) -> Batch:
