@@ -10,7 +10,6 @@ import pytest
 from async_consumer import Outcome, Reason, Result, RetryPolicy, SlotError, Status
 from async_consumer._errors import InvalidResults, MissingResults
 from async_consumer._slots import SlotPool
-from async_consumer._supervise.process import Exit
 from async_consumer._trial.classify import Abort, Verdict, classify
 
 OBJECTIVE = (Result(name="loss", type="objective", value=0.5),)
@@ -22,8 +21,7 @@ def verdict(
     results: tuple[Result, ...] | MissingResults | InvalidResults | None = OBJECTIVE,
 ) -> Verdict:
     """Classify an attempt that ended with ``returncode`` (``None``: it could not be reaped)."""
-    exit_ = None if returncode is None else Exit(returncode)
-    return classify(exit_, abort, interrupt_code=130, results=results)
+    return classify(returncode, abort, interrupt_code=130, results=results)
 
 
 # classify

@@ -25,14 +25,15 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypedDict
 
 import anyio
 from anyio.abc import Process
 
+from . import childwatch as _childwatch
 from .childwatch import ResourceUsage, usage_from
 
-__all__ = ["ChildProcess", "Exit", "group_is_alive", "open_log", "signal_name"]
+__all__ = ["ChildProcess", "Exit", "group_is_alive", "install_child_watcher"]
 
 REAP_BOUND = 5.0
 """Seconds to wait for the kernel to reap a SIGKILLed child (a process in D state can take long)."""
@@ -55,12 +56,20 @@ def _on_asyncio() -> bool:
     return True
 
 
-def signal_name(returncode: int) -> str:
-    """Name the signal of a negative return code, e.g. ``SIGSEGV``."""
-    try:
-        return signal.Signals(-returncode).name
-    except ValueError:
-        return f"signal {-returncode}"
+def install_child_watcher() -> None:
+    """
+    Reap the process's *other* asyncio subprocesses without a thread each (Python 3.11).
+
+    A consumer reaps its trials' scripts itself, through pidfds and ``wait4``, on every Python
+    and both loops: they never need this, and their CPU time and memory are recorded without it.
+    On Python 3.11, asyncio watches each child it starts itself (``git`` for the code version, a
+    program's own subprocesses) with a thread; this replaces that child watcher, for the whole
+    process, by one that waits on pidfds in the event loop (nothing to do on 3.12 and later,
+    which use pidfds already and deprecate child watchers). It is opt-in, like :func:`tune_gc`,
+    because it changes how every asyncio child of the process is reaped; the ``async-consumer``
+    command calls it, and so does a :class:`Consumer` made with ``child_watcher=True``.
+    """
+    _childwatch.install()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -119,15 +128,20 @@ class ChildProcess:
         env: Mapping[str, str],
         stdout: BinaryIO,
         stderr: BinaryIO,
+        child_watcher: bool = False,
     ) -> ChildProcess:
         """
         Start ``argv`` in a new session, stdin from ``/dev/null``, output to the given logs.
 
-        The caller keeps (and closes) its copies of the log files; the child has its own.
+        The caller keeps (and closes) its copies of the log files; the child has its own. With
+        ``child_watcher``, the process-wide asyncio child watcher is installed first (see
+        :func:`install_child_watcher`).
 
         Raises:
             OSError: the program does not exist or cannot be executed.
         """
+        if child_watcher and _on_asyncio():
+            _childwatch.install()
         if _on_asyncio():
             # what asyncio's create_subprocess_exec does on the loop's thread, minus the loop's
             # child watcher, which would reap the child itself and drop its resource usage
@@ -135,10 +149,8 @@ class ChildProcess:
             return cls(popen.pid, popen)
         # trio reaps only inside Process.wait() (or reading returncode), which we call after
         # wait4: the launch stays anyio's (a worker thread, off the event loop)
-        process = await anyio.open_process(
-            list(argv), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-            cwd=cwd, env=dict(env), start_new_session=True,
-        )  # fmt: skip
+        options = _options(cwd, env, stdout, stderr)
+        process = await anyio.open_process(list(argv), **options)
         return cls(process.pid, process)
 
     async def wait(self) -> Exit:
@@ -214,26 +226,38 @@ class ChildProcess:
             delay = min(delay * 2, 0.1)
 
 
-def open_log(path: Path) -> BinaryIO:
-    """
-    Create a log afresh for the child to append to (a local file: opening it does not block).
-
-    ``O_APPEND`` so that the script and its children never overwrite each other's lines;
-    ``O_NOFOLLOW`` so that a symlink left by an earlier attempt is never written through.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.fdopen(os.open(path, flags, 0o600), "ab", buffering=0)
-
-
 def _spawn(
-    argv: Sequence[str], *, cwd: Path | None, env: Mapping[str, str], stdout: BinaryIO,
+    argv: Sequence[str],
+    *,
+    cwd: Path | None,
+    env: Mapping[str, str],
+    stdout: BinaryIO,
     stderr: BinaryIO,
-) -> subprocess.Popen[bytes]:  # fmt: skip
+) -> subprocess.Popen[bytes]:
     """Start the child with the options ``anyio.open_process`` is given on trio."""
-    return subprocess.Popen(
-        list(argv), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd,
-        env=dict(env), start_new_session=True,
-    )  # fmt: skip
+    return subprocess.Popen(list(argv), **_options(cwd, env, stdout, stderr))
+
+
+class _Options(TypedDict):
+    stdin: int
+    stdout: BinaryIO
+    stderr: BinaryIO
+    cwd: Path | None
+    env: dict[str, str]
+    start_new_session: bool
+
+
+def _options(
+    cwd: Path | None, env: Mapping[str, str], stdout: BinaryIO, stderr: BinaryIO
+) -> _Options:
+    return _Options(
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        cwd=cwd,
+        env=dict(env),
+        start_new_session=True,
+    )
 
 
 def _open_pidfd(pid: int) -> int | None:
