@@ -140,13 +140,24 @@ class ChildProcess:
         Raises:
             OSError: the program does not exist or cannot be executed.
         """
-        if child_watcher and _on_asyncio():
+        if not _on_asyncio():
+            return await cls._start_on_trio(argv, cwd, env, stdout, stderr)
+        if child_watcher:
             _childwatch.install()
-        if _on_asyncio():
-            # what asyncio's create_subprocess_exec does on the loop's thread, minus the loop's
-            # child watcher, which would reap the child itself and drop its resource usage
-            popen = _spawn(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
-            return cls(popen.pid, popen)
+        # what asyncio's create_subprocess_exec does on the loop's thread, minus the loop's
+        # child watcher, which would reap the child itself and drop its resource usage
+        popen = _spawn(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+        return cls(popen.pid, popen)
+
+    @classmethod
+    async def _start_on_trio(
+        cls,
+        argv: Sequence[str],
+        cwd: Path | None,
+        env: Mapping[str, str],
+        stdout: BinaryIO,
+        stderr: BinaryIO,
+    ) -> ChildProcess:
         # trio reaps only inside Process.wait() (or reading returncode), which we call after
         # wait4: the launch stays anyio's (a worker thread, off the event loop)
         options = _options(cwd, env, stdout, stderr)
