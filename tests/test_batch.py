@@ -123,13 +123,14 @@ async def test_early_exit_leaves_no_process(make_consumer: ConsumerFactory, tmp_
         if sys.argv[1] != '0':
             signal.signal(signal.SIGTERM, stopped)
             open(os.path.join({str(tmp_path)!r}, 'ready-' + sys.argv[1]), 'w').close()
-            time.sleep(60)
+            time.sleep(600)
         {WRITE_RESULT}
     """
     consumer = make_consumer([*python(code), "{i}"], max_concurrency=4, grace=0.5)
     trials = [Trial(id=str(i), params={"i": i}) for i in range(6)]
-    # without the stop, leaving the block would wait for the scripts' 60 s sleep
-    with anyio.fail_after(30):
+    # without the stop, leaving the block would wait for the scripts' 600 s sleep; the bound
+    # only turns that into a failure
+    with anyio.fail_after(120):
         async with consumer.run_batch(trials) as outcomes:
             async for outcome in outcomes:
                 assert outcome.trial_id == "0"
