@@ -9,6 +9,7 @@ worker's trials are re-run even when no one happens to be reserving at that mome
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -18,7 +19,8 @@ import anyio
 
 from ._consumer import Consumer
 from ._errors import LeaseLost
-from ._models import Outcome, Status, TrialStatus
+from ._models import Lease, Outcome, Reason, Status, TrialStatus
+from ._resume import ResumePolicy, interrupted_itself
 from .stores import TrialStore
 
 __all__ = ["Worker"]
@@ -40,6 +42,10 @@ class Worker:
         poll: seconds between two looks at an empty store.
         max_broken: reserve nothing more after this many broken outcomes.
         on_outcome: called with each outcome as it is recorded.
+        resume: how long a trial whose script exited with the interrupt code is held back
+            from every worker. This worker never starts such a trial again unless it follows
+            (``follow``); a trial interrupted from outside (a signal to the worker, a
+            preemption) is not held back.
     """
 
     def __init__(
@@ -53,6 +59,7 @@ class Worker:
         poll: float = 0.5,
         max_broken: int | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
+        resume: ResumePolicy | None = None,
     ) -> None:
         if lost_after <= 1:
             msg = f"lost_after must be more than 1 heartbeat, not {lost_after}"
@@ -66,6 +73,9 @@ class Worker:
         self.poll = poll
         self.max_broken = max_broken
         self.on_outcome = on_outcome
+        self.resume = resume or ResumePolicy()
+        self.interrupted: set[str] = set()
+        """Trials whose script interrupted itself here (not started again without ``follow``)."""
         self.ran = 0
         """Attempts this worker ran and recorded."""
         self.trial_ids: set[str] = set()
@@ -93,18 +103,25 @@ class Worker:
 
     async def _lane(self) -> None:
         while not self.is_halted:
-            lease = await self.store.reserve(self.name, host=self.host)
+            skip = () if self.follow else self.interrupted
+            lease = await self.store.reserve(self.name, host=self.host, skip=skip, hold=self.follow)
             if lease is None:
                 if not self.follow and await self._is_drained():
                     return
                 await anyio.sleep(self.poll)
                 continue
+            if not self.follow and lease.trial_id in self.interrupted:
+                await self._hand_back(lease)  # reserved while its interrupt was recorded
+                continue
             outcome = await self.consumer.run(lease)
+            if interrupted_itself(outcome):
+                self.interrupted.add(outcome.trial_id)
             requeue = not self.is_halted and self.consumer.retry.should_retry(outcome)
             try:
                 # shielded: a finish cancelled after its commit would lose the result
                 with anyio.CancelScope(shield=True):
-                    await self.store.finish(lease, outcome, requeue=requeue)
+                    hold = 0.0 if requeue else self.resume.hold(outcome)
+                    await self.store.finish(lease, outcome, requeue=requeue, hold=hold)
             except LeaseLost:
                 self.rejected += 1
                 logger.warning("result not recorded: another worker has the trial now",
@@ -120,6 +137,14 @@ class Worker:
             if self.on_outcome is not None:
                 self.on_outcome(outcome)
 
+    async def _hand_back(self, lease: Lease) -> None:
+        """Give back, unstarted, a trial this worker must not start again (its attempt says so)."""
+        message = "not started: its script interrupted itself earlier under this worker"
+        outcome = Outcome(trial_id=lease.trial_id, attempt=lease.trial.attempt,
+                          status=Status.INTERRUPTED, reason=Reason.CANCELLED, message=message)  # fmt: skip
+        with anyio.CancelScope(shield=True), contextlib.suppress(LeaseLost):
+            await self.store.finish(lease, outcome)
+
     def _count(self, outcome: Outcome) -> None:
         self.ran += 1
         self.trial_ids.add(outcome.trial_id)
@@ -131,7 +156,12 @@ class Worker:
     async def _is_drained(self) -> bool:
         counts = await self.store.counts()
         waiting = (TrialStatus.NEW, TrialStatus.INTERRUPTED, TrialStatus.RESERVED)
-        return sum(counts.get(status, 0) for status in waiting) == 0
+        left = sum(counts.get(status, 0) for status in waiting)
+        if self.interrupted and left:
+            # the trials this worker will not start again are not waiting for it
+            mine = await self.store.counts(self.interrupted)
+            left -= mine[TrialStatus.INTERRUPTED]
+        return left == 0
 
     async def _reclaim_forever(self) -> None:
         interval = self.consumer.heartbeat

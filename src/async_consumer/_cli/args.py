@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Example: async-consumer run --params grid.jsonl -j 4 -- python train.py --lr {lr}",
     )
     _add_trial_options(run)
+    run.add_argument("--rerun", metavar="STATUSES",
+                     help="run these trials again, as new attempts: broken, interrupted or "
+                     "broken,interrupted (earlier attempts are kept)")  # fmt: skip
     _store_option(run, required=False)
     _add_output_options(run)
     _add_execution_options(run)

@@ -21,6 +21,7 @@ from .._report.build import write_report
 from .._signals import handle_signals
 from .._worker import Worker
 from ..stores import TrialStore, store_from_url
+from .advice import advice, parse_rerun
 from .args import build_parser, consumer_from, default_store_url, slot_demand
 from .sources import SourceError, grid_params, load_params, trials_from
 from .view import View
@@ -47,35 +48,50 @@ def _load_trials(args: argparse.Namespace) -> list[Trial]:
     return trials_from(params, experiment=args.experiment, slots=demand)
 
 
-async def _work(args: argparse.Namespace, store: TrialStore, view: View) -> int:
-    """Run a worker on the store until it is drained (or interrupted)."""
+async def _work(
+    args: argparse.Namespace, store: TrialStore, view: View, ids: list[str] | None = None
+) -> int:
+    """Run a worker on the store until it is drained (or interrupted); ``ids``: run's trials."""
     consumer = consumer_from(args, store)
     for waiting in await store.list():
         if waiting.status in (TrialStatus.NEW, TrialStatus.INTERRUPTED):
             consumer.check(waiting.trial)
-    worker = Worker(store, consumer, follow=getattr(args, "follow", False),
+    follow = getattr(args, "follow", False)
+    worker = Worker(store, consumer, follow=follow,
                     max_broken=args.max_broken, on_outcome=view.outcome)  # fmt: skip
     async with consumer, handle_signals(consumer) as signals:
-        with view.progress(await store.counts(), lambda: len(consumer.running)):
+        with view.progress(await store.counts(ids), lambda: len(consumer.running)):
             await worker.run()
     final = await store.list()
+    if ids is not None:  # run: what this parameter set is, not everything in the store
+        wanted = set(ids)
+        final = [t for t in final if t.id in wanted]
     view.summary(final, worker)
     if signals:
         return EXIT_INTERRUPTED
-    # trials count by their final status (a retried one by its last attempt)
-    failed = any(t.status is not TrialStatus.COMPLETED for t in final if t.id in worker.trial_ids)
+    counts = await store.counts(ids if ids is not None else worker.trial_ids)
+    for line in advice(counts, follow=follow):
+        view.note(line)
+    # every trial of the parameter set counts, not only those run now
+    failed = sum(counts.values()) != counts[TrialStatus.COMPLETED]
     return EXIT_FAILED if failed or worker.is_halted else EXIT_OK
 
 
 async def _run(args: argparse.Namespace, view: View) -> int:
     trials = _load_trials(args)
+    consumer_from(args)  # a missing or bad command: refused before anything is recorded
+    rerun = parse_rerun(args.rerun) if args.rerun else frozenset()
+    ids = [t.id for t in trials]
     async with store_from_url(args.store or default_store_url(args.experiment)) as store:
         added = await store.add(trials, exist_ok=True)
         if added < len(trials):
             view.note(
                 f"resuming: {len(trials) - added} of {len(trials)} trials were already in the store"
             )
-        return await _work(args, store, view)
+        if rerun:
+            again = await store.rerun(ids, rerun)
+            view.note(f"running again: {again} trials (their earlier attempts are kept)")
+        return await _work(args, store, view, ids)
 
 
 async def _add(args: argparse.Namespace, view: View) -> int:
