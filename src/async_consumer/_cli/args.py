@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rerun", metavar="STATUSES",
                      help="run these trials again, as new attempts: broken, interrupted or "
                      "broken,interrupted (earlier attempts are kept)")  # fmt: skip
+    run.add_argument("--new-version", action="store_true",
+                     help="start a new version of the experiment (e.g. after changing the "
+                     "command): every trial runs again, the old version's records are kept")  # fmt: skip
     _store_option(run, required=False)
     _add_output_options(run)
     _add_execution_options(run)
@@ -236,6 +239,7 @@ def consumer_from(args: argparse.Namespace, store: HeartbeatTarget | None = None
         slots=_slot_pools(args.slots),
         retry=RetryPolicy.of(args.retries),
         code_change=args.code_change,
+        experiment_version=getattr(args, "experiment_version", 1),
         max_concurrency=args.jobs,
         watchdog=True,
         echo=args.echo,

@@ -23,6 +23,7 @@ from .._worker import Worker
 from ..stores import TrialStore, store_from_url
 from .advice import advice, parse_rerun
 from .args import build_parser, consumer_from, default_store_url, slot_demand
+from .experiment import experiment_version
 from .sources import SourceError, grid_params, load_params, trials_from
 from .view import View
 
@@ -35,7 +36,7 @@ class UsageError(Exception):
     """Bad input from the command line: one line to stderr, exit status 2."""
 
 
-def _load_trials(args: argparse.Namespace) -> list[Trial]:
+def _load_trials(args: argparse.Namespace, version: int = 1) -> list[Trial]:
     params = []
     if args.params:
         params.extend(load_params(args.params))
@@ -45,7 +46,7 @@ def _load_trials(args: argparse.Namespace) -> list[Trial]:
         msg = "no trials: give --params FILE (.jsonl or .csv) or --grid NAME=V1,V2"
         raise UsageError(msg)
     demand = slot_demand(args.slots_per_trial, getattr(args, "slots", []))
-    return trials_from(params, experiment=args.experiment, slots=demand)
+    return trials_from(params, experiment=args.experiment, slots=demand, version=version)
 
 
 async def _work(
@@ -78,11 +79,15 @@ async def _work(
 
 
 async def _run(args: argparse.Namespace, view: View) -> int:
-    trials = _load_trials(args)
+    _load_trials(args)  # bad parameters: refused before the store is opened
     consumer_from(args)  # a missing or bad command: refused before anything is recorded
     rerun = parse_rerun(args.rerun) if args.rerun else frozenset()
-    ids = [t.id for t in trials]
     async with store_from_url(args.store or default_store_url(args.experiment)) as store:
+        args.experiment_version, note = await experiment_version(args, store)
+        if note:
+            view.note(note)
+        trials = _load_trials(args, args.experiment_version)
+        ids = [t.id for t in trials]
         added = await store.add(trials, exist_ok=True)
         if added < len(trials):
             view.note(
@@ -95,8 +100,10 @@ async def _run(args: argparse.Namespace, view: View) -> int:
 
 
 async def _add(args: argparse.Namespace, view: View) -> int:
-    trials = _load_trials(args)
+    _load_trials(args)  # bad parameters: refused before the store is opened
     async with store_from_url(args.store) as store:
+        recorded = await store.experiment(args.experiment)  # trials of its latest version
+        trials = _load_trials(args, recorded.version if recorded else 1)
         added = await store.add(trials, exist_ok=True)
         view.note(f"added {added} trials ({len(trials) - added} already there)")
     return EXIT_OK

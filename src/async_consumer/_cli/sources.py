@@ -27,9 +27,15 @@ class SourceError(ValueError):
     """A trial source cannot be read; the message names the file and line."""
 
 
-def trial_id(params: dict[str, JsonValue]) -> str:
-    """A stable id from the parameters, so that running the same file again resumes."""
+def trial_id(params: dict[str, JsonValue], version: int = 1) -> str:
+    """
+    A stable id from the parameters, so that running the same file again resumes.
+
+    Each experiment version after the first has ids of its own: it runs every trial again.
+    """
     canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if version > 1:
+        canonical += f"\x00version {version}"
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
@@ -110,10 +116,16 @@ def grid_params(assignments: Sequence[str]) -> list[dict[str, JsonValue]]:
 
 
 def trials_from(
-    params: Iterable[dict[str, JsonValue]], *, experiment: str, slots: dict[str, int] | None = None
+    params: Iterable[dict[str, JsonValue]],
+    *,
+    experiment: str,
+    slots: dict[str, int] | None = None,
+    version: int = 1,
 ) -> list[Trial]:
     """
     Trials with stable ids; a line's ``"id"`` key, if present, is taken as its id.
+
+    For an experiment version after the first, a given id gets ``-v<version>`` appended.
 
     Raises:
         SourceError: two parameter sets have the same id.
@@ -122,7 +134,9 @@ def trials_from(
     for number, values in enumerate(params, start=1):
         values = dict(values)
         given = values.pop("id", None)
-        tid = str(given) if given is not None else trial_id(values)
+        tid = str(given) if given is not None else trial_id(values, version)
+        if given is not None and version > 1:
+            tid = f"{tid}-v{version}"
         if tid in trials:
             msg = f"trial {number} repeats the parameters (or id) of an earlier one: {tid}"
             raise SourceError(msg)
