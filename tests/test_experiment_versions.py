@@ -75,6 +75,7 @@ def test_another_experiment_name_is_separate(
     assert "1 trials: 1 completed (1 run now)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_changed_config_template_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

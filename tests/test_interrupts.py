@@ -122,6 +122,7 @@ def test_exit_status_covers_the_whole_parameter_set(
     assert "2 trials: 2 completed (1 run now)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_worker_leaves_self_interrupted_trials(tmp_path: Path) -> None:
     """A draining worker runs a trial whose script exits 130 once, and stops."""

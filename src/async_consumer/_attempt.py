@@ -15,6 +15,7 @@ import anyio
 from ._errors import MissingResults, ResultsError
 from ._models import Lease, Outcome, Reason, Result, Status, Trial
 from ._slots import slot_environment
+from ._supervise.metrics import MetricsTail
 from ._supervise.process import ChildProcess, Exit, open_log
 from ._trial.classify import Abort, Verdict
 from ._trial.command import TrialPaths
@@ -56,6 +57,8 @@ class Running:
     abort: Abort | None = None
     done: anyio.Event | None = None
     """Set when the trial has ended; made only when someone waits for it (few do)."""
+    metrics: MetricsTail | None = None
+    """Its metrics file, when someone follows it: read once more after the script ends."""
 
     def abort_with(self, abort: Abort) -> None:
         """Stop the script (the first reason given is the one kept)."""

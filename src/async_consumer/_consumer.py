@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import socket
@@ -33,7 +34,7 @@ from ._retry import RetryPolicy
 from ._slots import SlotPool
 from ._supervise.echo import echo
 from ._supervise.heartbeat import HeartbeatTarget, beat
-from ._supervise.metrics import MetricCallback, follow
+from ._supervise.metrics import MetricCallback, MetricsTail, follow
 from ._supervise.process import ChildProcess, Exit
 from ._supervise.watchdog import Watchdog
 from ._trial.classify import Abort, classify
@@ -78,7 +79,9 @@ class Consumer:
         heartbeat: seconds between two heartbeats.
         heartbeat_failures: heartbeats failing in a row before a trial counts as lost.
         stall_timeout: seconds without new metrics or output before a trial counts as stalled.
-        on_metric: called with each :class:`Metric` line a script reports while it runs.
+        on_metric: called with each :class:`Metric` line a script reports, in order, each once,
+            the last ones after the script has ended; a plain function (``async def`` is
+            refused). If it raises, the trial is stopped and the error reaches the caller.
         slots: named resources, e.g. ``{"gpu": ["0", "1"]}``, handed out per a trial's demand.
         retry: which failed attempts run again (an int is a number of retries).
         experiment_id: given to scripts as ``ASYNC_CONSUMER_EXPERIMENT_ID`` (default: the name).
@@ -126,6 +129,7 @@ class Consumer:
         if not 1 <= interrupt_code <= 255:
             msg = f"interrupt_code must be an exit code from 1 to 255, not {interrupt_code}"
             raise ValueError(msg)
+        _plain_callback(on_metric)
         if heartbeat_failures < 1:
             msg = f"heartbeat_failures must be 1 or more, not {heartbeat_failures}"
             raise ValueError(msg)
@@ -431,6 +435,10 @@ class Consumer:
             del self._running[trial.id]
             if running.done is not None:
                 running.done.set()
+            if running.metrics is not None and self.on_metric is not None:
+                running.metrics.drain()  # the lines written just before the script ended
+        if running.metrics is not None and running.metrics.error is not None:
+            raise running.metrics.error  # the orchestrator's own error, as itself
         return exit_, running.abort
 
     async def _wait(self, child: ChildProcess, plan: Plan, running: Running) -> None:
@@ -458,10 +466,12 @@ class Consumer:
             watchers.start(partial(echo, plan.trial.id, plan.paths.stdout, plan.paths.stderr))
         if self.on_metric is not None or self.stall_timeout is not None:
             stalled = partial(abort_as, running, Status.BROKEN, Reason.STALLED)
+            failed = partial(abort_as, running, Status.INTERRUPTED, Reason.CANCELLED)
+            running.metrics = MetricsTail(plan.trial.id, plan.trial.attempt, plan.paths.metrics,
+                                          self.on_metric)  # fmt: skip
             watchers.start(partial(
-                follow, trial_id=plan.trial.id, attempt=plan.trial.attempt,
-                metrics_path=plan.paths.metrics, logs=(plan.paths.stdout, plan.paths.stderr),
-                on_metric=self.on_metric, stall_timeout=self.stall_timeout, on_stall=stalled,
+                follow, tail=running.metrics, logs=(plan.paths.stdout, plan.paths.stderr),
+                stall_timeout=self.stall_timeout, on_stall=stalled, on_error=failed,
             ))  # fmt: skip
 
     def _outcome(self, plan: Plan, started_at: datetime, abort: Abort | None,
@@ -512,6 +522,14 @@ def _utf8(trial: Trial, config: str | None) -> bytes | None:
     except UnicodeEncodeError as exc:
         msg = f"trial {trial.id!r}: its config file cannot be written as UTF-8: {exc}"
         raise TemplateError(msg) from None
+
+
+def _plain_callback(on_metric: MetricCallback | None) -> None:
+    """Refuse an ``async def`` callback: it would never be awaited."""
+    call = getattr(on_metric, "__call__", None)  # noqa: B004 - an object's async __call__ too
+    if inspect.iscoroutinefunction(on_metric) or inspect.iscoroutinefunction(call):
+        msg = "on_metric must be a plain function (it is called, never awaited), not async"
+        raise TypeError(msg)
 
 
 def _positive(**values: float | None) -> None:
