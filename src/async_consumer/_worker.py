@@ -111,9 +111,13 @@ class Worker:
                 await anyio.sleep(self.poll)
                 continue
             if not self.follow and lease.trial_id in self.interrupted:
-                await self._hand_back(lease)  # reserved while its interrupt was recorded
+                await self._hand_back(lease, "its script interrupted itself earlier here")
                 continue
-            outcome = await self.consumer.run(lease)
+            try:
+                outcome = await self.consumer.run(lease)
+            except BaseException as exc:  # nothing ran (or the caller's error): nothing kept
+                await self._hand_back(lease, f"{type(exc).__name__}: {exc}")
+                raise
             if interrupted_itself(outcome):
                 self.interrupted.add(outcome.trial_id)
             requeue = not self.is_halted and self.consumer.retry.should_retry(outcome)
@@ -137,9 +141,9 @@ class Worker:
             if self.on_outcome is not None:
                 self.on_outcome(outcome)
 
-    async def _hand_back(self, lease: Lease) -> None:
-        """Give back, unstarted, a trial this worker must not start again (its attempt says so)."""
-        message = "not started: its script interrupted itself earlier under this worker"
+    async def _hand_back(self, lease: Lease, why: str) -> None:
+        """Give a trial back to the queue, not held (its attempt records why)."""
+        message = f"not run: {why}"
         outcome = Outcome(trial_id=lease.trial_id, attempt=lease.trial.attempt,
                           status=Status.INTERRUPTED, reason=Reason.CANCELLED, message=message)  # fmt: skip
         with anyio.CancelScope(shield=True), contextlib.suppress(LeaseLost):

@@ -134,14 +134,18 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _store_option(parser: argparse.ArgumentParser, required: bool) -> None:
+def _store_option(parser: argparse.ArgumentParser, required: bool, reads: bool = False) -> None:
     parser.add_argument(
         "--store",
         required=required,
         metavar="URL",
         help="sqlite:///path.db, postgresql://user@host/db or memory:"
-        + ("" if required else " (default: sqlite:///.async-consumer/EXPERIMENT.db)"),
+        + ("" if required else " (default: sqlite:///.async-consumer/EXPERIMENT.db, as run)"),
     )
+    if reads:  # the experiment names the default store, as it does for run
+        parser.add_argument(
+            "--experiment", default="default", help="experiment name (default: default)"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,10 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(worker)
     _add_execution_options(worker)
     status = commands.add_parser("status", help="counts by status, and the running trials")
-    _store_option(status, required=True)
+    _store_option(status, required=False, reads=True)
     _add_output_options(status)
     show = commands.add_parser("show", help="one trial: its attempts and the tail of its logs")
-    _store_option(show, required=True)
+    _store_option(show, required=False, reads=True)
     _add_output_options(show)
     show.add_argument("trial_id", metavar="ID", help="the trial's id")
     report = commands.add_parser(
@@ -197,12 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="write one self-contained HTML page: timeline, objective by trial, failures",
         description="Write an HTML picture of the run (no network needed to view it).",
     )
-    _store_option(report, required=True)
+    _store_option(report, required=False, reads=True)
     report.add_argument("-o", "--output", default="report.html", metavar="FILE",
                         help="where to write it (default: report.html)")  # fmt: skip
     report.add_argument("--title", default="async-consumer run", help="the page's title")
     logs = commands.add_parser("logs", help="print a trial's stdout (or stderr) log")
-    _store_option(logs, required=True)
+    _store_option(logs, required=False, reads=True)
     logs.add_argument("trial_id", metavar="ID", help="the trial's id")
     logs.add_argument("--stderr", action="store_true", help="the stderr log instead of stdout")
     logs.add_argument("--attempt", type=_positive_int, help="which attempt (default: the last)")

@@ -17,23 +17,20 @@ import anyio
 from .._errors import ConsumerError
 from .._gctune import tune_gc
 from .._models import Trial, TrialStatus
-from .._report.build import write_report
 from .._signals import handle_signals
 from .._worker import Worker
 from ..stores import TrialStore, store_from_url
 from .advice import advice, parse_rerun
 from .args import build_parser, consumer_from, default_store_url, slot_demand
+from .checks import UsageError, writable_dir
 from .experiment import experiment_version
+from .read import logs, report, show, status
 from .sources import SourceError, grid_params, load_params, trials_from
 from .view import View
 
 __all__ = ["console", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class UsageError(Exception):
-    """Bad input from the command line: one line to stderr, exit status 2."""
 
 
 def _load_trials(args: argparse.Namespace, version: int = 1) -> list[Trial]:
@@ -54,6 +51,7 @@ async def _work(
 ) -> int:
     """Run a worker on the store until it is drained (or interrupted); ``ids``: run's trials."""
     consumer = consumer_from(args, store)
+    writable_dir(consumer.base_dir)  # before anything is reserved
     for waiting in await store.list():
         if waiting.status in (TrialStatus.NEW, TrialStatus.INTERRUPTED):
             consumer.check(waiting.trial)
@@ -79,8 +77,9 @@ async def _work(
 
 
 async def _run(args: argparse.Namespace, view: View) -> int:
-    _load_trials(args)  # bad parameters: refused before the store is opened
-    consumer_from(args)  # a missing or bad command: refused before anything is recorded
+    consumer = consumer_from(args)  # a missing or bad command: nothing is recorded
+    for trial in _load_trials(args):  # nor for bad parameters or unknown placeholders
+        consumer.check(trial)
     rerun = parse_rerun(args.rerun) if args.rerun else frozenset()
     async with store_from_url(args.store or default_store_url(args.experiment)) as store:
         args.experiment_version, note = await experiment_version(args, store)
@@ -114,49 +113,9 @@ async def _worker(args: argparse.Namespace, view: View) -> int:
         return await _work(args, store, view)
 
 
-async def _status(args: argparse.Namespace, view: View) -> int:
-    async with store_from_url(args.store) as store:
-        view.status(await store.list())
-    return EXIT_OK
-
-
-async def _show(args: argparse.Namespace, view: View) -> int:
-    async with store_from_url(args.store) as store:
-        view.show(await store.get(args.trial_id))
-    return EXIT_OK
-
-
-async def _logs(args: argparse.Namespace, view: View) -> int:
-    async with store_from_url(args.store) as store:
-        stored = await store.get(args.trial_id)
-    outcomes = [a.outcome for a in stored.attempts if a.outcome is not None]
-    if args.attempt is not None:
-        outcomes = [o for o in outcomes if o.attempt == args.attempt]
-    if not outcomes:
-        msg = f"trial {args.trial_id!r} has no finished attempt" + (
-            f" number {args.attempt}" if args.attempt else ""
-        )
-        raise UsageError(msg)
-    last = outcomes[-1]
-    path = last.stderr_path if args.stderr else last.stdout_path
-    if not path:
-        msg = f"attempt {last.attempt} never started: {last.message}"
-        raise UsageError(msg)
-    sys.stdout.buffer.write(await anyio.Path(path).read_bytes())
-    sys.stdout.flush()
-    return EXIT_OK
-
-
-async def _report(args: argparse.Namespace, view: View) -> int:
-    async with store_from_url(args.store) as store:
-        count = await write_report(store, args.output, title=args.title)
-    view.note(f"wrote {args.output} ({count} trials)")
-    return EXIT_OK
-
-
 COMMANDS = {
-    "run": _run, "add": _add, "worker": _worker, "status": _status, "show": _show,
-    "logs": _logs, "report": _report,
+    "run": _run, "add": _add, "worker": _worker, "status": status, "show": show,
+    "logs": logs, "report": report,
 }  # fmt: skip
 
 
@@ -200,6 +159,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConsumerError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except BaseExceptionGroup as group:  # from a worker's lanes: the first error, on one line
+        first = _first_error(group)
+        if not isinstance(first, ConsumerError | OSError):
+            raise
+        print(f"error: {first}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error in a (nested) exception group."""
+    first = group.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def console() -> int:

@@ -66,8 +66,17 @@ def _scalar(text: str) -> JsonValue:
 
 
 def _csv(path: Path, lines: Iterable[str]) -> Iterator[dict[str, JsonValue]]:
-    reader = csv.DictReader(lines)
-    for row in reader:
+    # strict: an unterminated quoted field is an error, not a cell that eats the rest of the file
+    reader = csv.DictReader(lines, strict=True)
+    while True:
+        start = max(reader.line_num + 1, 2)  # the line where the next row begins
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            msg = f"{path}:{start}: not valid CSV ({exc}): is a quoted field left open?"
+            raise SourceError(msg) from None
         if None in row or any(v is None for v in row.values()):
             msg = f"{path}:{reader.line_num}: expected {len(reader.fieldnames or [])} columns"
             raise SourceError(msg)
@@ -83,13 +92,14 @@ def load_params(path: str | Path) -> list[dict[str, JsonValue]]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a spreadsheet's byte order mark is not part of the first column's name
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         msg = f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
         raise SourceError(msg) from None
-    lines = text.splitlines()
     if path.suffix.lower() == ".csv":
-        return list(_csv(path, lines))
+        return list(_csv(path, text.splitlines(keepends=True)))
+    lines = text.splitlines()
     return list(_jsonl(path, lines))
 
 
