@@ -148,6 +148,11 @@ def _store_option(parser: argparse.ArgumentParser, required: bool, reads: bool =
         )
 
 
+def _maximize_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--maximize", action="store_true",
+                        help="higher objectives are better (default: lower is better)")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``async-consumer``."""
     parser = argparse.ArgumentParser(
@@ -174,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "command): every trial runs again, the old version's records are kept")  # fmt: skip
     _store_option(run, required=False)
     _add_output_options(run)
+    _maximize_option(run)
     _add_execution_options(run)
     add = commands.add_parser("add", help="put trials in a store, for workers to run",
                               description="Add trials to a store; trials already there are skipped.")  # fmt: skip
@@ -188,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     _store_option(worker, required=True)
     worker.add_argument("--follow", action="store_true", help="keep waiting for new trials")
     _add_output_options(worker)
+    _maximize_option(worker)
     _add_execution_options(worker)
     status = commands.add_parser("status", help="counts by status, and the running trials")
     _store_option(status, required=False, reads=True)
@@ -205,6 +212,23 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", default="report.html", metavar="FILE",
                         help="where to write it (default: report.html)")  # fmt: skip
     report.add_argument("--title", default="async-consumer run", help="the page's title")
+    trials = commands.add_parser(
+        "trials",
+        help="every trial: id, status, objective, attempts, duration and parameters",
+        description="List the trials of a store, one a line; ids may be abbreviated "
+        "elsewhere to any unique prefix.",
+    )
+    _store_option(trials, required=False, reads=True)
+    trials.add_argument("--sort", default="added", metavar="KEY",
+                        help="added (default), id, status, objective (best first), attempts, "
+                        "duration, or a parameter's name")  # fmt: skip
+    trials.add_argument("--reverse", action="store_true", help="the other way round")
+    trials.add_argument("--limit", type=_positive_int, help="only the first N")
+    shape = trials.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="one JSON object a line")
+    shape.add_argument("--csv", action="store_true", help="CSV, one column per parameter")
+    _maximize_option(trials)
+    _maximize_option(report)
     logs = commands.add_parser("logs", help="print a trial's stdout (or stderr) log")
     _store_option(logs, required=False, reads=True)
     logs.add_argument("trial_id", metavar="ID", help="the trial's id")

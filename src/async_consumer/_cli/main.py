@@ -24,7 +24,7 @@ from .advice import advice, parse_rerun
 from .args import build_parser, consumer_from, default_store_url, slot_demand
 from .checks import UsageError, writable_dir
 from .experiment import experiment_version
-from .read import logs, report, show, status
+from .read import logs, report, show, status, trials
 from .sources import SourceError, grid_params, load_params, trials_from
 from .view import View
 
@@ -55,6 +55,7 @@ async def _work(
     for waiting in await store.list():
         if waiting.status in (TrialStatus.NEW, TrialStatus.INTERRUPTED):
             consumer.check(waiting.trial)
+            view.params[waiting.id] = waiting.trial.params
     follow = getattr(args, "follow", False)
     worker = Worker(store, consumer, follow=follow,
                     max_broken=args.max_broken, on_outcome=view.outcome)  # fmt: skip
@@ -115,7 +116,7 @@ async def _worker(args: argparse.Namespace, view: View) -> int:
 
 COMMANDS = {
     "run": _run, "add": _add, "worker": _worker, "status": status, "show": show,
-    "logs": logs, "report": report,
+    "logs": logs, "report": report, "trials": trials,
 }  # fmt: skip
 
 
@@ -150,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     _configure_logging(args.verbose - args.quiet)
-    view = View(json_output=getattr(args, "json", False), quiet=args.quiet > 0)
+    view = View(json_output=getattr(args, "json", False), quiet=args.quiet > 0,
+                maximize=getattr(args, "maximize", False))  # fmt: skip
     try:
         return anyio.run(COMMANDS[args.command], args, view)
     except (UsageError, SourceError, ValueError) as exc:

@@ -10,9 +10,10 @@ import anyio
 from .._report.build import write_report
 from ..stores import store_from_url
 from .checks import UsageError, find_trial, read_store_url
+from .table import SORT_KEYS, render_trials, sort_trials
 from .view import View
 
-__all__ = ["logs", "report", "show", "status"]
+__all__ = ["logs", "report", "show", "status", "trials"]
 
 EXIT_OK = 0
 
@@ -56,6 +57,24 @@ async def logs(args: argparse.Namespace, view: View) -> int:
 async def report(args: argparse.Namespace, view: View) -> int:
     """The HTML report of a store."""
     async with store_from_url(read_store_url(args)) as store:
-        count = await write_report(store, args.output, title=args.title)
+        count = await write_report(store, args.output, title=args.title, maximize=args.maximize)
     view.note(f"wrote {args.output} ({count} trials)")
+    return EXIT_OK
+
+
+async def trials(args: argparse.Namespace, view: View) -> int:
+    """Every trial: id, status, objective, attempts, duration and parameters; sortable."""
+    async with store_from_url(read_store_url(args)) as store:
+        stored = await store.list()
+    names = {name for t in stored for name in t.trial.params}
+    if args.sort not in SORT_KEYS and args.sort not in names:
+        known = ", ".join([*SORT_KEYS, *sorted(names)])
+        msg = f"--sort {args.sort!r}: expected one of {known}"
+        raise UsageError(msg)
+    ordered = sort_trials(stored, args.sort, maximize=args.maximize)
+    if args.reverse:
+        ordered.reverse()
+    how = "json" if args.json else "csv" if args.csv else "text"
+    sys.stdout.write(render_trials(ordered[: args.limit] if args.limit else ordered, how))
+    sys.stdout.flush()
     return EXIT_OK

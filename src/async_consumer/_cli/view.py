@@ -11,7 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import JsonValue
+
 from .._models import Outcome, Status, StoredTrial, TrialStatus
+from .._ranking import best_trial
 from .._trial.files import tail
 
 if TYPE_CHECKING:
@@ -70,9 +73,14 @@ def _table(
 class View:
     """Writes results to stdout and notes to stderr; JSON lines instead when asked."""
 
-    def __init__(self, *, json_output: bool = False, quiet: bool = False) -> None:
+    def __init__(
+        self, *, json_output: bool = False, quiet: bool = False, maximize: bool = False
+    ) -> None:
         self.json = json_output
         self.quiet = quiet
+        self.maximize = maximize
+        self.params: dict[str, dict[str, JsonValue]] = {}
+        """Each trial's parameters, for the JSON lines of outcomes."""
         self._progress: Any = None
         self._task: Any = None
         self._counts: Counter[str] = Counter()
@@ -92,7 +100,9 @@ class View:
         """One finished trial."""
         self._counts[outcome.status] += 1
         if self.json:
-            self._print(outcome.model_dump_json(exclude={"env"}))
+            line = outcome.model_dump(mode="json", exclude={"env"})
+            params = self.params.get(outcome.trial_id)
+            self._print(json.dumps(line if params is None else {**line, "params": params}))
         elif not self.quiet:
             self._print(_line(outcome))
         if self._progress is not None:
@@ -143,8 +153,7 @@ class View:
     def summary(self, stored: Sequence[StoredTrial], worker: Worker) -> None:
         """Counts by status, the best trial, the slowest ones."""
         counts = Counter(str(s.status) for s in stored)
-        done = [s for s in stored if s.outcome is not None and s.outcome.objective is not None]
-        best = min(done, key=lambda s: s.outcome.objective or 0.0) if done else None  # type: ignore[union-attr]
+        best = best_trial(stored, maximize=self.maximize)
         slowest = worker.slowest
         if self.json:
             summary: dict[str, Any] = {

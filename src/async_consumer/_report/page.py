@@ -46,6 +46,8 @@ svg.chart { display: block; width: 100%; height: auto; font-size: 12px; }
   font-family: ui-monospace, Menlo, Consolas, monospace; }
 .point { fill: #9db4d8; stroke: #fff; stroke-width: 1; }
 .point.record { fill: #2f9e58; }
+.param-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr));
+  gap: 12px; }
 .best { fill: none; stroke: #2f9e58; stroke-width: 2; stroke-linejoin: round; opacity: 0.8; }
 .best-ring { fill: none; stroke: #2f9e58; stroke-width: 2; }
 .best-label { fill: #1f6e3d; font-size: 12px; font-weight: 600; paint-order: stroke;
@@ -82,6 +84,8 @@ def page(
     timeline: str,
     objective: str,
     failures: str,
+    params: str = "",
+    better: str = "lower",
 ) -> str:
     """Put the report's parts (already HTML, already escaped) into one page."""
     return f"""<!DOCTYPE html>
@@ -108,8 +112,14 @@ def page(
 <section id="objective">
 <h2>Objective by trial</h2>
 <p class="hint">Each completed trial in the order it finished; the line is the best so far
-(lower is better).</p>
+({better} is better).</p>
 {objective}
+</section>
+<section id="parameters">
+<h2>Objective by parameter</h2>
+<p class="hint">Each completed trial, once per parameter: the parameter's value across, the
+objective up ({better} is better); the best trial in green. Hover a point for its id.</p>
+{params}
 </section>
 <section id="failures">
 <h2>Failures</h2>
