@@ -212,7 +212,8 @@ def build_outcome(
 
 
 def _log(outcome: Outcome) -> None:
-    extra = {"trial_id": outcome.trial_id}
+    # "outcome" marks the record as an outcome's: a program that shows outcomes may skip it
+    extra = {"trial_id": outcome.trial_id, "outcome": str(outcome.status)}
     if outcome.is_completed:
         logger.info("completed, objective %s", outcome.objective, extra=extra)
         return

@@ -8,7 +8,6 @@ Exit status: 0 when every trial completed, 1 when some did not (or on a library 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -23,6 +22,7 @@ from ..stores import TrialStore, store_from_url
 from .advice import advice, parse_rerun
 from .args import build_parser, consumer_from, default_store_url, slot_demand
 from .checks import UsageError, writable_dir
+from .console import configure_logging
 from .experiment import experiment_version
 from .read import logs, report, show, status, trials
 from .sources import SourceError, grid_params, load_params, trials_from
@@ -120,29 +120,6 @@ COMMANDS = {
 }  # fmt: skip
 
 
-def _configure_logging(verbosity: int) -> None:
-    level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
-    if verbosity < -1:
-        level = logging.CRITICAL
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_TrialFormatter())
-    root = logging.getLogger("async_consumer")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
-
-
-class _TrialFormatter(logging.Formatter):
-    """``level trial-id: message``; records without a trial id leave it out."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        trial = getattr(record, "trial_id", None)
-        prefix = (
-            f"{record.levelname.lower()} {trial}: " if trial else f"{record.levelname.lower()}: "
-        )
-        return prefix + record.getMessage()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
@@ -150,9 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    _configure_logging(args.verbose - args.quiet)
     view = View(json_output=getattr(args, "json", False), quiet=args.quiet > 0,
                 maximize=getattr(args, "maximize", False))  # fmt: skip
+    configure_logging(args.verbose - args.quiet, view)
     try:
         return anyio.run(COMMANDS[args.command], args, view)
     except (UsageError, SourceError, ValueError) as exc:

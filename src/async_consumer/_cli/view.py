@@ -20,7 +20,23 @@ from .._trial.files import tail
 if TYPE_CHECKING:
     from .._worker import Worker
 
-__all__ = ["View"]
+__all__ = ["View", "eta_text"]
+
+
+def eta_text(done: float, total: float | None, elapsed: float | None) -> str:
+    """
+    The time left at the run's average pace so far; ``?`` until a trial has finished.
+
+    The average over the whole run, not a recent window: a few quick failures at the start
+    (or the last trials finishing together) would make a window's estimate fall to seconds while
+    long trials still run. Once the estimate has run out, it grows with the time spent waiting.
+    """
+    if not done or total is None or elapsed is None:
+        return "?"
+    left = max(total - done, 0) * elapsed / done
+    seconds = int(left + 0.999)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
 
 _MARK = {"completed": "ok", "interrupted": "--", "lost": "??"}
 
@@ -91,10 +107,17 @@ class View:
         else:
             print(text, flush=True)
 
+    def log(self, text: str) -> None:
+        """A log record's line: above the progress bar while it shows, else on stderr."""
+        if self._progress is not None:
+            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
     def note(self, text: str) -> None:
         """A remark for the person at the terminal."""
         if not self.quiet and not self.json:
-            print(text, file=sys.stderr, flush=True)
+            self.log(text)
 
     def outcome(self, outcome: Outcome) -> None:
         """One finished trial."""
@@ -127,12 +150,15 @@ class View:
                 ProgressColumn,
                 Task,
                 TextColumn,
-                TimeRemainingColumn,
             )
             from rich.text import Text
         except ImportError:  # the cli extra is not installed: plain lines only
             yield
             return
+
+        class HonestEta(ProgressColumn):
+            def render(self, task: Task) -> Text:
+                return Text(eta_text(task.completed, task.total, task.elapsed), style="cyan")
 
         class Running(ProgressColumn):
             def render(self, task: Task) -> Text:
@@ -140,7 +166,7 @@ class View:
 
         columns = (
             TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), Running(),
-            TextColumn("[red]{task.fields[failed]} failed"), TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("[red]{task.fields[failed]} failed"), TextColumn("ETA"), HonestEta(),
         )  # fmt: skip
         with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
             self._progress = progress
