@@ -86,7 +86,10 @@ def test_rerun_broken_after_the_fix(tmp_path: Path, capsys: pytest.CaptureFixtur
     fixed = tmp_path / "fixed"
     argv = ["--grid", "x=1,2", "--", sys.executable, "-c", BROKEN_THEN_FIXED, str(fixed)]
     assert _run(tmp_path, *argv) == 1
-    assert "--rerun broken" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "--rerun broken" in captured.err
+    # each failure's line ends with the script's last word: here, its error
+    assert captured.out.count("| NameError: name 'undefined_name' is not defined") == 2
     fixed.touch()
     assert _run(tmp_path, *argv) == 1  # the parameter set is still broken: not 0
     captured = capsys.readouterr()

@@ -47,7 +47,11 @@ def _line(outcome: Outcome) -> str:
     if outcome.is_completed:
         detail = f"objective={outcome.objective:g}" if outcome.objective is not None else ""
     else:
-        detail = f"{outcome.reason}: {outcome.message}".splitlines()[0][:160]
+        detail = f"{outcome.reason}: {outcome.message}".splitlines()[0]
+        last = [line for line in outcome.stderr_tail.splitlines() if line.strip()][-1:]
+        if outcome.status is Status.BROKEN and last:  # the script's own last word, e.g. the error
+            detail += f" | {last[0].strip()}"
+        detail = detail[:200]
     return (
         f"{mark} {outcome.trial_id} #{outcome.attempt} {outcome.status:<11} {duration:>8}  {detail}"
     )
