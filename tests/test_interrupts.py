@@ -185,3 +185,61 @@ def test_resume_policy_holds_only_self_interrupts() -> None:
     assert hold(3, Reason.EXIT_CODE, Status.BROKEN) == 0
     with pytest.raises(ValueError, match="backoff"):
         ResumePolicy(backoff=10, max_backoff=1)
+
+
+async def _wait_for(
+    path: Path, status: TrialStatus, count: int, process: subprocess.Popen[str]
+) -> None:
+    """Poll the store until ``count`` trials have ``status`` (the worker must stay alive)."""
+    with anyio.fail_after(120):
+        while True:
+            async with SQLiteStore(path) as store:
+                if (await store.counts())[status] >= count:
+                    return
+            assert process.poll() is None, process.communicate()
+            await anyio.sleep(0.1)  # polling the store, not ordering events
+
+
+@pytest.mark.slow
+def test_a_following_worker_resumes_with_backoff(tmp_path: Path) -> None:
+    """`worker --follow`: self-interrupted trials resumed after the backoff, then it waits on."""
+    exe = str(Path(sys.executable).with_name("async-consumer"))
+    store = f"sqlite:///{tmp_path}/store.db"
+    assert main(["add", "--store", store, "--grid", "x=1,2"]) == 0
+    worker = subprocess.Popen(
+        [exe, "worker", "--follow", "--store", store, "-j", "2", "--resume-backoff", "0.5",
+         "--base-dir", str(tmp_path / "trials"), "--", sys.executable, "-c", RESUMABLE, "{x}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        anyio.run(_wait_for, tmp_path / "store.db", TrialStatus.COMPLETED, 2, worker)
+    finally:
+        worker.terminate()
+        out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 130, err
+    assert out.count(" #1 interrupted") == 2 and out.count(" #2 completed") == 2, out
+    assert sorted(anyio.run(_attempts, tmp_path).values()) == [2, 2]
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_a_preempted_trial_is_resumed_by_another_worker_at_once(tmp_path: Path) -> None:
+    """A worker signalled mid-trial (a preemption) records it interrupted, held back from no one."""
+    from async_consumer import Trial
+
+    started = tmp_path / "started"
+    code = f"import pathlib, time; pathlib.Path({str(started)!r}).touch(); time.sleep(60)"
+    store = MemoryStore()
+    await store.add([Trial(id="long")])
+    consumer = Consumer([sys.executable, "-c", code], base_dir=tmp_path, store=store, grace=1)
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(Worker(store, consumer).run)
+            while not started.exists():
+                await anyio.sleep(0.05)  # polling for the script's start
+            consumer.interrupt()  # what the worker does on SIGTERM (Slurm's preemption signal)
+    stored = await store.get("long")
+    assert stored.status is TrialStatus.INTERRUPTED
+    assert stored.outcome is not None and stored.outcome.reason is Reason.CANCELLED
+    lease = await store.reserve("another worker")  # holds respected, as a following worker does
+    assert lease is not None and lease.trial.attempt == 2

@@ -192,7 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
         "workers, on one machine or many, can share a store; a dead worker's trials are re-run.",
     )
     _store_option(worker, required=True)
-    worker.add_argument("--follow", action="store_true", help="keep waiting for new trials")
+    worker.add_argument("--follow", action="store_true",
+                        help="keep waiting for new trials, and resume interrupted ones")  # fmt: skip
+    worker.add_argument("--resume-backoff", type=_seconds, default=5.0, metavar="SECONDS",
+                        help="a trial whose script exited with the interrupt code waits this "
+                        "long before it is resumed, doubled each attempt (default 5)")  # fmt: skip
+    worker.add_argument("--resume-max", type=_seconds, default=300.0, metavar="SECONDS",
+                        help="the longest such wait (default 300)")  # fmt: skip
     _add_output_options(worker)
     _maximize_option(worker)
     _add_execution_options(worker)

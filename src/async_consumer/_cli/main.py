@@ -16,6 +16,7 @@ import anyio
 from .._errors import ConsumerError
 from .._gctune import tune_gc
 from .._models import Trial, TrialStatus
+from .._resume import ResumePolicy
 from .._signals import handle_signals
 from .._worker import Worker
 from ..stores import TrialStore, store_from_url
@@ -57,8 +58,9 @@ async def _work(
             consumer.check(waiting.trial)
             view.params[waiting.id] = waiting.trial.params
     follow = getattr(args, "follow", False)
-    worker = Worker(store, consumer, follow=follow,
-                    max_broken=args.max_broken, on_outcome=view.outcome)  # fmt: skip
+    resume = ResumePolicy(getattr(args, "resume_backoff", 5.0), getattr(args, "resume_max", 300.0))
+    worker = Worker(store, consumer, follow=follow, max_broken=args.max_broken,
+                    on_outcome=view.outcome, resume=resume)  # fmt: skip
     async with consumer, handle_signals(consumer) as signals:
         with view.progress(await store.counts(ids), lambda: len(consumer.running)):
             await worker.run()
