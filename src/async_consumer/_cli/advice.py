@@ -31,19 +31,23 @@ def advice(counts: dict[TrialStatus, int], *, follow: bool = False) -> list[str]
     if interrupted and not follow:
         lines.append(
             f"{_trials(interrupted)} interrupted (the script exited with the interrupt code): "
-            "run the same command again to resume them (a `worker --follow` on this store "
-            "resumes them by itself, after a backoff)"
+            f"run the same command again to resume {_them(interrupted)} (a `worker --follow` "
+            f"on this store resumes {_them(interrupted)} by itself, after a backoff)"
         )
     broken = counts.get(TrialStatus.BROKEN, 0)
     if broken:
         lines.append(
             f"{_trials(broken)} broken: once the script is fixed, run the same command with "
-            "--rerun broken to run them again (their failed attempts are kept)"
+            f"--rerun broken to run {_them(broken)} again (failed attempts are kept)"
         )
     waiting = counts.get(TrialStatus.NEW, 0) + counts.get(TrialStatus.RESERVED, 0)
     if waiting:
         lines.append(f"{_trials(waiting)} not run yet or still running elsewhere")
     return lines
+
+
+def _them(count: int) -> str:
+    return "it" if count == 1 else "them"
 
 
 def _trials(count: int) -> str:
