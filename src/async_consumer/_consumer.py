@@ -467,8 +467,9 @@ class Consumer:
         if self.on_metric is not None or self.stall_timeout is not None:
             stalled = partial(abort_as, running, Status.BROKEN, Reason.STALLED)
             failed = partial(abort_as, running, Status.INTERRUPTED, Reason.CANCELLED)
-            running.metrics = MetricsTail(plan.trial.id, plan.trial.attempt, plan.paths.metrics,
-                                          self.on_metric)  # fmt: skip
+            running.metrics = MetricsTail(
+                plan.trial.id, plan.trial.attempt, plan.paths.metrics, self.on_metric
+            )
             watchers.start(partial(
                 follow, tail=running.metrics, logs=(plan.paths.stdout, plan.paths.stderr),
                 stall_timeout=self.stall_timeout, on_stall=stalled, on_error=failed,

@@ -144,8 +144,13 @@ class Worker:
     async def _hand_back(self, lease: Lease, why: str) -> None:
         """Give a trial back to the queue, not held (its attempt records why)."""
         message = f"not run: {why}"
-        outcome = Outcome(trial_id=lease.trial_id, attempt=lease.trial.attempt,
-                          status=Status.INTERRUPTED, reason=Reason.CANCELLED, message=message)  # fmt: skip
+        outcome = Outcome(
+            trial_id=lease.trial_id,
+            attempt=lease.trial.attempt,
+            status=Status.INTERRUPTED,
+            reason=Reason.CANCELLED,
+            message=message,
+        )
         with anyio.CancelScope(shield=True), contextlib.suppress(LeaseLost):
             await self.store.finish(lease, outcome)
 

@@ -149,8 +149,11 @@ def _store_option(parser: argparse.ArgumentParser, required: bool, reads: bool =
 
 
 def _maximize_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--maximize", action="store_true",
-                        help="higher objectives are better (default: lower is better)")  # fmt: skip
+    parser.add_argument(
+        "--maximize",
+        action="store_true",
+        help="higher objectives are better (default: lower is better)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,12 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
         "Example: async-consumer run --params grid.jsonl -j 4 -- python train.py --lr {lr}",
     )
     _add_trial_options(run)
-    run.add_argument("--rerun", metavar="STATUSES",
-                     help="run these trials again, as new attempts: broken, interrupted or "
-                     "broken,interrupted (earlier attempts are kept)")  # fmt: skip
-    run.add_argument("--new-version", action="store_true",
-                     help="start a new version of the experiment (e.g. after changing the "
-                     "command): every trial runs again, the old version's records are kept")  # fmt: skip
+    run.add_argument(
+        "--rerun",
+        metavar="STATUSES",
+        help="run these trials again, as new attempts: broken, interrupted or "
+        "broken,interrupted (earlier attempts are kept)",
+    )
+    run.add_argument(
+        "--new-version",
+        action="store_true",
+        help="start a new version of the experiment (e.g. after changing the "
+        "command): every trial runs again, the old version's records are kept",
+    )
     _store_option(run, required=False)
     _add_output_options(run)
     _maximize_option(run)
@@ -192,13 +201,26 @@ def build_parser() -> argparse.ArgumentParser:
         "workers, on one machine or many, can share a store; a dead worker's trials are re-run.",
     )
     _store_option(worker, required=True)
-    worker.add_argument("--follow", action="store_true",
-                        help="keep waiting for new trials, and resume interrupted ones")  # fmt: skip
-    worker.add_argument("--resume-backoff", type=_seconds, default=5.0, metavar="SECONDS",
-                        help="a trial whose script exited with the interrupt code waits this "
-                        "long before it is resumed, doubled each attempt (default 5)")  # fmt: skip
-    worker.add_argument("--resume-max", type=_seconds, default=300.0, metavar="SECONDS",
-                        help="the longest such wait (default 300)")  # fmt: skip
+    worker.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep waiting for new trials, and resume interrupted ones",
+    )
+    worker.add_argument(
+        "--resume-backoff",
+        type=_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="a trial whose script exited with the interrupt code waits this "
+        "long before it is resumed, doubled each attempt (default 5)",
+    )
+    worker.add_argument(
+        "--resume-max",
+        type=_seconds,
+        default=300.0,
+        metavar="SECONDS",
+        help="the longest such wait (default 300)",
+    )
     _add_output_options(worker)
     _maximize_option(worker)
     _add_execution_options(worker)
@@ -225,9 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
         "elsewhere to any unique prefix.",
     )
     _store_option(trials, required=False, reads=True)
-    trials.add_argument("--sort", default="added", metavar="KEY",
-                        help="added (default), id, status, objective (best first), attempts, "
-                        "duration, or a parameter's name")  # fmt: skip
+    trials.add_argument(
+        "--sort",
+        default="added",
+        metavar="KEY",
+        help="added (default), id, status, objective (best first), attempts, "
+        "duration, or a parameter's name",
+    )
     trials.add_argument("--reverse", action="store_true", help="the other way round")
     trials.add_argument("--limit", type=_positive_int, help="only the first N")
     shape = trials.add_mutually_exclusive_group()

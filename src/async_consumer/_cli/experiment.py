@@ -38,8 +38,13 @@ async def _asked(args: argparse.Namespace, version: int) -> Experiment:
         config = json.dumps(data, sort_keys=True, ensure_ascii=False)
     directory = script_directory(command)
     code = await code_version(directory) if directory is not None else None
-    return Experiment(name=args.experiment, version=version, command=tuple(command),
-                      config=config, code_version=code)  # fmt: skip
+    return Experiment(
+        name=args.experiment,
+        version=version,
+        command=tuple(command),
+        config=config,
+        code_version=code,
+    )
 
 
 async def experiment_version(args: argparse.Namespace, store: TrialStore) -> tuple[int, str]:
@@ -57,8 +62,10 @@ async def experiment_version(args: argparse.Namespace, store: TrialStore) -> tup
     asked = await _asked(args, recorded.version + 1)
     if args.new_version:
         await store.add_experiment(asked)
-        note = (f"experiment {args.experiment!r} version {asked.version}: every trial runs "
-                f"again (the records of version {recorded.version} are kept)")  # fmt: skip
+        note = (
+            f"experiment {args.experiment!r} version {asked.version}: every trial runs "
+            f"again (the records of version {recorded.version} are kept)"
+        )
         return asked.version, note
     changes = differences(recorded, asked)
     if changes:

@@ -59,8 +59,14 @@ async def _work(
             view.params[waiting.id] = waiting.trial.params
     follow = getattr(args, "follow", False)
     resume = ResumePolicy(getattr(args, "resume_backoff", 5.0), getattr(args, "resume_max", 300.0))
-    worker = Worker(store, consumer, follow=follow, max_broken=args.max_broken,
-                    on_outcome=view.outcome, resume=resume)  # fmt: skip
+    worker = Worker(
+        store,
+        consumer,
+        follow=follow,
+        max_broken=args.max_broken,
+        on_outcome=view.outcome,
+        resume=resume,
+    )
     async with consumer, handle_signals(consumer) as signals:
         with view.progress(await store.counts(ids), lambda: len(consumer.running)):
             await worker.run()
@@ -129,8 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    view = View(json_output=getattr(args, "json", False), quiet=args.quiet > 0,
-                maximize=getattr(args, "maximize", False))  # fmt: skip
+    view = View(
+        json_output=getattr(args, "json", False),
+        quiet=args.quiet > 0,
+        maximize=getattr(args, "maximize", False),
+    )
     configure_logging(args.verbose - args.quiet, view)
     try:
         return anyio.run(COMMANDS[args.command], args, view)

@@ -26,15 +26,24 @@ def _duration(trial: StoredTrial) -> float | None:
 
 def _row(trial: StoredTrial) -> dict[str, Any]:
     return {
-        "trial_id": trial.id, "status": str(trial.status), "objective": objective_of(trial),
-        "attempts": len(trial.attempts), "duration": _duration(trial), "params": trial.trial.params,
-    }  # fmt: skip
+        "trial_id": trial.id,
+        "status": str(trial.status),
+        "objective": objective_of(trial),
+        "attempts": len(trial.attempts),
+        "duration": _duration(trial),
+        "params": trial.trial.params,
+    }
 
 
 def _key(trial: StoredTrial, by: str) -> tuple[int, Any]:
     """A key that puts trials without the value last, and compares like with like."""
-    values = {"id": trial.id, "status": str(trial.status), "objective": objective_of(trial),
-              "attempts": len(trial.attempts), "duration": _duration(trial)}  # fmt: skip
+    values = {
+        "id": trial.id,
+        "status": str(trial.status),
+        "objective": objective_of(trial),
+        "attempts": len(trial.attempts),
+        "duration": _duration(trial),
+    }
     value: JsonValue | float | None = values[by] if by in values else trial.trial.params.get(by)
     if value is None:
         return (2, "")
@@ -62,16 +71,24 @@ def sort_trials(
 def _text(trials: Sequence[StoredTrial]) -> str:
     header = ("id", "status", "objective", "attempts", "duration", "params")
     rows = [header] + [
-        (t.id, str(t.status), _number(objective_of(t), "{:.6g}"), str(len(t.attempts)),
-         _number(_duration(t), "{:.1f}s"),
-         " ".join(f"{k}={json.dumps(v)}" for k, v in t.trial.params.items()))
+        (
+            t.id,
+            str(t.status),
+            _number(objective_of(t), "{:.6g}"),
+            str(len(t.attempts)),
+            _number(_duration(t), "{:.1f}s"),
+            " ".join(f"{k}={json.dumps(v)}" for k, v in t.trial.params.items()),
+        )
         for t in trials
-    ]  # fmt: skip
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     return "".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
-        + "\n" for row in rows
-    )  # fmt: skip
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
+        + "  "
+        + row[-1]
+        + "\n"
+        for row in rows
+    )
 
 
 def _number(value: float | None, spec: str) -> str:
@@ -86,8 +103,16 @@ def _csv(trials: Sequence[StoredTrial]) -> str:
     for t in trials:
         params = [_cell(t.trial.params.get(name)) for name in names]
         objective, duration = objective_of(t), _duration(t)
-        writer.writerow([t.id, str(t.status), "" if objective is None else repr(objective),
-                         len(t.attempts), "" if duration is None else f"{duration:.3f}", *params])  # fmt: skip
+        writer.writerow(
+            [
+                t.id,
+                str(t.status),
+                "" if objective is None else repr(objective),
+                len(t.attempts),
+                "" if duration is None else f"{duration:.3f}",
+                *params,
+            ]
+        )
     return out.getvalue()
 
 

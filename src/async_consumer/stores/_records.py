@@ -35,8 +35,13 @@ def check_hold(hold: float) -> float:
 def dump_experiment(experiment: Experiment) -> tuple[str, int, str, str | None, str | None]:
     """The values of an experiments row, but its creation time (the store's clock sets it)."""
     command = json.dumps(list(experiment.command))
-    return (experiment.name, experiment.version, command, experiment.config,
-            experiment.code_version)  # fmt: skip
+    return (
+        experiment.name,
+        experiment.version,
+        command,
+        experiment.config,
+        experiment.code_version,
+    )
 
 
 def load_experiment(row: Sequence[object]) -> Experiment:
@@ -44,7 +49,13 @@ def load_experiment(row: Sequence[object]) -> Experiment:
     name, version, command, config, code_version, created = row
     if isinstance(created, int | float):
         created = datetime.fromtimestamp(created, UTC)
-    return Experiment.model_validate({
-        "name": name, "version": version, "command": json.loads(str(command)),
-        "config": config, "code_version": code_version, "created_at": created,
-    })  # fmt: skip
+    return Experiment.model_validate(
+        {
+            "name": name,
+            "version": version,
+            "command": json.loads(str(command)),
+            "config": config,
+            "code_version": code_version,
+            "created_at": created,
+        }
+    )
