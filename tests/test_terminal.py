@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from async_consumer._cli.view import eta_text
+from async_consumer._cli.progress import eta_text
 
 # x = 3, 6: broken; x = 4: killed by SIGKILL on its first attempt (retried, a log record)
 SCRIPT = """

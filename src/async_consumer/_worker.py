@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 
 import anyio
 
@@ -21,6 +22,7 @@ from ._consumer import Consumer
 from ._errors import LeaseLost
 from ._models import Lease, Outcome, Reason, Status, TrialStatus
 from ._resume import ResumePolicy, interrupted_itself
+from ._retry import log_retry, retry_delay
 from .stores import TrialStore
 
 __all__ = ["Worker"]
@@ -64,33 +66,80 @@ class Worker:
         if lost_after <= 1:
             msg = f"lost_after must be more than 1 heartbeat, not {lost_after}"
             raise ValueError(msg)
-        self.store = store
-        self.consumer = consumer
-        self.host = socket.gethostname()
-        self.name = name or f"{self.host}:{os.getpid()}"
-        self.follow = follow
-        self.lost_after = lost_after
-        self.poll = poll
-        self.max_broken = max_broken
-        self.on_outcome = on_outcome
-        self.resume = resume or ResumePolicy()
-        self.interrupted: set[str] = set()
-        """Trials whose script interrupted itself here (not started again without ``follow``)."""
-        self.ran = 0
+        self._store = store
+        self._consumer = consumer
+        self._host = socket.gethostname()
+        self._name = name or f"{self._host}:{os.getpid()}"
+        self._follow = follow
+        self._lost_after = lost_after
+        self._poll = poll
+        self._max_broken = max_broken
+        self._on_outcome = on_outcome
+        self._resume = resume or ResumePolicy()
+        self._interrupted: set[str] = set()
+        self._ran = 0
+        self._trial_ids: set[str] = set()
+        self._slowest: list[Outcome] = []
+        self._rejected = 0
+        self._broken = 0
+
+    # -- configuration and counts, read-only -----------------------------------------------
+
+    @property
+    def store(self) -> TrialStore:
+        """Where the trials are."""
+        return self._store
+
+    @property
+    def consumer(self) -> Consumer:
+        """What runs each trial."""
+        return self._consumer
+
+    @property
+    def host(self) -> str:
+        """This host's name, as given to the store."""
+        return self._host
+
+    @property
+    def name(self) -> str:
+        """This worker's name in the store."""
+        return self._name
+
+    @property
+    def ran(self) -> int:
         """Attempts this worker ran and recorded."""
-        self.trial_ids: set[str] = set()
+        return self._ran
+
+    @property
+    def trial_ids(self) -> AbstractSet[str]:
         """The trials it ran (ids only: a long-running worker must not keep every outcome)."""
-        self.slowest: list[Outcome] = []
-        """Its three slowest attempts."""
-        self.rejected = 0
+        return self._trial_ids
+
+    @property
+    def slowest(self) -> list[Outcome]:
+        """Its three slowest attempts, slowest first (a copy)."""
+        return list(self._slowest)
+
+    @property
+    def rejected(self) -> int:
         """Results the store refused because the lease had moved on (a late worker's)."""
-        self.broken = 0
+        return self._rejected
+
+    @property
+    def broken(self) -> int:
+        """Broken outcomes recorded (retried ones not counted)."""
+        return self._broken
+
+    @property
+    def interrupted(self) -> AbstractSet[str]:
+        """Trials whose script interrupted itself here (not started again without ``follow``)."""
+        return self._interrupted
 
     @property
     def is_halted(self) -> bool:
         """Whether the worker reserves no more trials (interrupted, or ``max_broken`` reached)."""
-        broken_out = self.max_broken is not None and self.broken >= self.max_broken
-        return self.consumer.is_halted or broken_out
+        broken_out = self._max_broken is not None and self._broken >= self._max_broken
+        return self._consumer.is_halted or broken_out
 
     async def run(self) -> None:
         """Run lanes and the reclaimer until every lane is done (drained, halted or cancelled)."""
@@ -103,43 +152,49 @@ class Worker:
 
     async def _lane(self) -> None:
         while not self.is_halted:
-            skip = () if self.follow else self.interrupted
-            lease = await self.store.reserve(self.name, host=self.host, skip=skip, hold=self.follow)
+            skip = () if self._follow else self._interrupted
+            lease = await self.store.reserve(
+                self.name, host=self.host, skip=skip, hold=self._follow
+            )
             if lease is None:
-                if not self.follow and await self._is_drained():
+                if not self._follow and await self._is_drained():
                     return
-                await anyio.sleep(self.poll)
+                await anyio.sleep(self._poll)
                 continue
-            if not self.follow and lease.trial_id in self.interrupted:
+            if not self._follow and lease.trial_id in self._interrupted:
                 await self._hand_back(lease, "its script interrupted itself earlier here")
                 continue
-            try:
-                outcome = await self.consumer.run(lease)
-            except BaseException as exc:  # nothing ran (or the caller's error): nothing kept
-                await self._hand_back(lease, f"{type(exc).__name__}: {exc}")
-                raise
-            if interrupted_itself(outcome):
-                self.interrupted.add(outcome.trial_id)
-            requeue = not self.is_halted and self.consumer.retry.should_retry(outcome)
-            try:
-                # shielded: a finish cancelled after its commit would lose the result
-                with anyio.CancelScope(shield=True):
-                    hold = 0.0 if requeue else self.resume.hold(outcome)
-                    await self.store.finish(lease, outcome, requeue=requeue, hold=hold)
-            except LeaseLost:
-                self.rejected += 1
-                logger.warning("result not recorded: another worker has the trial now",
-                               extra={"trial_id": lease.trial_id})  # fmt: skip
-                continue
-            if requeue:
-                delay = self.consumer.retry.delay(outcome.attempt)
-                logger.warning("attempt %d %s; retrying in %.1f s", outcome.attempt,
-                               outcome.message, delay, extra={"trial_id": lease.trial_id})  # fmt: skip
-                await anyio.sleep(delay)
-            self.broken += outcome.status is Status.BROKEN and not requeue
-            self._count(outcome)
-            if self.on_outcome is not None:
-                self.on_outcome(outcome)
+            await self._run_lease(lease)
+
+    async def _run_lease(self, lease: Lease) -> None:
+        try:
+            outcome = await self.consumer.run(lease)
+        except BaseException as exc:  # nothing ran (or the caller's error): nothing kept
+            await self._hand_back(lease, f"{type(exc).__name__}: {exc}")
+            raise
+        if interrupted_itself(outcome):
+            self._interrupted.add(outcome.trial_id)
+        delay = retry_delay(self.consumer.retry, outcome, halted=self.is_halted)
+        requeue = delay is not None
+        try:
+            # shielded: a finish cancelled after its commit would lose the result
+            with anyio.CancelScope(shield=True):
+                hold = 0.0 if requeue else self._resume.hold(outcome)
+                await self.store.finish(lease, outcome, requeue=requeue, hold=hold)
+        except LeaseLost:
+            self._rejected += 1
+            logger.warning(
+                "result not recorded: another worker has the trial now",
+                extra={"trial_id": lease.trial_id},
+            )
+            return
+        if delay is not None:
+            log_retry(outcome, delay)
+            await anyio.sleep(delay)
+        self._broken += outcome.status is Status.BROKEN and not requeue
+        self._count(outcome)
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
 
     async def _hand_back(self, lease: Lease, why: str) -> None:
         """Give a trial back to the queue, not held (its attempt records why)."""
@@ -155,20 +210,20 @@ class Worker:
             await self.store.finish(lease, outcome)
 
     def _count(self, outcome: Outcome) -> None:
-        self.ran += 1
-        self.trial_ids.add(outcome.trial_id)
+        self._ran += 1
+        self._trial_ids.add(outcome.trial_id)
         if outcome.duration is not None:
-            self.slowest.append(outcome)
-            self.slowest.sort(key=lambda o: o.duration or 0.0, reverse=True)
-            del self.slowest[3:]
+            self._slowest.append(outcome)
+            self._slowest.sort(key=lambda o: o.duration or 0.0, reverse=True)
+            del self._slowest[3:]
 
     async def _is_drained(self) -> bool:
         counts = await self.store.counts()
         waiting = (TrialStatus.NEW, TrialStatus.INTERRUPTED, TrialStatus.RESERVED)
         left = sum(counts.get(status, 0) for status in waiting)
-        if self.interrupted and left:
+        if self._interrupted and left:
             # the trials this worker will not start again are not waiting for it
-            mine = await self.store.counts(self.interrupted)
+            mine = await self.store.counts(self._interrupted)
             left -= mine[TrialStatus.INTERRUPTED]
         return left == 0
 
@@ -176,11 +231,12 @@ class Worker:
         interval = self.consumer.heartbeat
         while True:
             try:
-                reclaimed = await self.store.reclaim_stale(self.lost_after * interval)
+                reclaimed = await self.store.reclaim_stale(self._lost_after * interval)
             except Exception as exc:  # noqa: BLE001 - the store may be down for a moment
                 logger.warning("could not reclaim stale leases: %r", exc)
             else:
                 for trial_id in reclaimed:
-                    logger.warning("reclaimed from a worker that stopped beating",
-                                   extra={"trial_id": trial_id})  # fmt: skip
+                    logger.warning(
+                        "reclaimed from a worker that stopped beating", extra={"trial_id": trial_id}
+                    )
             await anyio.sleep(interval)

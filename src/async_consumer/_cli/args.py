@@ -4,47 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from .. import __doc__ as _package_doc
 from .._consumer import Consumer
 from .._retry import RetryPolicy
 from .._supervise.heartbeat import HeartbeatTarget
-from .._trial.files import safe_name
+from .._trial.paths import safe_name
+from .argtypes import count, positive_int, seconds
+from .options import add_reading_commands, add_rerun_options, add_resume_options, maximize_option
 from .sources import SourceError, parse_assignment
 
 __all__ = ["build_parser", "consumer_from", "default_store_url", "slot_demand"]
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        msg = f"expected a whole number of 1 or more, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        msg = f"expected a whole number of 0 or more, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        msg = f"expected a positive number of seconds, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+DESCRIPTION = (
+    "async-consumer: run a black-box script once per hyperparameter trial, asynchronously."
+)
+"""The command's one-line description (the first line of the package's docstring too)."""
 
 
 def _slot_pools(assignments: list[str]) -> dict[str, list[str]]:
@@ -74,38 +47,72 @@ def _add_trial_options(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="parameters: one JSON object a line (.jsonl), or a .csv with a header",
     )
-    trials.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
-                        help="a grid axis; repeat for more axes (every combination runs)")  # fmt: skip
+    trials.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="a grid axis; repeat for more axes (every combination runs)",
+    )
     trials.add_argument(
         "--experiment", default="default", help="experiment name (default: default)"
     )
-    trials.add_argument("--slots-per-trial", action="append", default=[], metavar="KIND=N",
-                        help="slots each trial needs (default: 1 of each kind given with --slots)")  # fmt: skip
+    trials.add_argument(
+        "--slots-per-trial",
+        action="append",
+        default=[],
+        metavar="KIND=N",
+        help="slots each trial needs (default: 1 of each kind given with --slots)",
+    )
 
 
 def _add_execution_options(parser: argparse.ArgumentParser) -> None:
     how = parser.add_argument_group("how each trial runs")
     how.add_argument(
-        "-j", "--jobs", type=_positive_int, default=1, help="trials at once (default 1)"
+        "-j", "--jobs", type=positive_int, default=1, help="trials at once (default 1)"
     )
-    how.add_argument("--timeout", type=_seconds, help="seconds a trial may run")
+    how.add_argument("--timeout", type=seconds, help="seconds a trial may run")
     how.add_argument(
         "--grace", type=float, default=5.0, help="seconds from SIGTERM to SIGKILL (default 5)"
     )
-    how.add_argument("--heartbeat", type=_seconds, default=30.0,
-                     help="seconds between heartbeats; a trial is lost after 3 missed (default 30)")  # fmt: skip
+    how.add_argument(
+        "--heartbeat",
+        type=seconds,
+        default=30.0,
+        help="seconds between heartbeats; a trial is lost after 3 missed (default 30)",
+    )
     how.add_argument(
         "--stall-timeout",
-        type=_seconds,
+        type=seconds,
         help="stop a trial with no output or metrics for this long",
     )
     how.add_argument(
-        "--max-broken", type=_positive_int, help="start no more trials after this many broke"
+        "--max-broken", type=positive_int, help="start no more trials after this many broke"
     )
-    how.add_argument("--retries", type=_count, default=0,
-                     help="retry a trial lost or killed by a signal up to this many times (default 0)")  # fmt: skip
-    how.add_argument("--slots", action="append", default=[], metavar="KIND=ID,ID",
-                     help="resources to share out, e.g. gpu=0,1,2,3 (seen as CUDA_VISIBLE_DEVICES)")  # fmt: skip
+    how.add_argument(
+        "--retries",
+        type=count,
+        default=0,
+        help="retry a trial lost or killed by a signal up to this many times (default 0)",
+    )
+    _add_script_options(how)
+    parser.add_argument(
+        "argv",
+        nargs=argparse.REMAINDER,
+        metavar="-- COMMAND",
+        help="the command after --, with {placeholders}",
+    )
+
+
+def _add_script_options(how: argparse._ArgumentGroup) -> None:
+    """The options about a script's slots, files, directory, environment and output."""
+    how.add_argument(
+        "--slots",
+        action="append",
+        default=[],
+        metavar="KIND=ID,ID",
+        help="resources to share out, e.g. gpu=0,1,2,3 (seen as CUDA_VISIBLE_DEVICES)",
+    )
     how.add_argument(
         "--config-template",
         metavar="FILE",
@@ -117,15 +124,22 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
     how.add_argument(
         "--cd-trial-dir", action="store_true", help="run each script in its trial directory"
     )
-    how.add_argument("--code-change", choices=["warn", "error", "ignore"], default="warn",
-                     help="when the script's git state changes during the run (default warn)")  # fmt: skip
+    how.add_argument(
+        "--code-change",
+        choices=["warn", "error", "ignore"],
+        default="warn",
+        help="when the script's git state changes during the run (default warn)",
+    )
     how.add_argument(
         "--echo", action="store_true", help="show each script's output, prefixed with its trial id"
     )
-    how.add_argument("--env-deny", action="append", default=[], metavar="PATTERN",
-                     help="keep variables matching PATTERN (e.g. 'PG*') from the scripts")  # fmt: skip
-    parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND",
-                        help="the command after --, with {placeholders}")  # fmt: skip
+    how.add_argument(
+        "--env-deny",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="keep variables matching PATTERN (e.g. 'PG*') from the scripts",
+    )
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -134,33 +148,35 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _store_option(parser: argparse.ArgumentParser, required: bool, reads: bool = False) -> None:
+def _store_option(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument(
         "--store",
         required=required,
         metavar="URL",
         help="sqlite:///path.db, postgresql://user@host/db or memory:"
-        + ("" if required else " (default: sqlite:///.async-consumer/EXPERIMENT.db, as run)"),
+        + ("" if required else " (default: sqlite:///.async-consumer/EXPERIMENT.db)"),
     )
-    if reads:  # the experiment names the default store, as it does for run
-        parser.add_argument(
-            "--experiment", default="default", help="experiment name (default: default)"
-        )
 
 
-def _maximize_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--maximize",
-        action="store_true",
-        help="higher objectives are better (default: lower is better)",
+def _add_worker_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    worker = commands.add_parser(
+        "worker",
+        help="run trials from a store until it is drained (many workers may share one store)",
+        description="Pull trials from a store, run them and record their outcomes. Several "
+        "workers, on one machine or many, can share a store; a dead worker's trials are re-run.",
     )
+    _store_option(worker, required=True)
+    add_resume_options(worker)
+    _add_output_options(worker)
+    maximize_option(worker)
+    _add_execution_options(worker)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``async-consumer``."""
     parser = argparse.ArgumentParser(
         prog="async-consumer",
-        description=(_package_doc or "").strip().splitlines()[0],
+        description=DESCRIPTION,
         epilog="exit status: 0 all trials completed, 1 some did not, 2 bad usage, 130 interrupted",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
@@ -174,98 +190,20 @@ def build_parser() -> argparse.ArgumentParser:
         "Example: async-consumer run --params grid.jsonl -j 4 -- python train.py --lr {lr}",
     )
     _add_trial_options(run)
-    run.add_argument(
-        "--rerun",
-        metavar="STATUSES",
-        help="run these trials again, as new attempts: broken, interrupted or "
-        "broken,interrupted (earlier attempts are kept)",
-    )
-    run.add_argument(
-        "--new-version",
-        action="store_true",
-        help="start a new version of the experiment (e.g. after changing the "
-        "command): every trial runs again, the old version's records are kept",
-    )
+    add_rerun_options(run)
     _store_option(run, required=False)
     _add_output_options(run)
-    _maximize_option(run)
+    maximize_option(run)
     _add_execution_options(run)
-    add = commands.add_parser("add", help="put trials in a store, for workers to run",
-                              description="Add trials to a store; trials already there are skipped.")  # fmt: skip
+    add = commands.add_parser(
+        "add",
+        help="put trials in a store, for workers to run",
+        description="Add trials to a store; trials already there are skipped.",
+    )
     _add_trial_options(add)
     _store_option(add, required=True)
-    worker = commands.add_parser(
-        "worker",
-        help="run trials from a store until it is drained (many workers may share one store)",
-        description="Pull trials from a store, run them and record their outcomes. Several "
-        "workers, on one machine or many, can share a store; a dead worker's trials are re-run.",
-    )
-    _store_option(worker, required=True)
-    worker.add_argument(
-        "--follow",
-        action="store_true",
-        help="keep waiting for new trials, and resume interrupted ones",
-    )
-    worker.add_argument(
-        "--resume-backoff",
-        type=_seconds,
-        default=5.0,
-        metavar="SECONDS",
-        help="a trial whose script exited with the interrupt code waits this "
-        "long before it is resumed, doubled each attempt (default 5)",
-    )
-    worker.add_argument(
-        "--resume-max",
-        type=_seconds,
-        default=300.0,
-        metavar="SECONDS",
-        help="the longest such wait (default 300)",
-    )
-    _add_output_options(worker)
-    _maximize_option(worker)
-    _add_execution_options(worker)
-    status = commands.add_parser("status", help="counts by status, and the running trials")
-    _store_option(status, required=False, reads=True)
-    _add_output_options(status)
-    show = commands.add_parser("show", help="one trial: its attempts and the tail of its logs")
-    _store_option(show, required=False, reads=True)
-    _add_output_options(show)
-    show.add_argument("trial_id", metavar="ID", help="the trial's id")
-    report = commands.add_parser(
-        "report",
-        help="write one self-contained HTML page: timeline, objective by trial, failures",
-        description="Write an HTML picture of the run (no network needed to view it).",
-    )
-    _store_option(report, required=False, reads=True)
-    report.add_argument("-o", "--output", default="report.html", metavar="FILE",
-                        help="where to write it (default: report.html)")  # fmt: skip
-    report.add_argument("--title", default="async-consumer run", help="the page's title")
-    trials = commands.add_parser(
-        "trials",
-        help="every trial: id, status, objective, attempts, duration and parameters",
-        description="List the trials of a store, one a line; ids may be abbreviated "
-        "elsewhere to any unique prefix.",
-    )
-    _store_option(trials, required=False, reads=True)
-    trials.add_argument(
-        "--sort",
-        default="added",
-        metavar="KEY",
-        help="added (default), id, status, objective (best first), attempts, "
-        "duration, or a parameter's name",
-    )
-    trials.add_argument("--reverse", action="store_true", help="the other way round")
-    trials.add_argument("--limit", type=_positive_int, help="only the first N")
-    shape = trials.add_mutually_exclusive_group()
-    shape.add_argument("--json", action="store_true", help="one JSON object a line")
-    shape.add_argument("--csv", action="store_true", help="CSV, one column per parameter")
-    _maximize_option(trials)
-    _maximize_option(report)
-    logs = commands.add_parser("logs", help="print a trial's stdout (or stderr) log")
-    _store_option(logs, required=False, reads=True)
-    logs.add_argument("trial_id", metavar="ID", help="the trial's id")
-    logs.add_argument("--stderr", action="store_true", help="the stderr log instead of stdout")
-    logs.add_argument("--attempt", type=_positive_int, help="which attempt (default: the last)")
+    _add_worker_command(commands)
+    add_reading_commands(commands)
     return parser
 
 
@@ -303,4 +241,5 @@ def consumer_from(args: argparse.Namespace, store: HeartbeatTarget | None = None
         max_concurrency=args.jobs,
         watchdog=True,
         echo=args.echo,
+        child_watcher=True,
     )

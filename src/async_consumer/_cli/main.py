@@ -123,9 +123,15 @@ async def _worker(args: argparse.Namespace, view: View) -> int:
 
 
 COMMANDS = {
-    "run": _run, "add": _add, "worker": _worker, "status": status, "show": show,
-    "logs": logs, "report": report, "trials": trials,
-}  # fmt: skip
+    "run": _run,
+    "add": _add,
+    "worker": _worker,
+    "status": status,
+    "show": show,
+    "logs": logs,
+    "report": report,
+    "trials": trials,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,28 +15,13 @@ from pydantic import JsonValue
 
 from .._models import Outcome, Status, StoredTrial, TrialStatus
 from .._ranking import best_trial
-from .._trial.files import tail
+from .._supervise.lines import tail
+from .progress import progress_bar
 
 if TYPE_CHECKING:
     from .._worker import Worker
 
-__all__ = ["View", "eta_text"]
-
-
-def eta_text(done: float, total: float | None, elapsed: float | None) -> str:
-    """
-    The time left at the run's average pace so far; ``?`` until a trial has finished.
-
-    The average over the whole run, not a recent window: a few quick failures at the start
-    (or the last trials finishing together) would make a window's estimate fall to seconds while
-    long trials still run. Once the estimate has run out, it grows with the time spent waiting.
-    """
-    if not done or total is None or elapsed is None:
-        return "?"
-    left = max(total - done, 0) * elapsed / done
-    seconds = int(left + 0.999)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
+__all__ = ["View"]
 
 _MARK = {"completed": "ok", "interrupted": "--", "lost": "??"}
 
@@ -145,34 +130,11 @@ class View:
         if self.json or self.quiet or not sys.stderr.isatty() or total == 0:
             yield
             return
-        try:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                ProgressColumn,
-                Task,
-                TextColumn,
-            )
-            from rich.text import Text
-        except ImportError:  # the cli extra is not installed: plain lines only
+        bar = progress_bar(running)
+        if bar is None:  # the cli extra is not installed: plain lines only
             yield
             return
-
-        class HonestEta(ProgressColumn):
-            def render(self, task: Task) -> Text:
-                return Text(eta_text(task.completed, task.total, task.elapsed), style="cyan")
-
-        class Running(ProgressColumn):
-            def render(self, task: Task) -> Text:
-                return Text(f"{running()} running", style="cyan")
-
-        columns = (
-            TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), Running(),
-            TextColumn("[red]{task.fields[failed]} failed"), TextColumn("ETA"), HonestEta(),
-        )  # fmt: skip
-        with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        with bar as progress:
             self._progress = progress
             self._task = progress.add_task("trials", total=total, failed=0)
             try:
@@ -187,10 +149,16 @@ class View:
         slowest = worker.slowest
         if self.json:
             summary: dict[str, Any] = {
-                "counts": dict(counts), "ran": worker.ran, "rejected": worker.rejected,
-                "best": best and {"trial_id": best.id, "objective": best.outcome and best.outcome.objective,
-                                  "params": best.trial.params},
-            }  # fmt: skip
+                "counts": dict(counts),
+                "ran": worker.ran,
+                "rejected": worker.rejected,
+                "best": best
+                and {
+                    "trial_id": best.id,
+                    "objective": best.outcome and best.outcome.objective,
+                    "params": best.trial.params,
+                },
+            }
             print(json.dumps({"summary": summary}), flush=True)
             return
         drawn = sys.stdout.isatty() and not self.quiet and _table(counts, best, slowest, worker.ran)
@@ -225,8 +193,14 @@ class View:
         counts = Counter(str(s.status) for s in stored)
         running = [s for s in stored if s.status is TrialStatus.RESERVED]
         if self.json:
-            rows = [{"trial_id": s.id, "worker": s.worker, "heartbeat_at": s.heartbeat_at and
-                     s.heartbeat_at.isoformat()} for s in running]  # fmt: skip
+            rows = [
+                {
+                    "trial_id": s.id,
+                    "worker": s.worker,
+                    "heartbeat_at": s.heartbeat_at and s.heartbeat_at.isoformat(),
+                }
+                for s in running
+            ]
             print(json.dumps({"counts": dict(counts), "running": rows}), flush=True)
             return
         for status in TrialStatus:

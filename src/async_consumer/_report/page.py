@@ -46,8 +46,6 @@ svg.chart { display: block; width: 100%; height: auto; font-size: 12px; }
   font-family: ui-monospace, Menlo, Consolas, monospace; }
 .point { fill: #9db4d8; stroke: #fff; stroke-width: 1; }
 .point.record { fill: #2f9e58; }
-.param-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr));
-  gap: 12px; }
 .best { fill: none; stroke: #2f9e58; stroke-width: 2; stroke-linejoin: round; opacity: 0.8; }
 .best-ring { fill: none; stroke: #2f9e58; stroke-width: 2; }
 .best-label { fill: #1f6e3d; font-size: 12px; font-weight: 600; paint-order: stroke;
@@ -64,6 +62,8 @@ th:nth-child(1) { width: 13%; } th:nth-child(2) { width: 7%; } th:nth-child(3) {
 th:nth-child(4) { width: 12%; } th:nth-child(5) { width: 20%; }
 td.n { font-variant-numeric: tabular-nums; }
 td.message { white-space: pre-wrap; }
+.param-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr));
+  gap: 12px; }
 .badge { display: inline-block; border-radius: 999px; padding: 1px 9px; font-size: 12px;
   color: #fff; background: var(--c); }
 .tail { display: flex; flex-direction: column-reverse; max-height: 11.5em; overflow: auto;
@@ -75,26 +75,13 @@ footer { color: var(--muted); font-size: 12px; margin-top: 18px; }
 """
 
 
-def page(
-    *,
-    title: str,
-    summary: str,
-    header: str,
-    legend: str,
-    timeline: str,
-    objective: str,
-    failures: str,
-    params: str = "",
-    better: str = "lower",
-) -> str:
-    """Put the report's parts (already HTML, already escaped) into one page."""
-    return f"""<!DOCTYPE html>
+_PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
-<style>{_STYLE}</style>
+<style>{style}</style>
 </head>
 <body>
 <main>
@@ -131,3 +118,31 @@ objective up ({better} is better); the best trial in green. Hover a point for it
 </body>
 </html>
 """
+"""The page, with a place for each part (none of the parts is re-read as a template)."""
+
+
+def page(
+    *,
+    title: str,
+    summary: str,
+    header: str,
+    legend: str,
+    timeline: str,
+    objective: str,
+    failures: str,
+    params: str = "",
+    better: str = "lower",
+) -> str:
+    """Put the report's parts (already HTML, already escaped) into one page."""
+    return _PAGE.format(
+        title=title,
+        style=_STYLE,
+        summary=summary,
+        header=header,
+        legend=legend,
+        timeline=timeline,
+        objective=objective,
+        failures=failures,
+        params=params,
+        better=better,
+    )

@@ -9,6 +9,7 @@ A script may append JSON lines to ``$ASYNC_CONSUMER_METRICS_PATH``, e.g.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -20,9 +21,9 @@ from pathlib import Path
 import anyio
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from .._trial.files import LineFollower
+from .lines import LineFollower
 
-__all__ = ["Metric", "MetricCallback", "MetricsTail", "follow"]
+__all__ = ["Metric", "MetricCallback", "MetricsTail", "check_callback", "follow"]
 
 logger = logging.getLogger("async_consumer")
 
@@ -66,6 +67,19 @@ def _size(path: Path) -> int:
         return os.stat(path).st_size
     except OSError:
         return -1
+
+
+def check_callback(on_metric: MetricCallback | None) -> None:
+    """
+    Refuse an ``async def`` callback: it would be called, never awaited.
+
+    Raises:
+        TypeError: ``on_metric`` is a coroutine function, or an object with an async ``__call__``.
+    """
+    call = getattr(on_metric, "__call__", None)  # noqa: B004 - an object's async __call__ too
+    if inspect.iscoroutinefunction(on_metric) or inspect.iscoroutinefunction(call):
+        msg = "on_metric must be a plain function (it is called, never awaited), not async"
+        raise TypeError(msg)
 
 
 class MetricsTail:

@@ -16,22 +16,11 @@ import anyio.lowlevel
 from .._errors import DuplicateTrial, LeaseLost, StoreError, TrialNotFound
 from .._experiment import Experiment
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
-from . import _sqlite_sql as q
-from ._base import (
-    StoreBase,
-    check_max_lost,
-    check_older_than,
-    check_outcome,
-    dump_trial,
-    load_attempt,
-    load_stored,
-    load_trial,
-    lost_outcome,
-    same_params,
-    settled_status,
-    zero_counts,
-)
+from . import _sqlite_sql as queries
+from ._protocol import StoreBase
 from ._records import check_hold, check_rerun, dump_experiment, load_experiment
+from ._rows import dump_trial, load_attempt, load_stored, load_trial, same_params, zero_counts
+from ._rules import check_max_lost, check_older_than, check_outcome, lost_outcome, settled_status
 
 __all__ = ["SQLiteStore", "path_from_url"]
 
@@ -74,14 +63,12 @@ def _transaction(conn: sqlite3.Connection, begin: str, work: Callable[[], _T]) -
 def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
-    if version > q.SCHEMA_VERSION:
-        msg = (
-            f"the store's schema version {version} is newer than this library's {q.SCHEMA_VERSION}"
-        )
+    if version > queries.SCHEMA_VERSION:
+        msg = f"the store's schema version {version} is newer than this library's {queries.SCHEMA_VERSION}"
         raise StoreError(msg)
-    for number in range(version, q.SCHEMA_VERSION):
+    for number in range(version, queries.SCHEMA_VERSION):
         # one statement at a time: executescript would commit the open transaction first
-        for statement in filter(str.strip, q.MIGRATIONS[number].split(";")):
+        for statement in filter(str.strip, queries.MIGRATIONS[number].split(";")):
             conn.execute(statement)
         conn.execute("INSERT INTO schema_version VALUES (?)", (number + 1,))
 
@@ -172,11 +159,11 @@ class SQLiteStore(StoreBase):
     def _reserve(self, worker: str, host: str, skip: Collection[str], hold: bool) -> Lease | None:
         # ``skip`` is read now, in the transaction: a caller may have added to it meanwhile
         args = {"worker": worker, "skip": json.dumps(builtins.list(skip)), "hold": hold}
-        rows = self._conn.execute(q.RESERVE, args).fetchall()
+        rows = self._conn.execute(queries.RESERVE, args).fetchall()
         if not rows:
             return None
         trial_id, text, token, now = rows[0]
-        self._conn.execute(q.ATTEMPT, (trial_id, token, worker, host, now))
+        self._conn.execute(queries.ATTEMPT, (trial_id, token, worker, host, now))
         return Lease(trial=load_trial(text, token), token=token, worker=worker)
 
     async def heartbeat(self, lease: Lease) -> None:
@@ -184,7 +171,7 @@ class SQLiteStore(StoreBase):
         await self._run(lambda: self._beat(lease))
 
     def _beat(self, lease: Lease) -> None:
-        rows = self._conn.execute(q.BEAT, (lease.trial_id, lease.token)).fetchall()
+        rows = self._conn.execute(queries.BEAT, (lease.trial_id, lease.token)).fetchall()
         if not rows:
             raise LeaseLost(lease.trial_id)
         sql = "UPDATE attempts SET heartbeat_at = ? WHERE trial_id = ? AND number = ?"
@@ -202,7 +189,7 @@ class SQLiteStore(StoreBase):
         lost = int(outcome.status is Status.LOST)
         args = {"id": lease.trial_id, "token": lease.token, "lost": lost, "status": status.value}
         args.update(max_lost=self._max_lost, hold=check_hold(hold))
-        rows = self._conn.execute(q.FINISH, args).fetchall()
+        rows = self._conn.execute(queries.FINISH, args).fetchall()
         if not rows:
             raise LeaseLost(lease.trial_id)
         self._end_attempts([(outcome.model_dump_json(), lease.trial_id, lease.token)])
@@ -218,7 +205,7 @@ class SQLiteStore(StoreBase):
         return await self._run(lambda: self._reclaim(older_than))
 
     def _reclaim(self, older_than: float) -> builtins.list[str]:
-        rows = self._conn.execute(q.RECLAIM, (self._max_lost, older_than)).fetchall()
+        rows = self._conn.execute(queries.RECLAIM, (self._max_lost, older_than)).fetchall()
         ends = [(lost_outcome(i, n, older_than).model_dump_json(), i, n) for i, n in rows]
         self._end_attempts(ends)
         return [trial_id for trial_id, _ in rows]
@@ -238,21 +225,21 @@ class SQLiteStore(StoreBase):
         return await self._run(lambda: self._select(where, (status.value,)), write=False)
 
     def _select(self, where: str, args: tuple[str, ...]) -> builtins.list[StoredTrial]:
-        trials = self._conn.execute(f"{q.TRIALS}{where} ORDER BY seq", args).fetchall()
+        trials = self._conn.execute(f"{queries.TRIALS}{where} ORDER BY seq", args).fetchall()
         if not trials:
             return []
         attempts: dict[str, builtins.list[Attempt]] = {row[0]: [] for row in trials}
         in_trials = f" WHERE trial_id IN (SELECT id FROM trials{where})" if where else ""
-        sql = f"{q.ATTEMPTS}{in_trials} ORDER BY trial_id, number"
+        sql = f"{queries.ATTEMPTS}{in_trials} ORDER BY trial_id, number"
         for trial_id, *row in self._conn.execute(sql, args):
             attempts[trial_id].append(load_attempt(row))
         return [load_stored(row, attempts[trial_id]) for trial_id, *row in trials]
 
     async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
         """Return how many trials are in each status; see ``TrialStore.counts``."""
-        sql, args = q.COUNTS, ""
+        sql, args = queries.COUNTS, ""
         if ids is not None:
-            sql, args = q.COUNTS_OF, json.dumps(builtins.list(ids))
+            sql, args = queries.COUNTS_OF, json.dumps(builtins.list(ids))
         bound = (args,) if ids is not None else ()
         rows = await self._run(lambda: self._conn.execute(sql, bound).fetchall(), write=False)
         counts = zero_counts()
@@ -262,16 +249,18 @@ class SQLiteStore(StoreBase):
     async def rerun(self, ids: Collection[str], statuses: Collection[TrialStatus]) -> int:
         """Make broken or interrupted trials new again; see ``TrialStore.rerun``."""
         args = (json.dumps(builtins.list(ids)), json.dumps(check_rerun(statuses)))
-        return await self._run(lambda: self._conn.execute(q.RERUN, args).rowcount)
+        return await self._run(lambda: self._conn.execute(queries.RERUN, args).rowcount)
 
     async def experiment(self, name: str) -> Experiment | None:
         """The latest version of an experiment; see ``TrialStore.experiment``."""
         rows = await self._run(
-            lambda: self._conn.execute(q.EXPERIMENT, (name,)).fetchall(), write=False
+            lambda: self._conn.execute(queries.EXPERIMENT, (name,)).fetchall(), write=False
         )
         return load_experiment(rows[0]) if rows else None
 
     async def add_experiment(self, experiment: Experiment) -> bool:
         """Record a version of an experiment; see ``TrialStore.add_experiment``."""
         args = dump_experiment(experiment)
-        return await self._run(lambda: self._conn.execute(q.ADD_EXPERIMENT, args).rowcount == 1)
+        return await self._run(
+            lambda: self._conn.execute(queries.ADD_EXPERIMENT, args).rowcount == 1
+        )

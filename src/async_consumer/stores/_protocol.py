@@ -1,0 +1,119 @@
+"""The ``TrialStore`` protocol every store implements, and the base that closes a store on exit."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Collection, Iterable
+from types import TracebackType
+from typing import Protocol, Self
+
+from .._experiment import Experiment
+from .._models import Lease, Outcome, StoredTrial, Trial, TrialStatus
+
+__all__ = ["StoreBase", "TrialStore"]
+
+
+class TrialStore(Protocol):
+    """
+    Where trials wait, are leased to workers, and keep every attempt's outcome.
+
+    A lease is fenced by a token that grows with every reservation: ``heartbeat`` and ``finish``
+    apply only while the trial is reserved under the lease's token and raise ``LeaseLost``
+    otherwise, so a worker presumed dead cannot overwrite its successor's work. Times are taken
+    from the store's own clock, never from the caller's.
+    """
+
+    async def add(self, trials: Iterable[Trial], *, exist_ok: bool = False) -> int:
+        """Add new trials, all or none; return how many were added (see ``DuplicateTrial``)."""
+        ...
+
+    async def reserve(
+        self, worker: str, *, host: str = "", skip: Collection[str] = (), hold: bool = True
+    ) -> Lease | None:
+        """
+        Lease the oldest new or interrupted trial, or return ``None`` if there is none.
+
+        Trials in ``skip`` are passed over; so is a trial held back by ``finish(..., hold=)``
+        until its time comes, unless ``hold`` is false (a researcher's explicit rerun).
+        """
+        ...
+
+    async def heartbeat(self, lease: Lease) -> None:
+        """Record that the lease's holder is alive; raise ``LeaseLost`` if it is not current."""
+        ...
+
+    async def finish(
+        self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
+    ) -> TrialStatus:
+        """
+        Record the attempt's outcome and return the trial's new status (fenced).
+
+        With ``requeue``, the trial goes back to the queue (interrupted) whatever the outcome, to
+        be retried as a new attempt; a lost trial still turns broken past ``max_lost``. With
+        ``hold`` seconds, ``reserve`` passes the trial over until then (by the store's clock).
+        """
+        ...
+
+    async def reclaim_stale(self, older_than: float) -> builtins.list[str]:
+        """Interrupt reserved trials whose last beat is ``older_than`` seconds old or more."""
+        ...
+
+    async def get(self, trial_id: str) -> StoredTrial:
+        """Return one trial with all its attempts; raise ``TrialNotFound`` if it is absent."""
+        ...
+
+    async def list(self, status: TrialStatus | None = None) -> builtins.list[StoredTrial]:
+        """Return the trials (of one status, if given) in the order they were added."""
+        ...
+
+    async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
+        """Return how many trials (of ``ids``, if given) are in each status (all are keys)."""
+        ...
+
+    async def rerun(self, ids: Collection[str], statuses: Collection[TrialStatus]) -> int:
+        """
+        Make the trials of ``ids`` that are in one of ``statuses`` new again; return how many.
+
+        Their attempts are kept; the next reservation is a new attempt with the next number.
+        Only ``broken`` and ``interrupted`` trials can be run again this way.
+        """
+        ...
+
+    async def experiment(self, name: str) -> Experiment | None:
+        """Return the latest recorded version of an experiment, or ``None``."""
+        ...
+
+    async def add_experiment(self, experiment: Experiment) -> bool:
+        """Record a version of an experiment; ``False`` if that version was already there."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the store's connections."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class StoreBase:
+    """Makes a store an async context manager that closes itself on exit."""
+
+    async def aclose(self) -> None:
+        """Release the store's connections."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
