@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -99,3 +100,22 @@ def test_differences_name_what_changed() -> None:
     assert differences(old, old.model_copy(update={"code_version": "2"})) == []
     changed = differences(old, old.model_copy(update={"command": ("python", "b.py")}))
     assert changed == ["the command was 'python a.py', now 'python b.py'"]
+
+
+@pytest.mark.slow
+def test_trials_shows_the_current_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`trials` lists the current version's trials; --all-versions every trial in the store."""
+    store = f"sqlite:///{tmp_path}/store.db"
+    assert _run(tmp_path, "--grid", "x=1,2", *_command("2")) == 0
+    assert _run(tmp_path, "--new-version", "--grid", "x=1", *_command("4")) == 0
+    capsys.readouterr()
+    assert main(["trials", "--store", store, "--json"]) == 0
+    captured = capsys.readouterr()
+    rows = [json.loads(line) for line in captured.out.splitlines()]
+    assert [(r["params"], r["objective"]) for r in rows] == [({"x": 1}, 2.0)]
+    assert main(["trials", "--store", store]) == 0
+    assert "2 trials of other versions or experiments not shown" in capsys.readouterr().err
+    assert main(["trials", "--store", store, "--all-versions", "--json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3

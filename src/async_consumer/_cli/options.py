@@ -102,6 +102,11 @@ def _add_trials_command(commands: _Commands) -> None:
         "duration, or a parameter's name",
     )
     trials.add_argument("--reverse", action="store_true", help="the other way round")
+    trials.add_argument(
+        "--all-versions",
+        action="store_true",
+        help="every trial in the store (default: the experiment's current version only)",
+    )
     trials.add_argument("--limit", type=positive_int, help="only the first N")
     shape = trials.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="one JSON object a line")

@@ -10,6 +10,7 @@ import anyio
 from .._report.build import write_report
 from ..stores import store_from_url
 from .checks import UsageError, find_trial, read_store_url
+from .sources import version_of
 from .table import SORT_KEYS, render_trials, sort_trials
 from .view import View
 
@@ -66,6 +67,20 @@ async def trials(args: argparse.Namespace, view: View) -> int:
     """Every trial: id, status, objective, attempts, duration and parameters; sortable."""
     async with store_from_url(read_store_url(args)) as store:
         stored = await store.list()
+        recorded = await store.experiment(args.experiment)
+    if recorded is not None and not args.all_versions:  # the current version, as run shows
+        latest = recorded.version
+        shown = [
+            t
+            for t in stored
+            if t.trial.experiment == args.experiment and version_of(t.trial, latest) == latest
+        ]
+        if len(shown) < len(stored):
+            view.note(
+                f"{len(stored) - len(shown)} trials of other versions or experiments "
+                "not shown (--all-versions shows them)"
+            )
+        stored = shown
     names = {name for t in stored for name in t.trial.params}
     if args.sort not in SORT_KEYS and args.sort not in names:
         known = ", ".join([*SORT_KEYS, *sorted(names)])

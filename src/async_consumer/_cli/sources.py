@@ -20,6 +20,7 @@ __all__ = [
     "parse_assignment",
     "trial_id",
     "trials_from",
+    "version_of",
 ]
 
 
@@ -123,6 +124,20 @@ def grid_params(assignments: Sequence[str]) -> list[dict[str, JsonValue]]:
     names = [name for name, _ in axes]
     values = [[_scalar(v) for v in vs] for _, vs in axes]
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+def version_of(trial: Trial, latest: int) -> int:
+    """
+    Which version of its experiment (up to ``latest``) a trial belongs to, by its id.
+
+    Each version after the first gives ids of its own; a trial whose id is none of theirs is
+    version 1 (as are trials added with ids of their own, unless they end in ``-v<version>``).
+    """
+    params = dict(trial.params)
+    for version in range(latest, 1, -1):
+        if trial.id == trial_id(params, version) or trial.id.endswith(f"-v{version}"):
+            return version
+    return 1
 
 
 def trials_from(
