@@ -106,3 +106,25 @@ async def test_an_async_callback_is_refused_when_the_consumer_is_built(
     for callback in (on_metric, Callback()):
         with pytest.raises(TypeError, match="plain function"):
             make_consumer(python("pass"), on_metric=callback)
+
+
+@pytest.mark.slow
+async def test_an_error_in_on_metric_reaches_a_batch_caller_as_itself(
+    make_consumer: ConsumerFactory,
+) -> None:
+    """``map`` (a batch): the callback's error, not an ExceptionGroup; every script stopped."""
+    code = f"""
+        import os, sys, time
+        if os.environ['ASYNC_CONSUMER_TRIAL_ID'] == 'bad':
+            with {_WRITE} as f:
+                f.write('{{"step": 0}}\\n')
+        time.sleep(60)
+    """
+
+    def on_metric(metric: Metric) -> None:
+        raise Refused(metric.trial_id)
+
+    consumer = make_consumer(python(code), on_metric=on_metric, grace=0.5)
+    with pytest.raises(Refused, match="bad"):
+        await consumer.map([Trial(id="bad"), Trial(id="good")])
+    assert consumer.running == []
