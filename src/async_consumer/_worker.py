@@ -9,6 +9,7 @@ worker's trials are re-run even when no one happens to be reserving at that mome
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -19,7 +20,8 @@ import anyio
 
 from ._consumer import Consumer
 from ._errors import LeaseLost
-from ._models import Outcome, Status, TrialStatus
+from ._models import Lease, Outcome, Reason, Status, TrialStatus
+from ._resume import ResumePolicy, interrupted_itself
 from ._retry import log_retry, retry_delay
 from .stores import TrialStore
 
@@ -42,6 +44,10 @@ class Worker:
         poll: seconds between two looks at an empty store.
         max_broken: reserve nothing more after this many broken outcomes.
         on_outcome: called with each outcome as it is recorded.
+        resume: how long a trial whose script exited with the interrupt code is held back
+            from every worker. This worker never starts such a trial again unless it follows
+            (``follow``); a trial interrupted from outside (a signal to the worker, a
+            preemption) is not held back.
     """
 
     def __init__(
@@ -55,6 +61,7 @@ class Worker:
         poll: float = 0.5,
         max_broken: int | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
+        resume: ResumePolicy | None = None,
     ) -> None:
         if lost_after <= 1:
             msg = f"lost_after must be more than 1 heartbeat, not {lost_after}"
@@ -68,6 +75,8 @@ class Worker:
         self._poll = poll
         self._max_broken = max_broken
         self._on_outcome = on_outcome
+        self._resume = resume or ResumePolicy()
+        self._interrupted: set[str] = set()
         self._ran = 0
         self._trial_ids: set[str] = set()
         self._slowest: list[Outcome] = []
@@ -122,6 +131,11 @@ class Worker:
         return self._broken
 
     @property
+    def interrupted(self) -> AbstractSet[str]:
+        """Trials whose script interrupted itself here (not started again without ``follow``)."""
+        return self._interrupted
+
+    @property
     def is_halted(self) -> bool:
         """Whether the worker reserves no more trials (interrupted, or ``max_broken`` reached)."""
         broken_out = self._max_broken is not None and self._broken >= self._max_broken
@@ -138,33 +152,62 @@ class Worker:
 
     async def _lane(self) -> None:
         while not self.is_halted:
-            lease = await self.store.reserve(self.name, host=self.host)
+            skip = () if self._follow else self._interrupted
+            lease = await self.store.reserve(
+                self.name, host=self.host, skip=skip, hold=self._follow
+            )
             if lease is None:
                 if not self._follow and await self._is_drained():
                     return
                 await anyio.sleep(self._poll)
                 continue
-            outcome = await self.consumer.run(lease)
-            delay = retry_delay(self.consumer.retry, outcome, halted=self.is_halted)
-            requeue = delay is not None
-            try:
-                # shielded: a finish cancelled after its commit would lose the result
-                with anyio.CancelScope(shield=True):
-                    await self.store.finish(lease, outcome, requeue=requeue)
-            except LeaseLost:
-                self._rejected += 1
-                logger.warning(
-                    "result not recorded: another worker has the trial now",
-                    extra={"trial_id": lease.trial_id},
-                )
+            if not self._follow and lease.trial_id in self._interrupted:
+                await self._hand_back(lease, "its script interrupted itself earlier here")
                 continue
-            if delay is not None:
-                log_retry(outcome, delay)
-                await anyio.sleep(delay)
-            self._broken += outcome.status is Status.BROKEN and not requeue
-            self._count(outcome)
-            if self._on_outcome is not None:
-                self._on_outcome(outcome)
+            await self._run_lease(lease)
+
+    async def _run_lease(self, lease: Lease) -> None:
+        try:
+            outcome = await self.consumer.run(lease)
+        except BaseException as exc:  # nothing ran (or the caller's error): nothing kept
+            await self._hand_back(lease, f"{type(exc).__name__}: {exc}")
+            raise
+        if interrupted_itself(outcome):
+            self._interrupted.add(outcome.trial_id)
+        delay = retry_delay(self.consumer.retry, outcome, halted=self.is_halted)
+        requeue = delay is not None
+        try:
+            # shielded: a finish cancelled after its commit would lose the result
+            with anyio.CancelScope(shield=True):
+                hold = 0.0 if requeue else self._resume.hold(outcome)
+                await self.store.finish(lease, outcome, requeue=requeue, hold=hold)
+        except LeaseLost:
+            self._rejected += 1
+            logger.warning(
+                "result not recorded: another worker has the trial now",
+                extra={"trial_id": lease.trial_id},
+            )
+            return
+        if delay is not None:
+            log_retry(outcome, delay)
+            await anyio.sleep(delay)
+        self._broken += outcome.status is Status.BROKEN and not requeue
+        self._count(outcome)
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+
+    async def _hand_back(self, lease: Lease, why: str) -> None:
+        """Give a trial back to the queue, not held (its attempt records why)."""
+        message = f"not run: {why}"
+        outcome = Outcome(
+            trial_id=lease.trial_id,
+            attempt=lease.trial.attempt,
+            status=Status.INTERRUPTED,
+            reason=Reason.CANCELLED,
+            message=message,
+        )
+        with anyio.CancelScope(shield=True), contextlib.suppress(LeaseLost):
+            await self.store.finish(lease, outcome)
 
     def _count(self, outcome: Outcome) -> None:
         self._ran += 1
@@ -177,7 +220,12 @@ class Worker:
     async def _is_drained(self) -> bool:
         counts = await self.store.counts()
         waiting = (TrialStatus.NEW, TrialStatus.INTERRUPTED, TrialStatus.RESERVED)
-        return sum(counts.get(status, 0) for status in waiting) == 0
+        left = sum(counts.get(status, 0) for status in waiting)
+        if self._interrupted and left:
+            # the trials this worker will not start again are not waiting for it
+            mine = await self.store.counts(self._interrupted)
+            left -= mine[TrialStatus.INTERRUPTED]
+        return left == 0
 
     async def _reclaim_forever(self) -> None:
         interval = self.consumer.heartbeat
