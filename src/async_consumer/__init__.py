@@ -18,6 +18,7 @@ from ._errors import (
     TemplateError,
     TrialNotFound,
 )
+from ._fleet import WorkerInfo, WorkerState
 from ._gctune import tune_gc
 from ._models import (
     Attempt,
@@ -66,6 +67,8 @@ __all__ = [
     "Trial",
     "TrialNotFound",
     "TrialStatus",
+    "WorkerInfo",
+    "WorkerState",
     "handle_signals",
     "parse_results",
     "read_results",

@@ -12,13 +12,16 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 
 import anyio
 
 from ._consumer import Consumer
 from ._errors import LeaseLost
-from ._models import Outcome, Status, TrialStatus
+from ._fleet import WorkerInfo, WorkerState
+from ._models import Outcome, Reason, Status, TrialStatus
+from ._presence import Presence
 from .stores import TrialStore
 
 __all__ = ["Worker"]
@@ -40,6 +43,10 @@ class Worker:
         poll: seconds between two looks at an empty store.
         max_broken: reserve nothing more after this many broken outcomes.
         on_outcome: called with each outcome as it is recorded.
+        job_id: the scheduler's job (e.g. a Slurm array's id) it runs in, shown by ``status``.
+        task_id: its index in the job array, if any.
+        reserve_until: reserve no trial after this time (seconds since the epoch): a trial
+            started later could not finish before the job's end.
     """
 
     def __init__(
@@ -53,6 +60,9 @@ class Worker:
         poll: float = 0.5,
         max_broken: int | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
+        job_id: str | None = None,
+        task_id: str | None = None,
+        reserve_until: float | None = None,
     ) -> None:
         if lost_after <= 1:
             msg = f"lost_after must be more than 1 heartbeat, not {lost_after}"
@@ -75,6 +85,10 @@ class Worker:
         self.rejected = 0
         """Results the store refused because the lease had moved on (a late worker's)."""
         self.broken = 0
+        self.job_id, self.task_id, self.reserve_until = job_id, task_id, reserve_until
+        self.left_on: str | None = None
+        """The signal the worker was told to leave by (see :meth:`leave`), if any."""
+        self._presence = Presence(store, self.info, consumer.heartbeat)
 
     @property
     def is_halted(self) -> bool:
@@ -82,24 +96,53 @@ class Worker:
         broken_out = self.max_broken is not None and self.broken >= self.max_broken
         return self.consumer.is_halted or broken_out
 
+    @property
+    def is_out_of_time(self) -> bool:
+        """Whether it is too late to start a trial (``reserve_until`` has passed)."""
+        return self.reserve_until is not None and time.time() >= self.reserve_until
+
+    def leave(self, signal_name: str) -> None:
+        """
+        Reserve nothing more and stop every running trial (SIGTERM, grace, SIGKILL).
+
+        Every attempt that ends without completing from now on is recorded interrupted with
+        reason ``preempted``: the worker's doing, not the script's, so another worker may
+        resume the trial at once (in the same working directory, where its checkpoint is).
+        """
+        if self.left_on is None:
+            self.left_on = signal_name
+        self.consumer.interrupt()
+
+    def info(self) -> WorkerInfo:
+        """This worker as its store's ``workers`` table shows it."""
+        stopping = self.is_halted or self.is_out_of_time
+        return WorkerInfo(name=self.name, host=self.host, pid=os.getpid(), job_id=self.job_id,
+                          task_id=self.task_id, running=len(self.consumer.running),
+                          state=WorkerState.STOPPING if stopping else WorkerState.RUNNING)  # fmt: skip
+
     async def run(self) -> None:
         """Run lanes and the reclaimer until every lane is done (drained, halted or cancelled)."""
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._reclaim_forever)
-            async with anyio.create_task_group() as lanes:
-                for _ in range(self.consumer.max_concurrency):
-                    lanes.start_soon(self._lane)
-            tg.cancel_scope.cancel()
+        await self._presence.record(starting=True)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._reclaim_forever)
+                tg.start_soon(self._presence.beat_forever)
+                async with anyio.create_task_group() as lanes:
+                    for _ in range(self.consumer.max_concurrency):
+                        lanes.start_soon(self._lane)
+                tg.cancel_scope.cancel()
+        finally:
+            await self._presence.record(state=WorkerState.EXITED)
 
     async def _lane(self) -> None:
-        while not self.is_halted:
+        while not self.is_halted and not self.is_out_of_time:
             lease = await self.store.reserve(self.name, host=self.host)
             if lease is None:
                 if not self.follow and await self._is_drained():
                     return
                 await anyio.sleep(self.poll)
                 continue
-            outcome = await self.consumer.run(lease)
+            outcome = _left(await self.consumer.run(lease), self.left_on)
             requeue = not self.is_halted and self.consumer.retry.should_retry(outcome)
             try:
                 # shielded: a finish cancelled after its commit would lose the result
@@ -145,3 +188,12 @@ class Worker:
                     logger.warning("reclaimed from a worker that stopped beating",
                                    extra={"trial_id": trial_id})  # fmt: skip
             await anyio.sleep(interval)
+
+
+def _left(outcome: Outcome, signal_name: str | None) -> Outcome:
+    """An attempt stopped because the worker left is ``preempted``, however the script ended."""
+    if signal_name is None or outcome.status in (Status.COMPLETED, Status.LOST):
+        return outcome
+    message = f"the worker got {signal_name} and stopped it; another worker resumes it"
+    update = {"status": Status.INTERRUPTED, "reason": Reason.PREEMPTED, "message": message}
+    return outcome.model_copy(update=update)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -18,10 +19,12 @@ from .._errors import ConsumerError
 from .._gctune import tune_gc
 from .._models import Trial, TrialStatus
 from .._report.build import write_report
-from .._signals import handle_signals
+from .._signals import handle_signals, handle_worker_signals
 from .._worker import Worker
 from ..stores import TrialStore, store_from_url
 from .args import build_parser, consumer_from, default_store_url, slot_demand
+from .in_job import Placement, placement_of
+from .launch import launch
 from .sources import SourceError, grid_params, load_params, trials_from
 from .view import View
 
@@ -47,15 +50,26 @@ def _load_trials(args: argparse.Namespace) -> list[Trial]:
     return trials_from(params, experiment=args.experiment, slots=demand)
 
 
-async def _work(args: argparse.Namespace, store: TrialStore, view: View) -> int:
-    """Run a worker on the store until it is drained (or interrupted)."""
+async def _work(
+    args: argparse.Namespace, store: TrialStore, view: View, place: Placement | None = None
+) -> int:
+    """
+    Run a worker on the store until it is drained (or interrupted).
+
+    With a ``place`` (the ``worker`` command), signals make the worker leave, its trials left
+    for other workers to resume; without one (``run``), they interrupt the run.
+    """
     consumer = consumer_from(args, store)
     for waiting in await store.list():
         if waiting.status in (TrialStatus.NEW, TrialStatus.INTERRUPTED):
             consumer.check(waiting.trial)
+    where = place or Placement()
     worker = Worker(store, consumer, follow=getattr(args, "follow", False),
-                    max_broken=args.max_broken, on_outcome=view.outcome)  # fmt: skip
-    async with consumer, handle_signals(consumer) as signals:
+                    max_broken=args.max_broken, on_outcome=view.outcome, name=where.name,
+                    job_id=where.job_id, task_id=where.task_id,
+                    reserve_until=where.reserve_until)  # fmt: skip
+    watch = handle_signals(consumer) if place is None else handle_worker_signals(worker)
+    async with consumer, watch as signals:
         with view.progress(await store.counts(), lambda: len(consumer.running)):
             await worker.run()
     final = await store.list()
@@ -87,13 +101,14 @@ async def _add(args: argparse.Namespace, view: View) -> int:
 
 
 async def _worker(args: argparse.Namespace, view: View) -> int:
+    place = await placement_of(args, os.environ)
     async with store_from_url(args.store) as store:
-        return await _work(args, store, view)
+        return await _work(args, store, view, place)
 
 
 async def _status(args: argparse.Namespace, view: View) -> int:
     async with store_from_url(args.store) as store:
-        view.status(await store.list())
+        view.status(await store.list(), await store.workers())
     return EXIT_OK
 
 
@@ -133,7 +148,7 @@ async def _report(args: argparse.Namespace, view: View) -> int:
 
 COMMANDS = {
     "run": _run, "add": _add, "worker": _worker, "status": _status, "show": _show,
-    "logs": _logs, "report": _report,
+    "logs": _logs, "report": _report, "launch": launch,
 }  # fmt: skip
 
 

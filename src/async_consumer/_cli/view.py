@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._fleet import WorkerInfo
 from .._models import Outcome, Status, StoredTrial, TrialStatus
 from .._trial.files import tail
+from .fleet_view import worker_lines, worker_rows
 
 if TYPE_CHECKING:
     from .._worker import Worker
@@ -181,14 +183,17 @@ class View:
             text = ", ".join(f"{o.trial_id} {o.duration:.1f}s" for o in slowest)
             print(f"slowest: {text}", flush=True)
 
-    def status(self, stored: Sequence[StoredTrial]) -> None:
-        """Counts by status and the running trials with their heartbeat age."""
+    def status(self, stored: Sequence[StoredTrial], workers: Sequence[WorkerInfo] = ()) -> None:
+        """Counts by status, the running trials with their heartbeat age, and the workers."""
         counts = Counter(str(s.status) for s in stored)
         running = [s for s in stored if s.status is TrialStatus.RESERVED]
         if self.json:
             rows = [{"trial_id": s.id, "worker": s.worker, "heartbeat_at": s.heartbeat_at and
                      s.heartbeat_at.isoformat()} for s in running]  # fmt: skip
-            print(json.dumps({"counts": dict(counts), "running": rows}), flush=True)
+            fleet = worker_rows(workers)
+            print(
+                json.dumps({"counts": dict(counts), "running": rows, "workers": fleet}), flush=True
+            )
             return
         for status in TrialStatus:
             print(f"{status:<12}{counts.get(str(status), 0):>8}")
@@ -196,6 +201,9 @@ class View:
             print("\nrunning:")
             for s in running:
                 print(f"  {s.id}  worker={s.worker}  heartbeat {_age(s.heartbeat_at)} ago")
+        lines = worker_lines(workers)
+        if lines:
+            print("\n" + "\n".join(lines), flush=True)
 
     def show(self, stored: StoredTrial) -> None:
         """One trial: status, parameters, every attempt, and the end of the last one's logs."""

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Protocol, Self
 
+from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, Reason, Status, StoredTrial, Trial, TrialStatus
 
 _ATTEMPT_FIELDS = ("number", "token", "worker", "host", "reserved_at", "heartbeat_at", "outcome")
@@ -69,6 +70,19 @@ class TrialStore(Protocol):
 
     async def counts(self) -> dict[TrialStatus, int]:
         """Return how many trials are in each status (every status is a key)."""
+        ...
+
+    async def record_worker(self, worker: WorkerInfo, *, starting: bool = False) -> None:
+        """
+        Register a worker (``starting``) or record its beat: state, trials running, the time now.
+
+        The store's clock stamps ``beat_at`` (and ``started_at`` when ``starting``); the times
+        in ``worker`` are ignored.
+        """
+        ...
+
+    async def workers(self) -> builtins.list[WorkerInfo]:
+        """Return every worker that registered, the most recently started first."""
         ...
 
     async def aclose(self) -> None:
@@ -183,6 +197,21 @@ def load_stored(row: Sequence[object], attempts: Sequence[Attempt]) -> StoredTri
     fields = dict(zip(_STORED_FIELDS, row, strict=True))
     fields["trial"] = load_trial(str(fields["trial"]), len(attempts))
     return StoredTrial.model_validate({**fields, "attempts": tuple(attempts)})
+
+
+WORKER_FIELDS = ("name", "host", "pid", "job_id", "task_id", "running", "state")
+"""The columns of the ``workers`` table that a worker sets, in the order stores write them."""
+
+
+def worker_row(worker: WorkerInfo) -> tuple[object, ...]:
+    """The values of a worker's row, in the order of ``WORKER_FIELDS``."""
+    return (*(getattr(worker, name) for name in WORKER_FIELDS[:-1]), worker.state.value)
+
+
+def load_worker(row: Sequence[object]) -> WorkerInfo:
+    """Rebuild a worker from a row: ``WORKER_FIELDS``, then its start and its last beat."""
+    fields = dict(zip((*WORKER_FIELDS, "started_at", "beat_at"), row, strict=True))
+    return WorkerInfo.model_validate(fields)
 
 
 def zero_counts() -> dict[TrialStatus, int]:

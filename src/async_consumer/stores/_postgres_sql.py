@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-SCHEMA_VERSION = 1
 TABLES = """
 CREATE TABLE {s}.trials (
     seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id text NOT NULL UNIQUE,
@@ -22,6 +21,23 @@ CREATE TABLE {s}.attempts (
     PRIMARY KEY (trial_id, number)
 );
 """
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (2, """
+CREATE TABLE {s}.workers (
+    name text PRIMARY KEY, host text NOT NULL DEFAULT '', pid integer, job_id text,
+    task_id text, running integer NOT NULL DEFAULT 0, state text NOT NULL DEFAULT 'running',
+    started_at timestamptz, beat_at timestamptz
+);
+"""),
+)  # fmt: skip
+"""Additive changes since version 1 (``TABLES``), in order: (version, statements)."""
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+"""The version of the tables, kept in the ``schema_version`` table."""
+_WORKER_COLUMNS = "name, host, pid, job_id, task_id, running, state"
+_RECORD_WORKER = """
+    INSERT INTO {{s}}.workers ({columns}, started_at, beat_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now())
+    ON CONFLICT (name) DO UPDATE SET {update}"""
 _TRIALS = """
     SELECT id, trial, status, token, worker, heartbeat_at, lost_count FROM {{s}}.trials {where}
     ORDER BY seq"""
@@ -84,6 +100,18 @@ _QUERIES = {
         SELECT trial_id, number, token, worker, host, reserved_at, heartbeat_at, outcome
         FROM {s}.attempts WHERE trial_id = ANY($1::text[]) ORDER BY trial_id, number""",
     "counts": "SELECT status, count(*) FROM {s}.trials GROUP BY status",
+    "register_worker": _RECORD_WORKER.format(
+        columns=_WORKER_COLUMNS,
+        update="""host = $2,
+        pid = $3, job_id = $4, task_id = $5, running = $6, state = $7, started_at = now(),
+        beat_at = now()""",
+    ),
+    "beat_worker": _RECORD_WORKER.format(
+        columns=_WORKER_COLUMNS, update="running = $6, state = $7, beat_at = now()"
+    ),
+    "workers": f"""
+        SELECT {_WORKER_COLUMNS}, started_at, beat_at FROM {{s}}.workers
+        ORDER BY started_at DESC""",
 }
 
 
@@ -108,5 +136,11 @@ def queries(schema: str) -> dict[str, str]:
 
 
 def tables(schema: str) -> str:
-    """The statements that create the store's tables in one schema."""
+    """The statements that create the store's first tables (version 1) in one schema."""
     return TABLES.format(s=quote(schema))
+
+
+def migrations(schema: str, since: int) -> list[tuple[int, str]]:
+    """The migrations a store at version ``since`` needs, in order, for one schema."""
+    quoted = quote(schema)
+    return [(number, text.format(s=quoted)) for number, text in MIGRATIONS if number > since]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 NOW = "((julianday('now') - 2440587.5) * 86400.0)"
-SCHEMA_VERSION = 1
-"""The version of the tables below, kept in the ``schema_version`` table."""
 SCHEMA = """
 CREATE TABLE trials (
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, trial TEXT NOT NULL,
@@ -20,6 +18,31 @@ CREATE TABLE attempts (
     heartbeat_at REAL, outcome TEXT, PRIMARY KEY (trial_id, number)
 ) WITHOUT ROWID;
 """
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (2, """
+CREATE TABLE workers (
+    name TEXT PRIMARY KEY, host TEXT NOT NULL DEFAULT '', pid INTEGER, job_id TEXT, task_id TEXT,
+    running INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL DEFAULT 'running',
+    started_at REAL, beat_at REAL
+);
+"""),
+)  # fmt: skip
+"""Additive changes since version 1 (``SCHEMA``), in order: (version, statements)."""
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+"""The version of the tables, kept in the ``schema_version`` table."""
+_WORKER_COLUMNS = "name, host, pid, job_id, task_id, running, state"
+REGISTER_WORKER = f"""
+INSERT INTO workers ({_WORKER_COLUMNS}, started_at, beat_at) VALUES (?, ?, ?, ?, ?, ?, ?, {NOW}, {NOW})
+ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+    job_id = excluded.job_id, task_id = excluded.task_id, running = excluded.running,
+    state = excluded.state, started_at = excluded.started_at, beat_at = excluded.beat_at
+"""
+BEAT_WORKER = f"""
+INSERT INTO workers ({_WORKER_COLUMNS}, started_at, beat_at) VALUES (?, ?, ?, ?, ?, ?, ?, {NOW}, {NOW})
+ON CONFLICT (name) DO UPDATE SET running = excluded.running, state = excluded.state,
+    beat_at = excluded.beat_at
+"""
+WORKERS = f"SELECT {_WORKER_COLUMNS}, started_at, beat_at FROM workers ORDER BY started_at DESC"
 PICK = """
 SELECT seq FROM trials INDEXED BY trials_pending WHERE status IN ('new', 'interrupted')
 ORDER BY seq LIMIT 1

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import anyio.lowlevel
 
 from .._errors import DuplicateTrial, LeaseLost, TrialNotFound
+from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, StoredTrial, Trial, TrialStatus
 from ._base import (
     PENDING,
@@ -67,6 +68,7 @@ class MemoryStore(StoreBase):
         self._max_lost = check_max_lost(max_lost)
         self._records: dict[str, _Record] = {}
         self._pending: builtins.list[tuple[int, str]] = []
+        self._workers: dict[str, WorkerInfo] = {}
 
     async def add(self, trials: Iterable[Trial], *, exist_ok: bool = False) -> int:
         """Add new trials, all or none; see ``TrialStore.add``."""
@@ -182,3 +184,25 @@ class MemoryStore(StoreBase):
         for record in self._records.values():
             counts[record.status] += 1
         return counts
+
+    async def record_worker(self, worker: WorkerInfo, *, starting: bool = False) -> None:
+        """Register a worker or record its beat; see ``TrialStore.record_worker``."""
+        await anyio.lowlevel.checkpoint()
+        now = datetime.now(UTC)
+        known = self._workers.get(worker.name)
+        if starting or known is None:
+            self._workers[worker.name] = worker.model_copy(
+                update={"started_at": now, "beat_at": now}
+            )
+            return
+        update = {"running": worker.running, "state": worker.state, "beat_at": now}
+        self._workers[worker.name] = known.model_copy(update=update)
+
+    async def workers(self) -> builtins.list[WorkerInfo]:
+        """Return every worker that registered; see ``TrialStore.workers``."""
+        await anyio.lowlevel.checkpoint()
+        return sorted(self._workers.values(), key=_started, reverse=True)
+
+
+def _started(worker: WorkerInfo) -> datetime:
+    return worker.started_at or datetime.min.replace(tzinfo=UTC)

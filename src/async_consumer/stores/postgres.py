@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from .._errors import DuplicateTrial, LeaseLost, StoreError, TrialNotFound
+from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _postgres_sql as sql
 from ._base import (
@@ -23,9 +24,11 @@ from ._base import (
     load_attempt,
     load_stored,
     load_trial,
+    load_worker,
     lost_outcome,
     same_params,
     settled_status,
+    worker_row,
     zero_counts,
 )
 
@@ -111,12 +114,14 @@ class PostgresStore(StoreBase):
             await conn.execute(self._q["create_schema"])
             await conn.execute(self._q["version_table"])
             version = await conn.fetchval(self._q["version"])
-            if version is None:
-                await conn.execute(sql.tables(self._schema))
-                await conn.execute(self._q["set_version"], sql.SCHEMA_VERSION)
-            elif version > sql.SCHEMA_VERSION:
+            if version is not None and version > sql.SCHEMA_VERSION:
                 msg = f"the store's schema version {version} is newer than this library's"
                 raise StoreError(msg)
+            if version is None:
+                await conn.execute(sql.tables(self._schema))
+            for number, statements in sql.migrations(self._schema, version or 1):
+                await conn.execute(statements)
+                await conn.execute(self._q["set_version"], number)
 
     async def aclose(self) -> None:
         """Close the connection pool, if the store opened it."""
@@ -215,6 +220,18 @@ class PostgresStore(StoreBase):
         counts = zero_counts()
         counts.update((TrialStatus(status), count) for status, count in rows)
         return counts
+
+    async def record_worker(self, worker: WorkerInfo, *, starting: bool = False) -> None:
+        """Register a worker or record its beat; see ``TrialStore.record_worker``."""
+        query = self._q["register_worker" if starting else "beat_worker"]
+        async with self._connection() as conn:
+            await conn.execute(query, *worker_row(worker))
+
+    async def workers(self) -> builtins.list[WorkerInfo]:
+        """Return every worker that registered; see ``TrialStore.workers``."""
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._q["workers"])
+        return [load_worker(tuple(row)) for row in rows]
 
 
 def _take(added: Counter[str], trial_id: str) -> bool:

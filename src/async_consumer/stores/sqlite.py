@@ -13,6 +13,7 @@ import anyio
 import anyio.lowlevel
 
 from .._errors import DuplicateTrial, LeaseLost, StoreError, TrialNotFound
+from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _sqlite_sql as q
 from ._base import (
@@ -24,9 +25,11 @@ from ._base import (
     load_attempt,
     load_stored,
     load_trial,
+    load_worker,
     lost_outcome,
     same_params,
     settled_status,
+    worker_row,
     zero_counts,
 )
 
@@ -68,17 +71,28 @@ def _transaction(conn: sqlite3.Connection, begin: str, work: Callable[[], _T]) -
     return result
 
 
+def _execute_all(conn: sqlite3.Connection, statements: str) -> None:
+    # one statement at a time: executescript would commit the open transaction first
+    for statement in filter(str.strip, statements.split(";")):
+        conn.execute(statement)
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-    if row[0] is None:
-        # one statement at a time: executescript would commit the open transaction first
-        for statement in filter(str.strip, q.SCHEMA.split(";")):
-            conn.execute(statement)
-        conn.execute("INSERT INTO schema_version VALUES (?)", (q.SCHEMA_VERSION,))
-    elif row[0] > q.SCHEMA_VERSION:
-        msg = f"the store's schema version {row[0]} is newer than this library's {q.SCHEMA_VERSION}"
+    version = row[0]
+    if version is not None and version > q.SCHEMA_VERSION:
+        msg = (
+            f"the store's schema version {version} is newer than this library's {q.SCHEMA_VERSION}"
+        )
         raise StoreError(msg)
+    if version is None:
+        _execute_all(conn, q.SCHEMA)
+        version = 1
+    for number, statements in q.MIGRATIONS:
+        if number > version:
+            _execute_all(conn, statements)
+            conn.execute("INSERT INTO schema_version VALUES (?)", (number,))
 
 
 def _connect(path: str | Path) -> sqlite3.Connection:
@@ -244,3 +258,13 @@ class SQLiteStore(StoreBase):
         counts = zero_counts()
         counts.update((TrialStatus(status), count) for status, count in rows)
         return counts
+
+    async def record_worker(self, worker: WorkerInfo, *, starting: bool = False) -> None:
+        """Register a worker or record its beat; see ``TrialStore.record_worker``."""
+        sql = q.REGISTER_WORKER if starting else q.BEAT_WORKER
+        await self._run(lambda: self._conn.execute(sql, worker_row(worker)))
+
+    async def workers(self) -> builtins.list[WorkerInfo]:
+        """Return every worker that registered; see ``TrialStore.workers``."""
+        rows = await self._run(lambda: self._conn.execute(q.WORKERS).fetchall(), write=False)
+        return [load_worker(row) for row in rows]
