@@ -87,6 +87,7 @@ class Worker:
         self.broken = 0
         self.job_id, self.task_id, self.reserve_until = job_id, task_id, reserve_until
         self.left_on: str | None = None
+        self._said_out_of_time = False
         """The signal the worker was told to leave by (see :meth:`leave`), if any."""
         self._presence = Presence(store, self.info, consumer.heartbeat)
 
@@ -135,6 +136,12 @@ class Worker:
             await self._presence.record(state=WorkerState.EXITED)
 
     async def _lane(self) -> None:
+        await self._run_lane()
+        if self.is_out_of_time and not self._said_out_of_time:
+            self._said_out_of_time = True
+            logger.warning("too late to start another trial before the job ends: leaving")
+
+    async def _run_lane(self) -> None:
         while not self.is_halted and not self.is_out_of_time:
             lease = await self.store.reserve(self.name, host=self.host)
             if lease is None:
