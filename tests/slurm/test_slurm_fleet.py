@@ -50,10 +50,10 @@ def _never_at_once(events: list[Event]) -> None:
 
 
 def _signal_mid_run(fleet: Fleet, signal_argv: list[str]) -> tuple[str, int]:
-    """Launch 3 workers on 18 long trials; signal task 2 once both its trials run; wait."""
-    fleet.add(18)
+    """Launch 3 workers on 12 long trials; signal task 2 once both its trials run; wait."""
+    fleet.add(12)
     job = _launch(fleet, "--workers", "3", "-j", "2", "--heartbeat", "1", "--time", "10",
-                  "--grace", "10", command=fleet.train(steps=16, pause=0.25))  # fmt: skip
+                  "--grace", "10", command=fleet.train(steps=12, pause=0.25))  # fmt: skip
     fleet.wait_for(lambda: _running_in(fleet, "2", 2), "task 2 to run two trials")
     before = len([e for e in fleet.events() if e.task == "2" and e.kind == "start"])
     subprocess.run([*signal_argv, f"{job}_2"], check=True)
@@ -64,7 +64,7 @@ def _signal_mid_run(fleet: Fleet, signal_argv: list[str]) -> tuple[str, int]:
 def _check_preempted(fleet: Fleet, job: str, started_before: int) -> None:
     """The signalled worker's trials checkpointed and ended completed elsewhere; nothing lost."""
     trials = fleet.trials()
-    assert [t.status for t in trials] == [TrialStatus.COMPLETED] * 18
+    assert [t.status for t in trials] == [TrialStatus.COMPLETED] * 12
     events = fleet.events()
     own = [e for e in events if e.task == "2" and e.kind == "start"]
     assert len(own) == started_before == 2  # no trial started on task 2 after the signal
@@ -95,7 +95,7 @@ def test_three_workers_drain_sixty_trials(fleet: Fleet) -> None:
     """A 3-worker array drains 60 trials, each completed once; status lists the three workers."""
     fleet.add(60)
     job = _launch(fleet, "--workers", "3", "-j", "2", "--heartbeat", "1",
-                  command=fleet.train(steps=5, pause=0.1))  # fmt: skip
+                  command=fleet.train(steps=3, pause=0.1))  # fmt: skip
     seen: dict[str, dict[str, object]] = {}
 
     def three_listed() -> bool:
