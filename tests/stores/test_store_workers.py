@@ -19,8 +19,8 @@ from async_consumer.stores import _sqlite_sql as lite
 from .conftest import drop_schema, make_trials, outcome, postgres_url
 
 # The version-1 schema exactly as the code before the ``workers`` table wrote it.
-V1_SQLITE = lite.SCHEMA
-V1_POSTGRES = pg.TABLES
+V1_SQLITE = lite.SCHEMA_V1
+V1_POSTGRES = pg.TABLES_V1
 
 
 def _worker(name: str = "slurm:41_2", running: int = 1, **fields: object) -> WorkerInfo:

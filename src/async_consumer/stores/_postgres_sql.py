@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-TABLES = """
+TABLES_V1 = """
 CREATE TABLE {s}.trials (
     seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id text NOT NULL UNIQUE,
     trial text NOT NULL, status text NOT NULL DEFAULT 'new', token integer NOT NULL DEFAULT 0,
@@ -21,18 +21,18 @@ CREATE TABLE {s}.attempts (
     PRIMARY KEY (trial_id, number)
 );
 """
-MIGRATIONS: tuple[tuple[int, str], ...] = (
-    (2, """
+WORKERS_V2 = """
 CREATE TABLE {s}.workers (
     name text PRIMARY KEY, host text NOT NULL DEFAULT '', pid integer, job_id text,
     task_id text, running integer NOT NULL DEFAULT 0, state text NOT NULL DEFAULT 'running',
     started_at timestamptz, beat_at timestamptz
 );
-"""),
-)  # fmt: skip
-"""Additive changes since version 1 (``TABLES``), in order: (version, statements)."""
-SCHEMA_VERSION = MIGRATIONS[-1][0]
-"""The version of the tables, kept in the ``schema_version`` table."""
+"""
+MIGRATIONS: tuple[str, ...] = (TABLES_V1, WORKERS_V2)
+"""The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
+schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
+that a store written by an earlier release opens in this one. ``{s}`` is the quoted schema."""
+SCHEMA_VERSION = len(MIGRATIONS)
 _WORKER_COLUMNS = "name, host, pid, job_id, task_id, running, state"
 _RECORD_WORKER = """
     INSERT INTO {{s}}.workers ({columns}, started_at, beat_at)
@@ -135,12 +135,6 @@ def queries(schema: str) -> dict[str, str]:
     return {name: text.format(s=quoted, pick=pick) for name, text in _QUERIES.items()}
 
 
-def tables(schema: str) -> str:
-    """The statements that create the store's first tables (version 1) in one schema."""
-    return TABLES.format(s=quote(schema))
-
-
-def migrations(schema: str, since: int) -> list[tuple[int, str]]:
-    """The migrations a store at version ``since`` needs, in order, for one schema."""
-    quoted = quote(schema)
-    return [(number, text.format(s=quoted)) for number, text in MIGRATIONS if number > since]
+def migration(schema: str, number: int) -> str:
+    """The statements that take the store in one schema from version ``number`` to the next."""
+    return MIGRATIONS[number].format(s=quote(schema))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 NOW = "((julianday('now') - 2440587.5) * 86400.0)"
-SCHEMA = """
+SCHEMA_V1 = """
 CREATE TABLE trials (
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, trial TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'new', token INTEGER NOT NULL DEFAULT 0, worker TEXT,
@@ -18,18 +18,19 @@ CREATE TABLE attempts (
     heartbeat_at REAL, outcome TEXT, PRIMARY KEY (trial_id, number)
 ) WITHOUT ROWID;
 """
-MIGRATIONS: tuple[tuple[int, str], ...] = (
-    (2, """
+WORKERS_V2 = """
 CREATE TABLE workers (
     name TEXT PRIMARY KEY, host TEXT NOT NULL DEFAULT '', pid INTEGER, job_id TEXT, task_id TEXT,
     running INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL DEFAULT 'running',
     started_at REAL, beat_at REAL
 );
-"""),
-)  # fmt: skip
-"""Additive changes since version 1 (``SCHEMA``), in order: (version, statements)."""
-SCHEMA_VERSION = MIGRATIONS[-1][0]
-"""The version of the tables, kept in the ``schema_version`` table."""
+"""
+MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, WORKERS_V2)
+"""The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
+schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
+that a store written by an earlier release opens in this one."""
+SCHEMA_VERSION = len(MIGRATIONS)
+"""The version this library writes, kept in the ``schema_version`` table."""
 _WORKER_COLUMNS = "name, host, pid, job_id, task_id, running, state"
 REGISTER_WORKER = f"""
 INSERT INTO workers ({_WORKER_COLUMNS}, started_at, beat_at) VALUES (?, ?, ?, ?, ?, ?, ?, {NOW}, {NOW})
