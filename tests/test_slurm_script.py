@@ -14,7 +14,7 @@ import pytest
 
 from async_consumer._cli.in_job import placement_of
 from async_consumer._cli.main import main
-from async_consumer._slurm.job import SlurmJob, parse_end_time
+from async_consumer._slurm.job import SlurmJob, parse_end_time, parse_kill_wait
 from async_consumer._slurm.script import FleetSpec, batch_script, slurm_seconds
 
 WORKER = ["/opt/venv/bin/async-consumer", "worker", "--store", "postgresql://me@db/search",
@@ -200,3 +200,31 @@ def test_without_sbatch(
     assert main(_launch("--workers", "2", "--script", "fleet.sbatch", "--", "x")) == 1
     assert "sbatch not found" in capsys.readouterr().err
     assert "#SBATCH --array=1-2" in (tmp_path / "fleet.sbatch").read_text()
+
+
+def test_kill_wait_from_the_config() -> None:
+    """KillWait is read from scontrol show config; absent or odd values are unknown."""
+    config = "Configuration data as of 2026-11-30T13:00:00\nKillWait                = 30 sec\nMailProg = x\n"
+    assert parse_kill_wait(config) == 30.0
+    assert parse_kill_wait("MailProg = x") is None
+    assert parse_kill_wait("KillWait = (null)") is None
+
+
+def test_launch_warns_of_a_grace_past_kill_wait(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A --grace Slurm would cut short is submitted, with a note naming KillWait."""
+    for name, text in {
+        "scontrol": "echo 'KillWait = 30 sec'",
+        "sbatch": "echo '4242;cluster'",
+    }.items():
+        tool = tmp_path / name
+        tool.write_text(f"#!/bin/sh\n{text}\n")
+        tool.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    assert main(_launch("--workers", "2", "--grace", "45", "--signal-before", "40", "--", "x")) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "4242\n"
+    assert "KillWait 30 s" in captured.err and "--signal-before 40 s" in captured.err
+    assert len(list((tmp_path / ".async-consumer" / "slurm").glob("*.sbatch"))) == 1

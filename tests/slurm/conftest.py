@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -154,11 +155,11 @@ def squeue(job: str | None = None) -> str:
     return subprocess.run(argv, capture_output=True, text=True, check=False).stdout.strip()
 
 
-def status(url: str) -> dict[str, object]:
+def status(url: str) -> dict[str, Any]:
     """What ``async-consumer status --json`` prints."""
     argv = [sys.executable, "-m", "async_consumer._cli", "status", "--store", url, "--json"]
     done = subprocess.run(argv, capture_output=True, text=True, check=True)
-    found: dict[str, object] = json.loads(done.stdout)
+    found: dict[str, Any] = json.loads(done.stdout)
     return found
 
 

@@ -6,12 +6,13 @@ import shlex
 import subprocess
 import sys
 from collections import defaultdict
+from typing import Any
 
 import pytest
 
 from async_consumer import Reason, Status, TrialStatus
 
-from .conftest import Event, Fleet, processes_mentioning, status
+from .conftest import Event, Fleet, processes_mentioning, squeue, status
 
 pytestmark = pytest.mark.slow
 
@@ -96,12 +97,12 @@ def test_three_workers_drain_sixty_trials(fleet: Fleet) -> None:
     fleet.add(60)
     job = _launch(fleet, "--workers", "3", "-j", "2", "--heartbeat", "1",
                   command=fleet.train(steps=3, pause=0.1))  # fmt: skip
-    seen: dict[str, dict[str, object]] = {}
+    seen: dict[str, dict[str, Any]] = {}
 
     def three_listed() -> bool:
         workers = status(fleet.url)["workers"]
         seen.clear()
-        seen.update((w["name"], w) for w in workers if w["state"] == "running")  # type: ignore[attr-defined]
+        seen.update((w["name"], w) for w in workers if w["state"] == "running")
         return len(seen) == 3
 
     fleet.wait_for(three_listed, "status to list three running workers")
@@ -117,7 +118,7 @@ def test_three_workers_drain_sixty_trials(fleet: Fleet) -> None:
     ends = [e.trial for e in fleet.events() if e.kind == "end"]
     assert sorted(ends) == sorted(t.id for t in trials)  # each ran to its end exactly once
     assert {t.attempts[0].worker for t in trials} <= {f"slurm:{job}_{i}" for i in (1, 2, 3)}
-    assert all(w["state"] == "exited" for w in status(fleet.url)["workers"])  # type: ignore[attr-defined]
+    assert all(w["state"] == "exited" for w in status(fleet.url)["workers"])
 
 
 def test_sigterm_to_one_task_loses_nothing(fleet: Fleet) -> None:
@@ -171,3 +172,37 @@ def test_no_trial_starts_too_near_the_end_of_the_job(fleet: Fleet) -> None:
         ["scontrol", "show", "job", job], capture_output=True, text=True, check=True
     )
     assert "JobState=COMPLETED" in state.stdout  # it left, rather than idling to its limit
+
+
+def test_a_requeued_worker_resumes_its_own_trials(fleet: Fleet) -> None:
+    """scontrol requeue of a lone worker: its trials checkpoint; the requeued task resumes them."""
+    fleet.add(3)
+    job = _launch(fleet, "--workers", "1", "-j", "2", "--heartbeat", "1",
+                  "--sbatch-arg=--requeue", "--sbatch-arg=--open-mode=append",
+                  command=fleet.train(steps=12, pause=0.25))  # fmt: skip
+    fleet.wait_for(lambda: _running_in(fleet, "1", 2), "the worker to run two trials")
+    subprocess.run(["scontrol", "requeue", f"{job}_1"], check=True)
+    fleet.wait_for(lambda: "BeginTime" in squeue(job) or _started(fleet) > 2, "the requeue")
+    # Slurm holds a requeued job back for a while; a test need not wait for that
+    subprocess.run(["scontrol", "update", f"JobId={job}_1", "StartTime=now"], check=False)
+    fleet.wait_done()
+    trials = fleet.trials()
+    assert [t.status for t in trials] == [TrialStatus.COMPLETED] * 3
+    events = fleet.events()
+    interrupted = {e.trial: e.step for e in events if e.kind == "interrupted"}
+    assert len(interrupted) == 2
+    for trial in trials:
+        if trial.id in interrupted:
+            assert [a.worker for a in trial.attempts] == [f"slurm:{job}_1"] * 2
+            assert trial.attempts[0].outcome.reason is Reason.PREEMPTED  # type: ignore[union-attr]
+            resumed = [e for e in events if e.trial == trial.id and e.attempt == 2]
+            assert resumed[0].step == interrupted[trial.id] > 0
+    _never_at_once(events)
+    (worker,) = status(fleet.url)["workers"]
+    assert worker["name"] == f"slurm:{job}_1" and worker["state"] == "exited"
+    output = fleet.output(job, 1)
+    assert output.count("reserving nothing more") == 1 and "3 completed" in output
+
+
+def _started(fleet: Fleet) -> int:
+    return sum(e.kind == "start" for e in fleet.events())

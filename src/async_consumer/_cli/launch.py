@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 
 from .._errors import ConsumerError
+from .._slurm.job import kill_wait
 from .._slurm.script import FleetSpec, batch_script, slurm_seconds
 from .args import consumer_from, worker_options
 from .view import View
@@ -82,6 +83,17 @@ def _check(args: argparse.Namespace, view: View) -> None:
         raise ValueError(msg)
 
 
+async def _check_timing(args: argparse.Namespace, view: View) -> None:
+    """Say so when the scripts would be killed before the worker's grace is over."""
+    if args.signal_before is not None and args.signal_before <= args.grace:
+        view.note(f"note: --signal-before {args.signal_before} s is not more than --grace "
+                  f"{args.grace:g} s: trials may not finish checkpointing before the time limit")  # fmt: skip
+    limit = await kill_wait()
+    if limit is not None and args.grace >= limit:
+        view.note(f"note: --grace {args.grace:g} s is not less than Slurm's KillWait {limit:g} s: "
+                  "Slurm kills scripts still checkpointing by then, and the worker with them")  # fmt: skip
+
+
 async def _submit(script: Path) -> str:
     if shutil.which("sbatch") is None:
         msg = "sbatch not found: run launch slurm on a Slurm login node (or use --dry-run)"
@@ -105,6 +117,7 @@ async def launch(args: argparse.Namespace, view: View) -> int:
     path = Path(args.script or f".async-consumer/slurm/{args.job_name}-{stamp}.sbatch")
     await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
     await anyio.Path(path).write_text(script)
+    await _check_timing(args, view)
     job_id = await _submit(path)
     print(job_id, flush=True)
     view.note(f"submitted {args.workers} workers as Slurm job {job_id} (script: {path}); "

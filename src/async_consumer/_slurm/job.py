@@ -93,3 +93,23 @@ async def job_end(job_id: str) -> datetime | None:
     if done.returncode != 0 or end is None:
         logger.info("Slurm job %s has no end time that squeue could tell", job_id)
     return end
+
+
+def parse_kill_wait(config: str) -> float | None:
+    """``KillWait`` in seconds from ``scontrol show config``'s text, or ``None`` if absent."""
+    for line in config.splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == "KillWait":
+            number = value.split()[0] if value.split() else ""
+            return float(number) if number.isdigit() else None
+    return None
+
+
+async def kill_wait() -> float | None:
+    """Seconds Slurm waits between a job's SIGTERM and its SIGKILL; ``None`` if it cannot tell."""
+    try:
+        with anyio.fail_after(_SQUEUE_SECONDS):
+            done = await anyio.run_process(["scontrol", "show", "config"], check=False)
+    except (OSError, TimeoutError):
+        return None
+    return parse_kill_wait(done.stdout.decode(errors="replace")) if done.returncode == 0 else None
