@@ -206,3 +206,33 @@ def test_a_requeued_worker_resumes_its_own_trials(fleet: Fleet) -> None:
 
 def _started(fleet: Fleet) -> int:
     return sum(e.kind == "start" for e in fleet.events())
+
+
+def test_early_warning_from_the_time_limit(fleet: Fleet) -> None:
+    """--signal-before: Slurm's own SIGUSR1 before the limit stops the worker's trials; another resumes them."""
+    fleet.add(4)
+    command = fleet.train(
+        steps=400, pause=0.25, local_pause=0.001
+    )  # 100 s in Slurm: past the limit
+    job = _launch(fleet, "--workers", "1", "-j", "2", "--heartbeat", "1", "--time", "1",
+                  "--signal-before", "50", command=command)  # fmt: skip
+    # due 10 s after the start (well after the worker's start-up); Slurm checks its timers now
+    # and then, so it comes 10 to 35 s after the start, still well before the limit
+    fleet.wait_done()
+    output = fleet.output(job, 1)
+    assert "SIGUSR1: reserving nothing more; stopping 2 running trial(s)" in output
+    assert "SIGTERM" not in output  # it left before the time limit
+    trials = fleet.trials()
+    left = [t for t in trials if t.status is TrialStatus.INTERRUPTED]
+    assert len(left) == 2 and [t.status for t in trials].count(TrialStatus.NEW) == 2
+    assert all(t.outcome is not None and t.outcome.reason is Reason.PREEMPTED for t in left)
+    worker = [sys.executable, "-m", "async_consumer._cli", "worker", "--store", fleet.url, "-j", "2",
+              "--", *command]  # fmt: skip
+    subprocess.run(worker, cwd=fleet.workdir, capture_output=True, check=True)
+    assert [t.status for t in fleet.trials()] == [TrialStatus.COMPLETED] * 4
+    events = fleet.events()
+    checkpoints = {e.trial: e.step for e in events if e.kind == "interrupted"}
+    for trial, step in checkpoints.items():
+        resumed = [e for e in events if e.trial == trial and e.attempt == 2 and e.kind == "start"]
+        assert resumed[0].step == step > 0
+    _never_at_once(events)
