@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -13,8 +14,17 @@ from pathlib import Path
 import anyio
 import pytest
 
-from async_consumer import Consumer, Reason, Status, Trial, TrialStatus
+from async_consumer import (
+    Consumer,
+    Reason,
+    Status,
+    StoreError,
+    Trial,
+    TrialStatus,
+    WorkerInfo,
+)
 from async_consumer._cli.main import main
+from async_consumer._presence import Presence
 from async_consumer._worker import Worker
 from async_consumer.stores import MemoryStore, store_from_url
 
@@ -149,3 +159,31 @@ def test_status_shows_the_workers(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["status", "--store", url, "--json"]) == 0
     (worker,) = json.loads(capsys.readouterr().out)["workers"]
     assert worker["state"] == "exited" and worker["job_id"] is None
+
+
+class _BadStore:
+    """A store whose workers table fails: first by raising, then by never answering."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def record_worker(self, worker: WorkerInfo, *, starting: bool = False) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise StoreError("connection refused")
+        await anyio.sleep_forever()
+
+
+@pytest.mark.asyncio
+async def test_a_failing_workers_table_costs_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A record that fails or hangs is bounded and logged once; the worker goes on."""
+    store = _BadStore()
+    info = WorkerInfo(name="w")
+    presence = Presence(store, lambda: info, interval=0.05)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="async_consumer"):
+        await presence.record(starting=True)
+        await presence.record()  # hangs: given up after the interval
+        await presence.record()
+    assert store.calls == 3
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "connection refused" in warnings[0]

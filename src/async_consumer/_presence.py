@@ -14,6 +14,9 @@ __all__ = ["Presence"]
 
 logger = logging.getLogger("async_consumer")
 
+_RECORD_BOUND = 5.0
+"""The longest one record of the worker may take (a store that does not answer)."""
+
 
 class Presence:
     """
@@ -42,9 +45,14 @@ class Presence:
         if state is not None:
             worker = worker.model_copy(update={"state": state})
         try:
-            # shielded: the last record ("exited") is written while the worker is being cancelled
-            with anyio.CancelScope(shield=True):
+            # shielded: the last record ("exited") is written while the worker is being
+            # cancelled; bounded: a worker told to leave must be gone before Slurm's KillWait
+            with anyio.CancelScope(shield=True) as scope:
+                scope.deadline = anyio.current_time() + min(self.interval, _RECORD_BOUND)
                 await self.store.record_worker(worker, starting=starting)
+            if scope.cancelled_caught:
+                msg = f"no answer in {min(self.interval, _RECORD_BOUND):g} s"
+                raise TimeoutError(msg)
         except Exception as exc:  # noqa: BLE001 - the store may be down for a moment
             if not self._warned:
                 logger.warning("could not record this worker in the store: %r", exc)

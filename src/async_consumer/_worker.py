@@ -87,8 +87,8 @@ class Worker:
         self.broken = 0
         self.job_id, self.task_id, self.reserve_until = job_id, task_id, reserve_until
         self.left_on: str | None = None
-        self._said_out_of_time = False
         """The signal the worker was told to leave by (see :meth:`leave`), if any."""
+        self._said_out_of_time = False
         self._presence = Presence(store, self.info, consumer.heartbeat)
 
     @property
