@@ -12,17 +12,13 @@ from pathlib import Path
 
 import anyio
 
-from .._errors import ConsumerError
+from .._errors import LaunchError
 from .._slurm.job import kill_wait
 from .._slurm.script import FleetSpec, batch_script, slurm_seconds
 from .args import consumer_from, worker_options
 from .view import View
 
 __all__ = ["forwarded", "launch", "worker_command"]
-
-
-class LaunchError(ConsumerError):
-    """``sbatch`` is missing or refused the script."""
 
 
 def forwarded(args: argparse.Namespace, actions: Iterable[argparse.Action]) -> list[str]:
