@@ -49,6 +49,8 @@ class Worker:
             started later could not finish before the job's end.
     """
 
+    _said_out_of_time = False  # the "too late" line is logged once, by the first lane to stop
+
     def __init__(
         self,
         store: TrialStore,
@@ -88,7 +90,6 @@ class Worker:
         self.job_id, self.task_id, self.reserve_until = job_id, task_id, reserve_until
         self.left_on: str | None = None
         """The signal the worker was told to leave by (see :meth:`leave`), if any."""
-        self._said_out_of_time = False
         self._presence = Presence(store, self.info, consumer.heartbeat)
 
     @property
@@ -117,9 +118,15 @@ class Worker:
     def info(self) -> WorkerInfo:
         """This worker as its store's ``workers`` table shows it."""
         stopping = self.is_halted or self.is_out_of_time
-        return WorkerInfo(name=self.name, host=self.host, pid=os.getpid(), job_id=self.job_id,
-                          task_id=self.task_id, running=len(self.consumer.running),
-                          state=WorkerState.STOPPING if stopping else WorkerState.RUNNING)  # fmt: skip
+        return WorkerInfo(
+            name=self.name,
+            host=self.host,
+            pid=os.getpid(),
+            job_id=self.job_id,
+            task_id=self.task_id,
+            running=len(self.consumer.running),
+            state=WorkerState.STOPPING if stopping else WorkerState.RUNNING,
+        )
 
     async def run(self) -> None:
         """Run lanes and the reclaimer until every lane is done (drained, halted or cancelled)."""

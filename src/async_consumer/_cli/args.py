@@ -147,9 +147,12 @@ def _store_option(parser: argparse.ArgumentParser, required: bool) -> None:
 
 def _add_worker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--follow", action="store_true", help="keep waiting for new trials")
-    parser.add_argument("--trial-time", type=_seconds, metavar="SECONDS",
-                        help="in a Slurm job: start no trial later than this long before the "
-                        "job's end")  # fmt: skip
+    parser.add_argument(
+        "--trial-time",
+        type=_seconds,
+        metavar="SECONDS",
+        help="in a Slurm job: start no trial later than this long before the job's end",
+    )
 
 
 def _add_launch(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

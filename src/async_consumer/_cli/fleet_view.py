@@ -29,15 +29,25 @@ def worker_lines(workers: Sequence[WorkerInfo], now: datetime | None = None) -> 
     states = Counter(w.state for w in workers)
     counts = ", ".join(f"{states[state]} {state}" for state in WorkerState if states[state])
     rows = [
-        (w.name, w.host, w.job_id or "-", w.task_id or "-", str(w.running), str(w.state),
-         _age(w.beat_at, now))
-        for w in workers if w.state is not WorkerState.EXITED
-    ]  # fmt: skip
+        (
+            w.name,
+            w.host,
+            w.job_id or "-",
+            w.task_id or "-",
+            str(w.running),
+            str(w.state),
+            _age(w.beat_at, now),
+        )
+        for w in workers
+        if w.state is not WorkerState.EXITED
+    ]
     lines = [f"workers: {counts}"]
     if rows:
         widths = [max(len(cell) for cell in column) for column in zip(_COLUMNS, *rows, strict=True)]
-        lines += ["  " + "  ".join(c.ljust(n) for c, n in zip(row, widths, strict=True))
-                  for row in (_COLUMNS, *rows)]  # fmt: skip
+        lines += [
+            "  " + "  ".join(c.ljust(n) for c, n in zip(row, widths, strict=True))
+            for row in (_COLUMNS, *rows)
+        ]
     return [line.rstrip() for line in lines]
 
 

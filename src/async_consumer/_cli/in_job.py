@@ -46,6 +46,10 @@ async def placement_of(args: argparse.Namespace, environ: Mapping[str, str]) -> 
         if end is not None:
             reserve_until = end.timestamp() - args.trial_time
             start_by = datetime.fromtimestamp(reserve_until).astimezone()
-            logger.info("Slurm job %s ends at %s: no trial starts after %s", job.label,
-                        end.isoformat(timespec="seconds"), start_by.isoformat(timespec="seconds"))  # fmt: skip
+            logger.info(
+                "Slurm job %s ends at %s: no trial starts after %s",
+                job.label,
+                end.isoformat(timespec="seconds"),
+                start_by.isoformat(timespec="seconds"),
+            )
     return Placement(job.worker_name, job.array_job_id or job.job_id, job.task_id, reserve_until)

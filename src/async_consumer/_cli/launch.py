@@ -52,12 +52,20 @@ def _spec(args: argparse.Namespace) -> FleetSpec:
     worker = [*worker_command(), "worker", "--store", args.store]
     worker += [*forwarded(args, worker_options()), "--", *command]
     return FleetSpec(
-        workers=args.workers, worker_argv=worker, cpus_per_worker=args.cpus_per_worker,
-        gpus_per_worker=args.gpus_per_worker, mem=args.mem, time=args.time_limit,
-        partition=args.partition, account=args.account, signal_before=args.signal_before,
-        job_name=args.job_name, chdir=os.getcwd(), output=args.output,
+        workers=args.workers,
+        worker_argv=worker,
+        cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
+        mem=args.mem,
+        time=args.time_limit,
+        partition=args.partition,
+        account=args.account,
+        signal_before=args.signal_before,
+        job_name=args.job_name,
+        chdir=os.getcwd(),
+        output=args.output,
         sbatch_args=tuple(args.sbatch_arg),
-    )  # fmt: skip
+    )
 
 
 def _check(args: argparse.Namespace, view: View) -> None:
@@ -82,12 +90,16 @@ def _check(args: argparse.Namespace, view: View) -> None:
 async def _check_timing(args: argparse.Namespace, view: View) -> None:
     """Say so when the scripts would be killed before the worker's grace is over."""
     if args.signal_before is not None and args.signal_before <= args.grace:
-        view.note(f"note: --signal-before {args.signal_before} s is not more than --grace "
-                  f"{args.grace:g} s: trials may not finish checkpointing before the time limit")  # fmt: skip
+        view.note(
+            f"note: --signal-before {args.signal_before} s is not more than --grace "
+            f"{args.grace:g} s: trials may not finish checkpointing before the time limit"
+        )
     limit = await kill_wait()
     if limit is not None and args.grace >= limit:
-        view.note(f"note: --grace {args.grace:g} s is not less than Slurm's KillWait {limit:g} s: "
-                  "Slurm kills scripts still checkpointing by then, and the worker with them")  # fmt: skip
+        view.note(
+            f"note: --grace {args.grace:g} s is not less than Slurm's KillWait {limit:g} s: "
+            "Slurm kills scripts still checkpointing by then, and the worker with them"
+        )
 
 
 async def _submit(script: Path) -> str:
@@ -116,6 +128,8 @@ async def launch(args: argparse.Namespace, view: View) -> int:
     await _check_timing(args, view)
     job_id = await _submit(path)
     print(job_id, flush=True)
-    view.note(f"submitted {args.workers} workers as Slurm job {job_id} (script: {path}); "
-              f"watch them with: async-consumer status --store {args.store}")  # fmt: skip
+    view.note(
+        f"submitted {args.workers} workers as Slurm job {job_id} (script: {path}); "
+        f"watch them with: async-consumer status --store {args.store}"
+    )
     return 0

@@ -19,12 +19,13 @@ from .._errors import ConsumerError
 from .._gctune import tune_gc
 from .._models import Trial, TrialStatus
 from .._report.build import write_report
-from .._signals import handle_signals, handle_worker_signals
+from .._signals import handle_signals
 from .._worker import Worker
 from ..stores import TrialStore, store_from_url
 from .args import build_parser, consumer_from, default_store_url, slot_demand
 from .in_job import Placement, placement_of
 from .launch import launch
+from .leave import handle_worker_signals
 from .sources import SourceError, grid_params, load_params, trials_from
 from .view import View
 
@@ -64,10 +65,17 @@ async def _work(
         if waiting.status in (TrialStatus.NEW, TrialStatus.INTERRUPTED):
             consumer.check(waiting.trial)
     where = place or Placement()
-    worker = Worker(store, consumer, follow=getattr(args, "follow", False),
-                    max_broken=args.max_broken, on_outcome=view.outcome, name=where.name,
-                    job_id=where.job_id, task_id=where.task_id,
-                    reserve_until=where.reserve_until)  # fmt: skip
+    worker = Worker(
+        store,
+        consumer,
+        follow=getattr(args, "follow", False),
+        max_broken=args.max_broken,
+        on_outcome=view.outcome,
+        name=where.name,
+        job_id=where.job_id,
+        task_id=where.task_id,
+        reserve_until=where.reserve_until,
+    )
     watch = handle_signals(consumer) if place is None else handle_worker_signals(worker)
     async with consumer, watch as signals:
         with view.progress(await store.counts(), lambda: len(consumer.running)):

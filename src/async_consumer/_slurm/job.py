@@ -84,8 +84,9 @@ async def job_end(job_id: str) -> datetime | None:
         with anyio.fail_after(_SQUEUE_SECONDS):
             done = await anyio.run_process(argv, check=False)
     except (OSError, TimeoutError) as exc:
-        logger.warning("cannot tell when Slurm job %s ends (%s): --trial-time not applied",
-                       job_id, exc)  # fmt: skip
+        logger.warning(
+            "cannot tell when Slurm job %s ends (%s): --trial-time not applied", job_id, exc
+        )
         return None
     end = parse_end_time(
         done.stdout.decode(errors="replace").splitlines()[0] if done.stdout else ""

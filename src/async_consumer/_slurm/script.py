@@ -86,8 +86,11 @@ class FleetSpec:
         Raises:
             ValueError: a bad count, time, memory size, or a value with spaces or a newline.
         """
-        for name, count in (("--workers", self.workers), ("--cpus-per-worker",
-                            self.cpus_per_worker), ("--gpus-per-worker", self.gpus_per_worker)):  # fmt: skip
+        for name, count in (
+            ("--workers", self.workers),
+            ("--cpus-per-worker", self.cpus_per_worker),
+            ("--gpus-per-worker", self.gpus_per_worker),
+        ):
             if count is not None and count < 1:
                 msg = f"{name} must be 1 or more, not {count}"
                 raise ValueError(msg)
@@ -108,19 +111,27 @@ class FleetSpec:
                 raise ValueError(msg)
 
     def _words(self) -> list[tuple[str, str]]:
-        named = [("--partition", self.partition), ("--account", self.account),
-                 ("--job-name", self.job_name), ("--chdir", self.chdir),
-                 ("--output", self.output)]  # fmt: skip
+        named = [
+            ("--partition", self.partition),
+            ("--account", self.account),
+            ("--job-name", self.job_name),
+            ("--chdir", self.chdir),
+            ("--output", self.output),
+        ]
         return [(name, value) for name, value in named if value is not None]
 
     def directives(self) -> list[str]:
         """The ``#SBATCH`` options, in the order they are written."""
         options = [f"--job-name={self.job_name}", f"--array=1-{self.workers}"]
         pairs = [
-            ("--cpus-per-task", self.cpus_per_worker), ("--mem", self.mem),
-            ("--time", self.time), ("--partition", self.partition),
-            ("--account", self.account), ("--chdir", self.chdir), ("--output", self.output),
-        ]  # fmt: skip
+            ("--cpus-per-task", self.cpus_per_worker),
+            ("--mem", self.mem),
+            ("--time", self.time),
+            ("--partition", self.partition),
+            ("--account", self.account),
+            ("--chdir", self.chdir),
+            ("--output", self.output),
+        ]
         options += [f"{name}={value}" for name, value in pairs if value is not None]
         if self.gpus_per_worker is not None:
             options.append(f"--gres=gpu:{self.gpus_per_worker}")
@@ -157,8 +168,10 @@ def _header(spec: FleetSpec) -> list[str]:
         "# interrupted, so that another worker resumes each one in its own working directory.",
     ]
     if spec.signal_before is not None:
-        lines.append(f"# SIGUSR1, {spec.signal_before} s before the time limit, does the same "
-                     "while trials can still checkpoint.")  # fmt: skip
+        lines.append(
+            f"# SIGUSR1, {spec.signal_before} s before the time limit, does the same "
+            "while trials can still checkpoint."
+        )
     return lines
 
 
