@@ -9,10 +9,10 @@ from .._consumer import Consumer
 from .._retry import RetryPolicy
 from .._supervise.heartbeat import HeartbeatTarget
 from .._trial.files import safe_name
-from .launch_args import add_slurm_options
+from .launch_args import add_launch_parser, add_worker_options
 from .sources import SourceError, parse_assignment
 
-__all__ = ["build_parser", "consumer_from", "default_store_url", "slot_demand", "worker_options"]
+__all__ = ["build_parser", "consumer_from", "default_store_url", "slot_demand"]
 
 
 def _positive_int(text: str) -> int:
@@ -145,41 +145,6 @@ def _store_option(parser: argparse.ArgumentParser, required: bool) -> None:
     )
 
 
-def _add_worker_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--follow", action="store_true", help="keep waiting for new trials")
-    parser.add_argument(
-        "--trial-time",
-        type=_seconds,
-        metavar="SECONDS",
-        help="in a Slurm job: start no trial later than this long before the job's end",
-    )
-
-
-def _add_launch(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    launch = commands.add_parser("launch", help="start a fleet of workers with a cluster scheduler")
-    schedulers = launch.add_subparsers(dest="scheduler", metavar="SCHEDULER", required=True)
-    slurm = schedulers.add_parser(
-        "slurm",
-        help="a Slurm job array of workers",
-        description="Write a batch script that runs N workers as a Slurm job array, submit it "
-        "with sbatch and print the job id. Example: async-consumer launch slurm --store "
-        "postgresql://me@db/search --workers 8 -j 2 --time 04:00:00 --signal-before 120 "
-        "-- python train.py --lr {lr}",
-    )
-    _store_option(slurm, required=True)
-    add_slurm_options(slurm)
-    _add_worker_options(slurm)
-    _add_execution_options(slurm)
-
-
-def worker_options() -> list[argparse.Action]:
-    """The options of ``worker`` that ``launch`` passes on to each worker (all but ``--store``)."""
-    parser = argparse.ArgumentParser(add_help=False)
-    _add_worker_options(parser)
-    _add_execution_options(parser)
-    return [action for action in parser._actions if action.option_strings]
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``async-consumer``."""
     parser = argparse.ArgumentParser(
@@ -211,11 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pull trials from a store, run them and record their outcomes. Several "
         "workers, on one machine or many, can share a store; a dead worker's trials are re-run.",
     )
-    _store_option(worker, required=True)
-    _add_worker_options(worker)
+    add_worker_options(worker, store=True)
     _add_output_options(worker)
     _add_execution_options(worker)
-    _add_launch(commands)
+    add_launch_parser(commands, _add_execution_options)
     status = commands.add_parser("status", help="counts by status, and the running trials")
     _store_option(status, required=True)
     _add_output_options(status)

@@ -15,7 +15,7 @@ import anyio
 from .._errors import LaunchError
 from .._slurm.job import kill_wait
 from .._slurm.script import FleetSpec, batch_script, slurm_seconds
-from .args import consumer_from, worker_options
+from .args import consumer_from
 from .view import View
 
 __all__ = ["forwarded", "launch", "worker_command"]
@@ -50,7 +50,7 @@ def worker_command() -> list[str]:
 def _spec(args: argparse.Namespace) -> FleetSpec:
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     worker = [*worker_command(), "worker", "--store", args.store]
-    worker += [*forwarded(args, worker_options()), "--", *command]
+    worker += [*forwarded(args, args.worker_options), "--", *command]
     return FleetSpec(
         workers=args.workers,
         worker_argv=worker,

@@ -1,10 +1,19 @@
-"""The options of ``async-consumer launch slurm`` that are Slurm's, not the worker's."""
+"""The ``launch`` command's parser, and the options a ``worker`` has that ``run`` has not."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["add_slurm_options"]
+__all__ = ["add_launch_parser", "add_slurm_options", "add_worker_options"]
+
+_LAUNCH = (
+    "Write a batch script that runs N workers as a Slurm job array, submit it with sbatch and "
+    "print the job id. Example: async-consumer launch slurm --store postgresql://me@db/search "
+    "--workers 8 -j 2 --time 04:00:00 --signal-before 120 -- python train.py --lr {lr}"
+)
+_STORE_HELP = "sqlite:///path.db, postgresql://user@host/db or memory:"
 
 
 def _count(text: str) -> int:
@@ -18,57 +27,81 @@ def _count(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        msg = f"expected a positive number of seconds, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+_SLURM_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("--workers", {"type": _count, "required": True, "metavar": "N",
+                   "help": "how many workers: the array's size"}),
+    ("--cpus-per-worker", {"type": _count, "metavar": "C", "help": "--cpus-per-task"}),
+    ("--gpus-per-worker", {"type": _count, "metavar": "G",
+                           "help": "--gres=gpu:G; the workers' GPU slots are the job's"}),
+    ("--mem", {"metavar": "SIZE", "help": "memory per worker, e.g. 16G"}),
+    ("--time", {"dest": "time_limit", "metavar": "LIMIT",
+                "help": "each worker's time limit, e.g. 04:00:00 or 1-12"}),
+    ("--partition", {"metavar": "P", "help": "the partition to run in"}),
+    ("--account", {"metavar": "A", "help": "the account to charge"}),
+    ("--signal-before", {"type": _count, "metavar": "SECONDS",
+                         "help": "SIGUSR1 to the workers this long before the time limit: they "
+                         "stop their trials while these can still checkpoint"}),
+    ("--job-name", {"default": "async-consumer", "help": "the job's name"}),
+    ("--output", {"metavar": "PATTERN",
+                  "help": "each worker's own log (default Slurm's: slurm-%%A_%%a.out)"}),
+    ("--sbatch-arg", {"action": "append", "default": [], "metavar": "=ARG",
+                      "help": "one more sbatch option, written as --sbatch-arg=--qos=high"}),
+    ("--script", {"metavar": "FILE",
+                  "help": "where to keep the batch script (default .async-consumer/slurm/)"}),
+    ("--dry-run", {"action": "store_true", "help": "print the batch script, submit nothing"}),
+)  # fmt: skip
+"""What the fleet asks of Slurm, and what becomes of the script."""
+
+
+def add_worker_options(parser: argparse.ArgumentParser, *, store: bool) -> None:
+    """The options a ``worker`` has and ``run`` has not (with ``store``: ``--store`` too)."""
+    if store:
+        parser.add_argument("--store", required=True, metavar="URL", help=_STORE_HELP)
+    parser.add_argument("--follow", action="store_true", help="keep waiting for new trials")
+    parser.add_argument(
+        "--trial-time",
+        type=_seconds,
+        metavar="SECONDS",
+        help="in a Slurm job: start no trial later than this long before the job's end",
+    )
+
+
 def add_slurm_options(parser: argparse.ArgumentParser) -> None:
     """What the fleet asks of Slurm: one array task per worker, each with these resources."""
     slurm = parser.add_argument_group("the Slurm job (one array task per worker)")
-    slurm.add_argument(
-        "--workers",
-        type=_count,
-        required=True,
-        metavar="N",
-        help="how many workers: the array's size",
+    for flag, options in _SLURM_OPTIONS:
+        slurm.add_argument(flag, **options)
+
+
+def add_launch_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    add_execution_options: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """
+    ``launch slurm``: ``--store``, the Slurm options, then every other option of ``worker``.
+
+    The worker's options are those of ``add_worker_options`` and ``add_execution_options``;
+    they are kept as ``args.worker_options``, for ``launch`` to pass on those that were set.
+    """
+    worker = argparse.ArgumentParser(add_help=False)
+    add_worker_options(worker, store=False)
+    add_execution_options(worker)
+    launch = commands.add_parser("launch", help="start a fleet of workers with a cluster scheduler")
+    schedulers = launch.add_subparsers(dest="scheduler", metavar="SCHEDULER", required=True)
+    slurm = schedulers.add_parser(
+        "slurm", help="a Slurm job array of workers", description=_LAUNCH, parents=[worker]
     )
-    slurm.add_argument("--cpus-per-worker", type=_count, metavar="C", help="--cpus-per-task")
-    slurm.add_argument(
-        "--gpus-per-worker",
-        type=_count,
-        metavar="G",
-        help="--gres=gpu:G; the worker's GPU slots are the job's (unless --slots)",
-    )
-    slurm.add_argument("--mem", metavar="SIZE", help="memory per worker, e.g. 16G")
-    slurm.add_argument(
-        "--time",
-        dest="time_limit",
-        metavar="LIMIT",
-        help="each worker's time limit, e.g. 04:00:00 or 1-12",
-    )
-    slurm.add_argument("--partition", metavar="P", help="the partition to run in")
-    slurm.add_argument("--account", metavar="A", help="the account to charge")
-    slurm.add_argument(
-        "--signal-before",
-        type=_count,
-        metavar="SECONDS",
-        help="send the workers SIGUSR1 this long before the time limit: they "
-        "stop their trials while these can still checkpoint",
-    )
-    slurm.add_argument("--job-name", default="async-consumer", help="the job's name")
-    slurm.add_argument(
-        "--output",
-        metavar="PATTERN",
-        help="each worker's own log (default Slurm's: slurm-%%A_%%a.out)",
-    )
-    slurm.add_argument(
-        "--sbatch-arg",
-        action="append",
-        default=[],
-        metavar="=ARG",
-        help="one more sbatch option, written as --sbatch-arg=--qos=high",
-    )
-    slurm.add_argument(
-        "--script",
-        metavar="FILE",
-        help="where to keep the batch script (default .async-consumer/slurm/)",
-    )
-    slurm.add_argument(
-        "--dry-run", action="store_true", help="print the batch script instead of submitting it"
-    )
+    slurm.add_argument("--store", required=True, metavar="URL", help=_STORE_HELP)
+    add_slurm_options(slurm)
+    slurm.set_defaults(worker_options=[a for a in worker._actions if a.option_strings])
