@@ -14,6 +14,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 
 import anyio
 
@@ -22,6 +23,7 @@ from ._errors import LeaseLost
 from ._fleet import WorkerInfo, WorkerState
 from ._models import Outcome, Reason, Status, TrialStatus
 from ._presence import Presence
+from ._retry import log_retry, retry_delay
 from .stores import TrialStore
 
 __all__ = ["Worker"]
@@ -69,39 +71,86 @@ class Worker:
         if lost_after <= 1:
             msg = f"lost_after must be more than 1 heartbeat, not {lost_after}"
             raise ValueError(msg)
-        self.store = store
-        self.consumer = consumer
-        self.host = socket.gethostname()
-        self.name = name or f"{self.host}:{os.getpid()}"
-        self.follow = follow
-        self.lost_after = lost_after
-        self.poll = poll
-        self.max_broken = max_broken
-        self.on_outcome = on_outcome
-        self.ran = 0
-        """Attempts this worker ran and recorded."""
-        self.trial_ids: set[str] = set()
-        """The trials it ran (ids only: a long-running worker must not keep every outcome)."""
-        self.slowest: list[Outcome] = []
-        """Its three slowest attempts."""
-        self.rejected = 0
-        """Results the store refused because the lease had moved on (a late worker's)."""
-        self.broken = 0
-        self.job_id, self.task_id, self.reserve_until = job_id, task_id, reserve_until
-        self.left_on: str | None = None
-        """The signal the worker was told to leave by (see :meth:`leave`), if any."""
+        self._store = store
+        self._consumer = consumer
+        self._host = socket.gethostname()
+        self._name = name or f"{self._host}:{os.getpid()}"
+        self._follow = follow
+        self._lost_after = lost_after
+        self._poll = poll
+        self._max_broken = max_broken
+        self._on_outcome = on_outcome
+        self._ran = 0
+        self._trial_ids: set[str] = set()
+        self._slowest: list[Outcome] = []
+        self._rejected = 0
+        self._broken = 0
+        self._job, self._reserve_until = (job_id, task_id), reserve_until
+        self._left_on: str | None = None
         self._presence = Presence(store, self.info, consumer.heartbeat)
+
+    # -- configuration and counts, read-only -----------------------------------------------
+
+    @property
+    def store(self) -> TrialStore:
+        """Where the trials are."""
+        return self._store
+
+    @property
+    def consumer(self) -> Consumer:
+        """What runs each trial."""
+        return self._consumer
+
+    @property
+    def host(self) -> str:
+        """This host's name, as given to the store."""
+        return self._host
+
+    @property
+    def name(self) -> str:
+        """This worker's name in the store."""
+        return self._name
+
+    @property
+    def ran(self) -> int:
+        """Attempts this worker ran and recorded."""
+        return self._ran
+
+    @property
+    def trial_ids(self) -> AbstractSet[str]:
+        """The trials it ran (ids only: a long-running worker must not keep every outcome)."""
+        return self._trial_ids
+
+    @property
+    def slowest(self) -> list[Outcome]:
+        """Its three slowest attempts, slowest first (a copy)."""
+        return list(self._slowest)
+
+    @property
+    def rejected(self) -> int:
+        """Results the store refused because the lease had moved on (a late worker's)."""
+        return self._rejected
+
+    @property
+    def broken(self) -> int:
+        """Broken outcomes recorded (retried ones not counted)."""
+        return self._broken
 
     @property
     def is_halted(self) -> bool:
         """Whether the worker reserves no more trials (interrupted, or ``max_broken`` reached)."""
-        broken_out = self.max_broken is not None and self.broken >= self.max_broken
-        return self.consumer.is_halted or broken_out
+        broken_out = self._max_broken is not None and self._broken >= self._max_broken
+        return self._consumer.is_halted or broken_out
+
+    @property
+    def left_on(self) -> str | None:
+        """The signal the worker was told to leave by (see :meth:`leave`), if any."""
+        return self._left_on
 
     @property
     def is_out_of_time(self) -> bool:
         """Whether it is too late to start a trial (``reserve_until`` has passed)."""
-        return self.reserve_until is not None and time.time() >= self.reserve_until
+        return self._reserve_until is not None and time.time() >= self._reserve_until
 
     def leave(self, signal_name: str) -> None:
         """
@@ -111,20 +160,20 @@ class Worker:
         reason ``preempted``: the worker's doing, not the script's, so another worker may
         resume the trial at once (in the same working directory, where its checkpoint is).
         """
-        if self.left_on is None:
-            self.left_on = signal_name
-        self.consumer.interrupt()
+        if self._left_on is None:
+            self._left_on = signal_name
+        self._consumer.interrupt()
 
     def info(self) -> WorkerInfo:
         """This worker as its store's ``workers`` table shows it."""
         stopping = self.is_halted or self.is_out_of_time
         return WorkerInfo(
-            name=self.name,
-            host=self.host,
+            name=self._name,
+            host=self._host,
             pid=os.getpid(),
-            job_id=self.job_id,
-            task_id=self.task_id,
-            running=len(self.consumer.running),
+            job_id=self._job[0],
+            task_id=self._job[1],
+            running=len(self._consumer.running),
             state=WorkerState.STOPPING if stopping else WorkerState.RUNNING,
         )
 
@@ -152,38 +201,39 @@ class Worker:
         while not self.is_halted and not self.is_out_of_time:
             lease = await self.store.reserve(self.name, host=self.host)
             if lease is None:
-                if not self.follow and await self._is_drained():
+                if not self._follow and await self._is_drained():
                     return
-                await anyio.sleep(self.poll)
+                await anyio.sleep(self._poll)
                 continue
-            outcome = _left(await self.consumer.run(lease), self.left_on)
-            requeue = not self.is_halted and self.consumer.retry.should_retry(outcome)
+            outcome = _left(await self.consumer.run(lease), self._left_on)
+            delay = retry_delay(self.consumer.retry, outcome, halted=self.is_halted)
+            requeue = delay is not None
             try:
                 # shielded: a finish cancelled after its commit would lose the result
                 with anyio.CancelScope(shield=True):
                     await self.store.finish(lease, outcome, requeue=requeue)
             except LeaseLost:
-                self.rejected += 1
-                logger.warning("result not recorded: another worker has the trial now",
-                               extra={"trial_id": lease.trial_id})  # fmt: skip
+                self._rejected += 1
+                logger.warning(
+                    "result not recorded: another worker has the trial now",
+                    extra={"trial_id": lease.trial_id},
+                )
                 continue
-            if requeue:
-                delay = self.consumer.retry.delay(outcome.attempt)
-                logger.warning("attempt %d %s; retrying in %.1f s", outcome.attempt,
-                               outcome.message, delay, extra={"trial_id": lease.trial_id})  # fmt: skip
+            if delay is not None:
+                log_retry(outcome, delay)
                 await anyio.sleep(delay)
-            self.broken += outcome.status is Status.BROKEN and not requeue
+            self._broken += outcome.status is Status.BROKEN and not requeue
             self._count(outcome)
-            if self.on_outcome is not None:
-                self.on_outcome(outcome)
+            if self._on_outcome is not None:
+                self._on_outcome(outcome)
 
     def _count(self, outcome: Outcome) -> None:
-        self.ran += 1
-        self.trial_ids.add(outcome.trial_id)
+        self._ran += 1
+        self._trial_ids.add(outcome.trial_id)
         if outcome.duration is not None:
-            self.slowest.append(outcome)
-            self.slowest.sort(key=lambda o: o.duration or 0.0, reverse=True)
-            del self.slowest[3:]
+            self._slowest.append(outcome)
+            self._slowest.sort(key=lambda o: o.duration or 0.0, reverse=True)
+            del self._slowest[3:]
 
     async def _is_drained(self) -> bool:
         counts = await self.store.counts()
@@ -194,13 +244,14 @@ class Worker:
         interval = self.consumer.heartbeat
         while True:
             try:
-                reclaimed = await self.store.reclaim_stale(self.lost_after * interval)
+                reclaimed = await self.store.reclaim_stale(self._lost_after * interval)
             except Exception as exc:  # noqa: BLE001 - the store may be down for a moment
                 logger.warning("could not reclaim stale leases: %r", exc)
             else:
                 for trial_id in reclaimed:
-                    logger.warning("reclaimed from a worker that stopped beating",
-                                   extra={"trial_id": trial_id})  # fmt: skip
+                    logger.warning(
+                        "reclaimed from a worker that stopped beating", extra={"trial_id": trial_id}
+                    )
             await anyio.sleep(interval)
 
 

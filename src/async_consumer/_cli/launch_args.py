@@ -39,28 +39,70 @@ def _seconds(text: str) -> float:
 
 
 _SLURM_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("--workers", {"type": _count, "required": True, "metavar": "N",
-                   "help": "how many workers: the array's size"}),
+    (
+        "--workers",
+        {
+            "type": _count,
+            "required": True,
+            "metavar": "N",
+            "help": "how many workers: the array's size",
+        },
+    ),
     ("--cpus-per-worker", {"type": _count, "metavar": "C", "help": "--cpus-per-task"}),
-    ("--gpus-per-worker", {"type": _count, "metavar": "G",
-                           "help": "--gres=gpu:G; the workers' GPU slots are the job's"}),
+    (
+        "--gpus-per-worker",
+        {
+            "type": _count,
+            "metavar": "G",
+            "help": "--gres=gpu:G; the workers' GPU slots are the job's",
+        },
+    ),
     ("--mem", {"metavar": "SIZE", "help": "memory per worker, e.g. 16G"}),
-    ("--time", {"dest": "time_limit", "metavar": "LIMIT",
-                "help": "each worker's time limit, e.g. 04:00:00 or 1-12"}),
+    (
+        "--time",
+        {
+            "dest": "time_limit",
+            "metavar": "LIMIT",
+            "help": "each worker's time limit, e.g. 04:00:00 or 1-12",
+        },
+    ),
     ("--partition", {"metavar": "P", "help": "the partition to run in"}),
     ("--account", {"metavar": "A", "help": "the account to charge"}),
-    ("--signal-before", {"type": _count, "metavar": "SECONDS",
-                         "help": "SIGUSR1 to the workers this long before the time limit: they "
-                         "stop their trials while these can still checkpoint"}),
+    (
+        "--signal-before",
+        {
+            "type": _count,
+            "metavar": "SECONDS",
+            "help": "SIGUSR1 to the workers this long before the time limit: they "
+            "stop their trials while these can still checkpoint",
+        },
+    ),
     ("--job-name", {"default": "async-consumer", "help": "the job's name"}),
-    ("--output", {"metavar": "PATTERN",
-                  "help": "each worker's own log (default Slurm's: slurm-%%A_%%a.out)"}),
-    ("--sbatch-arg", {"action": "append", "default": [], "metavar": "=ARG",
-                      "help": "one more sbatch option, written as --sbatch-arg=--qos=high"}),
-    ("--script", {"metavar": "FILE",
-                  "help": "where to keep the batch script (default .async-consumer/slurm/)"}),
+    (
+        "--output",
+        {
+            "metavar": "PATTERN",
+            "help": "each worker's own log (default Slurm's: slurm-%%A_%%a.out)",
+        },
+    ),
+    (
+        "--sbatch-arg",
+        {
+            "action": "append",
+            "default": [],
+            "metavar": "=ARG",
+            "help": "one more sbatch option, written as --sbatch-arg=--qos=high",
+        },
+    ),
+    (
+        "--script",
+        {
+            "metavar": "FILE",
+            "help": "where to keep the batch script (default .async-consumer/slurm/)",
+        },
+    ),
     ("--dry-run", {"action": "store_true", "help": "print the batch script, submit nothing"}),
-)  # fmt: skip
+)
 """What the fleet asks of Slurm, and what becomes of the script."""
 
 

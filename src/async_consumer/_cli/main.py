@@ -155,9 +155,15 @@ async def _report(args: argparse.Namespace, view: View) -> int:
 
 
 COMMANDS = {
-    "run": _run, "add": _add, "worker": _worker, "status": _status, "show": _show,
-    "logs": _logs, "report": _report, "launch": launch,
-}  # fmt: skip
+    "run": _run,
+    "add": _add,
+    "worker": _worker,
+    "status": _status,
+    "show": _show,
+    "logs": _logs,
+    "report": _report,
+    "launch": launch,
+}
 
 
 def _configure_logging(verbosity: int) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._base import TrialStore as TrialStore
-from ._base import open_store as open_store
-from ._base import store_from_url as store_from_url
+from ._open import open_store as open_store
+from ._open import store_from_url as store_from_url
+from ._protocol import TrialStore as TrialStore
 from .memory import MemoryStore as MemoryStore
 from .sqlite import SQLiteStore as SQLiteStore
 

@@ -13,16 +13,9 @@ import anyio.lowlevel
 from .._errors import DuplicateTrial, LeaseLost, TrialNotFound
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, StoredTrial, Trial, TrialStatus
-from ._base import (
-    PENDING,
-    StoreBase,
-    check_max_lost,
-    check_older_than,
-    check_outcome,
-    lost_outcome,
-    settle,
-    zero_counts,
-)
+from ._protocol import StoreBase
+from ._rows import zero_counts
+from ._rules import PENDING, check_max_lost, check_older_than, check_outcome, lost_outcome, settle
 
 __all__ = ["MemoryStore"]
 

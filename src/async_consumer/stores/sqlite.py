@@ -15,23 +15,19 @@ import anyio.lowlevel
 from .._errors import DuplicateTrial, LeaseLost, StoreError, TrialNotFound
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
-from . import _sqlite_sql as q
-from ._base import (
-    StoreBase,
-    check_max_lost,
-    check_older_than,
-    check_outcome,
+from . import _sqlite_sql as queries
+from ._protocol import StoreBase
+from ._rows import (
     dump_trial,
     load_attempt,
     load_stored,
     load_trial,
     load_worker,
-    lost_outcome,
     same_params,
-    settled_status,
     worker_row,
     zero_counts,
 )
+from ._rules import check_max_lost, check_older_than, check_outcome, lost_outcome, settled_status
 
 __all__ = ["SQLiteStore", "path_from_url"]
 
@@ -74,14 +70,12 @@ def _transaction(conn: sqlite3.Connection, begin: str, work: Callable[[], _T]) -
 def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
-    if version > q.SCHEMA_VERSION:
-        msg = (
-            f"the store's schema version {version} is newer than this library's {q.SCHEMA_VERSION}"
-        )
+    if version > queries.SCHEMA_VERSION:
+        msg = f"the store's schema version {version} is newer than this library's {queries.SCHEMA_VERSION}"
         raise StoreError(msg)
-    for number in range(version, q.SCHEMA_VERSION):
+    for number in range(version, queries.SCHEMA_VERSION):
         # one statement at a time: executescript would commit the open transaction first
-        for statement in filter(str.strip, q.MIGRATIONS[number].split(";")):
+        for statement in filter(str.strip, queries.MIGRATIONS[number].split(";")):
             conn.execute(statement)
         conn.execute("INSERT INTO schema_version VALUES (?)", (number + 1,))
 
@@ -168,11 +162,11 @@ class SQLiteStore(StoreBase):
         return await self._run(lambda: self._reserve(worker, host))
 
     def _reserve(self, worker: str, host: str) -> Lease | None:
-        rows = self._conn.execute(q.RESERVE, (worker,)).fetchall()
+        rows = self._conn.execute(queries.RESERVE, (worker,)).fetchall()
         if not rows:
             return None
         trial_id, text, token, now = rows[0]
-        self._conn.execute(q.ATTEMPT, (trial_id, token, worker, host, now))
+        self._conn.execute(queries.ATTEMPT, (trial_id, token, worker, host, now))
         return Lease(trial=load_trial(text, token), token=token, worker=worker)
 
     async def heartbeat(self, lease: Lease) -> None:
@@ -180,7 +174,7 @@ class SQLiteStore(StoreBase):
         await self._run(lambda: self._beat(lease))
 
     def _beat(self, lease: Lease) -> None:
-        rows = self._conn.execute(q.BEAT, (lease.trial_id, lease.token)).fetchall()
+        rows = self._conn.execute(queries.BEAT, (lease.trial_id, lease.token)).fetchall()
         if not rows:
             raise LeaseLost(lease.trial_id)
         sql = "UPDATE attempts SET heartbeat_at = ? WHERE trial_id = ? AND number = ?"
@@ -196,7 +190,7 @@ class SQLiteStore(StoreBase):
         lost = int(outcome.status is Status.LOST)
         args = {"id": lease.trial_id, "token": lease.token, "lost": lost, "status": status.value}
         args["max_lost"] = self._max_lost
-        rows = self._conn.execute(q.FINISH, args).fetchall()
+        rows = self._conn.execute(queries.FINISH, args).fetchall()
         if not rows:
             raise LeaseLost(lease.trial_id)
         self._end_attempts([(outcome.model_dump_json(), lease.trial_id, lease.token)])
@@ -212,7 +206,7 @@ class SQLiteStore(StoreBase):
         return await self._run(lambda: self._reclaim(older_than))
 
     def _reclaim(self, older_than: float) -> builtins.list[str]:
-        rows = self._conn.execute(q.RECLAIM, (self._max_lost, older_than)).fetchall()
+        rows = self._conn.execute(queries.RECLAIM, (self._max_lost, older_than)).fetchall()
         ends = [(lost_outcome(i, n, older_than).model_dump_json(), i, n) for i, n in rows]
         self._end_attempts(ends)
         return [trial_id for trial_id, _ in rows]
@@ -232,12 +226,12 @@ class SQLiteStore(StoreBase):
         return await self._run(lambda: self._select(where, (status.value,)), write=False)
 
     def _select(self, where: str, args: tuple[str, ...]) -> builtins.list[StoredTrial]:
-        trials = self._conn.execute(f"{q.TRIALS}{where} ORDER BY seq", args).fetchall()
+        trials = self._conn.execute(f"{queries.TRIALS}{where} ORDER BY seq", args).fetchall()
         if not trials:
             return []
         attempts: dict[str, builtins.list[Attempt]] = {row[0]: [] for row in trials}
         in_trials = f" WHERE trial_id IN (SELECT id FROM trials{where})" if where else ""
-        sql = f"{q.ATTEMPTS}{in_trials} ORDER BY trial_id, number"
+        sql = f"{queries.ATTEMPTS}{in_trials} ORDER BY trial_id, number"
         for trial_id, *row in self._conn.execute(sql, args):
             attempts[trial_id].append(load_attempt(row))
         return [load_stored(row, attempts[trial_id]) for trial_id, *row in trials]
@@ -252,10 +246,10 @@ class SQLiteStore(StoreBase):
 
     async def record_worker(self, worker: WorkerInfo, *, starting: bool = False) -> None:
         """Register a worker or record its beat; see ``TrialStore.record_worker``."""
-        sql = q.REGISTER_WORKER if starting else q.BEAT_WORKER
+        sql = queries.REGISTER_WORKER if starting else queries.BEAT_WORKER
         await self._run(lambda: self._conn.execute(sql, worker_row(worker)))
 
     async def workers(self) -> builtins.list[WorkerInfo]:
         """Return every worker that registered; see ``TrialStore.workers``."""
-        rows = await self._run(lambda: self._conn.execute(q.WORKERS).fetchall(), write=False)
+        rows = await self._run(lambda: self._conn.execute(queries.WORKERS).fetchall(), write=False)
         return [load_worker(row) for row in rows]
