@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from async_consumer import (
     TrialStatus,
     WorkerInfo,
 )
+from async_consumer._cli.leave import early_signals, handle_worker_signals
 from async_consumer._cli.main import main
 from async_consumer._presence import Presence
 from async_consumer._worker import Worker
@@ -30,17 +32,19 @@ from async_consumer.stores import MemoryStore, store_from_url
 
 from .conftest import is_alive, python
 
-# checkpoints its step on SIGTERM and exits with the interrupt code; resumes from it
+# checkpoints its step on SIGTERM and exits with the interrupt code; resumes from it; logs the
+# step it started from once it has made one more
 TRAIN = textwrap.dedent("""
     import json, os, signal, sys, time
     env = os.environ
     checkpoint = os.path.join(env["ASYNC_CONSUMER_WORKING_DIR"], "checkpoint.json")
-    step = json.load(open(checkpoint))["step"] if os.path.exists(checkpoint) else 0
-    with open(sys.argv[1], "a") as log:
-        log.write(f"{env['ASYNC_CONSUMER_TRIAL_ID']} {os.getpid()} {step}\\n")
+    step = first = json.load(open(checkpoint))["step"] if os.path.exists(checkpoint) else 0
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     while step < int(sys.argv[2]):
+        if step == first + 1:  # one step done: say where this attempt started
+            with open(sys.argv[1], "a") as log:
+                log.write(f"{env['ASYNC_CONSUMER_TRIAL_ID']} {os.getpid()} {first}\\n")
         if stop:
             json.dump({"step": step}, open(checkpoint, "w"))
             sys.exit(int(env["ASYNC_CONSUMER_INTERRUPT_CODE"]))
@@ -187,3 +191,23 @@ async def test_a_failing_workers_table_costs_one_warning(caplog: pytest.LogCaptu
     assert store.calls == 3
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "connection refused" in warnings[0]
+
+
+def test_a_signal_while_the_worker_starts_is_kept(tmp_path: Path) -> None:
+    """SIGUSR1 before the worker runs (Slurm may warn early) makes it leave before reserving."""
+    store = MemoryStore()
+    consumer = Consumer(python("pass"), base_dir=tmp_path, store=store)
+    worker = Worker(store, consumer)
+
+    async def start() -> list[signal.Signals]:
+        await store.add([Trial(id="a")])
+        async with handle_worker_signals(worker, early) as received:
+            await worker.run()
+        return received
+
+    with early_signals() as early:
+        os.kill(os.getpid(), signal.SIGUSR1)  # would kill the process without the keeper
+        received = anyio.run(start)
+    assert received == [signal.SIGUSR1] and worker.left_on == "SIGUSR1"
+    assert worker.ran == 0
+    assert [t.status for t in anyio.run(store.list)] == [TrialStatus.NEW]

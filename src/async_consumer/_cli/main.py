@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -25,7 +26,7 @@ from ..stores import TrialStore, store_from_url
 from .args import build_parser, consumer_from, default_store_url, slot_demand
 from .in_job import Placement, placement_of
 from .launch import launch
-from .leave import handle_worker_signals
+from .leave import early_signals, handle_worker_signals
 from .sources import SourceError, grid_params, load_params, trials_from
 from .view import View
 
@@ -52,13 +53,18 @@ def _load_trials(args: argparse.Namespace) -> list[Trial]:
 
 
 async def _work(
-    args: argparse.Namespace, store: TrialStore, view: View, place: Placement | None = None
+    args: argparse.Namespace,
+    store: TrialStore,
+    view: View,
+    place: Placement | None = None,
+    early: list[signal.Signals] | None = None,
 ) -> int:
     """
     Run a worker on the store until it is drained (or interrupted).
 
     With a ``place`` (the ``worker`` command), signals make the worker leave, its trials left
-    for other workers to resume; without one (``run``), they interrupt the run.
+    for other workers to resume (``early``: those that came while it started); without one
+    (``run``), they interrupt the run.
     """
     consumer = consumer_from(args, store)
     for waiting in await store.list():
@@ -76,7 +82,7 @@ async def _work(
         task_id=where.task_id,
         reserve_until=where.reserve_until,
     )
-    watch = handle_signals(consumer) if place is None else handle_worker_signals(worker)
+    watch = handle_signals(consumer) if place is None else handle_worker_signals(worker, early)
     async with consumer, watch as signals:
         with view.progress(await store.counts(), lambda: len(consumer.running)):
             await worker.run()
@@ -109,9 +115,10 @@ async def _add(args: argparse.Namespace, view: View) -> int:
 
 
 async def _worker(args: argparse.Namespace, view: View) -> int:
-    place = await placement_of(args, os.environ)
-    async with store_from_url(args.store) as store:
-        return await _work(args, store, view, place)
+    with early_signals() as early:
+        place = await placement_of(args, os.environ)
+        async with store_from_url(args.store) as store:
+            return await _work(args, store, view, place, early)
 
 
 async def _status(args: argparse.Namespace, view: View) -> int:
