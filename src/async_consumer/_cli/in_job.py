@@ -18,7 +18,7 @@ logger = logging.getLogger("async_consumer")
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """Where a worker runs, as the ``Worker``'s arguments of the same names."""
+    """Where a worker runs: the ``Worker``'s arguments of the same names (passed as they are)."""
 
     name: str | None = None
     job_id: str | None = None

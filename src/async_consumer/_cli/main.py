@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 
 import anyio
 
@@ -70,17 +71,13 @@ async def _work(
     for waiting in await store.list():
         if waiting.status in (TrialStatus.NEW, TrialStatus.INTERRUPTED):
             consumer.check(waiting.trial)
-    where = place or Placement()
     worker = Worker(
         store,
         consumer,
         follow=getattr(args, "follow", False),
         max_broken=args.max_broken,
         on_outcome=view.outcome,
-        name=where.name,
-        job_id=where.job_id,
-        task_id=where.task_id,
-        reserve_until=where.reserve_until,
+        **asdict(place or Placement()),  # name, job_id, task_id, reserve_until
     )
     watch = handle_signals(consumer) if place is None else handle_worker_signals(worker, early)
     async with consumer, watch as signals:
