@@ -22,6 +22,7 @@ from ._errors import (
     TemplateError,
     TrialNotFound,
 )
+from ._experiment import Experiment
 from ._fleet import WorkerInfo, WorkerState
 from ._gctune import tune_gc
 from ._models import (
@@ -35,6 +36,8 @@ from ._models import (
     Trial,
     TrialStatus,
 )
+from ._ranking import best_trial
+from ._resume import ResumePolicy
 from ._retry import RetryPolicy
 from ._signals import handle_signals
 from ._supervise.heartbeat import HeartbeatTarget
@@ -56,6 +59,7 @@ __all__ = [
     "Consumer",
     "ConsumerError",
     "DuplicateTrial",
+    "Experiment",
     "HeartbeatTarget",
     "InvalidResults",
     "LaunchError",
@@ -67,6 +71,7 @@ __all__ = [
     "Reason",
     "Result",
     "ResultsError",
+    "ResumePolicy",
     "RetryPolicy",
     "SlotError",
     "Status",
@@ -80,6 +85,7 @@ __all__ = [
     "Worker",
     "WorkerInfo",
     "WorkerState",
+    "best_trial",
     "handle_signals",
     "install_child_watcher",
     "parse_results",

@@ -9,6 +9,7 @@ worker's trials are re-run even when no one happens to be reserving at that mome
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -21,8 +22,9 @@ import anyio
 from ._consumer import Consumer
 from ._errors import LeaseLost
 from ._fleet import WorkerInfo, WorkerState
-from ._models import Outcome, Reason, Status, TrialStatus
+from ._models import Lease, Outcome, Reason, Status, TrialStatus
 from ._presence import Presence
+from ._resume import ResumePolicy, interrupted_itself, preempted
 from ._retry import log_retry, retry_delay
 from .stores import TrialStore
 
@@ -45,6 +47,10 @@ class Worker:
         poll: seconds between two looks at an empty store.
         max_broken: reserve nothing more after this many broken outcomes.
         on_outcome: called with each outcome as it is recorded.
+        resume: how long a trial whose script exited with the interrupt code is held back
+            from every worker. This worker never starts such a trial again unless it follows
+            (``follow``); a trial interrupted from outside (a signal to the worker, a
+            preemption) is not held back.
         job_id: the scheduler's job (e.g. a Slurm array's id) it runs in, shown by ``status``.
         task_id: its index in the job array, if any.
         reserve_until: reserve no trial after this time (seconds since the epoch): a trial
@@ -64,6 +70,7 @@ class Worker:
         poll: float = 0.5,
         max_broken: int | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
+        resume: ResumePolicy | None = None,
         job_id: str | None = None,
         task_id: str | None = None,
         reserve_until: float | None = None,
@@ -80,6 +87,8 @@ class Worker:
         self._poll = poll
         self._max_broken = max_broken
         self._on_outcome = on_outcome
+        self._resume = resume or ResumePolicy()
+        self._interrupted: set[str] = set()
         self._ran = 0
         self._trial_ids: set[str] = set()
         self._slowest: list[Outcome] = []
@@ -137,6 +146,11 @@ class Worker:
         return self._broken
 
     @property
+    def interrupted(self) -> AbstractSet[str]:
+        """Trials whose script interrupted itself here (not started again without ``follow``)."""
+        return self._interrupted
+
+    @property
     def is_halted(self) -> bool:
         """Whether the worker reserves no more trials (interrupted, or ``max_broken`` reached)."""
         broken_out = self._max_broken is not None and self._broken >= self._max_broken
@@ -154,11 +168,8 @@ class Worker:
 
     def leave(self, signal_name: str) -> None:
         """
-        Reserve nothing more and stop every running trial (SIGTERM, grace, SIGKILL).
-
-        Every attempt that ends without completing from now on is recorded interrupted with
-        reason ``preempted``: the worker's doing, not the script's, so another worker may
-        resume the trial at once (in the same working directory, where its checkpoint is).
+        Reserve nothing more and stop every running trial (SIGTERM, grace, SIGKILL); from now
+        on an attempt that does not complete is ``preempted`` (see ``_resume.preempted``).
         """
         if self._left_on is None:
             self._left_on = signal_name
@@ -199,33 +210,62 @@ class Worker:
 
     async def _run_lane(self) -> None:
         while not self.is_halted and not self.is_out_of_time:
-            lease = await self.store.reserve(self.name, host=self.host)
+            skip = () if self._follow else self._interrupted
+            lease = await self.store.reserve(
+                self.name, host=self.host, skip=skip, hold=self._follow
+            )
             if lease is None:
                 if not self._follow and await self._is_drained():
                     return
                 await anyio.sleep(self._poll)
                 continue
-            outcome = _left(await self.consumer.run(lease), self._left_on)
-            delay = retry_delay(self.consumer.retry, outcome, halted=self.is_halted)
-            requeue = delay is not None
-            try:
-                # shielded: a finish cancelled after its commit would lose the result
-                with anyio.CancelScope(shield=True):
-                    await self.store.finish(lease, outcome, requeue=requeue)
-            except LeaseLost:
-                self._rejected += 1
-                logger.warning(
-                    "result not recorded: another worker has the trial now",
-                    extra={"trial_id": lease.trial_id},
-                )
+            if not self._follow and lease.trial_id in self._interrupted:
+                await self._hand_back(lease, "its script interrupted itself earlier here")
                 continue
-            if delay is not None:
-                log_retry(outcome, delay)
-                await anyio.sleep(delay)
-            self._broken += outcome.status is Status.BROKEN and not requeue
-            self._count(outcome)
-            if self._on_outcome is not None:
-                self._on_outcome(outcome)
+            await self._run_lease(lease)
+
+    async def _run_lease(self, lease: Lease) -> None:
+        try:
+            outcome = preempted(await self.consumer.run(lease), self._left_on)
+        except BaseException as exc:  # nothing ran (or the caller's error): nothing kept
+            await self._hand_back(lease, f"{type(exc).__name__}: {exc}")
+            raise
+        if interrupted_itself(outcome):
+            self._interrupted.add(outcome.trial_id)
+        delay = retry_delay(self.consumer.retry, outcome, halted=self.is_halted)
+        requeue = delay is not None
+        try:
+            # shielded: a finish cancelled after its commit would lose the result
+            with anyio.CancelScope(shield=True):
+                hold = 0.0 if requeue else self._resume.hold(outcome)
+                await self.store.finish(lease, outcome, requeue=requeue, hold=hold)
+        except LeaseLost:
+            self._rejected += 1
+            logger.warning(
+                "result not recorded: another worker has the trial now",
+                extra={"trial_id": lease.trial_id},
+            )
+            return
+        if delay is not None:
+            log_retry(outcome, delay)
+            await anyio.sleep(delay)
+        self._broken += outcome.status is Status.BROKEN and not requeue
+        self._count(outcome)
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+
+    async def _hand_back(self, lease: Lease, why: str) -> None:
+        """Give a trial back to the queue, not held (its attempt records why)."""
+        message = f"not run: {why}"
+        outcome = Outcome(
+            trial_id=lease.trial_id,
+            attempt=lease.trial.attempt,
+            status=Status.INTERRUPTED,
+            reason=Reason.CANCELLED,
+            message=message,
+        )
+        with anyio.CancelScope(shield=True), contextlib.suppress(LeaseLost):
+            await self.store.finish(lease, outcome)
 
     def _count(self, outcome: Outcome) -> None:
         self._ran += 1
@@ -238,7 +278,12 @@ class Worker:
     async def _is_drained(self) -> bool:
         counts = await self.store.counts()
         waiting = (TrialStatus.NEW, TrialStatus.INTERRUPTED, TrialStatus.RESERVED)
-        return sum(counts.get(status, 0) for status in waiting) == 0
+        left = sum(counts.get(status, 0) for status in waiting)
+        if self._interrupted and left:
+            # the trials this worker will not start again are not waiting for it
+            mine = await self.store.counts(self._interrupted)
+            left -= mine[TrialStatus.INTERRUPTED]
+        return left == 0
 
     async def _reclaim_forever(self) -> None:
         interval = self.consumer.heartbeat
@@ -253,12 +298,3 @@ class Worker:
                         "reclaimed from a worker that stopped beating", extra={"trial_id": trial_id}
                     )
             await anyio.sleep(interval)
-
-
-def _left(outcome: Outcome, signal_name: str | None) -> Outcome:
-    """An attempt stopped because the worker left is ``preempted``, however the script ended."""
-    if signal_name is None or outcome.status in (Status.COMPLETED, Status.LOST):
-        return outcome
-    message = f"the worker got {signal_name} and stopped it; another worker resumes it"
-    update = {"status": Status.INTERRUPTED, "reason": Reason.PREEMPTED, "message": message}
-    return outcome.model_copy(update=update)

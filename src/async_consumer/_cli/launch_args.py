@@ -6,7 +6,9 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["add_launch_parser", "add_slurm_options", "add_worker_options"]
+from .argtypes import positive_int, seconds
+
+__all__ = ["add_launch_parser", "add_slurm_options", "add_trial_time"]
 
 _LAUNCH = (
     "Write a batch script that runs N workers as a Slurm job array, submit it with sbatch and "
@@ -16,43 +18,21 @@ _LAUNCH = (
 _STORE_HELP = "sqlite:///path.db, postgresql://user@host/db or memory:"
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        msg = f"expected a whole number of 1 or more, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        msg = f"expected a positive number of seconds, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
 _SLURM_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     (
         "--workers",
         {
-            "type": _count,
+            "type": positive_int,
             "required": True,
             "metavar": "N",
             "help": "how many workers: the array's size",
         },
     ),
-    ("--cpus-per-worker", {"type": _count, "metavar": "C", "help": "--cpus-per-task"}),
+    ("--cpus-per-worker", {"type": positive_int, "metavar": "C", "help": "--cpus-per-task"}),
     (
         "--gpus-per-worker",
         {
-            "type": _count,
+            "type": positive_int,
             "metavar": "G",
             "help": "--gres=gpu:G; the workers' GPU slots are the job's",
         },
@@ -71,7 +51,7 @@ _SLURM_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     (
         "--signal-before",
         {
-            "type": _count,
+            "type": positive_int,
             "metavar": "SECONDS",
             "help": "SIGUSR1 to the workers this long before the time limit: they "
             "stop their trials while these can still checkpoint",
@@ -106,14 +86,11 @@ _SLURM_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
 """What the fleet asks of Slurm, and what becomes of the script."""
 
 
-def add_worker_options(parser: argparse.ArgumentParser, *, store: bool) -> None:
-    """The options a ``worker`` has and ``run`` has not (with ``store``: ``--store`` too)."""
-    if store:
-        parser.add_argument("--store", required=True, metavar="URL", help=_STORE_HELP)
-    parser.add_argument("--follow", action="store_true", help="keep waiting for new trials")
+def add_trial_time(parser: argparse.ArgumentParser) -> None:
+    """``--trial-time``: how long a trial takes, so that none starts too near the job's end."""
     parser.add_argument(
         "--trial-time",
-        type=_seconds,
+        type=seconds,
         metavar="SECONDS",
         help="in a Slurm job: start no trial later than this long before the job's end",
     )
@@ -128,17 +105,16 @@ def add_slurm_options(parser: argparse.ArgumentParser) -> None:
 
 def add_launch_parser(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    add_execution_options: Callable[[argparse.ArgumentParser], None],
+    add_worker_options: Callable[[argparse.ArgumentParser], None],
 ) -> None:
     """
     ``launch slurm``: ``--store``, the Slurm options, then every other option of ``worker``.
 
-    The worker's options are those of ``add_worker_options`` and ``add_execution_options``;
-    they are kept as ``args.worker_options``, for ``launch`` to pass on those that were set.
+    The worker's options are those ``add_worker_options`` adds; they are kept as
+    ``args.worker_options``, for ``launch`` to pass on those that were set.
     """
     worker = argparse.ArgumentParser(add_help=False)
-    add_worker_options(worker, store=False)
-    add_execution_options(worker)
+    add_worker_options(worker)
     launch = commands.add_parser("launch", help="start a fleet of workers with a cluster scheduler")
     schedulers = launch.add_subparsers(dest="scheduler", metavar="SCHEDULER", required=True)
     slurm = schedulers.add_parser(

@@ -21,14 +21,24 @@ CREATE TABLE {s}.attempts (
     PRIMARY KEY (trial_id, number)
 );
 """
-WORKERS_V2 = """
+JOURNEY_V2 = """
+ALTER TABLE {s}.trials ADD COLUMN not_before timestamptz;
+CREATE TABLE {s}.experiments (
+    name text NOT NULL, version integer NOT NULL, command text NOT NULL, config text,
+    code_version text, created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (name, version)
+);
+"""
+"""A trial held back after its script interrupted itself (``not_before``), and what each
+experiment version ran (its command, config template and code)."""
+WORKERS_V3 = """
 CREATE TABLE {s}.workers (
     name text PRIMARY KEY, host text NOT NULL DEFAULT '', pid integer, job_id text,
     task_id text, running integer NOT NULL DEFAULT 0, state text NOT NULL DEFAULT 'running',
     started_at timestamptz, beat_at timestamptz
 );
 """
-MIGRATIONS: tuple[str, ...] = (TABLES_V1, WORKERS_V2)
+"""Who runs the trials: each worker's host, job, task, trials running and last beat."""
+MIGRATIONS: tuple[str, ...] = (TABLES_V1, JOURNEY_V2, WORKERS_V3)
 """The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
 schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
 that a store written by an earlier release opens in this one. ``{s}`` is the quoted schema."""
@@ -43,6 +53,8 @@ _TRIALS = """
     ORDER BY seq"""
 PICK = """
     SELECT seq FROM {s}.trials WHERE status IN ('new', 'interrupted')
+    AND (NOT $4::boolean OR not_before IS NULL OR not_before <= now())
+    AND NOT (id = ANY($3::text[]))
     ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"""
 """How ``reserve`` picks a trial: the first entry of the partial index of pending trials that no
 other transaction holds, however many finished trials the table has."""
@@ -60,7 +72,7 @@ _QUERIES = {
     "reserve": """
         WITH leased AS (
             UPDATE {s}.trials SET status = 'reserved', token = token + 1, worker = $1,
-                heartbeat_at = now()
+                heartbeat_at = now(), not_before = NULL
             WHERE seq = ({pick}) RETURNING id, trial, token, heartbeat_at
         ), attempt AS (
             INSERT INTO {s}.attempts (trial_id, number, token, worker, host, reserved_at,
@@ -78,6 +90,8 @@ _QUERIES = {
     "finish": """
         WITH done AS (
             UPDATE {s}.trials SET lost_count = lost_count + $3::integer,
+                not_before = CASE WHEN $7::float8 > 0
+                    THEN now() + make_interval(secs => $7::float8) END,
                 status = CASE WHEN $3::integer = 1 AND lost_count + 1 > $4::integer
                     THEN 'broken' ELSE $5::text END
             WHERE id = $1 AND status = 'reserved' AND token = $2 RETURNING status
@@ -112,6 +126,17 @@ _QUERIES = {
     "workers": f"""
         SELECT {_WORKER_COLUMNS}, started_at, beat_at FROM {{s}}.workers
         ORDER BY started_at DESC""",
+    "counts_of": """
+        SELECT status, count(*) FROM {s}.trials WHERE id = ANY($1::text[]) GROUP BY status""",
+    "rerun": """
+        UPDATE {s}.trials SET status = 'new', lost_count = 0, not_before = NULL
+        WHERE id = ANY($1::text[]) AND status = ANY($2::text[])""",
+    "experiment": """
+        SELECT name, version, command, config, code_version, created_at FROM {s}.experiments
+        WHERE name = $1 ORDER BY version DESC LIMIT 1""",
+    "add_experiment": """
+        INSERT INTO {s}.experiments (name, version, command, config, code_version)
+        VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, version) DO NOTHING RETURNING 1""",
 }
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from types import TracebackType
 from typing import Protocol, Self
 
+from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Lease, Outcome, StoredTrial, Trial, TrialStatus
 
@@ -27,20 +28,30 @@ class TrialStore(Protocol):
         """Add new trials, all or none; return how many were added (see ``DuplicateTrial``)."""
         ...
 
-    async def reserve(self, worker: str, *, host: str = "") -> Lease | None:
-        """Lease the oldest new or interrupted trial, or return ``None`` if there is none."""
+    async def reserve(
+        self, worker: str, *, host: str = "", skip: Collection[str] = (), hold: bool = True
+    ) -> Lease | None:
+        """
+        Lease the oldest new or interrupted trial, or return ``None`` if there is none.
+
+        Trials in ``skip`` are passed over; so is a trial held back by ``finish(..., hold=)``
+        until its time comes, unless ``hold`` is false (a researcher's explicit rerun).
+        """
         ...
 
     async def heartbeat(self, lease: Lease) -> None:
         """Record that the lease's holder is alive; raise ``LeaseLost`` if it is not current."""
         ...
 
-    async def finish(self, lease: Lease, outcome: Outcome, *, requeue: bool = False) -> TrialStatus:
+    async def finish(
+        self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
+    ) -> TrialStatus:
         """
         Record the attempt's outcome and return the trial's new status (fenced).
 
         With ``requeue``, the trial goes back to the queue (interrupted) whatever the outcome, to
-        be retried as a new attempt; a lost trial still turns broken past ``max_lost``.
+        be retried as a new attempt; a lost trial still turns broken past ``max_lost``. With
+        ``hold`` seconds, ``reserve`` passes the trial over until then (by the store's clock).
         """
         ...
 
@@ -56,8 +67,25 @@ class TrialStore(Protocol):
         """Return the trials (of one status, if given) in the order they were added."""
         ...
 
-    async def counts(self) -> dict[TrialStatus, int]:
-        """Return how many trials are in each status (every status is a key)."""
+    async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
+        """Return how many trials (of ``ids``, if given) are in each status (all are keys)."""
+        ...
+
+    async def rerun(self, ids: Collection[str], statuses: Collection[TrialStatus]) -> int:
+        """
+        Make the trials of ``ids`` that are in one of ``statuses`` new again; return how many.
+
+        Their attempts are kept; the next reservation is a new attempt with the next number.
+        Only ``broken`` and ``interrupted`` trials can be run again this way.
+        """
+        ...
+
+    async def experiment(self, name: str) -> Experiment | None:
+        """Return the latest recorded version of an experiment, or ``None``."""
+        ...
+
+    async def add_experiment(self, experiment: Experiment) -> bool:
+        """Record a version of an experiment; ``False`` if that version was already there."""
         ...
 
     async def record_worker(self, worker: WorkerInfo, *, starting: bool = False) -> None:

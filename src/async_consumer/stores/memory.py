@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import builtins
 import heapq
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import anyio.lowlevel
 
 from .._errors import DuplicateTrial, LeaseLost, TrialNotFound
+from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, StoredTrial, Trial, TrialStatus
 from ._protocol import StoreBase
+from ._records import check_hold, check_rerun
 from ._rows import zero_counts
 from ._rules import PENDING, check_max_lost, check_older_than, check_outcome, lost_outcome, settle
 
@@ -30,6 +32,7 @@ class _Record:
     heartbeat_at: datetime | None = None
     lost_count: int = 0
     attempts: builtins.list[Attempt] = field(default_factory=builtins.list)
+    not_before: datetime | None = None
 
     def stored(self) -> StoredTrial:
         trial = self.trial.model_copy(update={"attempt": max(len(self.attempts), 1)})
@@ -62,6 +65,7 @@ class MemoryStore(StoreBase):
         self._records: dict[str, _Record] = {}
         self._pending: builtins.list[tuple[int, str]] = []
         self._workers: dict[str, WorkerInfo] = {}
+        self._experiments: dict[tuple[str, int], Experiment] = {}
 
     async def add(self, trials: Iterable[Trial], *, exist_ok: bool = False) -> int:
         """Add new trials, all or none; see ``TrialStore.add``."""
@@ -82,18 +86,32 @@ class MemoryStore(StoreBase):
             heapq.heappush(self._pending, (seq, trial.id))
         return len(fresh)
 
-    async def reserve(self, worker: str, *, host: str = "") -> Lease | None:
+    async def reserve(
+        self, worker: str, *, host: str = "", skip: Collection[str] = (), hold: bool = True
+    ) -> Lease | None:
         """Lease the oldest new or interrupted trial; see ``TrialStore.reserve``."""
         await anyio.lowlevel.checkpoint()
-        while self._pending:
-            record = self._records[heapq.heappop(self._pending)[1]]
-            if record.status in PENDING:
+        now, passed = datetime.now(UTC), []
+        try:
+            while self._pending:
+                entry = heapq.heappop(self._pending)
+                record = self._records[entry[1]]
+                if record.status not in PENDING:
+                    continue  # a stale entry: the trial was reserved since
+                held = hold and record.not_before is not None and record.not_before > now
+                if held or record.trial.id in skip:
+                    passed.append(entry)
+                    continue
                 return self._lease(record, worker, host)
-        return None
+            return None
+        finally:
+            for entry in passed:
+                heapq.heappush(self._pending, entry)
 
     def _lease(self, record: _Record, worker: str, host: str) -> Lease:
         now = datetime.now(UTC)
         record.status, record.worker, record.heartbeat_at = TrialStatus.RESERVED, worker, now
+        record.not_before = None
         record.token += 1
         number = len(record.attempts) + 1
         attempt = Attempt(
@@ -125,11 +143,15 @@ class MemoryStore(StoreBase):
             update={"heartbeat_at": record.heartbeat_at}
         )
 
-    async def finish(self, lease: Lease, outcome: Outcome, *, requeue: bool = False) -> TrialStatus:
+    async def finish(
+        self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
+    ) -> TrialStatus:
         """Record the attempt's outcome; see ``TrialStore.finish``."""
         await anyio.lowlevel.checkpoint()
         check_outcome(lease, outcome)
+        check_hold(hold)
         record = self._held(lease)
+        record.not_before = datetime.now(UTC) + timedelta(seconds=hold) if hold else None
         self._settle(record, outcome, requeue)
         return record.status
 
@@ -170,11 +192,15 @@ class MemoryStore(StoreBase):
         records = self._records.values()
         return [r.stored() for r in records if status is None or r.status is status]
 
-    async def counts(self) -> dict[TrialStatus, int]:
+    async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
         """Return how many trials are in each status; see ``TrialStore.counts``."""
         await anyio.lowlevel.checkpoint()
         counts = zero_counts()
-        for record in self._records.values():
+        if ids is None:
+            records: Iterable[_Record] = self._records.values()
+        else:
+            records = (self._records[i] for i in set(ids) if i in self._records)
+        for record in records:
             counts[record.status] += 1
         return counts
 
@@ -195,6 +221,32 @@ class MemoryStore(StoreBase):
         """Return every worker that registered; see ``TrialStore.workers``."""
         await anyio.lowlevel.checkpoint()
         return sorted(self._workers.values(), key=_started, reverse=True)
+
+    async def rerun(self, ids: Collection[str], statuses: Collection[TrialStatus]) -> int:
+        """Make broken or interrupted trials new again; see ``TrialStore.rerun``."""
+        await anyio.lowlevel.checkpoint()
+        chosen = set(check_rerun(statuses))
+        found = (self._records[i] for i in set(ids) if i in self._records)
+        again = [r for r in found if r.status in chosen]
+        for record in again:
+            record.status, record.lost_count, record.not_before = TrialStatus.NEW, 0, None
+            heapq.heappush(self._pending, (record.seq, record.trial.id))
+        return len(again)
+
+    async def experiment(self, name: str) -> Experiment | None:
+        """The latest version of an experiment; see ``TrialStore.experiment``."""
+        await anyio.lowlevel.checkpoint()
+        versions = [e for (n, _), e in self._experiments.items() if n == name]
+        return max(versions, key=lambda e: e.version, default=None)
+
+    async def add_experiment(self, experiment: Experiment) -> bool:
+        """Record a version of an experiment; see ``TrialStore.add_experiment``."""
+        await anyio.lowlevel.checkpoint()
+        key = (experiment.name, experiment.version)
+        if key in self._experiments:
+            return False
+        self._experiments[key] = experiment.model_copy(update={"created_at": datetime.now(UTC)})
+        return True
 
 
 def _started(worker: WorkerInfo) -> datetime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -12,10 +12,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from .._errors import DuplicateTrial, LeaseLost, StoreError, TrialNotFound
+from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _postgres_sql as queries
 from ._protocol import StoreBase
+from ._records import check_hold, check_rerun, dump_experiment, load_experiment
 from ._rows import (
     dump_trial,
     load_attempt,
@@ -147,10 +149,12 @@ class PostgresStore(StoreBase):
                 _check_clashes(clashes, known, exist_ok=exist_ok)
         return len(rows)
 
-    async def reserve(self, worker: str, *, host: str = "") -> Lease | None:
+    async def reserve(
+        self, worker: str, *, host: str = "", skip: Collection[str] = (), hold: bool = True
+    ) -> Lease | None:
         """Lease the oldest new or interrupted trial; see ``TrialStore.reserve``."""
         async with self._connection() as conn:
-            row = await conn.fetchrow(self._q["reserve"], worker, host)
+            row = await conn.fetchrow(self._q["reserve"], worker, host, builtins.list(skip), hold)
         if row is None:
             return None
         text, token = row
@@ -163,12 +167,14 @@ class PostgresStore(StoreBase):
         if beats != 1:
             raise LeaseLost(lease.trial_id)
 
-    async def finish(self, lease: Lease, outcome: Outcome, *, requeue: bool = False) -> TrialStatus:
+    async def finish(
+        self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
+    ) -> TrialStatus:
         """Record the attempt's outcome; see ``TrialStore.finish``."""
         check_outcome(lease, outcome)
         status = settled_status(outcome.status, requeue)
         lost = int(outcome.status is Status.LOST)
-        args = (lost, self._max_lost, status.value, outcome.model_dump_json())
+        args = (lost, self._max_lost, status.value, outcome.model_dump_json(), check_hold(hold))
         async with self._connection() as conn:
             new = await conn.fetchval(self._q["finish"], lease.trial_id, lease.token, *args)
         if new is None:
@@ -207,10 +213,13 @@ class PostgresStore(StoreBase):
             attempts[trial_id].append(load_attempt(row))
         return [load_stored(row, attempts[trial_id]) for trial_id, *row in trials]
 
-    async def counts(self) -> dict[TrialStatus, int]:
+    async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
         """Return how many trials are in each status; see ``TrialStore.counts``."""
         async with self._connection() as conn:
-            rows = await conn.fetch(self._q["counts"])
+            if ids is None:
+                rows = await conn.fetch(self._q["counts"])
+            else:
+                rows = await conn.fetch(self._q["counts_of"], builtins.list(ids))
         counts = zero_counts()
         counts.update((TrialStatus(status), count) for status, count in rows)
         return counts
@@ -226,6 +235,25 @@ class PostgresStore(StoreBase):
         async with self._connection() as conn:
             rows = await conn.fetch(self._q["workers"])
         return [load_worker(tuple(row)) for row in rows]
+
+    async def rerun(self, ids: Collection[str], statuses: Collection[TrialStatus]) -> int:
+        """Make broken or interrupted trials new again; see ``TrialStore.rerun``."""
+        chosen = check_rerun(statuses)
+        async with self._connection() as conn:
+            done = await conn.execute(self._q["rerun"], builtins.list(ids), chosen)
+        return int(done.split()[-1])
+
+    async def experiment(self, name: str) -> Experiment | None:
+        """The latest version of an experiment; see ``TrialStore.experiment``."""
+        async with self._connection() as conn:
+            row = await conn.fetchrow(self._q["experiment"], name)
+        return None if row is None else load_experiment(tuple(row))
+
+    async def add_experiment(self, experiment: Experiment) -> bool:
+        """Record a version of an experiment; see ``TrialStore.add_experiment``."""
+        async with self._connection() as conn:
+            added = await conn.fetchval(self._q["add_experiment"], *dump_experiment(experiment))
+        return added is not None
 
 
 def _take(added: Counter[str], trial_id: str) -> bool:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import builtins
+import json
 import random
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -13,10 +14,12 @@ import anyio
 import anyio.lowlevel
 
 from .._errors import DuplicateTrial, LeaseLost, StoreError, TrialNotFound
+from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _sqlite_sql as queries
 from ._protocol import StoreBase
+from ._records import check_hold, check_rerun, dump_experiment, load_experiment
 from ._rows import (
     dump_trial,
     load_attempt,
@@ -157,12 +160,16 @@ class SQLiteStore(StoreBase):
             raise DuplicateTrial(trial.id)
         return 0
 
-    async def reserve(self, worker: str, *, host: str = "") -> Lease | None:
+    async def reserve(
+        self, worker: str, *, host: str = "", skip: Collection[str] = (), hold: bool = True
+    ) -> Lease | None:
         """Lease the oldest new or interrupted trial; see ``TrialStore.reserve``."""
-        return await self._run(lambda: self._reserve(worker, host))
+        return await self._run(lambda: self._reserve(worker, host, skip, hold))
 
-    def _reserve(self, worker: str, host: str) -> Lease | None:
-        rows = self._conn.execute(queries.RESERVE, (worker,)).fetchall()
+    def _reserve(self, worker: str, host: str, skip: Collection[str], hold: bool) -> Lease | None:
+        # ``skip`` is read now, in the transaction: a caller may have added to it meanwhile
+        args = {"worker": worker, "skip": json.dumps(builtins.list(skip)), "hold": hold}
+        rows = self._conn.execute(queries.RESERVE, args).fetchall()
         if not rows:
             return None
         trial_id, text, token, now = rows[0]
@@ -180,16 +187,18 @@ class SQLiteStore(StoreBase):
         sql = "UPDATE attempts SET heartbeat_at = ? WHERE trial_id = ? AND number = ?"
         self._conn.execute(sql, (rows[0][0], lease.trial_id, lease.token))
 
-    async def finish(self, lease: Lease, outcome: Outcome, *, requeue: bool = False) -> TrialStatus:
+    async def finish(
+        self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
+    ) -> TrialStatus:
         """Record the attempt's outcome; see ``TrialStore.finish``."""
         check_outcome(lease, outcome)
-        return await self._run(lambda: self._finish(lease, outcome, requeue))
+        return await self._run(lambda: self._finish(lease, outcome, requeue, hold))
 
-    def _finish(self, lease: Lease, outcome: Outcome, requeue: bool) -> TrialStatus:
+    def _finish(self, lease: Lease, outcome: Outcome, requeue: bool, hold: float) -> TrialStatus:
         status = settled_status(outcome.status, requeue)
         lost = int(outcome.status is Status.LOST)
         args = {"id": lease.trial_id, "token": lease.token, "lost": lost, "status": status.value}
-        args["max_lost"] = self._max_lost
+        args.update(max_lost=self._max_lost, hold=check_hold(hold))
         rows = self._conn.execute(queries.FINISH, args).fetchall()
         if not rows:
             raise LeaseLost(lease.trial_id)
@@ -236,10 +245,13 @@ class SQLiteStore(StoreBase):
             attempts[trial_id].append(load_attempt(row))
         return [load_stored(row, attempts[trial_id]) for trial_id, *row in trials]
 
-    async def counts(self) -> dict[TrialStatus, int]:
+    async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
         """Return how many trials are in each status; see ``TrialStore.counts``."""
-        sql = "SELECT status, count(*) FROM trials GROUP BY status"
-        rows = await self._run(lambda: self._conn.execute(sql).fetchall(), write=False)
+        sql, args = queries.COUNTS, ""
+        if ids is not None:
+            sql, args = queries.COUNTS_OF, json.dumps(builtins.list(ids))
+        bound = (args,) if ids is not None else ()
+        rows = await self._run(lambda: self._conn.execute(sql, bound).fetchall(), write=False)
         counts = zero_counts()
         counts.update((TrialStatus(status), count) for status, count in rows)
         return counts
@@ -253,3 +265,22 @@ class SQLiteStore(StoreBase):
         """Return every worker that registered; see ``TrialStore.workers``."""
         rows = await self._run(lambda: self._conn.execute(queries.WORKERS).fetchall(), write=False)
         return [load_worker(row) for row in rows]
+
+    async def rerun(self, ids: Collection[str], statuses: Collection[TrialStatus]) -> int:
+        """Make broken or interrupted trials new again; see ``TrialStore.rerun``."""
+        args = (json.dumps(builtins.list(ids)), json.dumps(check_rerun(statuses)))
+        return await self._run(lambda: self._conn.execute(queries.RERUN, args).rowcount)
+
+    async def experiment(self, name: str) -> Experiment | None:
+        """The latest version of an experiment; see ``TrialStore.experiment``."""
+        rows = await self._run(
+            lambda: self._conn.execute(queries.EXPERIMENT, (name,)).fetchall(), write=False
+        )
+        return load_experiment(rows[0]) if rows else None
+
+    async def add_experiment(self, experiment: Experiment) -> bool:
+        """Record a version of an experiment; see ``TrialStore.add_experiment``."""
+        args = dump_experiment(experiment)
+        return await self._run(
+            lambda: self._conn.execute(queries.ADD_EXPERIMENT, args).rowcount == 1
+        )
