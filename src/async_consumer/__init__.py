@@ -13,6 +13,7 @@ from ._errors import (
     ConsumerError,
     DuplicateTrial,
     InvalidResults,
+    LaunchError,
     LeaseLost,
     MissingResults,
     ResultsError,
@@ -22,6 +23,7 @@ from ._errors import (
     TrialNotFound,
 )
 from ._experiment import Experiment
+from ._fleet import WorkerInfo, WorkerState
 from ._gctune import tune_gc
 from ._models import (
     Attempt,
@@ -60,6 +62,7 @@ __all__ = [
     "Experiment",
     "HeartbeatTarget",
     "InvalidResults",
+    "LaunchError",
     "Lease",
     "LeaseLost",
     "Metric",
@@ -80,6 +83,8 @@ __all__ = [
     "TrialPaths",
     "TrialStatus",
     "Worker",
+    "WorkerInfo",
+    "WorkerState",
     "best_trial",
     "handle_signals",
     "install_child_watcher",

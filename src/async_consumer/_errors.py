@@ -11,9 +11,10 @@ Exceptions are for misuse and for the infrastructure::
     │   ├── LeaseLost                     a heartbeat or finish came with a stale fencing token
     │   ├── TrialNotFound (also KeyError) no trial with that id in the store
     │   └── DuplicateTrial                a trial with that id already exists
-    └── ResultsError                      a results file could not be accepted
-        ├── MissingResults                absent, empty, or not a regular file
-        └── InvalidResults                not JSON, not UTF-8, wrong schema, too large
+    ├── ResultsError                      a results file could not be accepted
+    │   ├── MissingResults                absent, empty, or not a regular file
+    │   └── InvalidResults                not JSON, not UTF-8, wrong schema, too large
+    └── LaunchError                       a cluster scheduler would not take a fleet (no sbatch)
 """
 
 from __future__ import annotations
@@ -82,3 +83,7 @@ class MissingResults(ResultsError):
 
 class InvalidResults(ResultsError):
     """The results file is not UTF-8 JSON of the expected shape, or is too large."""
+
+
+class LaunchError(ConsumerError):
+    """A fleet could not be handed to the cluster's scheduler (``sbatch`` missing or refusing)."""

@@ -58,6 +58,9 @@ class Reason(StrEnum):
     LEASE_LOST = "lease_lost"
     STOPPED = "stopped"
     CANCELLED = "cancelled"
+    PREEMPTED = "preempted"
+    """The worker was told to leave (SIGTERM, Slurm's early warning) and stopped the attempt:
+    not the script's doing, so any worker may resume it at once."""
 
 
 class Trial(BaseModel):

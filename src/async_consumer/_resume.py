@@ -15,12 +15,29 @@ from dataclasses import dataclass
 
 from ._models import Outcome, Reason, Status
 
-__all__ = ["ResumePolicy", "interrupted_itself"]
+__all__ = ["ResumePolicy", "interrupted_itself", "preempted"]
 
 
 def interrupted_itself(outcome: Outcome) -> bool:
     """Whether the script ended the attempt by exiting with the interrupt code."""
     return outcome.status is Status.INTERRUPTED and outcome.reason is Reason.EXIT_CODE
+
+
+def preempted(outcome: Outcome, signal_name: str | None) -> Outcome:
+    """
+    The outcome of an attempt that ended after its worker was told to leave (``signal_name``).
+
+    Unless it completed (or its lease was lost), it is interrupted with reason ``preempted``,
+    even when the script exited with the interrupt code itself: a batch scheduler signals the
+    scripts too, and one may exit before its worker stops it. The worker's doing, so the trial
+    is held back from no one and another worker resumes it at once, in the same working
+    directory. ``signal_name`` ``None`` (the worker was not told to leave): ``outcome`` itself.
+    """
+    if signal_name is None or outcome.status in (Status.COMPLETED, Status.LOST):
+        return outcome
+    message = f"the worker got {signal_name} and stopped it; another worker resumes it"
+    update = {"status": Status.INTERRUPTED, "reason": Reason.PREEMPTED, "message": message}
+    return outcome.model_copy(update=update)
 
 
 @dataclass(frozen=True, slots=True)

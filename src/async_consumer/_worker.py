@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 
@@ -20,8 +21,10 @@ import anyio
 
 from ._consumer import Consumer
 from ._errors import LeaseLost
+from ._fleet import WorkerInfo, WorkerState
 from ._models import Lease, Outcome, Reason, Status, TrialStatus
-from ._resume import ResumePolicy, interrupted_itself
+from ._presence import Presence
+from ._resume import ResumePolicy, interrupted_itself, preempted
 from ._retry import log_retry, retry_delay
 from .stores import TrialStore
 
@@ -48,7 +51,13 @@ class Worker:
             from every worker. This worker never starts such a trial again unless it follows
             (``follow``); a trial interrupted from outside (a signal to the worker, a
             preemption) is not held back.
+        job_id: the scheduler's job (e.g. a Slurm array's id) it runs in, shown by ``status``.
+        task_id: its index in the job array, if any.
+        reserve_until: reserve no trial after this time (seconds since the epoch): a trial
+            started later could not finish before the job's end.
     """
+
+    _said_out_of_time = False  # the "too late" line is logged once, by the first lane to stop
 
     def __init__(
         self,
@@ -62,6 +71,9 @@ class Worker:
         max_broken: int | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
         resume: ResumePolicy | None = None,
+        job_id: str | None = None,
+        task_id: str | None = None,
+        reserve_until: float | None = None,
     ) -> None:
         if lost_after <= 1:
             msg = f"lost_after must be more than 1 heartbeat, not {lost_after}"
@@ -82,6 +94,9 @@ class Worker:
         self._slowest: list[Outcome] = []
         self._rejected = 0
         self._broken = 0
+        self._job, self._reserve_until = (job_id, task_id), reserve_until
+        self._left_on: str | None = None
+        self._presence = Presence(store, self.info, consumer.heartbeat)
 
     # -- configuration and counts, read-only -----------------------------------------------
 
@@ -141,17 +156,60 @@ class Worker:
         broken_out = self._max_broken is not None and self._broken >= self._max_broken
         return self._consumer.is_halted or broken_out
 
+    @property
+    def left_on(self) -> str | None:
+        """The signal the worker was told to leave by (see :meth:`leave`), if any."""
+        return self._left_on
+
+    @property
+    def is_out_of_time(self) -> bool:
+        """Whether it is too late to start a trial (``reserve_until`` has passed)."""
+        return self._reserve_until is not None and time.time() >= self._reserve_until
+
+    def leave(self, signal_name: str) -> None:
+        """
+        Reserve nothing more and stop every running trial (SIGTERM, grace, SIGKILL); from now
+        on an attempt that does not complete is ``preempted`` (see ``_resume.preempted``).
+        """
+        if self._left_on is None:
+            self._left_on = signal_name
+        self._consumer.interrupt()
+
+    def info(self) -> WorkerInfo:
+        """This worker as its store's ``workers`` table shows it."""
+        stopping = self.is_halted or self.is_out_of_time
+        return WorkerInfo(
+            name=self._name,
+            host=self._host,
+            pid=os.getpid(),
+            job_id=self._job[0],
+            task_id=self._job[1],
+            running=len(self._consumer.running),
+            state=WorkerState.STOPPING if stopping else WorkerState.RUNNING,
+        )
+
     async def run(self) -> None:
         """Run lanes and the reclaimer until every lane is done (drained, halted or cancelled)."""
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._reclaim_forever)
-            async with anyio.create_task_group() as lanes:
-                for _ in range(self.consumer.max_concurrency):
-                    lanes.start_soon(self._lane)
-            tg.cancel_scope.cancel()
+        await self._presence.record(starting=True)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._reclaim_forever)
+                tg.start_soon(self._presence.beat_forever)
+                async with anyio.create_task_group() as lanes:
+                    for _ in range(self.consumer.max_concurrency):
+                        lanes.start_soon(self._lane)
+                tg.cancel_scope.cancel()
+        finally:
+            await self._presence.record(state=WorkerState.EXITED)
 
     async def _lane(self) -> None:
-        while not self.is_halted:
+        await self._run_lane()
+        if self.is_out_of_time and not self._said_out_of_time:
+            self._said_out_of_time = True
+            logger.warning("too late to start another trial before the job ends: leaving")
+
+    async def _run_lane(self) -> None:
+        while not self.is_halted and not self.is_out_of_time:
             skip = () if self._follow else self._interrupted
             lease = await self.store.reserve(
                 self.name, host=self.host, skip=skip, hold=self._follow
@@ -168,7 +226,7 @@ class Worker:
 
     async def _run_lease(self, lease: Lease) -> None:
         try:
-            outcome = await self.consumer.run(lease)
+            outcome = preempted(await self.consumer.run(lease), self._left_on)
         except BaseException as exc:  # nothing ran (or the caller's error): nothing kept
             await self._hand_back(lease, f"{type(exc).__name__}: {exc}")
             raise

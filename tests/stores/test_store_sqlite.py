@@ -147,7 +147,7 @@ async def test_reopen_keeps_everything(tmp_path: Path) -> None:
     async with SQLiteStore(path) as store:
         assert [t.id for t in await store.list()] == ["t0", "t1"]
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,), (3,)]
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     conn.close()
 

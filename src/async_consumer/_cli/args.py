@@ -9,6 +9,7 @@ from .._retry import RetryPolicy
 from .._supervise.heartbeat import HeartbeatTarget
 from .._trial.paths import safe_name
 from .argtypes import count, positive_int, seconds
+from .launch_args import add_launch_parser, add_trial_time
 from .options import add_reading_commands, add_rerun_options, add_resume_options, maximize_option
 from .sources import SourceError, parse_assignment
 
@@ -166,10 +167,16 @@ def _add_worker_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "workers, on one machine or many, can share a store; a dead worker's trials are re-run.",
     )
     _store_option(worker, required=True)
-    add_resume_options(worker)
     _add_output_options(worker)
-    maximize_option(worker)
-    _add_execution_options(worker)
+    _add_worker_options(worker)
+
+
+def _add_worker_options(parser: argparse.ArgumentParser) -> None:
+    """A worker's options but ``--store`` and ``--json``: ``launch`` passes them on."""
+    add_resume_options(parser)
+    maximize_option(parser)
+    add_trial_time(parser)
+    _add_execution_options(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trial_options(add)
     _store_option(add, required=True)
     _add_worker_command(commands)
+    add_launch_parser(commands, _add_worker_options)
     add_reading_commands(commands)
     return parser
 

@@ -8,11 +8,15 @@ Exit status: 0 when every trial completed, 1 when some did not (or on a library 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 
 import anyio
 
+from .._consumer import Consumer
 from .._errors import ConsumerError
 from .._gctune import tune_gc
 from .._models import Trial, TrialStatus
@@ -25,6 +29,9 @@ from .args import build_parser, consumer_from, default_store_url, slot_demand
 from .checks import UsageError, writable_dir
 from .console import configure_logging
 from .experiment import experiment_version
+from .in_job import Placement, placement_of
+from .launch import launch
+from .leave import early_signals, handle_worker_signals
 from .read import logs, report, show, status, trials
 from .sources import SourceError, grid_params, load_params, trials_from
 from .view import View
@@ -47,10 +54,40 @@ def _load_trials(args: argparse.Namespace, version: int = 1) -> list[Trial]:
     return trials_from(params, experiment=args.experiment, slots=demand, version=version)
 
 
+def _make_worker(
+    args: argparse.Namespace,
+    store: TrialStore,
+    consumer: Consumer,
+    view: View,
+    place: Placement | None,
+) -> Worker:
+    """The worker the options describe, placed in its batch job when it runs in one."""
+    resume = ResumePolicy(getattr(args, "resume_backoff", 5.0), getattr(args, "resume_max", 300.0))
+    return Worker(
+        store,
+        consumer,
+        follow=getattr(args, "follow", False),
+        max_broken=args.max_broken,
+        on_outcome=view.outcome,
+        resume=resume,
+        **asdict(place or Placement()),  # name, job_id, task_id, reserve_until
+    )
+
+
 async def _work(
-    args: argparse.Namespace, store: TrialStore, view: View, ids: list[str] | None = None
+    args: argparse.Namespace,
+    store: TrialStore,
+    view: View,
+    ids: list[str] | None = None,
+    place: Placement | None = None,
+    early: list[signal.Signals] | None = None,
 ) -> int:
-    """Run a worker on the store until it is drained (or interrupted); ``ids``: run's trials."""
+    """
+    Run a worker on the store until it is drained (or interrupted); ``ids``: run's trials.
+
+    With a ``place`` (the ``worker`` command), signals make the worker leave, its trials left
+    for other workers to resume (``early``: those that came while it started).
+    """
     consumer = consumer_from(args, store)
     writable_dir(consumer.base_dir)  # before anything is reserved
     for waiting in await store.list():
@@ -58,16 +95,9 @@ async def _work(
             consumer.check(waiting.trial)
             view.params[waiting.id] = waiting.trial.params
     follow = getattr(args, "follow", False)
-    resume = ResumePolicy(getattr(args, "resume_backoff", 5.0), getattr(args, "resume_max", 300.0))
-    worker = Worker(
-        store,
-        consumer,
-        follow=follow,
-        max_broken=args.max_broken,
-        on_outcome=view.outcome,
-        resume=resume,
-    )
-    async with consumer, handle_signals(consumer) as signals:
+    worker = _make_worker(args, store, consumer, view, place)
+    watch = handle_signals(consumer) if place is None else handle_worker_signals(worker, early)
+    async with consumer, watch as signals:
         with view.progress(await store.counts(ids), lambda: len(consumer.running)):
             await worker.run()
     final = await store.list()
@@ -118,8 +148,10 @@ async def _add(args: argparse.Namespace, view: View) -> int:
 
 
 async def _worker(args: argparse.Namespace, view: View) -> int:
-    async with store_from_url(args.store) as store:
-        return await _work(args, store, view)
+    with early_signals() as early:
+        place = await placement_of(args, os.environ)
+        async with store_from_url(args.store) as store:
+            return await _work(args, store, view, place=place, early=early)
 
 
 COMMANDS = {
@@ -131,6 +163,7 @@ COMMANDS = {
     "logs": logs,
     "report": report,
     "trials": trials,
+    "launch": launch,
 }
 
 

@@ -20,9 +20,9 @@ EXIT_OK = 0
 
 
 async def status(args: argparse.Namespace, view: View) -> int:
-    """Counts by status, and the running trials."""
+    """Counts by status, the running trials, and the workers."""
     async with store_from_url(read_store_url(args)) as store:
-        view.status(await store.list())
+        view.status(await store.list(), await store.workers())
     return EXIT_OK
 
 

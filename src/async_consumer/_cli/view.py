@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import JsonValue
 
+from .._fleet import WorkerInfo
 from .._models import Outcome, Status, StoredTrial, TrialStatus
 from .._ranking import best_trial
 from .._supervise.lines import tail
+from .fleet_view import worker_lines, worker_rows
 from .progress import progress_bar
 
 if TYPE_CHECKING:
@@ -188,8 +190,8 @@ class View:
             text = ", ".join(f"{o.trial_id} {o.duration:.1f}s" for o in slowest)
             print(f"slowest: {text}", flush=True)
 
-    def status(self, stored: Sequence[StoredTrial]) -> None:
-        """Counts by status and the running trials with their heartbeat age."""
+    def status(self, stored: Sequence[StoredTrial], workers: Sequence[WorkerInfo] = ()) -> None:
+        """Counts by status, the running trials with their heartbeat age, and the workers."""
         counts = Counter(str(s.status) for s in stored)
         running = [s for s in stored if s.status is TrialStatus.RESERVED]
         if self.json:
@@ -201,7 +203,10 @@ class View:
                 }
                 for s in running
             ]
-            print(json.dumps({"counts": dict(counts), "running": rows}), flush=True)
+            fleet = worker_rows(workers)
+            print(
+                json.dumps({"counts": dict(counts), "running": rows, "workers": fleet}), flush=True
+            )
             return
         for status in TrialStatus:
             print(f"{status:<12}{counts.get(str(status), 0):>8}")
@@ -209,6 +214,9 @@ class View:
             print("\nrunning:")
             for s in running:
                 print(f"  {s.id}  worker={s.worker}  heartbeat {_age(s.heartbeat_at)} ago")
+        lines = worker_lines(workers)
+        if lines:
+            print("\n" + "\n".join(lines), flush=True)
 
     def show(self, stored: StoredTrial) -> None:
         """One trial: status, parameters, every attempt, and the end of the last one's logs."""

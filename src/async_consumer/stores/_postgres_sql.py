@@ -30,11 +30,24 @@ CREATE TABLE {s}.experiments (
 """
 """A trial held back after its script interrupted itself (``not_before``), and what each
 experiment version ran (its command, config template and code)."""
-MIGRATIONS: tuple[str, ...] = (TABLES_V1, JOURNEY_V2)
+WORKERS_V3 = """
+CREATE TABLE {s}.workers (
+    name text PRIMARY KEY, host text NOT NULL DEFAULT '', pid integer, job_id text,
+    task_id text, running integer NOT NULL DEFAULT 0, state text NOT NULL DEFAULT 'running',
+    started_at timestamptz, beat_at timestamptz
+);
+"""
+"""Who runs the trials: each worker's host, job, task, trials running and last beat."""
+MIGRATIONS: tuple[str, ...] = (TABLES_V1, JOURNEY_V2, WORKERS_V3)
 """The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
 schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
 that a store written by an earlier release opens in this one. ``{s}`` is the quoted schema."""
 SCHEMA_VERSION = len(MIGRATIONS)
+_WORKER_COLUMNS = "name, host, pid, job_id, task_id, running, state"
+_RECORD_WORKER = """
+    INSERT INTO {{s}}.workers ({columns}, started_at, beat_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now())
+    ON CONFLICT (name) DO UPDATE SET {update}"""
 _TRIALS = """
     SELECT id, trial, status, token, worker, heartbeat_at, lost_count FROM {{s}}.trials {where}
     ORDER BY seq"""
@@ -101,6 +114,18 @@ _QUERIES = {
         SELECT trial_id, number, token, worker, host, reserved_at, heartbeat_at, outcome
         FROM {s}.attempts WHERE trial_id = ANY($1::text[]) ORDER BY trial_id, number""",
     "counts": "SELECT status, count(*) FROM {s}.trials GROUP BY status",
+    "register_worker": _RECORD_WORKER.format(
+        columns=_WORKER_COLUMNS,
+        update="""host = $2,
+        pid = $3, job_id = $4, task_id = $5, running = $6, state = $7, started_at = now(),
+        beat_at = now()""",
+    ),
+    "beat_worker": _RECORD_WORKER.format(
+        columns=_WORKER_COLUMNS, update="running = $6, state = $7, beat_at = now()"
+    ),
+    "workers": f"""
+        SELECT {_WORKER_COLUMNS}, started_at, beat_at FROM {{s}}.workers
+        ORDER BY started_at DESC""",
     "counts_of": """
         SELECT status, count(*) FROM {s}.trials WHERE id = ANY($1::text[]) GROUP BY status""",
     "rerun": """

@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from .._experiment import Experiment
+from .._fleet import WorkerInfo
 from .._models import Lease, Outcome, StoredTrial, Trial, TrialStatus
 
 __all__ = ["StoreBase", "TrialStore"]
@@ -85,6 +86,19 @@ class TrialStore(Protocol):
 
     async def add_experiment(self, experiment: Experiment) -> bool:
         """Record a version of an experiment; ``False`` if that version was already there."""
+        ...
+
+    async def record_worker(self, worker: WorkerInfo, *, starting: bool = False) -> None:
+        """
+        Register a worker (``starting``) or record its beat: state, trials running, the time now.
+
+        The store's clock stamps ``beat_at`` (and ``started_at`` when ``starting``); the times
+        in ``worker`` are ignored.
+        """
+        ...
+
+    async def workers(self) -> builtins.list[WorkerInfo]:
+        """Return every worker that registered, the most recently started first."""
         ...
 
     async def aclose(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from .._fleet import WorkerInfo
 from .._models import Attempt, Outcome, StoredTrial, Trial, TrialStatus
 
 __all__ = [
@@ -12,7 +13,9 @@ __all__ = [
     "load_attempt",
     "load_stored",
     "load_trial",
+    "load_worker",
     "same_params",
+    "worker_row",
     "zero_counts",
 ]
 
@@ -55,3 +58,18 @@ def load_stored(row: Sequence[object], attempts: Sequence[Attempt]) -> StoredTri
 def zero_counts() -> dict[TrialStatus, int]:
     """A count of 0 for every status."""
     return dict.fromkeys(TrialStatus, 0)
+
+
+WORKER_FIELDS = ("name", "host", "pid", "job_id", "task_id", "running", "state")
+"""The columns of the ``workers`` table that a worker sets, in the order stores write them."""
+
+
+def worker_row(worker: WorkerInfo) -> tuple[object, ...]:
+    """The values of a worker's row, in the order of ``WORKER_FIELDS``."""
+    return (*(getattr(worker, name) for name in WORKER_FIELDS[:-1]), worker.state.value)
+
+
+def load_worker(row: Sequence[object]) -> WorkerInfo:
+    """Rebuild a worker from a row: ``WORKER_FIELDS``, then its start and its last beat."""
+    fields = dict(zip((*WORKER_FIELDS, "started_at", "beat_at"), row, strict=True))
+    return WorkerInfo.model_validate(fields)

@@ -27,12 +27,33 @@ CREATE TABLE experiments (
 """
 """A trial held back after its script interrupted itself (``not_before``, by the store's
 clock), and what each experiment version ran (its command, config template and code)."""
-MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, JOURNEY_V2)
+WORKERS_V3 = """
+CREATE TABLE workers (
+    name TEXT PRIMARY KEY, host TEXT NOT NULL DEFAULT '', pid INTEGER, job_id TEXT, task_id TEXT,
+    running INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL DEFAULT 'running',
+    started_at REAL, beat_at REAL
+);
+"""
+"""Who runs the trials: each worker's host, job, task, trials running and last beat."""
+MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, JOURNEY_V2, WORKERS_V3)
 """The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
 schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
 that a store written by an earlier release opens in this one."""
 SCHEMA_VERSION = len(MIGRATIONS)
 """The version this library writes, kept in the ``schema_version`` table."""
+_WORKER_COLUMNS = "name, host, pid, job_id, task_id, running, state"
+REGISTER_WORKER = f"""
+INSERT INTO workers ({_WORKER_COLUMNS}, started_at, beat_at) VALUES (?, ?, ?, ?, ?, ?, ?, {NOW}, {NOW})
+ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+    job_id = excluded.job_id, task_id = excluded.task_id, running = excluded.running,
+    state = excluded.state, started_at = excluded.started_at, beat_at = excluded.beat_at
+"""
+BEAT_WORKER = f"""
+INSERT INTO workers ({_WORKER_COLUMNS}, started_at, beat_at) VALUES (?, ?, ?, ?, ?, ?, ?, {NOW}, {NOW})
+ON CONFLICT (name) DO UPDATE SET running = excluded.running, state = excluded.state,
+    beat_at = excluded.beat_at
+"""
+WORKERS = f"SELECT {_WORKER_COLUMNS}, started_at, beat_at FROM workers ORDER BY started_at DESC"
 PICK = f"""
 SELECT seq FROM trials INDEXED BY trials_pending WHERE status IN ('new', 'interrupted')
 AND (NOT :hold OR not_before IS NULL OR not_before <= {NOW})

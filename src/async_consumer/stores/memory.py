@@ -12,6 +12,7 @@ import anyio.lowlevel
 
 from .._errors import DuplicateTrial, LeaseLost, TrialNotFound
 from .._experiment import Experiment
+from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, StoredTrial, Trial, TrialStatus
 from ._protocol import StoreBase
 from ._records import check_hold, check_rerun
@@ -63,6 +64,7 @@ class MemoryStore(StoreBase):
         self._max_lost = check_max_lost(max_lost)
         self._records: dict[str, _Record] = {}
         self._pending: builtins.list[tuple[int, str]] = []
+        self._workers: dict[str, WorkerInfo] = {}
         self._experiments: dict[tuple[str, int], Experiment] = {}
 
     async def add(self, trials: Iterable[Trial], *, exist_ok: bool = False) -> int:
@@ -202,6 +204,24 @@ class MemoryStore(StoreBase):
             counts[record.status] += 1
         return counts
 
+    async def record_worker(self, worker: WorkerInfo, *, starting: bool = False) -> None:
+        """Register a worker or record its beat; see ``TrialStore.record_worker``."""
+        await anyio.lowlevel.checkpoint()
+        now = datetime.now(UTC)
+        known = self._workers.get(worker.name)
+        if starting or known is None:
+            self._workers[worker.name] = worker.model_copy(
+                update={"started_at": now, "beat_at": now}
+            )
+            return
+        update = {"running": worker.running, "state": worker.state, "beat_at": now}
+        self._workers[worker.name] = known.model_copy(update=update)
+
+    async def workers(self) -> builtins.list[WorkerInfo]:
+        """Return every worker that registered; see ``TrialStore.workers``."""
+        await anyio.lowlevel.checkpoint()
+        return sorted(self._workers.values(), key=_started, reverse=True)
+
     async def rerun(self, ids: Collection[str], statuses: Collection[TrialStatus]) -> int:
         """Make broken or interrupted trials new again; see ``TrialStore.rerun``."""
         await anyio.lowlevel.checkpoint()
@@ -227,3 +247,7 @@ class MemoryStore(StoreBase):
             return False
         self._experiments[key] = experiment.model_copy(update={"created_at": datetime.now(UTC)})
         return True
+
+
+def _started(worker: WorkerInfo) -> datetime:
+    return worker.started_at or datetime.min.replace(tzinfo=UTC)

@@ -13,11 +13,21 @@ import asyncpg
 
 from .._errors import DuplicateTrial, LeaseLost, StoreError, TrialNotFound
 from .._experiment import Experiment
+from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _postgres_sql as queries
 from ._protocol import StoreBase
 from ._records import check_hold, check_rerun, dump_experiment, load_experiment
-from ._rows import dump_trial, load_attempt, load_stored, load_trial, same_params, zero_counts
+from ._rows import (
+    dump_trial,
+    load_attempt,
+    load_stored,
+    load_trial,
+    load_worker,
+    same_params,
+    worker_row,
+    zero_counts,
+)
 from ._rules import check_max_lost, check_older_than, check_outcome, lost_outcome, settled_status
 
 __all__ = ["PostgresStore"]
@@ -213,6 +223,18 @@ class PostgresStore(StoreBase):
         counts = zero_counts()
         counts.update((TrialStatus(status), count) for status, count in rows)
         return counts
+
+    async def record_worker(self, worker: WorkerInfo, *, starting: bool = False) -> None:
+        """Register a worker or record its beat; see ``TrialStore.record_worker``."""
+        query = self._q["register_worker" if starting else "beat_worker"]
+        async with self._connection() as conn:
+            await conn.execute(query, *worker_row(worker))
+
+    async def workers(self) -> builtins.list[WorkerInfo]:
+        """Return every worker that registered; see ``TrialStore.workers``."""
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._q["workers"])
+        return [load_worker(tuple(row)) for row in rows]
 
     async def rerun(self, ids: Collection[str], statuses: Collection[TrialStatus]) -> int:
         """Make broken or interrupted trials new again; see ``TrialStore.rerun``."""

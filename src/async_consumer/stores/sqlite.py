@@ -15,11 +15,21 @@ import anyio.lowlevel
 
 from .._errors import DuplicateTrial, LeaseLost, StoreError, TrialNotFound
 from .._experiment import Experiment
+from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _sqlite_sql as queries
 from ._protocol import StoreBase
 from ._records import check_hold, check_rerun, dump_experiment, load_experiment
-from ._rows import dump_trial, load_attempt, load_stored, load_trial, same_params, zero_counts
+from ._rows import (
+    dump_trial,
+    load_attempt,
+    load_stored,
+    load_trial,
+    load_worker,
+    same_params,
+    worker_row,
+    zero_counts,
+)
 from ._rules import check_max_lost, check_older_than, check_outcome, lost_outcome, settled_status
 
 __all__ = ["SQLiteStore", "path_from_url"]
@@ -246,6 +256,16 @@ class SQLiteStore(StoreBase):
         counts = zero_counts()
         counts.update((TrialStatus(status), count) for status, count in rows)
         return counts
+
+    async def record_worker(self, worker: WorkerInfo, *, starting: bool = False) -> None:
+        """Register a worker or record its beat; see ``TrialStore.record_worker``."""
+        sql = queries.REGISTER_WORKER if starting else queries.BEAT_WORKER
+        await self._run(lambda: self._conn.execute(sql, worker_row(worker)))
+
+    async def workers(self) -> builtins.list[WorkerInfo]:
+        """Return every worker that registered; see ``TrialStore.workers``."""
+        rows = await self._run(lambda: self._conn.execute(queries.WORKERS).fetchall(), write=False)
+        return [load_worker(row) for row in rows]
 
     async def rerun(self, ids: Collection[str], statuses: Collection[TrialStatus]) -> int:
         """Make broken or interrupted trials new again; see ``TrialStore.rerun``."""
