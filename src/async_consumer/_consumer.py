@@ -27,7 +27,7 @@ from ._attempt import (
     read_results_of,
 )  # fmt: skip
 from ._batch import Batch, open_batch, run_map
-from ._errors import TemplateError
+from ._errors import TemplateError, TrialFilesError
 from ._models import Lease, Outcome, Reason, Status, Trial
 from ._retry import RetryPolicy
 from ._slots import SlotPool
@@ -339,8 +339,10 @@ class Consumer:
                 outcome, Abort(Status.INTERRUPTED, Reason.CANCELLED, "not started: interrupted")
             )
         if trial.id in self._running:
-            msg = f"trial {trial.id!r} is already running in this consumer"
-            raise ValueError(msg)
+            if plan.lease is None:
+                msg = f"trial {trial.id!r} is already running in this consumer"
+                raise ValueError(msg)
+            await self._supersede(plan.lease)
         version, changed = await self._code.check(plan.argv, cwd)
         outcome = partial(outcome, code_version=version)
         if changed and self._code.policy is CodeChangePolicy.ERROR:
@@ -372,6 +374,25 @@ class Consumer:
                     watchdog.forget(child.pid)
             return partial(outcome, abort, exit_=exit_, pid=child.pid)
 
+    async def _supersede(self, lease: Lease) -> None:
+        """
+        Stop this consumer's run of a trial the store has just leased to it again.
+
+        The store gives a trial out again only once the running attempt's lease is gone (it was
+        reclaimed after a freeze or a late beat): that run's result could never be recorded, so
+        it is stopped as lost, and its processes are gone before the new attempt starts. One run
+        of a trial at a time, and the newest lease is the one that counts.
+        """
+        message = (
+            f"the store leased the trial again (attempt {lease.token}): this run's lease is gone"
+        )
+        running = self._running[lease.trial_id]
+        logger.warning("%s; stopping it", message, extra={"trial_id": lease.trial_id})
+        running.abort_with(Abort(Status.LOST, Reason.LEASE_LOST, message))
+        if running.done is None:
+            running.done = anyio.Event()
+        await running.done.wait()
+
     def _watch(self, pgid: int) -> Watchdog | None:
         if not self._use_watchdog:
             return None
@@ -396,15 +417,19 @@ class Consumer:
             await anyio.lowlevel.checkpoint()
         self._prepared += 1
         average = self._prepare_seconds
-        if average < _INLINE_PREPARE_SECONDS or (
-            average < _PROBE_LIMIT and self._prepared % 8 == 0
-        ):
-            return self._measured(plan)
-        if average < _PROBE_LIMIT:
-            run = partial(prepare_sync, plan, self._made_dirs)
-        else:
-            run = partial(self._measured, plan)
-        return await anyio.to_thread.run_sync(run, limiter=self._io_limiter)
+        try:
+            if average < _INLINE_PREPARE_SECONDS or (
+                average < _PROBE_LIMIT and self._prepared % 8 == 0
+            ):
+                return self._measured(plan)
+            if average < _PROBE_LIMIT:
+                run = partial(prepare_sync, plan, self._made_dirs)
+            else:
+                run = partial(self._measured, plan)
+            return await anyio.to_thread.run_sync(run, limiter=self._io_limiter)
+        except OSError as exc:
+            # a full or read-only disk, too many open files: this host's fault, not the trial's
+            raise TrialFilesError(str(plan.paths.working_dir), exc) from exc
 
     def _measured(self, plan: Plan) -> _Logs:
         start = time.perf_counter()

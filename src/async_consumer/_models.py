@@ -62,6 +62,9 @@ class Reason(StrEnum):
     LEASE_LOST = "lease_lost"
     STOPPED = "stopped"
     CANCELLED = "cancelled"
+    HOST_FAULT = "host_fault"
+    """The worker's host could not start it (its files could not be created): not the trial's
+    fault, so it goes back to the queue without counting a loss."""
 
 
 class Trial(BaseModel):

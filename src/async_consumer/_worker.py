@@ -5,21 +5,29 @@ A worker runs ``max_concurrency`` lanes, each reserving and running one trial at
 reclaimer that, on a timer, hands back to the queue every trial whose heartbeat is older than
 ``lost_after`` heartbeats (by the store's own clock). Any live worker does this, so a dead
 worker's trials are re-run even when no one happens to be reserving at that moment.
+
+The worker talks to its store through a :class:`RetryingStore`: an unreachable store is waited
+for (up to ``outage_limit`` seconds), not a reason to die. It ends early only on an error that is
+not the trials' own: a store that stays away, a store error no retry can mend, or a host that
+keeps failing to create trials' files. Then it stops its running trials gracefully, gives them
+back, and raises that one error.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 from collections.abc import Callable
 
 import anyio
 
 from ._consumer import Consumer
-from ._errors import LeaseLost
-from ._models import Outcome, Status, TrialStatus
+from ._errors import LeaseLost, StoreError, TrialFilesError
+from ._models import Lease, Outcome, Reason, Status, TrialStatus
 from .stores import TrialStore
+from .stores._retrying import DEFAULT_OUTAGE_LIMIT, Outage, RetryingStore
 
 __all__ = ["Worker"]
 
@@ -40,6 +48,10 @@ class Worker:
         poll: seconds between two looks at an empty store.
         max_broken: reserve nothing more after this many broken outcomes.
         on_outcome: called with each outcome as it is recorded.
+        outage_limit: seconds the store may stay unreachable before the worker gives up (when
+            ``store`` is not already a :class:`RetryingStore`, which brings its own).
+        max_file_faults: give up after failing this many times in a row to create a trial's
+            files (a full or read-only disk); each failure gives the trial back and backs off.
     """
 
     def __init__(
@@ -53,12 +65,25 @@ class Worker:
         poll: float = 0.5,
         max_broken: int | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
+        outage_limit: float = DEFAULT_OUTAGE_LIMIT,
+        max_file_faults: int = 5,
     ) -> None:
         if lost_after <= 1:
             msg = f"lost_after must be more than 1 heartbeat, not {lost_after}"
             raise ValueError(msg)
+        if not isinstance(store, RetryingStore):
+            store = RetryingStore(store, outage=Outage(outage_limit))
+        if store.lease_seconds is None:
+            store.lease_seconds = lost_after * consumer.heartbeat
+        if consumer.store is store.store:
+            consumer.store = store  # the heartbeats go through the same link
         self.store = store
         self.consumer = consumer
+        self.max_file_faults = max_file_faults
+        self._file_faults = 0  # in a row
+        self._paused_until = 0.0  # no lane reserves before (a backoff after a file fault)
+        self.error: Exception | None = None
+        """The error that ended the worker early, if one did."""
         self.host = socket.gethostname()
         self.name = name or f"{self.host}:{os.getpid()}"
         self.follow = follow
@@ -80,45 +105,90 @@ class Worker:
     def is_halted(self) -> bool:
         """Whether the worker reserves no more trials (interrupted, or ``max_broken`` reached)."""
         broken_out = self.max_broken is not None and self.broken >= self.max_broken
-        return self.consumer.is_halted or broken_out
+        return self.consumer.is_halted or broken_out or self.error is not None
 
     async def run(self) -> None:
-        """Run lanes and the reclaimer until every lane is done (drained, halted or cancelled)."""
+        """
+        Run lanes and the reclaimer until every lane is done (drained, halted or cancelled).
+
+        Raises:
+            StoreUnavailable: the store stayed unreachable longer than the outage limit.
+            StoreError: the store failed in a way no retry can mend (a newer schema...).
+            TrialFilesError: this host failed to create trials' files ``max_file_faults``
+                times in a row (the message names the directory).
+        """
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._reclaim_forever)
             async with anyio.create_task_group() as lanes:
                 for _ in range(self.consumer.max_concurrency):
                     lanes.start_soon(self._lane)
             tg.cancel_scope.cancel()
+        if self.error is not None:
+            raise self.error
+
+    def _fail(self, exc: Exception) -> None:
+        """End the worker with this error: stop its trials gracefully, reserve no more."""
+        if self.error is None:
+            self.error = exc
+        self.consumer.interrupt()
 
     async def _lane(self) -> None:
-        while not self.is_halted:
-            lease = await self.store.reserve(self.name, host=self.host)
-            if lease is None:
-                if not self.follow and await self._is_drained():
-                    return
-                await anyio.sleep(self.poll)
-                continue
+        try:
+            while not self.is_halted:
+                await anyio.sleep(max(0.0, self._paused_until - anyio.current_time()))
+                lease = await self.store.reserve(self.name, host=self.host)
+                if lease is None:
+                    if not self.follow and await self._is_drained():
+                        return
+                    await anyio.sleep(self.poll)
+                    continue
+                await self._run(lease)
+        except (StoreError, TrialFilesError) as exc:
+            self._fail(exc)
+
+    async def _run(self, lease: Lease) -> None:
+        try:
             outcome = await self.consumer.run(lease)
-            requeue = not self.is_halted and self.consumer.retry.should_retry(outcome)
-            try:
-                # shielded: a finish cancelled after its commit would lose the result
-                with anyio.CancelScope(shield=True):
-                    await self.store.finish(lease, outcome, requeue=requeue)
-            except LeaseLost:
-                self.rejected += 1
-                logger.warning("result not recorded: another worker has the trial now",
-                               extra={"trial_id": lease.trial_id})  # fmt: skip
-                continue
-            if requeue:
-                delay = self.consumer.retry.delay(outcome.attempt)
-                logger.warning("attempt %d %s; retrying in %.1f s", outcome.attempt,
-                               outcome.message, delay, extra={"trial_id": lease.trial_id})  # fmt: skip
-                await anyio.sleep(delay)
-            self.broken += outcome.status is Status.BROKEN and not requeue
-            self._count(outcome)
-            if self.on_outcome is not None:
-                self.on_outcome(outcome)
+        except TrialFilesError as exc:
+            await self._give_back(lease, exc)
+            return
+        self._file_faults = 0
+        requeue = not self.is_halted and self.consumer.retry.should_retry(outcome)
+        try:
+            # shielded: a finish cancelled after its commit would lose the result
+            with anyio.CancelScope(shield=True):
+                await self.store.finish(lease, outcome, requeue=requeue)
+        except LeaseLost as exc:
+            self.rejected += 1
+            logger.warning("result not recorded: %s", exc, extra={"trial_id": lease.trial_id})
+            return
+        await self._record(outcome, requeue)
+
+    async def _give_back(self, lease: Lease, exc: TrialFilesError) -> None:
+        """Requeue a trial this host could not start, without counting a loss; back off."""
+        self._file_faults += 1
+        message = f"not started: {exc}"
+        outcome = Outcome(trial_id=lease.trial_id, attempt=lease.trial.attempt, message=message,
+                          status=Status.INTERRUPTED, reason=Reason.HOST_FAULT)  # fmt: skip
+        with anyio.CancelScope(shield=True):
+            await self.store.finish(lease, outcome, requeue=True)
+        if self._file_faults >= self.max_file_faults:
+            raise exc
+        delay = min(30.0, 0.5 * 2.0 ** (self._file_faults - 1)) * random.uniform(0.75, 1.25)
+        self._paused_until = max(self._paused_until, anyio.current_time() + delay)
+        logger.warning("%s; trial given back, pausing %.1f s (%d/%d)", exc, delay,
+                       self._file_faults, self.max_file_faults, extra={"trial_id": lease.trial_id})  # fmt: skip
+
+    async def _record(self, outcome: Outcome, requeue: bool) -> None:
+        if requeue:
+            delay = self.consumer.retry.delay(outcome.attempt)
+            logger.warning("attempt %d %s; retrying in %.1f s", outcome.attempt, outcome.message,
+                           delay, extra={"trial_id": outcome.trial_id})  # fmt: skip
+            await anyio.sleep(delay)
+        self.broken += outcome.status is Status.BROKEN and not requeue
+        self._count(outcome)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
 
     def _count(self, outcome: Outcome) -> None:
         self.ran += 1
@@ -135,13 +205,25 @@ class Worker:
 
     async def _reclaim_forever(self) -> None:
         interval = self.consumer.heartbeat
-        while True:
-            try:
-                reclaimed = await self.store.reclaim_stale(self.lost_after * interval)
-            except Exception as exc:  # noqa: BLE001 - the store may be down for a moment
-                logger.warning("could not reclaim stale leases: %r", exc)
-            else:
-                for trial_id in reclaimed:
-                    logger.warning("reclaimed from a worker that stopped beating",
-                                   extra={"trial_id": trial_id})  # fmt: skip
-            await anyio.sleep(interval)
+        try:
+            while True:
+                if not self._is_just_back():
+                    await self._reclaim(self.lost_after * interval)
+                await anyio.sleep(interval)
+        except StoreError as exc:
+            self._fail(exc)
+
+    def _is_just_back(self) -> bool:
+        """
+        Whether the store came back from an outage less than a lease ago.
+
+        The other workers were most likely cut off too: their beats need a lease's time to get
+        through again before their trials may be called stale.
+        """
+        back_at, lease = self.store.outage.back_at, self.store.lease_seconds or 0.0
+        return back_at is not None and anyio.current_time() - back_at < lease
+
+    async def _reclaim(self, older_than: float) -> None:
+        for trial_id in await self.store.reclaim_stale(older_than):
+            logger.warning("reclaimed from a worker that stopped beating",
+                           extra={"trial_id": trial_id})  # fmt: skip

@@ -102,6 +102,8 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
     how.add_argument(
         "--max-broken", type=_positive_int, help="start no more trials after this many broke"
     )
+    how.add_argument("--store-outage-limit", type=_seconds, default=300.0, metavar="SECONDS",
+                     help="wait this long for an unreachable store before giving up (default 300)")  # fmt: skip
     how.add_argument("--retries", type=_count, default=0,
                      help="retry a trial lost or killed by a signal up to this many times (default 0)")  # fmt: skip
     how.add_argument("--slots", action="append", default=[], metavar="KIND=ID,ID",

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import anyio
 
@@ -20,7 +21,8 @@ from .._models import Trial, TrialStatus
 from .._report.build import write_report
 from .._signals import handle_signals
 from .._worker import Worker
-from ..stores import TrialStore, store_from_url
+from ..stores import TrialStore, open_store, store_from_url
+from ..stores._retrying import Outage, RetryingStore
 from .args import build_parser, consumer_from, default_store_url, slot_demand
 from .sources import SourceError, grid_params, load_params, trials_from
 from .view import View
@@ -47,6 +49,15 @@ def _load_trials(args: argparse.Namespace) -> list[Trial]:
     return trials_from(params, experiment=args.experiment, slots=demand)
 
 
+@asynccontextmanager
+async def _linked_store(args: argparse.Namespace, url: str) -> AsyncIterator[RetryingStore]:
+    """The store a worker uses: opened, and every call retried while it is unreachable."""
+    outage = Outage(args.store_outage_limit)
+    store = await outage.call(lambda: open_store(url))
+    async with RetryingStore(store, outage=outage) as linked:
+        yield linked
+
+
 async def _work(args: argparse.Namespace, store: TrialStore, view: View) -> int:
     """Run a worker on the store until it is drained (or interrupted)."""
     consumer = consumer_from(args, store)
@@ -69,7 +80,7 @@ async def _work(args: argparse.Namespace, store: TrialStore, view: View) -> int:
 
 async def _run(args: argparse.Namespace, view: View) -> int:
     trials = _load_trials(args)
-    async with store_from_url(args.store or default_store_url(args.experiment)) as store:
+    async with _linked_store(args, args.store or default_store_url(args.experiment)) as store:
         added = await store.add(trials, exist_ok=True)
         if added < len(trials):
             view.note(
@@ -87,7 +98,7 @@ async def _add(args: argparse.Namespace, view: View) -> int:
 
 
 async def _worker(args: argparse.Namespace, view: View) -> int:
-    async with store_from_url(args.store) as store:
+    async with _linked_store(args, args.store) as store:
         return await _work(args, store, view)
 
 

@@ -2,8 +2,10 @@
 The beat loop beside each running trial: prove to the store that the trial is still ours.
 
 Each call is bounded, so a hanging store cannot hold the loop; a failed beat is retried sooner
-than the next regular one, so a single slow call never lets the lease expire; ``LeaseLost`` or
-too many failures in a row end the trial as lost.
+than the next regular one, so a single slow call never lets the lease expire. ``LeaseLost``, too
+many errors in a row, or no beat getting through for as long as a lease lives (``max_failures``
+intervals: an unreachable or hanging store) end the trial as lost; an outage shorter than that
+costs the trial nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Protocol
 
 import anyio
 
-from .._errors import LeaseLost
+from .._errors import LeaseLost, StoreUnavailable
 from .._models import Lease
 
 __all__ = ["HeartbeatTarget", "beat"]
@@ -45,9 +47,11 @@ async def beat(
     """
     failures = 0
     retry = interval / 3
-    next_at = anyio.current_time() + interval
+    last_ok = anyio.current_time()
+    next_at = last_ok + interval
     while True:
         await anyio.sleep(max(0.0, next_at - anyio.current_time()))
+        began = anyio.current_time()
         try:
             with anyio.fail_after(retry):
                 await target.heartbeat(lease)
@@ -55,15 +59,22 @@ async def beat(
             on_lost(str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - any store failure is retried, then the trial is lost
-            failures += 1
             problem = "timed out" if isinstance(exc, TimeoutError) else f"{exc!r}"
-            extra = {"trial_id": lease.trial_id}
-            logger.warning("heartbeat %d/%d %s", failures, max_failures, problem, extra=extra)
+            # an unreachable store is logged once by the worker's store link, not once a trial
+            if not isinstance(exc, TimeoutError | StoreUnavailable):
+                failures += 1
+                extra = {"trial_id": lease.trial_id}
+                logger.warning("heartbeat %d/%d %s", failures, max_failures, problem, extra=extra)
+            silent = anyio.current_time() - last_ok
             if failures >= max_failures:
                 on_lost(f"{failures} heartbeats failed in a row, the last {problem}")
+                return
+            if silent >= interval * max_failures:
+                on_lost(f"no heartbeat got through for {silent:.1f} s, the last {problem}")
                 return
             next_at = anyio.current_time() + retry
         else:
             failures = 0
+            last_ok = began
             next_at += interval
             next_at = max(next_at, anyio.current_time())

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from .._errors import DuplicateTrial, LeaseLost, StoreError, TrialNotFound
+from .._errors import DuplicateTrial, LeaseLost, StoreError, StoreUnavailable, TrialNotFound
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _postgres_sql as sql
 from ._base import (
@@ -31,7 +31,32 @@ from ._base import (
 
 __all__ = ["PostgresStore"]
 
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+_DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+)
+_TRANSIENT = (
+    asyncpg.PostgresConnectionError,  # class 08: the connection failed or does not exist
+    asyncpg.exceptions.OperatorInterventionError,  # 57: terminated, shutting down, starting up
+    asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections, disk full
+    asyncpg.exceptions.TransactionRollbackError,  # 40: serialization failure, deadlock
+    asyncpg.exceptions.InternalClientError,  # the driver lost track of a dying connection
+    OSError,  # refused, reset, timed out
+)
+
+
+def _translate(exc: Exception, what: str) -> StoreError:
+    """A driver error as ours: ``StoreUnavailable`` when it is worth a retry."""
+    transient = isinstance(exc, _TRANSIENT) or (
+        isinstance(exc, asyncpg.InterfaceError)
+        and not isinstance(exc, asyncpg.exceptions.ClientConfigurationError)
+    )
+    kind = StoreUnavailable if transient else StoreError
+    return kind(f"{what}: {type(exc).__name__}: {exc}")
+
+
 _DEFAULT = "async_consumer"
 
 
@@ -130,8 +155,7 @@ class PostgresStore(StoreBase):
             async with self._pool.acquire() as conn:
                 yield conn
         except _DRIVER_ERRORS as exc:
-            msg = f"PostgreSQL store: {exc}"
-            raise StoreError(msg) from exc
+            raise _translate(exc, "PostgreSQL store") from exc
 
     async def add(self, trials: Iterable[Trial], *, exist_ok: bool = False) -> int:
         """Add new trials, all or none; see ``TrialStore.add``."""
@@ -235,8 +259,7 @@ async def _connect(url: str, max_connections: int) -> Any:
         pool = asyncpg.create_pool(url, min_size=1, max_size=max_connections, reset=_keep_session)
         return await pool
     except _DRIVER_ERRORS as exc:
-        msg = f"cannot connect to the PostgreSQL store: {exc}"
-        raise StoreError(msg) from exc
+        raise _translate(exc, "cannot connect to the PostgreSQL store") from exc
 
 
 async def _keep_session(conn: Any) -> None:

@@ -12,7 +12,7 @@ from typing import TypeVar
 import anyio
 import anyio.lowlevel
 
-from .._errors import DuplicateTrial, LeaseLost, StoreError, TrialNotFound
+from .._errors import DuplicateTrial, LeaseLost, StoreError, StoreUnavailable, TrialNotFound
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _sqlite_sql as q
 from ._base import (
@@ -34,6 +34,8 @@ __all__ = ["SQLiteStore", "path_from_url"]
 
 _T = TypeVar("_T")
 _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+# worth a retry later (by a worker's store link): busy or locked for long, or an I/O error
+_TRANSIENT = {*_BUSY, sqlite3.SQLITE_IOERR}
 # a busy database blocks the event loop at most this long per try; then we back off with anyio.sleep
 _BUSY_TIMEOUT_MS = 10
 
@@ -54,6 +56,13 @@ def path_from_url(url: str) -> str:
 
 def _is_busy(exc: sqlite3.Error) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode & 0xFF in _BUSY
+
+
+def _error(exc: sqlite3.Error, what: str) -> StoreError:
+    """A driver error as ours: ``StoreUnavailable`` when it is worth a retry."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    kind = StoreUnavailable if code in _TRANSIENT else StoreError
+    return kind(f"{what}: {exc}")
 
 
 def _transaction(conn: sqlite3.Connection, begin: str, work: Callable[[], _T]) -> _T:
@@ -121,8 +130,7 @@ class SQLiteStore(StoreBase):
         try:
             self._conn = _connect(path)
         except sqlite3.Error as exc:
-            msg = f"cannot open the SQLite store {str(path)!r}: {exc}"
-            raise StoreError(msg) from exc
+            raise _error(exc, f"cannot open the SQLite store {str(path)!r}") from exc
 
     async def aclose(self) -> None:
         """Close the database connection."""
@@ -137,8 +145,7 @@ class SQLiteStore(StoreBase):
                 return _transaction(self._conn, "BEGIN IMMEDIATE" if write else "BEGIN", work)
             except sqlite3.Error as exc:
                 if not _is_busy(exc) or anyio.current_time() > deadline:
-                    msg = f"SQLite store: {exc}"
-                    raise StoreError(msg) from exc
+                    raise _error(exc, "SQLite store") from exc
             await anyio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 0.1)
 
