@@ -54,6 +54,9 @@ class Worker:
             files (a full or read-only disk); each failure gives the trial back and backs off.
     """
 
+    file_fault_backoff = 0.5
+    """Seconds of the first pause after a trial's files could not be created (then doubled)."""
+
     def __init__(
         self,
         store: TrialStore,
@@ -174,7 +177,8 @@ class Worker:
             await self.store.finish(lease, outcome, requeue=True)
         if self._file_faults >= self.max_file_faults:
             raise exc
-        delay = min(30.0, 0.5 * 2.0 ** (self._file_faults - 1)) * random.uniform(0.75, 1.25)
+        delay = min(30.0, self.file_fault_backoff * 2.0 ** (self._file_faults - 1))
+        delay *= random.uniform(0.75, 1.25)
         self._paused_until = max(self._paused_until, anyio.current_time() + delay)
         logger.warning("%s; trial given back, pausing %.1f s (%d/%d)", exc, delay,
                        self._file_faults, self.max_file_faults, extra={"trial_id": lease.trial_id})  # fmt: skip

@@ -68,7 +68,12 @@ async def _work(args: argparse.Namespace, store: TrialStore, view: View) -> int:
                     max_broken=args.max_broken, on_outcome=view.outcome)  # fmt: skip
     async with consumer, handle_signals(consumer) as signals:
         with view.progress(await store.counts(), lambda: len(consumer.running)):
-            await worker.run()
+            try:
+                await worker.run()
+            except ConsumerError:
+                pass  # raised below, outside the signal handler's task group
+    if worker.error is not None:
+        raise worker.error
     final = await store.list()
     view.summary(final, worker)
     if signals:

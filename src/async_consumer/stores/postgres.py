@@ -29,7 +29,7 @@ from ._base import (
     zero_counts,
 )
 
-__all__ = ["PostgresStore"]
+__all__ = ["DEFAULT_POOL_SIZE", "PostgresStore"]
 
 _DRIVER_ERRORS = (
     asyncpg.PostgresError,
@@ -60,13 +60,22 @@ def _translate(exc: Exception, what: str) -> StoreError:
 _DEFAULT = "async_consumer"
 
 
-def _split_url(url: str) -> tuple[str, str | None]:
-    """Take the ``schema`` parameter out of a URL; asyncpg would send it to the server."""
+DEFAULT_POOL_SIZE = 2
+"""Connections a store keeps at most: a worker's reservations, heartbeats and finishes share
+them (a query takes a millisecond or two), so many workers fit under ``max_connections``."""
+
+
+def _split_url(url: str) -> tuple[str, str | None, int | None]:
+    """Take our parameters (``schema``, ``pool_size``) out of a URL; asyncpg would send them on."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((value for key, value in query if key == "schema"), None)
-    rest = urlencode([(key, value) for key, value in query if key != "schema"])
-    return urlunsplit(parts._replace(query=rest)), schema
+    ours = {key: value for key, value in query if key in ("schema", "pool_size")}
+    rest = urlencode([(key, value) for key, value in query if key not in ours])
+    size = ours.get("pool_size")
+    if size is not None and not (size.isdigit() and int(size) >= 1):
+        msg = f"pool_size must be a whole number of 1 or more, not {size!r}"
+        raise ValueError(msg)
+    return urlunsplit(parts._replace(query=rest)), ours.get("schema"), int(size) if size else None
 
 
 class PostgresStore(StoreBase):
@@ -103,19 +112,22 @@ class PostgresStore(StoreBase):
         *,
         schema: str | None = None,
         max_lost: int = 3,
-        max_connections: int = 10,
+        max_connections: int | None = None,
     ) -> Self:
         """
         Connect, create or migrate the store's tables, and return the store.
 
         Args:
-            dsn: a ``postgresql://`` URL (``?schema=name`` picks the schema), or an
-                ``asyncpg.Pool`` that the caller keeps and closes.
+            dsn: a ``postgresql://`` URL (``?schema=name`` picks the schema,
+                ``?pool_size=N`` the size of the pool), or an ``asyncpg.Pool`` that the caller
+                keeps and closes.
             schema: the PostgreSQL schema for the tables; default ``async_consumer``.
             max_lost: how many times a trial may lose its lease before it is marked broken.
-            max_connections: the size of the pool this opens.
+            max_connections: the size of the pool this opens (default: the URL's
+                ``pool_size``, else 2).
         """
-        url, from_url = _split_url(dsn) if isinstance(dsn, str) else ("", None)
+        url, from_url, size = _split_url(dsn) if isinstance(dsn, str) else ("", None, None)
+        max_connections = max_connections or size or DEFAULT_POOL_SIZE
         name = schema or from_url or _DEFAULT
         # refuse bad arguments before connecting, so that no pool is left open
         sql.quote(name)
@@ -256,7 +268,8 @@ def _check_clashes(clashes: builtins.list[Trial], known: dict[str, str], *, exis
 
 async def _connect(url: str, max_connections: int) -> Any:
     try:
-        pool = asyncpg.create_pool(url, min_size=1, max_size=max_connections, reset=_keep_session)
+        # min_size 0: no background reconnection (asyncpg logs its failures with a traceback)
+        pool = asyncpg.create_pool(url, min_size=0, max_size=max_connections, reset=_keep_session)
         return await pool
     except _DRIVER_ERRORS as exc:
         raise _translate(exc, "cannot connect to the PostgreSQL store") from exc
