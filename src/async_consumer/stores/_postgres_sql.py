@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-SCHEMA_VERSION = 1
-TABLES = """
+TABLES_V1 = """
 CREATE TABLE {s}.trials (
     seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id text NOT NULL UNIQUE,
     trial text NOT NULL, status text NOT NULL DEFAULT 'new', token integer NOT NULL DEFAULT 0,
@@ -22,6 +21,11 @@ CREATE TABLE {s}.attempts (
     PRIMARY KEY (trial_id, number)
 );
 """
+MIGRATIONS: tuple[str, ...] = (TABLES_V1,)
+"""The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
+schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
+that a store written by an earlier release opens in this one. ``{s}`` is the quoted schema."""
+SCHEMA_VERSION = len(MIGRATIONS)
 _TRIALS = """
     SELECT id, trial, status, token, worker, heartbeat_at, lost_count FROM {{s}}.trials {where}
     ORDER BY seq"""
@@ -107,6 +111,6 @@ def queries(schema: str) -> dict[str, str]:
     return {name: text.format(s=quoted, pick=pick) for name, text in _QUERIES.items()}
 
 
-def tables(schema: str) -> str:
-    """The statements that create the store's tables in one schema."""
-    return TABLES.format(s=quote(schema))
+def migration(schema: str, number: int) -> str:
+    """The statements that take the store in one schema from version ``number`` to the next."""
+    return MIGRATIONS[number].format(s=quote(schema))

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 NOW = "((julianday('now') - 2440587.5) * 86400.0)"
-SCHEMA_VERSION = 1
-"""The version of the tables below, kept in the ``schema_version`` table."""
-SCHEMA = """
+SCHEMA_V1 = """
 CREATE TABLE trials (
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, trial TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'new', token INTEGER NOT NULL DEFAULT 0, worker TEXT,
@@ -20,6 +18,12 @@ CREATE TABLE attempts (
     heartbeat_at REAL, outcome TEXT, PRIMARY KEY (trial_id, number)
 ) WITHOUT ROWID;
 """
+MIGRATIONS: tuple[str, ...] = (SCHEMA_V1,)
+"""The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
+schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
+that a store written by an earlier release opens in this one."""
+SCHEMA_VERSION = len(MIGRATIONS)
+"""The version this library writes, kept in the ``schema_version`` table."""
 PICK = """
 SELECT seq FROM trials INDEXED BY trials_pending WHERE status IN ('new', 'interrupted')
 ORDER BY seq LIMIT 1

@@ -147,13 +147,13 @@ class PostgresStore(StoreBase):
             await conn.execute(self._q["lock"], f"async_consumer:{self._schema}")
             await conn.execute(self._q["create_schema"])
             await conn.execute(self._q["version_table"])
-            version = await conn.fetchval(self._q["version"])
-            if version is None:
-                await conn.execute(sql.tables(self._schema))
-                await conn.execute(self._q["set_version"], sql.SCHEMA_VERSION)
-            elif version > sql.SCHEMA_VERSION:
+            version = await conn.fetchval(self._q["version"]) or 0
+            if version > sql.SCHEMA_VERSION:
                 msg = f"the store's schema version {version} is newer than this library's"
                 raise StoreError(msg)
+            for number in range(version, sql.SCHEMA_VERSION):
+                await conn.execute(sql.migration(self._schema, number))
+                await conn.execute(self._q["set_version"], number + 1)
 
     async def aclose(self) -> None:
         """Close the connection pool, if the store opened it."""

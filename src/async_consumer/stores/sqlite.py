@@ -79,15 +79,17 @@ def _transaction(conn: sqlite3.Connection, begin: str, work: Callable[[], _T]) -
 
 def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-    if row[0] is None:
-        # one statement at a time: executescript would commit the open transaction first
-        for statement in filter(str.strip, q.SCHEMA.split(";")):
-            conn.execute(statement)
-        conn.execute("INSERT INTO schema_version VALUES (?)", (q.SCHEMA_VERSION,))
-    elif row[0] > q.SCHEMA_VERSION:
-        msg = f"the store's schema version {row[0]} is newer than this library's {q.SCHEMA_VERSION}"
+    version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+    if version > q.SCHEMA_VERSION:
+        msg = (
+            f"the store's schema version {version} is newer than this library's {q.SCHEMA_VERSION}"
+        )
         raise StoreError(msg)
+    for number in range(version, q.SCHEMA_VERSION):
+        # one statement at a time: executescript would commit the open transaction first
+        for statement in filter(str.strip, q.MIGRATIONS[number].split(";")):
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES (?)", (number + 1,))
 
 
 def _connect(path: str | Path) -> sqlite3.Connection:
