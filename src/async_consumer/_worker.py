@@ -26,6 +26,8 @@ import anyio
 from ._consumer import Consumer
 from ._errors import LeaseLost, StoreError, TrialFilesError
 from ._models import Lease, Outcome, Reason, Status, TrialStatus
+from ._reclaim import Reclaimer
+from ._supervise.holder import holder_name
 from .stores import TrialStore
 from .stores._retrying import DEFAULT_OUTAGE_LIMIT, Outage, RetryingStore
 
@@ -89,6 +91,12 @@ class Worker:
         """The error that ended the worker early, if one did."""
         self.host = socket.gethostname()
         self.name = name or f"{self.host}:{os.getpid()}"
+        self.holder = holder_name(self.host)
+        """This process as a lease holder (``host/pid/start``): a dead one is seen at once."""
+        self.reclaimer = Reclaimer(store, self.host, consumer.heartbeat, lost_after)
+        self._held = 0  # leases held now
+        self._alone: anyio.Event | None = None  # set when the suspect running alone has ended
+        self._reserving = anyio.Lock()
         self.follow = follow
         self.lost_after = lost_after
         self.poll = poll
@@ -139,7 +147,9 @@ class Worker:
         try:
             while not self.is_halted:
                 await anyio.sleep(max(0.0, self._paused_until - anyio.current_time()))
-                lease = await self.store.reserve(self.name, host=self.host)
+                lease = await self._reserve()
+                if self.is_halted:
+                    return
                 if lease is None:
                     if not self.follow and await self._is_drained():
                         return
@@ -149,7 +159,36 @@ class Worker:
         except (StoreError, TrialFilesError) as exc:
             self._fail(exc)
 
+    async def _reserve(self) -> Lease | None:
+        """
+        Reserve a trial as the policy on suspects says.
+
+        A suspect (a trial that lost a lease before: its worker may have died of it) is reserved
+        only by a worker with nothing else running, and runs alone: if it kills this worker,
+        no healthy trial is lost with it, and the death is charged to the suspect alone.
+        """
+        async with self._reserving:
+            while self._alone is not None:
+                await self._alone.wait()
+            if self.is_halted:
+                return None
+            lease = await self.store.reserve(self.name, host=self.host, holder=self.holder,
+                                             suspects=self._held == 0)  # fmt: skip
+            if lease is not None:
+                self._held += 1
+                self._alone = anyio.Event() if lease.lost_count else None
+            return lease
+
     async def _run(self, lease: Lease) -> None:
+        try:
+            await self._run_held(lease)
+        finally:
+            self._held -= 1
+            if lease.lost_count and self._alone is not None:
+                self._alone.set()
+                self._alone = None
+
+    async def _run_held(self, lease: Lease) -> None:
         try:
             outcome = await self.consumer.run(lease)
         except TrialFilesError as exc:
@@ -208,26 +247,7 @@ class Worker:
         return sum(counts.get(status, 0) for status in waiting) == 0
 
     async def _reclaim_forever(self) -> None:
-        interval = self.consumer.heartbeat
         try:
-            while True:
-                if not self._is_just_back():
-                    await self._reclaim(self.lost_after * interval)
-                await anyio.sleep(interval)
+            await self.reclaimer.run_forever()
         except StoreError as exc:
             self._fail(exc)
-
-    def _is_just_back(self) -> bool:
-        """
-        Whether the store came back from an outage less than a lease ago.
-
-        The other workers were most likely cut off too: their beats need a lease's time to get
-        through again before their trials may be called stale.
-        """
-        back_at, lease = self.store.outage.back_at, self.store.lease_seconds or 0.0
-        return back_at is not None and anyio.current_time() - back_at < lease
-
-    async def _reclaim(self, older_than: float) -> None:
-        for trial_id in await self.store.reclaim_stale(older_than):
-            logger.warning("reclaimed from a worker that stopped beating",
-                           extra={"trial_id": trial_id})  # fmt: skip

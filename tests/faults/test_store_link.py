@@ -27,9 +27,11 @@ class Flaky(MemoryStore):
             self.failures -= 1
             raise self.error
 
-    async def reserve(self, worker: str, *, host: str = "") -> Lease | None:
+    async def reserve(
+        self, worker: str, *, host: str = "", holder: str = "", suspects: bool = True
+    ) -> Lease | None:
         self._maybe_fail()
-        return await super().reserve(worker, host=host)
+        return await super().reserve(worker, host=host, holder=holder, suspects=suspects)
 
     async def counts(self) -> dict[TrialStatus, int]:
         self._maybe_fail()

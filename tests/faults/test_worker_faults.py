@@ -48,7 +48,7 @@ def test_a_store_error_no_retry_mends_ends_the_worker_at_once(
     url = parts._replace(path=f"/no_such_database_{uuid.uuid4().hex[:8]}").geturl()
     assert main(["worker", "--store", url, *WORKER, "--", "true"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: PostgreSQL store: InvalidCatalogNameError: database")
+    assert err.startswith("error: cannot connect to the PostgreSQL store: InvalidCatalogName")
     assert err.count("\n") == 1 and "unreachable" not in err
 
 

@@ -16,6 +16,9 @@ _STORED_FIELDS = ("trial", "status", "token", "worker", "heartbeat_at", "lost_co
 PENDING = (TrialStatus.NEW, TrialStatus.INTERRUPTED)
 """The statuses ``reserve`` takes trials from."""
 
+HeldLease = tuple[str, int, str]
+"""A current lease as ``(trial id, token, holder)``; the holder is ``host/pid/start``."""
+
 _SETTLED = {
     Status.COMPLETED: TrialStatus.COMPLETED,
     Status.BROKEN: TrialStatus.BROKEN,
@@ -38,8 +41,23 @@ class TrialStore(Protocol):
         """Add new trials, all or none; return how many were added (see ``DuplicateTrial``)."""
         ...
 
-    async def reserve(self, worker: str, *, host: str = "") -> Lease | None:
-        """Lease the oldest new or interrupted trial, or return ``None`` if there is none."""
+    async def reserve(
+        self, worker: str, *, host: str = "", holder: str = "", suspects: bool = True
+    ) -> Lease | None:
+        """
+        Lease the oldest new or interrupted trial, or return ``None`` if there is none.
+
+        ``holder`` names the holding process (see ``HeldLease``); without ``suspects``, trials
+        that lost a lease before are passed over (a busy worker leaves them to an idle one).
+        """
+        ...
+
+    async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
+        """The current leases whose holder starts with ``prefix`` (e.g. ``"host/"``)."""
+        ...
+
+    async def reclaim_leases(self, leases: Sequence[HeldLease], message: str) -> builtins.list[str]:
+        """Interrupt these leases if still current, each as a loss; return the trials' ids."""
         ...
 
     async def heartbeat(self, lease: Lease) -> None:
@@ -144,6 +162,17 @@ def settle(
 def lost_outcome(trial_id: str, attempt: int, older_than: float) -> Outcome:
     """The outcome recorded on an attempt whose lease the store reclaimed."""
     message = f"no heartbeat for {older_than:g} s or more; the store reclaimed the lease"
+    return Outcome(
+        trial_id=trial_id,
+        attempt=attempt,
+        status=Status.LOST,
+        reason=Reason.LEASE_LOST,
+        message=message,
+    )
+
+
+def gone_outcome(trial_id: str, attempt: int, message: str) -> Outcome:
+    """The outcome recorded on an attempt whose holding process is known to be gone."""
     return Outcome(
         trial_id=trial_id,
         attempt=attempt,

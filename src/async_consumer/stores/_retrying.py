@@ -13,14 +13,14 @@ from __future__ import annotations
 import builtins
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
 import anyio
 
 from .._errors import LeaseLost, StoreUnavailable
 from .._models import Lease, Outcome, StoredTrial, Trial, TrialStatus
-from ._base import StoreBase, TrialStore
+from ._base import HeldLease, StoreBase, TrialStore
 
 __all__ = ["DEFAULT_OUTAGE_LIMIT", "Outage", "RetryingStore"]
 
@@ -145,10 +145,14 @@ class RetryingStore(StoreBase):
         batch = builtins.list(trials)
         return await self.outage.call(lambda: self.store.add(batch, exist_ok=exist_ok))
 
-    async def reserve(self, worker: str, *, host: str = "") -> Lease | None:
+    async def reserve(
+        self, worker: str, *, host: str = "", holder: str = "", suspects: bool = True
+    ) -> Lease | None:
         """Lease a trial; see ``TrialStore.reserve``."""
         began = anyio.current_time()
-        lease = await self.outage.call(lambda: self.store.reserve(worker, host=host))
+        lease = await self.outage.call(
+            lambda: self.store.reserve(worker, host=host, holder=holder, suspects=suspects)
+        )
         if lease is not None:
             self._beaten[lease.trial_id, lease.token] = began
         return lease
@@ -204,6 +208,14 @@ class RetryingStore(StoreBase):
         if began is None or self.lease_seconds is None:
             return None
         return began + self.lease_seconds
+
+    async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
+        """The current leases held from ``prefix``; see ``TrialStore.held_leases``."""
+        return await self.outage.call(lambda: self.store.held_leases(prefix))
+
+    async def reclaim_leases(self, leases: Sequence[HeldLease], message: str) -> builtins.list[str]:
+        """Interrupt these leases if still current; see ``TrialStore.reclaim_leases``."""
+        return await self.outage.call(lambda: self.store.reclaim_leases(leases, message))
 
     async def reclaim_stale(self, older_than: float) -> builtins.list[str]:
         """Interrupt stale leases; see ``TrialStore.reclaim_stale``."""

@@ -18,7 +18,11 @@ CREATE TABLE attempts (
     heartbeat_at REAL, outcome TEXT, PRIMARY KEY (trial_id, number)
 ) WITHOUT ROWID;
 """
-MIGRATIONS: tuple[str, ...] = (SCHEMA_V1,)
+HOLDERS_V2 = """
+ALTER TABLE trials ADD COLUMN holder TEXT NOT NULL DEFAULT ''
+"""
+"""Version 2: who holds each lease (host/pid/process start), so a dead local holder is seen."""
+MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, HOLDERS_V2)
 """The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
 schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
 that a store written by an earlier release opens in this one."""
@@ -26,14 +30,16 @@ SCHEMA_VERSION = len(MIGRATIONS)
 """The version this library writes, kept in the ``schema_version`` table."""
 PICK = """
 SELECT seq FROM trials INDEXED BY trials_pending WHERE status IN ('new', 'interrupted')
-ORDER BY seq LIMIT 1
+AND (:suspects OR lost_count = 0) ORDER BY seq LIMIT 1
 """
 """The query ``reserve`` picks a trial with: the first entry of the partial index of pending
 trials, however many finished ones the table holds (without ``INDEXED BY`` and before
-``ANALYZE``, SQLite prefers the status index and sorts every pending trial)."""
+``ANALYZE``, SQLite prefers the status index and sorts every pending trial). Without
+``suspects``, trials that lost a lease before are passed over."""
 RESERVE = f"""
-UPDATE trials SET status = 'reserved', token = token + 1, worker = ?, heartbeat_at = {NOW}
-WHERE seq = ({PICK}) RETURNING id, trial, token, heartbeat_at
+UPDATE trials SET status = 'reserved', token = token + 1, worker = :worker, holder = :holder,
+    heartbeat_at = {NOW}
+WHERE seq = ({PICK}) RETURNING id, trial, token, heartbeat_at, lost_count
 """
 ATTEMPT = """
 INSERT INTO attempts (trial_id, number, token, worker, host, reserved_at, heartbeat_at)
@@ -52,6 +58,15 @@ RECLAIM = f"""
 UPDATE trials INDEXED BY trials_reserved SET lost_count = lost_count + 1,
     status = CASE WHEN lost_count + 1 > ? THEN 'broken' ELSE 'interrupted' END
 WHERE status = 'reserved' AND heartbeat_at <= {NOW} - ? RETURNING id, token
+"""
+HELD = """
+SELECT id, token, holder FROM trials INDEXED BY trials_reserved
+WHERE status = 'reserved' AND substr(holder, 1, length(:prefix)) = :prefix AND holder != ''
+"""
+RECLAIM_LEASE = """
+UPDATE trials SET lost_count = lost_count + 1,
+    status = CASE WHEN lost_count + 1 > :max_lost THEN 'broken' ELSE 'interrupted' END
+WHERE id = :id AND token = :token AND status = 'reserved' RETURNING id, token
 """
 TRIALS = "SELECT id, trial, status, token, worker, heartbeat_at, lost_count FROM trials"
 ATTEMPTS = """

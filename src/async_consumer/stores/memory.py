@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -14,10 +14,12 @@ from .._errors import DuplicateTrial, LeaseLost, TrialNotFound
 from .._models import Attempt, Lease, Outcome, StoredTrial, Trial, TrialStatus
 from ._base import (
     PENDING,
+    HeldLease,
     StoreBase,
     check_max_lost,
     check_older_than,
     check_outcome,
+    gone_outcome,
     lost_outcome,
     settle,
     zero_counts,
@@ -35,6 +37,7 @@ class _Record:
     worker: str | None = None
     heartbeat_at: datetime | None = None
     lost_count: int = 0
+    holder: str = ""
     attempts: builtins.list[Attempt] = field(default_factory=builtins.list)
 
     def stored(self) -> StoredTrial:
@@ -87,17 +90,51 @@ class MemoryStore(StoreBase):
             heapq.heappush(self._pending, (seq, trial.id))
         return len(fresh)
 
-    async def reserve(self, worker: str, *, host: str = "") -> Lease | None:
+    async def reserve(
+        self, worker: str, *, host: str = "", holder: str = "", suspects: bool = True
+    ) -> Lease | None:
         """Lease the oldest new or interrupted trial; see ``TrialStore.reserve``."""
         await anyio.lowlevel.checkpoint()
-        while self._pending:
-            record = self._records[heapq.heappop(self._pending)[1]]
-            if record.status in PENDING:
+        passed: builtins.list[tuple[int, str]] = []
+        try:
+            while self._pending:
+                entry = heapq.heappop(self._pending)
+                record = self._records[entry[1]]
+                if record.status not in PENDING:
+                    continue
+                if not suspects and record.lost_count:
+                    passed.append(entry)  # left for an idle worker
+                    continue
+                record.holder = holder
                 return self._lease(record, worker, host)
-        return None
+            return None
+        finally:
+            for entry in passed:
+                heapq.heappush(self._pending, entry)
+
+    async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
+        """The current leases held from ``prefix``; see ``TrialStore.held_leases``."""
+        await anyio.lowlevel.checkpoint()
+        return [
+            (r.trial.id, r.token, r.holder)
+            for r in self._records.values()
+            if r.status is TrialStatus.RESERVED and r.holder and r.holder.startswith(prefix)
+        ]
+
+    async def reclaim_leases(self, leases: Sequence[HeldLease], message: str) -> builtins.list[str]:
+        """Interrupt these leases if still current; see ``TrialStore.reclaim_leases``."""
+        await anyio.lowlevel.checkpoint()
+        taken = []
+        for trial_id, token, _ in leases:
+            record = self._records.get(trial_id)
+            if record and record.status is TrialStatus.RESERVED and record.token == token:
+                self._settle(record, gone_outcome(trial_id, len(record.attempts), message))
+                taken.append(trial_id)
+        return taken
 
     def _lease(self, record: _Record, worker: str, host: str) -> Lease:
         now = datetime.now(UTC)
+        lost = record.lost_count
         record.status, record.worker, record.heartbeat_at = TrialStatus.RESERVED, worker, now
         record.token += 1
         number = len(record.attempts) + 1
@@ -111,7 +148,7 @@ class MemoryStore(StoreBase):
         )
         record.attempts.append(attempt)
         trial = record.trial.model_copy(update={"attempt": number})
-        return Lease(trial=trial, token=record.token, worker=worker)
+        return Lease(trial=trial, token=record.token, worker=worker, lost_count=lost)
 
     def _held(self, lease: Lease) -> _Record:
         record = self._records.get(lease.trial_id)

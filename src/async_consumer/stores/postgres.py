@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -15,11 +15,13 @@ from .._errors import DuplicateTrial, LeaseLost, StoreError, StoreUnavailable, T
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _postgres_sql as sql
 from ._base import (
+    HeldLease,
     StoreBase,
     check_max_lost,
     check_older_than,
     check_outcome,
     dump_trial,
+    gone_outcome,
     load_attempt,
     load_stored,
     load_trial,
@@ -163,11 +165,14 @@ class PostgresStore(StoreBase):
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
+        connected = False
         try:
             async with self._pool.acquire() as conn:
+                connected = True
                 yield conn
         except _DRIVER_ERRORS as exc:
-            raise _translate(exc, "PostgreSQL store") from exc
+            what = "PostgreSQL store" if connected else "cannot connect to the PostgreSQL store"
+            raise _translate(exc, what) from exc
 
     async def add(self, trials: Iterable[Trial], *, exist_ok: bool = False) -> int:
         """Add new trials, all or none; see ``TrialStore.add``."""
@@ -184,14 +189,31 @@ class PostgresStore(StoreBase):
                 _check_clashes(clashes, known, exist_ok=exist_ok)
         return len(rows)
 
-    async def reserve(self, worker: str, *, host: str = "") -> Lease | None:
+    async def reserve(
+        self, worker: str, *, host: str = "", holder: str = "", suspects: bool = True
+    ) -> Lease | None:
         """Lease the oldest new or interrupted trial; see ``TrialStore.reserve``."""
         async with self._connection() as conn:
-            row = await conn.fetchrow(self._q["reserve"], worker, host)
+            row = await conn.fetchrow(self._q["reserve"], worker, host, holder, suspects)
         if row is None:
             return None
-        text, token = row
-        return Lease(trial=load_trial(text, token), token=token, worker=worker)
+        text, token, lost = row
+        return Lease(trial=load_trial(text, token), token=token, worker=worker, lost_count=lost)
+
+    async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
+        """The current leases held from ``prefix``; see ``TrialStore.held_leases``."""
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._q["held"], prefix)
+        return [(trial_id, token, holder) for trial_id, token, holder in rows]
+
+    async def reclaim_leases(self, leases: Sequence[HeldLease], message: str) -> builtins.list[str]:
+        """Interrupt these leases if still current; see ``TrialStore.reclaim_leases``."""
+        ids, tokens = [lease[0] for lease in leases], [lease[1] for lease in leases]
+        async with self._connection() as conn, conn.transaction():
+            rows = await conn.fetch(self._q["reclaim_leases"], self._max_lost, ids, tokens)
+            ends = [(gone_outcome(i, n, message).model_dump_json(), i, n) for i, n in rows]
+            await conn.executemany(self._q["end"], ends)
+        return [trial_id for trial_id, _ in rows]
 
     async def heartbeat(self, lease: Lease) -> None:
         """Record that the lease's holder is alive; see ``TrialStore.heartbeat``."""

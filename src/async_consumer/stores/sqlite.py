@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import random
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,11 +16,13 @@ from .._errors import DuplicateTrial, LeaseLost, StoreError, StoreUnavailable, T
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _sqlite_sql as q
 from ._base import (
+    HeldLease,
     StoreBase,
     check_max_lost,
     check_older_than,
     check_outcome,
     dump_trial,
+    gone_outcome,
     load_attempt,
     load_stored,
     load_trial,
@@ -167,17 +169,40 @@ class SQLiteStore(StoreBase):
             raise DuplicateTrial(trial.id)
         return 0
 
-    async def reserve(self, worker: str, *, host: str = "") -> Lease | None:
+    async def reserve(
+        self, worker: str, *, host: str = "", holder: str = "", suspects: bool = True
+    ) -> Lease | None:
         """Lease the oldest new or interrupted trial; see ``TrialStore.reserve``."""
-        return await self._run(lambda: self._reserve(worker, host))
+        args = {"worker": worker, "holder": holder, "suspects": suspects}
+        return await self._run(lambda: self._reserve(args, host))
 
-    def _reserve(self, worker: str, host: str) -> Lease | None:
-        rows = self._conn.execute(q.RESERVE, (worker,)).fetchall()
+    def _reserve(self, args: dict[str, object], host: str) -> Lease | None:
+        rows = self._conn.execute(q.RESERVE, args).fetchall()
         if not rows:
             return None
-        trial_id, text, token, now = rows[0]
+        trial_id, text, token, now, lost = rows[0]
+        worker = str(args["worker"])
         self._conn.execute(q.ATTEMPT, (trial_id, token, worker, host, now))
-        return Lease(trial=load_trial(text, token), token=token, worker=worker)
+        trial = load_trial(text, token)
+        return Lease(trial=trial, token=token, worker=worker, lost_count=lost)
+
+    async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
+        """The current leases held from ``prefix``; see ``TrialStore.held_leases``."""
+        rows = await self._run(lambda: self._conn.execute(q.HELD, {"prefix": prefix}).fetchall())
+        return [(trial_id, token, holder) for trial_id, token, holder in rows]
+
+    async def reclaim_leases(self, leases: Sequence[HeldLease], message: str) -> builtins.list[str]:
+        """Interrupt these leases if still current; see ``TrialStore.reclaim_leases``."""
+        return await self._run(lambda: self._reclaim_leases(leases, message))
+
+    def _reclaim_leases(self, leases: Sequence[HeldLease], message: str) -> builtins.list[str]:
+        taken = []
+        for trial_id, token, _ in leases:
+            args = {"id": trial_id, "token": token, "max_lost": self._max_lost}
+            taken += self._conn.execute(q.RECLAIM_LEASE, args).fetchall()
+        ends = [(gone_outcome(i, n, message).model_dump_json(), i, n) for i, n in taken]
+        self._end_attempts(ends)
+        return [trial_id for trial_id, _ in taken]
 
     async def heartbeat(self, lease: Lease) -> None:
         """Record that the lease's holder is alive; see ``TrialStore.heartbeat``."""
