@@ -16,6 +16,11 @@ _STORED_FIELDS = ("trial", "status", "token", "worker", "heartbeat_at", "lost_co
 PENDING = (TrialStatus.NEW, TrialStatus.INTERRUPTED)
 """The statuses ``reserve`` takes trials from."""
 
+DEFAULT_MAX_LOST = 2
+"""A trial is broken at its third lost lease: as a suspect runs alone after its first, a healthy
+trial loses a lease to a neighbour's crash at most once, and a poison trial that kills every
+worker it runs on is stopped after three deaths."""
+
 HeldLease = tuple[str, int, str]
 """A current lease as ``(trial id, token, holder)``; the holder is ``host/pid/start``."""
 
@@ -219,7 +224,7 @@ def zero_counts() -> dict[TrialStatus, int]:
     return dict.fromkeys(TrialStatus, 0)
 
 
-async def open_store(url: str, *, max_lost: int = 3) -> TrialStore:
+async def open_store(url: str, *, max_lost: int = DEFAULT_MAX_LOST) -> TrialStore:
     """
     Open the store a URL names; the caller must close it (``aclose`` or ``async with``).
 
@@ -249,7 +254,9 @@ async def open_store(url: str, *, max_lost: int = 3) -> TrialStore:
 
 
 @asynccontextmanager
-async def store_from_url(url: str, *, max_lost: int = 3) -> AsyncIterator[TrialStore]:
+async def store_from_url(
+    url: str, *, max_lost: int = DEFAULT_MAX_LOST
+) -> AsyncIterator[TrialStore]:
     """
     Open the store a URL names for the duration of an ``async with`` block.
 

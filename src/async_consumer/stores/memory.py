@@ -13,6 +13,7 @@ import anyio.lowlevel
 from .._errors import DuplicateTrial, LeaseLost, TrialNotFound
 from .._models import Attempt, Lease, Outcome, StoredTrial, Trial, TrialStatus
 from ._base import (
+    DEFAULT_MAX_LOST,
     PENDING,
     HeldLease,
     StoreBase,
@@ -66,7 +67,7 @@ class MemoryStore(StoreBase):
         max_lost: how many times a trial may lose its lease before it is marked broken.
     """
 
-    def __init__(self, max_lost: int = 3) -> None:
+    def __init__(self, max_lost: int = DEFAULT_MAX_LOST) -> None:
         self._max_lost = check_max_lost(max_lost)
         self._records: dict[str, _Record] = {}
         self._pending: builtins.list[tuple[int, str]] = []

@@ -15,6 +15,7 @@ from .._errors import DuplicateTrial, LeaseLost, StoreError, StoreUnavailable, T
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _postgres_sql as sql
 from ._base import (
+    DEFAULT_MAX_LOST,
     HeldLease,
     StoreBase,
     check_max_lost,
@@ -90,7 +91,7 @@ class PostgresStore(StoreBase):
     """
 
     def __init__(
-        self, pool: Any, *, schema: str, max_lost: int = 3, owns_pool: bool = False
+        self, pool: Any, *, schema: str, max_lost: int = DEFAULT_MAX_LOST, owns_pool: bool = False
     ) -> None:
         """
         Use a pool whose schema :meth:`open` has prepared; prefer :meth:`open`.
@@ -113,7 +114,7 @@ class PostgresStore(StoreBase):
         dsn: str | Any,
         *,
         schema: str | None = None,
-        max_lost: int = 3,
+        max_lost: int = DEFAULT_MAX_LOST,
         max_connections: int | None = None,
     ) -> Self:
         """

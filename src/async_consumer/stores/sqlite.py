@@ -16,6 +16,7 @@ from .._errors import DuplicateTrial, LeaseLost, StoreError, StoreUnavailable, T
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _sqlite_sql as q
 from ._base import (
+    DEFAULT_MAX_LOST,
     HeldLease,
     StoreBase,
     check_max_lost,
@@ -126,7 +127,9 @@ class SQLiteStore(StoreBase):
         busy_wait: seconds to keep retrying a busy database before raising ``StoreError``.
     """
 
-    def __init__(self, path: str | Path, max_lost: int = 3, *, busy_wait: float = 60.0) -> None:
+    def __init__(
+        self, path: str | Path, max_lost: int = DEFAULT_MAX_LOST, *, busy_wait: float = 60.0
+    ) -> None:
         self._max_lost = check_max_lost(max_lost)
         self._busy_wait = busy_wait
         if str(path) != ":memory:":
