@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+from pathlib import Path
 
 import anyio
 import pytest
 
 from async_consumer._errors import LeaseLost, StoreError, StoreUnavailable
 from async_consumer._models import Lease, Outcome, Status, Trial, TrialStatus
-from async_consumer.stores import MemoryStore
+from async_consumer.stores import MemoryStore, SQLiteStore
 from async_consumer.stores._retrying import Outage, RetryingStore
 
 
@@ -134,3 +136,54 @@ def test_the_outage_limit_must_be_positive() -> None:
     """A limit of 0 or less is refused with a message naming it."""
     with pytest.raises(ValueError, match="outage limit must be positive"):
         Outage(0)
+
+
+@pytest.mark.parametrize(
+    ("name", "transient"),
+    [
+        ("TooManyConnectionsError", True),
+        ("AdminShutdownError", True),
+        ("CannotConnectNowError", True),
+        ("ConnectionDoesNotExistError", True),
+        ("InternalClientError", True),
+        ("InvalidPasswordError", False),
+        ("InvalidCatalogNameError", False),
+        ("UndefinedTableError", False),
+    ],
+)
+def test_postgres_errors_worth_a_retry(name: str, transient: bool) -> None:
+    """PostgreSQL errors are StoreUnavailable when a retry may mend them, else StoreError."""
+    asyncpg = pytest.importorskip("asyncpg")
+    from async_consumer.stores.postgres import _translate
+
+    error = _translate(getattr(asyncpg.exceptions, name)("boom"), "PostgreSQL store")
+    assert isinstance(error, StoreError)
+    assert isinstance(error, StoreUnavailable) is transient
+    assert str(error) == f"PostgreSQL store: {name}: boom"
+
+
+@pytest.mark.parametrize(
+    ("exc", "transient"),
+    [(ConnectionRefusedError(111, "refused"), True), (ConnectionResetError(104, "reset"), True)],
+    ids=["refused", "reset"],
+)
+def test_socket_errors_are_worth_a_retry(exc: OSError, transient: bool) -> None:
+    """A refused or reset connection is StoreUnavailable."""
+    pytest.importorskip("asyncpg")
+    from async_consumer.stores.postgres import _translate
+
+    assert isinstance(_translate(exc, "x"), StoreUnavailable) is transient
+
+
+@pytest.mark.asyncio
+async def test_a_locked_sqlite_store_is_unavailable(tmp_path: Path) -> None:
+    """A SQLite file locked for longer than the store waits is StoreUnavailable, not fatal."""
+    path = tmp_path / "s.db"
+    async with SQLiteStore(path, busy_wait=0.05) as store:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(StoreUnavailable, match="locked"):
+                await store.add([Trial(id="x")])
+        finally:
+            blocker.close()
