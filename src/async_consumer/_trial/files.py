@@ -24,6 +24,8 @@ __all__ = [
 
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 TAIL_BYTES = 4096
+ATTEMPTS = "attempts"
+"""The directory, inside a trial's working directory, that holds one directory per attempt."""
 
 
 def safe_name(text: str) -> str:
@@ -40,17 +42,24 @@ def safe_name(text: str) -> str:
 
 
 def trial_paths(base_dir: Path, trial: Trial, config_suffix: str | None) -> TrialPaths:
-    """The paths of one attempt; retries keep earlier attempts' logs beside their own."""
+    """
+    The paths of one attempt: the trial's working directory, and the attempt's own files.
+
+    The working directory is the trial's, shared by its attempts, so that checkpoints written
+    there survive a retry or a resumption. The results, metrics, ``params.json``, config and
+    logs are the attempt's, in ``attempts/<n>/`` inside it: a stale run that is still going
+    (a frozen worker's) can never hand its results to another attempt.
+    """
     working_dir = base_dir / safe_name(trial.experiment) / safe_name(trial.id)
-    logs = "" if trial.attempt == 1 else f".attempt-{trial.attempt}"
+    attempt_dir = working_dir / ATTEMPTS / str(trial.attempt)
     return TrialPaths(
         working_dir=working_dir,
-        results=working_dir / "results.json",
-        params=working_dir / "params.json",
-        metrics=working_dir / "metrics.jsonl",
-        stdout=working_dir / f"stdout{logs}.log",
-        stderr=working_dir / f"stderr{logs}.log",
-        config=working_dir / f"config{config_suffix}" if config_suffix else None,
+        results=attempt_dir / "results.json",
+        params=attempt_dir / "params.json",
+        metrics=attempt_dir / "metrics.jsonl",
+        stdout=attempt_dir / "stdout.log",
+        stderr=attempt_dir / "stderr.log",
+        config=attempt_dir / f"config{config_suffix}" if config_suffix else None,
     )
 
 
@@ -86,36 +95,34 @@ def prepare_files(
         parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if made is not None:
             made.add(parent)
-    try:
-        paths.working_dir.mkdir(mode=0o700)
-    except FileExistsError:
-        _clean(paths)  # a retry, or a resumed trial: start from a clean slate
+    attempt_dir = paths.results.parent
+    _own_dir(paths.working_dir)  # kept as it is: the checkpoints of earlier attempts are there
+    _own_dir(attempt_dir.parent)
+    if not _own_dir(attempt_dir):
+        # the same attempt again (a trial run twice outside a store): start from a clean slate
+        shutil.rmtree(attempt_dir)
+        attempt_dir.mkdir(mode=0o700)
     _write(paths.params, params)
     _write(paths.results, b"")  # Orion's client refuses to import if the file is missing
     if config is not None and paths.config is not None:
         _write(paths.config, config)
 
 
-def _clean(paths: TrialPaths) -> None:
-    """Remove what an earlier attempt left where this one's files go (even a directory)."""
-    if paths.working_dir.is_symlink() or not paths.working_dir.is_dir():
-        paths.working_dir.unlink()  # left by a hostile script: never follow it
-        paths.working_dir.mkdir(mode=0o700)
-        return
-    for path in (
-        paths.params,
-        paths.results,
-        paths.metrics,
-        paths.stdout,
-        paths.stderr,
-        paths.config,
-    ):
-        if path is None:
-            continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+def _own_dir(path: Path) -> bool:
+    """
+    Make sure ``path`` is a real directory (0700); return whether it was made just now.
+
+    Whatever a script left in its place (a symlink, a file) is removed, never followed.
+    """
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+            path.mkdir(mode=0o700)
+            return True
+        return False
+    return True
 
 
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
