@@ -88,30 +88,33 @@ def test_an_outage_shorter_than_the_lease_loses_nothing(tmp_path: Path) -> None:
     assert len(stored.attempts) == 1
 
 
+_FIRST_RUN_WAITS = """
+import json, os, pathlib, time
+first = pathlib.Path({first!r})
+if os.environ['ASYNC_CONSUMER_ATTEMPT'] == '1':
+    first.write_text(str(os.getpid()))
+    time.sleep(60)
+pid = int(first.read_text())
+stat = '/proc/%d/stat' % pid
+alone = not os.path.exists(stat) or open(stat).read().rsplit(')', 1)[1].split()[0] == 'Z'
+json.dump(1.0 if alone else 0.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.asyncio
-async def test_a_trial_leased_again_while_it_runs(tmp_path: Path, connect: OpenStore) -> None:
+async def test_a_trial_reclaimed_while_it_runs(tmp_path: Path, connect: OpenStore) -> None:
     """
-    The worker's own running trial is leased to it again (its lease was reclaimed): the old run
-    is stopped as lost, the new one runs alone and completes; the worker does not crash.
+    The worker's own running trial is reclaimed (its lease given to the queue): the worker does
+    not crash, never runs the trial twice at once, and the trial completes.
     """
     first = tmp_path / "first.pid"
-    code = f"""
-        import json, os, pathlib, time
-        first = pathlib.Path({str(first)!r})
-        if os.environ['ASYNC_CONSUMER_ATTEMPT'] == '1':
-            first.write_text(str(os.getpid()))
-            time.sleep(60)
-        pid = int(first.read_text())
-        stat = '/proc/%d/stat' % pid
-        alone = not os.path.exists(stat) or open(stat).read().rsplit(')', 1)[1].split()[0] == 'Z'
-        json.dump(1.0 if alone else 0.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))
-    """
     store, other = await connect(), await connect()
     await store.add([Trial(id="a")])
-    consumer = Consumer(python(code), base_dir=tmp_path / "trials", store=store, heartbeat=30,
+    code = python(_FIRST_RUN_WAITS.format(first=str(first)))
+    consumer = Consumer(code, base_dir=tmp_path / "trials", store=store, heartbeat=0.3,
                         max_concurrency=2, grace=0.5, code_change="ignore")  # fmt: skip
-    worker = Worker(store, consumer, poll=0.05)
+    worker = Worker(store, consumer, poll=0.05, lost_after=1000)  # only the test reclaims
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run)
@@ -124,6 +127,43 @@ async def test_a_trial_leased_again_while_it_runs(tmp_path: Path, connect: OpenS
     assert old.outcome is not None and old.outcome.reason is Reason.LEASE_LOST
     assert new.outcome is not None and new.outcome.objective == 1.0  # the old run was gone
     assert worker.rejected == 1
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_a_new_lease_on_a_running_trial_stops_the_old_run(tmp_path: Path) -> None:
+    """
+    A consumer handed a new lease on a trial it still runs (the old lease is gone) stops the old
+    run as lost first, then runs the new one alone: no ``ValueError``, one run at a time.
+    """
+    from async_consumer import Lease
+    from async_consumer.stores import MemoryStore
+
+    first = tmp_path / "first.pid"
+    store = MemoryStore()
+    await store.add([Trial(id="a")])
+    old = await store.reserve("w")
+    assert old is not None
+    await store.reclaim_stale(0.0)
+    new = await store.reserve("w")
+    assert isinstance(new, Lease)
+    code = python(_FIRST_RUN_WAITS.format(first=str(first)))
+    consumer = Consumer(code, base_dir=tmp_path / "trials", store=store, heartbeat=30,
+                        grace=0.5, code_change="ignore")  # fmt: skip
+    outcomes = {}
+
+    async def run(lease: Lease) -> None:
+        outcomes[lease.token] = await consumer.run(lease)
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, old)
+            while not first.exists():
+                await anyio.sleep(0.02)  # polling what the script reports
+            await run(new)
+    assert outcomes[old.token].reason is Reason.LEASE_LOST
+    assert "leased the trial again" in outcomes[old.token].message
+    assert outcomes[new.token].objective == 1.0  # the old run's processes were gone
 
 
 @pytest.fixture
