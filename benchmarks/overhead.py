@@ -30,8 +30,7 @@ from pathlib import Path
 
 import anyio
 
-from async_consumer import Consumer, Trial
-from async_consumer._supervise.childwatch import install
+from async_consumer import Consumer, Trial, install_child_watcher
 
 PY_TRIAL = [
     sys.executable,
@@ -108,7 +107,7 @@ async def settle(where: Path, patience: float) -> float:
 
 async def main(trials: int, runs: int, jobs: list[int], where: str, patience: float) -> None:
     """Run every configuration ``runs`` times, interleaved, and print medians."""
-    install()
+    install_child_watcher()
     rows = []
     # trial directories on the project's disk, as a user's ./.async-consumer would be
     # (--dir /dev/shm puts them in memory, to see the executor without the disk's cost)

@@ -7,7 +7,8 @@ store. Measures the consumer process's peak RSS and thread count, how late heart
 from the first launch to the last outcome. Targets: at most 10 threads, p99 lateness under
 100 ms, wall time under 9 s. The ratio line compares the wall time with the 5 s the trials sleep.
 
-The process runs with ``tune_gc()``, as the ``async-consumer`` command does; ``--gc python``
+The process runs with ``tune_gc()`` and ``install_child_watcher()``, as the ``async-consumer``
+command does; ``--gc python``
 keeps Python's default collector settings instead, under which full collections (40 to 130 ms
 with 1,000 trials running) make heartbeats late every few seconds.
 
@@ -28,7 +29,7 @@ import time
 
 import anyio
 
-from async_consumer import Consumer, Lease, Trial, tune_gc
+from async_consumer import Consumer, Lease, Trial, install_child_watcher, tune_gc
 from async_consumer.stores import MemoryStore
 
 
@@ -125,6 +126,7 @@ if __name__ == "__main__":
     parser.add_argument("--gc", choices=["tuned", "python"], default="tuned",
                         help="tune_gc() as the command does (default), or Python's defaults")  # fmt: skip
     args = parser.parse_args()
+    install_child_watcher()  # no thread per child on Python 3.11
     if args.gc == "tuned":
         tune_gc()
     anyio.run(main, args.trials, args.seconds, args.heartbeat, args.runs, args.gc)

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import anyio
 
-from async_consumer import Consumer, Trial
-from async_consumer._supervise.childwatch import install
+from async_consumer import Consumer, Trial, install_child_watcher
 
 TRIALS = {
     "python": [
@@ -46,7 +45,7 @@ async def bare_once(argv: list[str], results: Path) -> float:
 
 async def main(runs: int) -> None:
     """Time both ways, interleaved, and print the medians."""
-    install()
+    install_child_watcher()
     rows = []
     with tempfile.TemporaryDirectory(dir=".", prefix=".bench-") as tmp:
         for name, argv in TRIALS.items():

@@ -12,7 +12,10 @@ from typing import Any
 
 import pytest
 
-from async_consumer import Consumer
+from async_consumer import Consumer, install_child_watcher
+
+# as the command does: reap children without a thread each, keeping their resource usage
+install_child_watcher()
 
 WRITE_RESULT = (
     "import json, os; json.dump([{'name': 'objective', 'type': 'objective', 'value': 1.5}], "

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
-from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
-from async_consumer import Reason, SlotError, Status, Trial
+from async_consumer import Reason, RetryPolicy, SlotError, Status, Trial
+from async_consumer._trial.offload import Offload
 
 from .conftest import WRITE_RESULT, ConsumerFactory, children_of, python
 
@@ -194,8 +194,9 @@ async def test_retries_carry_attempt_numbers(make_consumer: ConsumerFactory) -> 
         "import os, signal\n"
         "if os.environ['ASYNC_CONSUMER_ATTEMPT'] != '3': os.kill(os.getpid(), signal.SIGKILL)"
     )
-    consumer = make_consumer(python(code + "\n" + WRITE_RESULT), retry=3)
-    consumer.retry = type(consumer.retry)(retries=3, backoff=0.0)
+    consumer = make_consumer(
+        python(code + "\n" + WRITE_RESULT), retry=RetryPolicy(retries=3, backoff=0.0)
+    )
     outcome = await consumer.run(Trial(id="t"))
     assert (outcome.status, outcome.attempt) == (Status.COMPLETED, 3)
     assert Path(outcome.stdout_path).parts[-3:] == ("attempts", "3", "stdout.log")
@@ -205,10 +206,9 @@ async def test_retries_carry_attempt_numbers(make_consumer: ConsumerFactory) -> 
 async def test_invalid_results_never_retried(make_consumer: ConsumerFactory) -> None:
     """Invalid results would fail the same way again: no retry, even when retries are allowed."""
     consumer = make_consumer(
-        python("import os; open(os.environ['ORION_RESULTS_PATH'], 'w').write('x')")
+        python("import os; open(os.environ['ORION_RESULTS_PATH'], 'w').write('x')"),
+        retry=RetryPolicy(retries=3, backoff=0.0, reasons=frozenset(Reason)),
     )
-    consumer.retry = type(consumer.retry)(retries=3, backoff=0.0,
-                                          reasons=frozenset(Reason))  # fmt: skip
     outcome = await consumer.run(Trial(id="t"))
     assert (outcome.reason, outcome.attempt) == (Reason.INVALID_RESULTS, 1)
 
@@ -244,46 +244,78 @@ def test_batch_under_trio(make_consumer: ConsumerFactory) -> None:
 
 
 class SlowDisk:
-    """Stands in for creating a trial's files: 30 ms while ``slow``; records which thread did it."""
+    """
+    Stands in for creating a trial's files, on a fake clock: 30 ms each while ``slow``.
+
+    Records which thread did each (``True``: the event loop's). The clock moves only when a
+    file is "created", so no load on the machine can change what the policy measures.
+    """
 
     def __init__(self) -> None:
-        from async_consumer._attempt import prepare_sync
-
-        self.real = prepare_sync
+        self.now = 0.0
         self.slow = True
-        self.where: list[bool] = []  # True: on the event loop's thread
+        self.where: list[bool] = []
+        self._lock = threading.Lock()  # threads move the clock too
 
-    def __call__(self, *args: Any) -> Any:
+    def clock(self) -> float:
+        return self.now
+
+    def create(self) -> None:
         self.where.append(threading.current_thread() is threading.main_thread())
         if self.slow:
-            time.sleep(0.03)  # a disk that takes 30 ms to create a trial's files
-        return self.real(*args)
+            with self._lock:
+                self.now += 0.03
 
 
-@pytest.fixture
-def slow_disk(monkeypatch: pytest.MonkeyPatch) -> SlowDisk:
-    """Trial files made through a :class:`SlowDisk`."""
-    disk = SlowDisk()
-    monkeypatch.setattr("async_consumer._consumer.prepare_sync", disk)
-    return disk
+async def _create_files(offload: Offload, disk: SlowDisk, trials: int, jobs: int = 4) -> None:
+    """Create ``trials`` trials' files through ``offload``, ``jobs`` at a time."""
+    limit = anyio.Semaphore(jobs)
+
+    async def one() -> None:
+        async with limit:
+            await offload.run(disk.create)
+            await anyio.lowlevel.checkpoint()  # a script runs meanwhile
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(trials):
+            tg.start_soon(one)
 
 
 @pytest.mark.asyncio
-async def test_slow_disk_moves_file_creation_to_threads_and_back(
-    make_consumer: ConsumerFactory, monkeypatch: pytest.MonkeyPatch, slow_disk: SlowDisk
-) -> None:
+async def test_slow_disk_moves_file_creation_to_threads_and_back() -> None:
     """Trial files are created in threads while that is slow, inline again once it is fast."""
-    where = slow_disk.where
-    # above what creating files costs here even on a busy disk, below the slow one
-    monkeypatch.setattr("async_consumer._consumer._INLINE_PREPARE_SECONDS", 0.01)
-    consumer = make_consumer(["/bin/sh", "-c", 'echo 1 > "$ORION_RESULTS_PATH"'], max_concurrency=4)
-    outcomes = await consumer.map([Trial(id=f"slow-{i}") for i in range(40)])
-    assert all(o is not None and o.is_completed for o in outcomes)
+    disk = SlowDisk()
+    where = disk.where
+    offload = Offload(disk.clock, inline_seconds=0.01)
+    await _create_files(offload, disk, 40)
     assert where[0]  # inline until measured otherwise
     assert where[-16:].count(True) == 2  # then in threads, one in 8 still inline to measure
-    slow_disk.slow, where[:] = False, []
-    await consumer.map([Trial(id=f"fast-{i}") for i in range(80)])
+    disk.slow, where[:] = False, []
+    await _create_files(offload, disk, 80)
     assert where[-8:] == [True] * 8  # inline again
+
+
+@pytest.mark.asyncio
+async def test_very_slow_disk_is_never_touched_on_the_event_loop() -> None:
+    """Past the probe limit, every trial's files are made in threads, until the disk recovers."""
+    disk = SlowDisk()
+    where = disk.where
+    offload = Offload(disk.clock, inline_seconds=0.005, probe_limit=0.02)
+    await _create_files(offload, disk, 48)
+    assert not any(where[-16:])  # no probe on the loop any more
+    disk.slow, where[:] = False, []
+    await _create_files(offload, disk, 80)
+    assert where[-8:] == [True] * 8  # the threads' times brought the probes, then inline, back
+
+
+@pytest.mark.asyncio
+async def test_trial_files_are_created_through_the_offload_policy(
+    make_consumer: ConsumerFactory,
+) -> None:
+    """The consumer creates its trials' files through the policy, inline on a fast disk."""
+    consumer = make_consumer(["/bin/sh", "-c", 'echo 1 > "$ORION_RESULTS_PATH"'], max_concurrency=4)
+    outcomes = await consumer.map([Trial(id=f"t-{i}") for i in range(8)])
+    assert all(o is not None and o.is_completed for o in outcomes)
 
 
 @pytest.mark.asyncio
@@ -301,19 +333,3 @@ async def test_same_trial_twice_in_a_batch_keeps_each_result(
     async with consumer.run_batch([first, second]) as outcomes:
         seen = [(o.status, o.objective) async for o in outcomes]
     assert seen == [(Status.COMPLETED, 1.5), (Status.COMPLETED, 2.5)]
-
-
-@pytest.mark.asyncio
-async def test_very_slow_disk_is_never_touched_on_the_event_loop(
-    make_consumer: ConsumerFactory, monkeypatch: pytest.MonkeyPatch, slow_disk: SlowDisk
-) -> None:
-    """Past the probe limit, every trial's files are made in threads, until the disk recovers."""
-    where = slow_disk.where
-    monkeypatch.setattr("async_consumer._consumer._INLINE_PREPARE_SECONDS", 0.005)
-    monkeypatch.setattr("async_consumer._consumer._PROBE_LIMIT", 0.02)
-    consumer = make_consumer(["/bin/sh", "-c", 'echo 1 > "$ORION_RESULTS_PATH"'], max_concurrency=4)
-    await consumer.map([Trial(id=f"slow-{i}") for i in range(48)])
-    assert not any(where[-16:])  # no probe on the loop any more
-    slow_disk.slow, where[:] = False, []
-    await consumer.map([Trial(id=f"fast-{i}") for i in range(80)])
-    assert where[-8:] == [True] * 8  # the threads' times brought the probes, then inline, back

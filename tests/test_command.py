@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from async_consumer import CommandTemplate, ConfigTemplate, TemplateError
-from async_consumer._trial.command import TrialPaths
+from async_consumer._trial.paths import TrialPaths
 
 
 def _paths(tmp_path: Path, config: bool = False) -> TrialPaths:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
 import async_consumer
+import async_consumer.stores
 
 
 def test_public_names_are_exported() -> None:
@@ -10,3 +18,48 @@ def test_public_names_are_exported() -> None:
     public = {n for n in vars(async_consumer) if not n.startswith("_")}
     modules = {n for n in public if type(getattr(async_consumer, n)).__name__ == "module"}
     assert async_consumer.__all__ == sorted(public - modules)
+
+
+def test_public_classes_say_they_come_from_the_package() -> None:
+    """Reprs and tracebacks name ``async_consumer.Outcome``, not a private module."""
+    assert async_consumer.Outcome.__module__ == "async_consumer"
+    assert async_consumer.Worker.__module__ == "async_consumer"
+    assert repr(async_consumer.Batch) == "<class 'async_consumer.Batch'>"
+
+
+def test_consumer_configuration_cannot_be_changed(tmp_path: Path) -> None:
+    """A consumer's settings are fixed when it is made; its halted state is its own."""
+    consumer = async_consumer.Consumer(["true"], base_dir=tmp_path, retry=2)
+    with pytest.raises(AttributeError):
+        consumer.retry = async_consumer.RetryPolicy(retries=5)  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        consumer.is_halted = True  # type: ignore[misc]
+    assert consumer.retry.retries == 2 and not consumer.is_halted
+    worker = async_consumer.Worker(async_consumer.stores.MemoryStore(), consumer)
+    with pytest.raises(AttributeError):
+        worker.ran = 5  # type: ignore[misc]
+    assert worker.ran == 0 and worker.consumer is consumer
+
+
+def test_the_child_watcher_is_installed_only_when_asked() -> None:
+    """Running a consumer leaves asyncio's child watcher alone unless told otherwise."""
+    code = """
+import asyncio, sys, warnings
+import anyio
+from async_consumer import Consumer, Trial
+
+async def main(**options):
+    async with Consumer(["true"], base_dir=sys.argv[1], **options) as consumer:
+        await consumer.run(Trial(id="t"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return type(asyncio.get_event_loop_policy().get_child_watcher()).__name__
+
+print(anyio.run(main), anyio.run(lambda: main(child_watcher=True)))
+"""
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run(
+            [sys.executable, "-c", code, tmp], capture_output=True, text=True, check=True
+        )
+    before, after = done.stdout.split()
+    assert before != "_Watcher" and after == "_Watcher"

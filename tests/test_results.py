@@ -17,7 +17,8 @@ from pydantic import ValidationError
 
 from async_consumer._errors import InvalidResults, MissingResults, ResultsError
 from async_consumer._models import Result
-from async_consumer._trial.results import DEFAULT_MAX_RESULTS_BYTES, parse_results, read_results
+from async_consumer._trial.readback import DEFAULT_MAX_RESULTS_BYTES, read_results
+from async_consumer._trial.results import parse_results
 
 SHAPE = "results must be a JSON list"
 NO_OBJECTIVE = "<file>: No objective found"

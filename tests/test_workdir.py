@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from async_consumer._trial.files import LineFollower, safe_name, tail
+from async_consumer._supervise.lines import LineFollower, tail
+from async_consumer._trial.paths import safe_name
 
 
 def test_line_follower_hands_out_complete_lines(tmp_path: Path) -> None:

@@ -1,186 +1,140 @@
-"""The pieces of one attempt: its plan, its running state, its files, its outcome."""
+"""
+One attempt, read top to bottom: plan → started → exited → results → outcome.
+
+:func:`run_attempt` fills in an :class:`AttemptRecord` as the attempt proceeds, up to the
+script's exit; :func:`finish` reads its results and builds the outcome. The two are apart so
+that the caller can give the attempt's place to the next trial in between: its script starts
+while this one's results are read.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
 
-import anyio
+from ._models import Outcome, Reason, Status
+from ._slots import SlotPool
+from ._supervise.lines import tail
+from ._supervise.process import Exit
+from ._supervise.supervisor import Supervisor
+from ._trial.classify import Abort, Verdict, classify
+from ._trial.codeversion import CodeChangePolicy, CodeVersionWatch
+from ._trial.environment import EnvPolicy, contract_environment
+from ._trial.plan import Plan
+from ._trial.readback import read_results_below
+from ._trial.workspace import TrialFiles
 
-from ._errors import MissingResults, ResultsError
-from ._models import Lease, Outcome, Reason, Result, Status, Trial
-from ._slots import slot_environment
-from ._supervise.process import ChildProcess, Exit, open_log
-from ._trial.classify import Abort, Verdict
-from ._trial.command import TrialPaths
-from ._trial.environment import contract_variables
-from ._trial.files import prepare_files, tail
-from ._trial.results import read_results
-
-__all__ = [
-    "Plan",
-    "Running",
-    "abort_as",
-    "build_outcome",
-    "contract_environment",
-    "prepare_sync",
-    "read_results_of",
-]
+__all__ = ["AttemptParts", "AttemptRecord", "finish", "run_attempt"]
 
 logger = logging.getLogger("async_consumer")
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
-    """Everything decided about an attempt before anything starts."""
+class AttemptParts:
+    """What runs an attempt: the consumer's parts and the settings of the trial contract."""
 
-    trial: Trial
-    lease: Lease | None
-    paths: TrialPaths
-    argv: list[str]
-    params_json: bytes
-    config_bytes: bytes | None
+    supervisor: Supervisor
+    files: TrialFiles
+    slots: SlotPool
+    code: CodeVersionWatch
+    env: EnvPolicy
+    base_dir: Path
+    run_in_working_dir: bool
+    interrupt_code: int
+    max_results_bytes: int
+    experiment_id: str | None
+    experiment_version: int
+    host: str
 
 
 @dataclass(slots=True)
-class Running:
-    """A trial whose script is running, so that it can be stopped from outside."""
+class AttemptRecord:
+    """One attempt, filled in as it proceeds; ``abort`` set if it was stopped (or never began)."""
 
-    child: ChildProcess
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    plan: Plan
+    started_at: datetime
+    code_version: str | None = None
+    slots: Mapping[str, tuple[str, ...]] | None = None
+    env: dict[str, str] | None = None
+    pid: int | None = None
+    exit: Exit | None = None
     abort: Abort | None = None
-    done: anyio.Event | None = None
-    """Set when the trial has ended; made only when someone waits for it (few do)."""
-
-    def abort_with(self, abort: Abort) -> None:
-        """Stop the script (the first reason given is the one kept)."""
-        if self.abort is None:
-            self.abort = abort
-        self.scope.cancel()
 
 
-def abort_as(running: Running, status: Status, reason: Reason, message: str) -> None:
-    """Stop a running trial with this status and reason (a callback for its watchers)."""
-    running.abort_with(Abort(status, reason, message))
-
-
-def contract_environment(
-    plan: Plan,
-    granted: Mapping[str, Sequence[str]],
-    interrupt_code: int,
-    experiment_id: str | None,
-    experiment_version: int,
-) -> dict[str, str]:
-    """The variables the trial contract promises the script, its slots included."""
-    trial, paths = plan.trial, plan.paths
-    values = {
-        "TRIAL_ID": trial.id,
-        "ATTEMPT": str(trial.attempt),
-        "WORKING_DIR": str(paths.working_dir),
-        "RESULTS_PATH": str(paths.results),
-        "PARAMS_PATH": str(paths.params),
-        "METRICS_PATH": str(paths.metrics),
-        "INTERRUPT_CODE": str(interrupt_code),
-        "EXPERIMENT_NAME": trial.experiment,
-        "EXPERIMENT_ID": experiment_id or trial.experiment,
-        "EXPERIMENT_VERSION": str(experiment_version),
-    }
-    if paths.config is not None:
-        values["CONFIG_PATH"] = str(paths.config)
-    return {**contract_variables(values), **slot_environment(granted)}
-
-
-def prepare_sync(plan: Plan, made: set[Path]) -> tuple[BinaryIO, BinaryIO]:
-    """Create the attempt's files and return its two logs, open for the child."""
-    prepare_files(plan.paths, plan.params_json, plan.config_bytes, made)
-    stdout = open_log(plan.paths.stdout)
-    try:
-        return stdout, open_log(plan.paths.stderr)
-    except BaseException:
-        stdout.close()
-        raise
-
-
-def read_results_of(
-    plan: Plan, max_bytes: int, base_dir: Path
-) -> tuple[Result, ...] | ResultsError:
+async def run_attempt(parts: AttemptParts, plan: Plan) -> AttemptRecord:
     """
-    The attempt's validated results, or why they cannot be accepted.
+    Run one attempt until its script has exited and its process group is gone.
 
-    The file is opened through the directories the consumer made, one at a time and never
-    through a symlink, so a script (or a daemon it left behind) that swaps its working directory
-    or its experiment's for a link cannot make us read a file from elsewhere, even meanwhile.
+    Raises:
+        ValueError: a trial with the same id is already running (a lease stops it instead).
+        TrialFilesError: the attempt's files could not be created (nothing started).
     """
-    attempt_dir = plan.paths.results.parent
-    dir_fd = _open_below(base_dir, attempt_dir)
-    if dir_fd is None:
-        problem = f"<file>: the attempt's directory {attempt_dir} was removed or replaced"
-        return MissingResults(str(plan.paths.results), [problem])
-    try:
-        return read_results(plan.paths.results, max_bytes=max_bytes, dir_fd=dir_fd)
-    except ResultsError as exc:
-        return _without_tracebacks(exc)
-    finally:
-        os.close(dir_fd)
-
-
-def _without_tracebacks(exc: ResultsError) -> ResultsError:
-    """
-    The error, kept as a value: without its tracebacks, or those of the errors it chains to.
-
-    A traceback holds the frames it passed through, and one of them holds the error: a cycle
-    that would keep every broken trial's plan alive until the next full garbage collection.
-    """
-    seen: set[int] = set()
-    link: BaseException | None = exc
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
-        link.__traceback__ = None
-        link = link.__cause__ or link.__context__
-    return exc
-
-
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-
-
-def _open_below(base: Path, target: Path) -> int | None:
-    """Open ``target`` (inside ``base``) component by component, following no symlink."""
-    try:
-        fd = os.open(base, _DIR_FLAGS)
-    except OSError:
-        return None
-    for part in target.relative_to(base).parts:
+    record = AttemptRecord(plan, datetime.now(UTC))
+    supervisor, trial = parts.supervisor, plan.trial
+    if supervisor.is_halted:
+        record.abort = Abort(Status.INTERRUPTED, Reason.CANCELLED, "not started: interrupted")
+        return record
+    if plan.lease is None:
+        supervisor.check_not_running(trial.id)
+    else:
+        await supervisor.supersede(plan.lease)  # a new lease on a trial still running here
+    cwd = plan.paths.working_dir if parts.run_in_working_dir else None
+    record.code_version, changed = await parts.code.check(plan.argv, cwd)
+    if changed and _code_changed(parts.code, record):
+        return record
+    async with parts.slots.acquire(trial.slots) as granted:
+        record.slots = granted
+        record.env = contract_environment(
+            plan, granted, parts.interrupt_code, parts.experiment_id, parts.experiment_version
+        )
+        logs = await parts.files.prepare(plan)
         try:
-            next_fd: int | None = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
-        except OSError:
-            next_fd = None
-        os.close(fd)
-        if next_fd is None:
-            return None
-        fd = next_fd
-    return fd
+            child = await supervisor.start(plan.argv, cwd, {**parts.env.base(), **record.env}, logs)
+        except OSError as exc:
+            message = f"cannot execute {plan.argv[0]!r}: {exc.strerror or exc}"
+            record.abort = Abort(Status.BROKEN, Reason.NOT_EXECUTABLE, message)
+            return record
+        record.pid = child.pid
+        record.exit, record.abort = await supervisor.supervise(child, plan)
+    return record
 
 
-def build_outcome(
-    plan: Plan,
-    started_at: datetime,
-    verdict: Verdict,
-    *,
-    host: str,
-    exit_: Exit | None = None,
-    pid: int | None = None,
-    code_version: str | None = None,
-    slots: Mapping[str, Sequence[str]] | None = None,
-    env: Mapping[str, str] | None = None,
-) -> Outcome:
-    """The outcome of an attempt, logged."""
-    usage = exit_.usage if exit_ is not None else None
-    outcome = Outcome(
+def _code_changed(code: CodeVersionWatch, record: AttemptRecord) -> bool:
+    """Warn that the code changed; ``True`` (and the record aborted) if that is an error."""
+    version = record.code_version
+    if code.policy is CodeChangePolicy.ERROR:
+        message = f"code changed since the consumer started ({code.initial} -> {version})"
+        record.abort = Abort(Status.BROKEN, Reason.CODE_CHANGED, message)
+        return True
+    extra = {"trial_id": record.plan.trial.id}
+    logger.warning(
+        "the code changed since the first trial: %s -> %s", code.initial, version, extra=extra
+    )
+    return False
+
+
+def finish(parts: AttemptParts, record: AttemptRecord) -> Outcome:
+    """Read an ended attempt's results, classify how it ended, and build its outcome (logged)."""
+    exit_, abort = record.exit, record.abort
+    results = None
+    if exit_ is not None and abort is None:
+        paths = record.plan.paths
+        results = read_results_below(paths, parts.max_results_bytes, parts.base_dir)
+    returncode = exit_.returncode if exit_ is not None else None
+    verdict = classify(returncode, abort, interrupt_code=parts.interrupt_code, results=results)
+    outcome = _outcome(record, verdict, parts.host)
+    _log(outcome)
+    return outcome
+
+
+def _outcome(record: AttemptRecord, verdict: Verdict, host: str) -> Outcome:
+    plan, pid = record.plan, record.pid
+    usage = record.exit.usage if record.exit is not None else None
+    started = pid is not None
+    return Outcome(
         trial_id=plan.trial.id,
         attempt=plan.trial.attempt,
         status=verdict.status,
@@ -190,22 +144,20 @@ def build_outcome(
         returncode=verdict.returncode,
         signal=verdict.signal,
         argv=tuple(plan.argv),
-        env=dict(env or {}),
-        slots={k: tuple(v) for k, v in (slots or {}).items()},
-        code_version=code_version,
+        env=dict(record.env or {}),
+        slots={k: tuple(v) for k, v in (record.slots or {}).items()},
+        code_version=record.code_version,
         host=host,
         pid=pid,
-        started_at=started_at,
+        started_at=record.started_at,
         ended_at=datetime.now(UTC),
         cpu_seconds=usage.cpu_seconds if usage else None,
         peak_rss_bytes=usage.peak_rss_bytes if usage else None,
         working_dir=str(plan.paths.working_dir),
-        stdout_path=str(plan.paths.stdout) if pid is not None else "",
-        stderr_path=str(plan.paths.stderr) if pid is not None else "",
-        stderr_tail=tail(plan.paths.stderr) if pid is not None else "",
+        stdout_path=str(plan.paths.stdout) if started else "",
+        stderr_path=str(plan.paths.stderr) if started else "",
+        stderr_tail=tail(plan.paths.stderr) if started else "",
     )
-    _log(outcome)
-    return outcome
 
 
 def _log(outcome: Outcome) -> None:

@@ -12,16 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 import anyio
+import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._admission import Admission
 from ._models import Lease, Outcome, Status, Trial
-
-if TYPE_CHECKING:
-    from ._attempt import Plan
-    from ._consumer import Consumer
+from ._trial.plan import Plan
 
 __all__ = ["Batch", "open_batch", "run_map"]
 
@@ -34,22 +32,33 @@ class Batch:
     a trial each time one finishes keeps the batch going.
     """
 
-    def __init__(self, consumer: Consumer, tg: anyio.abc.TaskGroup, max_broken: int | None) -> None:
-        self._consumer = consumer
+    def __init__(
+        self, admission: Admission, tg: anyio.abc.TaskGroup, max_broken: int | None
+    ) -> None:
+        self._admission = admission
         self._tg = tg
         self._max_broken = max_broken
         self._send: MemoryObjectSendStream[Outcome | None]
         self._receive: MemoryObjectReceiveStream[Outcome | None]
         self._send, self._receive = anyio.create_memory_object_stream[Outcome | None](math.inf)
         self._pending = 0
-        self.broken = 0
-        self.skipped: list[Trial] = []
-        """Trials never started because ``max_broken`` was reached."""
+        self._broken = 0
+        self._skipped: list[Trial] = []
+
+    @property
+    def broken(self) -> int:
+        """Broken outcomes so far."""
+        return self._broken
+
+    @property
+    def skipped(self) -> list[Trial]:
+        """Trials never started because ``max_broken`` was reached (a copy)."""
+        return list(self._skipped)
 
     @property
     def is_halted(self) -> bool:
         """Whether the batch stopped launching trials (``max_broken`` reached)."""
-        return self._max_broken is not None and self.broken >= self._max_broken
+        return self._max_broken is not None and self._broken >= self._max_broken
 
     def _may_start(self) -> bool:
         return not self.is_halted
@@ -62,13 +71,13 @@ class Batch:
             TemplateError: the trial cannot be rendered (nothing is queued).
             SlotError: the trial asks for more slots than exist (nothing is queued).
         """
-        plan = self._consumer._plan_of(trial)
+        plan = self._admission.plan_of(trial)
         self._pending += 1
         self._tg.start_soon(self._run, plan)
 
     def add_all(self, trials: Iterable[Trial | Lease]) -> None:
         """Queue several trials, after checking all of them (none is queued if one is bad)."""
-        self._queue(_planned(self._consumer, trials))
+        self._queue([self._admission.plan_of(trial) for trial in trials])
 
     def _queue(self, plans: Iterable[Plan]) -> None:
         for plan in plans:
@@ -78,11 +87,11 @@ class Batch:
     async def _run(self, plan: Plan) -> None:
         # with max_broken, each outcome must be counted before the next trial may start
         gate = None if self._max_broken is None else self._may_start
-        outcome = await self._consumer._run_plan(plan, gate)
+        outcome = await self._admission.run(plan, gate)
         if outcome is None:
-            self.skipped.append(plan.trial)
+            self._skipped.append(plan.trial)
         elif outcome.status is Status.BROKEN:
-            self.broken += 1
+            self._broken += 1
         self._send.send_nowait(outcome)
 
     def __aiter__(self) -> Batch:
@@ -97,19 +106,15 @@ class Batch:
         raise StopAsyncIteration
 
 
-def _planned(consumer: Consumer, trials: Iterable[Trial | Lease]) -> list[Plan]:
-    """Each trial checked to be runnable, and planned (raises for the first that is not)."""
-    return [consumer._plan_of(trial) for trial in trials]
-
-
 @asynccontextmanager
 async def open_batch(
-    consumer: Consumer, trials: Iterable[Trial | Lease], max_broken: int | None
+    admission: Admission, trials: Iterable[Trial | Lease], max_broken: int | None
 ) -> AsyncIterator[Batch]:
     """The machinery behind :meth:`Consumer.run_batch`."""
-    plans = _planned(consumer, trials)  # before the task group: a bad trial is no ExceptionGroup
+    # planned before the task group: a bad trial raises alone, not in an ExceptionGroup
+    plans = [admission.plan_of(trial) for trial in trials]
     async with anyio.create_task_group() as tg:
-        batch = Batch(consumer, tg, max_broken)
+        batch = Batch(admission, tg, max_broken)
         try:
             batch._queue(plans)
             del plans  # each trial's task holds its own plan, for as long as it runs
@@ -121,7 +126,7 @@ async def open_batch(
 
 
 async def run_map(
-    consumer: Consumer, trials: Sequence[Trial | Lease], max_broken: int | None
+    admission: Admission, trials: Sequence[Trial | Lease], max_broken: int | None
 ) -> list[Outcome | None]:
     """Run trials and return their outcomes in input order (``None`` for a trial never started)."""
     by_id = {(t.trial.id if isinstance(t, Lease) else t.id): i for i, t in enumerate(trials)}
@@ -129,7 +134,7 @@ async def run_map(
         msg = "trial ids must be unique within one call"
         raise ValueError(msg)
     outcomes: list[Outcome | None] = [None] * len(trials)
-    async with open_batch(consumer, trials, max_broken) as batch:
+    async with open_batch(admission, trials, max_broken) as batch:
         async for outcome in batch:
             outcomes[by_id[outcome.trial_id]] = outcome
     return outcomes

@@ -64,8 +64,9 @@ class Reclaimer:
         """Reclaim the leases whose last heartbeat is ``lost_after`` intervals old."""
         reclaimed = await self.store.reclaim_stale(self.lost_after * self.interval)
         for trial_id in reclaimed:
-            logger.warning("reclaimed from a worker that stopped beating",
-                           extra={"trial_id": trial_id})  # fmt: skip
+            logger.warning(
+                "reclaimed from a worker that stopped beating", extra={"trial_id": trial_id}
+            )
         return reclaimed
 
     def _is_just_back(self) -> bool:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ._models import Outcome, Reason, Status
 
-__all__ = ["DEFAULT_RETRY_REASONS", "RetryPolicy"]
+__all__ = ["DEFAULT_RETRY_REASONS", "RetryPolicy", "log_retry", "retry_delay"]
+
+logger = logging.getLogger("async_consumer")
 
 DEFAULT_RETRY_REASONS = frozenset({Reason.LEASE_LOST, Reason.SIGNAL})
 """Lost leases and signals (the OOM killer, a node's hiccup) are worth another try by default;
@@ -62,3 +65,22 @@ class RetryPolicy:
         """Seconds to wait before attempt number ``attempt + 1``."""
         base = min(self.max_backoff, self.backoff * 2.0 ** (attempt - 1))
         return base * (1 + random.uniform(-self.jitter, self.jitter))
+
+
+def retry_delay(policy: RetryPolicy, outcome: Outcome, *, halted: bool) -> float | None:
+    """
+    Seconds to wait before this attempt's retry, or ``None`` if it gets none.
+
+    The one place where retries are decided: a consumer retrying a trial in place and a worker
+    handing a leased trial back to its store both ask here. Nothing is retried once halted.
+    """
+    if halted or not policy.should_retry(outcome):
+        return None
+    return policy.delay(outcome.attempt)
+
+
+def log_retry(outcome: Outcome, delay: float) -> None:
+    """Say that an attempt will be retried, and when."""
+    extra = {"trial_id": outcome.trial_id}
+    message = "attempt %d %s; retrying in %.1f s"
+    logger.warning(message, outcome.attempt, outcome.message, delay, extra=extra)

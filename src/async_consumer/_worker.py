@@ -4,7 +4,8 @@ The pull loop: reserve a trial from the store, run it, record its outcome; recla
 A worker runs ``max_concurrency`` lanes, each reserving and running one trial at a time, and a
 reclaimer that, on a timer, hands back to the queue every trial whose heartbeat is older than
 ``lost_after`` heartbeats (by the store's own clock). Any live worker does this, so a dead
-worker's trials are re-run even when no one happens to be reserving at that moment.
+worker's trials are re-run even when no one happens to be reserving at that moment (see
+:mod:`._reclaim`; a dead process of this host is noticed at once).
 
 The worker talks to its store through a :class:`RetryingStore`: an unreachable store is waited
 for (up to ``outage_limit`` seconds), not a reason to die. It ends early only on an error that is
@@ -17,16 +18,18 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import socket
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 
 import anyio
 
 from ._consumer import Consumer
 from ._errors import LeaseLost, StoreError, TrialFilesError
-from ._models import Lease, Outcome, Reason, Status, TrialStatus
+from ._leasing import Leasing
+from ._models import Lease, Outcome, Status, TrialStatus
 from ._reclaim import Reclaimer
+from ._retry import log_retry, retry_delay
 from ._supervise.holder import holder_name
 from .stores import TrialStore
 from .stores._retrying import DEFAULT_OUTAGE_LIMIT, Outage, RetryingStore
@@ -76,47 +79,89 @@ class Worker:
         if lost_after <= 1:
             msg = f"lost_after must be more than 1 heartbeat, not {lost_after}"
             raise ValueError(msg)
-        if not isinstance(store, RetryingStore):
-            store = RetryingStore(store, outage=Outage(outage_limit))
-        if store.lease_seconds is None:
-            store.lease_seconds = lost_after * consumer.heartbeat
-        if consumer.store is store.store:
-            consumer.store = store  # the heartbeats go through the same link
-        self.store = store
-        self.consumer = consumer
-        self.max_file_faults = max_file_faults
-        self._file_faults = 0  # in a row
-        self._paused_until = 0.0  # no lane reserves before (a backoff after a file fault)
-        self.error: Exception | None = None
-        """The error that ended the worker early, if one did."""
-        self.host = socket.gethostname()
-        self.name = name or f"{self.host}:{os.getpid()}"
-        self.holder = holder_name(self.host)
-        """This process as a lease holder (``host/pid/start``): a dead one is seen at once."""
-        self.reclaimer = Reclaimer(store, self.host, consumer.heartbeat, lost_after)
-        self._held = 0  # leases held now
-        self._alone: anyio.Event | None = None  # set when the suspect running alone has ended
-        self._reserving = anyio.Lock()
-        self.follow = follow
-        self.lost_after = lost_after
-        self.poll = poll
-        self.max_broken = max_broken
-        self.on_outcome = on_outcome
-        self.ran = 0
+        link = _linked(store, consumer, outage_limit, lost_after)
+        self._store = link
+        self._consumer = consumer
+        self._host = socket.gethostname()
+        self._name = name or f"{self._host}:{os.getpid()}"
+        self._reclaimer = Reclaimer(link, self._host, consumer.heartbeat, lost_after)
+        self._leasing = Leasing(
+            link,
+            self._name,
+            self._host,
+            holder_name(self._host),
+            max_file_faults=max_file_faults,
+            file_fault_backoff=self.file_fault_backoff,
+        )
+        self._error: Exception | None = None
+        self._follow = follow
+        self._lost_after = lost_after
+        self._poll = poll
+        self._max_broken = max_broken
+        self._on_outcome = on_outcome
+        self._ran = 0
+        self._trial_ids: set[str] = set()
+        self._slowest: list[Outcome] = []
+        self._rejected = 0
+        self._broken = 0
+
+    # -- configuration and counts, read-only -----------------------------------------------
+
+    @property
+    def store(self) -> RetryingStore:
+        """Where the trials are (through the link that waits out outages)."""
+        return self._store
+
+    @property
+    def consumer(self) -> Consumer:
+        """What runs each trial."""
+        return self._consumer
+
+    @property
+    def host(self) -> str:
+        """This host's name, as given to the store."""
+        return self._host
+
+    @property
+    def name(self) -> str:
+        """This worker's name in the store."""
+        return self._name
+
+    @property
+    def ran(self) -> int:
         """Attempts this worker ran and recorded."""
-        self.trial_ids: set[str] = set()
+        return self._ran
+
+    @property
+    def trial_ids(self) -> AbstractSet[str]:
         """The trials it ran (ids only: a long-running worker must not keep every outcome)."""
-        self.slowest: list[Outcome] = []
-        """Its three slowest attempts."""
-        self.rejected = 0
+        return self._trial_ids
+
+    @property
+    def slowest(self) -> list[Outcome]:
+        """Its three slowest attempts, slowest first (a copy)."""
+        return list(self._slowest)
+
+    @property
+    def rejected(self) -> int:
         """Results the store refused because the lease had moved on (a late worker's)."""
-        self.broken = 0
+        return self._rejected
+
+    @property
+    def broken(self) -> int:
+        """Broken outcomes recorded (retried ones not counted)."""
+        return self._broken
+
+    @property
+    def error(self) -> Exception | None:
+        """The error that ended the worker early, if one did."""
+        return self._error
 
     @property
     def is_halted(self) -> bool:
-        """Whether the worker reserves no more trials (interrupted, or ``max_broken`` reached)."""
-        broken_out = self.max_broken is not None and self.broken >= self.max_broken
-        return self.consumer.is_halted or broken_out or self.error is not None
+        """Whether the worker reserves no more trials (interrupted, ``max_broken``, an error)."""
+        broken_out = self._max_broken is not None and self._broken >= self._max_broken
+        return self._consumer.is_halted or broken_out or self._error is not None
 
     async def run(self) -> None:
         """
@@ -134,112 +179,63 @@ class Worker:
                 for _ in range(self.consumer.max_concurrency):
                     lanes.start_soon(self._lane)
             tg.cancel_scope.cancel()
-        if self.error is not None:
-            raise self.error
+        if self._error is not None:
+            raise self._error
 
     def _fail(self, exc: Exception) -> None:
         """End the worker with this error: stop its trials gracefully, reserve no more."""
-        if self.error is None:
-            self.error = exc
-        self.consumer.interrupt()
+        if self._error is None:
+            self._error = exc
+        self._consumer.interrupt()
 
     async def _lane(self) -> None:
         try:
             while not self.is_halted:
-                await anyio.sleep(max(0.0, self._paused_until - anyio.current_time()))
-                lease = await self._reserve()
-                if self.is_halted:
-                    return
+                lease = await self._leasing.reserve()
                 if lease is None:
-                    if not self.follow and await self._is_drained():
+                    if not self._follow and await self._is_drained():
                         return
-                    await anyio.sleep(self.poll)
+                    await anyio.sleep(self._poll)
                     continue
-                await self._run(lease)
+                try:
+                    await self._run(lease)
+                finally:
+                    self._leasing.done(lease)
         except (StoreError, TrialFilesError) as exc:
             self._fail(exc)
 
-    async def _reserve(self) -> Lease | None:
-        """
-        Reserve a trial as the policy on suspects says.
-
-        A suspect (a trial that lost a lease before: its worker may have died of it) is reserved
-        only by a worker with nothing else running, and runs alone: if it kills this worker,
-        no healthy trial is lost with it, and the death is charged to the suspect alone.
-        """
-        async with self._reserving:
-            while self._alone is not None:
-                await self._alone.wait()
-            if self.is_halted:
-                return None
-            lease = await self.store.reserve(self.name, host=self.host, holder=self.holder,
-                                             suspects=self._held == 0)  # fmt: skip
-            if lease is not None:
-                self._held += 1
-                self._alone = anyio.Event() if lease.lost_count else None
-            return lease
-
     async def _run(self, lease: Lease) -> None:
-        try:
-            await self._run_held(lease)
-        finally:
-            self._held -= 1
-            if lease.lost_count and self._alone is not None:
-                self._alone.set()
-                self._alone = None
-
-    async def _run_held(self, lease: Lease) -> None:
         try:
             outcome = await self.consumer.run(lease)
         except TrialFilesError as exc:
-            await self._give_back(lease, exc)
+            await self._leasing.give_back(lease, exc)
             return
-        self._file_faults = 0
-        requeue = not self.is_halted and self.consumer.retry.should_retry(outcome)
+        self._leasing.started()
+        delay = retry_delay(self.consumer.retry, outcome, halted=self.is_halted)
+        requeue = delay is not None
         try:
             # shielded: a finish cancelled after its commit would lose the result
             with anyio.CancelScope(shield=True):
                 await self.store.finish(lease, outcome, requeue=requeue)
         except LeaseLost as exc:
-            self.rejected += 1
+            self._rejected += 1
             logger.warning("result not recorded: %s", exc, extra={"trial_id": lease.trial_id})
             return
-        await self._record(outcome, requeue)
-
-    async def _give_back(self, lease: Lease, exc: TrialFilesError) -> None:
-        """Requeue a trial this host could not start, without counting a loss; back off."""
-        self._file_faults += 1
-        message = f"not started: {exc}"
-        outcome = Outcome(trial_id=lease.trial_id, attempt=lease.trial.attempt, message=message,
-                          status=Status.INTERRUPTED, reason=Reason.HOST_FAULT)  # fmt: skip
-        with anyio.CancelScope(shield=True):
-            await self.store.finish(lease, outcome, requeue=True)
-        if self._file_faults >= self.max_file_faults:
-            raise exc
-        delay = min(30.0, self.file_fault_backoff * 2.0 ** (self._file_faults - 1))
-        delay *= random.uniform(0.75, 1.25)
-        self._paused_until = max(self._paused_until, anyio.current_time() + delay)
-        logger.warning("%s; trial given back, pausing %.1f s (%d/%d)", exc, delay,
-                       self._file_faults, self.max_file_faults, extra={"trial_id": lease.trial_id})  # fmt: skip
-
-    async def _record(self, outcome: Outcome, requeue: bool) -> None:
-        if requeue:
-            delay = self.consumer.retry.delay(outcome.attempt)
-            logger.warning("attempt %d %s; retrying in %.1f s", outcome.attempt, outcome.message,
-                           delay, extra={"trial_id": outcome.trial_id})  # fmt: skip
+        if delay is not None:
+            log_retry(outcome, delay)
             await anyio.sleep(delay)
-        self.broken += outcome.status is Status.BROKEN and not requeue
+        self._broken += outcome.status is Status.BROKEN and not requeue
         self._count(outcome)
-        if self.on_outcome is not None:
-            self.on_outcome(outcome)
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
 
     def _count(self, outcome: Outcome) -> None:
-        self.ran += 1
-        self.trial_ids.add(outcome.trial_id)
+        self._ran += 1
+        self._trial_ids.add(outcome.trial_id)
         if outcome.duration is not None:
-            self.slowest.append(outcome)
-            self.slowest.sort(key=lambda o: o.duration or 0.0, reverse=True)
-            del self.slowest[3:]
+            self._slowest.append(outcome)
+            self._slowest.sort(key=lambda o: o.duration or 0.0, reverse=True)
+            del self._slowest[3:]
 
     async def _is_drained(self) -> bool:
         counts = await self.store.counts()
@@ -248,6 +244,22 @@ class Worker:
 
     async def _reclaim_forever(self) -> None:
         try:
-            await self.reclaimer.run_forever()
+            await self._reclaimer.run_forever()
         except StoreError as exc:
             self._fail(exc)
+
+
+def _linked(
+    store: TrialStore, consumer: Consumer, limit: float, lost_after: float
+) -> RetryingStore:
+    """
+    The store behind a link that waits out outages.
+
+    When the consumer's heartbeats go through the same link, it knows when each lease was last
+    renewed, so a finish is retried for as long as its lease can be valid; else for the whole
+    outage limit.
+    """
+    link = store if isinstance(store, RetryingStore) else RetryingStore(store, outage=Outage(limit))
+    if link.lease_seconds is None and consumer.store is link:
+        link.lease_seconds = lost_after * consumer.heartbeat
+    return link

@@ -6,7 +6,7 @@ import pytest
 
 from async_consumer._models import Reason, Status, TrialStatus
 from async_consumer.stores import TrialStore
-from async_consumer.stores._base import DEFAULT_MAX_LOST
+from async_consumer.stores._rules import DEFAULT_MAX_LOST
 
 from .conftest import MakeStore, make_trials, outcome
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from .. import __doc__ as _package_doc
 from .._consumer import Consumer
 from .._retry import RetryPolicy
 from .._supervise.heartbeat import HeartbeatTarget
-from .._trial.files import safe_name
+from .._trial.paths import safe_name
 from .sources import SourceError, parse_assignment
 
 __all__ = ["build_parser", "consumer_from", "default_store_url", "slot_demand"]
+
+DESCRIPTION = (
+    "async-consumer: run a black-box script once per hyperparameter trial, asynchronously."
+)
+"""The command's one-line description (the first line of the package's docstring too)."""
 
 
 def _positive_int(text: str) -> int:
@@ -74,13 +78,23 @@ def _add_trial_options(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="parameters: one JSON object a line (.jsonl), or a .csv with a header",
     )
-    trials.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
-                        help="a grid axis; repeat for more axes (every combination runs)")  # fmt: skip
+    trials.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="a grid axis; repeat for more axes (every combination runs)",
+    )
     trials.add_argument(
         "--experiment", default="default", help="experiment name (default: default)"
     )
-    trials.add_argument("--slots-per-trial", action="append", default=[], metavar="KIND=N",
-                        help="slots each trial needs (default: 1 of each kind given with --slots)")  # fmt: skip
+    trials.add_argument(
+        "--slots-per-trial",
+        action="append",
+        default=[],
+        metavar="KIND=N",
+        help="slots each trial needs (default: 1 of each kind given with --slots)",
+    )
 
 
 def _add_execution_options(parser: argparse.ArgumentParser) -> None:
@@ -92,22 +106,43 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
     how.add_argument(
         "--grace", type=float, default=5.0, help="seconds from SIGTERM to SIGKILL (default 5)"
     )
-    how.add_argument("--heartbeat", type=_seconds, default=30.0,
-                     help="seconds between heartbeats; a trial is lost after 3 missed (default 30)")  # fmt: skip
     how.add_argument(
-        "--stall-timeout",
+        "--heartbeat",
         type=_seconds,
-        help="stop a trial with no output or metrics for this long",
+        default=30.0,
+        help="seconds between heartbeats; a trial is lost after 3 missed (default 30)",
     )
+    stall = "stop a trial with no output or metrics for this long"
+    how.add_argument("--stall-timeout", type=_seconds, help=stall)
     how.add_argument(
         "--max-broken", type=_positive_int, help="start no more trials after this many broke"
     )
-    how.add_argument("--store-outage-limit", type=_seconds, default=300.0, metavar="SECONDS",
-                     help="wait this long for an unreachable store before giving up (default 300)")  # fmt: skip
-    how.add_argument("--retries", type=_count, default=0,
-                     help="retry a trial lost or killed by a signal up to this many times (default 0)")  # fmt: skip
-    how.add_argument("--slots", action="append", default=[], metavar="KIND=ID,ID",
-                     help="resources to share out, e.g. gpu=0,1,2,3 (seen as CUDA_VISIBLE_DEVICES)")  # fmt: skip
+    outage = "seconds to wait for an unreachable store before giving up (default 300)"
+    how.add_argument("--store-outage-limit", type=_seconds, default=300.0, help=outage)
+    how.add_argument(
+        "--retries",
+        type=_count,
+        default=0,
+        help="retry a trial lost or killed by a signal up to this many times (default 0)",
+    )
+    _add_script_options(how)
+    parser.add_argument(
+        "argv",
+        nargs=argparse.REMAINDER,
+        metavar="-- COMMAND",
+        help="the command after --, with {placeholders}",
+    )
+
+
+def _add_script_options(how: argparse._ArgumentGroup) -> None:
+    """The options about a script's slots, files, directory, environment and output."""
+    how.add_argument(
+        "--slots",
+        action="append",
+        default=[],
+        metavar="KIND=ID,ID",
+        help="resources to share out, e.g. gpu=0,1,2,3 (seen as CUDA_VISIBLE_DEVICES)",
+    )
     how.add_argument(
         "--config-template",
         metavar="FILE",
@@ -119,15 +154,22 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
     how.add_argument(
         "--cd-trial-dir", action="store_true", help="run each script in its trial directory"
     )
-    how.add_argument("--code-change", choices=["warn", "error", "ignore"], default="warn",
-                     help="when the script's git state changes during the run (default warn)")  # fmt: skip
+    how.add_argument(
+        "--code-change",
+        choices=["warn", "error", "ignore"],
+        default="warn",
+        help="when the script's git state changes during the run (default warn)",
+    )
     how.add_argument(
         "--echo", action="store_true", help="show each script's output, prefixed with its trial id"
     )
-    how.add_argument("--env-deny", action="append", default=[], metavar="PATTERN",
-                     help="keep variables matching PATTERN (e.g. 'PG*') from the scripts")  # fmt: skip
-    parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND",
-                        help="the command after --, with {placeholders}")  # fmt: skip
+    how.add_argument(
+        "--env-deny",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="keep variables matching PATTERN (e.g. 'PG*') from the scripts",
+    )
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -150,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of ``async-consumer``."""
     parser = argparse.ArgumentParser(
         prog="async-consumer",
-        description=(_package_doc or "").strip().splitlines()[0],
+        description=DESCRIPTION,
         epilog="exit status: 0 all trials completed, 1 some did not, 2 bad usage, 130 interrupted",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
@@ -167,8 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     _store_option(run, required=False)
     _add_output_options(run)
     _add_execution_options(run)
-    add = commands.add_parser("add", help="put trials in a store, for workers to run",
-                              description="Add trials to a store; trials already there are skipped.")  # fmt: skip
+    add = commands.add_parser(
+        "add",
+        help="put trials in a store, for workers to run",
+        description="Add trials to a store; trials already there are skipped.",
+    )
     _add_trial_options(add)
     _store_option(add, required=True)
     worker = commands.add_parser(
@@ -181,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--follow", action="store_true", help="keep waiting for new trials")
     _add_output_options(worker)
     _add_execution_options(worker)
+    _add_reading_commands(commands)
+    return parser
+
+
+def _add_reading_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands that read a store: status, show, report, logs."""
     status = commands.add_parser("status", help="counts by status, and the running trials")
     _store_option(status, required=True)
     _add_output_options(status)
@@ -194,15 +245,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write an HTML picture of the run (no network needed to view it).",
     )
     _store_option(report, required=True)
-    report.add_argument("-o", "--output", default="report.html", metavar="FILE",
-                        help="where to write it (default: report.html)")  # fmt: skip
+    report.add_argument(
+        "-o",
+        "--output",
+        default="report.html",
+        metavar="FILE",
+        help="where to write it (default: report.html)",
+    )
     report.add_argument("--title", default="async-consumer run", help="the page's title")
     logs = commands.add_parser("logs", help="print a trial's stdout (or stderr) log")
     _store_option(logs, required=True)
     logs.add_argument("trial_id", metavar="ID", help="the trial's id")
     logs.add_argument("--stderr", action="store_true", help="the stderr log instead of stdout")
     logs.add_argument("--attempt", type=_positive_int, help="which attempt (default: the last)")
-    return parser
 
 
 def default_store_url(experiment: str) -> str:
@@ -238,4 +293,5 @@ def consumer_from(args: argparse.Namespace, store: HeartbeatTarget | None = None
         max_concurrency=args.jobs,
         watchdog=True,
         echo=args.echo,
+        child_watcher=True,
     )

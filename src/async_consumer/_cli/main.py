@@ -64,8 +64,13 @@ async def _work(args: argparse.Namespace, store: TrialStore, view: View) -> int:
     for waiting in await store.list():
         if waiting.status in (TrialStatus.NEW, TrialStatus.INTERRUPTED):
             consumer.check(waiting.trial)
-    worker = Worker(store, consumer, follow=getattr(args, "follow", False),
-                    max_broken=args.max_broken, on_outcome=view.outcome)  # fmt: skip
+    worker = Worker(
+        store,
+        consumer,
+        follow=getattr(args, "follow", False),
+        max_broken=args.max_broken,
+        on_outcome=view.outcome,
+    )
     async with consumer, handle_signals(consumer) as signals:
         with view.progress(await store.counts(), lambda: len(consumer.running)):
             try:
@@ -148,9 +153,14 @@ async def _report(args: argparse.Namespace, view: View) -> int:
 
 
 COMMANDS = {
-    "run": _run, "add": _add, "worker": _worker, "status": _status, "show": _show,
-    "logs": _logs, "report": _report,
-}  # fmt: skip
+    "run": _run,
+    "add": _add,
+    "worker": _worker,
+    "status": _status,
+    "show": _show,
+    "logs": _logs,
+    "report": _report,
+}
 
 
 def _configure_logging(verbosity: int) -> None:

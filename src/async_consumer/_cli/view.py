@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._models import Outcome, Status, StoredTrial, TrialStatus
-from .._trial.files import tail
+from .._supervise.lines import tail
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from .._worker import Worker
 
 __all__ = ["View"]
@@ -108,31 +110,11 @@ class View:
         if self.json or self.quiet or not sys.stderr.isatty() or total == 0:
             yield
             return
-        try:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                ProgressColumn,
-                Task,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-            from rich.text import Text
-        except ImportError:  # the cli extra is not installed: plain lines only
+        bar = _progress_bar(running)
+        if bar is None:  # the cli extra is not installed: plain lines only
             yield
             return
-
-        class Running(ProgressColumn):
-            def render(self, task: Task) -> Text:
-                return Text(f"{running()} running", style="cyan")
-
-        columns = (
-            TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), Running(),
-            TextColumn("[red]{task.fields[failed]} failed"), TextColumn("ETA"), TimeRemainingColumn(),
-        )  # fmt: skip
-        with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        with bar as progress:
             self._progress = progress
             self._task = progress.add_task("trials", total=total, failed=0)
             try:
@@ -148,10 +130,16 @@ class View:
         slowest = worker.slowest
         if self.json:
             summary: dict[str, Any] = {
-                "counts": dict(counts), "ran": worker.ran, "rejected": worker.rejected,
-                "best": best and {"trial_id": best.id, "objective": best.outcome and best.outcome.objective,
-                                  "params": best.trial.params},
-            }  # fmt: skip
+                "counts": dict(counts),
+                "ran": worker.ran,
+                "rejected": worker.rejected,
+                "best": best
+                and {
+                    "trial_id": best.id,
+                    "objective": best.outcome and best.outcome.objective,
+                    "params": best.trial.params,
+                },
+            }
             print(json.dumps({"summary": summary}), flush=True)
             return
         drawn = sys.stdout.isatty() and not self.quiet and _table(counts, best, slowest, worker.ran)
@@ -186,8 +174,14 @@ class View:
         counts = Counter(str(s.status) for s in stored)
         running = [s for s in stored if s.status is TrialStatus.RESERVED]
         if self.json:
-            rows = [{"trial_id": s.id, "worker": s.worker, "heartbeat_at": s.heartbeat_at and
-                     s.heartbeat_at.isoformat()} for s in running]  # fmt: skip
+            rows = [
+                {
+                    "trial_id": s.id,
+                    "worker": s.worker,
+                    "heartbeat_at": s.heartbeat_at and s.heartbeat_at.isoformat(),
+                }
+                for s in running
+            ]
             print(json.dumps({"counts": dict(counts), "running": rows}), flush=True)
             return
         for status in TrialStatus:
@@ -218,3 +212,36 @@ class View:
                     print(f"--- {name} ({path}) ---\n{text.rstrip()}")
             if last.status is not Status.COMPLETED and last.stderr_tail and not last.stderr_path:
                 print(last.stderr_tail)
+
+
+def _progress_bar(running: Callable[[], int]) -> Progress | None:
+    """A progress bar on stderr with a count of running trials; ``None`` without rich."""
+    try:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            Task,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+    except ImportError:
+        return None
+
+    class Running(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(f"{running()} running", style="cyan")
+
+    columns = (
+        TextColumn("[bold]trials"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        Running(),
+        TextColumn("[red]{task.fields[failed]} failed"),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    return Progress(*columns, console=Console(stderr=True), transient=True)

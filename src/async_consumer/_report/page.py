@@ -73,24 +73,13 @@ footer { color: var(--muted); font-size: 12px; margin-top: 18px; }
 """
 
 
-def page(
-    *,
-    title: str,
-    summary: str,
-    header: str,
-    legend: str,
-    timeline: str,
-    objective: str,
-    failures: str,
-) -> str:
-    """Put the report's parts (already HTML, already escaped) into one page."""
-    return f"""<!DOCTYPE html>
+_PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
-<style>{_STYLE}</style>
+<style>{style}</style>
 </head>
 <body>
 <main>
@@ -121,3 +110,27 @@ def page(
 </body>
 </html>
 """
+"""The page, with a place for each part (none of the parts is re-read as a template)."""
+
+
+def page(
+    *,
+    title: str,
+    summary: str,
+    header: str,
+    legend: str,
+    timeline: str,
+    objective: str,
+    failures: str,
+) -> str:
+    """Put the report's parts (already HTML, already escaped) into one page."""
+    return _PAGE.format(
+        title=title,
+        style=_STYLE,
+        summary=summary,
+        header=header,
+        legend=legend,
+        timeline=timeline,
+        objective=objective,
+        failures=failures,
+    )

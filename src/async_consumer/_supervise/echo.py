@@ -15,7 +15,7 @@ from typing import TextIO
 
 import anyio
 
-from .._trial.files import LineFollower
+from .lines import LineFollower
 
 __all__ = ["echo"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from .._trial.files import LineFollower
+from .lines import LineFollower
 
 __all__ = ["Metric", "MetricCallback", "follow"]
 

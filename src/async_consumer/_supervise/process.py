@@ -25,7 +25,7 @@ from anyio.abc import Process
 from . import childwatch as _childwatch
 from .childwatch import ResourceUsage
 
-__all__ = ["ChildProcess", "Exit", "group_is_alive", "open_log", "signal_name"]
+__all__ = ["ChildProcess", "Exit", "group_is_alive", "install_child_watcher"]
 
 REAP_BOUND = 5.0
 """Seconds to wait for the kernel to reap a SIGKILLed child (a process in D state can take long)."""
@@ -48,12 +48,18 @@ def _on_asyncio() -> bool:
     return True
 
 
-def signal_name(returncode: int) -> str:
-    """Name the signal of a negative return code, e.g. ``SIGSEGV``."""
-    try:
-        return signal.Signals(-returncode).name
-    except ValueError:
-        return f"signal {-returncode}"
+def install_child_watcher() -> None:
+    """
+    Reap the children of this process without a thread each, keeping their CPU time and memory.
+
+    On Python 3.11, asyncio watches each child process with a thread of its own and forgets its
+    resource usage. This replaces asyncio's child watcher, for the whole process, by one that
+    waits on pidfds in the event loop and reaps with ``wait4`` (nothing to do on 3.12 and later,
+    which use pidfds already). It is opt-in, like :func:`tune_gc`, because it changes how every
+    child of the process is reaped; the ``async-consumer`` command calls it, and so does a
+    :class:`Consumer` made with ``child_watcher=True``.
+    """
+    _childwatch.install()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -102,16 +108,19 @@ class ChildProcess:
         env: Mapping[str, str],
         stdout: BinaryIO,
         stderr: BinaryIO,
+        child_watcher: bool = False,
     ) -> ChildProcess:
         """
         Start ``argv`` in a new session, stdin from ``/dev/null``, output to the given logs.
 
-        The caller keeps (and closes) its copies of the log files; the child has its own.
+        The caller keeps (and closes) its copies of the log files; the child has its own. With
+        ``child_watcher``, the process-wide asyncio child watcher is installed first (see
+        :func:`install_child_watcher`).
 
         Raises:
             OSError: the program does not exist or cannot be executed.
         """
-        if _on_asyncio():
+        if child_watcher and _on_asyncio():
             _childwatch.install()
         process = await anyio.open_process(
             list(argv),
@@ -164,17 +173,6 @@ class ChildProcess:
         while group_is_alive(self.pid):
             await anyio.sleep(delay)
             delay = min(delay * 2, 0.1)
-
-
-def open_log(path: Path) -> BinaryIO:
-    """
-    Create a log afresh for the child to append to (a local file: opening it does not block).
-
-    ``O_APPEND`` so that the script and its children never overwrite each other's lines;
-    ``O_NOFOLLOW`` so that a symlink left by an earlier attempt is never written through.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.fdopen(os.open(path, flags, 0o600), "ab", buffering=0)
 
 
 async def _wait_with_usage(process: Process) -> Exit:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 
 from .._errors import MissingResults, ResultsError
 from .._models import Reason, Result, Status
-from .._supervise.process import Exit, signal_name
 
-__all__ = ["Abort", "Verdict", "classify"]
+__all__ = ["Abort", "Verdict", "classify", "signal_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,31 +32,33 @@ class Verdict:
     signal: str | None = None
 
 
-def _exit_fields(exit_: Exit | None) -> tuple[int | None, str | None]:
-    if exit_ is None:
-        return None, None
-    if exit_.returncode < 0:
-        return exit_.returncode, signal_name(exit_.returncode)
-    return exit_.returncode, None
+def signal_name(returncode: int) -> str:
+    """Name the signal of a negative return code, e.g. ``SIGSEGV``."""
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
 
 
 def classify(
-    exit_: Exit | None,
+    returncode: int | None,
     abort: Abort | None,
     *,
     interrupt_code: int,
     results: tuple[Result, ...] | ResultsError | None,
 ) -> Verdict:
     """
-    Classify an attempt. ``results`` is what reading the results file gave, if it was read.
+    Classify an attempt. ``returncode`` is how the script ended (negative for a signal; ``None``
+    if it never started or could not be reaped); ``results`` is what reading the results file
+    gave, if it was read.
 
     An abort (timeout, stall, stop, lost lease, cancellation) wins over the exit status: the
     script ended because we stopped it.
     """
-    returncode, sig = _exit_fields(exit_)
+    sig = signal_name(returncode) if returncode is not None and returncode < 0 else None
     if abort is not None:
         return Verdict(abort.status, abort.reason, abort.message, (), returncode, sig)
-    if exit_ is None:  # pragma: no cover - only when the kernel would not reap the child
+    if returncode is None:  # pragma: no cover - only when the kernel would not reap the child
         return Verdict(Status.BROKEN, Reason.SIGNAL, "the script could not be reaped", ())
     if returncode == interrupt_code:
         message = f"exited with the interrupt code {interrupt_code}"

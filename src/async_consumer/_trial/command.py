@@ -17,18 +17,12 @@ from pathlib import Path
 from typing import Final
 
 from pydantic import JsonValue
-from pydantic_core import PydanticSerializationError, to_json
 
 from .._errors import TemplateError
+from .files import json_file
+from .paths import TrialPaths
 
-__all__ = [
-    "BUILTIN_NAMES",
-    "CommandTemplate",
-    "ConfigTemplate",
-    "TrialPaths",
-    "json_file",
-    "lookup",
-]
+__all__ = ["BUILTIN_NAMES", "CommandTemplate", "ConfigTemplate", "lookup"]
 
 BUILTIN_NAMES: Final = (
     "config_file",
@@ -43,19 +37,6 @@ BUILTIN_NAMES: Final = (
 _ALIASES: Final = {"exp.name": "experiment.name"}
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][\w.:/-]*)\}")
 _MISSING = object()
-
-
-@dataclass(frozen=True, slots=True)
-class TrialPaths:
-    """Where one attempt's files live, and the built-in values a template may name."""
-
-    working_dir: Path
-    results: Path
-    params: Path
-    metrics: Path
-    stdout: Path
-    stderr: Path
-    config: Path | None = None
 
 
 def lookup(params: Mapping[str, JsonValue], name: str) -> object:
@@ -235,22 +216,6 @@ class ConfigTemplate:
         if self.is_yaml:
             return _dump_yaml(rendered)
         return json_file(rendered, trial_id, "config file").decode() + "\n"
-
-
-def json_file(value: object, trial_id: str, what: str) -> bytes:
-    """
-    ``value`` as indented UTF-8 JSON, for a file a trial's script reads.
-
-    pydantic's encoder: json's, with an indent, leaves reference cycles for the collector.
-
-    Raises:
-        TemplateError: a value cannot be written as UTF-8 (a lone surrogate in a string).
-    """
-    try:
-        return to_json(value, indent=2)
-    except PydanticSerializationError as exc:
-        msg = f"trial {trial_id!r}: its {what} cannot be written as JSON: {exc}"
-        raise TemplateError(msg) from None
 
 
 def _strings(node: JsonValue) -> Iterator[str]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["ORION_ALIASES", "EnvPolicy", "contract_variables"]
+from .._slots import slot_environment
+from .plan import Plan
+
+__all__ = ["ORION_ALIASES", "EnvPolicy", "contract_environment", "contract_variables"]
 
 PREFIX = "ASYNC_CONSUMER_"
 
@@ -66,3 +69,29 @@ class EnvPolicy:
         }
         env.update(self.extra)
         return env
+
+
+def contract_environment(
+    plan: Plan,
+    granted: Mapping[str, Sequence[str]],
+    interrupt_code: int,
+    experiment_id: str | None,
+    experiment_version: int,
+) -> dict[str, str]:
+    """The variables the trial contract promises the script, its slots included."""
+    trial, paths = plan.trial, plan.paths
+    values = {
+        "TRIAL_ID": trial.id,
+        "ATTEMPT": str(trial.attempt),
+        "WORKING_DIR": str(paths.working_dir),
+        "RESULTS_PATH": str(paths.results),
+        "PARAMS_PATH": str(paths.params),
+        "METRICS_PATH": str(paths.metrics),
+        "INTERRUPT_CODE": str(interrupt_code),
+        "EXPERIMENT_NAME": trial.experiment,
+        "EXPERIMENT_ID": experiment_id or trial.experiment,
+        "EXPERIMENT_VERSION": str(experiment_version),
+    }
+    if paths.config is not None:
+        values["CONFIG_PATH"] = str(paths.config)
+    return {**contract_variables(values), **slot_environment(granted)}

@@ -1,66 +1,20 @@
-"""Where a trial's files live: a 0700 directory under the consumer's base, named safely."""
+"""A trial's files: created in a 0700 directory before the script starts, read back warily."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import shutil
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
+from pydantic_core import PydanticSerializationError, to_json
+
+from .._errors import TemplateError
 from .._models import Trial
-from .command import TrialPaths, json_file
+from .paths import TrialPaths
 
-__all__ = [
-    "LineFollower",
-    "params_json",
-    "prepare_files",
-    "read_regular",
-    "safe_name",
-    "tail",
-    "trial_paths",
-]
-
-_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-TAIL_BYTES = 4096
-ATTEMPTS = "attempts"
-"""The directory, inside a trial's working directory, that holds one directory per attempt."""
-
-
-def safe_name(text: str) -> str:
-    """
-    A directory name for an id: the id itself when it is plain, else a slug plus a hash.
-
-    ``../../etc``, ``a/b``, ``.`` or a 300-character id can never name a directory outside, or
-    above, the one it is created in; two different ids never share a name.
-    """
-    if _PLAIN.fullmatch(text):
-        return text
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:60].strip("._-") or "trial"
-    return f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
-
-
-def trial_paths(base_dir: Path, trial: Trial, config_suffix: str | None) -> TrialPaths:
-    """
-    The paths of one attempt: the trial's working directory, and the attempt's own files.
-
-    The working directory is the trial's, shared by its attempts, so that checkpoints written
-    there survive a retry or a resumption. The results, metrics, ``params.json``, config and
-    logs are the attempt's, in ``attempts/<n>/`` inside it: a stale run that is still going
-    (a frozen worker's) can never hand its results to another attempt.
-    """
-    working_dir = base_dir / safe_name(trial.experiment) / safe_name(trial.id)
-    attempt_dir = working_dir / ATTEMPTS / str(trial.attempt)
-    return TrialPaths(
-        working_dir=working_dir,
-        results=attempt_dir / "results.json",
-        params=attempt_dir / "params.json",
-        metrics=attempt_dir / "metrics.jsonl",
-        stdout=attempt_dir / "stdout.log",
-        stderr=attempt_dir / "stderr.log",
-        config=attempt_dir / f"config{config_suffix}" if config_suffix else None,
-    )
+__all__ = ["json_file", "open_log", "params_json", "prepare_files", "prepare_logs", "read_regular"]
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -84,7 +38,7 @@ def prepare_files(
     paths: TrialPaths, params: bytes, config: bytes | None, made: set[Path] | None = None
 ) -> None:
     """
-    Create the working directory (0700) and the files the script is promised.
+    Create the trial's working directory and the attempt's (0700), and the promised files.
 
     ``made`` remembers the parent directories already created, to spare a system call per
     trial (creating files is the consumer's main cost for a short trial). The logs are created
@@ -125,6 +79,30 @@ def _own_dir(path: Path) -> bool:
     return True
 
 
+def open_log(path: Path) -> BinaryIO:
+    """
+    Create a log afresh for the child to append to (a local file: opening it does not block).
+
+    ``O_APPEND`` so that the script and its children never overwrite each other's lines;
+    ``O_NOFOLLOW`` so that a symlink left by an earlier attempt is never written through.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.fdopen(os.open(path, flags, 0o600), "ab", buffering=0)
+
+
+def prepare_logs(
+    paths: TrialPaths, params: bytes, config: bytes | None, made: set[Path]
+) -> tuple[BinaryIO, BinaryIO]:
+    """Create the attempt's files and return its two logs, open for the child."""
+    prepare_files(paths, params, config, made)
+    stdout = open_log(paths.stdout)
+    try:
+        return stdout, open_log(paths.stderr)
+    except BaseException:
+        stdout.close()
+        raise
+
+
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
 
 
@@ -151,35 +129,17 @@ def read_regular(path: Path, offset: int | None, size: int) -> bytes:
         os.close(fd)
 
 
-class LineFollower:
+def json_file(value: object, trial_id: str, what: str) -> bytes:
     """
-    Hands out the complete lines appended to a file a script writes, as they come.
+    ``value`` as indented UTF-8 JSON, for a file a trial's script reads.
 
-    A line longer than ``max_line`` is handed out in pieces rather than buffered for ever.
+    pydantic's encoder: json's, with an indent, leaves reference cycles for the collector.
+
+    Raises:
+        TemplateError: a value cannot be written as UTF-8 (a lone surrogate in a string).
     """
-
-    def __init__(self, path: Path, max_line: int = 64 * 1024) -> None:
-        self.path = path
-        self.max_line = max_line
-        self.offset = 0
-        self.partial = b""
-
-    def read(self, final: bool = False) -> list[bytes]:
-        """The new complete lines (and, if ``final``, the unfinished last one)."""
-        chunk = read_regular(self.path, self.offset, 1024 * 1024)
-        self.offset += len(chunk)
-        *lines, self.partial = (self.partial + chunk).split(b"\n")
-        if self.partial and (final or len(self.partial) > self.max_line):
-            lines.append(self.partial)
-            self.partial = b""
-        return lines
-
-
-def tail(path: Path, size: int = TAIL_BYTES) -> str:
-    """The last ``size`` bytes of a log, decoded leniently; empty if it is gone or not a file."""
     try:
-        if os.lstat(path).st_size == 0:  # the common case, in one system call
-            return ""
-    except OSError:
-        return ""
-    return read_regular(path, None, size).decode("utf-8", errors="replace")
+        return to_json(value, indent=2)
+    except PydanticSerializationError as exc:
+        msg = f"trial {trial_id!r}: its {what} cannot be written as JSON: {exc}"
+        raise TemplateError(msg) from None

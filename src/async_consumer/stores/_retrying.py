@@ -20,7 +20,7 @@ import anyio
 
 from .._errors import LeaseLost, StoreUnavailable
 from .._models import Lease, Outcome, StoredTrial, Trial, TrialStatus
-from ._base import HeldLease, StoreBase, TrialStore
+from ._protocol import HeldLease, StoreBase, TrialStore
 
 __all__ = ["DEFAULT_OUTAGE_LIMIT", "Outage", "RetryingStore"]
 

@@ -12,18 +12,17 @@ import anyio.lowlevel
 
 from .._errors import DuplicateTrial, LeaseLost, TrialNotFound
 from .._models import Attempt, Lease, Outcome, StoredTrial, Trial, TrialStatus
-from ._base import (
+from ._protocol import HeldLease, StoreBase
+from ._rows import zero_counts
+from ._rules import (
     DEFAULT_MAX_LOST,
     PENDING,
-    HeldLease,
-    StoreBase,
     check_max_lost,
     check_older_than,
     check_outcome,
     gone_outcome,
     lost_outcome,
     settle,
-    zero_counts,
 )
 
 __all__ = ["MemoryStore"]

@@ -13,23 +13,17 @@ import asyncpg
 
 from .._errors import DuplicateTrial, LeaseLost, StoreError, StoreUnavailable, TrialNotFound
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
-from . import _postgres_sql as sql
-from ._base import (
+from . import _postgres_sql as queries
+from ._protocol import HeldLease, StoreBase
+from ._rows import dump_trial, load_attempt, load_stored, load_trial, same_params, zero_counts
+from ._rules import (
     DEFAULT_MAX_LOST,
-    HeldLease,
-    StoreBase,
     check_max_lost,
     check_older_than,
     check_outcome,
-    dump_trial,
     gone_outcome,
-    load_attempt,
-    load_stored,
-    load_trial,
     lost_outcome,
-    same_params,
     settled_status,
-    zero_counts,
 )
 
 __all__ = ["DEFAULT_POOL_SIZE", "PostgresStore"]
@@ -103,7 +97,7 @@ class PostgresStore(StoreBase):
             owns_pool: whether ``aclose`` closes the pool.
         """
         self._pool = pool
-        self._q = sql.queries(schema)
+        self._q = queries.queries(schema)
         self._schema = schema
         self._max_lost = check_max_lost(max_lost)
         self._owns_pool = owns_pool
@@ -133,7 +127,7 @@ class PostgresStore(StoreBase):
         max_connections = max_connections or size or DEFAULT_POOL_SIZE
         name = schema or from_url or _DEFAULT
         # refuse bad arguments before connecting, so that no pool is left open
-        sql.quote(name)
+        queries.quote(name)
         check_max_lost(max_lost)
         pool = await _connect(url, max_connections) if url else dsn
         store = cls(pool, schema=name, max_lost=max_lost, owns_pool=bool(url))
@@ -151,11 +145,11 @@ class PostgresStore(StoreBase):
             await conn.execute(self._q["create_schema"])
             await conn.execute(self._q["version_table"])
             version = await conn.fetchval(self._q["version"]) or 0
-            if version > sql.SCHEMA_VERSION:
+            if version > queries.SCHEMA_VERSION:
                 msg = f"the store's schema version {version} is newer than this library's"
                 raise StoreError(msg)
-            for number in range(version, sql.SCHEMA_VERSION):
-                await conn.execute(sql.migration(self._schema, number))
+            for number in range(version, queries.SCHEMA_VERSION):
+                await conn.execute(queries.migration(self._schema, number))
                 await conn.execute(self._q["set_version"], number + 1)
 
     async def aclose(self) -> None:

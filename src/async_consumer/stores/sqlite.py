@@ -14,23 +14,17 @@ import anyio.lowlevel
 
 from .._errors import DuplicateTrial, LeaseLost, StoreError, StoreUnavailable, TrialNotFound
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
-from . import _sqlite_sql as q
-from ._base import (
+from . import _sqlite_sql as queries
+from ._protocol import HeldLease, StoreBase
+from ._rows import dump_trial, load_attempt, load_stored, load_trial, same_params, zero_counts
+from ._rules import (
     DEFAULT_MAX_LOST,
-    HeldLease,
-    StoreBase,
     check_max_lost,
     check_older_than,
     check_outcome,
-    dump_trial,
     gone_outcome,
-    load_attempt,
-    load_stored,
-    load_trial,
     lost_outcome,
-    same_params,
     settled_status,
-    zero_counts,
 )
 
 __all__ = ["SQLiteStore", "path_from_url"]
@@ -83,14 +77,12 @@ def _transaction(conn: sqlite3.Connection, begin: str, work: Callable[[], _T]) -
 def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
-    if version > q.SCHEMA_VERSION:
-        msg = (
-            f"the store's schema version {version} is newer than this library's {q.SCHEMA_VERSION}"
-        )
+    if version > queries.SCHEMA_VERSION:
+        msg = f"the store's schema version {version} is newer than this library's {queries.SCHEMA_VERSION}"
         raise StoreError(msg)
-    for number in range(version, q.SCHEMA_VERSION):
+    for number in range(version, queries.SCHEMA_VERSION):
         # one statement at a time: executescript would commit the open transaction first
-        for statement in filter(str.strip, q.MIGRATIONS[number].split(";")):
+        for statement in filter(str.strip, queries.MIGRATIONS[number].split(";")):
             conn.execute(statement)
         conn.execute("INSERT INTO schema_version VALUES (?)", (number + 1,))
 
@@ -180,18 +172,20 @@ class SQLiteStore(StoreBase):
         return await self._run(lambda: self._reserve(args, host))
 
     def _reserve(self, args: dict[str, object], host: str) -> Lease | None:
-        rows = self._conn.execute(q.RESERVE, args).fetchall()
+        rows = self._conn.execute(queries.RESERVE, args).fetchall()
         if not rows:
             return None
         trial_id, text, token, now, lost = rows[0]
         worker = str(args["worker"])
-        self._conn.execute(q.ATTEMPT, (trial_id, token, worker, host, now))
+        self._conn.execute(queries.ATTEMPT, (trial_id, token, worker, host, now))
         trial = load_trial(text, token)
         return Lease(trial=trial, token=token, worker=worker, lost_count=lost)
 
     async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
         """The current leases held from ``prefix``; see ``TrialStore.held_leases``."""
-        rows = await self._run(lambda: self._conn.execute(q.HELD, {"prefix": prefix}).fetchall())
+        rows = await self._run(
+            lambda: self._conn.execute(queries.HELD, {"prefix": prefix}).fetchall()
+        )
         return [(trial_id, token, holder) for trial_id, token, holder in rows]
 
     async def reclaim_leases(self, leases: Sequence[HeldLease], message: str) -> builtins.list[str]:
@@ -202,7 +196,7 @@ class SQLiteStore(StoreBase):
         taken = []
         for trial_id, token, _ in leases:
             args = {"id": trial_id, "token": token, "max_lost": self._max_lost}
-            taken += self._conn.execute(q.RECLAIM_LEASE, args).fetchall()
+            taken += self._conn.execute(queries.RECLAIM_LEASE, args).fetchall()
         ends = [(gone_outcome(i, n, message).model_dump_json(), i, n) for i, n in taken]
         self._end_attempts(ends)
         return [trial_id for trial_id, _ in taken]
@@ -212,7 +206,7 @@ class SQLiteStore(StoreBase):
         await self._run(lambda: self._beat(lease))
 
     def _beat(self, lease: Lease) -> None:
-        rows = self._conn.execute(q.BEAT, (lease.trial_id, lease.token)).fetchall()
+        rows = self._conn.execute(queries.BEAT, (lease.trial_id, lease.token)).fetchall()
         if not rows:
             raise LeaseLost(lease.trial_id)
         sql = "UPDATE attempts SET heartbeat_at = ? WHERE trial_id = ? AND number = ?"
@@ -228,7 +222,7 @@ class SQLiteStore(StoreBase):
         lost = int(outcome.status is Status.LOST)
         args = {"id": lease.trial_id, "token": lease.token, "lost": lost, "status": status.value}
         args["max_lost"] = self._max_lost
-        rows = self._conn.execute(q.FINISH, args).fetchall()
+        rows = self._conn.execute(queries.FINISH, args).fetchall()
         if not rows:
             raise LeaseLost(lease.trial_id)
         self._end_attempts([(outcome.model_dump_json(), lease.trial_id, lease.token)])
@@ -244,7 +238,7 @@ class SQLiteStore(StoreBase):
         return await self._run(lambda: self._reclaim(older_than))
 
     def _reclaim(self, older_than: float) -> builtins.list[str]:
-        rows = self._conn.execute(q.RECLAIM, (self._max_lost, older_than)).fetchall()
+        rows = self._conn.execute(queries.RECLAIM, (self._max_lost, older_than)).fetchall()
         ends = [(lost_outcome(i, n, older_than).model_dump_json(), i, n) for i, n in rows]
         self._end_attempts(ends)
         return [trial_id for trial_id, _ in rows]
@@ -264,12 +258,12 @@ class SQLiteStore(StoreBase):
         return await self._run(lambda: self._select(where, (status.value,)), write=False)
 
     def _select(self, where: str, args: tuple[str, ...]) -> builtins.list[StoredTrial]:
-        trials = self._conn.execute(f"{q.TRIALS}{where} ORDER BY seq", args).fetchall()
+        trials = self._conn.execute(f"{queries.TRIALS}{where} ORDER BY seq", args).fetchall()
         if not trials:
             return []
         attempts: dict[str, builtins.list[Attempt]] = {row[0]: [] for row in trials}
         in_trials = f" WHERE trial_id IN (SELECT id FROM trials{where})" if where else ""
-        sql = f"{q.ATTEMPTS}{in_trials} ORDER BY trial_id, number"
+        sql = f"{queries.ATTEMPTS}{in_trials} ORDER BY trial_id, number"
         for trial_id, *row in self._conn.execute(sql, args):
             attempts[trial_id].append(load_attempt(row))
         return [load_stored(row, attempts[trial_id]) for trial_id, *row in trials]

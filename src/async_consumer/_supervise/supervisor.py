@@ -1,0 +1,221 @@
+"""
+Supervision: start a trial's script, watch it while it runs, stop it, and stop them all.
+
+The watchers (heartbeat, metrics and stall, echo) run in a task group only when something is
+to be watched; the watchdog process is started with the first script, if asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio
+
+from .._models import Lease, Reason, Status
+from .._trial.classify import Abort
+from .._trial.plan import Plan
+from .echo import echo
+from .heartbeat import HeartbeatTarget, beat
+from .metrics import MetricCallback, follow
+from .process import ChildProcess, Exit
+from .running import Running, Watchers
+from .watchdog import Watchdog
+
+logger = logging.getLogger("async_consumer")
+
+__all__ = ["Supervision", "Supervisor"]
+
+
+@dataclass(frozen=True, slots=True)
+class Supervision:
+    """How scripts are watched and stopped (see :class:`Consumer` for each field)."""
+
+    timeout: float | None
+    grace: float
+    store: HeartbeatTarget | None
+    heartbeat: float
+    heartbeat_failures: int
+    stall_timeout: float | None
+    on_metric: MetricCallback | None
+    echo: bool
+    watchdog: bool
+    child_watcher: bool
+
+
+class Supervisor:
+    """Starts, watches and stops scripts; knows which trials are running."""
+
+    def __init__(self, settings: Supervision) -> None:
+        self.settings = settings
+        self._running: dict[str, Running] = {}
+        self._watchdog: Watchdog | None = None
+        self._halted = False
+
+    @property
+    def is_halted(self) -> bool:
+        """Whether :meth:`interrupt` was called: no new script starts."""
+        return self._halted
+
+    @property
+    def running(self) -> list[str]:
+        """The ids of the trials whose scripts are running now."""
+        return list(self._running)
+
+    def check_not_running(self, trial_id: str) -> None:
+        """Raise ``ValueError`` if a trial with this id is running."""
+        if trial_id in self._running:
+            msg = f"trial {trial_id!r} is already running in this consumer"
+            raise ValueError(msg)
+
+    async def start(
+        self,
+        argv: Sequence[str],
+        cwd: Path | None,
+        env: Mapping[str, str],
+        logs: tuple[BinaryIO, BinaryIO],
+    ) -> ChildProcess:
+        """Start a script with these logs (closed here once the child has its own copies)."""
+        stdout, stderr = logs
+        with stdout, stderr:
+            return await ChildProcess.start(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdout=stdout,
+                stderr=stderr,
+                child_watcher=self.settings.child_watcher,
+            )
+
+    async def supervise(self, child: ChildProcess, plan: Plan) -> tuple[Exit | None, Abort | None]:
+        """Watch a started script until it ends or is stopped; how it ended, and why stopped."""
+        watchdog = self._watch(child.pid)
+        try:
+            return await self._until_stopped(child, plan)
+        finally:
+            if watchdog is not None:
+                watchdog.forget(child.pid)
+
+    async def _until_stopped(
+        self, child: ChildProcess, plan: Plan
+    ) -> tuple[Exit | None, Abort | None]:
+        trial = plan.trial
+        running = self._running[trial.id] = Running(child)
+        timeout = trial.timeout or self.settings.timeout
+        if timeout is not None:
+            running.scope.deadline = anyio.current_time() + timeout
+        try:
+            with running.scope:
+                await self._wait(child, plan, running)
+            if running.scope.cancelled_caught and running.abort is None:  # the deadline
+                message = f"timed out after {timeout:g} s"
+                running.abort = Abort(Status.BROKEN, Reason.TIMEOUT, message)
+        finally:
+            exit_ = await child.stop(self.settings.grace)
+            del self._running[trial.id]
+            if running.done is not None:
+                running.done.set()
+        return exit_, running.abort
+
+    async def _wait(self, child: ChildProcess, plan: Plan, running: Running) -> None:
+        """Wait for the script to exit, with whatever watches it alongside (in tasks)."""
+        settings = self.settings
+        leased = plan.lease is not None and settings.store is not None
+        follows = settings.on_metric is not None or settings.stall_timeout is not None
+        if not (leased or settings.echo or follows):
+            await child.wait()  # nothing to watch: no task group
+            return
+        async with anyio.create_task_group() as tg:
+            watchers = Watchers(tg)
+            if leased:
+                assert plan.lease is not None
+                watchers.start(self._beat, plan.lease, running)
+            if settings.echo:
+                watchers.start(echo, plan.trial.id, plan.paths.stdout, plan.paths.stderr)
+            if follows:
+                watchers.start(self._follow, plan, running)
+            await child.wait()
+            watchers.stop()
+
+    async def _beat(self, lease: Lease, running: Running) -> None:
+        settings = self.settings
+        assert settings.store is not None
+        await beat(
+            settings.store,
+            lease,
+            interval=settings.heartbeat,
+            max_failures=settings.heartbeat_failures,
+            on_lost=running.lost,
+        )
+
+    async def _follow(self, plan: Plan, running: Running) -> None:
+        paths = plan.paths
+        await follow(
+            trial_id=plan.trial.id,
+            attempt=plan.trial.attempt,
+            metrics_path=paths.metrics,
+            logs=(paths.stdout, paths.stderr),
+            on_metric=self.settings.on_metric,
+            stall_timeout=self.settings.stall_timeout,
+            on_stall=running.stalled,
+        )
+
+    def _watch(self, pgid: int) -> Watchdog | None:
+        if not self.settings.watchdog:
+            return None
+        if self._watchdog is None:
+            self._watchdog = Watchdog(self.settings.grace)
+        self._watchdog.register(pgid)
+        return self._watchdog
+
+    async def stop(self, trial_id: str) -> bool:
+        """Stop a running trial; ``True`` once it is gone, ``False`` if it was not running."""
+        abort = Abort(Status.INTERRUPTED, Reason.STOPPED, "stopped by the orchestrator")
+        return await self._stop_as(trial_id, abort)
+
+    async def supersede(self, lease: Lease) -> None:
+        """
+        Stop this consumer's run of a trial the store has just leased to it again, if any.
+
+        The store gives a trial out again only once the running attempt's lease is gone, so that
+        run's result could never be recorded: it is stopped as lost, and its processes are gone
+        before the new attempt starts. One run of a trial at a time; the newest lease counts.
+        """
+        if lease.trial_id not in self._running:
+            return
+        message = (
+            f"the store leased the trial again (attempt {lease.token}): this run's lease is gone"
+        )
+        logger.warning("%s; stopping it", message, extra={"trial_id": lease.trial_id})
+        await self._stop_as(lease.trial_id, Abort(Status.LOST, Reason.LEASE_LOST, message))
+
+    async def _stop_as(self, trial_id: str, abort: Abort) -> bool:
+        running = self._running.get(trial_id)
+        if running is None:
+            return False
+        running.abort_with(abort)
+        if running.done is None:
+            running.done = anyio.Event()
+        await running.done.wait()
+        return True
+
+    def interrupt(self) -> None:
+        """Stop every running trial gracefully and start no new one."""
+        self._halted = True
+        for running in list(self._running.values()):
+            running.abort_with(Abort(Status.INTERRUPTED, Reason.CANCELLED, "interrupted"))
+
+    def kill(self) -> None:
+        """SIGKILL every running trial's process group at once."""
+        self.interrupt()
+        for running in list(self._running.values()):
+            running.child.kill_now()
+
+    def close(self) -> None:
+        """Stop the watchdog process, if one was started."""
+        if self._watchdog is not None:
+            self._watchdog.close()
+            self._watchdog = None

@@ -1,0 +1,57 @@
+"""How stores keep trials and attempts as rows: JSON text and tuples, to models and back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from .._models import Attempt, Outcome, StoredTrial, Trial, TrialStatus
+
+__all__ = [
+    "dump_trial",
+    "load_attempt",
+    "load_stored",
+    "load_trial",
+    "same_params",
+    "zero_counts",
+]
+
+_ATTEMPT_FIELDS = ("number", "token", "worker", "host", "reserved_at", "heartbeat_at", "outcome")
+_STORED_FIELDS = ("trial", "status", "token", "worker", "heartbeat_at", "lost_count")
+
+
+def dump_trial(trial: Trial) -> str:
+    """The JSON text a store keeps for a trial (the attempt number is the store's to count)."""
+    return trial.model_dump_json(exclude={"attempt"})
+
+
+def load_trial(text: str, attempts: int) -> Trial:
+    """Rebuild a stored trial, numbered with its latest attempt."""
+    trial = Trial.model_validate_json(text)
+    return trial.model_copy(update={"attempt": max(attempts, 1)})
+
+
+def same_params(stored: str, trial: Trial) -> bool:
+    """Whether a stored trial's JSON text has the same parameters as ``trial``."""
+    params: object = json.loads(stored)["params"]
+    return params == trial.params
+
+
+def load_attempt(row: Sequence[object]) -> Attempt:
+    """Rebuild an attempt from a row (times as datetimes or seconds since the epoch)."""
+    fields = dict(zip(_ATTEMPT_FIELDS, row, strict=True))
+    if isinstance(fields["outcome"], str):
+        fields["outcome"] = Outcome.model_validate_json(fields["outcome"])
+    return Attempt.model_validate(fields)
+
+
+def load_stored(row: Sequence[object], attempts: Sequence[Attempt]) -> StoredTrial:
+    """Rebuild a stored trial from a row (its JSON text first) and its attempts in order."""
+    fields = dict(zip(_STORED_FIELDS, row, strict=True))
+    fields["trial"] = load_trial(str(fields["trial"]), len(attempts))
+    return StoredTrial.model_validate({**fields, "attempts": tuple(attempts)})
+
+
+def zero_counts() -> dict[TrialStatus, int]:
+    """A count of 0 for every status."""
+    return dict.fromkeys(TrialStatus, 0)

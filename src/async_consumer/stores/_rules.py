@@ -1,0 +1,93 @@
+"""The rules every store shares: argument checks, how an ended attempt settles a trial."""
+
+from __future__ import annotations
+
+from .._models import Lease, Outcome, Reason, Status, TrialStatus
+
+__all__ = [
+    "DEFAULT_MAX_LOST",
+    "PENDING",
+    "check_max_lost",
+    "check_older_than",
+    "check_outcome",
+    "gone_outcome",
+    "lost_outcome",
+    "settle",
+    "settled_status",
+]
+
+DEFAULT_MAX_LOST = 2
+"""A trial is broken at its third lost lease: as a suspect runs alone after its first, a healthy
+trial loses a lease to a neighbour's crash at most once, and a poison trial that kills every
+worker it runs on is stopped after three deaths."""
+
+PENDING = (TrialStatus.NEW, TrialStatus.INTERRUPTED)
+"""The statuses ``reserve`` takes trials from."""
+
+_SETTLED = {
+    Status.COMPLETED: TrialStatus.COMPLETED,
+    Status.BROKEN: TrialStatus.BROKEN,
+    Status.INTERRUPTED: TrialStatus.INTERRUPTED,
+    Status.LOST: TrialStatus.INTERRUPTED,
+}
+
+
+def check_max_lost(max_lost: int) -> int:
+    """Return ``max_lost`` if it is a count, else raise ``ValueError``."""
+    if max_lost < 0:
+        msg = f"max_lost must be 0 or more, not {max_lost}"
+        raise ValueError(msg)
+    return max_lost
+
+
+def check_older_than(older_than: float) -> float:
+    """Return ``older_than`` if it is a duration, else raise ``ValueError``."""
+    if not older_than >= 0:
+        msg = f"older_than must be 0 or more seconds, not {older_than}"
+        raise ValueError(msg)
+    return older_than
+
+
+def check_outcome(lease: Lease, outcome: Outcome) -> None:
+    """Raise ``ValueError`` if the outcome belongs to another trial than the lease."""
+    if outcome.trial_id != lease.trial_id:
+        msg = f"outcome of trial {outcome.trial_id!r} given for lease on {lease.trial_id!r}"
+        raise ValueError(msg)
+
+
+def settled_status(status: Status, requeue: bool = False) -> TrialStatus:
+    """The trial's status after an attempt ends so, before counting losses against ``max_lost``."""
+    return TrialStatus.INTERRUPTED if requeue else _SETTLED[status]
+
+
+def settle(
+    status: Status, lost_count: int, max_lost: int, requeue: bool = False
+) -> tuple[TrialStatus, int]:
+    """Return the trial's new status and lost count once an attempt ended with ``status``."""
+    if status is not Status.LOST:
+        return settled_status(status, requeue), lost_count
+    lost_count += 1
+    return (TrialStatus.BROKEN if lost_count > max_lost else TrialStatus.INTERRUPTED), lost_count
+
+
+def lost_outcome(trial_id: str, attempt: int, older_than: float) -> Outcome:
+    """The outcome recorded on an attempt whose lease the store reclaimed."""
+    message = f"no heartbeat for {older_than:g} s or more; the store reclaimed the lease"
+    return Outcome(
+        trial_id=trial_id,
+        attempt=attempt,
+        status=Status.LOST,
+        reason=Reason.LEASE_LOST,
+        message=message,
+    )
+
+
+def gone_outcome(trial_id: str, attempt: int, message: str) -> Outcome:
+    """The outcome recorded on an attempt whose holding process is known to be gone."""
+    return Outcome(
+        trial_id=trial_id,
+        attempt=attempt,
+        status=Status.LOST,
+        reason=Reason.LEASE_LOST,
+        message=message,
+    )
