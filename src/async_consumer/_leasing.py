@@ -41,7 +41,6 @@ class Leasing:
         name: str,
         host: str,
         holder: str,
-        *,
         max_file_faults: int = 5,
         file_fault_backoff: float = 0.5,
     ) -> None:

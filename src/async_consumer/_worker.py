@@ -79,20 +79,13 @@ class Worker:
         if lost_after <= 1:
             msg = f"lost_after must be more than 1 heartbeat, not {lost_after}"
             raise ValueError(msg)
-        link = _linked(store, consumer, outage_limit, lost_after)
-        self._store = link
+        self._store = link = _linked(store, consumer, outage_limit, lost_after)
         self._consumer = consumer
-        self._host = socket.gethostname()
-        self._name = name or f"{self._host}:{os.getpid()}"
-        self._reclaimer = Reclaimer(link, self._host, consumer.heartbeat, lost_after)
-        self._leasing = Leasing(
-            link,
-            self._name,
-            self._host,
-            holder_name(self._host),
-            max_file_faults=max_file_faults,
-            file_fault_backoff=self.file_fault_backoff,
-        )
+        self._host = host = socket.gethostname()
+        self._name = name or f"{host}:{os.getpid()}"
+        self._reclaimer = Reclaimer(link, host, consumer.heartbeat, lost_after)
+        self._leasing = Leasing(link, self._name, host, holder_name(host), max_file_faults)
+        self._leasing.file_fault_backoff = self.file_fault_backoff
         self._error: Exception | None = None
         self._follow = follow
         self._lost_after = lost_after

@@ -92,7 +92,8 @@ _FIRST_RUN_WAITS = """
 import json, os, pathlib, time
 first = pathlib.Path({first!r})
 if os.environ['ASYNC_CONSUMER_ATTEMPT'] == '1':
-    first.write_text(str(os.getpid()))
+    first.with_suffix('.tmp').write_text(str(os.getpid()))
+    first.with_suffix('.tmp').rename(first)  # whole, or not there
     time.sleep(60)
 pid = int(first.read_text())
 stat = '/proc/%d/stat' % pid
