@@ -82,6 +82,7 @@ def test_32_workers_with_8_lanes_share_one_database(tmp_path: Path) -> None:
     for worker, err in zip(workers, errors, strict=True):
         assert worker.returncode == 0, err
         assert "Traceback" not in err
+    print(f"crowded: at most {sampler.most} connections for {WORKERS} workers")  # noqa: T201
     assert 0 < sampler.most <= WORKERS
     assert len(stored) == TRIALS
     for trial in stored:

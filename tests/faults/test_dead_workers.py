@@ -71,6 +71,7 @@ def test_a_killed_run_resumes_at_once(tmp_path: Path) -> None:
         _, err = rerun.communicate(timeout=60)
     finally:
         rerun.kill()
+    print(f"killed run: resumed after {resumed_after:.2f} s")  # noqa: T201 - the figure, for the record
     assert rerun.returncode == 0, err.decode()
     assert resumed_after < 5.0  # the heartbeat is 30 s: waiting for 3 would take 90
     for trial in anyio.run(_stored, url):
@@ -135,6 +136,9 @@ def test_a_poison_trial_is_contained(tmp_path: Path) -> None:
     supervisor = Supervisor(argv, 4)
     supervisor.join(timeout=120)
     stored = {t.id: t for t in anyio.run(_stored, url)}
+    lost = sum(a.outcome is not None and a.outcome.status is Status.LOST for t in stored.values()
+               for a in t.attempts)  # fmt: skip
+    print(f"poison: {supervisor.deaths} worker deaths, {lost} attempts lost")  # noqa: T201
     assert stored["poison"].status is TrialStatus.BROKEN
     assert supervisor.deaths <= 3
     assert len(stored["poison"].attempts) <= 3
