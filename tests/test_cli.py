@@ -164,8 +164,8 @@ def test_add_worker_status_show(
     assert f"trial {trial_id}: completed" in shown
     assert "attempt 1 on" in shown
     assert "hello from" in shown
-    assert main(["show", "--store", store, "no-such-id"]) == 1
-    assert "no trial 'no-such-id'" in capsys.readouterr().err
+    assert main(["show", "--store", store, "no-such-id"]) == 2  # bad input
+    assert "no trial with an id starting with 'no-such-id'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ from ._errors import (
     TemplateError,
     TrialNotFound,
 )
+from ._experiment import Experiment
 from ._gctune import tune_gc
 from ._models import (
     Attempt,
@@ -33,6 +34,8 @@ from ._models import (
     Trial,
     TrialStatus,
 )
+from ._ranking import best_trial
+from ._resume import ResumePolicy
 from ._retry import RetryPolicy
 from ._signals import handle_signals
 from ._supervise.heartbeat import HeartbeatTarget
@@ -54,6 +57,7 @@ __all__ = [
     "Consumer",
     "ConsumerError",
     "DuplicateTrial",
+    "Experiment",
     "HeartbeatTarget",
     "InvalidResults",
     "Lease",
@@ -64,6 +68,7 @@ __all__ = [
     "Reason",
     "Result",
     "ResultsError",
+    "ResumePolicy",
     "RetryPolicy",
     "SlotError",
     "Status",
@@ -75,6 +80,7 @@ __all__ = [
     "TrialPaths",
     "TrialStatus",
     "Worker",
+    "best_trial",
     "handle_signals",
     "install_child_watcher",
     "parse_results",

@@ -161,7 +161,8 @@ def _outcome(record: AttemptRecord, verdict: Verdict, host: str) -> Outcome:
 
 
 def _log(outcome: Outcome) -> None:
-    extra = {"trial_id": outcome.trial_id}
+    # "outcome" marks the record as an outcome's: a program that shows outcomes may skip it
+    extra = {"trial_id": outcome.trial_id, "outcome": str(outcome.status)}
     if outcome.is_completed:
         logger.info("completed, objective %s", outcome.objective, extra=extra)
         return

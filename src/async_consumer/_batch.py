@@ -113,16 +113,36 @@ async def open_batch(
     """The machinery behind :meth:`Consumer.run_batch`."""
     # planned before the task group: a bad trial raises alone, not in an ExceptionGroup
     plans = [admission.plan_of(trial) for trial in trials]
-    async with anyio.create_task_group() as tg:
-        batch = Batch(admission, tg, max_broken)
-        try:
-            batch._queue(plans)
-            del plans  # each trial's task holds its own plan, for as long as it runs
-            yield batch
-        finally:
-            tg.cancel_scope.cancel()  # early exit: stop what still runs (shielded stops inside)
-            batch._send.close()
-            batch._receive.close()
+    try:
+        async with anyio.create_task_group() as tg:
+            batch = Batch(admission, tg, max_broken)
+            try:
+                batch._queue(plans)
+                del plans  # each trial's task holds its own plan, for as long as it runs
+                yield batch
+            finally:
+                tg.cancel_scope.cancel()  # early exit: stop what still runs (shielded stops)
+                batch._send.close()
+                batch._receive.close()
+    except BaseExceptionGroup as group:
+        # one error (an on_metric callback's, the caller's own): raised as itself
+        lone = _lone(group)
+        if lone is None:
+            raise
+        raise lone from None
+
+
+def _lone(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The only error in a (nested) group, or ``None`` if there are several."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack and len(leaves) < 2:
+        error = stack.pop()
+        if isinstance(error, BaseExceptionGroup):
+            stack.extend(error.exceptions)
+        else:
+            leaves.append(error)
+    return leaves[0] if len(leaves) == 1 and not stack else None
 
 
 async def run_map(

@@ -24,7 +24,7 @@ from ._models import Lease, Outcome, Trial
 from ._retry import RetryPolicy
 from ._slots import SlotPool
 from ._supervise.heartbeat import HeartbeatTarget
-from ._supervise.metrics import MetricCallback
+from ._supervise.metrics import MetricCallback, check_callback
 from ._supervise.supervisor import Supervision, Supervisor
 from ._trial.codeversion import CodeChangePolicy, CodeVersionWatch
 from ._trial.command import CommandTemplate, ConfigTemplate
@@ -59,7 +59,9 @@ class Consumer:
         heartbeat_failures: heartbeats failing in a row before a trial counts as lost (an
             unreachable store or a hanging call is waited out for this many intervals).
         stall_timeout: seconds without new metrics or output before a trial counts as stalled.
-        on_metric: called with each :class:`Metric` line a script reports while it runs.
+        on_metric: called with each :class:`Metric` line a script reports, in order, each once,
+            the last ones after the script has ended; a plain function (``async def`` is
+            refused). If it raises, the trial is stopped and the error reaches the caller.
         slots: named resources, e.g. ``{"gpu": ["0", "1"]}``, handed out per a trial's demand.
         retry: which failed attempts run again (an int is a number of retries).
         experiment_id: given to scripts as ``ASYNC_CONSUMER_EXPERIMENT_ID`` (default: the name).
@@ -115,6 +117,7 @@ class Consumer:
         if heartbeat_failures < 1:
             msg = f"heartbeat_failures must be 1 or more, not {heartbeat_failures}"
             raise ValueError(msg)
+        check_callback(on_metric)
         config = None if config_template is None else ConfigTemplate.load(config_template)
         self._planner = Planner(CommandTemplate(command), config, Path(base_dir).absolute())
         self._supervisor = Supervisor(

@@ -10,12 +10,14 @@ every lane (0.5 s, doubling), and gives up after ``max_file_faults`` failures in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+from collections.abc import Collection
 
 import anyio
 
-from ._errors import TrialFilesError
+from ._errors import LeaseLost, TrialFilesError
 from ._models import Lease, Outcome, Reason, Status
 from .stores import TrialStore
 
@@ -53,14 +55,23 @@ class Leasing:
         self._file_faults = 0  # in a row
         self._paused_until = 0.0  # no lane reserves before (a pause after a file fault)
 
-    async def reserve(self) -> Lease | None:
-        """A lease on the next trial this worker may run now (``None``: nothing for it now)."""
+    async def reserve(self, skip: Collection[str] = (), hold: bool = True) -> Lease | None:
+        """
+        A lease on the next trial this worker may run now (``None``: nothing for it now).
+
+        ``skip`` and ``hold`` are passed on to the store's ``reserve``.
+        """
         await anyio.sleep(max(0.0, self._paused_until - anyio.current_time()))
         async with self._reserving:
             while self._alone is not None:
                 await self._alone.wait()
             lease = await self.store.reserve(
-                self.name, host=self.host, holder=self.holder, suspects=self._held == 0
+                self.name,
+                host=self.host,
+                skip=skip,
+                hold=hold,
+                holder=self.holder,
+                suspects=self._held == 0,
             )
             if lease is not None:
                 self._held += 1
@@ -77,6 +88,18 @@ class Leasing:
     def started(self) -> None:
         """A trial's files were created: the disk is fine again."""
         self._file_faults = 0
+
+    async def hand_back(self, lease: Lease, why: str) -> None:
+        """Give a trial back to the queue, not held (its attempt records why)."""
+        outcome = Outcome(
+            trial_id=lease.trial_id,
+            attempt=lease.trial.attempt,
+            status=Status.INTERRUPTED,
+            reason=Reason.CANCELLED,
+            message=f"not run: {why}",
+        )
+        with anyio.CancelScope(shield=True), contextlib.suppress(LeaseLost):
+            await self.store.finish(lease, outcome)
 
     async def give_back(self, lease: Lease, exc: TrialFilesError) -> None:
         """

@@ -29,6 +29,7 @@ from ._errors import LeaseLost, StoreError, TrialFilesError
 from ._leasing import Leasing
 from ._models import Lease, Outcome, Status, TrialStatus
 from ._reclaim import Reclaimer
+from ._resume import ResumePolicy, interrupted_itself
 from ._retry import log_retry, retry_delay
 from ._supervise.holder import holder_name
 from .stores import TrialStore
@@ -57,6 +58,10 @@ class Worker:
             ``store`` is not already a :class:`RetryingStore`, which brings its own).
         max_file_faults: give up after failing this many times in a row to create a trial's
             files (a full or read-only disk); each failure gives the trial back and backs off.
+        resume: how long a trial whose script exited with the interrupt code is held back
+            from every worker. This worker never starts such a trial again unless it follows
+            (``follow``); a trial interrupted from outside (a signal to the worker, a
+            preemption) is not held back.
     """
 
     file_fault_backoff = 0.5
@@ -75,6 +80,7 @@ class Worker:
         on_outcome: Callable[[Outcome], None] | None = None,
         outage_limit: float = DEFAULT_OUTAGE_LIMIT,
         max_file_faults: int = 5,
+        resume: ResumePolicy | None = None,
     ) -> None:
         if lost_after <= 1:
             msg = f"lost_after must be more than 1 heartbeat, not {lost_after}"
@@ -92,6 +98,8 @@ class Worker:
         self._poll = poll
         self._max_broken = max_broken
         self._on_outcome = on_outcome
+        self._resume = resume or ResumePolicy()
+        self._interrupted: set[str] = set()
         self._ran = 0
         self._trial_ids: set[str] = set()
         self._slowest: list[Outcome] = []
@@ -151,6 +159,11 @@ class Worker:
         return self._error
 
     @property
+    def interrupted(self) -> AbstractSet[str]:
+        """Trials whose script interrupted itself here (not started again without ``follow``)."""
+        return self._interrupted
+
+    @property
     def is_halted(self) -> bool:
         """Whether the worker reserves no more trials (interrupted, ``max_broken``, an error)."""
         broken_out = self._max_broken is not None and self._broken >= self._max_broken
@@ -184,7 +197,8 @@ class Worker:
     async def _lane(self) -> None:
         try:
             while not self.is_halted:
-                lease = await self._leasing.reserve()
+                skip = () if self._follow else self._interrupted
+                lease = await self._leasing.reserve(skip=skip, hold=self._follow)
                 if lease is None:
                     if not self._follow and await self._is_drained():
                         return
@@ -198,18 +212,27 @@ class Worker:
             self._fail(exc)
 
     async def _run(self, lease: Lease) -> None:
+        if not self._follow and lease.trial_id in self._interrupted:
+            await self._leasing.hand_back(lease, "its script interrupted itself earlier here")
+            return
         try:
             outcome = await self.consumer.run(lease)
         except TrialFilesError as exc:
             await self._leasing.give_back(lease, exc)
             return
+        except BaseException as exc:  # nothing ran (or the caller's error): nothing kept
+            await self._leasing.hand_back(lease, f"{type(exc).__name__}: {exc}")
+            raise
         self._leasing.started()
+        if interrupted_itself(outcome):
+            self._interrupted.add(outcome.trial_id)
         delay = retry_delay(self.consumer.retry, outcome, halted=self.is_halted)
         requeue = delay is not None
         try:
             # shielded: a finish cancelled after its commit would lose the result
             with anyio.CancelScope(shield=True):
-                await self.store.finish(lease, outcome, requeue=requeue)
+                hold = 0.0 if requeue else self._resume.hold(outcome)
+                await self.store.finish(lease, outcome, requeue=requeue, hold=hold)
         except LeaseLost as exc:
             self._rejected += 1
             logger.warning("result not recorded: %s", exc, extra={"trial_id": lease.trial_id})
@@ -233,7 +256,12 @@ class Worker:
     async def _is_drained(self) -> bool:
         counts = await self.store.counts()
         waiting = (TrialStatus.NEW, TrialStatus.INTERRUPTED, TrialStatus.RESERVED)
-        return sum(counts.get(status, 0) for status in waiting) == 0
+        left = sum(counts.get(status, 0) for status in waiting)
+        if self._interrupted and left:
+            # the trials this worker will not start again are not waiting for it
+            mine = await self.store.counts(self._interrupted)
+            left -= mine[TrialStatus.INTERRUPTED]
+        return left == 0
 
     async def _reclaim_forever(self) -> None:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Collection
 from pathlib import Path
 
 import anyio
@@ -30,18 +31,29 @@ class Flaky(MemoryStore):
             raise self.error
 
     async def reserve(
-        self, worker: str, *, host: str = "", holder: str = "", suspects: bool = True
+        self,
+        worker: str,
+        *,
+        host: str = "",
+        skip: Collection[str] = (),
+        hold: bool = True,
+        holder: str = "",
+        suspects: bool = True,
     ) -> Lease | None:
         self._maybe_fail()
-        return await super().reserve(worker, host=host, holder=holder, suspects=suspects)
+        return await super().reserve(
+            worker, host=host, skip=skip, hold=hold, holder=holder, suspects=suspects
+        )
 
-    async def counts(self) -> dict[TrialStatus, int]:
+    async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
         self._maybe_fail()
-        return await super().counts()
+        return await super().counts(ids)
 
-    async def finish(self, lease: Lease, outcome: Outcome, *, requeue: bool = False) -> TrialStatus:
+    async def finish(
+        self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
+    ) -> TrialStatus:
         self._maybe_fail()
-        status = await super().finish(lease, outcome, requeue=requeue)
+        status = await super().finish(lease, outcome, requeue=requeue, hold=hold)
         if self.commit_then_fail:
             self.commit_then_fail = False
             msg = "connection reset after the commit"
@@ -154,7 +166,7 @@ def test_the_outage_limit_must_be_positive() -> None:
 def test_postgres_errors_worth_a_retry(name: str, transient: bool) -> None:
     """PostgreSQL errors are StoreUnavailable when a retry may mend them, else StoreError."""
     asyncpg = pytest.importorskip("asyncpg")
-    from async_consumer.stores.postgres import _translate
+    from async_consumer.stores._postgres_link import translate as _translate
 
     error = _translate(getattr(asyncpg.exceptions, name)("boom"), "PostgreSQL store")
     assert isinstance(error, StoreError)
@@ -170,7 +182,7 @@ def test_postgres_errors_worth_a_retry(name: str, transient: bool) -> None:
 def test_socket_errors_are_worth_a_retry(exc: OSError, transient: bool) -> None:
     """A refused or reset connection is StoreUnavailable."""
     pytest.importorskip("asyncpg")
-    from async_consumer.stores.postgres import _translate
+    from async_consumer.stores._postgres_link import translate as _translate
 
     assert isinstance(_translate(exc, "x"), StoreUnavailable) is transient
 

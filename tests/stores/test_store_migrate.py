@@ -46,7 +46,9 @@ async def test_sqlite_v1_store_is_migrated(tmp_path: Path) -> None:
     async with SQLiteStore(path) as store:
         await _check_migrated(store)
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (2,)
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (
+            q.SCHEMA_VERSION,
+        )
     conn.close()
 
 
@@ -72,7 +74,10 @@ async def test_postgres_v1_store_is_migrated() -> None:
             INSERT INTO "{schema}".schema_version VALUES (1)""")  # fmt: skip
         async with await PostgresStore.open(url, schema=schema) as store:
             await _check_migrated(store)
-        assert await conn.fetchval(f'SELECT max(version) FROM "{schema}".schema_version') == 2
+        assert (
+            await conn.fetchval(f'SELECT max(version) FROM "{schema}".schema_version')
+            == sql.SCHEMA_VERSION
+        )
     finally:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()

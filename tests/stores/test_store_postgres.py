@@ -122,8 +122,35 @@ async def test_reserve_picks_through_the_pending_index(schema: str) -> None:
     try:
         await conn.execute(f"UPDATE {schema}.trials SET status = 'completed' WHERE seq <= 2900")
         await conn.execute(f"ANALYZE {schema}.trials")
-        pick = PICK.format(s=schema).replace("$4::boolean", "false")  # a busy worker's pick
+        pick = PICK.format(s=schema).replace("$4::boolean", "true")  # a busy worker's pick:
+        pick = pick.replace("$6::boolean", "false").replace("$3::text[]", "ARRAY[]::text[]")
         plan = await conn.fetch(f"EXPLAIN {pick}")
     finally:
         await conn.close()
     assert "trials_pending" in "\n".join(row[0] for row in plan)
+
+
+@pytest.mark.asyncio
+async def test_a_store_made_by_the_previous_code_opens(schema: str) -> None:
+    """A version-1 schema (the previous release's SQL) gains the new column and table in place."""
+    from async_consumer._experiment import Experiment
+    from async_consumer.stores._postgres_sql import TABLES_V1
+
+    conn = await asyncpg.connect(postgres_url())
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.execute(TABLES_V1.format(s=f'"{schema}"'))
+        await conn.execute(f'CREATE TABLE "{schema}".schema_version (version integer NOT NULL)')
+        await conn.execute(f'INSERT INTO "{schema}".schema_version VALUES (1)')
+        await conn.execute(
+            f"""INSERT INTO "{schema}".trials (id, trial, status)
+            VALUES ('old', '{{"id": "old", "params": {{"x": 1}}}}', 'interrupted')"""
+        )
+    finally:
+        await conn.close()
+    async with await PostgresStore.open(postgres_url(), schema=schema) as store:
+        lease = await store.reserve("w")
+        assert lease is not None and lease.trial_id == "old"
+        await store.finish(lease, outcome(lease), hold=10)
+        assert await store.add_experiment(Experiment(name="e", command=("x",)))
+        assert (await store.counts(["old"]))[TrialStatus.COMPLETED] == 1

@@ -8,6 +8,8 @@ from .._consumer import Consumer
 from .._retry import RetryPolicy
 from .._supervise.heartbeat import HeartbeatTarget
 from .._trial.paths import safe_name
+from .argtypes import count, positive_int, seconds
+from .options import add_reading_commands, add_rerun_options, add_resume_options, maximize_option
 from .sources import SourceError, parse_assignment
 
 __all__ = ["build_parser", "consumer_from", "default_store_url", "slot_demand"]
@@ -16,39 +18,6 @@ DESCRIPTION = (
     "async-consumer: run a black-box script once per hyperparameter trial, asynchronously."
 )
 """The command's one-line description (the first line of the package's docstring too)."""
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        msg = f"expected a whole number of 1 or more, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        msg = f"expected a whole number of 0 or more, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        msg = f"expected a positive number of seconds, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
 
 
 def _slot_pools(assignments: list[str]) -> dict[str, list[str]]:
@@ -100,28 +69,31 @@ def _add_trial_options(parser: argparse.ArgumentParser) -> None:
 def _add_execution_options(parser: argparse.ArgumentParser) -> None:
     how = parser.add_argument_group("how each trial runs")
     how.add_argument(
-        "-j", "--jobs", type=_positive_int, default=1, help="trials at once (default 1)"
+        "-j", "--jobs", type=positive_int, default=1, help="trials at once (default 1)"
     )
-    how.add_argument("--timeout", type=_seconds, help="seconds a trial may run")
+    how.add_argument("--timeout", type=seconds, help="seconds a trial may run")
     how.add_argument(
         "--grace", type=float, default=5.0, help="seconds from SIGTERM to SIGKILL (default 5)"
     )
     how.add_argument(
         "--heartbeat",
-        type=_seconds,
+        type=seconds,
         default=30.0,
         help="seconds between heartbeats; a trial is lost after 3 missed (default 30)",
     )
-    stall = "stop a trial with no output or metrics for this long"
-    how.add_argument("--stall-timeout", type=_seconds, help=stall)
     how.add_argument(
-        "--max-broken", type=_positive_int, help="start no more trials after this many broke"
+        "--stall-timeout",
+        type=seconds,
+        help="stop a trial with no output or metrics for this long",
+    )
+    how.add_argument(
+        "--max-broken", type=positive_int, help="start no more trials after this many broke"
     )
     outage = "seconds to wait for an unreachable store before giving up (default 300)"
-    how.add_argument("--store-outage-limit", type=_seconds, default=300.0, help=outage)
+    how.add_argument("--store-outage-limit", type=seconds, default=300.0, help=outage)
     how.add_argument(
         "--retries",
-        type=_count,
+        type=count,
         default=0,
         help="retry a trial lost or killed by a signal up to this many times (default 0)",
     )
@@ -188,6 +160,20 @@ def _store_option(parser: argparse.ArgumentParser, required: bool) -> None:
     )
 
 
+def _add_worker_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    worker = commands.add_parser(
+        "worker",
+        help="run trials from a store until it is drained (many workers may share one store)",
+        description="Pull trials from a store, run them and record their outcomes. Several "
+        "workers, on one machine or many, can share a store; a dead worker's trials are re-run.",
+    )
+    _store_option(worker, required=True)
+    add_resume_options(worker)
+    _add_output_options(worker)
+    maximize_option(worker)
+    _add_execution_options(worker)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``async-consumer``."""
     parser = argparse.ArgumentParser(
@@ -206,8 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Example: async-consumer run --params grid.jsonl -j 4 -- python train.py --lr {lr}",
     )
     _add_trial_options(run)
+    add_rerun_options(run)
     _store_option(run, required=False)
     _add_output_options(run)
+    maximize_option(run)
     _add_execution_options(run)
     add = commands.add_parser(
         "add",
@@ -216,48 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_trial_options(add)
     _store_option(add, required=True)
-    worker = commands.add_parser(
-        "worker",
-        help="run trials from a store until it is drained (many workers may share one store)",
-        description="Pull trials from a store, run them and record their outcomes. Several "
-        "workers, on one machine or many, can share a store; a dead worker's trials are re-run.",
-    )
-    _store_option(worker, required=True)
-    worker.add_argument("--follow", action="store_true", help="keep waiting for new trials")
-    _add_output_options(worker)
-    _add_execution_options(worker)
-    _add_reading_commands(commands)
+    _add_worker_command(commands)
+    add_reading_commands(commands)
     return parser
-
-
-def _add_reading_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The commands that read a store: status, show, report, logs."""
-    status = commands.add_parser("status", help="counts by status, and the running trials")
-    _store_option(status, required=True)
-    _add_output_options(status)
-    show = commands.add_parser("show", help="one trial: its attempts and the tail of its logs")
-    _store_option(show, required=True)
-    _add_output_options(show)
-    show.add_argument("trial_id", metavar="ID", help="the trial's id")
-    report = commands.add_parser(
-        "report",
-        help="write one self-contained HTML page: timeline, objective by trial, failures",
-        description="Write an HTML picture of the run (no network needed to view it).",
-    )
-    _store_option(report, required=True)
-    report.add_argument(
-        "-o",
-        "--output",
-        default="report.html",
-        metavar="FILE",
-        help="where to write it (default: report.html)",
-    )
-    report.add_argument("--title", default="async-consumer run", help="the page's title")
-    logs = commands.add_parser("logs", help="print a trial's stdout (or stderr) log")
-    _store_option(logs, required=True)
-    logs.add_argument("trial_id", metavar="ID", help="the trial's id")
-    logs.add_argument("--stderr", action="store_true", help="the stderr log instead of stdout")
-    logs.add_argument("--attempt", type=_positive_int, help="which attempt (default: the last)")
 
 
 def default_store_url(experiment: str) -> str:
@@ -290,6 +239,7 @@ def consumer_from(args: argparse.Namespace, store: HeartbeatTarget | None = None
         slots=_slot_pools(args.slots),
         retry=RetryPolicy.of(args.retries),
         code_change=args.code_change,
+        experiment_version=getattr(args, "experiment_version", 1),
         max_concurrency=args.jobs,
         watchdog=True,
         echo=args.echo,

@@ -8,7 +8,6 @@ Exit status: 0 when every trial completed, 1 when some did not (or on a library 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -18,12 +17,17 @@ import anyio
 from .._errors import ConsumerError
 from .._gctune import tune_gc
 from .._models import Trial, TrialStatus
-from .._report.build import write_report
+from .._resume import ResumePolicy
 from .._signals import handle_signals
 from .._worker import Worker
 from ..stores import TrialStore, open_store, store_from_url
 from ..stores._retrying import Outage, RetryingStore
+from .advice import advice, parse_rerun
 from .args import build_parser, consumer_from, default_store_url, slot_demand
+from .checks import UsageError, writable_dir
+from .console import configure_logging
+from .experiment import experiment_version
+from .read import logs, report, show, status, trials
 from .sources import SourceError, grid_params, load_params, trials_from
 from .view import View
 
@@ -32,11 +36,7 @@ __all__ = ["console", "main"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-class UsageError(Exception):
-    """Bad input from the command line: one line to stderr, exit status 2."""
-
-
-def _load_trials(args: argparse.Namespace) -> list[Trial]:
+def _load_trials(args: argparse.Namespace, version: int = 1) -> list[Trial]:
     params = []
     if args.params:
         params.extend(load_params(args.params))
@@ -46,7 +46,7 @@ def _load_trials(args: argparse.Namespace) -> list[Trial]:
         msg = "no trials: give --params FILE (.jsonl or .csv) or --grid NAME=V1,V2"
         raise UsageError(msg)
     demand = slot_demand(args.slots_per_trial, getattr(args, "slots", []))
-    return trials_from(params, experiment=args.experiment, slots=demand)
+    return trials_from(params, experiment=args.experiment, slots=demand, version=version)
 
 
 @asynccontextmanager
@@ -58,21 +58,28 @@ async def _linked_store(args: argparse.Namespace, url: str) -> AsyncIterator[Ret
         yield linked
 
 
-async def _work(args: argparse.Namespace, store: TrialStore, view: View) -> int:
-    """Run a worker on the store until it is drained (or interrupted)."""
+async def _work(
+    args: argparse.Namespace, store: TrialStore, view: View, ids: list[str] | None = None
+) -> int:
+    """Run a worker on the store until it is drained (or interrupted); ``ids``: run's trials."""
     consumer = consumer_from(args, store)
+    writable_dir(consumer.base_dir)  # before anything is reserved
     for waiting in await store.list():
         if waiting.status in (TrialStatus.NEW, TrialStatus.INTERRUPTED):
             consumer.check(waiting.trial)
+            view.params[waiting.id] = waiting.trial.params
+    follow = getattr(args, "follow", False)
+    resume = ResumePolicy(getattr(args, "resume_backoff", 5.0), getattr(args, "resume_max", 300.0))
     worker = Worker(
         store,
         consumer,
-        follow=getattr(args, "follow", False),
+        follow=follow,
         max_broken=args.max_broken,
         on_outcome=view.outcome,
+        resume=resume,
     )
     async with consumer, handle_signals(consumer) as signals:
-        with view.progress(await store.counts(), lambda: len(consumer.running)):
+        with view.progress(await store.counts(ids), lambda: len(consumer.running)):
             try:
                 await worker.run()
             except ConsumerError:
@@ -80,28 +87,47 @@ async def _work(args: argparse.Namespace, store: TrialStore, view: View) -> int:
     if worker.error is not None:
         raise worker.error
     final = await store.list()
+    if ids is not None:  # run: what this parameter set is, not everything in the store
+        wanted = set(ids)
+        final = [t for t in final if t.id in wanted]
     view.summary(final, worker)
     if signals:
         return EXIT_INTERRUPTED
-    # trials count by their final status (a retried one by its last attempt)
-    failed = any(t.status is not TrialStatus.COMPLETED for t in final if t.id in worker.trial_ids)
+    counts = await store.counts(ids if ids is not None else worker.trial_ids)
+    for line in advice(counts, follow=follow):
+        view.note(line)
+    # every trial of the parameter set counts, not only those run now
+    failed = sum(counts.values()) != counts[TrialStatus.COMPLETED]
     return EXIT_FAILED if failed or worker.is_halted else EXIT_OK
 
 
 async def _run(args: argparse.Namespace, view: View) -> int:
-    trials = _load_trials(args)
+    consumer = consumer_from(args)  # a missing or bad command: nothing is recorded
+    for trial in _load_trials(args):  # nor for bad parameters or unknown placeholders
+        consumer.check(trial)
+    rerun = parse_rerun(args.rerun) if args.rerun else frozenset()
     async with _linked_store(args, args.store or default_store_url(args.experiment)) as store:
+        args.experiment_version, note = await experiment_version(args, store)
+        if note:
+            view.note(note)
+        trials = _load_trials(args, args.experiment_version)
+        ids = [t.id for t in trials]
         added = await store.add(trials, exist_ok=True)
         if added < len(trials):
             view.note(
                 f"resuming: {len(trials) - added} of {len(trials)} trials were already in the store"
             )
-        return await _work(args, store, view)
+        if rerun:
+            again = await store.rerun(ids, rerun)
+            view.note(f"running again: {again} trials (their earlier attempts are kept)")
+        return await _work(args, store, view, ids)
 
 
 async def _add(args: argparse.Namespace, view: View) -> int:
-    trials = _load_trials(args)
+    _load_trials(args)  # bad parameters: refused before the store is opened
     async with store_from_url(args.store) as store:
+        recorded = await store.experiment(args.experiment)  # trials of its latest version
+        trials = _load_trials(args, recorded.version if recorded else 1)
         added = await store.add(trials, exist_ok=True)
         view.note(f"added {added} trials ({len(trials) - added} already there)")
     return EXIT_OK
@@ -112,78 +138,16 @@ async def _worker(args: argparse.Namespace, view: View) -> int:
         return await _work(args, store, view)
 
 
-async def _status(args: argparse.Namespace, view: View) -> int:
-    async with store_from_url(args.store) as store:
-        view.status(await store.list())
-    return EXIT_OK
-
-
-async def _show(args: argparse.Namespace, view: View) -> int:
-    async with store_from_url(args.store) as store:
-        view.show(await store.get(args.trial_id))
-    return EXIT_OK
-
-
-async def _logs(args: argparse.Namespace, view: View) -> int:
-    async with store_from_url(args.store) as store:
-        stored = await store.get(args.trial_id)
-    outcomes = [a.outcome for a in stored.attempts if a.outcome is not None]
-    if args.attempt is not None:
-        outcomes = [o for o in outcomes if o.attempt == args.attempt]
-    if not outcomes:
-        msg = f"trial {args.trial_id!r} has no finished attempt" + (
-            f" number {args.attempt}" if args.attempt else ""
-        )
-        raise UsageError(msg)
-    last = outcomes[-1]
-    path = last.stderr_path if args.stderr else last.stdout_path
-    if not path:
-        msg = f"attempt {last.attempt} never started: {last.message}"
-        raise UsageError(msg)
-    sys.stdout.buffer.write(await anyio.Path(path).read_bytes())
-    sys.stdout.flush()
-    return EXIT_OK
-
-
-async def _report(args: argparse.Namespace, view: View) -> int:
-    async with store_from_url(args.store) as store:
-        count = await write_report(store, args.output, title=args.title)
-    view.note(f"wrote {args.output} ({count} trials)")
-    return EXIT_OK
-
-
 COMMANDS = {
     "run": _run,
     "add": _add,
     "worker": _worker,
-    "status": _status,
-    "show": _show,
-    "logs": _logs,
-    "report": _report,
+    "status": status,
+    "show": show,
+    "logs": logs,
+    "report": report,
+    "trials": trials,
 }
-
-
-def _configure_logging(verbosity: int) -> None:
-    level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
-    if verbosity < -1:
-        level = logging.CRITICAL
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_TrialFormatter())
-    root = logging.getLogger("async_consumer")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
-
-
-class _TrialFormatter(logging.Formatter):
-    """``level trial-id: message``; records without a trial id leave it out."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        trial = getattr(record, "trial_id", None)
-        prefix = (
-            f"{record.levelname.lower()} {trial}: " if trial else f"{record.levelname.lower()}: "
-        )
-        return prefix + record.getMessage()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -193,8 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    _configure_logging(args.verbose - args.quiet)
-    view = View(json_output=getattr(args, "json", False), quiet=args.quiet > 0)
+    view = View(
+        json_output=getattr(args, "json", False),
+        quiet=args.quiet > 0,
+        maximize=getattr(args, "maximize", False),
+    )
+    configure_logging(args.verbose - args.quiet, view)
     try:
         return anyio.run(COMMANDS[args.command], args, view)
     except (UsageError, SourceError, ValueError) as exc:
@@ -203,6 +171,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConsumerError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except BaseExceptionGroup as group:  # from a worker's lanes: the first error, on one line
+        first = _first_error(group)
+        if not isinstance(first, ConsumerError | OSError):
+            raise
+        print(f"error: {first}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error in a (nested) exception group."""
+    first = group.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def console() -> int:

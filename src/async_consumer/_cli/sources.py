@@ -20,6 +20,7 @@ __all__ = [
     "parse_assignment",
     "trial_id",
     "trials_from",
+    "version_of",
 ]
 
 
@@ -27,9 +28,15 @@ class SourceError(ValueError):
     """A trial source cannot be read; the message names the file and line."""
 
 
-def trial_id(params: dict[str, JsonValue]) -> str:
-    """A stable id from the parameters, so that running the same file again resumes."""
+def trial_id(params: dict[str, JsonValue], version: int = 1) -> str:
+    """
+    A stable id from the parameters, so that running the same file again resumes.
+
+    Each experiment version after the first has ids of its own: it runs every trial again.
+    """
     canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if version > 1:
+        canonical += f"\x00version {version}"
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
@@ -60,8 +67,17 @@ def _scalar(text: str) -> JsonValue:
 
 
 def _csv(path: Path, lines: Iterable[str]) -> Iterator[dict[str, JsonValue]]:
-    reader = csv.DictReader(lines)
-    for row in reader:
+    # strict: an unterminated quoted field is an error, not a cell that eats the rest of the file
+    reader = csv.DictReader(lines, strict=True)
+    while True:
+        start = max(reader.line_num + 1, 2)  # the line where the next row begins
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            msg = f"{path}:{start}: not valid CSV ({exc}): is a quoted field left open?"
+            raise SourceError(msg) from None
         if None in row or any(v is None for v in row.values()):
             msg = f"{path}:{reader.line_num}: expected {len(reader.fieldnames or [])} columns"
             raise SourceError(msg)
@@ -77,13 +93,14 @@ def load_params(path: str | Path) -> list[dict[str, JsonValue]]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a spreadsheet's byte order mark is not part of the first column's name
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         msg = f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
         raise SourceError(msg) from None
-    lines = text.splitlines()
     if path.suffix.lower() == ".csv":
-        return list(_csv(path, lines))
+        return list(_csv(path, text.splitlines(keepends=True)))
+    lines = text.splitlines()
     return list(_jsonl(path, lines))
 
 
@@ -109,11 +126,31 @@ def grid_params(assignments: Sequence[str]) -> list[dict[str, JsonValue]]:
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
 
 
+def version_of(trial: Trial, latest: int) -> int:
+    """
+    Which version of its experiment (up to ``latest``) a trial belongs to, by its id.
+
+    Each version after the first gives ids of its own; a trial whose id is none of theirs is
+    version 1 (as are trials added with ids of their own, unless they end in ``-v<version>``).
+    """
+    params = dict(trial.params)
+    for version in range(latest, 1, -1):
+        if trial.id == trial_id(params, version) or trial.id.endswith(f"-v{version}"):
+            return version
+    return 1
+
+
 def trials_from(
-    params: Iterable[dict[str, JsonValue]], *, experiment: str, slots: dict[str, int] | None = None
+    params: Iterable[dict[str, JsonValue]],
+    *,
+    experiment: str,
+    slots: dict[str, int] | None = None,
+    version: int = 1,
 ) -> list[Trial]:
     """
     Trials with stable ids; a line's ``"id"`` key, if present, is taken as its id.
+
+    For an experiment version after the first, a given id gets ``-v<version>`` appended.
 
     Raises:
         SourceError: two parameter sets have the same id.
@@ -122,7 +159,9 @@ def trials_from(
     for number, values in enumerate(params, start=1):
         values = dict(values)
         given = values.pop("id", None)
-        tid = str(given) if given is not None else trial_id(values)
+        tid = str(given) if given is not None else trial_id(values, version)
+        if given is not None and version > 1:
+            tid = f"{tid}-v{version}"
         if tid in trials:
             msg = f"trial {number} repeats the parameters (or id) of an earlier one: {tid}"
             raise SourceError(msg)

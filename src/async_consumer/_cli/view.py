@@ -11,12 +11,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import JsonValue
+
 from .._models import Outcome, Status, StoredTrial, TrialStatus
+from .._ranking import best_trial
 from .._supervise.lines import tail
+from .progress import progress_bar
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
     from .._worker import Worker
 
 __all__ = ["View"]
@@ -30,7 +32,11 @@ def _line(outcome: Outcome) -> str:
     if outcome.is_completed:
         detail = f"objective={outcome.objective:g}" if outcome.objective is not None else ""
     else:
-        detail = f"{outcome.reason}: {outcome.message}".splitlines()[0][:160]
+        detail = f"{outcome.reason}: {outcome.message}".splitlines()[0]
+        last = [line for line in outcome.stderr_tail.splitlines() if line.strip()][-1:]
+        if outcome.status is Status.BROKEN and last:  # the script's own last word, e.g. the error
+            detail += f" | {last[0].strip()}"
+        detail = detail[:200]
     return (
         f"{mark} {outcome.trial_id} #{outcome.attempt} {outcome.status:<11} {duration:>8}  {detail}"
     )
@@ -72,9 +78,14 @@ def _table(
 class View:
     """Writes results to stdout and notes to stderr; JSON lines instead when asked."""
 
-    def __init__(self, *, json_output: bool = False, quiet: bool = False) -> None:
+    def __init__(
+        self, *, json_output: bool = False, quiet: bool = False, maximize: bool = False
+    ) -> None:
         self.json = json_output
         self.quiet = quiet
+        self.maximize = maximize
+        self.params: dict[str, dict[str, JsonValue]] = {}
+        """Each trial's parameters, for the JSON lines of outcomes."""
         self._progress: Any = None
         self._task: Any = None
         self._counts: Counter[str] = Counter()
@@ -85,16 +96,25 @@ class View:
         else:
             print(text, flush=True)
 
+    def log(self, text: str) -> None:
+        """A log record's line: above the progress bar while it shows, else on stderr."""
+        if self._progress is not None:
+            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
     def note(self, text: str) -> None:
         """A remark for the person at the terminal."""
         if not self.quiet and not self.json:
-            print(text, file=sys.stderr, flush=True)
+            self.log(text)
 
     def outcome(self, outcome: Outcome) -> None:
         """One finished trial."""
         self._counts[outcome.status] += 1
         if self.json:
-            self._print(outcome.model_dump_json(exclude={"env"}))
+            line = outcome.model_dump(mode="json", exclude={"env"})
+            params = self.params.get(outcome.trial_id)
+            self._print(json.dumps(line if params is None else {**line, "params": params}))
         elif not self.quiet:
             self._print(_line(outcome))
         if self._progress is not None:
@@ -110,7 +130,7 @@ class View:
         if self.json or self.quiet or not sys.stderr.isatty() or total == 0:
             yield
             return
-        bar = _progress_bar(running)
+        bar = progress_bar(running)
         if bar is None:  # the cli extra is not installed: plain lines only
             yield
             return
@@ -125,8 +145,7 @@ class View:
     def summary(self, stored: Sequence[StoredTrial], worker: Worker) -> None:
         """Counts by status, the best trial, the slowest ones."""
         counts = Counter(str(s.status) for s in stored)
-        done = [s for s in stored if s.outcome is not None and s.outcome.objective is not None]
-        best = min(done, key=lambda s: s.outcome.objective or 0.0) if done else None  # type: ignore[union-attr]
+        best = best_trial(stored, maximize=self.maximize)
         slowest = worker.slowest
         if self.json:
             summary: dict[str, Any] = {
@@ -212,36 +231,3 @@ class View:
                     print(f"--- {name} ({path}) ---\n{text.rstrip()}")
             if last.status is not Status.COMPLETED and last.stderr_tail and not last.stderr_path:
                 print(last.stderr_tail)
-
-
-def _progress_bar(running: Callable[[], int]) -> Progress | None:
-    """A progress bar on stderr with a count of running trials; ``None`` without rich."""
-    try:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            ProgressColumn,
-            Task,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-        from rich.text import Text
-    except ImportError:
-        return None
-
-    class Running(ProgressColumn):
-        def render(self, task: Task) -> Text:
-            return Text(f"{running()} running", style="cyan")
-
-    columns = (
-        TextColumn("[bold]trials"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        Running(),
-        TextColumn("[red]{task.fields[failed]} failed"),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    return Progress(*columns, console=Console(stderr=True), transient=True)

@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING
 import anyio.to_thread
 
 from .._models import Attempt, Outcome, Reason, Status, StoredTrial, TrialStatus
+from .._ranking import best_trial, objective_of
 from .charts import COLOURS, Point, Span, duration_text, objective_svg, timeline_svg
 from .page import page
+from .params import params_svg
 
 if TYPE_CHECKING:
     from ..stores import TrialStore
@@ -207,17 +209,22 @@ def _legend(spans: Sequence[Span]) -> str:
     )
 
 
-def render_report(trials: Sequence[StoredTrial], *, title: str = "async-consumer run") -> str:
+def render_report(
+    trials: Sequence[StoredTrial], *, title: str = "async-consumer run", maximize: bool = False
+) -> str:
     """
     Render one self-contained HTML page (inline CSS and SVG, no scripts) that shows a run.
 
     Args:
         trials: the trials with their attempts, as ``await store.list()`` returns them.
         title: the page's heading.
+        maximize: higher objectives are better (default: lower is better).
     """
     spans, origin, horizon = _spans(trials)
     points = _points(trials)
-    best = min(points, key=lambda row: row[0].objective, default=None)
+    best_one = best_trial(trials, maximize=maximize)
+    best = next(((p, t) for p, t in points if best_one is not None and t.id == best_one.id), None)
+    latest = [(t.id, v, t.trial.params) for t in trials if (v := objective_of(t)) is not None]
     attempts = len(spans)
     summary = f"{len(trials)} trials · {attempts} attempts"
     if spans:
@@ -230,7 +237,9 @@ def render_report(trials: Sequence[StoredTrial], *, title: str = "async-consumer
         header=_header(trials, best),
         legend=_legend(spans),
         timeline=timeline_svg(spans),
-        objective=objective_svg([point for point, _ in points]),
+        objective=objective_svg([point for point, _ in points], maximize=maximize),
+        params=params_svg(latest, best_one.id if best_one else None),
+        better="higher" if maximize else "lower",
         failures=_failures(trials),
     )
 
@@ -253,7 +262,11 @@ def _write_atomically(path: str, text: str) -> None:
 
 
 async def write_report(
-    store: TrialStore, path: str | os.PathLike[str], *, title: str = "async-consumer run"
+    store: TrialStore,
+    path: str | os.PathLike[str],
+    *,
+    title: str = "async-consumer run",
+    maximize: bool = False,
 ) -> int:
     """
     Write the report of every trial in ``store`` to ``path`` (atomically); return how many trials.
@@ -262,6 +275,6 @@ async def write_report(
     never sees half a report.
     """
     trials = await store.list()
-    text = render_report(trials, title=title)
+    text = render_report(trials, title=title, maximize=maximize)
     await anyio.to_thread.run_sync(_write_atomically, os.fspath(path), text)
     return len(trials)

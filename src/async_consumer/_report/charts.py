@@ -244,7 +244,7 @@ def _best_mark(x: float, y: float, point: Point) -> str:
     )
 
 
-def objective_svg(points: Sequence[Point]) -> str:
+def objective_svg(points: Sequence[Point], *, maximize: bool = False) -> str:
     """The objective of each completed attempt in completion order, with the best so far."""
     if not points:
         return '<p class="empty">No trial has completed yet.</p>'
@@ -255,13 +255,13 @@ def objective_svg(points: Sequence[Point]) -> str:
         return _LEFT + (index + 0.5) * step
 
     parts = [_svg_open(_CHART_HEIGHT, "objective by trial"), *_axes(scale, len(points), x_of)]
-    best, best_at = math.inf, 0
+    best, best_at = -math.inf if maximize else math.inf, 0
     path: list[str] = []
     dots: list[str] = []
     radius = 4 if len(points) <= 300 else 2.5
     for index, point in enumerate(points):
         x, y = x_of(index), scale.y(point.objective)
-        record = point.objective < best
+        record = point.objective > best if maximize else point.objective < best
         if record:
             best, best_at = point.objective, index
             path.append(f"H{x:.1f}V{y:.1f}" if path else f"M{x:.1f},{y:.1f}")

@@ -62,6 +62,8 @@ th:nth-child(1) { width: 13%; } th:nth-child(2) { width: 7%; } th:nth-child(3) {
 th:nth-child(4) { width: 12%; } th:nth-child(5) { width: 20%; }
 td.n { font-variant-numeric: tabular-nums; }
 td.message { white-space: pre-wrap; }
+.param-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr));
+  gap: 12px; }
 .badge { display: inline-block; border-radius: 999px; padding: 1px 9px; font-size: 12px;
   color: #fff; background: var(--c); }
 .tail { display: flex; flex-direction: column-reverse; max-height: 11.5em; overflow: auto;
@@ -97,8 +99,14 @@ _PAGE = """<!DOCTYPE html>
 <section id="objective">
 <h2>Objective by trial</h2>
 <p class="hint">Each completed trial in the order it finished; the line is the best so far
-(lower is better).</p>
+({better} is better).</p>
 {objective}
+</section>
+<section id="parameters">
+<h2>Objective by parameter</h2>
+<p class="hint">Each completed trial, once per parameter: the parameter's value across, the
+objective up ({better} is better); the best trial in green. Hover a point for its id.</p>
+{params}
 </section>
 <section id="failures">
 <h2>Failures</h2>
@@ -122,6 +130,8 @@ def page(
     timeline: str,
     objective: str,
     failures: str,
+    params: str = "",
+    better: str = "lower",
 ) -> str:
     """Put the report's parts (already HTML, already escaped) into one page."""
     return _PAGE.format(
@@ -133,4 +143,6 @@ def page(
         timeline=timeline,
         objective=objective,
         failures=failures,
+        params=params,
+        better=better,
     )

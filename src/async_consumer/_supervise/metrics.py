@@ -9,6 +9,7 @@ A script may append JSON lines to ``$ASYNC_CONSUMER_METRICS_PATH``, e.g.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, JsonValue
 
 from .lines import LineFollower
 
-__all__ = ["Metric", "MetricCallback", "follow"]
+__all__ = ["Metric", "MetricCallback", "MetricsTail", "check_callback", "follow"]
 
 logger = logging.getLogger("async_consumer")
 
@@ -68,34 +69,91 @@ def _size(path: Path) -> int:
         return -1
 
 
+def check_callback(on_metric: MetricCallback | None) -> None:
+    """
+    Refuse an ``async def`` callback: it would be called, never awaited.
+
+    Raises:
+        TypeError: ``on_metric`` is a coroutine function, or an object with an async ``__call__``.
+    """
+    call = getattr(on_metric, "__call__", None)  # noqa: B004 - an object's async __call__ too
+    if inspect.iscoroutinefunction(on_metric) or inspect.iscoroutinefunction(call):
+        msg = "on_metric must be a plain function (it is called, never awaited), not async"
+        raise TypeError(msg)
+
+
+class MetricsTail:
+    """
+    One attempt's metrics file, read as it grows and once more after the script has ended.
+
+    Each line is handed to ``on_metric`` once, in order. The last read (:meth:`drain`) comes
+    after the script's process group is gone, so lines written just before exit arrive too.
+    An exception raised by ``on_metric`` is kept in :attr:`error` (the caller re-raises it) and
+    no further line is handed out.
+    """
+
+    def __init__(
+        self, trial_id: str, attempt: int, path: Path, on_metric: MetricCallback | None
+    ) -> None:
+        self.trial_id = trial_id
+        self.attempt = attempt
+        self.on_metric = on_metric
+        self.error: Exception | None = None
+        self._reader = LineFollower(path)
+
+    def read(self, final: bool = False) -> bool:
+        """Hand out the new complete lines (all that is left if ``final``); whether any came."""
+        seen = False
+        while True:
+            lines = [line for line in self._reader.read(final) if line.strip()]
+            seen = seen or bool(lines)
+            for line in lines:
+                self._deliver(line)
+            if not (final and lines):
+                return seen
+
+    def drain(self) -> None:
+        """The last read, once the script has ended: every line left, the unfinished one too."""
+        self.read(final=True)
+
+    def _deliver(self, line: bytes) -> None:
+        metric = _parse(line, self.trial_id, self.attempt)
+        if metric is None or self.on_metric is None or self.error is not None:
+            return
+        try:
+            self.on_metric(metric)
+        except Exception as exc:  # noqa: BLE001 - the caller's error, kept to be re-raised
+            self.error = exc
+
+
 async def follow(
     *,
-    trial_id: str,
-    attempt: int,
-    metrics_path: Path,
+    tail: MetricsTail,
     logs: Sequence[Path],
-    on_metric: MetricCallback | None,
     stall_timeout: float | None,
     on_stall: Callable[[str], None],
+    on_error: Callable[[str], None],
     poll: float = 0.2,
 ) -> None:
-    """Poll the metrics file and logs until cancelled; call ``on_stall`` once if progress stops."""
-    reader = LineFollower(metrics_path)
+    """
+    Poll the metrics file and logs until cancelled; call ``on_stall`` once if progress stops.
+
+    ``on_error`` is called (and following ends) when ``on_metric`` raised.
+    """
     if stall_timeout is not None:
         poll = min(poll, stall_timeout / 4)
     last_progress = anyio.current_time()
     sizes = [_size(p) for p in logs]
     while True:
         await anyio.sleep(poll)
-        lines = [line for line in reader.read() if line.strip()]
+        seen = tail.read()
+        if tail.error is not None:
+            on_error(f"on_metric raised {type(tail.error).__name__}: {tail.error}")
+            return
         new_sizes = [_size(p) for p in logs]
-        if lines or new_sizes != sizes:
+        if seen or new_sizes != sizes:
             last_progress = anyio.current_time()
             sizes = new_sizes
-        for line in lines:
-            metric = _parse(line, trial_id, attempt)
-            if metric is not None and on_metric is not None:
-                on_metric(metric)
         idle = anyio.current_time() - last_progress
         if stall_timeout is not None and idle >= stall_timeout:
             on_stall(

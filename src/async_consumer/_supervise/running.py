@@ -11,6 +11,7 @@ import anyio.abc
 
 from .._models import Reason, Status
 from .._trial.classify import Abort
+from .metrics import MetricsTail
 from .process import ChildProcess
 
 __all__ = ["Running", "Watchers"]
@@ -27,6 +28,8 @@ class Running:
     abort: Abort | None = None
     done: anyio.Event | None = None
     """Set when the trial has ended; made only when someone waits for it (few do)."""
+    metrics: MetricsTail | None = None
+    """Its metrics file, when someone follows it: read once more after the script ends."""
 
     def abort_with(self, abort: Abort) -> None:
         """Stop the script (the first reason given is the one kept)."""
@@ -37,6 +40,10 @@ class Running:
     def lost(self, message: str) -> None:
         """Stop the script: its lease is gone (a heartbeat's callback)."""
         self.abort_with(Abort(Status.LOST, Reason.LEASE_LOST, message))
+
+    def metric_failed(self, message: str) -> None:
+        """Stop the script: ``on_metric`` raised (the error reaches the caller after the stop)."""
+        self.abort_with(Abort(Status.INTERRUPTED, Reason.CANCELLED, message))
 
     def stalled(self, message: str) -> None:
         """Stop the script: it made no progress for too long (the metrics follower's callback)."""

@@ -20,7 +20,7 @@ from .._trial.classify import Abort
 from .._trial.plan import Plan
 from .echo import echo
 from .heartbeat import HeartbeatTarget, beat
-from .metrics import MetricCallback, follow
+from .metrics import MetricCallback, MetricsTail, follow
 from .process import ChildProcess, Exit
 from .running import Running, Watchers
 from .watchdog import Watchdog
@@ -118,6 +118,10 @@ class Supervisor:
             del self._running[trial.id]
             if running.done is not None:
                 running.done.set()
+            if running.metrics is not None and self.settings.on_metric is not None:
+                running.metrics.drain()  # the lines written just before the script ended
+        if running.metrics is not None and running.metrics.error is not None:
+            raise running.metrics.error  # the orchestrator's own error, as itself
         return exit_, running.abort
 
     async def _wait(self, child: ChildProcess, plan: Plan, running: Running) -> None:
@@ -153,14 +157,16 @@ class Supervisor:
 
     async def _follow(self, plan: Plan, running: Running) -> None:
         paths = plan.paths
+        tail = MetricsTail(
+            plan.trial.id, plan.trial.attempt, paths.metrics, self.settings.on_metric
+        )
+        running.metrics = tail
         await follow(
-            trial_id=plan.trial.id,
-            attempt=plan.trial.attempt,
-            metrics_path=paths.metrics,
+            tail=tail,
             logs=(paths.stdout, paths.stderr),
-            on_metric=self.settings.on_metric,
             stall_timeout=self.settings.stall_timeout,
             on_stall=running.stalled,
+            on_error=running.metric_failed,
         )
 
     def _watch(self, pgid: int) -> Watchdog | None:

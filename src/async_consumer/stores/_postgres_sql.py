@@ -21,9 +21,18 @@ CREATE TABLE {s}.attempts (
     PRIMARY KEY (trial_id, number)
 );
 """
-HOLDERS_V2 = "ALTER TABLE {s}.trials ADD COLUMN holder text NOT NULL DEFAULT ''"
-"""Version 2: who holds each lease (host/pid/process start), so a dead local holder is seen."""
-MIGRATIONS: tuple[str, ...] = (TABLES_V1, HOLDERS_V2)
+JOURNEY_V2 = """
+ALTER TABLE {s}.trials ADD COLUMN not_before timestamptz;
+CREATE TABLE {s}.experiments (
+    name text NOT NULL, version integer NOT NULL, command text NOT NULL, config text,
+    code_version text, created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (name, version)
+);
+"""
+"""A trial held back after its script interrupted itself (``not_before``), and what each
+experiment version ran (its command, config template and code)."""
+HOLDERS_V3 = "ALTER TABLE {s}.trials ADD COLUMN holder text NOT NULL DEFAULT ''"
+"""Version 3: who holds each lease (host/pid/process start), so a dead local holder is seen."""
+MIGRATIONS: tuple[str, ...] = (TABLES_V1, JOURNEY_V2, HOLDERS_V3)
 """The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
 schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
 that a store written by an earlier release opens in this one. ``{s}`` is the quoted schema."""
@@ -33,9 +42,11 @@ _TRIALS = """
     ORDER BY seq"""
 PICK = """
     SELECT seq FROM {s}.trials WHERE status IN ('new', 'interrupted')
-    AND ($4::boolean OR lost_count = 0) ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"""
+    AND (NOT $4::boolean OR not_before IS NULL OR not_before <= now())
+    AND NOT (id = ANY($3::text[])) AND ($6::boolean OR lost_count = 0)
+    ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"""
 """How ``reserve`` picks a trial: the first entry of the partial index of pending trials that no
-other transaction holds, however many finished trials the table has (without ``$4``, trials
+other transaction holds, however many finished trials the table has (without ``$6``, trials
 that lost a lease before are passed over)."""
 _QUERIES = {
     "lock": "SELECT pg_advisory_xact_lock(hashtext($1))",
@@ -51,7 +62,7 @@ _QUERIES = {
     "reserve": """
         WITH leased AS (
             UPDATE {s}.trials SET status = 'reserved', token = token + 1, worker = $1,
-                holder = $3, heartbeat_at = now()
+                holder = $5, heartbeat_at = now(), not_before = NULL
             WHERE seq = ({pick}) RETURNING id, trial, token, heartbeat_at, lost_count
         ), attempt AS (
             INSERT INTO {s}.attempts (trial_id, number, token, worker, host, reserved_at,
@@ -78,6 +89,8 @@ _QUERIES = {
     "finish": """
         WITH done AS (
             UPDATE {s}.trials SET lost_count = lost_count + $3::integer,
+                not_before = CASE WHEN $7::float8 > 0
+                    THEN now() + make_interval(secs => $7::float8) END,
                 status = CASE WHEN $3::integer = 1 AND lost_count + 1 > $4::integer
                     THEN 'broken' ELSE $5::text END
             WHERE id = $1 AND status = 'reserved' AND token = $2 RETURNING status
@@ -100,6 +113,17 @@ _QUERIES = {
         SELECT trial_id, number, token, worker, host, reserved_at, heartbeat_at, outcome
         FROM {s}.attempts WHERE trial_id = ANY($1::text[]) ORDER BY trial_id, number""",
     "counts": "SELECT status, count(*) FROM {s}.trials GROUP BY status",
+    "counts_of": """
+        SELECT status, count(*) FROM {s}.trials WHERE id = ANY($1::text[]) GROUP BY status""",
+    "rerun": """
+        UPDATE {s}.trials SET status = 'new', lost_count = 0, not_before = NULL
+        WHERE id = ANY($1::text[]) AND status = ANY($2::text[])""",
+    "experiment": """
+        SELECT name, version, command, config, code_version, created_at FROM {s}.experiments
+        WHERE name = $1 ORDER BY version DESC LIMIT 1""",
+    "add_experiment": """
+        INSERT INTO {s}.experiments (name, version, command, config, code_version)
+        VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, version) DO NOTHING RETURNING 1""",
 }
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
+from .._experiment import Experiment
 from .._models import Lease, Outcome, StoredTrial, Trial, TrialStatus
 
 __all__ = ["HeldLease", "StoreBase", "TrialStore"]
@@ -30,11 +31,20 @@ class TrialStore(Protocol):
         ...
 
     async def reserve(
-        self, worker: str, *, host: str = "", holder: str = "", suspects: bool = True
+        self,
+        worker: str,
+        *,
+        host: str = "",
+        skip: Collection[str] = (),
+        hold: bool = True,
+        holder: str = "",
+        suspects: bool = True,
     ) -> Lease | None:
         """
         Lease the oldest new or interrupted trial, or return ``None`` if there is none.
 
+        Trials in ``skip`` are passed over; so is a trial held back by ``finish(..., hold=)``
+        until its time comes, unless ``hold`` is false (a researcher's explicit rerun).
         ``holder`` names the holding process (see ``HeldLease``); without ``suspects``, trials
         that lost a lease before are passed over (a busy worker leaves them to an idle one).
         """
@@ -52,12 +62,15 @@ class TrialStore(Protocol):
         """Record that the lease's holder is alive; raise ``LeaseLost`` if it is not current."""
         ...
 
-    async def finish(self, lease: Lease, outcome: Outcome, *, requeue: bool = False) -> TrialStatus:
+    async def finish(
+        self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
+    ) -> TrialStatus:
         """
         Record the attempt's outcome and return the trial's new status (fenced).
 
         With ``requeue``, the trial goes back to the queue (interrupted) whatever the outcome, to
-        be retried as a new attempt; a lost trial still turns broken past ``max_lost``.
+        be retried as a new attempt; a lost trial still turns broken past ``max_lost``. With
+        ``hold`` seconds, ``reserve`` passes the trial over until then (by the store's clock).
         """
         ...
 
@@ -73,8 +86,25 @@ class TrialStore(Protocol):
         """Return the trials (of one status, if given) in the order they were added."""
         ...
 
-    async def counts(self) -> dict[TrialStatus, int]:
-        """Return how many trials are in each status (every status is a key)."""
+    async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
+        """Return how many trials (of ``ids``, if given) are in each status (all are keys)."""
+        ...
+
+    async def rerun(self, ids: Collection[str], statuses: Collection[TrialStatus]) -> int:
+        """
+        Make the trials of ``ids`` that are in one of ``statuses`` new again; return how many.
+
+        Their attempts are kept; the next reservation is a new attempt with the next number.
+        Only ``broken`` and ``interrupted`` trials can be run again this way.
+        """
+        ...
+
+    async def experiment(self, name: str) -> Experiment | None:
+        """Return the latest recorded version of an experiment, or ``None``."""
+        ...
+
+    async def add_experiment(self, experiment: Experiment) -> bool:
+        """Record a version of an experiment; ``False`` if that version was already there."""
         ...
 
     async def aclose(self) -> None:

@@ -13,12 +13,13 @@ from __future__ import annotations
 import builtins
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import TypeVar
 
 import anyio
 
 from .._errors import LeaseLost, StoreUnavailable
+from .._experiment import Experiment
 from .._models import Lease, Outcome, StoredTrial, Trial, TrialStatus
 from ._protocol import HeldLease, StoreBase, TrialStore
 
@@ -146,12 +147,21 @@ class RetryingStore(StoreBase):
         return await self.outage.call(lambda: self.store.add(batch, exist_ok=exist_ok))
 
     async def reserve(
-        self, worker: str, *, host: str = "", holder: str = "", suspects: bool = True
+        self,
+        worker: str,
+        *,
+        host: str = "",
+        skip: Collection[str] = (),
+        hold: bool = True,
+        holder: str = "",
+        suspects: bool = True,
     ) -> Lease | None:
         """Lease a trial; see ``TrialStore.reserve``."""
         began = anyio.current_time()
         lease = await self.outage.call(
-            lambda: self.store.reserve(worker, host=host, holder=holder, suspects=suspects)
+            lambda: self.store.reserve(
+                worker, host=host, skip=skip, hold=hold, holder=holder, suspects=suspects
+            )
         )
         if lease is not None:
             self._beaten[lease.trial_id, lease.token] = began
@@ -164,7 +174,9 @@ class RetryingStore(StoreBase):
         await self.outage.call(lambda: self.store.heartbeat(lease), until=self._lease_end(key))
         self._beaten[key] = began
 
-    async def finish(self, lease: Lease, outcome: Outcome, *, requeue: bool = False) -> TrialStatus:
+    async def finish(
+        self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
+    ) -> TrialStatus:
         """Record an outcome, retried while the lease can be valid; see ``TrialStore.finish``."""
         key = (lease.trial_id, lease.token)
         failed = False
@@ -172,7 +184,7 @@ class RetryingStore(StoreBase):
         async def once() -> TrialStatus:
             nonlocal failed
             try:
-                return await self.store.finish(lease, outcome, requeue=requeue)
+                return await self.store.finish(lease, outcome, requeue=requeue, hold=hold)
             except StoreUnavailable:
                 failed = True
                 raise
@@ -229,6 +241,18 @@ class RetryingStore(StoreBase):
         """Return the trials; see ``TrialStore.list``."""
         return await self.outage.call(lambda: self.store.list(status))
 
-    async def counts(self) -> dict[TrialStatus, int]:
+    async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
         """Return how many trials are in each status; see ``TrialStore.counts``."""
-        return await self.outage.call(self.store.counts)
+        return await self.outage.call(lambda: self.store.counts(ids))
+
+    async def rerun(self, ids: Collection[str], statuses: Collection[TrialStatus]) -> int:
+        """Make trials new again; see ``TrialStore.rerun``."""
+        return await self.outage.call(lambda: self.store.rerun(ids, statuses))
+
+    async def experiment(self, name: str) -> Experiment | None:
+        """The experiment's latest version; see ``TrialStore.experiment``."""
+        return await self.outage.call(lambda: self.store.experiment(name))
+
+    async def add_experiment(self, experiment: Experiment) -> bool:
+        """Record an experiment version; see ``TrialStore.add_experiment``."""
+        return await self.outage.call(lambda: self.store.add_experiment(experiment))

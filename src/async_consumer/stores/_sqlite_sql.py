@@ -18,19 +18,31 @@ CREATE TABLE attempts (
     heartbeat_at REAL, outcome TEXT, PRIMARY KEY (trial_id, number)
 ) WITHOUT ROWID;
 """
-HOLDERS_V2 = """
+JOURNEY_V2 = """
+ALTER TABLE trials ADD COLUMN not_before REAL;
+CREATE TABLE experiments (
+    name TEXT NOT NULL, version INTEGER NOT NULL, command TEXT NOT NULL, config TEXT,
+    code_version TEXT, created_at REAL NOT NULL, PRIMARY KEY (name, version)
+);
+"""
+"""A trial held back after its script interrupted itself (``not_before``, by the store's
+clock), and what each experiment version ran (its command, config template and code)."""
+HOLDERS_V3 = """
 ALTER TABLE trials ADD COLUMN holder TEXT NOT NULL DEFAULT ''
 """
-"""Version 2: who holds each lease (host/pid/process start), so a dead local holder is seen."""
-MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, HOLDERS_V2)
+"""Version 3: who holds each lease (host/pid/process start), so a dead local holder is seen."""
+MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, JOURNEY_V2, HOLDERS_V3)
 """The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
 schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
 that a store written by an earlier release opens in this one."""
 SCHEMA_VERSION = len(MIGRATIONS)
 """The version this library writes, kept in the ``schema_version`` table."""
-PICK = """
+PICK = f"""
 SELECT seq FROM trials INDEXED BY trials_pending WHERE status IN ('new', 'interrupted')
-AND (:suspects OR lost_count = 0) ORDER BY seq LIMIT 1
+AND (NOT :hold OR not_before IS NULL OR not_before <= {NOW})
+AND id NOT IN (SELECT value FROM json_each(:skip))
+AND (:suspects OR lost_count = 0)
+ORDER BY seq LIMIT 1
 """
 """The query ``reserve`` picks a trial with: the first entry of the partial index of pending
 trials, however many finished ones the table holds (without ``INDEXED BY`` and before
@@ -38,7 +50,7 @@ trials, however many finished ones the table holds (without ``INDEXED BY`` and b
 ``suspects``, trials that lost a lease before are passed over."""
 RESERVE = f"""
 UPDATE trials SET status = 'reserved', token = token + 1, worker = :worker, holder = :holder,
-    heartbeat_at = {NOW}
+    heartbeat_at = {NOW}, not_before = NULL
 WHERE seq = ({PICK}) RETURNING id, trial, token, heartbeat_at, lost_count
 """
 ATTEMPT = """
@@ -49,8 +61,9 @@ BEAT = f"""
 UPDATE trials SET heartbeat_at = {NOW} WHERE id = ? AND status = 'reserved' AND token = ?
 RETURNING heartbeat_at
 """
-FINISH = """
+FINISH = f"""
 UPDATE trials SET lost_count = lost_count + :lost,
+    not_before = CASE WHEN :hold > 0 THEN {NOW} + :hold ELSE NULL END,
     status = CASE WHEN :lost AND lost_count + 1 > :max_lost THEN 'broken' ELSE :status END
 WHERE id = :id AND status = 'reserved' AND token = :token RETURNING status
 """
@@ -69,6 +82,22 @@ UPDATE trials SET lost_count = lost_count + 1,
 WHERE id = :id AND token = :token AND status = 'reserved' RETURNING id, token
 """
 TRIALS = "SELECT id, trial, status, token, worker, heartbeat_at, lost_count FROM trials"
+COUNTS = "SELECT status, count(*) FROM trials GROUP BY status"
+COUNTS_OF = """
+SELECT status, count(*) FROM trials WHERE id IN (SELECT value FROM json_each(?)) GROUP BY status
+"""
+RERUN = """
+UPDATE trials SET status = 'new', lost_count = 0, not_before = NULL
+WHERE id IN (SELECT value FROM json_each(?)) AND status IN (SELECT value FROM json_each(?))
+"""
+EXPERIMENT = """
+SELECT name, version, command, config, code_version, created_at FROM experiments
+WHERE name = ? ORDER BY version DESC LIMIT 1
+"""
+ADD_EXPERIMENT = f"""
+INSERT INTO experiments (name, version, command, config, code_version, created_at)
+VALUES (?, ?, ?, ?, ?, {NOW}) ON CONFLICT (name, version) DO NOTHING
+"""
 ATTEMPTS = """
 SELECT trial_id, number, token, worker, host, reserved_at, heartbeat_at, outcome FROM attempts
 """

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import builtins
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import anyio.lowlevel
 
 from .._errors import DuplicateTrial, LeaseLost, TrialNotFound
+from .._experiment import Experiment
 from .._models import Attempt, Lease, Outcome, StoredTrial, Trial, TrialStatus
 from ._protocol import HeldLease, StoreBase
+from ._records import check_hold, check_rerun
 from ._rows import zero_counts
 from ._rules import (
     DEFAULT_MAX_LOST,
@@ -39,6 +41,7 @@ class _Record:
     lost_count: int = 0
     holder: str = ""
     attempts: builtins.list[Attempt] = field(default_factory=builtins.list)
+    not_before: datetime | None = None
 
     def stored(self) -> StoredTrial:
         trial = self.trial.model_copy(update={"attempt": max(len(self.attempts), 1)})
@@ -70,6 +73,7 @@ class MemoryStore(StoreBase):
         self._max_lost = check_max_lost(max_lost)
         self._records: dict[str, _Record] = {}
         self._pending: builtins.list[tuple[int, str]] = []
+        self._experiments: dict[tuple[str, int], Experiment] = {}
 
     async def add(self, trials: Iterable[Trial], *, exist_ok: bool = False) -> int:
         """Add new trials, all or none; see ``TrialStore.add``."""
@@ -91,19 +95,28 @@ class MemoryStore(StoreBase):
         return len(fresh)
 
     async def reserve(
-        self, worker: str, *, host: str = "", holder: str = "", suspects: bool = True
+        self,
+        worker: str,
+        *,
+        host: str = "",
+        skip: Collection[str] = (),
+        hold: bool = True,
+        holder: str = "",
+        suspects: bool = True,
     ) -> Lease | None:
         """Lease the oldest new or interrupted trial; see ``TrialStore.reserve``."""
         await anyio.lowlevel.checkpoint()
-        passed: builtins.list[tuple[int, str]] = []
+        now, passed = datetime.now(UTC), []
         try:
             while self._pending:
                 entry = heapq.heappop(self._pending)
                 record = self._records[entry[1]]
                 if record.status not in PENDING:
-                    continue
-                if not suspects and record.lost_count:
-                    passed.append(entry)  # left for an idle worker
+                    continue  # a stale entry: the trial was reserved since
+                held = hold and record.not_before is not None and record.not_before > now
+                suspect = not suspects and record.lost_count  # left for an idle worker
+                if held or suspect or record.trial.id in skip:
+                    passed.append(entry)
                     continue
                 record.holder = holder
                 return self._lease(record, worker, host)
@@ -136,6 +149,7 @@ class MemoryStore(StoreBase):
         now = datetime.now(UTC)
         lost = record.lost_count
         record.status, record.worker, record.heartbeat_at = TrialStatus.RESERVED, worker, now
+        record.not_before = None
         record.token += 1
         number = len(record.attempts) + 1
         attempt = Attempt(
@@ -167,11 +181,15 @@ class MemoryStore(StoreBase):
             update={"heartbeat_at": record.heartbeat_at}
         )
 
-    async def finish(self, lease: Lease, outcome: Outcome, *, requeue: bool = False) -> TrialStatus:
+    async def finish(
+        self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
+    ) -> TrialStatus:
         """Record the attempt's outcome; see ``TrialStore.finish``."""
         await anyio.lowlevel.checkpoint()
         check_outcome(lease, outcome)
+        check_hold(hold)
         record = self._held(lease)
+        record.not_before = datetime.now(UTC) + timedelta(seconds=hold) if hold else None
         self._settle(record, outcome, requeue)
         return record.status
 
@@ -212,10 +230,40 @@ class MemoryStore(StoreBase):
         records = self._records.values()
         return [r.stored() for r in records if status is None or r.status is status]
 
-    async def counts(self) -> dict[TrialStatus, int]:
+    async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
         """Return how many trials are in each status; see ``TrialStore.counts``."""
         await anyio.lowlevel.checkpoint()
         counts = zero_counts()
-        for record in self._records.values():
+        if ids is None:
+            records: Iterable[_Record] = self._records.values()
+        else:
+            records = (self._records[i] for i in set(ids) if i in self._records)
+        for record in records:
             counts[record.status] += 1
         return counts
+
+    async def rerun(self, ids: Collection[str], statuses: Collection[TrialStatus]) -> int:
+        """Make broken or interrupted trials new again; see ``TrialStore.rerun``."""
+        await anyio.lowlevel.checkpoint()
+        chosen = set(check_rerun(statuses))
+        found = (self._records[i] for i in set(ids) if i in self._records)
+        again = [r for r in found if r.status in chosen]
+        for record in again:
+            record.status, record.lost_count, record.not_before = TrialStatus.NEW, 0, None
+            heapq.heappush(self._pending, (record.seq, record.trial.id))
+        return len(again)
+
+    async def experiment(self, name: str) -> Experiment | None:
+        """The latest version of an experiment; see ``TrialStore.experiment``."""
+        await anyio.lowlevel.checkpoint()
+        versions = [e for (n, _), e in self._experiments.items() if n == name]
+        return max(versions, key=lambda e: e.version, default=None)
+
+    async def add_experiment(self, experiment: Experiment) -> bool:
+        """Record a version of an experiment; see ``TrialStore.add_experiment``."""
+        await anyio.lowlevel.checkpoint()
+        key = (experiment.name, experiment.version)
+        if key in self._experiments:
+            return False
+        self._experiments[key] = experiment.model_copy(update={"created_at": datetime.now(UTC)})
+        return True

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import builtins
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Self
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from .._errors import DuplicateTrial, LeaseLost, StoreError, StoreUnavailable, TrialNotFound
+from .._errors import DuplicateTrial, LeaseLost, StoreError, TrialNotFound
+from .._experiment import Experiment
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _postgres_sql as queries
+from ._postgres_link import DEFAULT_POOL_SIZE, DRIVER_ERRORS, split_url, translate
 from ._protocol import HeldLease, StoreBase
+from ._records import check_hold, check_rerun, dump_experiment, load_experiment
 from ._rows import dump_trial, load_attempt, load_stored, load_trial, same_params, zero_counts
 from ._rules import (
     DEFAULT_MAX_LOST,
@@ -28,51 +30,7 @@ from ._rules import (
 
 __all__ = ["DEFAULT_POOL_SIZE", "PostgresStore"]
 
-_DRIVER_ERRORS = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.InternalClientError,
-    OSError,
-)
-_TRANSIENT = (
-    asyncpg.PostgresConnectionError,  # class 08: the connection failed or does not exist
-    asyncpg.exceptions.OperatorInterventionError,  # 57: terminated, shutting down, starting up
-    asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections, disk full
-    asyncpg.exceptions.TransactionRollbackError,  # 40: serialization failure, deadlock
-    asyncpg.exceptions.InternalClientError,  # the driver lost track of a dying connection
-    OSError,  # refused, reset, timed out
-)
-
-
-def _translate(exc: Exception, what: str) -> StoreError:
-    """A driver error as ours: ``StoreUnavailable`` when it is worth a retry."""
-    transient = isinstance(exc, _TRANSIENT) or (
-        isinstance(exc, asyncpg.InterfaceError)
-        and not isinstance(exc, asyncpg.exceptions.ClientConfigurationError)
-    )
-    kind = StoreUnavailable if transient else StoreError
-    return kind(f"{what}: {type(exc).__name__}: {exc}")
-
-
 _DEFAULT = "async_consumer"
-
-
-DEFAULT_POOL_SIZE = 2
-"""Connections a store keeps at most: a worker's reservations, heartbeats and finishes share
-them (a query takes a millisecond or two), so many workers fit under ``max_connections``."""
-
-
-def _split_url(url: str) -> tuple[str, str | None, int | None]:
-    """Take our parameters (``schema``, ``pool_size``) out of a URL; asyncpg would send them on."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    ours = {key: value for key, value in query if key in ("schema", "pool_size")}
-    rest = urlencode([(key, value) for key, value in query if key not in ours])
-    size = ours.get("pool_size")
-    if size is not None and not (size.isdigit() and int(size) >= 1):
-        msg = f"pool_size must be a whole number of 1 or more, not {size!r}"
-        raise ValueError(msg)
-    return urlunsplit(parts._replace(query=rest)), ours.get("schema"), int(size) if size else None
 
 
 class PostgresStore(StoreBase):
@@ -123,7 +81,7 @@ class PostgresStore(StoreBase):
             max_connections: the size of the pool this opens (default: the URL's
                 ``pool_size``, else 2).
         """
-        url, from_url, size = _split_url(dsn) if isinstance(dsn, str) else ("", None, None)
+        url, from_url, size = split_url(dsn) if isinstance(dsn, str) else ("", None, None)
         max_connections = max_connections or size or DEFAULT_POOL_SIZE
         name = schema or from_url or _DEFAULT
         # refuse bad arguments before connecting, so that no pool is left open
@@ -165,9 +123,9 @@ class PostgresStore(StoreBase):
             async with self._pool.acquire() as conn:
                 connected = True
                 yield conn
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             what = "PostgreSQL store" if connected else "cannot connect to the PostgreSQL store"
-            raise _translate(exc, what) from exc
+            raise translate(exc, what) from exc
 
     async def add(self, trials: Iterable[Trial], *, exist_ok: bool = False) -> int:
         """Add new trials, all or none; see ``TrialStore.add``."""
@@ -185,11 +143,19 @@ class PostgresStore(StoreBase):
         return len(rows)
 
     async def reserve(
-        self, worker: str, *, host: str = "", holder: str = "", suspects: bool = True
+        self,
+        worker: str,
+        *,
+        host: str = "",
+        skip: Collection[str] = (),
+        hold: bool = True,
+        holder: str = "",
+        suspects: bool = True,
     ) -> Lease | None:
         """Lease the oldest new or interrupted trial; see ``TrialStore.reserve``."""
+        args = (worker, host, builtins.list(skip), hold, holder, suspects)
         async with self._connection() as conn:
-            row = await conn.fetchrow(self._q["reserve"], worker, host, holder, suspects)
+            row = await conn.fetchrow(self._q["reserve"], *args)
         if row is None:
             return None
         text, token, lost = row
@@ -217,12 +183,14 @@ class PostgresStore(StoreBase):
         if beats != 1:
             raise LeaseLost(lease.trial_id)
 
-    async def finish(self, lease: Lease, outcome: Outcome, *, requeue: bool = False) -> TrialStatus:
+    async def finish(
+        self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
+    ) -> TrialStatus:
         """Record the attempt's outcome; see ``TrialStore.finish``."""
         check_outcome(lease, outcome)
         status = settled_status(outcome.status, requeue)
         lost = int(outcome.status is Status.LOST)
-        args = (lost, self._max_lost, status.value, outcome.model_dump_json())
+        args = (lost, self._max_lost, status.value, outcome.model_dump_json(), check_hold(hold))
         async with self._connection() as conn:
             new = await conn.fetchval(self._q["finish"], lease.trial_id, lease.token, *args)
         if new is None:
@@ -261,13 +229,35 @@ class PostgresStore(StoreBase):
             attempts[trial_id].append(load_attempt(row))
         return [load_stored(row, attempts[trial_id]) for trial_id, *row in trials]
 
-    async def counts(self) -> dict[TrialStatus, int]:
+    async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
         """Return how many trials are in each status; see ``TrialStore.counts``."""
         async with self._connection() as conn:
-            rows = await conn.fetch(self._q["counts"])
+            if ids is None:
+                rows = await conn.fetch(self._q["counts"])
+            else:
+                rows = await conn.fetch(self._q["counts_of"], builtins.list(ids))
         counts = zero_counts()
         counts.update((TrialStatus(status), count) for status, count in rows)
         return counts
+
+    async def rerun(self, ids: Collection[str], statuses: Collection[TrialStatus]) -> int:
+        """Make broken or interrupted trials new again; see ``TrialStore.rerun``."""
+        chosen = check_rerun(statuses)
+        async with self._connection() as conn:
+            done = await conn.execute(self._q["rerun"], builtins.list(ids), chosen)
+        return int(done.split()[-1])
+
+    async def experiment(self, name: str) -> Experiment | None:
+        """The latest version of an experiment; see ``TrialStore.experiment``."""
+        async with self._connection() as conn:
+            row = await conn.fetchrow(self._q["experiment"], name)
+        return None if row is None else load_experiment(tuple(row))
+
+    async def add_experiment(self, experiment: Experiment) -> bool:
+        """Record a version of an experiment; see ``TrialStore.add_experiment``."""
+        async with self._connection() as conn:
+            added = await conn.fetchval(self._q["add_experiment"], *dump_experiment(experiment))
+        return added is not None
 
 
 def _take(added: Counter[str], trial_id: str) -> bool:
@@ -288,8 +278,8 @@ async def _connect(url: str, max_connections: int) -> Any:
         # min_size 0: no background reconnection (asyncpg logs its failures with a traceback)
         pool = asyncpg.create_pool(url, min_size=0, max_size=max_connections, reset=_keep_session)
         return await pool
-    except _DRIVER_ERRORS as exc:
-        raise _translate(exc, "cannot connect to the PostgreSQL store") from exc
+    except DRIVER_ERRORS as exc:
+        raise translate(exc, "cannot connect to the PostgreSQL store") from exc
 
 
 async def _keep_session(conn: Any) -> None:

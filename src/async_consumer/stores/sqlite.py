@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import builtins
+import json
 import random
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import anyio
 import anyio.lowlevel
 
-from .._errors import DuplicateTrial, LeaseLost, StoreError, StoreUnavailable, TrialNotFound
+from .._errors import DuplicateTrial, LeaseLost, TrialNotFound
+from .._experiment import Experiment
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _sqlite_sql as queries
 from ._protocol import HeldLease, StoreBase
+from ._records import check_hold, check_rerun, dump_experiment, load_experiment
 from ._rows import dump_trial, load_attempt, load_stored, load_trial, same_params, zero_counts
 from ._rules import (
     DEFAULT_MAX_LOST,
@@ -26,80 +29,11 @@ from ._rules import (
     lost_outcome,
     settled_status,
 )
+from ._sqlite_file import connect, error, is_busy, path_from_url, transaction
 
 __all__ = ["SQLiteStore", "path_from_url"]
 
 _T = TypeVar("_T")
-_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
-# worth a retry later (by a worker's store link): busy or locked for long, or an I/O error
-_TRANSIENT = {*_BUSY, sqlite3.SQLITE_IOERR}
-# a busy database blocks the event loop at most this long per try; then we back off with anyio.sleep
-_BUSY_TIMEOUT_MS = 10
-
-
-def path_from_url(url: str) -> str:
-    """
-    The file path in a ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` URL.
-
-    Raises:
-        ValueError: the URL has a host part or no path.
-    """
-    path = url.removeprefix("sqlite:///")
-    if path == url or not path:
-        msg = f"a SQLite store URL is sqlite:///relative/path or sqlite:////absolute/path: {url!r}"
-        raise ValueError(msg)
-    return path
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode & 0xFF in _BUSY
-
-
-def _error(exc: sqlite3.Error, what: str) -> StoreError:
-    """A driver error as ours: ``StoreUnavailable`` when it is worth a retry."""
-    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-    kind = StoreUnavailable if code in _TRANSIENT else StoreError
-    return kind(f"{what}: {exc}")
-
-
-def _transaction(conn: sqlite3.Connection, begin: str, work: Callable[[], _T]) -> _T:
-    conn.execute(begin)
-    try:
-        result = work()
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return result
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
-    if version > queries.SCHEMA_VERSION:
-        msg = f"the store's schema version {version} is newer than this library's {queries.SCHEMA_VERSION}"
-        raise StoreError(msg)
-    for number in range(version, queries.SCHEMA_VERSION):
-        # one statement at a time: executescript would commit the open transaction first
-        for statement in filter(str.strip, queries.MIGRATIONS[number].split(";")):
-            conn.execute(statement)
-        conn.execute("INSERT INTO schema_version VALUES (?)", (number + 1,))
-
-
-def _connect(path: str | Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        # opening happens once per worker, so a long wait for a concurrent opener is acceptable
-        conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        _transaction(conn, "BEGIN IMMEDIATE", lambda: _migrate(conn))
-        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
 
 
 class SQLiteStore(StoreBase):
@@ -127,9 +61,9 @@ class SQLiteStore(StoreBase):
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = _connect(path)
+            self._conn = connect(path)
         except sqlite3.Error as exc:
-            raise _error(exc, f"cannot open the SQLite store {str(path)!r}") from exc
+            raise error(exc, f"cannot open the SQLite store {str(path)!r}") from exc
 
     async def aclose(self) -> None:
         """Close the database connection."""
@@ -141,10 +75,10 @@ class SQLiteStore(StoreBase):
         delay, deadline = 0.001, anyio.current_time() + self._busy_wait
         while True:
             try:
-                return _transaction(self._conn, "BEGIN IMMEDIATE" if write else "BEGIN", work)
+                return transaction(self._conn, "BEGIN IMMEDIATE" if write else "BEGIN", work)
             except sqlite3.Error as exc:
-                if not _is_busy(exc) or anyio.current_time() > deadline:
-                    raise _error(exc, "SQLite store") from exc
+                if not is_busy(exc) or anyio.current_time() > deadline:
+                    raise error(exc, "SQLite store") from exc
             await anyio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 0.1)
 
@@ -165,13 +99,22 @@ class SQLiteStore(StoreBase):
         return 0
 
     async def reserve(
-        self, worker: str, *, host: str = "", holder: str = "", suspects: bool = True
+        self,
+        worker: str,
+        *,
+        host: str = "",
+        skip: Collection[str] = (),
+        hold: bool = True,
+        holder: str = "",
+        suspects: bool = True,
     ) -> Lease | None:
         """Lease the oldest new or interrupted trial; see ``TrialStore.reserve``."""
-        args = {"worker": worker, "holder": holder, "suspects": suspects}
-        return await self._run(lambda: self._reserve(args, host))
+        args = {"worker": worker, "hold": hold, "holder": holder, "suspects": suspects}
+        return await self._run(lambda: self._reserve(args, host, skip))
 
-    def _reserve(self, args: dict[str, object], host: str) -> Lease | None:
+    def _reserve(self, args: dict[str, object], host: str, skip: Collection[str]) -> Lease | None:
+        # ``skip`` is read now, in the transaction: a caller may have added to it meanwhile
+        args = {**args, "skip": json.dumps(builtins.list(skip))}
         rows = self._conn.execute(queries.RESERVE, args).fetchall()
         if not rows:
             return None
@@ -212,16 +155,18 @@ class SQLiteStore(StoreBase):
         sql = "UPDATE attempts SET heartbeat_at = ? WHERE trial_id = ? AND number = ?"
         self._conn.execute(sql, (rows[0][0], lease.trial_id, lease.token))
 
-    async def finish(self, lease: Lease, outcome: Outcome, *, requeue: bool = False) -> TrialStatus:
+    async def finish(
+        self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
+    ) -> TrialStatus:
         """Record the attempt's outcome; see ``TrialStore.finish``."""
         check_outcome(lease, outcome)
-        return await self._run(lambda: self._finish(lease, outcome, requeue))
+        return await self._run(lambda: self._finish(lease, outcome, requeue, hold))
 
-    def _finish(self, lease: Lease, outcome: Outcome, requeue: bool) -> TrialStatus:
+    def _finish(self, lease: Lease, outcome: Outcome, requeue: bool, hold: float) -> TrialStatus:
         status = settled_status(outcome.status, requeue)
         lost = int(outcome.status is Status.LOST)
         args = {"id": lease.trial_id, "token": lease.token, "lost": lost, "status": status.value}
-        args["max_lost"] = self._max_lost
+        args.update(max_lost=self._max_lost, hold=check_hold(hold))
         rows = self._conn.execute(queries.FINISH, args).fetchall()
         if not rows:
             raise LeaseLost(lease.trial_id)
@@ -268,10 +213,32 @@ class SQLiteStore(StoreBase):
             attempts[trial_id].append(load_attempt(row))
         return [load_stored(row, attempts[trial_id]) for trial_id, *row in trials]
 
-    async def counts(self) -> dict[TrialStatus, int]:
+    async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
         """Return how many trials are in each status; see ``TrialStore.counts``."""
-        sql = "SELECT status, count(*) FROM trials GROUP BY status"
-        rows = await self._run(lambda: self._conn.execute(sql).fetchall(), write=False)
+        sql, args = queries.COUNTS, ""
+        if ids is not None:
+            sql, args = queries.COUNTS_OF, json.dumps(builtins.list(ids))
+        bound = (args,) if ids is not None else ()
+        rows = await self._run(lambda: self._conn.execute(sql, bound).fetchall(), write=False)
         counts = zero_counts()
         counts.update((TrialStatus(status), count) for status, count in rows)
         return counts
+
+    async def rerun(self, ids: Collection[str], statuses: Collection[TrialStatus]) -> int:
+        """Make broken or interrupted trials new again; see ``TrialStore.rerun``."""
+        args = (json.dumps(builtins.list(ids)), json.dumps(check_rerun(statuses)))
+        return await self._run(lambda: self._conn.execute(queries.RERUN, args).rowcount)
+
+    async def experiment(self, name: str) -> Experiment | None:
+        """The latest version of an experiment; see ``TrialStore.experiment``."""
+        rows = await self._run(
+            lambda: self._conn.execute(queries.EXPERIMENT, (name,)).fetchall(), write=False
+        )
+        return load_experiment(rows[0]) if rows else None
+
+    async def add_experiment(self, experiment: Experiment) -> bool:
+        """Record a version of an experiment; see ``TrialStore.add_experiment``."""
+        args = dump_experiment(experiment)
+        return await self._run(
+            lambda: self._conn.execute(queries.ADD_EXPERIMENT, args).rowcount == 1
+        )

@@ -1,0 +1,54 @@
+"""The closing lines of a run: what is left to do about the trials that did not complete."""
+
+from __future__ import annotations
+
+from .._models import TrialStatus
+
+__all__ = ["advice", "parse_rerun"]
+
+_RERUNNABLE = {"broken": TrialStatus.BROKEN, "interrupted": TrialStatus.INTERRUPTED}
+
+
+def parse_rerun(text: str) -> frozenset[TrialStatus]:
+    """
+    ``--rerun broken,interrupted`` as statuses.
+
+    Raises:
+        ValueError: a word that is not ``broken`` or ``interrupted``.
+    """
+    words = [w.strip() for w in text.split(",") if w.strip()]
+    wrong = [w for w in words if w not in _RERUNNABLE]
+    if wrong or not words:
+        msg = f"--rerun {text!r}: expected broken, interrupted or broken,interrupted"
+        raise ValueError(msg)
+    return frozenset(_RERUNNABLE[w] for w in words)
+
+
+def advice(counts: dict[TrialStatus, int], *, follow: bool = False) -> list[str]:
+    """One line for each kind of trial of the parameter set that did not complete."""
+    lines = []
+    interrupted = counts.get(TrialStatus.INTERRUPTED, 0)
+    if interrupted and not follow:
+        lines.append(
+            f"{_trials(interrupted)} interrupted (the script exited with the interrupt code): "
+            f"run the same command again to resume {_them(interrupted)} (a `worker --follow` "
+            f"on this store resumes {_them(interrupted)} by itself, after a backoff)"
+        )
+    broken = counts.get(TrialStatus.BROKEN, 0)
+    if broken:
+        lines.append(
+            f"{_trials(broken)} broken: once the script is fixed, run the same command with "
+            f"--rerun broken to run {_them(broken)} again (failed attempts are kept)"
+        )
+    waiting = counts.get(TrialStatus.NEW, 0) + counts.get(TrialStatus.RESERVED, 0)
+    if waiting:
+        lines.append(f"{_trials(waiting)} not run yet or still running elsewhere")
+    return lines
+
+
+def _them(count: int) -> str:
+    return "it" if count == 1 else "them"
+
+
+def _trials(count: int) -> str:
+    return f"{count} trial" if count == 1 else f"{count} trials"

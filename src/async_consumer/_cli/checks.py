@@ -1,0 +1,76 @@
+"""What the command line checks before it touches anything: stores, directories, trial ids."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from .._errors import TrialNotFound
+from .._models import StoredTrial
+from ..stores import TrialStore
+from ..stores.sqlite import path_from_url
+from .args import default_store_url
+
+__all__ = ["UsageError", "find_trial", "read_store_url", "writable_dir"]
+
+
+class UsageError(Exception):
+    """Bad input from the command line: one line to stderr, exit status 2."""
+
+
+def read_store_url(args: argparse.Namespace) -> str:
+    """
+    The store a read command looks at: ``--store``, or the one ``run`` uses in this directory.
+
+    Raises:
+        UsageError: a SQLite store that does not exist (reading must not create it).
+    """
+    url: str = args.store or default_store_url(args.experiment)
+    if url.lower().startswith("sqlite:"):
+        path = Path(path_from_url(url))
+        if not path.is_file():
+            hint = (
+                "--store" if args.store else f"--store, or --experiment (now {args.experiment!r})"
+            )
+            msg = f"no store at {path}: nothing has run with it yet (check {hint})"
+            raise UsageError(msg)
+    return url
+
+
+def writable_dir(path: str | Path) -> None:
+    """
+    Make sure trial directories can be created under ``path``, before any trial is reserved.
+
+    Raises:
+        UsageError: the directory cannot be created or written to.
+    """
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        msg = f"cannot create trial directories in {path}: {exc.strerror or exc}"
+        raise UsageError(msg) from None
+
+
+async def find_trial(store: TrialStore, prefix: str) -> StoredTrial:
+    """
+    The trial whose id is ``prefix``, or the only one whose id starts with it.
+
+    Raises:
+        UsageError: no trial, or several, match.
+    """
+    try:
+        return await store.get(prefix)
+    except TrialNotFound:
+        pass
+    matches = [t for t in await store.list() if t.id.startswith(prefix)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        msg = f"no trial with an id starting with {prefix!r}"
+        raise UsageError(msg)
+    shown = ", ".join(t.id for t in matches[:5]) + (", ..." if len(matches) > 5 else "")
+    msg = f"{len(matches)} trials have ids starting with {prefix!r} ({shown}): give more of it"
+    raise UsageError(msg)

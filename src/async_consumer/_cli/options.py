@@ -1,0 +1,146 @@
+"""
+The options of the experiment journey: reruns and versions for ``run``, resuming for ``worker``,
+and the commands that read a store (``status``, ``trials``, ``show``, ``report``, ``logs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from .argtypes import positive_int, seconds
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    _Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+__all__ = ["add_reading_commands", "add_rerun_options", "add_resume_options", "maximize_option"]
+
+
+def maximize_option(parser: argparse.ArgumentParser) -> None:
+    """``--maximize``: higher objectives are better."""
+    parser.add_argument(
+        "--maximize",
+        action="store_true",
+        help="higher objectives are better (default: lower is better)",
+    )
+
+
+def add_rerun_options(run: argparse.ArgumentParser) -> None:
+    """``run --rerun`` and ``run --new-version``."""
+    run.add_argument(
+        "--rerun",
+        metavar="STATUSES",
+        help="run these trials again, as new attempts: broken, interrupted or "
+        "broken,interrupted (earlier attempts are kept)",
+    )
+    run.add_argument(
+        "--new-version",
+        action="store_true",
+        help="start a new version of the experiment (e.g. after changing the "
+        "command): every trial runs again, the old version's records are kept",
+    )
+
+
+def add_resume_options(worker: argparse.ArgumentParser) -> None:
+    """``worker --follow`` and how it resumes trials whose script interrupted itself."""
+    worker.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep waiting for new trials, and resume interrupted ones",
+    )
+    worker.add_argument(
+        "--resume-backoff",
+        type=seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="a trial whose script exited with the interrupt code waits this "
+        "long before it is resumed, doubled each attempt (default 5)",
+    )
+    worker.add_argument(
+        "--resume-max",
+        type=seconds,
+        default=300.0,
+        metavar="SECONDS",
+        help="the longest such wait (default 300)",
+    )
+
+
+def _read_store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="sqlite:///path.db, postgresql://user@host/db or memory: "
+        "(default: the store run uses here, sqlite:///.async-consumer/EXPERIMENT.db)",
+    )
+    # the experiment names the default store, as it does for run
+    parser.add_argument(
+        "--experiment", default="default", help="experiment name (default: default)"
+    )
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="machine-readable output: one JSON object a line"
+    )
+
+
+def _add_trials_command(commands: _Commands) -> None:
+    trials = commands.add_parser(
+        "trials",
+        help="every trial: id, status, objective, attempts, duration and parameters",
+        description="List the trials of a store, one a line; ids may be abbreviated "
+        "elsewhere to any unique prefix.",
+    )
+    _read_store_option(trials)
+    trials.add_argument(
+        "--sort",
+        default="added",
+        metavar="KEY",
+        help="added (default), id, status, objective (best first), attempts, "
+        "duration, or a parameter's name",
+    )
+    trials.add_argument("--reverse", action="store_true", help="the other way round")
+    trials.add_argument(
+        "--all-versions",
+        action="store_true",
+        help="every trial in the store (default: the experiment's current version only)",
+    )
+    trials.add_argument("--limit", type=positive_int, help="only the first N")
+    shape = trials.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="one JSON object a line")
+    shape.add_argument("--csv", action="store_true", help="CSV, one column per parameter")
+    maximize_option(trials)
+
+
+def add_reading_commands(commands: _Commands) -> None:
+    """The commands that read a store: status, trials, show, report, logs."""
+    status = commands.add_parser("status", help="counts by status, and the running trials")
+    _read_store_option(status)
+    _add_output_options(status)
+    show = commands.add_parser("show", help="one trial: its attempts and the tail of its logs")
+    _read_store_option(show)
+    _add_output_options(show)
+    show.add_argument("trial_id", metavar="ID", help="the trial's id")
+    report = commands.add_parser(
+        "report",
+        help="write one self-contained HTML page: timeline, objective by trial, failures",
+        description="Write an HTML picture of the run (no network needed to view it).",
+    )
+    _read_store_option(report)
+    report.add_argument(
+        "-o",
+        "--output",
+        default="report.html",
+        metavar="FILE",
+        help="where to write it (default: report.html)",
+    )
+    report.add_argument("--title", default="async-consumer run", help="the page's title")
+    maximize_option(report)
+    _add_trials_command(commands)
+    logs = commands.add_parser("logs", help="print a trial's stdout (or stderr) log")
+    _read_store_option(logs)
+    logs.add_argument("trial_id", metavar="ID", help="the trial's id")
+    logs.add_argument("--stderr", action="store_true", help="the stderr log instead of stdout")
+    logs.add_argument("--attempt", type=positive_int, help="which attempt (default: the last)")

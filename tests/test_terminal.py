@@ -1,0 +1,80 @@
+"""What the screen shows: a run in a real terminal (tmux), read back with ``capture-pane``."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from async_consumer._cli.progress import eta_text
+
+# x = 3, 6: broken; x = 4: killed by SIGKILL on its first attempt (retried, a log record)
+SCRIPT = """
+import json, os, signal, sys, time
+x = int(sys.argv[1])
+time.sleep(0.4)
+if x == 4 and os.environ["ASYNC_CONSUMER_ATTEMPT"] == "1":
+    os.kill(os.getpid(), signal.SIGKILL)
+if x % 3 == 0:
+    sys.exit(4)
+json.dump(float(x), open(os.environ["ORION_RESULTS_PATH"], "w"))
+"""
+
+
+@pytest.fixture
+def tmux() -> Iterator[str]:
+    """A detached tmux session, 110 columns by 40 lines, killed after the test."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    name = f"ac-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "110", "-y", "40",
+                    "bash --norc --noprofile"], check=True)  # fmt: skip
+    yield name
+    subprocess.run(["tmux", "kill-session", "-t", name], check=False)
+
+
+def _screen(session: str) -> list[str]:
+    """Every line of the pane, scrollback included, as the user would read it."""
+    text = subprocess.run(["tmux", "capture-pane", "-p", "-J", "-t", session, "-S", "-"],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return [line.rstrip() for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_the_screen_stays_clean(tmux: str, tmp_path: Path) -> None:
+    """No torn or stale progress bars; one line per failure; log records on lines of their own."""
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    exe = Path(sys.executable).with_name("async-consumer")
+    command = (f"cd {tmp_path} && {exe} run --grid x=1,2,3,4,5,6 -j 2 --retries 1 -- "
+               f"{sys.executable} {script} {{x}}; echo EXIT=$?")  # fmt: skip
+    subprocess.run(["tmux", "send-keys", "-t", tmux, command, "Enter"], check=True)
+    deadline = time.monotonic() + 120
+    while not any(line.startswith("EXIT=") for line in _screen(tmux)):
+        assert time.monotonic() < deadline, "\n".join(_screen(tmux))
+        time.sleep(0.2)  # polling the screen, not ordering events
+    lines = _screen(tmux)
+    shown = "\n".join(lines)
+    assert "EXIT=1" in lines, shown
+    assert not any("━" in line for line in lines), shown  # the bar is gone, no stale copies
+    failures = [line for line in lines if line.startswith("!! ")]
+    assert len(failures) == 3, shown  # x = 3 and 6 broken; x = 4's first attempt killed
+    assert not any(": broken (" in line for line in lines), shown  # not shown twice
+    retries = [line for line in lines if "retrying in" in line]
+    assert len(retries) == 1 and retries[0].startswith("warning "), shown
+    assert any(line.startswith("ok ") and " #2 completed" in line for line in lines), shown
+    assert "2 trials broken: once the script is fixed" in shown
+
+
+def test_eta_is_unknown_until_a_trial_ends() -> None:
+    """The average pace of the whole run; ``?`` before anything finished."""
+    assert eta_text(0, 10, 30.0) == "?"
+    assert eta_text(2, 10, 10.0) == "0:00:40"
+    assert eta_text(9, 10, 3600.0) == "0:06:40"
+    assert eta_text(10, 10, 5.0) == "0:00:00"

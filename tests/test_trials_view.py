@@ -1,0 +1,100 @@
+"""Seeing your trials: the ``trials`` table, JSON outcomes with parameters, ``--maximize``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from async_consumer._cli.main import main
+from async_consumer._models import Outcome, Status, StoredTrial, Trial, TrialStatus
+from async_consumer._ranking import best_trial
+from async_consumer._report.build import render_report
+
+# objective = (x - 2) ** 2; x = 3 breaks
+SCRIPT = (
+    "import json, os, sys; x = float(sys.argv[1]); x == 3 and sys.exit(5); "
+    "json.dump((x - 2) ** 2, open(os.environ['ORION_RESULTS_PATH'], 'w'))"
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """A store after a run of x = 0..4 (x = 3 broken)."""
+    url = f"sqlite:///{tmp_path}/store.db"
+    argv = ["run", "--store", url, "--base-dir", str(tmp_path / "t"), "--grid", "x=0,1,2,3,4",
+            "--grid", "opt=adam", "--", sys.executable, "-c", SCRIPT, "{x}"]  # fmt: skip
+    assert main(argv) == 1
+    capsys.readouterr()
+    return url
+
+
+@pytest.mark.slow
+def test_trials_table_sorted_by_objective(store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """One line a trial, best first; the broken one last; parameters shown."""
+    assert main(["trials", "--store", store, "--sort", "objective"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["id", "status", "objective", "attempts", "duration", "params"]
+    assert [line.split()[2] for line in lines[1:]] == ["0", "1", "4", "4", "-"]
+    assert lines[1].endswith('x=2 opt="adam"')
+    assert lines[-1].split()[1] == "broken"
+
+
+@pytest.mark.slow
+def test_trials_json_csv_maximize_and_parameter_sort(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json rows carry params; --csv has a column per parameter; --maximize flips "best"."""
+    assert main(["trials", "--store", store, "--sort", "objective", "--maximize", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["objective"] for r in rows] == [4.0, 4.0, 1.0, 0.0, None]
+    assert rows[0]["params"]["opt"] == "adam" and rows[0]["attempts"] == 1
+    assert main(["trials", "--store", store, "--csv", "--sort", "x", "--reverse"]) == 0
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["x"] for r in table] == ["4", "3", "2", "1", "0"]
+    assert table[1]["status"] == "broken" and table[1]["objective"] == ""
+    assert main(["trials", "--store", store, "--sort", "nope"]) == 2
+    assert "expected one of added, id" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_json_outcomes_carry_params_and_maximize_picks_best(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each --json outcome line has its parameters; the summary's best follows --maximize."""
+    url = f"sqlite:///{tmp_path}/store.db"
+    argv = ["run", "--store", url, "--base-dir", str(tmp_path / "t"), "--grid", "x=0,2",
+            "--json", "--maximize", "--", sys.executable, "-c", SCRIPT, "{x}"]  # fmt: skip
+    assert main(argv) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(line["params"]["x"] for line in lines[:2]) == [0, 2]
+    assert lines[-1]["summary"]["best"]["params"] == {"x": 0}  # (0 - 2) ** 2 = 4 is highest
+
+
+def _stored(trial_id: str, objective: float, lr: float) -> StoredTrial:
+    outcome = Outcome.model_validate({"trial_id": trial_id, "status": Status.COMPLETED,
+        "results": [{"name": "loss", "type": "objective", "value": objective}]})  # fmt: skip
+    from datetime import UTC, datetime
+
+    attempt = {"number": 1, "token": 1, "worker": "w", "reserved_at": datetime.now(UTC),
+               "outcome": outcome}  # fmt: skip
+    return StoredTrial.model_validate({"trial": Trial(id=trial_id, params={"lr": lr}),
+        "status": TrialStatus.COMPLETED, "attempts": [attempt]})  # fmt: skip
+
+
+def test_library_best_and_report_parameter_view() -> None:
+    """best_trial and render_report take maximize; the report plots each parameter."""
+    trials = [_stored("a", 0.5, 0.001), _stored("b", 0.9, 0.01), _stored("c", 0.2, 0.1)]
+    assert best_trial(trials).id == "c"  # type: ignore[union-attr]
+    assert best_trial(trials, maximize=True).id == "b"  # type: ignore[union-attr]
+    html = render_report(trials, maximize=True)
+    assert 'id="parameters"' in html and 'aria-label="objective against lr"' in html
+    parameters = html[html.index('id="parameters"') :]
+    assert parameters.count('class="point record"') == 1  # b, the best, in the lr plot
+    assert parameters.count('class="point"') == 2
+    assert '<div class="num" id="best-objective">0.9</div>' in html
+    assert "(higher is better)" in html
