@@ -85,7 +85,7 @@ async def test_experiment_versions(store: TrialStore) -> None:
 
 async def test_a_store_made_by_the_previous_code_opens(tmp_path: Path) -> None:
     """A version-1 SQLite store (the SQL of the previous release) is migrated in place."""
-    from async_consumer.stores._sqlite_sql import SCHEMA_V1
+    from async_consumer.stores._sqlite_sql import SCHEMA_V1, SCHEMA_VERSION
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:
@@ -101,5 +101,7 @@ async def test_a_store_made_by_the_previous_code_opens(tmp_path: Path) -> None:
         assert lease is not None and lease.trial_id == "old"
         assert await store.add_experiment(Experiment(name="e", command=("x",)))
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (2,)
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (
+            SCHEMA_VERSION,
+        )
     conn.close()

@@ -8,6 +8,7 @@ Exit status: 0 when every trial completed, 1 when some did not (or on a library 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -79,11 +80,10 @@ async def _work(
         resume=resume,
     )
     async with consumer, handle_signals(consumer) as signals:
-        with view.progress(await store.counts(ids), lambda: len(consumer.running)):
-            try:
-                await worker.run()
-            except ConsumerError:
-                pass  # raised below, outside the signal handler's task group
+        progress = view.progress(await store.counts(ids), lambda: len(consumer.running))
+        # the worker's error is raised below, outside the signal handler's task group
+        with progress, contextlib.suppress(ConsumerError):
+            await worker.run()
     if worker.error is not None:
         raise worker.error
     final = await store.list()
