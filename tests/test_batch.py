@@ -248,23 +248,24 @@ class SlowDisk:
     Stands in for creating a trial's files, on a fake clock: 30 ms each while ``slow``.
 
     Records which thread did each (``True``: the event loop's). The clock moves only when a
-    file is "created", so no load on the machine can change what the policy measures.
+    file is "created", and each thread has its own, so a measurement is exactly the work it
+    timed: no load on the machine, and no other thread's work in the same window, can change
+    what the policy measures.
     """
 
     def __init__(self) -> None:
-        self.now = 0.0
         self.slow = True
         self.where: list[bool] = []
-        self._lock = threading.Lock()  # threads move the clock too
+        self._time = threading.local()
 
     def clock(self) -> float:
-        return self.now
+        now: float = getattr(self._time, "now", 0.0)
+        return now
 
     def create(self) -> None:
         self.where.append(threading.current_thread() is threading.main_thread())
         if self.slow:
-            with self._lock:
-                self.now += 0.03
+            self._time.now = self.clock() + 0.03
 
 
 async def _create_files(offload: Offload, disk: SlowDisk, trials: int, jobs: int = 4) -> None:
