@@ -226,7 +226,7 @@ async def test_retries_carry_attempt_numbers(make_consumer: ConsumerFactory) -> 
     )
     outcome = await consumer.run(Trial(id="t"))
     assert (outcome.status, outcome.attempt) == (Status.COMPLETED, 3)
-    assert Path(outcome.stdout_path).name == "stdout.attempt-3.log"
+    assert Path(outcome.stdout_path).parts[-3:] == ("attempts", "3", "stdout.log")
 
 
 @pytest.mark.anyio

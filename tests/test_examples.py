@@ -121,7 +121,9 @@ async def test_orion_script(make_consumer: ConsumerFactory, tmp_path: Path) -> N
         for each in (trial("best", 0.01), trial("ok", 0.1), trial("too-high", 0.9)):
             tg.start_soon(run, each)
         tg.start_soon(run, trial("preempted", 0.001, epochs=4))
-        await _wait_for_text(tmp_path / "trials/orion-demo/preempted/stdout.log", "epoch 0 done")
+        await _wait_for_text(
+            tmp_path / "trials/orion-demo/preempted/attempts/1/stdout.log", "epoch 0 done"
+        )
         assert await consumer.stop("preempted")  # SIGTERM
 
     best, ok, too_high, preempted = (outcomes[i] for i in ("best", "ok", "too-high", "preempted"))

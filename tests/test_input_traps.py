@@ -10,7 +10,8 @@ import pytest
 
 from async_consumer import Consumer, Trial
 from async_consumer._cli.main import main
-from async_consumer._models import TrialStatus
+from async_consumer._errors import TrialFilesError
+from async_consumer._models import Reason, TrialStatus
 from async_consumer._worker import Worker
 from async_consumer.stores import MemoryStore, SQLiteStore
 
@@ -100,12 +101,13 @@ async def test_a_worker_hands_back_a_trial_it_could_not_run(tmp_path: Path) -> N
     store = MemoryStore()
     await store.add([Trial(id="t")])
     consumer = Consumer(["true"], base_dir=tmp_path / "a-file", store=store)
-    with pytest.raises(BaseExceptionGroup) as caught:
-        await Worker(store, consumer).run()
-    assert caught.group_contains(NotADirectoryError)
+    # a host fault, not the trial's: given back without a loss; the worker ends with one error
+    with pytest.raises(TrialFilesError, match="Not a directory"):
+        await Worker(store, consumer, max_file_faults=1).run()
     stored = await store.get("t")
-    assert stored.status is TrialStatus.INTERRUPTED
-    assert stored.outcome is not None and "not run: NotADirectoryError" in stored.outcome.message
+    assert (stored.status, stored.lost_count) == (TrialStatus.INTERRUPTED, 0)
+    assert stored.outcome is not None and stored.outcome.reason is Reason.HOST_FAULT
+    assert "not started: cannot create trial files in" in stored.outcome.message
 
 
 @pytest.mark.slow

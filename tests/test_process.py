@@ -143,10 +143,11 @@ async def test_environment_contract(
     assert [r.type for r in outcome.results] == ["objective", "gradient", "statistic"]
     wd = Path(outcome.working_dir)
     env = json.loads((wd / "env.json").read_text())
+    own = wd / "attempts" / "2"  # the attempt's own files, inside the trial's working directory
     expected = {
         "TRIAL_ID": "t7", "ATTEMPT": "2", "WORKING_DIR": str(wd),
-        "RESULTS_PATH": str(wd / "results.json"), "PARAMS_PATH": str(wd / "params.json"),
-        "METRICS_PATH": str(wd / "metrics.jsonl"), "INTERRUPT_CODE": "130",
+        "RESULTS_PATH": str(own / "results.json"), "PARAMS_PATH": str(own / "params.json"),
+        "METRICS_PATH": str(own / "metrics.jsonl"), "INTERRUPT_CODE": "130",
         "EXPERIMENT_NAME": "exp", "EXPERIMENT_ID": "exp-id", "EXPERIMENT_VERSION": "4",
     }  # fmt: skip
     for name, value in expected.items():
@@ -161,7 +162,7 @@ async def test_environment_contract(
     assert env["PARENT_VAR"] == "kept" and env["EXTRA"] == "1"
     assert "SECRET_TOKEN" not in env
     assert outcome.env["ASYNC_CONSUMER_TRIAL_ID"] == "t7"
-    assert Path(outcome.stdout_path).name == "stdout.attempt-2.log"
+    assert Path(outcome.stdout_path) == own / "stdout.log"
 
 
 @pytest.mark.anyio
@@ -199,7 +200,7 @@ async def test_config_file_rendered(make_consumer: ConsumerFactory, tmp_path: Pa
     consumer = make_consumer([*python(code), "{config_file}"], config_template=template)
     outcome = await consumer.run(Trial(id="t", params={"lr": 0.5}))
     assert outcome.status is Status.COMPLETED, outcome.stderr_tail
-    assert outcome.argv[-1] == str(Path(outcome.working_dir) / "config.json")
+    assert outcome.argv[-1] == str(Path(outcome.working_dir) / "attempts" / "1" / "config.json")
 
 
 @pytest.mark.slow

@@ -69,14 +69,18 @@ async def run_attempt(parts: AttemptParts, plan: Plan) -> AttemptRecord:
     Run one attempt until its script has exited and its process group is gone.
 
     Raises:
-        ValueError: a trial with the same id is already running.
+        ValueError: a trial with the same id is already running (a lease stops it instead).
+        TrialFilesError: the attempt's files could not be created (nothing started).
     """
     record = AttemptRecord(plan, datetime.now(UTC))
     supervisor, trial = parts.supervisor, plan.trial
     if supervisor.is_halted:
         record.abort = Abort(Status.INTERRUPTED, Reason.CANCELLED, "not started: interrupted")
         return record
-    supervisor.check_not_running(trial.id)
+    if plan.lease is None:
+        supervisor.check_not_running(trial.id)
+    else:
+        await supervisor.supersede(plan.lease)  # a new lease on a trial still running here
     cwd = plan.paths.working_dir if parts.run_in_working_dir else None
     record.code_version, changed = await parts.code.check(plan.argv, cwd)
     if changed and _code_changed(parts.code, record):

@@ -56,7 +56,8 @@ class Consumer:
         max_concurrency: the most scripts running at once, over all calls.
         store: where leases are kept alive (``heartbeat(lease)``) for trials run under a lease.
         heartbeat: seconds between two heartbeats.
-        heartbeat_failures: heartbeats failing in a row before a trial counts as lost.
+        heartbeat_failures: heartbeats failing in a row before a trial counts as lost (an
+            unreachable store or a hanging call is waited out for this many intervals).
         stall_timeout: seconds without new metrics or output before a trial counts as stalled.
         on_metric: called with each :class:`Metric` line a script reports, in order, each once,
             the last ones after the script has ended; a plain function (``async def`` is

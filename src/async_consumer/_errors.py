@@ -7,7 +7,9 @@ Exceptions are for misuse and for the infrastructure::
     ConsumerError
     ├── TemplateError (also ValueError)   a command or config template cannot be rendered
     ├── SlotError (also ValueError)       a trial asks for more slots than exist
+    ├── TrialFilesError (also OSError)    this host cannot create a trial's files (disk full...)
     ├── StoreError                        a trial store failed or was misused
+    │   ├── StoreUnavailable              the store cannot be reached now (worth a retry)
     │   ├── LeaseLost                     a heartbeat or finish came with a stale fencing token
     │   ├── TrialNotFound (also KeyError) no trial with that id in the store
     │   └── DuplicateTrial                a trial with that id already exists
@@ -34,6 +36,33 @@ class SlotError(ConsumerError, ValueError):
 
 class StoreError(ConsumerError):
     """A trial store failed or was used wrongly."""
+
+
+class StoreUnavailable(StoreError):
+    """
+    The store cannot be reached now: a refused, reset or terminated connection, a restarting
+    server, too many connections, a busy, locked or failing SQLite file.
+
+    Worth a retry: a worker retries the call with backoff until the store has been unreachable
+    longer than its limit, and raises this error then. Every other ``StoreError`` (a schema from
+    a newer version, bad credentials) is not retried.
+    """
+
+
+class TrialFilesError(ConsumerError, OSError):
+    """
+    A trial's files could not be created: a fault of this host (a full or read-only disk, too
+    many open files), not of the trial, which goes back to the queue without counting a loss.
+    """
+
+    def __init__(self, directory: str, exc: OSError) -> None:
+        super().__init__(
+            exc.errno, f"cannot create trial files in {directory}: {exc.strerror or exc}"
+        )
+        self.directory = directory
+
+    def __str__(self) -> str:
+        return str(self.args[1])
 
 
 class LeaseLost(StoreError):

@@ -61,6 +61,9 @@ class Reason(StrEnum):
     PREEMPTED = "preempted"
     """The worker was told to leave (SIGTERM, Slurm's early warning) and stopped the attempt:
     not the script's doing, so any worker may resume it at once."""
+    HOST_FAULT = "host_fault"
+    """The worker's host could not start it (its files could not be created): not the trial's
+    fault, so it goes back to the queue without counting a loss."""
 
 
 class Trial(BaseModel):
@@ -202,6 +205,9 @@ class Lease(BaseModel):
     trial: Trial
     token: int
     worker: str
+    lost_count: int = 0
+    """How many leases on the trial were lost before this one (1 or more: a suspect, which a
+    worker runs alone, so that a death while it runs can be charged to it)."""
 
     @property
     def trial_id(self) -> str:

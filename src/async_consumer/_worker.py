@@ -4,29 +4,40 @@ The pull loop: reserve a trial from the store, run it, record its outcome; recla
 A worker runs ``max_concurrency`` lanes, each reserving and running one trial at a time, and a
 reclaimer that, on a timer, hands back to the queue every trial whose heartbeat is older than
 ``lost_after`` heartbeats (by the store's own clock). Any live worker does this, so a dead
-worker's trials are re-run even when no one happens to be reserving at that moment.
+worker's trials are re-run even when no one happens to be reserving at that moment (see
+:mod:`._reclaim`; a dead process of this host is noticed at once).
+
+The worker talks to its store through a :class:`RetryingStore`: an unreachable store is waited
+for (up to ``outage_limit`` seconds), not a reason to die. It ends early only on an error that is
+not the trials' own: a store that stays away, a store error no retry can mend, or a host that
+keeps failing to create trials' files. Then it stops its running trials gracefully, gives them
+back, and raises that one error.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from collections.abc import Set as AbstractSet
 
 import anyio
 
 from ._consumer import Consumer
-from ._errors import LeaseLost
+from ._errors import LeaseLost, StoreError, TrialFilesError
 from ._fleet import WorkerInfo, WorkerState
-from ._models import Lease, Outcome, Reason, Status, TrialStatus
+from ._leasing import Leasing, link_store
+from ._models import Lease, Outcome, Status
 from ._presence import Presence
+from ._reclaim import Reclaimer
 from ._resume import ResumePolicy, interrupted_itself, preempted
 from ._retry import log_retry, retry_delay
+from ._supervise.holder import holder_name
+from ._tally import Tally
 from .stores import TrialStore
+from .stores._retrying import DEFAULT_OUTAGE_LIMIT, RetryingStore
 
 __all__ = ["Worker"]
 
@@ -47,6 +58,10 @@ class Worker:
         poll: seconds between two looks at an empty store.
         max_broken: reserve nothing more after this many broken outcomes.
         on_outcome: called with each outcome as it is recorded.
+        outage_limit: seconds the store may stay unreachable before the worker gives up (when
+            ``store`` is not already a :class:`RetryingStore`, which brings its own).
+        max_file_faults: give up after failing this many times in a row to create a trial's
+            files (a full or read-only disk); each failure gives the trial back and backs off.
         resume: how long a trial whose script exited with the interrupt code is held back
             from every worker. This worker never starts such a trial again unless it follows
             (``follow``); a trial interrupted from outside (a signal to the worker, a
@@ -58,6 +73,8 @@ class Worker:
     """
 
     _said_out_of_time = False  # the "too late" line is logged once, by the first lane to stop
+    file_fault_backoff = 0.5
+    """Seconds of the first pause after a trial's files could not be created (then doubled)."""
 
     def __init__(
         self,
@@ -70,6 +87,8 @@ class Worker:
         poll: float = 0.5,
         max_broken: int | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
+        outage_limit: float = DEFAULT_OUTAGE_LIMIT,
+        max_file_faults: int = 5,
         resume: ResumePolicy | None = None,
         job_id: str | None = None,
         task_id: str | None = None,
@@ -78,31 +97,30 @@ class Worker:
         if lost_after <= 1:
             msg = f"lost_after must be more than 1 heartbeat, not {lost_after}"
             raise ValueError(msg)
-        self._store = store
+        self._store = link = link_store(store, consumer, outage_limit, lost_after)
         self._consumer = consumer
-        self._host = socket.gethostname()
-        self._name = name or f"{self._host}:{os.getpid()}"
-        self._follow = follow
-        self._lost_after = lost_after
-        self._poll = poll
-        self._max_broken = max_broken
-        self._on_outcome = on_outcome
+        self._host = host = socket.gethostname()
+        self._name = name or f"{host}:{os.getpid()}"
+        self._reclaimer = Reclaimer(link, host, consumer.heartbeat, lost_after)
+        holder = holder_name(host)
+        self._leasing = Leasing(
+            link, self._name, host, holder, max_file_faults, self.file_fault_backoff
+        )
+        self._follow, self._poll = follow, poll
+        self._max_broken, self._on_outcome = max_broken, on_outcome
         self._resume = resume or ResumePolicy()
         self._interrupted: set[str] = set()
-        self._ran = 0
-        self._trial_ids: set[str] = set()
-        self._slowest: list[Outcome] = []
-        self._rejected = 0
-        self._broken = 0
+        self._tally = Tally()
         self._job, self._reserve_until = (job_id, task_id), reserve_until
         self._left_on: str | None = None
+        self._error: Exception | None = None
         self._presence = Presence(store, self.info, consumer.heartbeat)
 
     # -- configuration and counts, read-only -----------------------------------------------
 
     @property
-    def store(self) -> TrialStore:
-        """Where the trials are."""
+    def store(self) -> RetryingStore:
+        """Where the trials are (through the link that waits out outages)."""
         return self._store
 
     @property
@@ -123,27 +141,32 @@ class Worker:
     @property
     def ran(self) -> int:
         """Attempts this worker ran and recorded."""
-        return self._ran
+        return self._tally.ran
 
     @property
     def trial_ids(self) -> AbstractSet[str]:
         """The trials it ran (ids only: a long-running worker must not keep every outcome)."""
-        return self._trial_ids
+        return self._tally.trial_ids
 
     @property
     def slowest(self) -> list[Outcome]:
         """Its three slowest attempts, slowest first (a copy)."""
-        return list(self._slowest)
+        return list(self._tally.slowest)
 
     @property
     def rejected(self) -> int:
         """Results the store refused because the lease had moved on (a late worker's)."""
-        return self._rejected
+        return self._tally.rejected
 
     @property
     def broken(self) -> int:
         """Broken outcomes recorded (retried ones not counted)."""
-        return self._broken
+        return self._tally.broken
+
+    @property
+    def error(self) -> Exception | None:
+        """The error that ended the worker early, if one did."""
+        return self._error
 
     @property
     def interrupted(self) -> AbstractSet[str]:
@@ -152,9 +175,9 @@ class Worker:
 
     @property
     def is_halted(self) -> bool:
-        """Whether the worker reserves no more trials (interrupted, or ``max_broken`` reached)."""
-        broken_out = self._max_broken is not None and self._broken >= self._max_broken
-        return self._consumer.is_halted or broken_out
+        """Whether the worker reserves no more trials (interrupted, ``max_broken``, an error)."""
+        broken_out = self._max_broken is not None and self._tally.broken >= self._max_broken
+        return self._consumer.is_halted or broken_out or self._error is not None
 
     @property
     def left_on(self) -> str | None:
@@ -189,11 +212,19 @@ class Worker:
         )
 
     async def run(self) -> None:
-        """Run lanes and the reclaimer until every lane is done (drained, halted or cancelled)."""
+        """
+        Run lanes and the reclaimer until every lane is done (drained, halted or cancelled).
+
+        Raises:
+            StoreUnavailable: the store stayed unreachable longer than the outage limit.
+            StoreError: the store failed in a way no retry can mend (a newer schema...).
+            TrialFilesError: this host failed to create trials' files ``max_file_faults``
+                times in a row (the message names the directory).
+        """
         await self._presence.record(starting=True)
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._reclaim_forever)
+                tg.start_soon(self._until_error, self._reclaimer.run_forever)
                 tg.start_soon(self._presence.beat_forever)
                 async with anyio.create_task_group() as lanes:
                     for _ in range(self.consumer.max_concurrency):
@@ -201,9 +232,19 @@ class Worker:
                 tg.cancel_scope.cancel()
         finally:
             await self._presence.record(state=WorkerState.EXITED)
+        if self._error is not None:
+            raise self._error
+
+    async def _until_error(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work``; an error not the trials' own ends the worker: its trials stop, given back."""
+        try:
+            await work()
+        except (StoreError, TrialFilesError) as exc:
+            self._error = self._error or exc
+            self._consumer.interrupt()
 
     async def _lane(self) -> None:
-        await self._run_lane()
+        await self._until_error(self._run_lane)
         if self.is_out_of_time and not self._said_out_of_time:
             self._said_out_of_time = True
             logger.warning("too late to start another trial before the job ends: leaving")
@@ -211,25 +252,30 @@ class Worker:
     async def _run_lane(self) -> None:
         while not self.is_halted and not self.is_out_of_time:
             skip = () if self._follow else self._interrupted
-            lease = await self.store.reserve(
-                self.name, host=self.host, skip=skip, hold=self._follow
-            )
+            lease = await self._leasing.reserve(skip=skip, hold=self._follow)
             if lease is None:
-                if not self._follow and await self._is_drained():
+                if not self._follow and await self._leasing.is_drained(self._interrupted):
                     return
                 await anyio.sleep(self._poll)
                 continue
-            if not self._follow and lease.trial_id in self._interrupted:
-                await self._hand_back(lease, "its script interrupted itself earlier here")
-                continue
-            await self._run_lease(lease)
+            try:
+                await self._run(lease)
+            finally:
+                self._leasing.done(lease)
 
-    async def _run_lease(self, lease: Lease) -> None:
+    async def _run(self, lease: Lease) -> None:
+        if not self._follow and lease.trial_id in self._interrupted:
+            await self._leasing.hand_back(lease, "its script interrupted itself earlier here")
+            return
         try:
             outcome = preempted(await self.consumer.run(lease), self._left_on)
+        except TrialFilesError as exc:
+            await self._leasing.give_back(lease, exc)
+            return
         except BaseException as exc:  # nothing ran (or the caller's error): nothing kept
-            await self._hand_back(lease, f"{type(exc).__name__}: {exc}")
+            await self._leasing.hand_back(lease, f"{type(exc).__name__}: {exc}")
             raise
+        self._leasing.started()
         if interrupted_itself(outcome):
             self._interrupted.add(outcome.trial_id)
         delay = retry_delay(self.consumer.retry, outcome, halted=self.is_halted)
@@ -239,62 +285,13 @@ class Worker:
             with anyio.CancelScope(shield=True):
                 hold = 0.0 if requeue else self._resume.hold(outcome)
                 await self.store.finish(lease, outcome, requeue=requeue, hold=hold)
-        except LeaseLost:
-            self._rejected += 1
-            logger.warning(
-                "result not recorded: another worker has the trial now",
-                extra={"trial_id": lease.trial_id},
-            )
+        except LeaseLost as exc:
+            self._tally.rejected += 1
+            logger.warning("result not recorded: %s", exc, extra={"trial_id": lease.trial_id})
             return
         if delay is not None:
             log_retry(outcome, delay)
             await anyio.sleep(delay)
-        self._broken += outcome.status is Status.BROKEN and not requeue
-        self._count(outcome)
+        self._tally.count(outcome, broken=outcome.status is Status.BROKEN and not requeue)
         if self._on_outcome is not None:
             self._on_outcome(outcome)
-
-    async def _hand_back(self, lease: Lease, why: str) -> None:
-        """Give a trial back to the queue, not held (its attempt records why)."""
-        message = f"not run: {why}"
-        outcome = Outcome(
-            trial_id=lease.trial_id,
-            attempt=lease.trial.attempt,
-            status=Status.INTERRUPTED,
-            reason=Reason.CANCELLED,
-            message=message,
-        )
-        with anyio.CancelScope(shield=True), contextlib.suppress(LeaseLost):
-            await self.store.finish(lease, outcome)
-
-    def _count(self, outcome: Outcome) -> None:
-        self._ran += 1
-        self._trial_ids.add(outcome.trial_id)
-        if outcome.duration is not None:
-            self._slowest.append(outcome)
-            self._slowest.sort(key=lambda o: o.duration or 0.0, reverse=True)
-            del self._slowest[3:]
-
-    async def _is_drained(self) -> bool:
-        counts = await self.store.counts()
-        waiting = (TrialStatus.NEW, TrialStatus.INTERRUPTED, TrialStatus.RESERVED)
-        left = sum(counts.get(status, 0) for status in waiting)
-        if self._interrupted and left:
-            # the trials this worker will not start again are not waiting for it
-            mine = await self.store.counts(self._interrupted)
-            left -= mine[TrialStatus.INTERRUPTED]
-        return left == 0
-
-    async def _reclaim_forever(self) -> None:
-        interval = self.consumer.heartbeat
-        while True:
-            try:
-                reclaimed = await self.store.reclaim_stale(self._lost_after * interval)
-            except Exception as exc:  # noqa: BLE001 - the store may be down for a moment
-                logger.warning("could not reclaim stale leases: %r", exc)
-            else:
-                for trial_id in reclaimed:
-                    logger.warning(
-                        "reclaimed from a worker that stopped beating", extra={"trial_id": trial_id}
-                    )
-            await anyio.sleep(interval)

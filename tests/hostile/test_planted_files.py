@@ -30,7 +30,7 @@ STUCK_AFTER = 3.0
 
 _PLANT_FIFO = """
 import os, sys, time
-path = os.path.join(os.environ["ORION_WORKING_DIR"], sys.argv[1])
+path = os.path.join(os.path.dirname(os.environ["ORION_RESULTS_PATH"]), sys.argv[1])
 if os.path.lexists(path):
     os.remove(path)
 os.mkfifo(path)
@@ -40,7 +40,7 @@ open(os.environ["ORION_RESULTS_PATH"], "w").write("1.0")
 
 _PLANT_LINK = """
 import os, sys
-path = os.path.join(os.environ["ORION_WORKING_DIR"], sys.argv[1])
+path = os.path.join(os.path.dirname(os.environ["ORION_RESULTS_PATH"]), sys.argv[1])
 os.remove(path)
 os.symlink(sys.argv[2], path)
 open(os.environ["ORION_RESULTS_PATH"], "w").write("1.0")
@@ -98,7 +98,9 @@ async def test_fifo_as_stderr_log_does_not_freeze_the_consumer(
 ) -> None:
     """A script that leaves a FIFO in place of stderr.log still gets its outcome at once."""
     consumer = make_consumer([*python(_PLANT_FIFO), "stderr.log"])
-    with rescued_from(tmp_path / "trials" / "default" / "t" / "stderr.log") as rescued:
+    with rescued_from(
+        tmp_path / "trials" / "default" / "t" / "attempts" / "1" / "stderr.log"
+    ) as rescued:
         outcome = await consumer.run(Trial(id="t"))
     assert not rescued.is_set(), "the consumer was stuck opening the FIFO"
     assert outcome.status is Status.COMPLETED
@@ -111,7 +113,9 @@ async def test_fifo_as_metrics_file_does_not_freeze_the_consumer(
     """A script that leaves a FIFO in place of its metrics file does not stop the event loop."""
     metrics: list[Metric] = []
     consumer = make_consumer([*python(_PLANT_FIFO), "metrics.jsonl"], on_metric=metrics.append)
-    with rescued_from(tmp_path / "trials" / "default" / "t" / "metrics.jsonl") as rescued:
+    with rescued_from(
+        tmp_path / "trials" / "default" / "t" / "attempts" / "1" / "metrics.jsonl"
+    ) as rescued:
         outcome = await consumer.run(Trial(id="t"))
     assert not rescued.is_set(), "the consumer was stuck opening the FIFO"
     assert outcome.status is Status.COMPLETED

@@ -57,7 +57,7 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     opened: list[TrialStore] = []
     schemas: list[str] = []
 
-    async def make(max_lost: int = 3) -> TrialStore:
+    async def make(max_lost: int = 3) -> TrialStore:  # the contract tests were written for 3
         store: TrialStore
         if kind == "memory":
             store = MemoryStore(max_lost=max_lost)

@@ -122,8 +122,9 @@ async def test_reserve_picks_through_the_pending_index(schema: str) -> None:
     try:
         await conn.execute(f"UPDATE {schema}.trials SET status = 'completed' WHERE seq <= 2900")
         await conn.execute(f"ANALYZE {schema}.trials")
-        pick = PICK.format(s=schema).replace("$4::boolean", "true")
-        plan = await conn.fetch(f"EXPLAIN {pick.replace('$3::text[]', 'ARRAY[]::text[]')}")
+        pick = PICK.format(s=schema).replace("$4::boolean", "true")  # a busy worker's pick:
+        pick = pick.replace("$6::boolean", "false").replace("$3::text[]", "ARRAY[]::text[]")
+        plan = await conn.fetch(f"EXPLAIN {pick}")
     finally:
         await conn.close()
     assert "trials_pending" in "\n".join(row[0] for row in plan)

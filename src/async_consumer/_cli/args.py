@@ -90,6 +90,8 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
     how.add_argument(
         "--max-broken", type=positive_int, help="start no more trials after this many broke"
     )
+    outage = "seconds to wait for an unreachable store before giving up (default 300)"
+    how.add_argument("--store-outage-limit", type=seconds, default=300.0, help=outage)
     how.add_argument(
         "--retries",
         type=count,

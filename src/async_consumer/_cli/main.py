@@ -8,10 +8,12 @@ Exit status: 0 when every trial completed, 1 when some did not (or on a library 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 
 import anyio
@@ -23,7 +25,8 @@ from .._models import Trial, TrialStatus
 from .._resume import ResumePolicy
 from .._signals import handle_signals
 from .._worker import Worker
-from ..stores import TrialStore, store_from_url
+from ..stores import TrialStore, open_store, store_from_url
+from ..stores._retrying import Outage, RetryingStore
 from .advice import advice, parse_rerun
 from .args import build_parser, consumer_from, default_store_url, slot_demand
 from .checks import UsageError, writable_dir
@@ -74,6 +77,15 @@ def _make_worker(
     )
 
 
+@asynccontextmanager
+async def _linked_store(args: argparse.Namespace, url: str) -> AsyncIterator[RetryingStore]:
+    """The store a worker uses: opened, and every call retried while it is unreachable."""
+    outage = Outage(args.store_outage_limit)
+    store = await outage.call(lambda: open_store(url))
+    async with RetryingStore(store, outage=outage) as linked:
+        yield linked
+
+
 async def _work(
     args: argparse.Namespace,
     store: TrialStore,
@@ -98,14 +110,31 @@ async def _work(
     worker = _make_worker(args, store, consumer, view, place)
     watch = handle_signals(consumer) if place is None else handle_worker_signals(worker, early)
     async with consumer, watch as signals:
-        with view.progress(await store.counts(ids), lambda: len(consumer.running)):
+        progress = view.progress(await store.counts(ids), lambda: len(consumer.running))
+        # the worker's error is raised below, outside the signal handler's task group
+        with progress, contextlib.suppress(ConsumerError):
             await worker.run()
+    if worker.error is not None:
+        raise worker.error
+    return await _conclude(store, view, worker, ids, follow=follow, interrupted=bool(signals))
+
+
+async def _conclude(
+    store: TrialStore,
+    view: View,
+    worker: Worker,
+    ids: list[str] | None,
+    *,
+    follow: bool,
+    interrupted: bool,
+) -> int:
+    """The end of a run or a worker: the summary, a line of advice per kind, the exit status."""
     final = await store.list()
     if ids is not None:  # run: what this parameter set is, not everything in the store
         wanted = set(ids)
         final = [t for t in final if t.id in wanted]
     view.summary(final, worker)
-    if signals:
+    if interrupted:
         return EXIT_INTERRUPTED
     counts = await store.counts(ids if ids is not None else worker.trial_ids)
     for line in advice(counts, follow=follow):
@@ -120,7 +149,7 @@ async def _run(args: argparse.Namespace, view: View) -> int:
     for trial in _load_trials(args):  # nor for bad parameters or unknown placeholders
         consumer.check(trial)
     rerun = parse_rerun(args.rerun) if args.rerun else frozenset()
-    async with store_from_url(args.store or default_store_url(args.experiment)) as store:
+    async with _linked_store(args, args.store or default_store_url(args.experiment)) as store:
         args.experiment_version, note = await experiment_version(args, store)
         if note:
             view.note(note)
@@ -150,7 +179,7 @@ async def _add(args: argparse.Namespace, view: View) -> int:
 async def _worker(args: argparse.Namespace, view: View) -> int:
     with early_signals() as early:
         place = await placement_of(args, os.environ)
-        async with store_from_url(args.store) as store:
+        async with _linked_store(args, args.store) as store:
             return await _work(args, store, view, place=place, early=early)
 
 

@@ -2,8 +2,10 @@
 The beat loop beside each running trial: prove to the store that the trial is still ours.
 
 Each call is bounded, so a hanging store cannot hold the loop; a failed beat is retried sooner
-than the next regular one, so a single slow call never lets the lease expire; ``LeaseLost`` or
-too many failures in a row end the trial as lost.
+than the next regular one, so a single slow call never lets the lease expire. ``LeaseLost``, too
+many errors in a row, or no beat getting through for as long as a lease lives (``max_failures``
+intervals: an unreachable or hanging store) end the trial as lost; an outage shorter than that
+costs the trial nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Protocol
 
 import anyio
 
-from .._errors import LeaseLost
+from .._errors import LeaseLost, StoreUnavailable
 from .._models import Lease
 
 __all__ = ["HeartbeatTarget", "beat"]
@@ -43,27 +45,55 @@ async def beat(
 
     The first beat comes one interval after the start (the reservation itself counts as one).
     """
-    failures = 0
-    retry = interval / 3
-    next_at = anyio.current_time() + interval
+    state = _Beats(interval, max_failures, lease.trial_id)
     while True:
-        await anyio.sleep(max(0.0, next_at - anyio.current_time()))
+        await anyio.sleep(max(0.0, state.next_at - anyio.current_time()))
+        began = anyio.current_time()
         try:
-            with anyio.fail_after(retry):
+            with anyio.fail_after(state.retry):
                 await target.heartbeat(lease)
         except LeaseLost as exc:
             on_lost(str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - any store failure is retried, then the trial is lost
-            failures += 1
-            problem = "timed out" if isinstance(exc, TimeoutError) else f"{exc!r}"
-            extra = {"trial_id": lease.trial_id}
-            logger.warning("heartbeat %d/%d %s", failures, max_failures, problem, extra=extra)
-            if failures >= max_failures:
-                on_lost(f"{failures} heartbeats failed in a row, the last {problem}")
+            lost = state.failed(exc)
+            if lost is not None:
+                on_lost(lost)
                 return
-            next_at = anyio.current_time() + retry
         else:
-            failures = 0
-            next_at += interval
-            next_at = max(next_at, anyio.current_time())
+            state.succeeded(began)
+
+
+class _Beats:
+    """When the next beat is due, and whether the failures so far mean the lease is lost."""
+
+    def __init__(self, interval: float, max_failures: int, trial_id: str) -> None:
+        self.interval, self.max_failures, self.trial_id = interval, max_failures, trial_id
+        self.retry = interval / 3
+        self.failures = 0  # errors in a row (an unreachable store or a hang not counted)
+        self.last_ok = anyio.current_time()
+        self.next_at = self.last_ok + interval
+
+    def failed(self, exc: Exception) -> str | None:
+        """Note a failed beat; why the trial is lost, or ``None`` to retry in a third."""
+        problem = "timed out" if isinstance(exc, TimeoutError) else f"{exc!r}"
+        # an unreachable store is logged once by the worker's store link, not once a trial
+        if not isinstance(exc, TimeoutError | StoreUnavailable):
+            self.failures += 1
+            extra = {"trial_id": self.trial_id}
+            logger.warning(
+                "heartbeat %d/%d %s", self.failures, self.max_failures, problem, extra=extra
+            )
+        silent = anyio.current_time() - self.last_ok
+        if self.failures >= self.max_failures:
+            return f"{self.failures} heartbeats failed in a row, the last {problem}"
+        if silent >= self.interval * self.max_failures:
+            return f"no heartbeat got through for {silent:.1f} s, the last {problem}"
+        self.next_at = anyio.current_time() + self.retry
+        return None
+
+    def succeeded(self, began: float) -> None:
+        """Note a beat that got through (it began at ``began``)."""
+        self.failures = 0
+        self.last_ok = began
+        self.next_at = max(self.next_at + self.interval, anyio.current_time())

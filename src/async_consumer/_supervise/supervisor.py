@@ -7,6 +7,7 @@ to be watched; the watchdog process is started with the first script, if asked f
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from .metrics import MetricCallback, MetricsTail, follow
 from .process import ChildProcess, Exit
 from .running import Running, Watchers
 from .watchdog import Watchdog
+
+logger = logging.getLogger("async_consumer")
 
 __all__ = ["Supervision", "Supervisor"]
 
@@ -176,10 +179,30 @@ class Supervisor:
 
     async def stop(self, trial_id: str) -> bool:
         """Stop a running trial; ``True`` once it is gone, ``False`` if it was not running."""
+        abort = Abort(Status.INTERRUPTED, Reason.STOPPED, "stopped by the orchestrator")
+        return await self._stop_as(trial_id, abort)
+
+    async def supersede(self, lease: Lease) -> None:
+        """
+        Stop this consumer's run of a trial the store has just leased to it again, if any.
+
+        The store gives a trial out again only once the running attempt's lease is gone, so that
+        run's result could never be recorded: it is stopped as lost, and its processes are gone
+        before the new attempt starts. One run of a trial at a time; the newest lease counts.
+        """
+        if lease.trial_id not in self._running:
+            return
+        message = (
+            f"the store leased the trial again (attempt {lease.token}): this run's lease is gone"
+        )
+        logger.warning("%s; stopping it", message, extra={"trial_id": lease.trial_id})
+        await self._stop_as(lease.trial_id, Abort(Status.LOST, Reason.LEASE_LOST, message))
+
+    async def _stop_as(self, trial_id: str, abort: Abort) -> bool:
         running = self._running.get(trial_id)
         if running is None:
             return False
-        running.abort_with(Abort(Status.INTERRUPTED, Reason.STOPPED, "stopped by the orchestrator"))
+        running.abort_with(abort)
         if running.done is None:
             running.done = anyio.Event()
         await running.done.wait()

@@ -38,7 +38,7 @@ def prepare_files(
     paths: TrialPaths, params: bytes, config: bytes | None, made: set[Path] | None = None
 ) -> None:
     """
-    Create the working directory (0700) and the files the script is promised.
+    Create the trial's working directory and the attempt's (0700), and the promised files.
 
     ``made`` remembers the parent directories already created, to spare a system call per
     trial (creating files is the consumer's main cost for a short trial). The logs are created
@@ -49,36 +49,34 @@ def prepare_files(
         parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if made is not None:
             made.add(parent)
-    try:
-        paths.working_dir.mkdir(mode=0o700)
-    except FileExistsError:
-        _clean(paths)  # a retry, or a resumed trial: start from a clean slate
+    attempt_dir = paths.results.parent
+    _own_dir(paths.working_dir)  # kept as it is: the checkpoints of earlier attempts are there
+    _own_dir(attempt_dir.parent)
+    if not _own_dir(attempt_dir):
+        # the same attempt again (a trial run twice outside a store): start from a clean slate
+        shutil.rmtree(attempt_dir)
+        attempt_dir.mkdir(mode=0o700)
     _write(paths.params, params)
     _write(paths.results, b"")  # Orion's client refuses to import if the file is missing
     if config is not None and paths.config is not None:
         _write(paths.config, config)
 
 
-def _clean(paths: TrialPaths) -> None:
-    """Remove what an earlier attempt left where this one's files go (even a directory)."""
-    if paths.working_dir.is_symlink() or not paths.working_dir.is_dir():
-        paths.working_dir.unlink()  # left by a hostile script: never follow it
-        paths.working_dir.mkdir(mode=0o700)
-        return
-    for path in (
-        paths.params,
-        paths.results,
-        paths.metrics,
-        paths.stdout,
-        paths.stderr,
-        paths.config,
-    ):
-        if path is None:
-            continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+def _own_dir(path: Path) -> bool:
+    """
+    Make sure ``path`` is a real directory (0700); return whether it was made just now.
+
+    Whatever a script left in its place (a symlink, a file) is removed, never followed.
+    """
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+            path.mkdir(mode=0o700)
+            return True
+        return False
+    return True
 
 
 def open_log(path: Path) -> BinaryIO:

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from .._models import Trial
 
-__all__ = ["TrialPaths", "safe_name", "trial_paths"]
+__all__ = ["ATTEMPTS", "TrialPaths", "safe_name", "trial_paths"]
 
+ATTEMPTS = "attempts"
+"""The directory, inside a trial's working directory, that holds one directory per attempt."""
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -41,15 +43,22 @@ def safe_name(text: str) -> str:
 
 
 def trial_paths(base_dir: Path, trial: Trial, config_suffix: str | None) -> TrialPaths:
-    """The paths of one attempt; retries keep earlier attempts' logs beside their own."""
+    """
+    The paths of one attempt: the trial's working directory, and the attempt's own files.
+
+    The working directory is the trial's, shared by its attempts, so that checkpoints written
+    there survive a retry or a resumption. The results, metrics, ``params.json``, config and
+    logs are the attempt's, in ``attempts/<n>/`` inside it: a stale run that is still going
+    (a frozen worker's) can never hand its results to another attempt.
+    """
     working_dir = base_dir / safe_name(trial.experiment) / safe_name(trial.id)
-    logs = "" if trial.attempt == 1 else f".attempt-{trial.attempt}"
+    attempt_dir = working_dir / ATTEMPTS / str(trial.attempt)
     return TrialPaths(
         working_dir=working_dir,
-        results=working_dir / "results.json",
-        params=working_dir / "params.json",
-        metrics=working_dir / "metrics.jsonl",
-        stdout=working_dir / f"stdout{logs}.log",
-        stderr=working_dir / f"stderr{logs}.log",
-        config=working_dir / f"config{config_suffix}" if config_suffix else None,
+        results=attempt_dir / "results.json",
+        params=attempt_dir / "params.json",
+        metrics=attempt_dir / "metrics.jsonl",
+        stdout=attempt_dir / "stdout.log",
+        stderr=attempt_dir / "stderr.log",
+        config=attempt_dir / f"config{config_suffix}" if config_suffix else None,
     )

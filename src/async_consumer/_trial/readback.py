@@ -37,10 +37,10 @@ def read_results_below(
     through a symlink, so a script (or a daemon it left behind) that swaps its working directory
     or its experiment's for a link cannot make us read a file from elsewhere, even meanwhile.
     """
-    working_dir = paths.working_dir
-    dir_fd = _open_below(base_dir, working_dir)
+    attempt_dir = paths.results.parent
+    dir_fd = _open_below(base_dir, attempt_dir)
     if dir_fd is None:
-        problem = f"<file>: the working directory {working_dir} was removed or replaced"
+        problem = f"<file>: the attempt's directory {attempt_dir} was removed or replaced"
         return MissingResults(str(paths.results), [problem])
     try:
         return read_results(paths.results, max_bytes=max_bytes, dir_fd=dir_fd)

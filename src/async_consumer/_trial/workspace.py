@@ -7,6 +7,7 @@ from typing import BinaryIO
 
 import anyio
 
+from .._errors import TrialFilesError
 from .files import prepare_logs
 from .offload import Offload
 from .plan import Plan
@@ -29,7 +30,12 @@ class TrialFiles:
         self._held: dict[Path, anyio.Event | None] = {}  # the event made only for a waiter
 
     async def prepare(self, plan: Plan) -> tuple[BinaryIO, BinaryIO]:
-        """Create the attempt's files; return its two logs, open for the child."""
+        """
+        Create the attempt's files; return its two logs, open for the child.
+
+        Raises:
+            TrialFilesError: they could not be created (the host's fault, not the trial's).
+        """
         working_dir = plan.paths.working_dir
         while working_dir in self._held:  # the same files, still being read
             event = self._held[working_dir]
@@ -37,9 +43,13 @@ class TrialFiles:
                 event = self._held[working_dir] = anyio.Event()
             await event.wait()
         paths = plan.paths
-        return await self._offload.run(
-            prepare_logs, paths, plan.params_json, plan.config_bytes, self._made_dirs
-        )
+        try:
+            return await self._offload.run(
+                prepare_logs, paths, plan.params_json, plan.config_bytes, self._made_dirs
+            )
+        except OSError as exc:
+            # a full or read-only disk, too many open files: this host's fault, not the trial's
+            raise TrialFilesError(str(paths.working_dir), exc) from exc
 
     def hold(self, working_dir: Path) -> None:
         """Keep other attempts out of ``working_dir`` until :meth:`release`."""

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from ._open import open_store as open_store
 from ._open import store_from_url as store_from_url
 from ._protocol import TrialStore as TrialStore
+from ._retrying import Outage as Outage
+from ._retrying import RetryingStore as RetryingStore
 from .memory import MemoryStore as MemoryStore
 from .sqlite import SQLiteStore as SQLiteStore
 
@@ -21,7 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MemoryStore",
+    "Outage",
     "PostgresStore",
+    "RetryingStore",
     "SQLiteStore",
     "TrialStore",
     "open_store",

@@ -6,19 +6,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from ._protocol import TrialStore
+from ._rules import DEFAULT_MAX_LOST
 from .memory import MemoryStore
 from .sqlite import SQLiteStore, path_from_url
 
 __all__ = ["open_store", "store_from_url"]
 
 
-async def open_store(url: str, *, max_lost: int = 3) -> TrialStore:
+async def open_store(url: str, *, max_lost: int = DEFAULT_MAX_LOST) -> TrialStore:
     """
     Open the store a URL names; the caller must close it (``aclose`` or ``async with``).
 
     Args:
         url: ``memory:``, ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, or
-            ``postgresql://user@host:port/database`` (optionally ``?schema=name``).
+            ``postgresql://user@host:port/database`` (optionally ``?schema=name`` and
+            ``?pool_size=N``).
         max_lost: how many times a trial may lose its lease before it is marked broken.
 
     Raises:
@@ -38,7 +40,9 @@ async def open_store(url: str, *, max_lost: int = 3) -> TrialStore:
 
 
 @asynccontextmanager
-async def store_from_url(url: str, *, max_lost: int = 3) -> AsyncIterator[TrialStore]:
+async def store_from_url(
+    url: str, *, max_lost: int = DEFAULT_MAX_LOST
+) -> AsyncIterator[TrialStore]:
     """
     Open the store a URL names for the duration of an ``async with`` block.
 

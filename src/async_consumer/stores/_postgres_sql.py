@@ -38,7 +38,9 @@ CREATE TABLE {s}.workers (
 );
 """
 """Who runs the trials: each worker's host, job, task, trials running and last beat."""
-MIGRATIONS: tuple[str, ...] = (TABLES_V1, JOURNEY_V2, WORKERS_V3)
+HOLDERS_V4 = "ALTER TABLE {s}.trials ADD COLUMN holder text NOT NULL DEFAULT ''"
+"""Version 4: who holds each lease (host/pid/process start), so a dead local holder is seen."""
+MIGRATIONS: tuple[str, ...] = (TABLES_V1, JOURNEY_V2, WORKERS_V3, HOLDERS_V4)
 """The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
 schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
 that a store written by an earlier release opens in this one. ``{s}`` is the quoted schema."""
@@ -54,10 +56,11 @@ _TRIALS = """
 PICK = """
     SELECT seq FROM {s}.trials WHERE status IN ('new', 'interrupted')
     AND (NOT $4::boolean OR not_before IS NULL OR not_before <= now())
-    AND NOT (id = ANY($3::text[]))
+    AND NOT (id = ANY($3::text[])) AND ($6::boolean OR lost_count = 0)
     ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"""
 """How ``reserve`` picks a trial: the first entry of the partial index of pending trials that no
-other transaction holds, however many finished trials the table has."""
+other transaction holds, however many finished trials the table has (without ``$6``, trials
+that lost a lease before are passed over)."""
 _QUERIES = {
     "lock": "SELECT pg_advisory_xact_lock(hashtext($1))",
     "create_schema": "CREATE SCHEMA IF NOT EXISTS {s}",
@@ -72,13 +75,22 @@ _QUERIES = {
     "reserve": """
         WITH leased AS (
             UPDATE {s}.trials SET status = 'reserved', token = token + 1, worker = $1,
-                heartbeat_at = now(), not_before = NULL
-            WHERE seq = ({pick}) RETURNING id, trial, token, heartbeat_at
+                holder = $5, heartbeat_at = now(), not_before = NULL
+            WHERE seq = ({pick}) RETURNING id, trial, token, heartbeat_at, lost_count
         ), attempt AS (
             INSERT INTO {s}.attempts (trial_id, number, token, worker, host, reserved_at,
                 heartbeat_at)
             SELECT id, token, token, $1, $2, heartbeat_at, heartbeat_at FROM leased
-        ) SELECT trial, token FROM leased""",
+        ) SELECT trial, token, lost_count FROM leased""",
+    "held": """
+        SELECT id, token, holder FROM {s}.trials
+        WHERE status = 'reserved' AND starts_with(holder, $1) AND holder != ''""",
+    "reclaim_leases": """
+        UPDATE {s}.trials AS t SET lost_count = t.lost_count + 1,
+            status = CASE WHEN t.lost_count + 1 > $1 THEN 'broken' ELSE 'interrupted' END
+        FROM unnest($2::text[], $3::integer[]) AS u (id, token)
+        WHERE t.id = u.id AND t.token = u.token AND t.status = 'reserved'
+        RETURNING t.id, t.token""",
     "beat": """
         WITH beat AS (
             UPDATE {s}.trials SET heartbeat_at = now()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -11,7 +11,10 @@ from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Lease, Outcome, StoredTrial, Trial, TrialStatus
 
-__all__ = ["StoreBase", "TrialStore"]
+__all__ = ["HeldLease", "StoreBase", "TrialStore"]
+
+HeldLease = tuple[str, int, str]
+"""A current lease as ``(trial id, token, holder)``; the holder is ``host/pid/start``."""
 
 
 class TrialStore(Protocol):
@@ -29,14 +32,31 @@ class TrialStore(Protocol):
         ...
 
     async def reserve(
-        self, worker: str, *, host: str = "", skip: Collection[str] = (), hold: bool = True
+        self,
+        worker: str,
+        *,
+        host: str = "",
+        skip: Collection[str] = (),
+        hold: bool = True,
+        holder: str = "",
+        suspects: bool = True,
     ) -> Lease | None:
         """
         Lease the oldest new or interrupted trial, or return ``None`` if there is none.
 
         Trials in ``skip`` are passed over; so is a trial held back by ``finish(..., hold=)``
         until its time comes, unless ``hold`` is false (a researcher's explicit rerun).
+        ``holder`` names the holding process (see ``HeldLease``); without ``suspects``, trials
+        that lost a lease before are passed over (a busy worker leaves them to an idle one).
         """
+        ...
+
+    async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
+        """The current leases whose holder starts with ``prefix`` (e.g. ``"host/"``)."""
+        ...
+
+    async def reclaim_leases(self, leases: Sequence[HeldLease], message: str) -> builtins.list[str]:
+        """Interrupt these leases if still current, each as a loss; return the trials' ids."""
         ...
 
     async def heartbeat(self, lease: Lease) -> None:

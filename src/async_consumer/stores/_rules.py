@@ -5,14 +5,21 @@ from __future__ import annotations
 from .._models import Lease, Outcome, Reason, Status, TrialStatus
 
 __all__ = [
+    "DEFAULT_MAX_LOST",
     "PENDING",
     "check_max_lost",
     "check_older_than",
     "check_outcome",
+    "gone_outcome",
     "lost_outcome",
     "settle",
     "settled_status",
 ]
+
+DEFAULT_MAX_LOST = 2
+"""A trial is broken at its third lost lease: as a suspect runs alone after its first, a healthy
+trial loses a lease to a neighbour's crash at most once, and a poison trial that kills every
+worker it runs on is stopped after three deaths."""
 
 PENDING = (TrialStatus.NEW, TrialStatus.INTERRUPTED)
 """The statuses ``reserve`` takes trials from."""
@@ -66,6 +73,17 @@ def settle(
 def lost_outcome(trial_id: str, attempt: int, older_than: float) -> Outcome:
     """The outcome recorded on an attempt whose lease the store reclaimed."""
     message = f"no heartbeat for {older_than:g} s or more; the store reclaimed the lease"
+    return Outcome(
+        trial_id=trial_id,
+        attempt=attempt,
+        status=Status.LOST,
+        reason=Reason.LEASE_LOST,
+        message=message,
+    )
+
+
+def gone_outcome(trial_id: str, attempt: int, message: str) -> Outcome:
+    """The outcome recorded on an attempt whose holding process is known to be gone."""
     return Outcome(
         trial_id=trial_id,
         attempt=attempt,

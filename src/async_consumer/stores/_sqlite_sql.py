@@ -35,7 +35,11 @@ CREATE TABLE workers (
 );
 """
 """Who runs the trials: each worker's host, job, task, trials running and last beat."""
-MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, JOURNEY_V2, WORKERS_V3)
+HOLDERS_V4 = """
+ALTER TABLE trials ADD COLUMN holder TEXT NOT NULL DEFAULT ''
+"""
+"""Version 4: who holds each lease (host/pid/process start), so a dead local holder is seen."""
+MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, JOURNEY_V2, WORKERS_V3, HOLDERS_V4)
 """The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
 schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
 that a store written by an earlier release opens in this one."""
@@ -58,15 +62,17 @@ PICK = f"""
 SELECT seq FROM trials INDEXED BY trials_pending WHERE status IN ('new', 'interrupted')
 AND (NOT :hold OR not_before IS NULL OR not_before <= {NOW})
 AND id NOT IN (SELECT value FROM json_each(:skip))
+AND (:suspects OR lost_count = 0)
 ORDER BY seq LIMIT 1
 """
 """The query ``reserve`` picks a trial with: the first entry of the partial index of pending
 trials, however many finished ones the table holds (without ``INDEXED BY`` and before
-``ANALYZE``, SQLite prefers the status index and sorts every pending trial)."""
+``ANALYZE``, SQLite prefers the status index and sorts every pending trial). Without
+``suspects``, trials that lost a lease before are passed over."""
 RESERVE = f"""
-UPDATE trials SET status = 'reserved', token = token + 1, worker = :worker, heartbeat_at = {NOW},
-    not_before = NULL
-WHERE seq = ({PICK}) RETURNING id, trial, token, heartbeat_at
+UPDATE trials SET status = 'reserved', token = token + 1, worker = :worker, holder = :holder,
+    heartbeat_at = {NOW}, not_before = NULL
+WHERE seq = ({PICK}) RETURNING id, trial, token, heartbeat_at, lost_count
 """
 ATTEMPT = """
 INSERT INTO attempts (trial_id, number, token, worker, host, reserved_at, heartbeat_at)
@@ -86,6 +92,15 @@ RECLAIM = f"""
 UPDATE trials INDEXED BY trials_reserved SET lost_count = lost_count + 1,
     status = CASE WHEN lost_count + 1 > ? THEN 'broken' ELSE 'interrupted' END
 WHERE status = 'reserved' AND heartbeat_at <= {NOW} - ? RETURNING id, token
+"""
+HELD = """
+SELECT id, token, holder FROM trials INDEXED BY trials_reserved
+WHERE status = 'reserved' AND substr(holder, 1, length(:prefix)) = :prefix AND holder != ''
+"""
+RECLAIM_LEASE = """
+UPDATE trials SET lost_count = lost_count + 1,
+    status = CASE WHEN lost_count + 1 > :max_lost THEN 'broken' ELSE 'interrupted' END
+WHERE id = :id AND token = :token AND status = 'reserved' RETURNING id, token
 """
 TRIALS = "SELECT id, trial, status, token, worker, heartbeat_at, lost_count FROM trials"
 COUNTS = "SELECT status, count(*) FROM trials GROUP BY status"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import heapq
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -14,10 +14,19 @@ from .._errors import DuplicateTrial, LeaseLost, TrialNotFound
 from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, StoredTrial, Trial, TrialStatus
-from ._protocol import StoreBase
+from ._protocol import HeldLease, StoreBase
 from ._records import check_hold, check_rerun
 from ._rows import zero_counts
-from ._rules import PENDING, check_max_lost, check_older_than, check_outcome, lost_outcome, settle
+from ._rules import (
+    DEFAULT_MAX_LOST,
+    PENDING,
+    check_max_lost,
+    check_older_than,
+    check_outcome,
+    gone_outcome,
+    lost_outcome,
+    settle,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -31,6 +40,7 @@ class _Record:
     worker: str | None = None
     heartbeat_at: datetime | None = None
     lost_count: int = 0
+    holder: str = ""
     attempts: builtins.list[Attempt] = field(default_factory=builtins.list)
     not_before: datetime | None = None
 
@@ -60,7 +70,7 @@ class MemoryStore(StoreBase):
         max_lost: how many times a trial may lose its lease before it is marked broken.
     """
 
-    def __init__(self, max_lost: int = 3) -> None:
+    def __init__(self, max_lost: int = DEFAULT_MAX_LOST) -> None:
         self._max_lost = check_max_lost(max_lost)
         self._records: dict[str, _Record] = {}
         self._pending: builtins.list[tuple[int, str]] = []
@@ -87,7 +97,14 @@ class MemoryStore(StoreBase):
         return len(fresh)
 
     async def reserve(
-        self, worker: str, *, host: str = "", skip: Collection[str] = (), hold: bool = True
+        self,
+        worker: str,
+        *,
+        host: str = "",
+        skip: Collection[str] = (),
+        hold: bool = True,
+        holder: str = "",
+        suspects: bool = True,
     ) -> Lease | None:
         """Lease the oldest new or interrupted trial; see ``TrialStore.reserve``."""
         await anyio.lowlevel.checkpoint()
@@ -99,17 +116,40 @@ class MemoryStore(StoreBase):
                 if record.status not in PENDING:
                     continue  # a stale entry: the trial was reserved since
                 held = hold and record.not_before is not None and record.not_before > now
-                if held or record.trial.id in skip:
+                suspect = not suspects and record.lost_count  # left for an idle worker
+                if held or suspect or record.trial.id in skip:
                     passed.append(entry)
                     continue
+                record.holder = holder
                 return self._lease(record, worker, host)
             return None
         finally:
             for entry in passed:
                 heapq.heappush(self._pending, entry)
 
+    async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
+        """The current leases held from ``prefix``; see ``TrialStore.held_leases``."""
+        await anyio.lowlevel.checkpoint()
+        return [
+            (r.trial.id, r.token, r.holder)
+            for r in self._records.values()
+            if r.status is TrialStatus.RESERVED and r.holder and r.holder.startswith(prefix)
+        ]
+
+    async def reclaim_leases(self, leases: Sequence[HeldLease], message: str) -> builtins.list[str]:
+        """Interrupt these leases if still current; see ``TrialStore.reclaim_leases``."""
+        await anyio.lowlevel.checkpoint()
+        taken = []
+        for trial_id, token, _ in leases:
+            record = self._records.get(trial_id)
+            if record and record.status is TrialStatus.RESERVED and record.token == token:
+                self._settle(record, gone_outcome(trial_id, len(record.attempts), message))
+                taken.append(trial_id)
+        return taken
+
     def _lease(self, record: _Record, worker: str, host: str) -> Lease:
         now = datetime.now(UTC)
+        lost = record.lost_count
         record.status, record.worker, record.heartbeat_at = TrialStatus.RESERVED, worker, now
         record.not_before = None
         record.token += 1
@@ -124,7 +164,7 @@ class MemoryStore(StoreBase):
         )
         record.attempts.append(attempt)
         trial = record.trial.model_copy(update={"attempt": number})
-        return Lease(trial=trial, token=record.token, worker=worker)
+        return Lease(trial=trial, token=record.token, worker=worker, lost_count=lost)
 
     def _held(self, lease: Lease) -> _Record:
         record = self._records.get(lease.trial_id)

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import builtins
 from collections import Counter
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Self
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-import asyncpg
 
 from .._errors import DuplicateTrial, LeaseLost, StoreError, TrialNotFound
 from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _postgres_sql as queries
-from ._protocol import StoreBase
+from ._postgres_link import DEFAULT_POOL_SIZE, DRIVER_ERRORS, connect_pool, split_url, translate
+from ._protocol import HeldLease, StoreBase
 from ._records import check_hold, check_rerun, dump_experiment, load_experiment
 from ._rows import (
     dump_trial,
@@ -28,21 +26,19 @@ from ._rows import (
     worker_row,
     zero_counts,
 )
-from ._rules import check_max_lost, check_older_than, check_outcome, lost_outcome, settled_status
+from ._rules import (
+    DEFAULT_MAX_LOST,
+    check_max_lost,
+    check_older_than,
+    check_outcome,
+    gone_outcome,
+    lost_outcome,
+    settled_status,
+)
 
-__all__ = ["PostgresStore"]
+__all__ = ["DEFAULT_POOL_SIZE", "PostgresStore"]
 
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 _DEFAULT = "async_consumer"
-
-
-def _split_url(url: str) -> tuple[str, str | None]:
-    """Take the ``schema`` parameter out of a URL; asyncpg would send it to the server."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((value for key, value in query if key == "schema"), None)
-    rest = urlencode([(key, value) for key, value in query if key != "schema"])
-    return urlunsplit(parts._replace(query=rest)), schema
 
 
 class PostgresStore(StoreBase):
@@ -55,7 +51,7 @@ class PostgresStore(StoreBase):
     """
 
     def __init__(
-        self, pool: Any, *, schema: str, max_lost: int = 3, owns_pool: bool = False
+        self, pool: Any, *, schema: str, max_lost: int = DEFAULT_MAX_LOST, owns_pool: bool = False
     ) -> None:
         """
         Use a pool whose schema :meth:`open` has prepared; prefer :meth:`open`.
@@ -78,25 +74,28 @@ class PostgresStore(StoreBase):
         dsn: str | Any,
         *,
         schema: str | None = None,
-        max_lost: int = 3,
-        max_connections: int = 10,
+        max_lost: int = DEFAULT_MAX_LOST,
+        max_connections: int | None = None,
     ) -> Self:
         """
         Connect, create or migrate the store's tables, and return the store.
 
         Args:
-            dsn: a ``postgresql://`` URL (``?schema=name`` picks the schema), or an
-                ``asyncpg.Pool`` that the caller keeps and closes.
+            dsn: a ``postgresql://`` URL (``?schema=name`` picks the schema,
+                ``?pool_size=N`` the size of the pool), or an ``asyncpg.Pool`` that the caller
+                keeps and closes.
             schema: the PostgreSQL schema for the tables; default ``async_consumer``.
             max_lost: how many times a trial may lose its lease before it is marked broken.
-            max_connections: the size of the pool this opens.
+            max_connections: the size of the pool this opens (default: the URL's
+                ``pool_size``, else 2).
         """
-        url, from_url = _split_url(dsn) if isinstance(dsn, str) else ("", None)
+        url, from_url, size = split_url(dsn) if isinstance(dsn, str) else ("", None, None)
+        max_connections = max_connections or size or DEFAULT_POOL_SIZE
         name = schema or from_url or _DEFAULT
         # refuse bad arguments before connecting, so that no pool is left open
         queries.quote(name)
         check_max_lost(max_lost)
-        pool = await _connect(url, max_connections) if url else dsn
+        pool = await connect_pool(url, max_connections) if url else dsn
         store = cls(pool, schema=name, max_lost=max_lost, owns_pool=bool(url))
         try:
             await store._migrate()
@@ -127,12 +126,14 @@ class PostgresStore(StoreBase):
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
+        connected = False
         try:
             async with self._pool.acquire() as conn:
+                connected = True
                 yield conn
-        except _DRIVER_ERRORS as exc:
-            msg = f"PostgreSQL store: {exc}"
-            raise StoreError(msg) from exc
+        except DRIVER_ERRORS as exc:
+            what = "PostgreSQL store" if connected else "cannot connect to the PostgreSQL store"
+            raise translate(exc, what) from exc
 
     async def add(self, trials: Iterable[Trial], *, exist_ok: bool = False) -> int:
         """Add new trials, all or none; see ``TrialStore.add``."""
@@ -150,15 +151,38 @@ class PostgresStore(StoreBase):
         return len(rows)
 
     async def reserve(
-        self, worker: str, *, host: str = "", skip: Collection[str] = (), hold: bool = True
+        self,
+        worker: str,
+        *,
+        host: str = "",
+        skip: Collection[str] = (),
+        hold: bool = True,
+        holder: str = "",
+        suspects: bool = True,
     ) -> Lease | None:
         """Lease the oldest new or interrupted trial; see ``TrialStore.reserve``."""
+        args = (worker, host, builtins.list(skip), hold, holder, suspects)
         async with self._connection() as conn:
-            row = await conn.fetchrow(self._q["reserve"], worker, host, builtins.list(skip), hold)
+            row = await conn.fetchrow(self._q["reserve"], *args)
         if row is None:
             return None
-        text, token = row
-        return Lease(trial=load_trial(text, token), token=token, worker=worker)
+        text, token, lost = row
+        return Lease(trial=load_trial(text, token), token=token, worker=worker, lost_count=lost)
+
+    async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
+        """The current leases held from ``prefix``; see ``TrialStore.held_leases``."""
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._q["held"], prefix)
+        return [(trial_id, token, holder) for trial_id, token, holder in rows]
+
+    async def reclaim_leases(self, leases: Sequence[HeldLease], message: str) -> builtins.list[str]:
+        """Interrupt these leases if still current; see ``TrialStore.reclaim_leases``."""
+        ids, tokens = [lease[0] for lease in leases], [lease[1] for lease in leases]
+        async with self._connection() as conn, conn.transaction():
+            rows = await conn.fetch(self._q["reclaim_leases"], self._max_lost, ids, tokens)
+            ends = [(gone_outcome(i, n, message).model_dump_json(), i, n) for i, n in rows]
+            await conn.executemany(self._q["end"], ends)
+        return [trial_id for trial_id, _ in rows]
 
     async def heartbeat(self, lease: Lease) -> None:
         """Record that the lease's holder is alive; see ``TrialStore.heartbeat``."""
@@ -267,20 +291,3 @@ def _check_clashes(clashes: builtins.list[Trial], known: dict[str, str], *, exis
     for trial in clashes:
         if not (exist_ok and same_params(known[trial.id], trial)):
             raise DuplicateTrial(trial.id)
-
-
-async def _connect(url: str, max_connections: int) -> Any:
-    try:
-        pool = asyncpg.create_pool(url, min_size=1, max_size=max_connections, reset=_keep_session)
-        return await pool
-    except _DRIVER_ERRORS as exc:
-        msg = f"cannot connect to the PostgreSQL store: {exc}"
-        raise StoreError(msg) from exc
-
-
-async def _keep_session(conn: Any) -> None:
-    """
-    Skip asyncpg's ``RESET ALL`` round trip on every release: the store sets no session state.
-
-    (Its one lock is transaction-scoped; asyncpg still rolls back an open transaction.)
-    """

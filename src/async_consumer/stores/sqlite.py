@@ -6,19 +6,19 @@ import builtins
 import json
 import random
 import sqlite3
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import anyio
 import anyio.lowlevel
 
-from .._errors import DuplicateTrial, LeaseLost, StoreError, TrialNotFound
+from .._errors import DuplicateTrial, LeaseLost, TrialNotFound
 from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _sqlite_sql as queries
-from ._protocol import StoreBase
+from ._protocol import HeldLease, StoreBase
 from ._records import check_hold, check_rerun, dump_experiment, load_experiment
 from ._rows import (
     dump_trial,
@@ -30,72 +30,20 @@ from ._rows import (
     worker_row,
     zero_counts,
 )
-from ._rules import check_max_lost, check_older_than, check_outcome, lost_outcome, settled_status
+from ._rules import (
+    DEFAULT_MAX_LOST,
+    check_max_lost,
+    check_older_than,
+    check_outcome,
+    gone_outcome,
+    lost_outcome,
+    settled_status,
+)
+from ._sqlite_file import connect, error, is_busy, path_from_url, transaction
 
 __all__ = ["SQLiteStore", "path_from_url"]
 
 _T = TypeVar("_T")
-_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
-# a busy database blocks the event loop at most this long per try; then we back off with anyio.sleep
-_BUSY_TIMEOUT_MS = 10
-
-
-def path_from_url(url: str) -> str:
-    """
-    The file path in a ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` URL.
-
-    Raises:
-        ValueError: the URL has a host part or no path.
-    """
-    path = url.removeprefix("sqlite:///")
-    if path == url or not path:
-        msg = f"a SQLite store URL is sqlite:///relative/path or sqlite:////absolute/path: {url!r}"
-        raise ValueError(msg)
-    return path
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode & 0xFF in _BUSY
-
-
-def _transaction(conn: sqlite3.Connection, begin: str, work: Callable[[], _T]) -> _T:
-    conn.execute(begin)
-    try:
-        result = work()
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return result
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
-    if version > queries.SCHEMA_VERSION:
-        msg = f"the store's schema version {version} is newer than this library's {queries.SCHEMA_VERSION}"
-        raise StoreError(msg)
-    for number in range(version, queries.SCHEMA_VERSION):
-        # one statement at a time: executescript would commit the open transaction first
-        for statement in filter(str.strip, queries.MIGRATIONS[number].split(";")):
-            conn.execute(statement)
-        conn.execute("INSERT INTO schema_version VALUES (?)", (number + 1,))
-
-
-def _connect(path: str | Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        # opening happens once per worker, so a long wait for a concurrent opener is acceptable
-        conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        _transaction(conn, "BEGIN IMMEDIATE", lambda: _migrate(conn))
-        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
 
 
 class SQLiteStore(StoreBase):
@@ -115,16 +63,17 @@ class SQLiteStore(StoreBase):
         busy_wait: seconds to keep retrying a busy database before raising ``StoreError``.
     """
 
-    def __init__(self, path: str | Path, max_lost: int = 3, *, busy_wait: float = 60.0) -> None:
+    def __init__(
+        self, path: str | Path, max_lost: int = DEFAULT_MAX_LOST, *, busy_wait: float = 60.0
+    ) -> None:
         self._max_lost = check_max_lost(max_lost)
         self._busy_wait = busy_wait
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = _connect(path)
+            self._conn = connect(path)
         except sqlite3.Error as exc:
-            msg = f"cannot open the SQLite store {str(path)!r}: {exc}"
-            raise StoreError(msg) from exc
+            raise error(exc, f"cannot open the SQLite store {str(path)!r}") from exc
 
     async def aclose(self) -> None:
         """Close the database connection."""
@@ -136,11 +85,10 @@ class SQLiteStore(StoreBase):
         delay, deadline = 0.001, anyio.current_time() + self._busy_wait
         while True:
             try:
-                return _transaction(self._conn, "BEGIN IMMEDIATE" if write else "BEGIN", work)
+                return transaction(self._conn, "BEGIN IMMEDIATE" if write else "BEGIN", work)
             except sqlite3.Error as exc:
-                if not _is_busy(exc) or anyio.current_time() > deadline:
-                    msg = f"SQLite store: {exc}"
-                    raise StoreError(msg) from exc
+                if not is_busy(exc) or anyio.current_time() > deadline:
+                    raise error(exc, "SQLite store") from exc
             await anyio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 0.1)
 
@@ -161,21 +109,51 @@ class SQLiteStore(StoreBase):
         return 0
 
     async def reserve(
-        self, worker: str, *, host: str = "", skip: Collection[str] = (), hold: bool = True
+        self,
+        worker: str,
+        *,
+        host: str = "",
+        skip: Collection[str] = (),
+        hold: bool = True,
+        holder: str = "",
+        suspects: bool = True,
     ) -> Lease | None:
         """Lease the oldest new or interrupted trial; see ``TrialStore.reserve``."""
-        return await self._run(lambda: self._reserve(worker, host, skip, hold))
+        args = {"worker": worker, "hold": hold, "holder": holder, "suspects": suspects}
+        return await self._run(lambda: self._reserve(args, host, skip))
 
-    def _reserve(self, worker: str, host: str, skip: Collection[str], hold: bool) -> Lease | None:
+    def _reserve(self, args: dict[str, object], host: str, skip: Collection[str]) -> Lease | None:
         # ``skip`` is read now, in the transaction: a caller may have added to it meanwhile
-        args = {"worker": worker, "skip": json.dumps(builtins.list(skip)), "hold": hold}
+        args = {**args, "skip": json.dumps(builtins.list(skip))}
         rows = self._conn.execute(queries.RESERVE, args).fetchall()
         if not rows:
             return None
-        trial_id, text, token, now = rows[0]
-        args = {"trial_id": trial_id, "token": token, "worker": worker, "host": host, "now": now}
-        self._conn.execute(queries.ATTEMPT, args)
-        return Lease(trial=load_trial(text, token), token=token, worker=worker)
+        trial_id, text, token, now, lost = rows[0]
+        worker = str(args["worker"])
+        attempt = {"trial_id": trial_id, "token": token, "worker": worker, "host": host, "now": now}
+        self._conn.execute(queries.ATTEMPT, attempt)
+        trial = load_trial(text, token)
+        return Lease(trial=trial, token=token, worker=worker, lost_count=lost)
+
+    async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
+        """The current leases held from ``prefix``; see ``TrialStore.held_leases``."""
+        rows = await self._run(
+            lambda: self._conn.execute(queries.HELD, {"prefix": prefix}).fetchall()
+        )
+        return [(trial_id, token, holder) for trial_id, token, holder in rows]
+
+    async def reclaim_leases(self, leases: Sequence[HeldLease], message: str) -> builtins.list[str]:
+        """Interrupt these leases if still current; see ``TrialStore.reclaim_leases``."""
+        return await self._run(lambda: self._reclaim_leases(leases, message))
+
+    def _reclaim_leases(self, leases: Sequence[HeldLease], message: str) -> builtins.list[str]:
+        taken = []
+        for trial_id, token, _ in leases:
+            args = {"id": trial_id, "token": token, "max_lost": self._max_lost}
+            taken += self._conn.execute(queries.RECLAIM_LEASE, args).fetchall()
+        ends = [(gone_outcome(i, n, message).model_dump_json(), i, n) for i, n in taken]
+        self._end_attempts(ends)
+        return [trial_id for trial_id, _ in taken]
 
     async def heartbeat(self, lease: Lease) -> None:
         """Record that the lease's holder is alive; see ``TrialStore.heartbeat``."""

@@ -1,0 +1,80 @@
+"""
+Handing dead workers' trials back to the queue: at once for a dead process on this host, after
+``lost_after`` silent heartbeats for anyone else.
+
+Any live worker does this on a timer, so a dead worker's trials are re-run even when no one
+happens to be reserving at that moment. A lease whose holder is a process of this host that is
+gone (its pid no longer runs, or runs a process started at another time) is reclaimed at the
+first look, not after three heartbeats: a rerun of a killed ``run`` resumes at once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+
+from ._supervise.holder import is_gone
+from .stores._retrying import RetryingStore
+
+__all__ = ["Reclaimer"]
+
+logger = logging.getLogger("async_consumer")
+
+
+class Reclaimer:
+    """
+    Reclaims stale leases, and dead local holders' leases, every ``interval`` seconds.
+
+    Args:
+        store: the worker's link to the store (its outage state is read).
+        host: this host's name, as lease holders carry it.
+        interval: seconds between two looks (the heartbeat interval).
+        lost_after: a lease is stale after this many intervals without a beat.
+    """
+
+    def __init__(self, store: RetryingStore, host: str, interval: float, lost_after: float) -> None:
+        self.store = store
+        self.host = host
+        self.interval = interval
+        self.lost_after = lost_after
+
+    async def run_forever(self) -> None:
+        """Look now, then every interval, until cancelled (a store error is raised)."""
+        while True:
+            await self.reclaim_dead()
+            if not self._is_just_back():
+                await self.reclaim_stale()
+            await anyio.sleep(self.interval)
+
+    async def reclaim_dead(self) -> list[str]:
+        """Reclaim the leases held by processes of this host that are gone."""
+        held = await self.store.held_leases(f"{self.host}/")
+        dead = [lease for lease in held if is_gone(lease[2], self.host)]
+        if not dead:
+            return []
+        pids = sorted({lease[2].split("/")[-2] for lease in dead})
+        message = f"its worker on this host (pid {', '.join(pids)}) is gone"
+        reclaimed = await self.store.reclaim_leases(dead, message)
+        for trial_id in reclaimed:
+            logger.warning("reclaimed: %s", message, extra={"trial_id": trial_id})
+        return reclaimed
+
+    async def reclaim_stale(self) -> list[str]:
+        """Reclaim the leases whose last heartbeat is ``lost_after`` intervals old."""
+        reclaimed = await self.store.reclaim_stale(self.lost_after * self.interval)
+        for trial_id in reclaimed:
+            logger.warning(
+                "reclaimed from a worker that stopped beating", extra={"trial_id": trial_id}
+            )
+        return reclaimed
+
+    def _is_just_back(self) -> bool:
+        """
+        Whether the store came back from an outage less than a lease ago.
+
+        The other workers were most likely cut off too: their beats need a lease's time to get
+        through again before their trials may be called stale.
+        """
+        back_at, lease = self.store.outage.back_at, self.store.lease_seconds or 0.0
+        return back_at is not None and anyio.current_time() - back_at < lease

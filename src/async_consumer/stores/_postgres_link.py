@@ -1,0 +1,74 @@
+"""The PostgreSQL store's connection: its URL's own parameters, and which driver errors pass."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from .._errors import StoreError, StoreUnavailable
+
+__all__ = ["DEFAULT_POOL_SIZE", "DRIVER_ERRORS", "connect_pool", "split_url", "translate"]
+
+DEFAULT_POOL_SIZE = 2
+"""Connections a store keeps at most: a worker's reservations, heartbeats and finishes share
+them (a query takes a millisecond or two), so many workers fit under ``max_connections``."""
+
+DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+)
+"""What the driver raises; each is translated into a ``StoreError``."""
+
+_TRANSIENT = (
+    asyncpg.PostgresConnectionError,  # class 08: the connection failed or does not exist
+    asyncpg.exceptions.OperatorInterventionError,  # 57: terminated, shutting down, starting up
+    asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections, disk full
+    asyncpg.exceptions.TransactionRollbackError,  # 40: serialization failure, deadlock
+    asyncpg.exceptions.InternalClientError,  # the driver lost track of a dying connection
+    OSError,  # refused, reset, timed out
+)
+
+
+def translate(exc: Exception, what: str) -> StoreError:
+    """A driver error as ours: ``StoreUnavailable`` when a retry may mend it."""
+    transient = isinstance(exc, _TRANSIENT) or (
+        isinstance(exc, asyncpg.InterfaceError)
+        and not isinstance(exc, asyncpg.exceptions.ClientConfigurationError)
+    )
+    kind = StoreUnavailable if transient else StoreError
+    return kind(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def split_url(url: str) -> tuple[str, str | None, int | None]:
+    """Take our parameters (``schema``, ``pool_size``) out of a URL; asyncpg would send them on."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {key: value for key, value in query if key in ("schema", "pool_size")}
+    rest = urlencode([(key, value) for key, value in query if key not in ours])
+    size = ours.get("pool_size")
+    if size is not None and not (size.isdigit() and int(size) >= 1):
+        msg = f"pool_size must be a whole number of 1 or more, not {size!r}"
+        raise ValueError(msg)
+    return urlunsplit(parts._replace(query=rest)), ours.get("schema"), int(size) if size else None
+
+
+async def connect_pool(url: str, max_connections: int) -> Any:
+    """An asyncpg pool of at most ``max_connections`` to ``url`` (errors translated)."""
+    try:
+        # min_size 0: no background reconnection (asyncpg logs its failures with a traceback)
+        pool = asyncpg.create_pool(url, min_size=0, max_size=max_connections, reset=_keep_session)
+        return await pool
+    except DRIVER_ERRORS as exc:
+        raise translate(exc, "cannot connect to the PostgreSQL store") from exc
+
+
+async def _keep_session(conn: Any) -> None:
+    """
+    Skip asyncpg's ``RESET ALL`` round trip on every release: the store sets no session state.
+
+    (Its one lock is transaction-scoped; asyncpg still rolls back an open transaction.)
+    """

@@ -1,0 +1,162 @@
+"""Workers on PostgreSQL through a proxy that is cut, with their connections terminated."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Self
+from urllib.parse import urlsplit
+
+import anyio
+import pytest
+
+from async_consumer import Status, Trial
+from async_consumer.stores import store_from_url
+
+from ..stores.conftest import drop_schema, postgres_url
+from .proxy import running_proxy
+
+# each run appends "trial attempt pid" to a shared file, works a little, writes its objective
+SCRIPT = """
+import json, os, sys, time
+with open(sys.argv[1], 'a') as log:
+    log.write(f"{os.environ['ASYNC_CONSUMER_TRIAL_ID']} {os.environ['ASYNC_CONSUMER_ATTEMPT']} {os.getpid()}\\n")
+time.sleep(0.1)
+json.dump(float(os.getpid()), open(os.environ['ORION_RESULTS_PATH'], 'w'))
+""".replace("{", "{{").replace("}", "}}")
+
+
+def _worker(url: str, tmp_path: Path, name: str, runs: Path) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "async_consumer._cli", "worker", "--store", url,
+            "-j", "4", "--heartbeat", "2", "--grace", "0.5", "--store-outage-limit", "60",
+            "--base-dir", str(tmp_path / name), "--code-change", "ignore", "--",
+            sys.executable, "-c", SCRIPT, str(runs)]  # fmt: skip
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _runs(runs: Path) -> list[tuple[str, int, int]]:
+    if not runs.exists():
+        return []
+    lines = runs.read_text().splitlines()
+    return [
+        (t, int(a), int(p)) for t, a, p in (line.split() for line in lines if line.count(" ") == 2)
+    ]
+
+
+class Terminator:
+    """Terminates the test's own backends (by application name) every 0.5 s, in a thread."""
+
+    def __init__(self, url: str, application: str) -> None:
+        self.url, self.application = url, application
+        self.terminated = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._loop()), daemon=True)
+
+    async def _loop(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.url)
+        query = ("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                 "WHERE application_name = $1")  # fmt: skip
+        try:
+            while not self._stop.is_set():
+                self.terminated += await conn.fetchval(query, self.application)
+                await asyncio.sleep(0.5)
+        finally:
+            await conn.close()
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def _wait_for(condition: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)  # polling what the processes report, not ordering by time
+    return True
+
+
+@pytest.mark.slow
+def test_chaos_on_postgres(tmp_path: Path) -> None:
+    """
+    150 trials, 3 workers, a proxy cut twice for 2 s and backends terminated every 0.5 s: every
+    worker survives, every trial completes exactly once, no result comes from a stale lease.
+    """
+    base = postgres_url()
+    server = urlsplit(base)
+    schema = f"chaos_{uuid.uuid4().hex[:12]}"
+    application = f"async_consumer_{schema}"
+    direct = f"{base}?schema={schema}"
+    count = 150
+
+    async def add() -> None:
+        async with store_from_url(direct) as store:
+            await store.add(Trial(id=f"t{i:03d}", params={}) for i in range(count))
+
+    anyio.run(add)
+    runs = tmp_path / "runs.txt"
+    try:
+        with running_proxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
+            netloc = f"{server.username}@127.0.0.1:{proxy.port}"
+            url = f"{server._replace(netloc=netloc).geturl()}?schema={schema}&application_name={application}"
+            with Terminator(base, application) as terminator:
+                workers = [_worker(url, tmp_path, f"w{i}", runs) for i in range(3)]
+                for done in (20, 75):  # cut twice, while trials run
+                    assert _wait_for(lambda n=done: len(_runs(runs)) >= n, 120)
+                    proxy.cut()
+                    time.sleep(2.0)  # the outage itself
+                    proxy.restore()
+                errors = [w.communicate(timeout=180)[1].decode() for w in workers]
+            stored = anyio.run(_stored, direct)
+    finally:
+        anyio.run(drop_schema, base, schema)
+    ran = _runs(runs)
+    # the figures of the run, for the record (seen with pytest -s)
+    print(_summary(stored, ran, errors, terminator.terminated))  # noqa: T201
+    for worker, stderr in zip(workers, errors, strict=True):
+        assert worker.returncode == 0, stderr
+        assert "Traceback" not in stderr
+    assert sum("store unreachable" in e for e in errors) >= 1
+    assert len(stored) == count
+    for trial in stored:
+        completed = [
+            a for a in trial.attempts if a.outcome and a.outcome.status is Status.COMPLETED
+        ]
+        assert len(completed) == 1, trial.id
+        (attempt,) = completed
+        assert attempt is trial.attempts[-1]
+        assert attempt.outcome is not None
+        # the accepted result is that attempt's own run's (its objective is the run's pid)
+        assert (trial.id, attempt.number, attempt.outcome.pid) in ran
+        assert attempt.outcome.objective == attempt.outcome.pid
+
+
+async def _stored(url: str) -> list:  # type: ignore[type-arg]
+    async with store_from_url(url) as store:
+        return await store.list()
+
+
+def _summary(stored: list, ran: list[tuple[str, int, int]], errors: list[str], killed: int) -> str:  # type: ignore[type-arg]
+    reasons = Counter(
+        str(a.outcome.reason or a.outcome.status) for t in stored for a in t.attempts if a.outcome
+    )
+    attempts = sum(len(t.attempts) for t in stored)
+    outages = sum(e.count("store unreachable") for e in errors)
+    backs = sum(e.count("reachable again") for e in errors)
+    rejected = sum(e.count("result not recorded") for e in errors)
+    return (f"chaos: {len(stored)} trials, {attempts} attempts, {len(ran)} runs, "
+            f"outcomes {dict(reasons)}, {killed} backends terminated, {outages} outages logged, "
+            f"{backs} recoveries logged, {rejected} results rejected")  # fmt: skip

@@ -1,0 +1,201 @@
+"""The store link: calls retried while the store is unreachable, one line each way, a limit."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Collection
+from pathlib import Path
+
+import anyio
+import pytest
+
+from async_consumer._errors import LeaseLost, StoreError, StoreUnavailable
+from async_consumer._models import Lease, Outcome, Status, Trial, TrialStatus
+from async_consumer.stores import MemoryStore, SQLiteStore
+from async_consumer.stores._retrying import Outage, RetryingStore
+
+
+class Flaky(MemoryStore):
+    """A memory store whose next calls fail as an unreachable store's do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0  # calls still to fail
+        self.commit_then_fail = False  # the next finish commits, then its answer is lost
+        self.error: StoreError = StoreUnavailable("connection refused")
+
+    def _maybe_fail(self) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise self.error
+
+    async def reserve(
+        self,
+        worker: str,
+        *,
+        host: str = "",
+        skip: Collection[str] = (),
+        hold: bool = True,
+        holder: str = "",
+        suspects: bool = True,
+    ) -> Lease | None:
+        self._maybe_fail()
+        return await super().reserve(
+            worker, host=host, skip=skip, hold=hold, holder=holder, suspects=suspects
+        )
+
+    async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
+        self._maybe_fail()
+        return await super().counts(ids)
+
+    async def finish(
+        self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
+    ) -> TrialStatus:
+        self._maybe_fail()
+        status = await super().finish(lease, outcome, requeue=requeue, hold=hold)
+        if self.commit_then_fail:
+            self.commit_then_fail = False
+            msg = "connection reset after the commit"
+            raise StoreUnavailable(msg)
+        return status
+
+
+def _link(store: Flaky, limit: float = 30.0) -> RetryingStore:
+    return RetryingStore(store, outage=Outage(limit, backoff=0.001, max_backoff=0.01))
+
+
+@pytest.mark.asyncio
+async def test_outage_is_retried_and_logged_once_each_way(caplog: pytest.LogCaptureFixture) -> None:
+    """Calls during an outage wait for the store; one line when it goes, one when it is back."""
+    flaky = Flaky()
+    await flaky.add([Trial(id="a")])
+    link = _link(flaky)
+    flaky.failures = 20
+    with caplog.at_level(logging.WARNING, "async_consumer"):
+        lease = await link.reserve("w")
+        assert (await link.counts())[TrialStatus.RESERVED] == 1
+    assert lease is not None and lease.trial_id == "a"
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("store unreachable, retrying for up to 30 s: connection refused")
+    assert lines[1].startswith("store reachable again after")
+    assert link.outage.outages == 1
+
+
+@pytest.mark.asyncio
+async def test_one_failed_try_is_not_an_outage(caplog: pytest.LogCaptureFixture) -> None:
+    """A terminated connection that the next try gets through is retried without a word."""
+    flaky = Flaky()
+    link = _link(flaky)
+    flaky.failures = 1
+    with caplog.at_level(logging.WARNING, "async_consumer"):
+        await link.counts()
+    assert caplog.records == []
+
+
+@pytest.mark.asyncio
+async def test_a_store_away_past_the_limit_ends_the_call() -> None:
+    """Past the outage limit, the call raises StoreUnavailable saying for how long."""
+    flaky = Flaky()
+    link = _link(flaky, limit=0.05)
+    flaky.failures = 10**9
+    with anyio.fail_after(10), pytest.raises(StoreUnavailable, match="unreachable for"):
+        await link.counts()
+
+
+@pytest.mark.asyncio
+async def test_errors_no_retry_mends_are_not_retried() -> None:
+    """A store error that is not about reachability (a newer schema) is raised at once."""
+    flaky = Flaky()
+    flaky.error = StoreError("the store's schema version 9 is newer than this library's")
+    flaky.failures = 1
+    with pytest.raises(StoreError, match="newer"):
+        await _link(flaky).counts()
+    assert flaky.failures == 0
+
+
+@pytest.mark.asyncio
+async def test_a_finish_committed_before_its_answer_was_lost_counts() -> None:
+    """A finish whose answer was lost, retried, is recognised as recorded, not as rejected."""
+    flaky = Flaky()
+    await flaky.add([Trial(id="a")])
+    link = _link(flaky)
+    lease = await link.reserve("w")
+    assert lease is not None
+    done = Outcome(trial_id="a", attempt=lease.trial.attempt, status=Status.COMPLETED)
+    flaky.commit_then_fail = True
+    assert await link.finish(lease, done) is TrialStatus.COMPLETED
+    assert (await flaky.get("a")).outcome == done
+
+
+@pytest.mark.asyncio
+async def test_a_finish_is_retried_only_while_the_lease_can_be_valid() -> None:
+    """Once the lease has run out during an outage, the finish gives up as LeaseLost."""
+    flaky = Flaky()
+    await flaky.add([Trial(id="a")])
+    link = _link(flaky)
+    link.lease_seconds = 0.05
+    lease = await link.reserve("w")
+    assert lease is not None
+    flaky.failures = 10**9
+    done = Outcome(trial_id="a", attempt=1, status=Status.COMPLETED)
+    with anyio.fail_after(10), pytest.raises(LeaseLost, match="until the lease ran out"):
+        await link.finish(lease, done)
+
+
+def test_the_outage_limit_must_be_positive() -> None:
+    """A limit of 0 or less is refused with a message naming it."""
+    with pytest.raises(ValueError, match="outage limit must be positive"):
+        Outage(0)
+
+
+@pytest.mark.parametrize(
+    ("name", "transient"),
+    [
+        ("TooManyConnectionsError", True),
+        ("AdminShutdownError", True),
+        ("CannotConnectNowError", True),
+        ("ConnectionDoesNotExistError", True),
+        ("InternalClientError", True),
+        ("InvalidPasswordError", False),
+        ("InvalidCatalogNameError", False),
+        ("UndefinedTableError", False),
+    ],
+)
+def test_postgres_errors_worth_a_retry(name: str, transient: bool) -> None:
+    """PostgreSQL errors are StoreUnavailable when a retry may mend them, else StoreError."""
+    asyncpg = pytest.importorskip("asyncpg")
+    from async_consumer.stores._postgres_link import translate as _translate
+
+    error = _translate(getattr(asyncpg.exceptions, name)("boom"), "PostgreSQL store")
+    assert isinstance(error, StoreError)
+    assert isinstance(error, StoreUnavailable) is transient
+    assert str(error) == f"PostgreSQL store: {name}: boom"
+
+
+@pytest.mark.parametrize(
+    ("exc", "transient"),
+    [(ConnectionRefusedError(111, "refused"), True), (ConnectionResetError(104, "reset"), True)],
+    ids=["refused", "reset"],
+)
+def test_socket_errors_are_worth_a_retry(exc: OSError, transient: bool) -> None:
+    """A refused or reset connection is StoreUnavailable."""
+    pytest.importorskip("asyncpg")
+    from async_consumer.stores._postgres_link import translate as _translate
+
+    assert isinstance(_translate(exc, "x"), StoreUnavailable) is transient
+
+
+@pytest.mark.asyncio
+async def test_a_locked_sqlite_store_is_unavailable(tmp_path: Path) -> None:
+    """A SQLite file locked for longer than the store waits is StoreUnavailable, not fatal."""
+    path = tmp_path / "s.db"
+    async with SQLiteStore(path, busy_wait=0.05) as store:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(StoreUnavailable, match="locked"):
+                await store.add([Trial(id="x")])
+        finally:
+            blocker.close()

@@ -1,0 +1,248 @@
+"""A worker meets ordinary faults: an unreachable store, its own trial re-leased, a full disk."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import anyio
+import pytest
+
+from async_consumer import Consumer, Reason, Status, Trial, TrialStatus
+from async_consumer._cli.main import main
+from async_consumer._worker import Worker
+from async_consumer.stores import store_from_url
+
+from ..conftest import python
+from ..stores.conftest import drop_schema, postgres_url
+from .conftest import OpenStore
+from .proxy import running_proxy
+
+WORKER = ["--code-change", "ignore", "--grace", "0.5"]
+
+
+@pytest.mark.slow
+def test_an_unreachable_store_ends_the_worker_after_the_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing listening where the store should be: retried up to the limit, then one line."""
+    pytest.importorskip("asyncpg")
+    url = "postgresql://postgres@127.0.0.1:9/test"  # the discard port: connection refused
+    argv = ["worker", "--store", url, "--store-outage-limit", "0.5", *WORKER, "--", "true"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "Traceback" not in err
+    assert "the store was unreachable for" in err
+
+
+def test_a_store_error_no_retry_mends_ends_the_worker_at_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A database that does not exist is not an outage: one clear line, no retrying."""
+    parts = urlsplit(postgres_url())
+    url = parts._replace(path=f"/no_such_database_{uuid.uuid4().hex[:8]}").geturl()
+    assert main(["worker", "--store", url, *WORKER, "--", "true"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot connect to the PostgreSQL store: InvalidCatalogName")
+    assert err.count("\n") == 1 and "unreachable" not in err
+
+
+@pytest.mark.slow
+def test_an_outage_shorter_than_the_lease_loses_nothing(tmp_path: Path) -> None:
+    """The store cut for 2 s while a 3 s trial runs: it completes once, and the worker lives."""
+    base = postgres_url()
+    server = urlsplit(base)
+    schema = f"faults_{uuid.uuid4().hex[:12]}"
+    started = tmp_path / "started"
+    script = f"import json, os, pathlib, time; pathlib.Path({str(started)!r}).touch(); " \
+             "time.sleep(3); json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))"  # fmt: skip
+
+    async def add() -> None:
+        async with store_from_url(f"{base}?schema={schema}") as store:
+            await store.add([Trial(id="long")])
+
+    anyio.run(add)
+    try:
+        with running_proxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
+            url = server._replace(netloc=f"{server.username}@127.0.0.1:{proxy.port}").geturl()
+            argv = [sys.executable, "-m", "async_consumer._cli", "worker", "--store",
+                    f"{url}?schema={schema}", "--heartbeat", "1.5", "--base-dir",
+                    str(tmp_path / "trials"), *WORKER, "--", sys.executable, "-c", script]  # fmt: skip
+            worker = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            _wait_for_file(started, worker)
+            proxy.cut()
+            _sleep(2.0)  # the outage itself
+            proxy.restore()
+            _, err = worker.communicate(timeout=60)
+        stored = anyio.run(_get, f"{base}?schema={schema}", "long")
+    finally:
+        anyio.run(drop_schema, base, schema)
+    assert worker.returncode == 0, err.decode()
+    assert b"Traceback" not in err
+    assert stored.status is TrialStatus.COMPLETED
+    assert len(stored.attempts) == 1
+
+
+_FIRST_RUN_WAITS = """
+import json, os, pathlib, time
+first = pathlib.Path({first!r})
+if os.environ['ASYNC_CONSUMER_ATTEMPT'] == '1':
+    first.with_suffix('.tmp').write_text(str(os.getpid()))
+    first.with_suffix('.tmp').rename(first)  # whole, or not there
+    time.sleep(60)
+pid = int(first.read_text())
+stat = '/proc/%d/stat' % pid
+alone = not os.path.exists(stat) or open(stat).read().rsplit(')', 1)[1].split()[0] == 'Z'
+json.dump(1.0 if alone else 0.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_a_trial_reclaimed_while_it_runs(tmp_path: Path, connect: OpenStore) -> None:
+    """
+    The worker's own running trial is reclaimed (its lease given to the queue): the worker does
+    not crash, never runs the trial twice at once, and the trial completes.
+    """
+    first = tmp_path / "first.pid"
+    store, other = await connect(), await connect()
+    await store.add([Trial(id="a")])
+    code = python(_FIRST_RUN_WAITS.format(first=str(first)))
+    consumer = Consumer(code, base_dir=tmp_path / "trials", store=store, heartbeat=0.3,
+                        max_concurrency=2, grace=0.5, code_change="ignore")  # fmt: skip
+    worker = Worker(store, consumer, poll=0.05, lost_after=1000)  # only the test reclaims
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            while not first.exists():
+                await anyio.sleep(0.02)  # polling what the script reports
+            assert await other.reclaim_stale(0.0) == ["a"]
+    stored = await other.get("a")
+    assert stored.status is TrialStatus.COMPLETED
+    old, new = stored.attempts
+    assert old.outcome is not None and old.outcome.reason is Reason.LEASE_LOST
+    assert new.outcome is not None and new.outcome.objective == 1.0  # the old run was gone
+    assert worker.rejected == 1
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_a_new_lease_on_a_running_trial_stops_the_old_run(tmp_path: Path) -> None:
+    """
+    A consumer handed a new lease on a trial it still runs (the old lease is gone) stops the old
+    run as lost first, then runs the new one alone: no ``ValueError``, one run at a time.
+    """
+    from async_consumer import Lease
+    from async_consumer.stores import MemoryStore
+
+    first = tmp_path / "first.pid"
+    store = MemoryStore()
+    await store.add([Trial(id="a")])
+    old = await store.reserve("w")
+    assert old is not None
+    await store.reclaim_stale(0.0)
+    new = await store.reserve("w")
+    assert isinstance(new, Lease)
+    code = python(_FIRST_RUN_WAITS.format(first=str(first)))
+    consumer = Consumer(code, base_dir=tmp_path / "trials", store=store, heartbeat=30,
+                        grace=0.5, code_change="ignore")  # fmt: skip
+    outcomes = {}
+
+    async def run(lease: Lease) -> None:
+        outcomes[lease.token] = await consumer.run(lease)
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, old)
+            while not first.exists():
+                await anyio.sleep(0.02)  # polling what the script reports
+            await run(new)
+    assert outcomes[old.token].reason is Reason.LEASE_LOST
+    assert "leased the trial again" in outcomes[old.token].message
+    assert outcomes[new.token].objective == 1.0  # the old run's processes were gone
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A tiny tmpfs, already full (skipped where mounting is not allowed)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                          capture_output=True, check=False)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        _fill(mount / "filler")
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_the_hosts_fault_not_the_trials(
+    tmp_path: Path, full_disk: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """
+    ENOSPC creating trials' files: each trial goes back to the queue without a loss, the worker
+    backs off, then exits 1 with one line naming the directory; no trial is lease_lost.
+    """
+    monkeypatch.setattr(Worker, "file_fault_backoff", 0.05)
+    url = f"sqlite:///{tmp_path}/store.db"
+    assert main(["add", "--store", url, "--grid", "x=1,2,3"]) == 0
+    argv = ["worker", "--store", url, "-j", "2", "--base-dir", str(full_disk / "trials"),
+            *WORKER, "--", sys.executable, "-c", "pass"]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot create trial files in {full_disk / 'trials'}")
+    assert last.endswith("No space left on device") and "Traceback" not in err
+    stored = anyio.run(_list, url)
+    assert {t.status for t in stored} <= {TrialStatus.NEW, TrialStatus.INTERRUPTED}
+    assert all(t.lost_count == 0 for t in stored)
+    reasons = {a.outcome.reason for t in stored for a in t.attempts if a.outcome}
+    # a trial the other lane had started when the worker gave up was stopped and given back
+    assert Reason.HOST_FAULT in reasons and reasons <= {Reason.HOST_FAULT, Reason.CANCELLED}
+    assert Status.LOST not in {a.outcome.status for t in stored for a in t.attempts if a.outcome}
+
+
+def _fill(path: Path) -> None:
+    """Write to ``path`` until its file system is full."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(OSError, match="No space left"):
+            _write_forever(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_forever(fd: int) -> None:
+    while True:
+        os.write(fd, b"x" * 4096)
+
+
+async def _get(url: str, trial_id: str):  # type: ignore[no-untyped-def]
+    async with store_from_url(url) as store:
+        return await store.get(trial_id)
+
+
+async def _list(url: str):  # type: ignore[no-untyped-def]
+    async with store_from_url(url) as store:
+        return await store.list()
+
+
+def _wait_for_file(path: Path, process: subprocess.Popen[bytes]) -> None:
+    while not path.exists():
+        assert process.poll() is None, process.communicate()[1].decode()
+        _sleep(0.02)  # polling what the script reports
+
+
+def _sleep(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)

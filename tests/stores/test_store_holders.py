@@ -1,0 +1,70 @@
+"""Lease holders (host/pid/start) and suspects, on every store."""
+
+from __future__ import annotations
+
+import pytest
+
+from async_consumer._models import Reason, Status, TrialStatus
+from async_consumer.stores import TrialStore
+from async_consumer.stores._rules import DEFAULT_MAX_LOST
+
+from .conftest import MakeStore, make_trials, outcome
+
+
+@pytest.mark.asyncio
+async def test_held_leases_name_their_holder(store: TrialStore) -> None:
+    """A lease taken with a holder is listed by the holder's host prefix, and only while held."""
+    await store.add(make_trials(3))
+    mine = await store.reserve("w1", host="h", holder="h/100/555")
+    other = await store.reserve("w2", host="elsewhere", holder="elsewhere/100/555")
+    anonymous = await store.reserve("w3")
+    assert mine is not None and other is not None and anonymous is not None
+    assert await store.held_leases("h/") == [("t0", mine.token, "h/100/555")]
+    await store.finish(mine, outcome(mine))
+    assert await store.held_leases("h/") == []
+
+
+@pytest.mark.asyncio
+async def test_reclaim_leases_is_fenced_and_counts_a_loss(store: TrialStore) -> None:
+    """Only the current token is reclaimed; the attempt ends lost with the reason given."""
+    await store.add(make_trials(1))
+    lease = await store.reserve("w", holder="h/1/2")
+    assert lease is not None
+    assert await store.reclaim_leases([("t0", lease.token + 1, "h/1/2")], "gone") == []
+    assert await store.reclaim_leases([("t0", lease.token, "h/1/2")], "its worker is gone") == [
+        "t0"
+    ]
+    stored = await store.get("t0")
+    assert (stored.status, stored.lost_count) == (TrialStatus.INTERRUPTED, 1)
+    last = stored.attempts[-1].outcome
+    assert last is not None and (last.status, last.reason) == (Status.LOST, Reason.LEASE_LOST)
+    assert last.message == "its worker is gone"
+
+
+@pytest.mark.asyncio
+async def test_a_busy_worker_passes_suspects_over(make_store: MakeStore) -> None:
+    """Without suspects, a trial that lost a lease is left for later; with them, it is taken."""
+    store = await make_store()
+    await store.add(make_trials(2))
+    first = await store.reserve("w")
+    assert first is not None
+    await store.reclaim_stale(0.0)  # t0 lost once: a suspect
+    fresh = await store.reserve("w", suspects=False)
+    assert fresh is not None and (fresh.trial_id, fresh.lost_count) == ("t1", 0)
+    assert await store.reserve("w", suspects=False) is None
+    suspect = await store.reserve("w")
+    assert suspect is not None and (suspect.trial_id, suspect.lost_count) == ("t0", 1)
+
+
+@pytest.mark.asyncio
+async def test_a_trial_is_broken_at_its_third_loss_by_default(make_store: MakeStore) -> None:
+    """By default a trial is broken when it loses its third lease (a poison trial, three deaths)."""
+    store = await make_store(max_lost=DEFAULT_MAX_LOST)
+    await store.add(make_trials(1))
+    for _ in range(3):
+        lease = await store.reserve("w")
+        assert lease is not None
+        await store.reclaim_leases([("t0", lease.token, "")], "gone")
+    stored = await store.get("t0")
+    assert (stored.status, stored.lost_count) == (TrialStatus.BROKEN, 3)
+    assert await store.reserve("w") is None
