@@ -3,8 +3,9 @@ What the consumer costs per trial, against a bare ``open_process`` + ``wait`` lo
 
 500 trivial trials (a ``python -c`` script writing its results file) at concurrency 1, 2, 8 and
 32, through ``Consumer.run_batch``, and the same script through a bare loop under the same
-semaphore, interleaved in the same process. Both use the same child watcher (the consumer's
-pidfd watcher, installed first). A shell trial (``sh -c``, about 1 ms) shows the executor's own
+semaphore, interleaved in the same process. The bare loop's children are reaped by asyncio's
+child watcher (on 3.11 the pidfd watcher of ``childwatch.install()``, installed first, so that
+neither side has a thread per child); the consumer reaps its own with ``wait4``. A shell trial (``sh -c``, about 1 ms) shows the executor's own
 cost where the script's start-up no longer hides it. Prints trials/s and the ratio; the median
 of ``--runs`` runs.
 

@@ -60,6 +60,18 @@ def children_of(pid: int) -> list[int]:
 ConsumerFactory = Callable[..., Consumer]
 
 
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """
+    Run each ``@pytest.mark.anyio`` test once on asyncio and once on trio.
+
+    anyio's pytest plugin runs only the tests marked ``anyio`` (its auto mode stays off, so it
+    never takes over pytest-asyncio's ``@pytest.mark.asyncio`` tests, and the stores' tests stay
+    on asyncio, which their drivers need).
+    """
+    return str(request.param)
+
+
 @pytest.fixture
 def make_consumer(tmp_path: Path) -> ConsumerFactory:
     """Build a consumer whose trial directories live in the test's temporary directory."""

@@ -29,7 +29,7 @@ COUNT_ALIVE = """
 
 
 @pytest.mark.slow
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_never_more_than_max_concurrency(
     make_consumer: ConsumerFactory, tmp_path: Path
 ) -> None:
@@ -45,7 +45,7 @@ async def test_never_more_than_max_concurrency(
     assert max(s or 0 for s in seen) == 3
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_outcomes_in_completion_order(make_consumer: ConsumerFactory, tmp_path: Path) -> None:
     """A quick trial's outcome comes before a slow one started earlier."""
     gate = tmp_path / "gate"
@@ -71,7 +71,20 @@ async def test_outcomes_in_completion_order(make_consumer: ConsumerFactory, tmp_
     assert order == ["fast", "slow"]
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
+async def test_trials_start_in_queue_order(make_consumer: ConsumerFactory, tmp_path: Path) -> None:
+    """With one place, trials start in the order they were queued (trio runs new tasks shuffled)."""
+    log = tmp_path / "order"
+    script = 'echo "$1" >> "$2"; echo 1 > "$ORION_RESULTS_PATH"'
+    consumer = make_consumer(["/bin/sh", "-c", script, "sh", "{i}", str(log)], max_concurrency=1)
+    async with consumer.run_batch([Trial(id=f"t{i}", params={"i": i}) for i in range(8)]) as batch:
+        batch.add(Trial(id="t8", params={"i": 8}))
+        batch.add_all([Trial(id="t9", params={"i": 9}), Trial(id="t10", params={"i": 10})])
+        assert len([o async for o in batch]) == 11
+    assert log.read_text().split() == [str(i) for i in range(11)]
+
+
+@pytest.mark.anyio
 async def test_failures_do_not_stop_the_batch(make_consumer: ConsumerFactory) -> None:
     """A failing trial is an outcome, and the others still run."""
     code = "import sys\nif sys.argv[1] == 'bad': sys.exit(2)\n" + WRITE_RESULT
@@ -83,7 +96,7 @@ async def test_failures_do_not_stop_the_batch(make_consumer: ConsumerFactory) ->
     ]  # fmt: skip
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_add_while_running(make_consumer: ConsumerFactory) -> None:
     """An ask-and-tell loop adds a trial each time one finishes; the batch runs them all."""
     consumer = make_consumer(python(WRITE_RESULT), max_concurrency=2)
@@ -99,25 +112,39 @@ async def test_add_while_running(make_consumer: ConsumerFactory) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.asyncio
-async def test_early_exit_leaves_no_process(make_consumer: ConsumerFactory) -> None:
-    """Breaking out of a batch stops every running script, within grace + 1 s."""
-    code = "import sys, time\nif sys.argv[1] != '0': time.sleep(60)\n" + WRITE_RESULT
+@pytest.mark.anyio
+async def test_early_exit_leaves_no_process(make_consumer: ConsumerFactory, tmp_path: Path) -> None:
+    """Breaking out of a batch stops every running script (SIGTERM to each) before it returns."""
+    code = f"""
+        import os, signal, sys, time
+        def stopped(*_):
+            open(os.path.join({str(tmp_path)!r}, 'stopped-' + sys.argv[1]), 'w').close()
+            sys.exit(1)
+        if sys.argv[1] != '0':
+            signal.signal(signal.SIGTERM, stopped)
+            open(os.path.join({str(tmp_path)!r}, 'ready-' + sys.argv[1]), 'w').close()
+            time.sleep(600)
+        {WRITE_RESULT}
+    """
     consumer = make_consumer([*python(code), "{i}"], max_concurrency=4, grace=0.5)
     trials = [Trial(id=str(i), params={"i": i}) for i in range(6)]
-    async with consumer.run_batch(trials) as outcomes:
-        async for outcome in outcomes:
-            assert outcome.trial_id == "0"
-            while len(consumer.running) < 4:
-                await anyio.sleep(0.01)
-            started = anyio.current_time()
-            break
-    assert anyio.current_time() - started < 0.5 + 1
+    # without the stop, leaving the block would wait for the scripts' 600 s sleep; the bound
+    # only turns that into a failure
+    with anyio.fail_after(120):
+        async with consumer.run_batch(trials) as outcomes:
+            async for outcome in outcomes:
+                assert outcome.trial_id == "0"
+                while len(list(tmp_path.glob("ready-*"))) < 4:  # each can take SIGTERM now
+                    await anyio.sleep(0.01)
+                break
+    ready = sorted(p.name.removeprefix("ready-") for p in tmp_path.glob("ready-*"))
+    assert ready == ["1", "2", "3", "4"]
+    assert sorted(p.name.removeprefix("stopped-") for p in tmp_path.glob("stopped-*")) == ready
     assert children_of(os.getpid()) == []
     assert consumer.running == []
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_stop_one_trial(make_consumer: ConsumerFactory) -> None:
     """stop(trial_id) ends that trial as interrupted, reason stopped; the others go on."""
     code = "import sys, time\nif sys.argv[1] == 'long': time.sleep(60)\n" + WRITE_RESULT
@@ -152,7 +179,7 @@ SLOT_CHECK = """
 
 
 @pytest.mark.slow
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_slots_never_shared(make_consumer: ConsumerFactory, tmp_path: Path) -> None:
     """No GPU is ever handed to two trials at once, and each sees its own CUDA_VISIBLE_DEVICES."""
     box = tmp_path / "gpus"
@@ -168,7 +195,7 @@ async def test_slots_never_shared(make_consumer: ConsumerFactory, tmp_path: Path
         assert len(outcome.slots["gpu"]) == trial.slots["gpu"]
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_free_least_used_slots_first(make_consumer: ConsumerFactory) -> None:
     """Consecutive one-GPU trials rotate over the GPUs rather than reusing the first."""
     consumer = make_consumer(
@@ -187,7 +214,7 @@ def test_slot_demand_too_large(make_consumer: ConsumerFactory) -> None:
         consumer.check(Trial(id="t", slots={"tpu": 1}))
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_retries_carry_attempt_numbers(make_consumer: ConsumerFactory) -> None:
     """A trial killed by a signal is retried; the script and the outcome see the new attempt."""
     code = (
@@ -202,7 +229,7 @@ async def test_retries_carry_attempt_numbers(make_consumer: ConsumerFactory) -> 
     assert Path(outcome.stdout_path).parts[-3:] == ("attempts", "3", "stdout.log")
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_invalid_results_never_retried(make_consumer: ConsumerFactory) -> None:
     """Invalid results would fail the same way again: no retry, even when retries are allowed."""
     consumer = make_consumer(
@@ -213,7 +240,7 @@ async def test_invalid_results_never_retried(make_consumer: ConsumerFactory) -> 
     assert (outcome.reason, outcome.attempt) == (Reason.INVALID_RESULTS, 1)
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_max_broken_stops_launching(make_consumer: ConsumerFactory) -> None:
     """After max_broken broken outcomes, no further trial starts; they are listed as skipped."""
     consumer = make_consumer(python("import sys; sys.exit(1)"), max_concurrency=1)
@@ -222,25 +249,6 @@ async def test_max_broken_stops_launching(make_consumer: ConsumerFactory) -> Non
         seen = [o async for o in outcomes]
     assert len(seen) == 2
     assert [t.id for t in outcomes.skipped] == ["2", "3", "4", "5"]
-
-
-def test_batch_under_trio(make_consumer: ConsumerFactory) -> None:
-    """A batch with an early exit works on the trio backend too, and leaves no process."""
-    code = "import sys, time\nif sys.argv[1] != '0': time.sleep(60)\n" + WRITE_RESULT
-    consumer = make_consumer([*python(code), "{i}"], max_concurrency=3, grace=0.3)
-
-    async def main() -> list[str]:
-        seen = []
-        async with consumer.run_batch(
-            [Trial(id=str(i), params={"i": i}) for i in range(3)]
-        ) as outcomes:
-            async for outcome in outcomes:
-                seen.append(outcome.trial_id)
-                break
-        return seen
-
-    assert anyio.run(main, backend="trio") == ["0"]
-    assert children_of(os.getpid()) == []
 
 
 class SlowDisk:
@@ -309,7 +317,7 @@ async def test_very_slow_disk_is_never_touched_on_the_event_loop() -> None:
     assert where[-8:] == [True] * 8  # the threads' times brought the probes, then inline, back
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_trial_files_are_created_through_the_offload_policy(
     make_consumer: ConsumerFactory,
 ) -> None:
@@ -319,7 +327,7 @@ async def test_trial_files_are_created_through_the_offload_policy(
     assert all(o is not None and o.is_completed for o in outcomes)
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_same_trial_twice_in_a_batch_keeps_each_result(
     make_consumer: ConsumerFactory,
 ) -> None:

@@ -182,7 +182,7 @@ async def _stored(url: str) -> list[StoredTrial]:
 
 @pytest.mark.slow
 def test_worker_fleet(tmp_path: Path) -> None:
-    """Two workers sharing a PostgreSQL store run all 8 trials, each exactly once, both working."""
+    """Two workers sharing a PostgreSQL store run all 8 trials, each exactly once."""
     base = postgres_url()  # skips the test without a server
     schema = f"example_fleet_{uuid.uuid4().hex[:12]}"
     url = f"{base}?schema={schema}"
@@ -204,5 +204,7 @@ def test_worker_fleet(tmp_path: Path) -> None:
     )
     assert {trial.status for trial in stored} == {TrialStatus.COMPLETED}
     assert [len(trial.attempts) for trial in stored] == [1] * 8
-    assert len({trial.attempts[0].worker for trial in stored}) == 2
+    # not "both workers ran trials": on a busy machine one worker can drain the eight short trials
+    # before the other has started (tests/test_fleet.py shares trials between workers by design)
+    assert 1 <= len({trial.attempts[0].worker for trial in stored}) <= 2
     assert re.search(r"completed\s+8\b", result.stdout)

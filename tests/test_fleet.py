@@ -21,11 +21,11 @@ from async_consumer.stores import store_from_url
 from .conftest import is_alive
 from .stores.conftest import drop_schema, postgres_url
 
-# each run appends "trial-id attempt pid" to a shared file, then works for a while
+# each run appends "trial-id attempt pid worker-pid" to a shared file, then works for a while
 SCRIPT = """
 import json, os, sys, time
 with open(sys.argv[1], 'a') as log:
-    log.write(f"{os.environ['ASYNC_CONSUMER_TRIAL_ID']} {os.environ['ASYNC_CONSUMER_ATTEMPT']} {os.getpid()}\\n")
+    log.write(f"{os.environ['ASYNC_CONSUMER_TRIAL_ID']} {os.environ['ASYNC_CONSUMER_ATTEMPT']} {os.getpid()} {os.getppid()}\\n")
 duration = float(sys.argv[2]) if os.environ['ASYNC_CONSUMER_ATTEMPT'] == '1' else float(sys.argv[3])
 time.sleep(duration)
 json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))
@@ -67,8 +67,16 @@ def _runs(runs: Path) -> list[tuple[str, int, int]]:
     if not runs.exists():
         return []
     return [
-        (t, int(a), int(p)) for t, a, p in (line.split() for line in runs.read_text().splitlines())
+        (t, int(a), int(p))
+        for t, a, p, _ in (line.split() for line in runs.read_text().splitlines())
     ]
+
+
+def _runs_by(runs: Path, worker: int) -> int:
+    """How many runs the worker process ``worker`` started (each script logs its parent)."""
+    if not runs.exists():
+        return 0
+    return sum(line.split()[3] == str(worker) for line in runs.read_text().splitlines())
 
 
 def _wait_for(condition: object, timeout: float) -> None:
@@ -84,7 +92,10 @@ def test_crash_of_a_worker(store_url: str, tmp_path: Path) -> None:
     runs = tmp_path / "runs.log"
     a = _worker(store_url, tmp_path, "a", runs, 0.3, 0.3, heartbeat=0.5)
     b = _worker(store_url, tmp_path, "b", runs, 0.3, 0.3, heartbeat=0.5)
-    _wait_for(lambda: len(_runs(runs)) >= 16, 30)
+    # a holds leases when it is killed: it has started runs of its own (a slow start on a busy
+    # machine could leave all the first runs to b)
+    _wait_for(lambda: len(_runs(runs)) >= 16 and _runs_by(runs, a.pid) >= 4, 60)
+    assert _runs_by(runs, a.pid) >= 4
     a.send_signal(signal.SIGKILL)
     a.communicate()
     _, err = b.communicate(timeout=90)

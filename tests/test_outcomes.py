@@ -18,7 +18,7 @@ from async_consumer import Reason, Status, Trial
 from .conftest import WRITE_RESULT, ConsumerFactory, python
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_completed(make_consumer: ConsumerFactory) -> None:
     """Exit 0 with a valid results file completes, with the objective and resource usage."""
     outcome = await make_consumer(python(WRITE_RESULT)).run(Trial(id="t"))
@@ -32,7 +32,7 @@ async def test_completed(make_consumer: ConsumerFactory) -> None:
     assert Path(outcome.stdout_path).name == "stdout.log"
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_exit_code(make_consumer: ConsumerFactory) -> None:
     """A non-zero exit is broken with reason exit_code, the code and the stderr tail."""
     consumer = make_consumer(python("import sys; sys.stderr.write('boom\\n'); sys.exit(3)"))
@@ -47,7 +47,7 @@ async def test_exit_code(make_consumer: ConsumerFactory) -> None:
     assert Path(outcome.stderr_path).read_text() == "boom\n"
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_results_ignored_after_failure(make_consumer: ConsumerFactory) -> None:
     """Valid results written before a non-zero exit are ignored, as in Orion."""
     outcome = await make_consumer(python(WRITE_RESULT + "; import sys; sys.exit(1)")).run(
@@ -57,7 +57,7 @@ async def test_results_ignored_after_failure(make_consumer: ConsumerFactory) -> 
     assert outcome.results == ()
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_signal(make_consumer: ConsumerFactory) -> None:
     """A script killed by a signal is broken with reason signal and the signal's name."""
     consumer = make_consumer(python("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"))
@@ -70,7 +70,7 @@ async def test_signal(make_consumer: ConsumerFactory) -> None:
     assert outcome.returncode == -signal.SIGSEGV
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_interrupted_by_exit_code(make_consumer: ConsumerFactory) -> None:
     """Exiting with ORION_INTERRUPT_CODE (130 by default) is interrupted, not broken."""
     consumer = make_consumer(
@@ -80,7 +80,7 @@ async def test_interrupted_by_exit_code(make_consumer: ConsumerFactory) -> None:
     assert (outcome.status, outcome.returncode) == (Status.INTERRUPTED, 130)
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_custom_interrupt_code(make_consumer: ConsumerFactory) -> None:
     """The interrupt code is configurable and reaches the script."""
     consumer = make_consumer(
@@ -92,7 +92,7 @@ async def test_custom_interrupt_code(make_consumer: ConsumerFactory) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_timeout(make_consumer: ConsumerFactory) -> None:
     """A script running past its timeout is stopped: broken, reason timeout."""
     consumer = make_consumer(python("import time; time.sleep(60)"), timeout=0.3, grace=0.5)
@@ -103,7 +103,7 @@ async def test_timeout(make_consumer: ConsumerFactory) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_trial_timeout_wins(make_consumer: ConsumerFactory) -> None:
     """A trial's own timeout overrides the consumer's."""
     consumer = make_consumer(python("import time; time.sleep(60)"), timeout=60)
@@ -112,7 +112,7 @@ async def test_trial_timeout_wins(make_consumer: ConsumerFactory) -> None:
     assert outcome.reason is Reason.TIMEOUT
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_missing_results(make_consumer: ConsumerFactory) -> None:
     """Exit 0 without writing results is broken, reason missing_results."""
     outcome = await make_consumer(python("pass")).run(Trial(id="t"))
@@ -120,7 +120,7 @@ async def test_missing_results(make_consumer: ConsumerFactory) -> None:
     assert "empty" in outcome.message
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_results_file_removed(make_consumer: ConsumerFactory) -> None:
     """A script that deletes its results file is missing_results too."""
     outcome = await make_consumer(
@@ -139,7 +139,7 @@ async def test_results_file_removed(make_consumer: ConsumerFactory) -> None:
     ],
     ids=["not-json", "no-objective", "nan", "unknown-type"],
 )
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_invalid_results(make_consumer: ConsumerFactory, content: str, expected: str) -> None:
     """Results that are not valid JSON of the contract are broken, reason invalid_results."""
     code = f"import os; open(os.environ['ORION_RESULTS_PATH'], 'w').write({content!r})"
@@ -148,7 +148,7 @@ async def test_invalid_results(make_consumer: ConsumerFactory, content: str, exp
     assert expected in outcome.message
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_results_symlink_refused(make_consumer: ConsumerFactory) -> None:
     """A results file replaced by a symlink (to /etc/passwd) is never followed."""
     code = "import os; p = os.environ['ORION_RESULTS_PATH']; os.remove(p); os.symlink('/etc/passwd', p)"
@@ -157,7 +157,7 @@ async def test_results_symlink_refused(make_consumer: ConsumerFactory) -> None:
     assert "link" in outcome.message
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_results_cap(make_consumer: ConsumerFactory) -> None:
     """A results file over the configured cap is refused without being read."""
     code = "import os; open(os.environ['ORION_RESULTS_PATH'], 'w').write('1' + ' ' * 5000)"
@@ -166,7 +166,7 @@ async def test_results_cap(make_consumer: ConsumerFactory) -> None:
     assert "1000" in outcome.message
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_program_missing(make_consumer: ConsumerFactory, tmp_path: Path) -> None:
     """A program that does not exist is broken, reason not_executable; nothing raises."""
     outcome = await make_consumer([str(tmp_path / "no-such-program")]).run(Trial(id="t"))
@@ -174,7 +174,7 @@ async def test_program_missing(make_consumer: ConsumerFactory, tmp_path: Path) -
     assert "no-such-program" in outcome.message
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_program_not_executable(make_consumer: ConsumerFactory, tmp_path: Path) -> None:
     """A script file without the execute bit is broken, reason not_executable."""
     script = tmp_path / "script.py"
@@ -209,7 +209,7 @@ def repo_script(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_code_changed_error(make_consumer: ConsumerFactory, repo_script: Path) -> None:
     """With policy error, a trial after the script changed is broken and never started."""
     consumer = make_consumer([sys.executable, str(repo_script)], code_change="error")
@@ -225,7 +225,7 @@ async def test_code_changed_error(make_consumer: ConsumerFactory, repo_script: P
 
 
 @pytest.mark.slow
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_code_changed_warn(
     make_consumer: ConsumerFactory, repo_script: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -240,7 +240,7 @@ async def test_code_changed_warn(
 
 
 @pytest.mark.slow
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_cancelled_first_run_leaves_no_false_code_change(
     make_consumer: ConsumerFactory, repo_script: Path
 ) -> None:
@@ -253,7 +253,7 @@ async def test_cancelled_first_run_leaves_no_false_code_change(
     assert outcome.code_version is not None
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_no_repository_no_check(make_consumer: ConsumerFactory, tmp_path: Path) -> None:
     """A script outside any git repository runs with no version and no error."""
     script = tmp_path / "plain.py"
@@ -279,7 +279,7 @@ def test_unknown_placeholder_raises_before_start(
     assert not (tmp_path / "trials").exists()
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_hostile_id_stays_inside_base(make_consumer: ConsumerFactory, tmp_path: Path) -> None:
     """A trial id such as ../../etc cannot place its directory outside the base directory."""
     consumer = make_consumer(python(WRITE_RESULT))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,9 @@ def test_consumer_configuration_cannot_be_changed(tmp_path: Path) -> None:
     assert worker.ran == 0 and worker.consumer is consumer
 
 
+@pytest.mark.skipif(
+    sys.version_info >= (3, 12), reason="3.12+ asyncio waits on pidfds itself; nothing to install"
+)
 def test_the_child_watcher_is_installed_only_when_asked() -> None:
     """Running a consumer leaves asyncio's child watcher alone unless told otherwise."""
     code = """
@@ -63,3 +67,10 @@ print(anyio.run(main), anyio.run(lambda: main(child_watcher=True)))
         )
     before, after = done.stdout.split()
     assert before != "_Watcher" and after == "_Watcher"
+
+
+def test_installing_the_child_watcher_touches_nothing_deprecated() -> None:
+    """On every Python, install_child_watcher() raises no DeprecationWarning (3.12+: a no-op)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        async_consumer.install_child_watcher()

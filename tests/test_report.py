@@ -377,12 +377,15 @@ def many_trials(count: int) -> list[StoredTrial]:
 
 
 def test_two_thousand_attempts_render_in_well_under_a_second() -> None:
-    """A run of 2,000 attempts renders in less than a second, every attempt a bar."""
+    """A run of 2,000 attempts renders in less than a second of CPU, every attempt a bar."""
     trials = many_trials(1000)
-    began = time.perf_counter()
+    began = time.process_time()
     text = render_report(trials)
-    elapsed = time.perf_counter() - began
-    assert elapsed < 1.0
+    cpu = time.process_time() - began
+    # this process's CPU time, which other work on the machine does not inflate as it does the
+    # wall clock: about 0.06 s here; the bound guards against a render that grows with the
+    # square of the attempts (a lane search over every bar), not against a slow machine
+    assert cpu < 1.0
     assert len(Page(text).find("rect", "bar")) == 2000
     objective = text[: text.index('id="parameters"')]
     assert len(re.findall(r'<circle class="point', objective)) == 1000

@@ -42,6 +42,7 @@ class Batch:
         self._receive: MemoryObjectReceiveStream[Outcome | None]
         self._send, self._receive = anyio.create_memory_object_stream[Outcome | None](math.inf)
         self._pending = 0
+        self._last_turn: anyio.Event | None = None
         self._broken = 0
         self._skipped: list[Trial] = []
 
@@ -71,9 +72,7 @@ class Batch:
             TemplateError: the trial cannot be rendered (nothing is queued).
             SlotError: the trial asks for more slots than exist (nothing is queued).
         """
-        plan = self._admission.plan_of(trial)
-        self._pending += 1
-        self._tg.start_soon(self._run, plan)
+        self._queue([self._admission.plan_of(trial)])
 
     def add_all(self, trials: Iterable[Trial | Lease]) -> None:
         """Queue several trials, after checking all of them (none is queued if one is bad)."""
@@ -82,9 +81,20 @@ class Batch:
     def _queue(self, plans: Iterable[Plan]) -> None:
         for plan in plans:
             self._pending += 1
-            self._tg.start_soon(self._run, plan)
+            after = self._last_turn
+            if after is not None and after.is_set():
+                after = None  # the trial before has joined the queue already
+            self._last_turn = turn = anyio.Event()
+            self._tg.start_soon(self._run, plan, after, turn)
 
-    async def _run(self, plan: Plan) -> None:
+    async def _run(self, plan: Plan, after: anyio.Event | None, turn: anyio.Event) -> None:
+        # trials join the queue for a place in the order they were queued: trio runs a batch of
+        # new tasks in random order, and a later trial would otherwise start first
+        try:
+            if after is not None:
+                await after.wait()
+        finally:
+            turn.set()  # nothing yields from here until this trial is in the limiter's queue
         # with max_broken, each outcome must be counted before the next trial may start
         gate = None if self._max_broken is None else self._may_start
         outcome = await self._admission.run(plan, gate)

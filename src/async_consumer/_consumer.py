@@ -73,6 +73,7 @@ class Consumer:
             every line prefixed with ``[trial id]`` (the log files keep it all too).
         child_watcher: on asyncio, install :func:`install_child_watcher` with the first
             script (a process-wide change, so off unless asked for; the command turns it on).
+            Trials do not need it: their scripts are reaped by the consumer itself.
 
     Its configuration is fixed once made: make another consumer to run with other settings.
     """

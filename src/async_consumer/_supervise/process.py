@@ -5,6 +5,14 @@ Every path out of a running trial goes through :meth:`ChildProcess.stop`: SIGTER
 a grace period, SIGKILL to the group, and a bounded reap. ``start_new_session=True`` makes the
 group id equal to the child's pid, so ``killpg`` reaches every descendant that did not call
 ``setsid()`` itself.
+
+This module owns the wait for its children, on both backends, and reaps each with ``wait4`` once
+a pidfd says it has exited, so that every outcome has the child's CPU time and peak RSS. On
+asyncio it starts the child itself with ``subprocess.Popen`` (as asyncio does, on the loop's
+thread) because asyncio's own subprocesses are reaped by the loop's child watcher, which keeps
+no resource usage and whose API is deprecated in 3.12 and gone in 3.14; on trio it starts the
+child with ``anyio.open_process``, since trio reaps only when asked to. docs/design-notes.md has
+the reasons and the alternatives measured.
 """
 
 from __future__ import annotations
@@ -17,13 +25,13 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypedDict
 
 import anyio
 from anyio.abc import Process
 
 from . import childwatch as _childwatch
-from .childwatch import ResourceUsage
+from .childwatch import ResourceUsage, usage_from
 
 __all__ = ["ChildProcess", "Exit", "group_is_alive", "install_child_watcher"]
 
@@ -50,14 +58,16 @@ def _on_asyncio() -> bool:
 
 def install_child_watcher() -> None:
     """
-    Reap the children of this process without a thread each, keeping their CPU time and memory.
+    Reap the process's *other* asyncio subprocesses without a thread each (Python 3.11).
 
-    On Python 3.11, asyncio watches each child process with a thread of its own and forgets its
-    resource usage. This replaces asyncio's child watcher, for the whole process, by one that
-    waits on pidfds in the event loop and reaps with ``wait4`` (nothing to do on 3.12 and later,
-    which use pidfds already). It is opt-in, like :func:`tune_gc`, because it changes how every
-    child of the process is reaped; the ``async-consumer`` command calls it, and so does a
-    :class:`Consumer` made with ``child_watcher=True``.
+    A consumer reaps its trials' scripts itself, through pidfds and ``wait4``, on every Python
+    and both loops: they never need this, and their CPU time and memory are recorded without it.
+    On Python 3.11, asyncio watches each child it starts itself (``git`` for the code version, a
+    program's own subprocesses) with a thread; this replaces that child watcher, for the whole
+    process, by one that waits on pidfds in the event loop (nothing to do on 3.12 and later,
+    which use pidfds already and deprecate child watchers). It is opt-in, like :func:`tune_gc`,
+    because it changes how every asyncio child of the process is reaped; the ``async-consumer``
+    command calls it, and so does a :class:`Consumer` made with ``child_watcher=True``.
     """
     _childwatch.install()
 
@@ -92,12 +102,22 @@ def _live_member(pid: str, pgid: int) -> bool:
 
 
 class ChildProcess:
-    """A started script: its process (the leader of its own group) and how it ended."""
+    """
+    A started script: the leader of its own group, and how it ended.
 
-    def __init__(self, process: Process) -> None:
-        self.process = process
-        self.pid = process.pid
+    This class owns the wait for its child on both backends (see the module's docstring): it
+    reaps with ``wait4`` once a pidfd says the child has exited, so every :class:`Exit` it
+    returns carries the child's CPU time and peak RSS.
+    """
+
+    def __init__(self, pid: int, handle: subprocess.Popen[bytes] | Process) -> None:
+        self.pid = pid
         self.exit: Exit | None = None
+        self._handle = handle
+        # opened before anything can reap the child, so the pid cannot have been reused
+        self._pidfd = _open_pidfd(pid)
+        self._waiting = False  # a task is waiting on the pidfd (only one may)
+        self._waited: anyio.Event | None = None  # made only if a second task waits meanwhile
 
     @classmethod
     async def start(
@@ -120,28 +140,70 @@ class ChildProcess:
         Raises:
             OSError: the program does not exist or cannot be executed.
         """
-        if child_watcher and _on_asyncio():
+        if not _on_asyncio():
+            return await cls._start_on_trio(argv, cwd, env, stdout, stderr)
+        if child_watcher:
             _childwatch.install()
-        process = await anyio.open_process(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            cwd=cwd,
-            env=dict(env),
-            start_new_session=True,
-        )
-        return cls(process)
+        # what asyncio's create_subprocess_exec does on the loop's thread, minus the loop's
+        # child watcher, which would reap the child itself and drop its resource usage
+        popen = _spawn(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+        return cls(popen.pid, popen)
+
+    @classmethod
+    async def _start_on_trio(
+        cls,
+        argv: Sequence[str],
+        cwd: Path | None,
+        env: Mapping[str, str],
+        stdout: BinaryIO,
+        stderr: BinaryIO,
+    ) -> ChildProcess:
+        # trio reaps only inside Process.wait() (or reading returncode), which we call after
+        # wait4: the launch stays anyio's (a worker thread, off the event loop)
+        options = _options(cwd, env, stdout, stderr)
+        process = await anyio.open_process(list(argv), **options)
+        return cls(process.pid, process)
 
     async def wait(self) -> Exit:
         """Wait for the child to exit and reap it; the result is kept in :attr:`exit`."""
-        if self.exit is None:
-            if _on_asyncio():
-                returncode = await self.process.wait()
-                self.exit = Exit(returncode, _childwatch.pop_usage(self.pid))
-            else:
-                self.exit = await _wait_with_usage(self.process)
+        while self.exit is None:
+            if not self._waiting:
+                await self._reap()
+            else:  # another task waits on the pidfd: wait for it to finish (or be cancelled)
+                if self._waited is None:
+                    self._waited = anyio.Event()
+                await self._waited.wait()
         return self.exit
+
+    async def _reap(self) -> None:
+        self._waiting = True
+        try:
+            if self._pidfd is not None:
+                await anyio.wait_readable(self._pidfd)
+            delay = 0.001
+            # no pidfd (a kernel before 5.3, or no descriptor left): poll, as a last resort
+            while (exit_ := _try_reap(self.pid)) is None:
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        finally:
+            self._waiting = False
+            waited, self._waited = self._waited, None
+            if waited is not None:
+                waited.set()
+        self.exit = exit_
+        self._release()
+
+    def _release(self) -> None:
+        """Close the pidfd and tell the backend's handle that the child is gone."""
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        if isinstance(self._handle, subprocess.Popen):
+            self._handle.returncode = self.exit.returncode if self.exit else 255
+        else:
+            # trio's returncode polls with waitpid: it finds the child reaped (ECHILD), records
+            # a status and closes its own pidfd
+            _ = self._handle.returncode
 
     def kill_now(self) -> None:
         """SIGKILL the whole group at once (a second Ctrl-C)."""
@@ -175,24 +237,56 @@ class ChildProcess:
             delay = min(delay * 2, 0.1)
 
 
-async def _wait_with_usage(process: Process) -> Exit:
-    """
-    Reap through a pidfd with ``wait4`` to keep the usage (the trio backend).
+def _spawn(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None,
+    env: Mapping[str, str],
+    stdout: BinaryIO,
+    stderr: BinaryIO,
+) -> subprocess.Popen[bytes]:
+    """Start the child with the options ``anyio.open_process`` is given on trio."""
+    return subprocess.Popen(list(argv), **_options(cwd, env, stdout, stderr))
 
-    The backend's own ``wait()`` afterwards finds the child gone and returns at once.
-    """
+
+class _Options(TypedDict):
+    stdin: int
+    stdout: BinaryIO
+    stderr: BinaryIO
+    cwd: Path | None
+    env: dict[str, str]
+    start_new_session: bool
+
+
+def _options(
+    cwd: Path | None, env: Mapping[str, str], stdout: BinaryIO, stderr: BinaryIO
+) -> _Options:
+    return _Options(
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        cwd=cwd,
+        env=dict(env),
+        start_new_session=True,
+    )
+
+
+def _open_pidfd(pid: int) -> int | None:
     try:
-        pidfd = os.pidfd_open(process.pid)
-    except OSError:
-        return Exit(await process.wait())
+        return os.pidfd_open(pid)
+    except (OSError, AttributeError):  # an old kernel, no descriptor left, or not Linux
+        return None
+
+
+def _try_reap(pid: int) -> Exit | None:
+    """Reap ``pid`` if it has exited (``None`` if it has not), with its resource usage."""
     try:
-        await anyio.wait_readable(pidfd)
-        try:
-            # the pidfd is readable: the child has exited, so this returns at once
-            _, status, rusage = os.wait4(process.pid, os.WNOHANG)  # noqa: ASYNC222
-        except ChildProcessError:
-            return Exit(await process.wait())
-    finally:
-        os.close(pidfd)
-    await process.wait()
-    return Exit(os.waitstatus_to_exitcode(status), _childwatch.usage_from(rusage))
+        # never blocks (WNOHANG); the caller waits for the pidfd first
+        found, status, rusage = os.wait4(pid, os.WNOHANG)
+    except ChildProcessError:
+        # reaped by other code of this process (SIGCHLD ignored, a waitpid(-1)): the status is
+        # lost; asyncio reports 255 in this case too
+        return Exit(255)
+    if found == 0:
+        return None
+    return Exit(os.waitstatus_to_exitcode(status), usage_from(rusage))

@@ -76,7 +76,7 @@ WHERE seq = ({PICK}) RETURNING id, trial, token, heartbeat_at, lost_count
 """
 ATTEMPT = """
 INSERT INTO attempts (trial_id, number, token, worker, host, reserved_at, heartbeat_at)
-VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?5)
+VALUES (:trial_id, :token, :token, :worker, :host, :now, :now)
 """
 BEAT = f"""
 UPDATE trials SET heartbeat_at = {NOW} WHERE id = ? AND status = 'reserved' AND token = ?

@@ -130,7 +130,8 @@ class SQLiteStore(StoreBase):
             return None
         trial_id, text, token, now, lost = rows[0]
         worker = str(args["worker"])
-        self._conn.execute(queries.ATTEMPT, (trial_id, token, worker, host, now))
+        attempt = {"trial_id": trial_id, "token": token, "worker": worker, "host": host, "now": now}
+        self._conn.execute(queries.ATTEMPT, attempt)
         trial = load_trial(text, token)
         return Lease(trial=trial, token=token, worker=worker, lost_count=lost)
 
