@@ -263,15 +263,20 @@ class SlowDisk:
 
     def __init__(self) -> None:
         self.slow = True
-        self.where: list[bool] = []
+        self.where: list[bool] = []  # in the order the calls were made, not the order they ran
         self._time = threading.local()
 
     def clock(self) -> float:
         now: float = getattr(self._time, "now", 0.0)
         return now
 
-    def create(self) -> None:
-        self.where.append(threading.current_thread() is threading.main_thread())
+    def call(self) -> int:
+        """Number the next call (a thread started earlier may run after a later inline one)."""
+        self.where.append(False)
+        return len(self.where) - 1
+
+    def create(self, number: int) -> None:
+        self.where[number] = threading.current_thread() is threading.main_thread()
         if self.slow:
             self._time.now = self.clock() + 0.03
 
@@ -282,7 +287,7 @@ async def _create_files(offload: Offload, disk: SlowDisk, trials: int, jobs: int
 
     async def one() -> None:
         async with limit:
-            await offload.run(disk.create)
+            await offload.run(disk.create, disk.call())
             await anyio.lowlevel.checkpoint()  # a script runs meanwhile
 
     async with anyio.create_task_group() as tg:
