@@ -56,7 +56,8 @@ def _pids(outcome_dir: Path) -> list[int]:
 @pytest.mark.anyio
 async def test_timeout_kills_grandchildren(make_consumer: ConsumerFactory) -> None:
     """After a timeout, the script and a grandchild that ignore SIGTERM are both gone."""
-    consumer = make_consumer(python(GRANDCHILD), timeout=1.0, grace=0.3)
+    # the timeout leaves a loaded machine time to start the script and ignore SIGTERM first
+    consumer = make_consumer(python(GRANDCHILD), timeout=5.0, grace=0.3)
     with anyio.fail_after(10):
         outcome = await consumer.run(Trial(id="t"))
     assert outcome.reason is Reason.TIMEOUT
@@ -281,7 +282,8 @@ async def test_usage_and_stop_without_pidfds(
     done = await make_consumer(python(WRITE_RESULT)).run(Trial(id="t"))
     assert done.status is Status.COMPLETED
     assert done.cpu_seconds is not None and done.peak_rss_bytes is not None
-    slow = make_consumer(python(GRANDCHILD), timeout=0.5, grace=0.3)
+    # the timeout leaves a loaded machine time to start the script and ignore SIGTERM first
+    slow = make_consumer(python(GRANDCHILD), timeout=5.0, grace=0.3)
     with anyio.fail_after(20):
         stopped = await slow.run(Trial(id="s"))
     assert (stopped.reason, stopped.signal) == (Reason.TIMEOUT, "SIGKILL")
