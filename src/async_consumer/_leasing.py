@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+from collections import deque
 from collections.abc import Collection
 
 import anyio
@@ -54,6 +55,8 @@ class Leasing:
         self._held = 0  # leases held now
         self._alone: anyio.Event | None = None  # set when the suspect running alone has ended
         self._reserving = anyio.Lock()
+        self._asking = 0  # lanes asking for a lease now
+        self._ready: deque[Lease] = deque()  # reserved for a lane that has not taken it yet
         self._file_faults = 0  # in a row
         self._paused_until = 0.0  # no lane reserves before (a pause after a file fault)
 
@@ -61,24 +64,43 @@ class Leasing:
         """
         A lease on the next trial this worker may run now (``None``: nothing for it now).
 
-        ``skip`` and ``hold`` are passed on to the store's ``reserve``.
+        ``skip`` and ``hold`` are passed on to the store. Lanes asking together are served by
+        one reservation: the first reserves for every lane then waiting (not a suspect: a
+        suspect is reserved alone, by an idle worker).
         """
         await anyio.sleep(max(0.0, self._paused_until - anyio.current_time()))
-        async with self._reserving:
-            while self._alone is not None:
-                await self._alone.wait()
-            lease = await self.store.reserve(
-                self.name,
-                host=self.host,
-                skip=skip,
-                hold=hold,
-                holder=self.holder,
-                suspects=self._held == 0,
+        self._asking += 1
+        try:
+            async with self._reserving:
+                while self._alone is not None:
+                    await self._alone.wait()
+                if not self._ready:
+                    await self._reserve_for(self._asking, skip, hold)
+                return self._ready.popleft() if self._ready else None
+        finally:
+            self._asking -= 1
+
+    async def _reserve_for(self, lanes: int, skip: Collection[str], hold: bool) -> None:
+        """Reserve for ``lanes`` lanes into ``_ready`` (just one when idle: it may be a suspect)."""
+        store, name, host, holder = self.store, self.name, self.host, self.holder
+        if self._held == 0:
+            lease = await store.reserve(name, host=host, skip=skip, hold=hold, holder=holder)
+            leases = [] if lease is None else [lease]
+        else:
+            leases = await store.reserve_many(
+                name, lanes, host=host, skip=skip, hold=hold, holder=holder, suspects=False
             )
-            if lease is not None:
-                self._held += 1
-                self._alone = anyio.Event() if lease.lost_count else None
-            return lease
+        self._held += len(leases)
+        if leases and leases[0].lost_count:
+            self._alone = anyio.Event()
+        self._ready.extend(leases)
+
+    async def release(self) -> None:
+        """Hand back the leases reserved for lanes that stopped before taking them."""
+        while self._ready:
+            lease = self._ready.popleft()
+            await self.hand_back(lease, "its worker stopped before starting it")
+            self.done(lease)
 
     def done(self, lease: Lease) -> None:
         """The lease's attempt has ended (recorded or not): another may be reserved."""

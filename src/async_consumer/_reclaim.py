@@ -31,13 +31,19 @@ class Reclaimer:
         host: this host's name, as lease holders carry it.
         interval: seconds between two looks (the heartbeat interval).
         lost_after: a lease is stale after this many intervals without a beat.
+        spare: the worker's own holder (``host/pid/start``): its leases are never reclaimed
+            here, they are its own beat loops' business (a lease of its own that went stale is
+            ended as lost by the trial's beat loop, which knows whether the trial still runs).
     """
 
-    def __init__(self, store: RetryingStore, host: str, interval: float, lost_after: float) -> None:
+    def __init__(
+        self, store: RetryingStore, host: str, interval: float, lost_after: float, spare: str = ""
+    ) -> None:
         self.store = store
         self.host = host
         self.interval = interval
         self.lost_after = lost_after
+        self.spare = spare
 
     async def run_forever(self) -> None:
         """Look now, then every interval, until cancelled (a store error is raised)."""
@@ -62,7 +68,8 @@ class Reclaimer:
 
     async def reclaim_stale(self) -> list[str]:
         """Reclaim the leases whose last heartbeat is ``lost_after`` intervals old."""
-        reclaimed = await self.store.reclaim_stale(self.lost_after * self.interval)
+        older_than = self.lost_after * self.interval
+        reclaimed = await self.store.reclaim_stale(older_than, spare=self.spare)
         for trial_id in reclaimed:
             logger.warning(
                 "reclaimed from a worker that stopped beating", extra={"trial_id": trial_id}

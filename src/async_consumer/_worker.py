@@ -25,6 +25,7 @@ from collections.abc import Set as AbstractSet
 
 import anyio
 
+from ._commit import GroupCommit
 from ._consumer import Consumer
 from ._errors import LeaseLost, StoreError, TrialFilesError
 from ._fleet import WorkerInfo, WorkerState
@@ -101,8 +102,9 @@ class Worker:
         self._consumer = consumer
         self._host = host = socket.gethostname()
         self._name = name or f"{host}:{os.getpid()}"
-        self._reclaimer = Reclaimer(link, host, consumer.heartbeat, lost_after)
         holder = holder_name(host)
+        self._reclaimer = Reclaimer(link, host, consumer.heartbeat, lost_after, spare=holder)
+        self._commits = GroupCommit(link)
         self._leasing = Leasing(
             link, self._name, host, holder, max_file_faults, self.file_fault_backoff
         )
@@ -230,6 +232,7 @@ class Worker:
                     for _ in range(self.consumer.max_concurrency):
                         lanes.start_soon(self._lane)
                 tg.cancel_scope.cancel()
+                await self._until_error(self._leasing.release)
         finally:
             await self._presence.record(state=WorkerState.EXITED)
         if self._error is not None:
@@ -284,7 +287,7 @@ class Worker:
             # shielded: a finish cancelled after its commit would lose the result
             with anyio.CancelScope(shield=True):
                 hold = 0.0 if requeue else self._resume.hold(outcome)
-                await self.store.finish(lease, outcome, requeue=requeue, hold=hold)
+                await self._commits.finish(lease, outcome, requeue=requeue, hold=hold)
         except LeaseLost as exc:
             self._tally.rejected += 1
             logger.warning("result not recorded: %s", exc, extra={"trial_id": lease.trial_id})

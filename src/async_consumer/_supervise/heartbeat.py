@@ -39,18 +39,21 @@ async def beat(
     interval: float,
     max_failures: int,
     on_lost: Callable[[str], None],
+    wait: float = 0.0,
 ) -> None:
     """
     Beat every ``interval`` seconds until cancelled; call ``on_lost`` and return if the lease is gone.
 
     The first beat comes one interval after the start (the reservation itself counts as one).
+    ``wait``: how long the target may hold a beat before writing it (a coalescer's tick); a
+    beat is bounded by that plus the usual third of an interval.
     """
     state = _Beats(interval, max_failures, lease.trial_id)
     while True:
         await anyio.sleep(max(0.0, state.next_at - anyio.current_time()))
         began = anyio.current_time()
         try:
-            with anyio.fail_after(state.retry):
+            with anyio.fail_after(wait + state.retry):
                 await target.heartbeat(lease)
         except LeaseLost as exc:
             on_lost(str(exc))

@@ -19,6 +19,7 @@ from .._models import Lease, Reason, Status
 from .._trial.classify import Abort
 from .._trial.plan import Plan
 from .echo import echo
+from .beats import BeatCoalescer, coalesced
 from .heartbeat import HeartbeatTarget, beat
 from .metrics import MetricCallback, MetricsTail, follow
 from .process import ChildProcess, Exit
@@ -51,6 +52,8 @@ class Supervisor:
 
     def __init__(self, settings: Supervision) -> None:
         self.settings = settings
+        self.beats = coalesced(settings.store, settings.heartbeat)
+        """Where the running trials' leases are renewed: the store, behind a coalescer."""
         self._running: dict[str, Running] = {}
         self._watchdog: Watchdog | None = None
         self._halted = False
@@ -145,14 +148,15 @@ class Supervisor:
             watchers.stop()
 
     async def _beat(self, lease: Lease, running: Running) -> None:
-        settings = self.settings
-        assert settings.store is not None
+        settings, beats = self.settings, self.beats
+        assert beats is not None
         await beat(
-            settings.store,
+            beats,
             lease,
             interval=settings.heartbeat,
             max_failures=settings.heartbeat_failures,
             on_lost=running.lost,
+            wait=beats.interval if isinstance(beats, BeatCoalescer) else 0.0,
         )
 
     async def _follow(self, plan: Plan, running: Running) -> None:
