@@ -40,13 +40,14 @@ from ._rules import (
     settled_status,
 )
 from ._sqlite_file import connect, error, is_busy, path_from_url, transaction
+from ._sqlite_many import SQLiteBatches
 
 __all__ = ["SQLiteStore", "path_from_url"]
 
 _T = TypeVar("_T")
 
 
-class SQLiteStore(StoreBase):
+class SQLiteStore(SQLiteBatches, StoreBase):
     """
     A ``TrialStore`` in one SQLite file, safe for several worker processes on one host.
 
@@ -188,13 +189,14 @@ class SQLiteStore(StoreBase):
         sql = "UPDATE attempts SET outcome = ? WHERE trial_id = ? AND number = ?"
         self._conn.executemany(sql, rows)
 
-    async def reclaim_stale(self, older_than: float) -> builtins.list[str]:
+    async def reclaim_stale(self, older_than: float, *, spare: str = "") -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         check_older_than(older_than)
-        return await self._run(lambda: self._reclaim(older_than))
+        return await self._run(lambda: self._reclaim(older_than, spare))
 
-    def _reclaim(self, older_than: float) -> builtins.list[str]:
-        rows = self._conn.execute(queries.RECLAIM, (self._max_lost, older_than)).fetchall()
+    def _reclaim(self, older_than: float, spare: str) -> builtins.list[str]:
+        args = {"max_lost": self._max_lost, "older_than": older_than, "spare": spare}
+        rows = self._conn.execute(queries.RECLAIM, args).fetchall()
         ends = [(lost_outcome(i, n, older_than).model_dump_json(), i, n) for i, n in rows]
         self._end_attempts(ends)
         return [trial_id for trial_id, _ in rows]
