@@ -1,11 +1,10 @@
 """
 The pull loop: reserve a trial from the store, run it, record its outcome; reclaim dead leases.
 
-A worker runs ``max_concurrency`` lanes, each reserving and running one trial at a time, and a
-reclaimer that, on a timer, hands back to the queue every trial whose heartbeat is older than
-``lost_after`` heartbeats (by the store's own clock). Any live worker does this, so a dead
-worker's trials are re-run even when no one happens to be reserving at that moment (see
-:mod:`._reclaim`; a dead process of this host is noticed at once).
+A worker runs ``max_concurrency`` lanes, each reserving and running one trial at a time (lanes
+asking together share one reservation, outcomes recorded together share one write: see
+:mod:`._leasing`, :mod:`._commit`), and a reclaimer that hands back other workers' stale leases
+(:mod:`._reclaim`; a dead process of this host is noticed at once).
 
 The worker talks to its store through a :class:`RetryingStore`: an unreachable store is waited
 for (up to ``outage_limit`` seconds), not a reason to die. It ends early only on an error that is
@@ -37,6 +36,7 @@ from ._resume import ResumePolicy, interrupted_itself, preempted
 from ._retry import log_retry, retry_delay
 from ._supervise.holder import holder_name
 from ._tally import Tally
+from ._traffic import log_traffic
 from .stores import TrialStore
 from .stores._retrying import DEFAULT_OUTAGE_LIMIT, RetryingStore
 
@@ -74,8 +74,7 @@ class Worker:
     """
 
     _said_out_of_time = False  # the "too late" line is logged once, by the first lane to stop
-    file_fault_backoff = 0.5
-    """Seconds of the first pause after a trial's files could not be created (then doubled)."""
+    file_fault_backoff = 0.5  # seconds of the first pause after a file fault (then doubled)
 
     def __init__(
         self,
@@ -233,6 +232,7 @@ class Worker:
                         lanes.start_soon(self._lane)
                 tg.cancel_scope.cancel()
                 await self._until_error(self._leasing.release)
+            log_traffic(self.consumer.beats, self._commits, self._tally.ran)
         finally:
             await self._presence.record(state=WorkerState.EXITED)
         if self._error is not None:

@@ -18,8 +18,8 @@ import anyio
 from .._models import Lease, Reason, Status
 from .._trial.classify import Abort
 from .._trial.plan import Plan
-from .echo import echo
 from .beats import BeatCoalescer, coalesced
+from .echo import echo
 from .heartbeat import HeartbeatTarget, beat
 from .metrics import MetricCallback, MetricsTail, follow
 from .process import ChildProcess, Exit
