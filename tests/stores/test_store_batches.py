@@ -38,7 +38,7 @@ async def test_a_moved_on_lease_is_lost_and_the_others_are_renewed(store: TrialS
     await store.add(make_trials(4))
     old = (await _reserve(store, 1))[0]
     assert await store.reclaim_leases([("t0", old.token, "")], "gone") == ["t0"]
-    new, a, b, c = await _reserve(store, 4)
+    new, a, b, _ = await _reserve(store, 4)
     assert (new.trial_id, new.token) == ("t0", old.token + 1)
     before = await _beats(store, "t0", "t1", "t2", "t3")
     await anyio.sleep(0.01)  # let the store's clock (millisecond resolution) move on
@@ -53,7 +53,6 @@ async def test_a_moved_on_lease_is_lost_and_the_others_are_renewed(store: TrialS
         TrialStatus.COMPLETED,
         TrialStatus.COMPLETED,
     ]
-    del c
 
 
 async def test_heartbeat_many_reports_in_the_order_given(store: TrialStore) -> None:
