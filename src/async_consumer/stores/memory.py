@@ -177,7 +177,8 @@ class MemoryStore(MemoryBatches, StoreBase):
     ) -> TrialStatus:
         """Record the attempt's outcome; see ``TrialStore.finish``."""
         await anyio.lowlevel.checkpoint()
-        check_finishes([item := Finish(lease, outcome, requeue, hold)])
+        item = Finish(lease, outcome, requeue, hold)
+        check_finishes([item])
         return self._finish(item)
 
     def _finish(self, item: Finish) -> TrialStatus:
