@@ -206,21 +206,30 @@ class SQLiteStore(StoreBase):
             raise TrialNotFound(trial_id)
         return found[0]
 
-    async def list(self, status: TrialStatus | None = None) -> builtins.list[StoredTrial]:
+    async def list(
+        self, status: TrialStatus | None = None, *, offset: int = 0, limit: int | None = None
+    ) -> builtins.list[StoredTrial]:
         """Return the trials in the order they were added; see ``TrialStore.list``."""
+        page = (-1 if limit is None else limit, offset)  # LIMIT -1: every row
         if status is None:
-            return await self._run(lambda: self._select("", ()), write=False)
+            return await self._run(lambda: self._select("", (), page), write=False)
         where = " WHERE status = ?"
-        return await self._run(lambda: self._select(where, (status.value,)), write=False)
+        return await self._run(lambda: self._select(where, (status.value,), page), write=False)
 
-    def _select(self, where: str, args: tuple[str, ...]) -> builtins.list[StoredTrial]:
-        trials = self._conn.execute(f"{queries.TRIALS}{where} ORDER BY seq", args).fetchall()
+    def _select(
+        self, where: str, args: tuple[str, ...], page: tuple[int, int] = (-1, 0)
+    ) -> builtins.list[StoredTrial]:
+        sql = f"{queries.TRIALS}{where} ORDER BY seq LIMIT ? OFFSET ?"
+        trials = self._conn.execute(sql, (*args, *page)).fetchall()
         if not trials:
             return []
         attempts: dict[str, builtins.list[Attempt]] = {row[0]: [] for row in trials}
-        in_trials = f" WHERE trial_id IN (SELECT id FROM trials{where})" if where else ""
+        # every trial's attempts when every trial was asked for; else those of the ones read
+        whole = not where and page == (-1, 0)
+        in_trials = "" if whole else " WHERE trial_id IN (SELECT value FROM json_each(?))"
+        bound = () if whole else (json.dumps(builtins.list(attempts)),)
         sql = f"{queries.ATTEMPTS}{in_trials} ORDER BY trial_id, number"
-        for trial_id, *row in self._conn.execute(sql, args):
+        for trial_id, *row in self._conn.execute(sql, bound):
             attempts[trial_id].append(load_attempt(row))
         return [load_stored(row, attempts[trial_id]) for trial_id, *row in trials]
 
