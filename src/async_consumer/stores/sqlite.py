@@ -95,18 +95,26 @@ class SQLiteStore(StoreBase):
     async def add(self, trials: Iterable[Trial], *, exist_ok: bool = False) -> int:
         """Add new trials, all or none; see ``TrialStore.add``."""
         batch = builtins.list(trials)
-        return await self._run(lambda: sum(self._add_one(t, exist_ok=exist_ok) for t in batch))
+        return await self._run(lambda: self._add_all(batch, exist_ok=exist_ok))
 
-    def _add_one(self, trial: Trial, *, exist_ok: bool) -> int:
-        sql = "INSERT INTO trials (id, trial) VALUES (?, ?) ON CONFLICT (id) DO NOTHING"
-        if self._conn.execute(sql, (trial.id, dump_trial(trial))).rowcount == 1:
-            return 1
-        (stored,) = self._conn.execute(
-            "SELECT trial FROM trials WHERE id = ?", (trial.id,)
-        ).fetchone()
-        if not (exist_ok and same_params(stored, trial)):
-            raise DuplicateTrial(trial.id)
-        return 0
+    def _add_all(self, batch: builtins.list[Trial], *, exist_ok: bool) -> int:
+        # the ids already there, in one query; the new trials, in one statement
+        ids = json.dumps([trial.id for trial in batch])
+        known = dict(self._conn.execute(queries.KNOWN, (ids,)).fetchall())
+        fresh: dict[str, Trial] = {}
+        for trial in batch:
+            if trial.id in fresh:
+                same = fresh[trial.id].params == trial.params
+            elif trial.id in known:
+                same = same_params(known[trial.id], trial)
+            else:
+                fresh[trial.id] = trial
+                continue
+            if not (exist_ok and same):
+                raise DuplicateTrial(trial.id)
+        rows = ((trial.id, dump_trial(trial)) for trial in fresh.values())
+        self._conn.executemany("INSERT INTO trials (id, trial) VALUES (?, ?)", rows)
+        return len(fresh)
 
     async def reserve(
         self,
