@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +15,6 @@ from pydantic import JsonValue
 
 from .._fleet import WorkerInfo
 from .._models import Outcome, Status, StoredTrial, TrialStatus
-from .._ranking import best_trial
 from .._supervise.lines import tail
 from .fleet_view import worker_lines, worker_rows
 from .progress import progress_bar
@@ -46,6 +45,11 @@ def _line(outcome: Outcome) -> str:
 
 def _params(stored: StoredTrial) -> str:
     return " ".join(f"{k}={json.dumps(v)}" for k, v in stored.trial.params.items())
+
+
+def _nonzero(counts: Mapping[TrialStatus, int]) -> Counter[str]:
+    """The statuses some trial is in, by name, as a summary shows them."""
+    return Counter({str(status): n for status, n in counts.items() if n})
 
 
 def _age(moment: datetime | None) -> str:
@@ -144,10 +148,11 @@ class View:
             finally:
                 self._progress = None
 
-    def summary(self, stored: Sequence[StoredTrial], worker: Worker) -> None:
+    def summary(
+        self, by_status: Mapping[TrialStatus, int], best: StoredTrial | None, worker: Worker
+    ) -> None:
         """Counts by status, the best trial, the slowest ones."""
-        counts = Counter(str(s.status) for s in stored)
-        best = best_trial(stored, maximize=self.maximize)
+        counts = _nonzero(by_status)
         slowest = worker.slowest
         if self.json:
             summary: dict[str, Any] = {
@@ -165,7 +170,7 @@ class View:
             return
         drawn = sys.stdout.isatty() and not self.quiet and _table(counts, best, slowest, worker.ran)
         if not drawn:  # piped, or without rich: plain lines
-            self._plain_summary(len(stored), counts, best, slowest, worker.ran)
+            self._plain_summary(counts.total(), counts, best, slowest, worker.ran)
         if worker.rejected:
             print(
                 f"{worker.rejected} late results rejected (another worker had the trial)",
@@ -190,10 +195,14 @@ class View:
             text = ", ".join(f"{o.trial_id} {o.duration:.1f}s" for o in slowest)
             print(f"slowest: {text}", flush=True)
 
-    def status(self, stored: Sequence[StoredTrial], workers: Sequence[WorkerInfo] = ()) -> None:
+    def status(
+        self,
+        by_status: Mapping[TrialStatus, int],
+        running: Sequence[StoredTrial],
+        workers: Sequence[WorkerInfo] = (),
+    ) -> None:
         """Counts by status, the running trials with their heartbeat age, and the workers."""
-        counts = Counter(str(s.status) for s in stored)
-        running = [s for s in stored if s.status is TrialStatus.RESERVED]
+        counts = _nonzero(by_status)
         if self.json:
             rows = [
                 {

@@ -166,8 +166,8 @@ _QUERIES = {
         ) RETURNING id, token""",
     "end": "UPDATE {s}.attempts SET outcome = $1 WHERE trial_id = $2 AND number = $3",
     "get": _TRIALS.format(where="WHERE id = $1"),
-    "list": _TRIALS.format(where="WHERE status = $1"),
-    "all": _TRIALS.format(where=""),
+    "list": _TRIALS.format(where="WHERE status = $1") + " LIMIT $2 OFFSET $3",
+    "all": _TRIALS.format(where="") + " LIMIT $1 OFFSET $2",
     "attempts": """
         SELECT trial_id, number, token, worker, host, reserved_at, heartbeat_at, outcome
         FROM {s}.attempts WHERE trial_id = ANY($1::text[]) ORDER BY trial_id, number""",

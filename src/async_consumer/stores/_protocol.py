@@ -137,8 +137,15 @@ class TrialStore(Protocol):
         """Return one trial with all its attempts; raise ``TrialNotFound`` if it is absent."""
         ...
 
-    async def list(self, status: TrialStatus | None = None) -> builtins.list[StoredTrial]:
-        """Return the trials (of one status, if given) in the order they were added."""
+    async def list(
+        self, status: TrialStatus | None = None, *, offset: int = 0, limit: int | None = None
+    ) -> builtins.list[StoredTrial]:
+        """
+        Return the trials (of one status, if given) in the order they were added.
+
+        ``offset`` and ``limit`` give one page of that list: a caller reads a large store page
+        by page rather than holding every trial at once.
+        """
         ...
 
     async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:

@@ -258,9 +258,11 @@ class RetryingStore(StoreBase):
         """Return one trial; see ``TrialStore.get``."""
         return await self.outage.call(lambda: self.store.get(trial_id))
 
-    async def list(self, status: TrialStatus | None = None) -> builtins.list[StoredTrial]:
+    async def list(
+        self, status: TrialStatus | None = None, *, offset: int = 0, limit: int | None = None
+    ) -> builtins.list[StoredTrial]:
         """Return the trials; see ``TrialStore.list``."""
-        return await self.outage.call(lambda: self.store.list(status))
+        return await self.outage.call(lambda: self.store.list(status, offset=offset, limit=limit))
 
     async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
         """Return how many trials are in each status; see ``TrialStore.counts``."""

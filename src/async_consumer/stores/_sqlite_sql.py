@@ -126,6 +126,7 @@ WHERE id = :id AND token = :token AND status = 'reserved' RETURNING id, token
 """
 TRIALS = "SELECT id, trial, status, token, worker, heartbeat_at, lost_count FROM trials"
 COUNTS = "SELECT status, count(*) FROM trials GROUP BY status"
+KNOWN = "SELECT id, trial FROM trials WHERE id IN (SELECT value FROM json_each(?))"
 COUNTS_OF = """
 SELECT status, count(*) FROM trials WHERE id IN (SELECT value FROM json_each(?)) GROUP BY status
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import heapq
+import itertools
 from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -220,11 +221,14 @@ class MemoryStore(MemoryBatches, StoreBase):
             raise TrialNotFound(trial_id)
         return record.stored()
 
-    async def list(self, status: TrialStatus | None = None) -> builtins.list[StoredTrial]:
+    async def list(
+        self, status: TrialStatus | None = None, *, offset: int = 0, limit: int | None = None
+    ) -> builtins.list[StoredTrial]:
         """Return the trials in the order they were added; see ``TrialStore.list``."""
         await anyio.lowlevel.checkpoint()
-        records = self._records.values()
-        return [r.stored() for r in records if status is None or r.status is status]
+        records = (r for r in self._records.values() if status is None or r.status is status)
+        end = None if limit is None else offset + limit
+        return [r.stored() for r in itertools.islice(records, offset, end)]
 
     async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
         """Return how many trials are in each status; see ``TrialStore.counts``."""

@@ -222,13 +222,15 @@ class PostgresStore(PostgresBatches, StoreBase):
             raise TrialNotFound(trial_id)
         return found[0]
 
-    async def list(self, status: TrialStatus | None = None) -> builtins.list[StoredTrial]:
+    async def list(
+        self, status: TrialStatus | None = None, *, offset: int = 0, limit: int | None = None
+    ) -> builtins.list[StoredTrial]:
         """Return the trials in the order they were added; see ``TrialStore.list``."""
         if status is None:
-            return await self._select("all")
-        return await self._select("list", status.value)
+            return await self._select("all", limit, offset)  # LIMIT NULL: every row
+        return await self._select("list", status.value, limit, offset)
 
-    async def _select(self, query: str, *args: str) -> builtins.list[StoredTrial]:
+    async def _select(self, query: str, *args: object) -> builtins.list[StoredTrial]:
         async with self._connection() as conn, conn.transaction(isolation="repeatable_read"):
             trials = await conn.fetch(self._q[query], *args)
             ids = [row[0] for row in trials]
