@@ -52,11 +52,12 @@ class Leasing:
         self.store, self.name, self.host, self.holder = store, name, host, holder
         self.max_file_faults = max_file_faults
         self.file_fault_backoff = file_fault_backoff
-        self._held = 0  # leases held now
         self._alone: anyio.Event | None = None  # set when the suspect running alone has ended
         self._reserving = anyio.Lock()
         self._asking = 0  # lanes asking for a lease now
         self._ready: deque[Lease] = deque()  # reserved for a lane that has not taken it yet
+        self.holding: dict[tuple[str, int], Lease] = {}
+        """The leases reserved and not yet done, by (trial id, token)."""
         self._file_faults = 0  # in a row
         self._paused_until = 0.0  # no lane reserves before (a pause after a file fault)
 
@@ -83,14 +84,14 @@ class Leasing:
     async def _reserve_for(self, lanes: int, skip: Collection[str], hold: bool) -> None:
         """Reserve for ``lanes`` lanes into ``_ready`` (just one when idle: it may be a suspect)."""
         store, name, host, holder = self.store, self.name, self.host, self.holder
-        if self._held == 0:
+        if not self.holding:
             lease = await store.reserve(name, host=host, skip=skip, hold=hold, holder=holder)
             leases = [] if lease is None else [lease]
         else:
             leases = await store.reserve_many(
                 name, lanes, host=host, skip=skip, hold=hold, holder=holder, suspects=False
             )
-        self._held += len(leases)
+        self.holding.update(((lease.trial_id, lease.token), lease) for lease in leases)
         if leases and leases[0].lost_count:
             self._alone = anyio.Event()
         self._ready.extend(leases)
@@ -104,7 +105,7 @@ class Leasing:
 
     def done(self, lease: Lease) -> None:
         """The lease's attempt has ended (recorded or not): another may be reserved."""
-        self._held -= 1
+        self.holding.pop((lease.trial_id, lease.token), None)
         if lease.lost_count and self._alone is not None:
             self._alone.set()
             self._alone = None

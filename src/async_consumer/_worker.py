@@ -102,19 +102,19 @@ class Worker:
         self._host = host = socket.gethostname()
         self._name = name or f"{host}:{os.getpid()}"
         holder = holder_name(host)
-        self._reclaimer = Reclaimer(link, host, consumer.heartbeat, lost_after, spare=holder)
         self._commits = GroupCommit(link)
-        self._leasing = Leasing(
-            link, self._name, host, holder, max_file_faults, self.file_fault_backoff
-        )
+        faults = max_file_faults, self.file_fault_backoff
+        self._leasing = leasing = Leasing(link, self._name, host, holder, *faults)
+        known = leasing.holding.keys  # its own leases: spared, or orphans if it knows not of them
+        self._reclaimer = Reclaimer(link, host, consumer.heartbeat, lost_after, holder, known)
         self._follow, self._poll = follow, poll
         self._max_broken, self._on_outcome = max_broken, on_outcome
         self._resume = resume or ResumePolicy()
         self._interrupted: set[str] = set()
         self._tally = Tally()
         self._job, self._reserve_until = (job_id, task_id), reserve_until
-        self._left_on: str | None = None
-        self._error: Exception | None = None
+        self._left_on: str | None = None  # the signal it was told to leave by
+        self._error: Exception | None = None  # the error that ends it early
         self._presence = Presence(store, self.info, consumer.heartbeat)
 
     # -- configuration and counts, read-only -----------------------------------------------
