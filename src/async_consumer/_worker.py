@@ -32,7 +32,7 @@ from ._leasing import Leasing, link_store
 from ._models import Lease, Outcome, Status
 from ._presence import Presence
 from ._reclaim import Reclaimer
-from ._resume import ResumePolicy, interrupted_itself, preempted
+from ._resume import ResumePolicy, interrupted_itself, stopped_here
 from ._retry import log_retry, retry_delay
 from ._supervise.holder import holder_name
 from ._tally import Tally
@@ -271,7 +271,7 @@ class Worker:
             await self._leasing.hand_back(lease, "its script interrupted itself earlier here")
             return
         try:
-            outcome = preempted(await self.consumer.run(lease), self._left_on)
+            outcome = stopped_here(await self.consumer.run(lease), self._left_on)
         except TrialFilesError as exc:
             await self._leasing.give_back(lease, exc)
             return

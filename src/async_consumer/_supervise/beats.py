@@ -57,15 +57,16 @@ class BeatCoalescer:
     Args:
         target: the store (``heartbeat_many``).
         interval: seconds between two writes, the heartbeat interval.
-        timeout: seconds a write may take before every beat it carries fails (default: a
-            third of the interval, the single beat's bound).
+        timeout: seconds a write may take before every beat it carries fails (default: an
+            interval: a write of many leases on a busy store takes longer than a single beat,
+            and cutting it short would only make the next one as long).
     """
 
     def __init__(
         self, target: ManyHeartbeatTarget, interval: float, *, timeout: float | None = None
     ) -> None:
         self.target, self.interval = target, interval
-        self.timeout = interval / 3 if timeout is None else timeout
+        self.timeout = interval if timeout is None else timeout
         self.writes = 0
         self.lateness: deque[float] = deque(maxlen=100_000)
         """Seconds from each tick's due time (or its first beat, if later) to its write's end."""
@@ -118,7 +119,7 @@ class BeatCoalescer:
         except Exception as exc:  # noqa: BLE001 - each beat's loop decides what a failure means
             for beat in batch:
                 beat.error = exc
-            self._next_tick = anyio.current_time() + self.timeout
+            self._next_tick = anyio.current_time() + self.interval / 3
         else:
             for beat in batch:
                 if beat.lease.trial_id in lost:

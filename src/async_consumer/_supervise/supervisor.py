@@ -160,7 +160,7 @@ class Supervisor:
             interval=settings.heartbeat,
             max_failures=settings.heartbeat_failures,
             on_lost=running.lost,
-            wait=beats.interval if isinstance(beats, BeatCoalescer) else 0.0,
+            wait=beats.max_wait if isinstance(beats, BeatCoalescer) else 0.0,
         )
 
     async def _follow(self, plan: Plan, running: Running) -> None:
