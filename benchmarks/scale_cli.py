@@ -50,7 +50,7 @@ def one_run(trials: int, seconds: float, heartbeat: float, burners: int) -> dict
         store = f"sqlite:///{tmp}/store.db"
         argv = [COMMAND, "-v", "run", "--params", str(params), "-j", str(trials),
                 "--heartbeat", str(heartbeat), "--store", store, "--base-dir", f"{tmp}/trials",
-                "--", "sh", "-c", f"sleep {seconds}; echo '{RESULT}' > \"$ORION_RESULTS_PATH\""]  # fmt: skip
+                "--", "sh", "-c", f"echo '{RESULT}' > \"$ORION_RESULTS_PATH\"; exec sleep {seconds}"]  # fmt: skip
         burning = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(burners)]
         try:
             start = time.perf_counter()

@@ -40,6 +40,9 @@ class Leasing:
         file_fault_backoff: seconds of the first pause after such a failure (then doubled).
     """
 
+    empty_for = 0.2
+    """Seconds the lanes take a store that had no trial for them as still empty."""
+
     def __init__(
         self,
         store: TrialStore,
@@ -58,6 +61,7 @@ class Leasing:
         self._ready: deque[Lease] = deque()  # reserved for a lane that has not taken it yet
         self.holding: dict[tuple[str, int], Lease] = {}
         """The leases reserved and not yet done, by (trial id, token)."""
+        self._empty_until = 0.0  # no lane asks the store again before (it had nothing)
         self._file_faults = 0  # in a row
         self._paused_until = 0.0  # no lane reserves before (a pause after a file fault)
 
@@ -70,6 +74,8 @@ class Leasing:
         suspect is reserved alone, by an idle worker).
         """
         await anyio.sleep(max(0.0, self._paused_until - anyio.current_time()))
+        if anyio.current_time() < self._empty_until:
+            return None  # the store had nothing a moment ago: a thousand idle lanes ask once
         self._asking += 1
         try:
             async with self._reserving:
@@ -77,7 +83,10 @@ class Leasing:
                     await self._alone.wait()
                 if not self._ready:
                     await self._reserve_for(self._asking, skip, hold)
-                return self._ready.popleft() if self._ready else None
+                if not self._ready:
+                    self._empty_until = anyio.current_time() + self.empty_for
+                    return None
+                return self._ready.popleft()
         finally:
             self._asking -= 1
 
@@ -159,15 +168,20 @@ class Leasing:
         )
 
     async def is_drained(self, interrupted: Collection[str] = ()) -> bool:
-        """Whether no trial is left for this worker (``interrupted``: those it will not start)."""
+        """
+        Whether no trial is left for this lane (``interrupted``: those the worker will not start).
+
+        The trials this worker runs itself are not waiting for the lane: the lane whose trial
+        comes back to the queue (a retry) is still there to run it again.
+        """
         counts = await self.store.counts()
         waiting = (TrialStatus.NEW, TrialStatus.INTERRUPTED, TrialStatus.RESERVED)
-        left = sum(counts.get(status, 0) for status in waiting)
-        if interrupted and left:
+        left = sum(counts.get(status, 0) for status in waiting) - len(self.holding)
+        if interrupted and left > 0:
             # the trials this worker will not start again are not waiting for it
             mine = await self.store.counts(interrupted)
             left -= mine[TrialStatus.INTERRUPTED]
-        return left == 0
+        return left <= 0
 
 
 def link_store(

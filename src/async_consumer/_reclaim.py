@@ -68,7 +68,8 @@ class Reclaimer:
 
     async def reclaim_dead(self, held: Sequence[HeldLease]) -> list[str]:
         """Reclaim the leases (of those ``held`` on this host) whose process is gone."""
-        dead = [lease for lease in held if is_gone(lease[2], self.host)]
+        gone = {holder: is_gone(holder, self.host) for holder in {lease[2] for lease in held}}
+        dead = [lease for lease in held if gone[lease[2]]]
         if not dead:
             return []
         pids = sorted({lease[2].split("/")[-2] for lease in dead})
