@@ -37,10 +37,10 @@ def run_fleet(
     params = Path(tmp, "params.jsonl")
     params.write_text("".join(json.dumps({"i": i}) + "\n" for i in range(workers * jobs)))
     trial = f"echo '{RESULT}' > \"$ORION_RESULTS_PATH\"; exec sleep {seconds}"
-    subprocess.run([COMMAND, "add", "--params", str(params), "--store", url, "--", "sh", "-c", trial],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run([COMMAND, "add", "--params", str(params), "--store", url], check=True,
+                   capture_output=True)  # fmt: skip
     argv = [COMMAND, "-v", "worker", "--store", url, "-j", str(jobs), "--heartbeat", str(heartbeat),
-            "--base-dir", f"{tmp}/trials"]  # fmt: skip
+            "--base-dir", f"{tmp}/trials", "--", "sh", "-c", trial]  # fmt: skip
     fleet = [
         subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, cwd=tmp) for _ in range(workers)
     ]
