@@ -95,16 +95,19 @@ async def _work(
     early: list[signal.Signals] | None = None,
 ) -> int:
     """
-    Run a worker on the store until it is drained (or interrupted); ``ids``: run's trials.
+    Run a worker on the store until it is drained (or interrupted); ``ids``: run's trials,
+    already checked against the command.
 
     With a ``place`` (the ``worker`` command), signals make the worker leave, its trials left
     for other workers to resume (``early``: those that came while it started).
     """
     consumer = consumer_from(args, store)
     writable_dir(consumer.base_dir)  # before anything is reserved
+    checked = frozenset(ids or ())
     for waiting in await store.list():
         if waiting.status in (TrialStatus.NEW, TrialStatus.INTERRUPTED):
-            consumer.check(waiting.trial)
+            if waiting.id not in checked:  # another parameter set's, or added by ``add``
+                consumer.check(waiting.trial)
             view.params[waiting.id] = waiting.trial.params
     follow = getattr(args, "follow", False)
     worker = _make_worker(args, store, consumer, view, place)
@@ -113,7 +116,7 @@ async def _work(
         progress = view.progress(await store.counts(ids), lambda: len(consumer.running))
         # the worker's error is raised below, outside the signal handler's task group
         with progress, contextlib.suppress(ConsumerError):
-            await worker.run()
+            await view.redraw_while(worker.run)
     if worker.error is not None:
         raise worker.error
     return await _conclude(store, view, worker, ids, follow=follow, interrupted=bool(signals))
@@ -146,14 +149,16 @@ async def _conclude(
 
 async def _run(args: argparse.Namespace, view: View) -> int:
     consumer = consumer_from(args)  # a missing or bad command: nothing is recorded
-    for trial in _load_trials(args):  # nor for bad parameters or unknown placeholders
+    trials = _load_trials(args)
+    for trial in trials:  # nor for bad parameters or unknown placeholders
         consumer.check(trial)
     rerun = parse_rerun(args.rerun) if args.rerun else frozenset()
     async with _linked_store(args, args.store or default_store_url(args.experiment)) as store:
         args.experiment_version, note = await experiment_version(args, store)
         if note:
             view.note(note)
-        trials = _load_trials(args, args.experiment_version)
+        if args.experiment_version != 1:  # the same parameters, with ids of that version's
+            trials = _load_trials(args, args.experiment_version)
         ids = [t.id for t in trials]
         added = await store.add(trials, exist_ok=True)
         if added < len(trials):

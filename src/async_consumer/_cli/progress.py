@@ -1,14 +1,26 @@
-"""The progress bar of the command line, and its honest ETA."""
+"""
+The progress bar of the command line, and its honest ETA.
+
+The bar is drawn from the event loop, ten times a second, never from a thread of its own or once
+per outcome: every line printed above a live bar makes rich lay the bar out again, which cost
+more than the rest of a run's own work with trials of a few milliseconds. So the outcome lines of
+a tenth of a second are printed together, just before the bar is redrawn.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
+
+import anyio
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-__all__ = ["eta_text", "progress_bar"]
+__all__ = ["REDRAW_EVERY", "LiveBar", "eta_text", "progress_bar"]
+
+REDRAW_EVERY = 0.1
+"""Seconds between two redraws of the bar; an outcome's line waits at most this long."""
 
 
 def eta_text(done: float, total: float | None, elapsed: float | None) -> str:
@@ -59,4 +71,60 @@ def progress_bar(running: Callable[[], int]) -> Progress | None:
         TextColumn("ETA"),
         HonestEta(),
     )
-    return Progress(*columns, console=Console(stderr=True), transient=True)
+    # drawn by LiveBar.redraw_while, not by a thread of rich's
+    return Progress(*columns, console=Console(stderr=True), transient=True, auto_refresh=False)
+
+
+class LiveBar:
+    """
+    A progress bar on the terminal and the lines printed above it, drawn at a bounded rate.
+
+    Args:
+        bar: a started bar (see :func:`progress_bar`).
+        total: the trials to run.
+    """
+
+    def __init__(self, bar: Progress, total: int) -> None:
+        self.bar = bar
+        self.task = bar.add_task("trials", total=total, failed=0)
+        self._lines: list[str] = []
+
+    def line(self, text: str) -> None:
+        """Print a line above the bar at the next redraw."""
+        self._lines.append(text)
+
+    def log(self, text: str) -> None:
+        """Print a line above the bar now (the lines waiting before it first)."""
+        self.flush()
+        self.bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def advance(self, failed: int) -> None:
+        """One more trial ended; ``failed`` of them did not complete."""
+        self.bar.update(self.task, advance=1, failed=failed)
+
+    def flush(self) -> None:
+        """Print the waiting lines above the bar, together (the bar is drawn again below them)."""
+        if self._lines:
+            text = "\n".join(self._lines)
+            self._lines.clear()
+            self.bar.console.print(text, markup=False, highlight=False)
+
+    async def redraw_while(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Await ``work()`` while the waiting lines and the bar are drawn every ``REDRAW_EVERY`` s."""
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._redraw_forever)
+            try:
+                await work()
+            except Exception as exc:  # noqa: BLE001 - raised below as itself, not in a group
+                failure = exc
+            finally:
+                tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    async def _redraw_forever(self) -> None:
+        while True:
+            await anyio.sleep(REDRAW_EVERY)
+            self.bar.refresh()
+            self.flush()  # the bar drawn again below the lines shows the counts just taken
