@@ -104,8 +104,8 @@ async def _work(
     consumer = consumer_from(args, store)
     writable_dir(consumer.base_dir)  # before anything is reserved
     checked = frozenset(ids or ())
-    for waiting in await store.list():
-        if waiting.status in (TrialStatus.NEW, TrialStatus.INTERRUPTED):
+    for state in (TrialStatus.NEW, TrialStatus.INTERRUPTED):  # not every finished trial
+        for waiting in await store.list(state):
             if waiting.id not in checked:  # another parameter set's, or added by ``add``
                 consumer.check(waiting.trial)
             view.params[waiting.id] = waiting.trial.params
