@@ -41,7 +41,7 @@ def eta_text(done: float, total: float | None, elapsed: float | None) -> str:
 def progress_bar(running: Callable[[], int]) -> Progress | None:
     """A progress bar on stderr with a count of running trials; ``None`` without rich."""
     try:
-        from rich.console import Console
+        from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -71,8 +71,25 @@ def progress_bar(running: Callable[[], int]) -> Progress | None:
         TextColumn("ETA"),
         HonestEta(),
     )
+
+    class AsItIsNow:
+        """The bar laid out when drawn: a line printed above it shows it up to date."""
+
+        def __init__(self, bar: Progress) -> None:
+            self.bar = bar
+
+        def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+            yield from self.bar.get_renderables()
+
+    class DrawnWhenPrinted(Progress):
+        # rich keeps what the last refresh laid out and draws that below every line printed
+        def get_renderable(self) -> RenderableType:
+            return AsItIsNow(self)
+
     # drawn by LiveBar.redraw_while, not by a thread of rich's
-    return Progress(*columns, console=Console(stderr=True), transient=True, auto_refresh=False)
+    return DrawnWhenPrinted(
+        *columns, console=Console(stderr=True), transient=True, auto_refresh=False
+    )
 
 
 class LiveBar:
@@ -80,7 +97,7 @@ class LiveBar:
     A progress bar on the terminal and the lines printed above it, drawn at a bounded rate.
 
     Args:
-        bar: a started bar (see :func:`progress_bar`).
+        bar: a started bar that is laid out when drawn (see :func:`progress_bar`).
         total: the trials to run.
     """
 
@@ -126,5 +143,7 @@ class LiveBar:
     async def _redraw_forever(self) -> None:
         while True:
             await anyio.sleep(REDRAW_EVERY)
-            self.bar.refresh()
-            self.flush()  # the bar drawn again below the lines shows the counts just taken
+            if self._lines:
+                self.flush()  # the bar is drawn below them, as it is now: laid out once
+            else:
+                self.bar.refresh()
