@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
+    from rich.progress import Progress, ProgressColumn
 
 __all__ = ["REDRAW_EVERY", "LiveBar", "eta_text", "progress_bar"]
 
@@ -42,35 +42,9 @@ def progress_bar(running: Callable[[], int]) -> Progress | None:
     """A progress bar on stderr with a count of running trials; ``None`` without rich."""
     try:
         from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            ProgressColumn,
-            Task,
-            TextColumn,
-        )
-        from rich.text import Text
+        from rich.progress import Progress
     except ImportError:
         return None
-
-    class HonestEta(ProgressColumn):
-        def render(self, task: Task) -> Text:
-            return Text(eta_text(task.completed, task.total, task.elapsed), style="cyan")
-
-    class Running(ProgressColumn):
-        def render(self, task: Task) -> Text:
-            return Text(f"{running()} running", style="cyan")
-
-    columns = (
-        TextColumn("[bold]trials"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        Running(),
-        TextColumn("[red]{task.fields[failed]} failed"),
-        TextColumn("ETA"),
-        HonestEta(),
-    )
 
     class AsItIsNow:
         """The bar laid out when drawn: a line printed above it shows it up to date."""
@@ -88,7 +62,31 @@ def progress_bar(running: Callable[[], int]) -> Progress | None:
 
     # drawn by LiveBar.redraw_while, not by a thread of rich's
     return DrawnWhenPrinted(
-        *columns, console=Console(stderr=True), transient=True, auto_refresh=False
+        *_columns(running), console=Console(stderr=True), transient=True, auto_refresh=False
+    )
+
+
+def _columns(running: Callable[[], int]) -> tuple[ProgressColumn, ...]:
+    """The bar's columns: trials done of all, running, failed, and the honest ETA."""
+    from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, Task, TextColumn
+    from rich.text import Text
+
+    class HonestEta(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(eta_text(task.completed, task.total, task.elapsed), style="cyan")
+
+    class Running(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(f"{running()} running", style="cyan")
+
+    return (
+        TextColumn("[bold]trials"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        Running(),
+        TextColumn("[red]{task.fields[failed]} failed"),
+        TextColumn("ETA"),
+        HonestEta(),
     )
 
 
