@@ -7,6 +7,10 @@ fresh SQLite store and a parameter file in a temporary directory (a subprocess, 
 /dev/null or, with ``--tty``, to a pseudo-terminal so that the progress bar is drawn), and a
 bare loop in this process runs the same command N times with ``anyio.open_process`` + ``wait``
 under a semaphore of J. The two alternate which goes first; medians of ``--runs`` rounds.
+A trial of the command creates three directories and three files where the bare loop creates
+one file, so, as ``overhead.py`` does, the script first waits (up to ``--settle`` seconds) while
+creating a file is slow (a disk busy with recent deletions), and deletes nothing before the end;
+``--dir /dev/shm`` leaves the disk out.
 
 Columns:
   - ``bare/s``, ``cli/s``: trials a second, end to end (the command's start-up included);
@@ -15,11 +19,12 @@ Columns:
     minus that, the pace once started;
   - ``cli ms``: CPU time (user + sys) of the command's own process (and its watchdog) a
     trial: the whole run's, from ``wait4``, less the trials' own (each outcome's
-    ``cpu_seconds``); ``bare ms``: this process's CPU time a trial in the bare loop. Unlike
-    the rates, this hardly moves with the machine's load.
+    ``cpu_seconds``) and less the CPU time of the run with nothing left (start-up);
+    ``bare ms``: this process's CPU time a trial in the bare loop. These move less with the
+    machine's load than the rates do, but they do move (a busy machine's caches).
 
     python benchmarks/cli_overhead.py [--trials-python 200] [--trials-sh 1000] [--runs 3]
-        [--jobs 1,2,8,32] [--kinds python,sh] [--tty] [--dir .]
+        [--jobs 1,2,8,32] [--kinds python,sh] [--tty] [--dir .] [--settle 420]
 """
 
 from __future__ import annotations
@@ -28,7 +33,6 @@ import argparse
 import os
 import pty
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -41,6 +45,9 @@ import anyio
 
 from async_consumer import install_child_watcher
 from async_consumer.stores import store_from_url
+
+sys.path.insert(0, str(Path(__file__).parent))
+from overhead import creation_cost, settle  # the benchmark beside this one
 
 PY_TRIAL = [
     sys.executable,
@@ -131,8 +138,8 @@ async def cli(argv: list[str], n: int, jobs: int, base: Path, tty: bool) -> dict
     (base / "params.jsonl").write_text("".join(f'{{"i": {i}}}\n' for i in range(n)))
     wall, cpu = await anyio.to_thread.run_sync(lambda: command(argv, jobs, base, tty=tty))
     own = cpu - await trials_cpu(base, n)
-    fixed, _ = await anyio.to_thread.run_sync(lambda: command(argv, jobs, base, tty=tty))
-    return {"wall": wall, "cpu": own, "fixed": fixed}
+    fixed, fixed_cpu = await anyio.to_thread.run_sync(lambda: command(argv, jobs, base, tty=tty))
+    return {"wall": wall, "cpu": own - fixed_cpu, "fixed": fixed}
 
 
 async def one_round(
@@ -146,8 +153,7 @@ async def one_round(
     else:
         theirs = await bare(argv, n, jobs, base / "bare")
         ours = await cli(argv, n, jobs, base / "cli", tty)
-    shutil.rmtree(base)
-    return theirs, ours
+    return theirs, ours  # the files stay until the end: deleting them slows creating others
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -158,6 +164,7 @@ async def main(args: argparse.Namespace) -> None:
     rows = []
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(dir=args.dir, prefix=".bench-cli-") as tmp:
+        cost_before = await settle(Path(tmp), args.settle)
         for name in args.kinds.split(","):
             argv, n = KINDS[name], counts[name]
             for j in jobs:
@@ -173,7 +180,9 @@ async def main(args: argparse.Namespace) -> None:
                      med(c["fixed"] for _, c in rounds), ratio, paced,
                      1e3 * med(b[1] for b, _ in rounds) / n, 1e3 * med(c["cpu"] for _, c in rounds) / n)
                 )  # fmt: skip
+        cost_after = creation_cost(Path(tmp))
     load = max(load, os.getloadavg()[0])
+    print(f"creating a file: {cost_before * 1e3:.3f} ms before, {cost_after * 1e3:.3f} ms after")
     print(f"load average (1 min) up to {load:.1f}; tty: {args.tty}; median of {args.runs} rounds")
     head = ("trial", "jobs", "bare/s", "cli/s", "fixed s", "ratio", "paced", "bare ms", "cli ms")
     print("{:<7} {:>4} {:>8} {:>8} {:>8} {:>6} {:>6} {:>8} {:>7}".format(*head))
@@ -207,4 +216,6 @@ if __name__ == "__main__":
     parser.add_argument("--kinds", default="python,sh", help="trials to run: python, sh or both")
     parser.add_argument("--tty", action="store_true", help="the command's output on a terminal")
     parser.add_argument("--dir", default=".", help="where the stores and trial directories go")
+    parser.add_argument("--settle", type=float, default=420.0,
+                        help="seconds to wait at most for a disk busy with deletions")  # fmt: skip
     anyio.run(main, parser.parse_args())
