@@ -77,12 +77,15 @@ async def _linked_store(args: argparse.Namespace, url: str) -> AsyncIterator[Ret
         yield linked
 
 
-async def _check_waiting(store: TrialStore, consumer: Consumer, view: View) -> None:
+async def _check_waiting(
+    store: TrialStore, consumer: Consumer, view: View, run: Added | None
+) -> None:
     """Refuse a waiting trial the command cannot run, before anything is reserved."""
     async for page in pages(store):
         for waiting in page:
             if waiting.status in (TrialStatus.NEW, TrialStatus.INTERRUPTED):
-                consumer.check(waiting.trial)
+                if run is None or waiting.id not in run.ids:  # run's own were checked
+                    consumer.check(waiting.trial)
                 if view.json:  # each outcome's JSON line gives its parameters
                     view.params[waiting.id] = waiting.trial.params
 
@@ -103,7 +106,7 @@ async def _work(
     """
     consumer = consumer_from(args, store)
     writable_dir(consumer.base_dir)  # before anything is reserved
-    await _check_waiting(store, consumer, view)
+    await _check_waiting(store, consumer, view, run)
     follow = getattr(args, "follow", False)
     worker = _make_worker(args, store, consumer, view, place)
     watch = handle_signals(consumer) if place is None else handle_worker_signals(worker, early)
@@ -112,7 +115,7 @@ async def _work(
         progress = view.progress(counts, lambda: len(consumer.running))
         # the worker's error is raised below, outside the signal handler's task group
         with progress, contextlib.suppress(ConsumerError):
-            await worker.run()
+            await view.redraw_while(worker.run)
     if worker.error is not None:
         raise worker.error
     ids = run.ids if run is not None else None

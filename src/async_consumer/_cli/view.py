@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +17,7 @@ from .._fleet import WorkerInfo
 from .._models import Outcome, Status, StoredTrial, TrialStatus
 from .._supervise.lines import tail
 from .fleet_view import worker_lines, worker_rows
-from .progress import progress_bar
+from .progress import LiveBar, progress_bar
 
 if TYPE_CHECKING:
     from .._worker import Worker
@@ -92,20 +92,19 @@ class View:
         self.maximize = maximize
         self.params: dict[str, dict[str, JsonValue]] = {}
         """Each trial's parameters, for the JSON lines of outcomes."""
-        self._progress: Any = None
-        self._task: Any = None
+        self._bar: LiveBar | None = None
         self._counts: Counter[str] = Counter()
 
     def _print(self, text: str) -> None:
-        if self._progress is not None:
-            self._progress.console.print(text, markup=False, highlight=False)
+        if self._bar is not None:
+            self._bar.line(text)  # above the bar, with the others of its tenth of a second
         else:
             print(text, flush=True)
 
     def log(self, text: str) -> None:
         """A log record's line: above the progress bar while it shows, else on stderr."""
-        if self._progress is not None:
-            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        if self._bar is not None:
+            self._bar.log(text)
         else:
             print(text, file=sys.stderr, flush=True)
 
@@ -123,9 +122,8 @@ class View:
             self._print(json.dumps(line if params is None else {**line, "params": params}))
         elif not self.quiet:
             self._print(_line(outcome))
-        if self._progress is not None:
-            failed = sum(n for s, n in self._counts.items() if s != "completed")
-            self._progress.update(self._task, advance=1, failed=failed)
+        if self._bar is not None:
+            self._bar.advance(sum(n for s, n in self._counts.items() if s != "completed"))
 
     @contextmanager
     def progress(
@@ -140,13 +138,20 @@ class View:
         if bar is None:  # the cli extra is not installed: plain lines only
             yield
             return
-        with bar as progress:
-            self._progress = progress
-            self._task = progress.add_task("trials", total=total, failed=0)
+        with bar:
+            self._bar = LiveBar(bar, total)
             try:
                 yield
             finally:
-                self._progress = None
+                self._bar.flush()
+                self._bar = None
+
+    async def redraw_while(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Await ``work()``, drawing the progress bar meanwhile if it shows."""
+        if self._bar is None:
+            await work()
+        else:
+            await self._bar.redraw_while(work)
 
     def summary(
         self, by_status: Mapping[TrialStatus, int], best: StoredTrial | None, worker: Worker
