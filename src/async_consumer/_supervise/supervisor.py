@@ -55,9 +55,10 @@ class Supervisor:
         self.beats = coalesced(settings.store, settings.heartbeat)
         """Where the running trials' leases are renewed: the store, behind a coalescer."""
         self._running: dict[str, Running] = {}
-        # scripts start one at a time, each its own turn of the event loop: a thousand lanes
-        # starting together would otherwise hold the loop for seconds, the heartbeats with it
-        self._starting = anyio.Lock()
+        # scripts start in two threads, off the event loop: a thousand lanes starting together
+        # would otherwise hold the loop for seconds (the heartbeats with it), and a spawn waits
+        # for its child to exec (vfork), which on a busy machine may wait for a CPU
+        self._spawners = anyio.CapacityLimiter(2)
         self._watchdog: Watchdog | None = None
         self._halted = False
 
@@ -87,15 +88,15 @@ class Supervisor:
         """Start a script with these logs (closed here once the child has its own copies)."""
         stdout, stderr = logs
         with stdout, stderr:
-            async with self._starting:
-                return await ChildProcess.start(
-                    argv,
-                    cwd=cwd,
-                    env=env,
-                    stdout=stdout,
-                    stderr=stderr,
-                    child_watcher=self.settings.child_watcher,
-                )
+            return await ChildProcess.start(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdout=stdout,
+                stderr=stderr,
+                child_watcher=self.settings.child_watcher,
+                spawners=self._spawners,
+            )
 
     async def supervise(self, child: ChildProcess, plan: Plan) -> tuple[Exit | None, Abort | None]:
         """Watch a started script until it ends or is stopped; how it ended, and why stopped."""
