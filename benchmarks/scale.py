@@ -14,6 +14,7 @@ with 1,000 trials running) make heartbeats late every few seconds.
 
     python benchmarks/scale.py [--trials 1000] [--seconds 5] [--heartbeat 0.5] [--runs 3]
                                [--gc tuned|python]
+    python benchmarks/scale.py --cli [...]   # the same from the command line: scale_cli.py
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import itertools
 import logging
 import resource
 import statistics
+import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import anyio
 
@@ -116,7 +119,13 @@ async def main(trials: int, seconds: float, heartbeat: float, runs: int, collect
     )
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and "--cli" in sys.argv:
+    sys.argv.remove("--cli")
+    sys.path.insert(0, str(Path(__file__).parent))
+    import scale_cli
+
+    scale_cli.main()
+elif __name__ == "__main__":
     logging.getLogger("async_consumer").setLevel(logging.ERROR)  # /bin/sleep writes no results
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--trials", type=int, default=1000)

@@ -6,6 +6,9 @@ Run ``python benchmarks/store.py`` (PostgreSQL from ``--postgres URL`` or
 processes, as in production: each opens its own store (its own connection or pool), all start
 together behind a barrier, and a row's rate is every cycle over the time from the first start to
 the last finish. The "tasks" row runs asyncio tasks sharing one process and one pool instead.
+
+``--many`` times instead 1,000 heartbeats one by one against one ``heartbeat_many`` of the
+same 1,000 leases, rounds interleaved, on each store (medians, and their ratio).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import multiprocessing
 import os
 import shutil
 import sqlite3
+import statistics
 import tempfile
 import time
 import uuid
@@ -224,14 +228,57 @@ def postgres_rows(server: str, cycles: int, finished: int) -> str:
     return f"PostgreSQL {full / empty:.2f}x"
 
 
+async def _beat_times(url: str, count: int, rounds: int) -> tuple[float, float]:
+    """Median seconds of ``count`` heartbeats one by one, and of one ``heartbeat_many``."""
+    await _add(url, count)
+    async with await open_store(url) as store:
+        leases = await store.reserve_many("bench", count)
+        single, many = [], []
+        for _ in range(rounds):  # interleaved: both see the same load on the machine
+            start = time.perf_counter()
+            for lease in leases:
+                await store.heartbeat(lease)
+            single.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            assert await store.heartbeat_many(leases) == []
+            many.append(time.perf_counter() - start)
+    return statistics.median(single), statistics.median(many)
+
+
+def many_rows(server: str | None, count: int = 1000, rounds: int = 7) -> None:
+    """Print, for each store, ``count`` beats one by one against one batched beat, and the ratio."""
+    tmp, schemas = Path(tempfile.mkdtemp(prefix="store-bench-")), [f"bench_{uuid.uuid4().hex[:12]}"]
+    urls = {"SQLite": f"sqlite:///{tmp / 'many.db'}"}
+    if server:
+        urls["PostgreSQL"] = f"{server}?schema={schemas[0]}"
+    print(f"{'store':<11} {count:,} heartbeats (ms)  one heartbeat_many (ms)  ratio")
+    ratios = []
+    try:
+        for name, url in urls.items():
+            single, many = anyio.run(_beat_times, url, count, rounds)
+            print(
+                f"{name:<11} {single * 1000:>20.1f}  {many * 1000:>23.1f}  {single / many:>5.0f}x"
+            )
+            ratios.append(f"{name} {single / many:.0f}x")
+    finally:
+        shutil.rmtree(tmp)
+        if server:
+            anyio.run(_drop, server, schemas)
+    print(f"{count:,} heartbeats one by one / one heartbeat_many: {', '.join(ratios)}")
+
+
 def main() -> None:
     """Run every row and print the table and the reserve ratio."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--cycles", type=int, default=5000, help="trials per row")
     parser.add_argument("--finished", type=int, default=100_000)
     parser.add_argument("--postgres", default=os.environ.get("ASYNC_CONSUMER_TEST_POSTGRES_URL"))
+    parser.add_argument("--many", action="store_true", help="batched heartbeats against single")
     args = parser.parse_args()
     print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    if args.many:
+        many_rows(args.postgres)
+        return
     print(f"{'store':<11} {'workers':<34} {'cycles':>7} {'seconds':>8} {'per s':>9}  target")
     ratios = [sqlite_rows(args.cycles, args.finished)]
     if args.postgres:

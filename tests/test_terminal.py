@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import sys
@@ -10,9 +11,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
+from rich.console import Console
+from rich.progress import Progress
 
-from async_consumer._cli.progress import eta_text
+from async_consumer._cli.progress import LiveBar, eta_text
 
 # x = 3, 6: broken; x = 4: killed by SIGKILL on its first attempt (retried, a log record)
 SCRIPT = """
@@ -78,3 +82,44 @@ def test_eta_is_unknown_until_a_trial_ends() -> None:
     assert eta_text(2, 10, 10.0) == "0:00:40"
     assert eta_text(9, 10, 3600.0) == "0:06:40"
     assert eta_text(10, 10, 5.0) == "0:00:00"
+
+
+def _bar(out: io.StringIO) -> Progress:
+    """A bar like the command's, drawn on ``out`` as on a terminal."""
+    console = Console(file=out, force_terminal=True, force_interactive=True, width=80)
+    return Progress(console=console, transient=True, auto_refresh=False)
+
+
+def test_outcome_lines_wait_for_the_redraw_and_keep_their_order_with_log_records() -> None:
+    """Lines are printed together at the next redraw; a log record prints those before it first."""
+    out = io.StringIO()
+    with _bar(out) as progress:
+        bar = LiveBar(progress, total=3)
+        bar.line("ok first")
+        bar.advance(failed=0)
+        assert "ok first" not in out.getvalue()  # not laid out once per outcome
+        bar.line("!! second")
+        bar.log("warning third")
+        bar.line("ok fourth")
+        bar.flush()
+    text = out.getvalue()
+    assert text.index("ok first") < text.index("!! second") < text.index("warning third")
+    assert text.index("warning third") < text.index("ok fourth")
+
+
+@pytest.mark.asyncio
+async def test_the_bar_is_redrawn_while_trials_run_and_their_error_is_raised_as_itself() -> None:
+    """The lines waiting are printed by the redraw loop; an error of the work is not grouped."""
+    out = io.StringIO()
+
+    async def work() -> None:
+        bar.line("ok shown by the redraw")
+        with anyio.fail_after(30):  # the loop draws every 0.1 s; 30 s: a very loaded machine
+            while "ok shown by the redraw" not in out.getvalue():
+                await anyio.sleep(0.01)  # polling the output, not ordering events
+        raise KeyError("the worker's own error")
+
+    with _bar(out) as progress:
+        bar = LiveBar(progress, total=1)
+        with pytest.raises(KeyError, match="the worker's own error"):
+            await bar.redraw_while(work)

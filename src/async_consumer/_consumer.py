@@ -183,6 +183,11 @@ class Consumer:
         return self._supervisor.settings.store
 
     @property
+    def beats(self) -> HeartbeatTarget | None:
+        """What running trials beat through: ``store``, behind a coalescer if it renews many."""
+        return self._supervisor.beats
+
+    @property
     def heartbeat(self) -> float:
         """Seconds between two heartbeats."""
         return self._supervisor.settings.heartbeat

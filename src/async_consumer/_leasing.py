@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+from collections import deque
 from collections.abc import Collection
 
 import anyio
@@ -39,6 +40,9 @@ class Leasing:
         file_fault_backoff: seconds of the first pause after such a failure (then doubled).
     """
 
+    empty_for = 0.2
+    """Seconds the lanes take a store that had no trial for them as still empty."""
+
     def __init__(
         self,
         store: TrialStore,
@@ -51,9 +55,13 @@ class Leasing:
         self.store, self.name, self.host, self.holder = store, name, host, holder
         self.max_file_faults = max_file_faults
         self.file_fault_backoff = file_fault_backoff
-        self._held = 0  # leases held now
         self._alone: anyio.Event | None = None  # set when the suspect running alone has ended
         self._reserving = anyio.Lock()
+        self._asking = 0  # lanes asking for a lease now
+        self._ready: deque[Lease] = deque()  # reserved for a lane that has not taken it yet
+        self.holding: dict[tuple[str, int], Lease] = {}
+        """The leases reserved and not yet done, by (trial id, token)."""
+        self._empty_until = 0.0  # no lane asks the store again before (it had nothing)
         self._file_faults = 0  # in a row
         self._paused_until = 0.0  # no lane reserves before (a pause after a file fault)
 
@@ -61,28 +69,52 @@ class Leasing:
         """
         A lease on the next trial this worker may run now (``None``: nothing for it now).
 
-        ``skip`` and ``hold`` are passed on to the store's ``reserve``.
+        ``skip`` and ``hold`` are passed on to the store. Lanes asking together are served by
+        one reservation: the first reserves for every lane then waiting (not a suspect: a
+        suspect is reserved alone, by an idle worker).
         """
         await anyio.sleep(max(0.0, self._paused_until - anyio.current_time()))
-        async with self._reserving:
-            while self._alone is not None:
-                await self._alone.wait()
-            lease = await self.store.reserve(
-                self.name,
-                host=self.host,
-                skip=skip,
-                hold=hold,
-                holder=self.holder,
-                suspects=self._held == 0,
+        if anyio.current_time() < self._empty_until:
+            return None  # the store had nothing a moment ago: a thousand idle lanes ask once
+        self._asking += 1
+        try:
+            async with self._reserving:
+                while self._alone is not None:
+                    await self._alone.wait()
+                if not self._ready:
+                    await self._reserve_for(self._asking, skip, hold)
+                if not self._ready:
+                    self._empty_until = anyio.current_time() + self.empty_for
+                    return None
+                return self._ready.popleft()
+        finally:
+            self._asking -= 1
+
+    async def _reserve_for(self, lanes: int, skip: Collection[str], hold: bool) -> None:
+        """Reserve for ``lanes`` lanes into ``_ready`` (just one when idle: it may be a suspect)."""
+        store, name, host, holder = self.store, self.name, self.host, self.holder
+        if not self.holding:
+            lease = await store.reserve(name, host=host, skip=skip, hold=hold, holder=holder)
+            leases = [] if lease is None else [lease]
+        else:
+            leases = await store.reserve_many(
+                name, lanes, host=host, skip=skip, hold=hold, holder=holder, suspects=False
             )
-            if lease is not None:
-                self._held += 1
-                self._alone = anyio.Event() if lease.lost_count else None
-            return lease
+        self.holding.update(((lease.trial_id, lease.token), lease) for lease in leases)
+        if leases and leases[0].lost_count:
+            self._alone = anyio.Event()
+        self._ready.extend(leases)
+
+    async def release(self) -> None:
+        """Hand back the leases reserved for lanes that stopped before taking them."""
+        while self._ready:
+            lease = self._ready.popleft()
+            await self.hand_back(lease, "its worker stopped before starting it")
+            self.done(lease)
 
     def done(self, lease: Lease) -> None:
         """The lease's attempt has ended (recorded or not): another may be reserved."""
-        self._held -= 1
+        self.holding.pop((lease.trial_id, lease.token), None)
         if lease.lost_count and self._alone is not None:
             self._alone.set()
             self._alone = None
@@ -136,15 +168,20 @@ class Leasing:
         )
 
     async def is_drained(self, interrupted: Collection[str] = ()) -> bool:
-        """Whether no trial is left for this worker (``interrupted``: those it will not start)."""
+        """
+        Whether no trial is left for this lane (``interrupted``: those the worker will not start).
+
+        The trials this worker runs itself are not waiting for the lane: the lane whose trial
+        comes back to the queue (a retry) is still there to run it again.
+        """
         counts = await self.store.counts()
         waiting = (TrialStatus.NEW, TrialStatus.INTERRUPTED, TrialStatus.RESERVED)
-        left = sum(counts.get(status, 0) for status in waiting)
-        if interrupted and left:
+        left = sum(counts.get(status, 0) for status in waiting) - len(self.holding)
+        if interrupted and left > 0:
             # the trials this worker will not start again are not waiting for it
             mine = await self.store.counts(interrupted)
             left -= mine[TrialStatus.INTERRUPTED]
-        return left == 0
+        return left <= 0
 
 
 def link_store(

@@ -11,10 +11,12 @@ first look, not after three heartbeats: a rerun of a killed ``run`` resumes at o
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Collection, Sequence
 
 import anyio
 
 from ._supervise.holder import is_gone
+from .stores._protocol import HeldLease
 from .stores._retrying import RetryingStore
 
 __all__ = ["Reclaimer"]
@@ -31,38 +33,78 @@ class Reclaimer:
         host: this host's name, as lease holders carry it.
         interval: seconds between two looks (the heartbeat interval).
         lost_after: a lease is stale after this many intervals without a beat.
+        known: the leases (trial id, token) the worker holds now, as it knows them.
+        spare: the worker's own holder (``host/pid/start``): its leases are never reclaimed
+            here, they are its own beat loops' business (a lease of its own that went stale is
+            ended as lost by the trial's beat loop, which knows whether the trial still runs).
     """
 
-    def __init__(self, store: RetryingStore, host: str, interval: float, lost_after: float) -> None:
+    def __init__(
+        self,
+        store: RetryingStore,
+        host: str,
+        interval: float,
+        lost_after: float,
+        spare: str = "",
+        known: Callable[[], Collection[tuple[str, int]]] = frozenset,
+    ) -> None:
         self.store = store
         self.host = host
         self.interval = interval
         self.lost_after = lost_after
+        self.spare = spare
+        self.known = known
+        self._unknown: set[tuple[str, int]] = set()  # our leases we did not know of, last look
 
     async def run_forever(self) -> None:
         """Look now, then every interval, until cancelled (a store error is raised)."""
         while True:
-            await self.reclaim_dead()
+            held = await self.store.held_leases(f"{self.host}/")
+            await self.reclaim_dead(held)
+            await self.reclaim_orphans(held)
             if not self._is_just_back():
                 await self.reclaim_stale()
             await anyio.sleep(self.interval)
 
-    async def reclaim_dead(self) -> list[str]:
-        """Reclaim the leases held by processes of this host that are gone."""
-        held = await self.store.held_leases(f"{self.host}/")
-        dead = [lease for lease in held if is_gone(lease[2], self.host)]
+    async def reclaim_dead(self, held: Sequence[HeldLease]) -> list[str]:
+        """Reclaim the leases (of those ``held`` on this host) whose process is gone."""
+        gone = {holder: is_gone(holder, self.host) for holder in {lease[2] for lease in held}}
+        dead = [lease for lease in held if gone[lease[2]]]
         if not dead:
             return []
         pids = sorted({lease[2].split("/")[-2] for lease in dead})
         message = f"its worker on this host (pid {', '.join(pids)}) is gone"
-        reclaimed = await self.store.reclaim_leases(dead, message)
+        return await self._reclaim(dead, message)
+
+    async def reclaim_orphans(self, held: Sequence[HeldLease]) -> list[str]:
+        """
+        Reclaim our own leases that no lane holds, seen twice an interval apart.
+
+        A reservation can commit and its reply be lost (the connection cut at that moment); the
+        worker retried and holds another trial, and the orphan would wait for ever, as our own
+        leases are spared from ``reclaim_stale``. Twice: a reservation under way is not one.
+        """
+        if not self.spare:
+            return []
+        known = set(self.known())
+        mine = {(i, token): (i, token, h) for i, token, h in held if h == self.spare}
+        unknown = {key for key in mine if key not in known}
+        orphans = [mine[key] for key in unknown & self._unknown]
+        self._unknown = unknown
+        if not orphans:
+            return []
+        return await self._reclaim(orphans, "reserved by this worker, but the reply was lost")
+
+    async def _reclaim(self, leases: Sequence[HeldLease], message: str) -> list[str]:
+        reclaimed = await self.store.reclaim_leases(leases, message)
         for trial_id in reclaimed:
             logger.warning("reclaimed: %s", message, extra={"trial_id": trial_id})
         return reclaimed
 
     async def reclaim_stale(self) -> list[str]:
         """Reclaim the leases whose last heartbeat is ``lost_after`` intervals old."""
-        reclaimed = await self.store.reclaim_stale(self.lost_after * self.interval)
+        older_than = self.lost_after * self.interval
+        reclaimed = await self.store.reclaim_stale(older_than, spare=self.spare)
         for trial_id in reclaimed:
             logger.warning(
                 "reclaimed from a worker that stopped beating", extra={"trial_id": trial_id}

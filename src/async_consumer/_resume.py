@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ._models import Outcome, Reason, Status
 
-__all__ = ["ResumePolicy", "interrupted_itself", "preempted"]
+__all__ = ["ResumePolicy", "interrupted_itself", "preempted", "stopped_here"]
 
 
 def interrupted_itself(outcome: Outcome) -> bool:
@@ -38,6 +38,23 @@ def preempted(outcome: Outcome, signal_name: str | None) -> Outcome:
     message = f"the worker got {signal_name} and stopped it; another worker resumes it"
     update = {"status": Status.INTERRUPTED, "reason": Reason.PREEMPTED, "message": message}
     return outcome.model_copy(update=update)
+
+
+def stopped_here(outcome: Outcome, signal_name: str | None) -> Outcome:
+    """
+    The outcome a worker records for an attempt it ran: :func:`preempted`, and more.
+
+    A trial its own heartbeats gave up on (lost: ``lease_lost``) is recorded as interrupted:
+    the store accepts the outcome only under the lease's token, so if it is recorded at all the
+    lease was still ours and no one took the trial; the worker stopped it, not a crash. It is
+    resumed at once and counts no loss (a loss marks a trial suspected of killing its worker,
+    run alone: a busy worker whose beats fell behind would otherwise run its trials one by one).
+    """
+    outcome = preempted(outcome, signal_name)
+    if outcome.status is not Status.LOST or outcome.reason is not Reason.LEASE_LOST:
+        return outcome
+    message = f"stopped by its worker: {outcome.message}"
+    return outcome.model_copy(update={"status": Status.INTERRUPTED, "message": message})
 
 
 @dataclass(frozen=True, slots=True)

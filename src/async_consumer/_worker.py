@@ -1,11 +1,10 @@
 """
 The pull loop: reserve a trial from the store, run it, record its outcome; reclaim dead leases.
 
-A worker runs ``max_concurrency`` lanes, each reserving and running one trial at a time, and a
-reclaimer that, on a timer, hands back to the queue every trial whose heartbeat is older than
-``lost_after`` heartbeats (by the store's own clock). Any live worker does this, so a dead
-worker's trials are re-run even when no one happens to be reserving at that moment (see
-:mod:`._reclaim`; a dead process of this host is noticed at once).
+A worker runs ``max_concurrency`` lanes, each reserving and running one trial at a time (lanes
+asking together share one reservation, outcomes recorded together share one write: see
+:mod:`._leasing`, :mod:`._commit`), and a reclaimer that hands back other workers' stale leases
+(:mod:`._reclaim`; a dead process of this host is noticed at once).
 
 The worker talks to its store through a :class:`RetryingStore`: an unreachable store is waited
 for (up to ``outage_limit`` seconds), not a reason to die. It ends early only on an error that is
@@ -25,6 +24,7 @@ from collections.abc import Set as AbstractSet
 
 import anyio
 
+from ._commit import GroupCommit
 from ._consumer import Consumer
 from ._errors import LeaseLost, StoreError, TrialFilesError
 from ._fleet import WorkerInfo, WorkerState
@@ -32,10 +32,11 @@ from ._leasing import Leasing, link_store
 from ._models import Lease, Outcome, Status
 from ._presence import Presence
 from ._reclaim import Reclaimer
-from ._resume import ResumePolicy, interrupted_itself, preempted
+from ._resume import ResumePolicy, interrupted_itself, stopped_here
 from ._retry import log_retry, retry_delay
 from ._supervise.holder import holder_name
 from ._tally import Tally
+from ._traffic import log_traffic
 from .stores import TrialStore
 from .stores._retrying import DEFAULT_OUTAGE_LIMIT, RetryingStore
 
@@ -73,8 +74,7 @@ class Worker:
     """
 
     _said_out_of_time = False  # the "too late" line is logged once, by the first lane to stop
-    file_fault_backoff = 0.5
-    """Seconds of the first pause after a trial's files could not be created (then doubled)."""
+    file_fault_backoff = 0.5  # seconds of the first pause after a file fault (then doubled)
 
     def __init__(
         self,
@@ -101,19 +101,20 @@ class Worker:
         self._consumer = consumer
         self._host = host = socket.gethostname()
         self._name = name or f"{host}:{os.getpid()}"
-        self._reclaimer = Reclaimer(link, host, consumer.heartbeat, lost_after)
         holder = holder_name(host)
-        self._leasing = Leasing(
-            link, self._name, host, holder, max_file_faults, self.file_fault_backoff
-        )
+        self._commits = GroupCommit(link)
+        faults = max_file_faults, self.file_fault_backoff
+        self._leasing = leasing = Leasing(link, self._name, host, holder, *faults)
+        known = leasing.holding.keys  # its own leases: spared, or orphans if it knows not of them
+        self._reclaimer = Reclaimer(link, host, consumer.heartbeat, lost_after, holder, known)
         self._follow, self._poll = follow, poll
         self._max_broken, self._on_outcome = max_broken, on_outcome
         self._resume = resume or ResumePolicy()
         self._interrupted: set[str] = set()
         self._tally = Tally()
         self._job, self._reserve_until = (job_id, task_id), reserve_until
-        self._left_on: str | None = None
-        self._error: Exception | None = None
+        self._left_on: str | None = None  # the signal it was told to leave by
+        self._error: Exception | None = None  # the error that ends it early
         self._presence = Presence(store, self.info, consumer.heartbeat)
 
     # -- configuration and counts, read-only -----------------------------------------------
@@ -230,6 +231,8 @@ class Worker:
                     for _ in range(self.consumer.max_concurrency):
                         lanes.start_soon(self._lane)
                 tg.cancel_scope.cancel()
+                await self._until_error(self._leasing.release)
+            log_traffic(self.consumer.beats, self._commits, self._tally.ran)
         finally:
             await self._presence.record(state=WorkerState.EXITED)
         if self._error is not None:
@@ -268,7 +271,7 @@ class Worker:
             await self._leasing.hand_back(lease, "its script interrupted itself earlier here")
             return
         try:
-            outcome = preempted(await self.consumer.run(lease), self._left_on)
+            outcome = stopped_here(await self.consumer.run(lease), self._left_on)
         except TrialFilesError as exc:
             await self._leasing.give_back(lease, exc)
             return
@@ -284,7 +287,7 @@ class Worker:
             # shielded: a finish cancelled after its commit would lose the result
             with anyio.CancelScope(shield=True):
                 hold = 0.0 if requeue else self._resume.hold(outcome)
-                await self.store.finish(lease, outcome, requeue=requeue, hold=hold)
+                await self._commits.finish(lease, outcome, requeue=requeue, hold=hold)
         except LeaseLost as exc:
             self._tally.rejected += 1
             logger.warning("result not recorded: %s", exc, extra={"trial_id": lease.trial_id})

@@ -224,3 +224,17 @@ async def test_list_filters_by_status(store: TrialStore) -> None:
     (done,) = await store.list(TrialStatus.COMPLETED)
     assert done.id == "t0" and done.outcome is not None
     assert await store.list(TrialStatus.BROKEN) == []
+
+
+@pytest.mark.asyncio
+async def test_list_reads_page_by_page(store: TrialStore) -> None:
+    """``offset`` and ``limit`` give pages of the list, each trial with its own attempts."""
+    await store.add(make_trials(5))
+    lease = await store.reserve("w")
+    assert lease is not None
+    await store.finish(lease, outcome(lease))
+    pages = [await store.list(offset=at, limit=2) for at in (0, 2, 4, 6)]
+    assert [[t.id for t in page] for page in pages] == [["t0", "t1"], ["t2", "t3"], ["t4"], []]
+    assert [len(t.attempts) for t in pages[0]] == [1, 0]
+    assert [t.id for t in await store.list(TrialStatus.NEW, offset=1, limit=2)] == ["t2", "t3"]
+    assert [t.id for t in await store.list(offset=3)] == ["t3", "t4"]

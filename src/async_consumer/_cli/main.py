@@ -21,40 +21,31 @@ import anyio
 from .._consumer import Consumer
 from .._errors import ConsumerError
 from .._gctune import tune_gc
-from .._models import Trial, TrialStatus
+from .._models import TrialStatus
 from .._resume import ResumePolicy
 from .._signals import handle_signals
 from .._worker import Worker
 from ..stores import TrialStore, open_store, store_from_url
 from ..stores._retrying import Outage, RetryingStore
+from .adding import Added, add_in_chunks
 from .advice import advice, parse_rerun
-from .args import build_parser, consumer_from, default_store_url, slot_demand
+from .args import build_parser, consumer_from, default_store_url
 from .checks import UsageError, writable_dir
 from .console import configure_logging
 from .experiment import experiment_version
+from .idset import IdSet
 from .in_job import Placement, placement_of
 from .launch import launch
 from .leave import early_signals, handle_worker_signals
 from .read import logs, report, show, status, trials
-from .sources import SourceError, grid_params, load_params, trials_from
+from .sources import SourceError
+from .trialsource import TrialSource
 from .view import View
+from .walk import pages, tally
 
 __all__ = ["console", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-def _load_trials(args: argparse.Namespace, version: int = 1) -> list[Trial]:
-    params = []
-    if args.params:
-        params.extend(load_params(args.params))
-    if args.grid:
-        params.extend(grid_params(args.grid))
-    if not params:
-        msg = "no trials: give --params FILE (.jsonl or .csv) or --grid NAME=V1,V2"
-        raise UsageError(msg)
-    demand = slot_demand(args.slots_per_trial, getattr(args, "slots", []))
-    return trials_from(params, experiment=args.experiment, slots=demand, version=version)
 
 
 def _make_worker(
@@ -86,36 +77,48 @@ async def _linked_store(args: argparse.Namespace, url: str) -> AsyncIterator[Ret
         yield linked
 
 
+async def _check_waiting(
+    store: TrialStore, consumer: Consumer, view: View, run: Added | None
+) -> None:
+    """Refuse a waiting trial the command cannot run, before anything is reserved."""
+    async for page in pages(store):
+        for waiting in page:
+            if waiting.status in (TrialStatus.NEW, TrialStatus.INTERRUPTED):
+                if run is None or waiting.id not in run.ids:  # run's own were checked
+                    consumer.check(waiting.trial)
+                if view.json:  # each outcome's JSON line gives its parameters
+                    view.params[waiting.id] = waiting.trial.params
+
+
 async def _work(
     args: argparse.Namespace,
     store: TrialStore,
     view: View,
-    ids: list[str] | None = None,
+    run: Added | None = None,
     place: Placement | None = None,
     early: list[signal.Signals] | None = None,
 ) -> int:
     """
-    Run a worker on the store until it is drained (or interrupted); ``ids``: run's trials.
+    Run a worker on the store until it is drained (or interrupted); ``run``: run's trials.
 
     With a ``place`` (the ``worker`` command), signals make the worker leave, its trials left
     for other workers to resume (``early``: those that came while it started).
     """
     consumer = consumer_from(args, store)
     writable_dir(consumer.base_dir)  # before anything is reserved
-    for waiting in await store.list():
-        if waiting.status in (TrialStatus.NEW, TrialStatus.INTERRUPTED):
-            consumer.check(waiting.trial)
-            view.params[waiting.id] = waiting.trial.params
+    await _check_waiting(store, consumer, view, run)
     follow = getattr(args, "follow", False)
     worker = _make_worker(args, store, consumer, view, place)
     watch = handle_signals(consumer) if place is None else handle_worker_signals(worker, early)
     async with consumer, watch as signals:
-        progress = view.progress(await store.counts(ids), lambda: len(consumer.running))
+        counts = run.counts if run is not None else await store.counts()
+        progress = view.progress(counts, lambda: len(consumer.running))
         # the worker's error is raised below, outside the signal handler's task group
         with progress, contextlib.suppress(ConsumerError):
-            await worker.run()
+            await view.redraw_while(worker.run)
     if worker.error is not None:
         raise worker.error
+    ids = run.ids if run is not None else None
     return await _conclude(store, view, worker, ids, follow=follow, interrupted=bool(signals))
 
 
@@ -123,20 +126,19 @@ async def _conclude(
     store: TrialStore,
     view: View,
     worker: Worker,
-    ids: list[str] | None,
+    ids: IdSet | None,
     *,
     follow: bool,
     interrupted: bool,
 ) -> int:
     """The end of a run or a worker: the summary, a line of advice per kind, the exit status."""
-    final = await store.list()
-    if ids is not None:  # run: what this parameter set is, not everything in the store
-        wanted = set(ids)
-        final = [t for t in final if t.id in wanted]
-    view.summary(final, worker)
+    # run: what this parameter set is, not everything in the store
+    counts, best = await tally(store, ids, maximize=view.maximize)
+    view.summary(counts, best, worker)
     if interrupted:
         return EXIT_INTERRUPTED
-    counts = await store.counts(ids if ids is not None else worker.trial_ids)
+    if ids is None:
+        counts = await store.counts(worker.trial_ids)
     for line in advice(counts, follow=follow):
         view.note(line)
     # every trial of the parameter set counts, not only those run now
@@ -146,33 +148,32 @@ async def _conclude(
 
 async def _run(args: argparse.Namespace, view: View) -> int:
     consumer = consumer_from(args)  # a missing or bad command: nothing is recorded
-    for trial in _load_trials(args):  # nor for bad parameters or unknown placeholders
-        consumer.check(trial)
+    source = TrialSource.of(args)
+    source.check(consumer.check)  # nor for bad parameters or unknown placeholders
     rerun = parse_rerun(args.rerun) if args.rerun else frozenset()
     async with _linked_store(args, args.store or default_store_url(args.experiment)) as store:
         args.experiment_version, note = await experiment_version(args, store)
         if note:
             view.note(note)
-        trials = _load_trials(args, args.experiment_version)
-        ids = [t.id for t in trials]
-        added = await store.add(trials, exist_ok=True)
-        if added < len(trials):
+        source = source.at_version(args.experiment_version)
+        run = await add_in_chunks(store, source, rerun=rerun)
+        if run.added < run.total:
             view.note(
-                f"resuming: {len(trials) - added} of {len(trials)} trials were already in the store"
+                f"resuming: {run.total - run.added} of {run.total} trials were already in the store"
             )
         if rerun:
-            again = await store.rerun(ids, rerun)
-            view.note(f"running again: {again} trials (their earlier attempts are kept)")
-        return await _work(args, store, view, ids)
+            view.note(f"running again: {run.again} trials (their earlier attempts are kept)")
+        return await _work(args, store, view, run)
 
 
 async def _add(args: argparse.Namespace, view: View) -> int:
-    _load_trials(args)  # bad parameters: refused before the store is opened
+    source = TrialSource.of(args)
+    source.check()  # bad parameters: refused before the store is opened
     async with store_from_url(args.store) as store:
         recorded = await store.experiment(args.experiment)  # trials of its latest version
-        trials = _load_trials(args, recorded.version if recorded else 1)
-        added = await store.add(trials, exist_ok=True)
-        view.note(f"added {added} trials ({len(trials) - added} already there)")
+        version = recorded.version if recorded else 1
+        added = await add_in_chunks(store, source.at_version(version), count=False)
+        view.note(f"added {added.added} trials ({added.total - added.added} already there)")
     return EXIT_OK
 
 

@@ -7,6 +7,7 @@ import sys
 
 import anyio
 
+from .._models import TrialStatus
 from .._report.build import write_report
 from ..stores import store_from_url
 from .checks import UsageError, find_trial, read_store_url
@@ -22,7 +23,9 @@ EXIT_OK = 0
 async def status(args: argparse.Namespace, view: View) -> int:
     """Counts by status, the running trials, and the workers."""
     async with store_from_url(read_store_url(args)) as store:
-        view.status(await store.list(), await store.workers())
+        # counts from the store, not from every trial: a large store is not read whole
+        counts = await store.counts()
+        view.status(counts, await store.list(TrialStatus.RESERVED), await store.workers())
     return EXIT_OK
 
 

@@ -16,8 +16,8 @@ from .._models import Trial
 __all__ = [
     "SourceError",
     "grid_params",
-    "load_params",
     "parse_assignment",
+    "read_params",
     "trial_id",
     "trials_from",
     "version_of",
@@ -28,13 +28,17 @@ class SourceError(ValueError):
     """A trial source cannot be read; the message names the file and line."""
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+"""How ``trial_id`` writes parameters: one encoder for every trial (``json.dumps`` makes one a call)."""
+
+
 def trial_id(params: dict[str, JsonValue], version: int = 1) -> str:
     """
     A stable id from the parameters, so that running the same file again resumes.
 
     Each experiment version after the first has ids of its own: it runs every trial again.
     """
-    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = _CANONICAL.encode(params)
     if version > 1:
         canonical += f"\x00version {version}"
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
@@ -84,24 +88,25 @@ def _csv(path: Path, lines: Iterable[str]) -> Iterator[dict[str, JsonValue]]:
         yield {name: _scalar(value) for name, value in row.items()}
 
 
-def load_params(path: str | Path) -> list[dict[str, JsonValue]]:
+def read_params(path: str | Path) -> Iterator[dict[str, JsonValue]]:
     """
-    Read parameter objects from a ``.jsonl`` (one object a line) or ``.csv`` file.
+    Parameter objects from a ``.jsonl`` (one object a line) or ``.csv`` file, read as they come.
+
+    The file is read line by line: a file of any size takes little memory, and each pass over
+    it (a check, then the adding) reads it again.
 
     Raises:
         SourceError: the file cannot be read, or a line is malformed (its number is given).
     """
     path = Path(path)
+    is_csv = path.suffix.lower() == ".csv"
     try:
         # utf-8-sig: a spreadsheet's byte order mark is not part of the first column's name
-        text = path.read_text(encoding="utf-8-sig")
+        with path.open(encoding="utf-8-sig", newline="" if is_csv else None) as lines:
+            yield from (_csv if is_csv else _jsonl)(path, lines)
     except (OSError, UnicodeDecodeError) as exc:
         msg = f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
         raise SourceError(msg) from None
-    if path.suffix.lower() == ".csv":
-        return list(_csv(path, text.splitlines(keepends=True)))
-    lines = text.splitlines()
-    return list(_jsonl(path, lines))
 
 
 def parse_assignment(text: str, option: str) -> tuple[str, list[str]]:
@@ -118,12 +123,16 @@ def parse_assignment(text: str, option: str) -> tuple[str, list[str]]:
     return name.strip(), values.split(",")
 
 
-def grid_params(assignments: Sequence[str]) -> list[dict[str, JsonValue]]:
-    """Every combination of ``--grid name=v1,v2`` options, values typed like CSV cells."""
+def grid_params(assignments: Sequence[str]) -> Iterator[dict[str, JsonValue]]:
+    """
+    Every combination of ``--grid name=v1,v2`` options, values typed like CSV cells.
+
+    The options are checked at once; the combinations are made as they are read.
+    """
     axes = [parse_assignment(a, "--grid") for a in assignments]
     names = [name for name, _ in axes]
     values = [[_scalar(v) for v in vs] for _, vs in axes]
-    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
+    return (dict(zip(names, combo, strict=True)) for combo in itertools.product(*values))
 
 
 def version_of(trial: Trial, latest: int) -> int:
@@ -146,24 +155,17 @@ def trials_from(
     experiment: str,
     slots: dict[str, int] | None = None,
     version: int = 1,
-) -> list[Trial]:
+) -> Iterator[Trial]:
     """
-    Trials with stable ids; a line's ``"id"`` key, if present, is taken as its id.
+    Trials with stable ids, made as ``params`` are read; a ``"id"`` key, if present, is the id.
 
     For an experiment version after the first, a given id gets ``-v<version>`` appended.
-
-    Raises:
-        SourceError: two parameter sets have the same id.
+    Repeated ids are not looked for here (see ``TrialSource.check``).
     """
-    trials: dict[str, Trial] = {}
-    for number, values in enumerate(params, start=1):
+    for values in params:
         values = dict(values)
         given = values.pop("id", None)
         tid = str(given) if given is not None else trial_id(values, version)
         if given is not None and version > 1:
             tid = f"{tid}-v{version}"
-        if tid in trials:
-            msg = f"trial {number} repeats the parameters (or id) of an earlier one: {tid}"
-            raise SourceError(msg)
-        trials[tid] = Trial(id=tid, params=values, experiment=experiment, slots=slots or {})
-    return list(trials.values())
+        yield Trial(id=tid, params=values, experiment=experiment, slots=slots or {})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,10 +15,9 @@ from pydantic import JsonValue
 
 from .._fleet import WorkerInfo
 from .._models import Outcome, Status, StoredTrial, TrialStatus
-from .._ranking import best_trial
 from .._supervise.lines import tail
 from .fleet_view import worker_lines, worker_rows
-from .progress import progress_bar
+from .progress import LiveBar, progress_bar
 
 if TYPE_CHECKING:
     from .._worker import Worker
@@ -46,6 +45,11 @@ def _line(outcome: Outcome) -> str:
 
 def _params(stored: StoredTrial) -> str:
     return " ".join(f"{k}={json.dumps(v)}" for k, v in stored.trial.params.items())
+
+
+def _nonzero(counts: Mapping[TrialStatus, int]) -> Counter[str]:
+    """The statuses some trial is in, by name, as a summary shows them."""
+    return Counter({str(status): n for status, n in counts.items() if n})
 
 
 def _age(moment: datetime | None) -> str:
@@ -88,20 +92,19 @@ class View:
         self.maximize = maximize
         self.params: dict[str, dict[str, JsonValue]] = {}
         """Each trial's parameters, for the JSON lines of outcomes."""
-        self._progress: Any = None
-        self._task: Any = None
+        self._bar: LiveBar | None = None
         self._counts: Counter[str] = Counter()
 
     def _print(self, text: str) -> None:
-        if self._progress is not None:
-            self._progress.console.print(text, markup=False, highlight=False)
+        if self._bar is not None:
+            self._bar.line(text)  # above the bar, with the others of its tenth of a second
         else:
             print(text, flush=True)
 
     def log(self, text: str) -> None:
         """A log record's line: above the progress bar while it shows, else on stderr."""
-        if self._progress is not None:
-            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        if self._bar is not None:
+            self._bar.log(text)
         else:
             print(text, file=sys.stderr, flush=True)
 
@@ -119,9 +122,8 @@ class View:
             self._print(json.dumps(line if params is None else {**line, "params": params}))
         elif not self.quiet:
             self._print(_line(outcome))
-        if self._progress is not None:
-            failed = sum(n for s, n in self._counts.items() if s != "completed")
-            self._progress.update(self._task, advance=1, failed=failed)
+        if self._bar is not None:
+            self._bar.advance(sum(n for s, n in self._counts.items() if s != "completed"))
 
     @contextmanager
     def progress(
@@ -136,18 +138,26 @@ class View:
         if bar is None:  # the cli extra is not installed: plain lines only
             yield
             return
-        with bar as progress:
-            self._progress = progress
-            self._task = progress.add_task("trials", total=total, failed=0)
+        with bar:
+            self._bar = LiveBar(bar, total)
             try:
                 yield
             finally:
-                self._progress = None
+                self._bar.flush()
+                self._bar = None
 
-    def summary(self, stored: Sequence[StoredTrial], worker: Worker) -> None:
+    async def redraw_while(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Await ``work()``, drawing the progress bar meanwhile if it shows."""
+        if self._bar is None:
+            await work()
+        else:
+            await self._bar.redraw_while(work)
+
+    def summary(
+        self, by_status: Mapping[TrialStatus, int], best: StoredTrial | None, worker: Worker
+    ) -> None:
         """Counts by status, the best trial, the slowest ones."""
-        counts = Counter(str(s.status) for s in stored)
-        best = best_trial(stored, maximize=self.maximize)
+        counts = _nonzero(by_status)
         slowest = worker.slowest
         if self.json:
             summary: dict[str, Any] = {
@@ -165,7 +175,7 @@ class View:
             return
         drawn = sys.stdout.isatty() and not self.quiet and _table(counts, best, slowest, worker.ran)
         if not drawn:  # piped, or without rich: plain lines
-            self._plain_summary(len(stored), counts, best, slowest, worker.ran)
+            self._plain_summary(counts.total(), counts, best, slowest, worker.ran)
         if worker.rejected:
             print(
                 f"{worker.rejected} late results rejected (another worker had the trial)",
@@ -190,10 +200,14 @@ class View:
             text = ", ".join(f"{o.trial_id} {o.duration:.1f}s" for o in slowest)
             print(f"slowest: {text}", flush=True)
 
-    def status(self, stored: Sequence[StoredTrial], workers: Sequence[WorkerInfo] = ()) -> None:
+    def status(
+        self,
+        by_status: Mapping[TrialStatus, int],
+        running: Sequence[StoredTrial],
+        workers: Sequence[WorkerInfo] = (),
+    ) -> None:
         """Counts by status, the running trials with their heartbeat age, and the workers."""
-        counts = Counter(str(s.status) for s in stored)
-        running = [s for s in stored if s.status is TrialStatus.RESERVED]
+        counts = _nonzero(by_status)
         if self.json:
             rows = [
                 {

@@ -4,8 +4,8 @@ The beat loop beside each running trial: prove to the store that the trial is st
 Each call is bounded, so a hanging store cannot hold the loop; a failed beat is retried sooner
 than the next regular one, so a single slow call never lets the lease expire. ``LeaseLost``, too
 many errors in a row, or no beat getting through for as long as a lease lives (``max_failures``
-intervals: an unreachable or hanging store) end the trial as lost; an outage shorter than that
-costs the trial nothing.
+intervals: an unreachable or hanging store) and then one last try of a whole interval failing
+too, end the trial as lost; an outage shorter than that costs the trial nothing.
 """
 
 from __future__ import annotations
@@ -39,18 +39,21 @@ async def beat(
     interval: float,
     max_failures: int,
     on_lost: Callable[[str], None],
+    wait: float = 0.0,
 ) -> None:
     """
     Beat every ``interval`` seconds until cancelled; call ``on_lost`` and return if the lease is gone.
 
     The first beat comes one interval after the start (the reservation itself counts as one).
+    ``wait``: how long the target may hold a beat before writing it (a coalescer's tick); a
+    beat is bounded by that plus the usual third of an interval.
     """
     state = _Beats(interval, max_failures, lease.trial_id)
     while True:
         await anyio.sleep(max(0.0, state.next_at - anyio.current_time()))
         began = anyio.current_time()
         try:
-            with anyio.fail_after(state.retry):
+            with anyio.fail_after(wait + state.retry):
                 await target.heartbeat(lease)
         except LeaseLost as exc:
             on_lost(str(exc))
@@ -69,7 +72,8 @@ class _Beats:
 
     def __init__(self, interval: float, max_failures: int, trial_id: str) -> None:
         self.interval, self.max_failures, self.trial_id = interval, max_failures, trial_id
-        self.retry = interval / 3
+        self.retry = interval / 3  # the bound of one beat (and the pause before a retry)
+        self.confirmed = False  # the lease's time is up and one last, longer try is under way
         self.failures = 0  # errors in a row (an unreachable store or a hang not counted)
         self.last_ok = anyio.current_time()
         self.next_at = self.last_ok + interval
@@ -88,12 +92,16 @@ class _Beats:
         if self.failures >= self.max_failures:
             return f"{self.failures} heartbeats failed in a row, the last {problem}"
         if silent >= self.interval * self.max_failures:
-            return f"no heartbeat got through for {silent:.1f} s, the last {problem}"
+            if self.confirmed:
+                return f"no heartbeat got through for {silent:.1f} s, the last {problem}"
+            # one more try, bounded by a whole interval: a busy event loop (one that held every
+            # beat back) must not end healthy trials; a store that still does not answer does
+            self.confirmed, self.retry = True, self.interval
         self.next_at = anyio.current_time() + self.retry
         return None
 
     def succeeded(self, began: float) -> None:
         """Note a beat that got through (it began at ``began``)."""
-        self.failures = 0
+        self.failures, self.confirmed, self.retry = 0, False, self.interval / 3
         self.last_ok = began
         self.next_at = max(self.next_at + self.interval, anyio.current_time())

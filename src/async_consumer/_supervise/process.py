@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import BinaryIO, TypedDict
 
 import anyio
+import anyio.to_thread
 from anyio.abc import Process
 
 from . import childwatch as _childwatch
@@ -129,13 +131,16 @@ class ChildProcess:
         stdout: BinaryIO,
         stderr: BinaryIO,
         child_watcher: bool = False,
+        spawners: anyio.CapacityLimiter | None = None,
     ) -> ChildProcess:
         """
         Start ``argv`` in a new session, stdin from ``/dev/null``, output to the given logs.
 
         The caller keeps (and closes) its copies of the log files; the child has its own. With
         ``child_watcher``, the process-wide asyncio child watcher is installed first (see
-        :func:`install_child_watcher`).
+        :func:`install_child_watcher`). With ``spawners``, the process is started in a worker
+        thread under that limiter (shielded: a started child is never lost to a cancellation),
+        not on the event loop's thread.
 
         Raises:
             OSError: the program does not exist or cannot be executed.
@@ -146,7 +151,12 @@ class ChildProcess:
             _childwatch.install()
         # what asyncio's create_subprocess_exec does on the loop's thread, minus the loop's
         # child watcher, which would reap the child itself and drop its resource usage
-        popen = _spawn(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+        spawn = functools.partial(_spawn, argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+        if spawners is None:
+            popen = spawn()
+        else:
+            with anyio.CancelScope(shield=True):
+                popen = await anyio.to_thread.run_sync(spawn, limiter=spawners)
         return cls(popen.pid, popen)
 
     @classmethod

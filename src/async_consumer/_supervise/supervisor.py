@@ -18,6 +18,7 @@ import anyio
 from .._models import Lease, Reason, Status
 from .._trial.classify import Abort
 from .._trial.plan import Plan
+from .beats import BeatCoalescer, coalesced
 from .echo import echo
 from .heartbeat import HeartbeatTarget, beat
 from .metrics import MetricCallback, MetricsTail, follow
@@ -51,7 +52,13 @@ class Supervisor:
 
     def __init__(self, settings: Supervision) -> None:
         self.settings = settings
+        self.beats = coalesced(settings.store, settings.heartbeat)
+        """Where the running trials' leases are renewed: the store, behind a coalescer."""
         self._running: dict[str, Running] = {}
+        # scripts start in two threads, off the event loop: a thousand lanes starting together
+        # would otherwise hold the loop for seconds (the heartbeats with it), and a spawn waits
+        # for its child to exec (vfork), which on a busy machine may wait for a CPU
+        self._spawners = anyio.CapacityLimiter(2)
         self._watchdog: Watchdog | None = None
         self._halted = False
 
@@ -88,6 +95,7 @@ class Supervisor:
                 stdout=stdout,
                 stderr=stderr,
                 child_watcher=self.settings.child_watcher,
+                spawners=self._spawners,
             )
 
     async def supervise(self, child: ChildProcess, plan: Plan) -> tuple[Exit | None, Abort | None]:
@@ -145,14 +153,15 @@ class Supervisor:
             watchers.stop()
 
     async def _beat(self, lease: Lease, running: Running) -> None:
-        settings = self.settings
-        assert settings.store is not None
+        settings, beats = self.settings, self.beats
+        assert beats is not None
         await beat(
-            settings.store,
+            beats,
             lease,
             interval=settings.heartbeat,
             max_failures=settings.heartbeat_failures,
             on_lost=running.lost,
+            wait=beats.max_wait if isinstance(beats, BeatCoalescer) else 0.0,
         )
 
     async def _follow(self, plan: Plan, running: Running) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ._open import open_store as open_store
 from ._open import store_from_url as store_from_url
+from ._protocol import Finish as Finish
 from ._protocol import TrialStore as TrialStore
 from ._retrying import Outage as Outage
 from ._retrying import RetryingStore as RetryingStore
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from .postgres import PostgresStore as PostgresStore
 
 __all__ = [
+    "Finish",
     "MemoryStore",
     "Outage",
     "PostgresStore",

@@ -61,6 +61,16 @@ PICK = """
 """How ``reserve`` picks a trial: the first entry of the partial index of pending trials that no
 other transaction holds, however many finished trials the table has (without ``$6``, trials
 that lost a lease before are passed over)."""
+PICK_MANY = PICK.replace("LIMIT 1", "LIMIT $7::integer")
+"""``PICK`` for up to ``$7`` trials at once."""
+_LOCKED = """
+        SELECT t.id, t.token FROM {s}.trials AS t
+        JOIN unnest($1::text[], $2::integer[]) AS u (id, token)
+            ON t.id = u.id AND t.token = u.token
+        WHERE t.status = 'reserved' ORDER BY t.id FOR UPDATE OF t"""
+"""The reserved rows of a batch's leases, locked in the order of their ids: two batches of
+one worker (a beat and a group commit over the same leases) never wait for each other in a
+circle."""
 _QUERIES = {
     "lock": "SELECT pg_advisory_xact_lock(hashtext($1))",
     "create_schema": "CREATE SCHEMA IF NOT EXISTS {s}",
@@ -82,6 +92,41 @@ _QUERIES = {
                 heartbeat_at)
             SELECT id, token, token, $1, $2, heartbeat_at, heartbeat_at FROM leased
         ) SELECT trial, token, lost_count FROM leased""",
+    "reserve_many": """
+        WITH picked AS MATERIALIZED ({pick_many}), leased AS (
+            UPDATE {s}.trials SET status = 'reserved', token = token + 1, worker = $1,
+                holder = $5, heartbeat_at = now(), not_before = NULL
+            WHERE seq IN (SELECT seq FROM picked)
+            RETURNING seq, id, trial, token, heartbeat_at, lost_count
+        ), attempt AS (
+            INSERT INTO {s}.attempts (trial_id, number, token, worker, host, reserved_at,
+                heartbeat_at)
+            SELECT id, token, token, $1, $2, heartbeat_at, heartbeat_at FROM leased
+        ) SELECT trial, token, lost_count FROM leased ORDER BY seq""",
+    "beat_many": f"""
+        WITH mine AS ({_LOCKED}), beat AS (
+            UPDATE {{s}}.trials AS t SET heartbeat_at = now() FROM mine
+            WHERE t.id = mine.id AND t.token = mine.token AND t.status = 'reserved'
+            RETURNING t.id, t.token, t.heartbeat_at
+        ), attempt AS (
+            UPDATE {{s}}.attempts AS a SET heartbeat_at = beat.heartbeat_at FROM beat
+            WHERE a.trial_id = beat.id AND a.number = beat.token
+        ) SELECT id, token FROM beat""",
+    "finish_many": f"""
+        WITH mine AS ({_LOCKED}), done AS (
+            UPDATE {{s}}.trials AS t SET lost_count = t.lost_count + u.lost,
+                not_before = CASE WHEN u.hold > 0 THEN now() + make_interval(secs => u.hold) END,
+                status = CASE WHEN u.lost = 1 AND t.lost_count + 1 > $3::integer
+                    THEN 'broken' ELSE u.status END
+            FROM mine, unnest($1::text[], $2::integer[], $4::integer[], $5::text[],
+                $6::text[], $7::float8[]) AS u (id, token, lost, status, outcome, hold)
+            WHERE t.id = mine.id AND t.token = mine.token AND u.id = mine.id
+                AND u.token = mine.token AND t.status = 'reserved'
+            RETURNING t.id, t.token, t.status, u.outcome
+        ), attempt AS (
+            UPDATE {{s}}.attempts AS a SET outcome = done.outcome FROM done
+            WHERE a.trial_id = done.id AND a.number = done.token
+        ) SELECT id, token, status FROM done""",
     "held": """
         SELECT id, token, holder FROM {s}.trials
         WHERE status = 'reserved' AND starts_with(holder, $1) AND holder != ''""",
@@ -116,12 +161,13 @@ _QUERIES = {
         WHERE seq IN (
             SELECT seq FROM {s}.trials
             WHERE status = 'reserved' AND heartbeat_at <= now() - make_interval(secs => $2)
+                AND ($3::text = '' OR holder != $3::text)
             FOR UPDATE SKIP LOCKED
         ) RETURNING id, token""",
     "end": "UPDATE {s}.attempts SET outcome = $1 WHERE trial_id = $2 AND number = $3",
     "get": _TRIALS.format(where="WHERE id = $1"),
-    "list": _TRIALS.format(where="WHERE status = $1"),
-    "all": _TRIALS.format(where=""),
+    "list": _TRIALS.format(where="WHERE status = $1") + " LIMIT $2 OFFSET $3",
+    "all": _TRIALS.format(where="") + " LIMIT $1 OFFSET $2",
     "attempts": """
         SELECT trial_id, number, token, worker, host, reserved_at, heartbeat_at, outcome
         FROM {s}.attempts WHERE trial_id = ANY($1::text[]) ORDER BY trial_id, number""",
@@ -168,8 +214,8 @@ def quote(schema: str) -> str:
 def queries(schema: str) -> dict[str, str]:
     """Every query of the store for one schema (values are always parameters)."""
     quoted = quote(schema)
-    pick = PICK.format(s=quoted)
-    return {name: text.format(s=quoted, pick=pick) for name, text in _QUERIES.items()}
+    picks = {"pick": PICK.format(s=quoted), "pick_many": PICK_MANY.format(s=quoted)}
+    return {name: text.format(s=quoted, **picks) for name, text in _QUERIES.items()}
 
 
 def migration(schema: str, number: int) -> str:

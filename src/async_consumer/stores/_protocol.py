@@ -5,16 +5,26 @@ from __future__ import annotations
 import builtins
 from collections.abc import Collection, Iterable, Sequence
 from types import TracebackType
-from typing import Protocol, Self
+from typing import NamedTuple, Protocol, Self
 
+from .._errors import LeaseLost
 from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Lease, Outcome, StoredTrial, Trial, TrialStatus
 
-__all__ = ["HeldLease", "StoreBase", "TrialStore"]
+__all__ = ["Finish", "HeldLease", "StoreBase", "TrialStore"]
 
 HeldLease = tuple[str, int, str]
 """A current lease as ``(trial id, token, holder)``; the holder is ``host/pid/start``."""
+
+
+class Finish(NamedTuple):
+    """One attempt's end in a ``finish_many`` batch: the arguments of one ``finish`` call."""
+
+    lease: Lease
+    outcome: Outcome
+    requeue: bool = False
+    hold: float = 0.0
 
 
 class TrialStore(Protocol):
@@ -51,6 +61,25 @@ class TrialStore(Protocol):
         """
         ...
 
+    async def reserve_many(
+        self,
+        worker: str,
+        n: int,
+        *,
+        host: str = "",
+        skip: Collection[str] = (),
+        hold: bool = True,
+        holder: str = "",
+        suspects: bool = True,
+    ) -> builtins.list[Lease]:
+        """
+        Lease up to ``n`` trials in one transaction, as ``n`` calls of ``reserve`` would.
+
+        The oldest first, under the same rules and arguments, each with its own token and a new
+        attempt; fewer (or none) when fewer are waiting. ``n`` below 1 is a ``ValueError``.
+        """
+        ...
+
     async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
         """The current leases whose holder starts with ``prefix`` (e.g. ``"host/"``)."""
         ...
@@ -61,6 +90,16 @@ class TrialStore(Protocol):
 
     async def heartbeat(self, lease: Lease) -> None:
         """Record that the lease's holder is alive; raise ``LeaseLost`` if it is not current."""
+        ...
+
+    async def heartbeat_many(self, leases: Sequence[Lease]) -> builtins.list[str]:
+        """
+        Renew, in one transaction, each lease that is still current; return the others' ids.
+
+        Each lease is checked against its own token, as ``heartbeat`` does, but a lease that is
+        no longer current is reported (its trial's id, in the order given) instead of raising
+        ``LeaseLost``: the other leases of the call are renewed all the same.
+        """
         ...
 
     async def finish(
@@ -75,16 +114,38 @@ class TrialStore(Protocol):
         """
         ...
 
-    async def reclaim_stale(self, older_than: float) -> builtins.list[str]:
-        """Interrupt reserved trials whose last beat is ``older_than`` seconds old or more."""
+    async def finish_many(self, items: Sequence[Finish]) -> builtins.list[TrialStatus | LeaseLost]:
+        """
+        Record several outcomes in one transaction (a group commit), each as ``finish`` would.
+
+        Each item is fenced on its own: one whose lease is no longer current gets a
+        ``LeaseLost`` in its place of the answer, and the others are recorded all the same.
+        Arguments are checked before anything is written (``ValueError``).
+        """
+        ...
+
+    async def reclaim_stale(self, older_than: float, *, spare: str = "") -> builtins.list[str]:
+        """
+        Interrupt reserved trials whose last beat is ``older_than`` seconds old or more.
+
+        Leases whose holder is ``spare`` (when given) are left alone: a worker never reclaims
+        what it runs itself.
+        """
         ...
 
     async def get(self, trial_id: str) -> StoredTrial:
         """Return one trial with all its attempts; raise ``TrialNotFound`` if it is absent."""
         ...
 
-    async def list(self, status: TrialStatus | None = None) -> builtins.list[StoredTrial]:
-        """Return the trials (of one status, if given) in the order they were added."""
+    async def list(
+        self, status: TrialStatus | None = None, *, offset: int = 0, limit: int | None = None
+    ) -> builtins.list[StoredTrial]:
+        """
+        Return the trials (of one status, if given) in the order they were added.
+
+        ``offset`` and ``limit`` give one page of that list: a caller reads a large store page
+        by page rather than holding every trial at once.
+        """
         ...
 
     async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:

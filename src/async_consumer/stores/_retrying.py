@@ -11,10 +11,7 @@ it is back, and gives up only when it has been away longer than ``limit``.
 from __future__ import annotations
 
 import builtins
-import logging
-import random
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
-from typing import TypeVar
+from collections.abc import Collection, Iterable, Sequence
 
 import anyio
 
@@ -22,96 +19,10 @@ from .._errors import LeaseLost, StoreUnavailable
 from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Lease, Outcome, StoredTrial, Trial, TrialStatus
-from ._protocol import HeldLease, StoreBase, TrialStore
+from ._outage import DEFAULT_OUTAGE_LIMIT, Outage
+from ._protocol import Finish, HeldLease, StoreBase, TrialStore
 
 __all__ = ["DEFAULT_OUTAGE_LIMIT", "Outage", "RetryingStore"]
-
-logger = logging.getLogger("async_consumer")
-
-_T = TypeVar("_T")
-
-DEFAULT_OUTAGE_LIMIT = 300.0
-"""Seconds a worker waits for an unreachable store before it gives up (five minutes)."""
-
-
-class Outage:
-    """
-    Whether the store is reachable, as every call through one link has seen it.
-
-    Args:
-        limit: seconds the store may stay unreachable before calls give up.
-        backoff: seconds before the first retry; doubled for each further one.
-        max_backoff: the longest wait between two tries (so a return is noticed soon).
-    """
-
-    def __init__(
-        self,
-        limit: float = DEFAULT_OUTAGE_LIMIT,
-        *,
-        backoff: float = 0.05,
-        max_backoff: float = 2.0,
-    ) -> None:
-        if not limit > 0:
-            msg = f"the store outage limit must be positive, not {limit}"
-            raise ValueError(msg)
-        self.limit = limit
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.down_since: float | None = None
-        self.back_at: float | None = None
-        """When the last outage that was logged ended (``anyio.current_time``)."""
-        self.outages = 0
-        """How many outages were logged."""
-        self._logged = False
-
-    async def call(self, op: Callable[[], Awaitable[_T]], *, until: float | None = None) -> _T:
-        """
-        Await ``op()``, again and again while it raises ``StoreUnavailable``.
-
-        Raises:
-            StoreUnavailable: the store has been away longer than ``limit``, or past ``until``
-                (``anyio.current_time``), whichever comes first.
-        """
-        delay, failures = self.backoff, 0
-        while True:
-            try:
-                result = await op()
-            except StoreUnavailable as exc:
-                failures += 1
-                wait = self._failed(exc, failures, until)
-                await anyio.sleep(min(delay, wait) * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, self.max_backoff)
-            else:
-                self._succeeded()
-                return result
-
-    def _failed(self, exc: StoreUnavailable, failures: int, until: float | None) -> float:
-        """Note a failure; return how long retries may go on, or raise if they may not."""
-        now = anyio.current_time()
-        if self.down_since is None:
-            self.down_since = now
-        # a single failure that the next try gets through (a terminated connection) is no outage
-        if failures > 1 and not self._logged:
-            self._logged = True
-            self.outages += 1
-            logger.warning("store unreachable, retrying for up to %g s: %s", self.limit, exc)
-        end = self.down_since + self.limit
-        if now >= end:
-            msg = f"the store was unreachable for {now - self.down_since:.0f} s: {exc}"
-            raise StoreUnavailable(msg) from exc
-        if until is not None and now >= until:
-            raise exc
-        return min(end, until if until is not None else end) - now
-
-    def _succeeded(self) -> None:
-        if self.down_since is None:
-            return
-        now = anyio.current_time()
-        if self._logged:
-            logger.warning("store reachable again after %.1f s", now - self.down_since)
-            self.back_at = now
-        self.down_since = None
-        self._logged = False
 
 
 class RetryingStore(StoreBase):
@@ -168,6 +79,45 @@ class RetryingStore(StoreBase):
             self._beaten[lease.trial_id, lease.token] = began
         return lease
 
+    async def reserve_many(
+        self,
+        worker: str,
+        n: int,
+        *,
+        host: str = "",
+        skip: Collection[str] = (),
+        hold: bool = True,
+        holder: str = "",
+        suspects: bool = True,
+    ) -> builtins.list[Lease]:
+        """Lease up to ``n`` trials; see ``TrialStore.reserve_many``."""
+        began = anyio.current_time()
+        leases = await self.outage.call(
+            lambda: self.store.reserve_many(
+                worker, n, host=host, skip=skip, hold=hold, holder=holder, suspects=suspects
+            )
+        )
+        for lease in leases:
+            self._beaten[lease.trial_id, lease.token] = began
+        return leases
+
+    async def heartbeat_many(self, leases: Sequence[Lease]) -> builtins.list[str]:
+        """Refresh leases, retried until the first may run out; see ``TrialStore.heartbeat_many``."""
+        if not leases:
+            return []
+        began = anyio.current_time()
+        until = self._first_end(leases)
+        lost = set(await self.outage.call(lambda: self.store.heartbeat_many(leases), until=until))
+        for lease in leases:
+            if lease.trial_id not in lost:
+                self._beaten[lease.trial_id, lease.token] = began
+        return [lease.trial_id for lease in leases if lease.trial_id in lost]
+
+    def _first_end(self, leases: Iterable[Lease]) -> float | None:
+        """When the first of these leases may run out (``None`` if none is known to)."""
+        ends = (self._lease_end((lease.trial_id, lease.token)) for lease in leases)
+        return min((end for end in ends if end is not None), default=None)
+
     async def heartbeat(self, lease: Lease) -> None:
         """Refresh a lease, retried until it may have run out; see ``TrialStore.heartbeat``."""
         key = (lease.trial_id, lease.token)
@@ -204,6 +154,76 @@ class RetryingStore(StoreBase):
         finally:
             self._beaten.pop(key, None)
 
+    async def finish_many(self, items: Sequence[Finish]) -> builtins.list[TrialStatus | LeaseLost]:
+        """
+        Record outcomes, each retried while its lease can be valid; see ``TrialStore.finish_many``.
+
+        While the store is away, the batch is tried again until the first of its leases may
+        have run out; that item is answered ``LeaseLost`` and the others are tried on. Items a
+        try that failed in flight had in fact recorded are answered with the trial's status.
+        """
+        answers: dict[int, TrialStatus | LeaseLost] = {}
+        failed = [False]  # whether a try failed in flight (it may have been committed)
+        try:
+            while len(answers) < len(items):
+                waiting = [place for place in range(len(items)) if place not in answers]
+                answers.update(await self._finish_some(items, waiting, failed))
+        finally:
+            for item in items:
+                self._beaten.pop((item.lease.trial_id, item.lease.token), None)
+        return [answers[place] for place in range(len(items))]
+
+    async def _finish_some(
+        self, items: Sequence[Finish], waiting: builtins.list[int], failed: builtins.list[bool]
+    ) -> dict[int, TrialStatus | LeaseLost]:
+        """The answers of the waiting items: all of them, or those whose lease ran out."""
+        batch = [items[place] for place in waiting]
+
+        async def once() -> builtins.list[TrialStatus | LeaseLost]:
+            try:
+                return await self.store.finish_many(batch)
+            except StoreUnavailable:
+                failed[0] = True
+                raise
+
+        until = self._first_end(item.lease for item in batch)
+        try:
+            got = await self.outage.call(once, until=until)
+        except StoreUnavailable as exc:
+            if self._past_limit():
+                raise
+            return self._ran_out(items, waiting, exc)
+        if failed[0]:
+            got = [
+                await self._recorded(item, answer) for item, answer in zip(batch, got, strict=True)
+            ]
+        return dict(zip(waiting, got, strict=True))
+
+    def _ran_out(
+        self, items: Sequence[Finish], waiting: builtins.list[int], exc: StoreUnavailable
+    ) -> dict[int, TrialStatus | LeaseLost]:
+        """``LeaseLost`` for each waiting item whose lease may have run out by now."""
+        now, answers = anyio.current_time(), dict[int, TrialStatus | LeaseLost]()
+        msg = f"the store was unreachable until the lease ran out ({exc})"
+        for place in waiting:
+            lease = items[place].lease
+            end = self._lease_end((lease.trial_id, lease.token))
+            if end is not None and end <= now:
+                answers[place] = lost = LeaseLost(lease.trial_id, msg)
+                lost.__cause__ = exc
+        return answers
+
+    async def _recorded(
+        self, item: Finish, answer: TrialStatus | LeaseLost
+    ) -> TrialStatus | LeaseLost:
+        """The answer, or the trial's status if a try that seemed to fail recorded the item."""
+        if not isinstance(answer, LeaseLost):
+            return answer
+        try:
+            return await self._already_finished(item.lease, item.outcome)
+        except LeaseLost:
+            return answer
+
     def _past_limit(self) -> bool:
         down = self.outage.down_since
         return down is not None and anyio.current_time() - down >= self.outage.limit
@@ -230,17 +250,19 @@ class RetryingStore(StoreBase):
         """Interrupt these leases if still current; see ``TrialStore.reclaim_leases``."""
         return await self.outage.call(lambda: self.store.reclaim_leases(leases, message))
 
-    async def reclaim_stale(self, older_than: float) -> builtins.list[str]:
+    async def reclaim_stale(self, older_than: float, *, spare: str = "") -> builtins.list[str]:
         """Interrupt stale leases; see ``TrialStore.reclaim_stale``."""
-        return await self.outage.call(lambda: self.store.reclaim_stale(older_than))
+        return await self.outage.call(lambda: self.store.reclaim_stale(older_than, spare=spare))
 
     async def get(self, trial_id: str) -> StoredTrial:
         """Return one trial; see ``TrialStore.get``."""
         return await self.outage.call(lambda: self.store.get(trial_id))
 
-    async def list(self, status: TrialStatus | None = None) -> builtins.list[StoredTrial]:
+    async def list(
+        self, status: TrialStatus | None = None, *, offset: int = 0, limit: int | None = None
+    ) -> builtins.list[StoredTrial]:
         """Return the trials; see ``TrialStore.list``."""
-        return await self.outage.call(lambda: self.store.list(status))
+        return await self.outage.call(lambda: self.store.list(status, offset=offset, limit=limit))
 
     async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
         """Return how many trials are in each status; see ``TrialStore.counts``."""

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING
+
 from .._models import Lease, Outcome, Reason, Status, TrialStatus
+from ._records import check_hold
+
+if TYPE_CHECKING:
+    from ._protocol import Finish
 
 __all__ = [
     "DEFAULT_MAX_LOST",
     "PENDING",
+    "check_count",
+    "check_finishes",
     "check_max_lost",
     "check_older_than",
     "check_outcome",
     "gone_outcome",
     "lost_outcome",
+    "not_renewed",
     "settle",
     "settled_status",
+    "unique_leases",
 ]
 
 DEFAULT_MAX_LOST = 2
@@ -53,6 +64,38 @@ def check_outcome(lease: Lease, outcome: Outcome) -> None:
     if outcome.trial_id != lease.trial_id:
         msg = f"outcome of trial {outcome.trial_id!r} given for lease on {lease.trial_id!r}"
         raise ValueError(msg)
+
+
+def check_count(n: int) -> int:
+    """Return ``n`` if at least one trial is asked for, else raise ``ValueError``."""
+    if n < 1:
+        msg = f"n must be 1 or more, not {n}"
+        raise ValueError(msg)
+    return n
+
+
+def check_finishes(items: Sequence[Finish]) -> None:
+    """Raise ``ValueError`` for the first item that ``finish`` would refuse, before any write."""
+    for item in items:
+        check_outcome(item.lease, item.outcome)
+        check_hold(item.hold)
+
+
+def unique_leases(items: Sequence[Finish]) -> list[int]:
+    """The places of the items whose lease no earlier item names (a repeat is already done)."""
+    seen: set[tuple[str, int]] = set()
+    firsts = []
+    for place, item in enumerate(items):
+        key = (item.lease.trial_id, item.lease.token)
+        if key not in seen:
+            seen.add(key)
+            firsts.append(place)
+    return firsts
+
+
+def not_renewed(leases: Sequence[Lease], renewed: Collection[tuple[str, int]]) -> list[str]:
+    """The ids of the leases, in order, whose ``(trial id, token)`` is not among ``renewed``."""
+    return [lease.trial_id for lease in leases if (lease.trial_id, lease.token) not in renewed]
 
 
 def settled_status(status: Status, requeue: bool = False) -> TrialStatus:

@@ -74,6 +74,13 @@ UPDATE trials SET status = 'reserved', token = token + 1, worker = :worker, hold
     heartbeat_at = {NOW}, not_before = NULL
 WHERE seq = ({PICK}) RETURNING id, trial, token, heartbeat_at, lost_count
 """
+RESERVE_MANY = f"""
+UPDATE trials SET status = 'reserved', token = token + 1, worker = :worker, holder = :holder,
+    heartbeat_at = {NOW}, not_before = NULL
+WHERE seq IN ({PICK.replace("LIMIT 1", "LIMIT :n")})
+RETURNING seq, id, trial, token, heartbeat_at, lost_count
+"""
+"""``RESERVE`` for up to ``:n`` trials at once (the rows come back in no set order)."""
 ATTEMPT = """
 INSERT INTO attempts (trial_id, number, token, worker, host, reserved_at, heartbeat_at)
 VALUES (:trial_id, :token, :token, :worker, :host, :now, :now)
@@ -81,6 +88,20 @@ VALUES (:trial_id, :token, :token, :worker, :host, :now, :now)
 BEAT = f"""
 UPDATE trials SET heartbeat_at = {NOW} WHERE id = ? AND status = 'reserved' AND token = ?
 RETURNING heartbeat_at
+"""
+BEAT_MANY = f"""
+UPDATE trials SET heartbeat_at = {NOW}
+FROM (SELECT value ->> 0 AS id, value ->> 1 AS token FROM json_each(?)) AS u
+WHERE trials.id = u.id AND trials.token = u.token AND +trials.status = 'reserved'
+RETURNING trials.id, trials.token, trials.heartbeat_at
+"""
+"""``BEAT`` for a JSON list of ``[trial id, token]`` leases: one statement for them all. The
+unary ``+`` keeps SQLite from the status index (it would read every reserved trial for each
+lease): it looks each lease up by id."""
+BEAT_ATTEMPTS = """
+UPDATE attempts SET heartbeat_at = u.at
+FROM (SELECT value ->> 0 AS id, value ->> 1 AS number, value ->> 2 AS at FROM json_each(?)) AS u
+WHERE attempts.trial_id = u.id AND attempts.number = u.number
 """
 FINISH = f"""
 UPDATE trials SET lost_count = lost_count + :lost,
@@ -90,8 +111,9 @@ WHERE id = :id AND status = 'reserved' AND token = :token RETURNING status
 """
 RECLAIM = f"""
 UPDATE trials INDEXED BY trials_reserved SET lost_count = lost_count + 1,
-    status = CASE WHEN lost_count + 1 > ? THEN 'broken' ELSE 'interrupted' END
-WHERE status = 'reserved' AND heartbeat_at <= {NOW} - ? RETURNING id, token
+    status = CASE WHEN lost_count + 1 > :max_lost THEN 'broken' ELSE 'interrupted' END
+WHERE status = 'reserved' AND heartbeat_at <= {NOW} - :older_than
+AND (:spare = '' OR holder != :spare) RETURNING id, token
 """
 HELD = """
 SELECT id, token, holder FROM trials INDEXED BY trials_reserved
@@ -104,6 +126,7 @@ WHERE id = :id AND token = :token AND status = 'reserved' RETURNING id, token
 """
 TRIALS = "SELECT id, trial, status, token, worker, heartbeat_at, lost_count FROM trials"
 COUNTS = "SELECT status, count(*) FROM trials GROUP BY status"
+KNOWN = "SELECT id, trial FROM trials WHERE id IN (SELECT value FROM json_each(?))"
 COUNTS_OF = """
 SELECT status, count(*) FROM trials WHERE id IN (SELECT value FROM json_each(?)) GROUP BY status
 """

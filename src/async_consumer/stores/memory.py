@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import builtins
 import heapq
+import itertools
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import anyio.lowlevel
@@ -14,15 +14,17 @@ from .._errors import DuplicateTrial, LeaseLost, TrialNotFound
 from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, StoredTrial, Trial, TrialStatus
-from ._protocol import HeldLease, StoreBase
-from ._records import check_hold, check_rerun
+from ._memory_many import MemoryBatches
+from ._memory_record import Record
+from ._protocol import Finish, HeldLease, StoreBase
+from ._records import check_rerun
 from ._rows import zero_counts
 from ._rules import (
     DEFAULT_MAX_LOST,
     PENDING,
+    check_finishes,
     check_max_lost,
     check_older_than,
-    check_outcome,
     gone_outcome,
     lost_outcome,
     settle,
@@ -31,38 +33,7 @@ from ._rules import (
 __all__ = ["MemoryStore"]
 
 
-@dataclass(slots=True)
-class _Record:
-    seq: int
-    trial: Trial
-    status: TrialStatus = TrialStatus.NEW
-    token: int = 0
-    worker: str | None = None
-    heartbeat_at: datetime | None = None
-    lost_count: int = 0
-    holder: str = ""
-    attempts: builtins.list[Attempt] = field(default_factory=builtins.list)
-    not_before: datetime | None = None
-
-    def stored(self) -> StoredTrial:
-        trial = self.trial.model_copy(update={"attempt": max(len(self.attempts), 1)})
-        return StoredTrial(
-            trial=trial,
-            status=self.status,
-            token=self.token,
-            worker=self.worker,
-            heartbeat_at=self.heartbeat_at,
-            lost_count=self.lost_count,
-            attempts=tuple(self.attempts),
-        )
-
-    def end_attempt(self, outcome: Outcome) -> None:
-        last = self.attempts[-1]
-        update = {"outcome": outcome, "heartbeat_at": self.heartbeat_at}
-        self.attempts[-1] = last.model_copy(update=update)
-
-
-class MemoryStore(StoreBase):
+class MemoryStore(MemoryBatches, StoreBase):
     """
     A ``TrialStore`` kept in memory: nothing survives the process; works on asyncio and trio.
 
@@ -72,7 +43,7 @@ class MemoryStore(StoreBase):
 
     def __init__(self, max_lost: int = DEFAULT_MAX_LOST) -> None:
         self._max_lost = check_max_lost(max_lost)
-        self._records: dict[str, _Record] = {}
+        self._records: dict[str, Record] = {}
         self._pending: builtins.list[tuple[int, str]] = []
         self._workers: dict[str, WorkerInfo] = {}
         self._experiments: dict[tuple[str, int], Experiment] = {}
@@ -90,7 +61,7 @@ class MemoryStore(StoreBase):
                 raise DuplicateTrial(trial.id)
         for trial in fresh.values():
             seq = len(self._records)
-            self._records[trial.id] = _Record(
+            self._records[trial.id] = Record(
                 seq, trial.model_copy(update={"attempt": 1}, deep=True)
             )
             heapq.heappush(self._pending, (seq, trial.id))
@@ -108,9 +79,25 @@ class MemoryStore(StoreBase):
     ) -> Lease | None:
         """Lease the oldest new or interrupted trial; see ``TrialStore.reserve``."""
         await anyio.lowlevel.checkpoint()
-        now, passed = datetime.now(UTC), []
+        leases = self._reserve(
+            1, worker, host=host, skip=skip, hold=hold, holder=holder, suspects=suspects
+        )
+        return leases[0] if leases else None
+
+    def _reserve(
+        self,
+        n: int,
+        worker: str,
+        *,
+        host: str,
+        skip: Collection[str],
+        hold: bool,
+        holder: str,
+        suspects: bool,
+    ) -> builtins.list[Lease]:
+        now, passed, leases = datetime.now(UTC), [], builtins.list[Lease]()
         try:
-            while self._pending:
+            while self._pending and len(leases) < n:
                 entry = heapq.heappop(self._pending)
                 record = self._records[entry[1]]
                 if record.status not in PENDING:
@@ -121,8 +108,8 @@ class MemoryStore(StoreBase):
                     passed.append(entry)
                     continue
                 record.holder = holder
-                return self._lease(record, worker, host)
-            return None
+                leases.append(self._lease(record, worker, host))
+            return leases
         finally:
             for entry in passed:
                 heapq.heappush(self._pending, entry)
@@ -147,7 +134,7 @@ class MemoryStore(StoreBase):
                 taken.append(trial_id)
         return taken
 
-    def _lease(self, record: _Record, worker: str, host: str) -> Lease:
+    def _lease(self, record: Record, worker: str, host: str) -> Lease:
         now = datetime.now(UTC)
         lost = record.lost_count
         record.status, record.worker, record.heartbeat_at = TrialStatus.RESERVED, worker, now
@@ -166,7 +153,7 @@ class MemoryStore(StoreBase):
         trial = record.trial.model_copy(update={"attempt": number})
         return Lease(trial=trial, token=record.token, worker=worker, lost_count=lost)
 
-    def _held(self, lease: Lease) -> _Record:
+    def _held(self, lease: Lease) -> Record:
         record = self._records.get(lease.trial_id)
         if record is None or record.status is not TrialStatus.RESERVED:
             raise LeaseLost(lease.trial_id, "the trial is not reserved")
@@ -177,6 +164,9 @@ class MemoryStore(StoreBase):
     async def heartbeat(self, lease: Lease) -> None:
         """Record that the lease's holder is alive; see ``TrialStore.heartbeat``."""
         await anyio.lowlevel.checkpoint()
+        self._beat(lease)
+
+    def _beat(self, lease: Lease) -> None:
         record = self._held(lease)
         record.heartbeat_at = datetime.now(UTC)
         record.attempts[-1] = record.attempts[-1].model_copy(
@@ -188,14 +178,18 @@ class MemoryStore(StoreBase):
     ) -> TrialStatus:
         """Record the attempt's outcome; see ``TrialStore.finish``."""
         await anyio.lowlevel.checkpoint()
-        check_outcome(lease, outcome)
-        check_hold(hold)
-        record = self._held(lease)
+        item = Finish(lease, outcome, requeue, hold)
+        check_finishes([item])
+        return self._finish(item)
+
+    def _finish(self, item: Finish) -> TrialStatus:
+        record = self._held(item.lease)
+        hold = item.hold
         record.not_before = datetime.now(UTC) + timedelta(seconds=hold) if hold else None
-        self._settle(record, outcome, requeue)
+        self._settle(record, item.outcome, item.requeue)
         return record.status
 
-    def _settle(self, record: _Record, outcome: Outcome, requeue: bool = False) -> None:
+    def _settle(self, record: Record, outcome: Outcome, requeue: bool = False) -> None:
         record.end_attempt(outcome)
         record.status, record.lost_count = settle(
             outcome.status, record.lost_count, self._max_lost, requeue
@@ -203,7 +197,7 @@ class MemoryStore(StoreBase):
         if record.status in PENDING:
             heapq.heappush(self._pending, (record.seq, record.trial.id))
 
-    async def reclaim_stale(self, older_than: float) -> builtins.list[str]:
+    async def reclaim_stale(self, older_than: float, *, spare: str = "") -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         await anyio.lowlevel.checkpoint()
         limit = datetime.now(UTC) - timedelta(seconds=check_older_than(older_than))
@@ -213,6 +207,7 @@ class MemoryStore(StoreBase):
             if record.status is TrialStatus.RESERVED
             and record.heartbeat_at is not None
             and record.heartbeat_at <= limit
+            and not (spare and record.holder == spare)
         ]
         for record in stale:
             self._settle(record, lost_outcome(record.trial.id, len(record.attempts), older_than))
@@ -226,18 +221,21 @@ class MemoryStore(StoreBase):
             raise TrialNotFound(trial_id)
         return record.stored()
 
-    async def list(self, status: TrialStatus | None = None) -> builtins.list[StoredTrial]:
+    async def list(
+        self, status: TrialStatus | None = None, *, offset: int = 0, limit: int | None = None
+    ) -> builtins.list[StoredTrial]:
         """Return the trials in the order they were added; see ``TrialStore.list``."""
         await anyio.lowlevel.checkpoint()
-        records = self._records.values()
-        return [r.stored() for r in records if status is None or r.status is status]
+        records = (r for r in self._records.values() if status is None or r.status is status)
+        end = None if limit is None else offset + limit
+        return [r.stored() for r in itertools.islice(records, offset, end)]
 
     async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
         """Return how many trials are in each status; see ``TrialStore.counts``."""
         await anyio.lowlevel.checkpoint()
         counts = zero_counts()
         if ids is None:
-            records: Iterable[_Record] = self._records.values()
+            records: Iterable[Record] = self._records.values()
         else:
             records = (self._records[i] for i in set(ids) if i in self._records)
         for record in records:

@@ -14,6 +14,7 @@ from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _postgres_sql as queries
 from ._postgres_link import DEFAULT_POOL_SIZE, DRIVER_ERRORS, connect_pool, split_url, translate
+from ._postgres_many import PostgresBatches
 from ._protocol import HeldLease, StoreBase
 from ._records import check_hold, check_rerun, dump_experiment, load_experiment
 from ._rows import (
@@ -41,7 +42,7 @@ __all__ = ["DEFAULT_POOL_SIZE", "PostgresStore"]
 _DEFAULT = "async_consumer"
 
 
-class PostgresStore(StoreBase):
+class PostgresStore(PostgresBatches, StoreBase):
     """
     A ``TrialStore`` in PostgreSQL, for workers on many hosts; asyncio only (asyncpg).
 
@@ -205,11 +206,11 @@ class PostgresStore(StoreBase):
             raise LeaseLost(lease.trial_id)
         return TrialStatus(new)
 
-    async def reclaim_stale(self, older_than: float) -> builtins.list[str]:
+    async def reclaim_stale(self, older_than: float, *, spare: str = "") -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         seconds = float(check_older_than(older_than))
         async with self._connection() as conn, conn.transaction():
-            rows = await conn.fetch(self._q["reclaim"], self._max_lost, seconds)
+            rows = await conn.fetch(self._q["reclaim"], self._max_lost, seconds, spare)
             ends = [(lost_outcome(i, n, older_than).model_dump_json(), i, n) for i, n in rows]
             await conn.executemany(self._q["end"], ends)
         return [trial_id for trial_id, _ in rows]
@@ -221,13 +222,15 @@ class PostgresStore(StoreBase):
             raise TrialNotFound(trial_id)
         return found[0]
 
-    async def list(self, status: TrialStatus | None = None) -> builtins.list[StoredTrial]:
+    async def list(
+        self, status: TrialStatus | None = None, *, offset: int = 0, limit: int | None = None
+    ) -> builtins.list[StoredTrial]:
         """Return the trials in the order they were added; see ``TrialStore.list``."""
         if status is None:
-            return await self._select("all")
-        return await self._select("list", status.value)
+            return await self._select("all", limit, offset)  # LIMIT NULL: every row
+        return await self._select("list", status.value, limit, offset)
 
-    async def _select(self, query: str, *args: str) -> builtins.list[StoredTrial]:
+    async def _select(self, query: str, *args: object) -> builtins.list[StoredTrial]:
         async with self._connection() as conn, conn.transaction(isolation="repeatable_read"):
             trials = await conn.fetch(self._q[query], *args)
             ids = [row[0] for row in trials]

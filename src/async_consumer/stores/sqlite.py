@@ -40,13 +40,14 @@ from ._rules import (
     settled_status,
 )
 from ._sqlite_file import connect, error, is_busy, path_from_url, transaction
+from ._sqlite_many import SQLiteBatches
 
 __all__ = ["SQLiteStore", "path_from_url"]
 
 _T = TypeVar("_T")
 
 
-class SQLiteStore(StoreBase):
+class SQLiteStore(SQLiteBatches, StoreBase):
     """
     A ``TrialStore`` in one SQLite file, safe for several worker processes on one host.
 
@@ -95,18 +96,26 @@ class SQLiteStore(StoreBase):
     async def add(self, trials: Iterable[Trial], *, exist_ok: bool = False) -> int:
         """Add new trials, all or none; see ``TrialStore.add``."""
         batch = builtins.list(trials)
-        return await self._run(lambda: sum(self._add_one(t, exist_ok=exist_ok) for t in batch))
+        return await self._run(lambda: self._add_all(batch, exist_ok=exist_ok))
 
-    def _add_one(self, trial: Trial, *, exist_ok: bool) -> int:
-        sql = "INSERT INTO trials (id, trial) VALUES (?, ?) ON CONFLICT (id) DO NOTHING"
-        if self._conn.execute(sql, (trial.id, dump_trial(trial))).rowcount == 1:
-            return 1
-        (stored,) = self._conn.execute(
-            "SELECT trial FROM trials WHERE id = ?", (trial.id,)
-        ).fetchone()
-        if not (exist_ok and same_params(stored, trial)):
-            raise DuplicateTrial(trial.id)
-        return 0
+    def _add_all(self, batch: builtins.list[Trial], *, exist_ok: bool) -> int:
+        # the ids already there, in one query; the new trials, in one statement
+        ids = json.dumps([trial.id for trial in batch])
+        known = dict(self._conn.execute(queries.KNOWN, (ids,)).fetchall())
+        fresh: dict[str, Trial] = {}
+        for trial in batch:
+            if trial.id in fresh:
+                same = fresh[trial.id].params == trial.params
+            elif trial.id in known:
+                same = same_params(known[trial.id], trial)
+            else:
+                fresh[trial.id] = trial
+                continue
+            if not (exist_ok and same):
+                raise DuplicateTrial(trial.id)
+        rows = ((trial.id, dump_trial(trial)) for trial in fresh.values())
+        self._conn.executemany("INSERT INTO trials (id, trial) VALUES (?, ?)", rows)
+        return len(fresh)
 
     async def reserve(
         self,
@@ -188,13 +197,14 @@ class SQLiteStore(StoreBase):
         sql = "UPDATE attempts SET outcome = ? WHERE trial_id = ? AND number = ?"
         self._conn.executemany(sql, rows)
 
-    async def reclaim_stale(self, older_than: float) -> builtins.list[str]:
+    async def reclaim_stale(self, older_than: float, *, spare: str = "") -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         check_older_than(older_than)
-        return await self._run(lambda: self._reclaim(older_than))
+        return await self._run(lambda: self._reclaim(older_than, spare))
 
-    def _reclaim(self, older_than: float) -> builtins.list[str]:
-        rows = self._conn.execute(queries.RECLAIM, (self._max_lost, older_than)).fetchall()
+    def _reclaim(self, older_than: float, spare: str) -> builtins.list[str]:
+        args = {"max_lost": self._max_lost, "older_than": older_than, "spare": spare}
+        rows = self._conn.execute(queries.RECLAIM, args).fetchall()
         ends = [(lost_outcome(i, n, older_than).model_dump_json(), i, n) for i, n in rows]
         self._end_attempts(ends)
         return [trial_id for trial_id, _ in rows]
@@ -206,21 +216,30 @@ class SQLiteStore(StoreBase):
             raise TrialNotFound(trial_id)
         return found[0]
 
-    async def list(self, status: TrialStatus | None = None) -> builtins.list[StoredTrial]:
+    async def list(
+        self, status: TrialStatus | None = None, *, offset: int = 0, limit: int | None = None
+    ) -> builtins.list[StoredTrial]:
         """Return the trials in the order they were added; see ``TrialStore.list``."""
+        page = (-1 if limit is None else limit, offset)  # LIMIT -1: every row
         if status is None:
-            return await self._run(lambda: self._select("", ()), write=False)
+            return await self._run(lambda: self._select("", (), page), write=False)
         where = " WHERE status = ?"
-        return await self._run(lambda: self._select(where, (status.value,)), write=False)
+        return await self._run(lambda: self._select(where, (status.value,), page), write=False)
 
-    def _select(self, where: str, args: tuple[str, ...]) -> builtins.list[StoredTrial]:
-        trials = self._conn.execute(f"{queries.TRIALS}{where} ORDER BY seq", args).fetchall()
+    def _select(
+        self, where: str, args: tuple[str, ...], page: tuple[int, int] = (-1, 0)
+    ) -> builtins.list[StoredTrial]:
+        sql = f"{queries.TRIALS}{where} ORDER BY seq LIMIT ? OFFSET ?"
+        trials = self._conn.execute(sql, (*args, *page)).fetchall()
         if not trials:
             return []
         attempts: dict[str, builtins.list[Attempt]] = {row[0]: [] for row in trials}
-        in_trials = f" WHERE trial_id IN (SELECT id FROM trials{where})" if where else ""
+        # every trial's attempts when every trial was asked for; else those of the ones read
+        whole = not where and page == (-1, 0)
+        in_trials = "" if whole else " WHERE trial_id IN (SELECT value FROM json_each(?))"
+        bound = () if whole else (json.dumps(builtins.list(attempts)),)
         sql = f"{queries.ATTEMPTS}{in_trials} ORDER BY trial_id, number"
-        for trial_id, *row in self._conn.execute(sql, args):
+        for trial_id, *row in self._conn.execute(sql, bound):
             attempts[trial_id].append(load_attempt(row))
         return [load_stored(row, attempts[trial_id]) for trial_id, *row in trials]
 

@@ -1,0 +1,66 @@
+"""Adding a command's trials to its store, a chunk at a time, with what the run must report."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection
+
+from .._models import TrialStatus
+from ..stores import TrialStore
+from .idset import IdSet
+from .trialsource import CHUNK, TrialSource
+
+__all__ = ["Added", "add_in_chunks"]
+
+
+@dataclasses.dataclass(slots=True)
+class Added:
+    """
+    What adding a parameter set did.
+
+    Attributes:
+        ids: the set's trial ids (hashes), to tell its trials from the store's others.
+        total: how many trials the set has.
+        added: how many of them were new to the store.
+        again: how many were made new again (``--rerun``).
+        counts: the set's trials in each status once added (all statuses are keys).
+    """
+
+    ids: IdSet = dataclasses.field(default_factory=IdSet)
+    total: int = 0
+    added: int = 0
+    again: int = 0
+    counts: dict[TrialStatus, int] = dataclasses.field(
+        default_factory=lambda: dict.fromkeys(TrialStatus, 0)
+    )
+
+
+async def add_in_chunks(
+    store: TrialStore,
+    source: TrialSource,
+    *,
+    rerun: Collection[TrialStatus] = (),
+    count: bool = True,
+    size: int = CHUNK,
+) -> Added:
+    """
+    Add ``source``'s trials (already checked) ``size`` at a time, those present left as they are.
+
+    One transaction a chunk, so that a large file neither holds every trial in memory nor
+    the store's write lock for seconds while other workers beat. Each chunk is all or none;
+    a trial whose id the store already has with other parameters stops the adding there
+    (``DuplicateTrial``), the chunks before it recorded: running the command again, fixed,
+    finds them already there. Without ``count``, ``Added.counts`` stays at zero (``add``).
+    """
+    done = Added()
+    for chunk in source.chunks(size):
+        ids = [t.id for t in chunk]
+        done.added += await store.add(chunk, exist_ok=True)
+        if rerun:
+            done.again += await store.rerun(ids, rerun)
+        for status, n in (await store.counts(ids) if count else {}).items():
+            done.counts[status] += n
+        done.ids.extend(ids)
+        done.total += len(ids)
+    done.ids.seal()
+    return done

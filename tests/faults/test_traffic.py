@@ -1,0 +1,177 @@
+"""Store traffic that scales: lanes reserve together, a killed batch loses nothing, beats coalesce."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Collection
+from pathlib import Path
+
+import anyio
+import pytest
+
+from async_consumer import Consumer, Lease, Status, Trial, TrialStatus, Worker
+from async_consumer._reclaim import Reclaimer
+from async_consumer.stores import MemoryStore, TrialStore, open_store
+from async_consumer.stores._retrying import RetryingStore
+
+from .conftest import OpenStore
+
+SCRIPT = "import json, os; json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))"
+RESULT = '[{"name": "loss", "type": "objective", "value": 1}]'
+
+# a worker that dies (SIGKILL) right after its first batched reservation committed
+KILLED_AFTER_A_BATCH = """
+import os, signal, sys
+import anyio
+from async_consumer import Consumer, Worker
+from async_consumer.stores import open_store
+
+async def main(url, base, script):
+    store = await open_store(url)
+    reserve_many = store.reserve_many
+
+    async def reserve_then_die(*args, **kwargs):
+        leases = await reserve_many(*args, **kwargs)
+        if len(leases) > 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return leases
+
+    store.reserve_many = reserve_then_die
+    consumer = Consumer([sys.executable, "-c", script], base_dir=base, max_concurrency=4,
+                        store=store, heartbeat=60, code_change="ignore")
+    await Worker(store, consumer).run()
+
+anyio.run(main, *sys.argv[1:])
+"""
+
+
+class CountingStore(MemoryStore):
+    """The memory store, with the size of every batched reservation recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    async def reserve_many(self, worker: str, n: int, **options: object) -> builtins.list[Lease]:
+        leases = await super().reserve_many(worker, n, **options)  # type: ignore[arg-type]
+        self.batches.append(len(leases))
+        return leases
+
+
+def consumer(tmp_path: Path, store: TrialStore, jobs: int = 8) -> Consumer:
+    return Consumer(
+        [sys.executable, "-c", SCRIPT],
+        base_dir=tmp_path / "trials",
+        max_concurrency=jobs,
+        store=store,
+        heartbeat=60,
+        code_change="ignore",
+    )
+
+
+@pytest.mark.anyio
+async def test_lanes_asking_together_share_one_reservation(tmp_path: Path) -> None:
+    """Eight idle lanes: one reservation alone (it may be a suspect), then one for the other 7."""
+    store = CountingStore()
+    await store.add(Trial(id=f"t{n}") for n in range(24))
+    await Worker(store, consumer(tmp_path, store)).run()
+    assert store.batches[0] == 7
+    counts = await store.counts()
+    assert counts[TrialStatus.COMPLETED] == 24
+    assert all(len(trial.attempts) == 1 for trial in await store.list())
+
+
+@pytest.mark.asyncio
+async def test_a_worker_killed_after_a_batched_reserve_loses_nothing(
+    tmp_path: Path, connect: OpenStore, store_url: str
+) -> None:
+    """Killed between reserving 3 trials together and starting them: each runs once, later."""
+    store = await connect()
+    await store.add(Trial(id=f"t{n}") for n in range(8))
+    argv = [sys.executable, "-c", KILLED_AFTER_A_BATCH, store_url, str(tmp_path / "a"), SCRIPT]
+    killed = await anyio.run_process(argv, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    taken = await store.counts()
+    assert taken[TrialStatus.RESERVED] == 4  # one alone, then three together
+
+    # the next worker of this host sees the holder is gone and takes its trials at once
+    await Worker(store, consumer(tmp_path, store, jobs=4)).run()
+    trials = await store.list()
+    assert {trial.status for trial in trials} == {TrialStatus.COMPLETED}
+    for trial in trials:
+        completed = [a for a in trial.attempts if a.outcome and a.outcome.is_completed]
+        assert len(completed) == 1, trial.id
+    dropped = [trial for trial in trials if len(trial.attempts) == 2]
+    assert len(dropped) == 4
+    for trial in dropped:
+        first = trial.attempts[0].outcome
+        assert first is not None and first.status is Status.LOST
+        assert "is gone" in first.message
+
+
+class Known:
+    """The leases a worker's lanes hold, as the reclaimer asks for them."""
+
+    def __init__(self) -> None:
+        self.leases: set[tuple[str, int]] = set()
+
+    def __call__(self) -> Collection[tuple[str, int]]:
+        return self.leases
+
+
+@pytest.mark.anyio
+async def test_a_lease_whose_reply_was_lost_is_reclaimed_by_its_own_worker() -> None:
+    """Our own lease that no lane holds (its reply lost) is taken back at the second look."""
+    store = MemoryStore()
+    await store.add([Trial(id="held"), Trial(id="orphan")])
+    held = await store.reserve("w", holder="host/1/1")
+    orphan = await store.reserve("w", holder="host/1/1")
+    assert held is not None and orphan is not None
+    known = Known()
+    known.leases.add((held.trial_id, held.token))
+    link = RetryingStore(store)
+    reclaimer = Reclaimer(link, "host", 60.0, 3.0, spare="host/1/1", known=known)
+    first = await reclaimer.reclaim_orphans(await link.held_leases("host/"))
+    assert first == []  # it may be a reservation under way: only the second look decides
+    second = await reclaimer.reclaim_orphans(await link.held_leases("host/"))
+    assert second == ["orphan"]
+    assert (await store.get("held")).status is TrialStatus.RESERVED
+    # and its own stale leases are spared: its beat loops know whether the trial runs
+    assert await link.reclaim_stale(0.0, spare="host/1/1") == []
+
+
+@pytest.mark.slow
+def test_500_trials_beating_every_fifth_of_a_second_beside_cpu_burners(
+    tmp_path: Path, store_url: str
+) -> None:
+    """
+    ``run -j 500 --heartbeat 0.2`` with 2 CPU burners beside it: every trial completes in one
+    attempt, nothing is reclaimed, nothing lost (one heartbeat write a tick, not one a trial).
+    """
+    params = tmp_path / "params.jsonl"
+    params.write_text("".join(json.dumps({"i": i}) + "\n" for i in range(500)))
+    trial = f"echo '{RESULT}' > \"$ORION_RESULTS_PATH\"; exec sleep 3"
+    argv = [sys.executable, "-m", "async_consumer._cli", "-v", "run", "--params", str(params),
+            "-j", "500", "--heartbeat", "0.2", "--store", store_url,
+            "--base-dir", str(tmp_path / "trials"), "--", "sh", "-c", trial]  # fmt: skip
+    burners = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(2)]
+    try:
+        run = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=tmp_path)
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "reclaimed" not in run.stderr
+    assert "lost" not in run.stderr
+    assert "500 trials: 500 completed (500 run now)" in run.stderr + run.stdout
+
+    async def attempts() -> int:
+        async with await open_store(store_url) as store:
+            return sum(len(trial.attempts) for trial in await store.list())
+
+    assert anyio.run(attempts) == 500

@@ -1,0 +1,128 @@
+"""Batched reservations racing: two processes on one SQLite file, two pools on one server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import anyio
+import pytest
+
+import async_consumer.stores
+from async_consumer._models import TrialStatus
+from async_consumer.stores import Finish, PostgresStore, SQLiteStore, TrialStore
+
+from .conftest import drop_schema, make_trials, outcome, postgres_url
+
+SRC = str(Path(async_consumer.stores.__file__).parents[2])
+WORKER = """
+    import json, sys
+    import anyio
+    from async_consumer._models import Outcome, Status
+    from async_consumer.stores import Finish, SQLiteStore
+
+    async def main() -> None:
+        got = []
+        async with SQLiteStore(sys.argv[1]) as store:
+            print("ready", flush=True)
+            sys.stdin.readline()
+            while leases := await store.reserve_many(sys.argv[2], 7):
+                got += [lease.trial_id for lease in leases]
+                assert await store.heartbeat_many(leases) == []
+                done = [Outcome(trial_id=l.trial_id, status=Status.COMPLETED) for l in leases]
+                await store.finish_many([Finish(l, o) for l, o in zip(leases, done)])
+        print(json.dumps(got))
+
+    anyio.run(main)
+"""
+
+
+async def _drain(store: TrialStore, worker: str) -> list[str]:
+    """Reserve, beat and finish seven trials at a time until none is left; the ids reserved."""
+    got: list[str] = []
+    while leases := await store.reserve_many(worker, 7):
+        got += [lease.trial_id for lease in leases]
+        assert await store.heartbeat_many(leases) == []
+        await store.finish_many([Finish(lease, outcome(lease)) for lease in leases])
+    return got
+
+
+@pytest.mark.slow
+def test_two_processes_reserving_many_never_share(tmp_path: Path) -> None:
+    """Two processes reserving in batches from one SQLite file run every trial exactly once."""
+    db, script = tmp_path / "store.db", tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(WORKER))
+    anyio.run(_add, SQLiteStore(db), 400)
+    pipe, env = subprocess.PIPE, {"PYTHONPATH": SRC}
+    argv = [[sys.executable, str(script), str(db), f"w{i}"] for i in range(2)]
+    workers = [subprocess.Popen(a, stdin=pipe, stdout=pipe, text=True, env=env) for a in argv]
+    try:
+        for worker in workers:
+            assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
+        for worker in workers:  # both are connected before either starts reserving
+            assert worker.stdin is not None
+            worker.stdin.write("go\n")
+            worker.stdin.close()
+        got = [json.loads(worker.stdout.read()) for worker in workers if worker.stdout]
+        assert [worker.wait(timeout=60) for worker in workers] == [0, 0]
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+            if worker.stdout:
+                worker.stdout.close()
+    assert sorted(got[0] + got[1]) == sorted(t.id for t in make_trials(400))
+
+
+async def _add(store: TrialStore, count: int) -> None:
+    async with store:
+        await store.add(make_trials(count))
+
+
+@pytest.mark.asyncio
+@pytest.mark.slow
+async def test_two_postgres_stores_reserving_many_never_share() -> None:
+    """Two stores (two pools) on one schema, each with three tasks, run every trial once."""
+    url, schema = postgres_url(), f"test_{uuid.uuid4().hex[:16]}"
+    stores: list[TrialStore] = []
+    try:
+        stores += [await PostgresStore.open(url, schema=schema) for _ in range(2)]
+        await stores[0].add(make_trials(300))
+        got: list[str] = []
+
+        async def drain(store: TrialStore, name: str) -> None:
+            got.extend(await _drain(store, name))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(6):
+                tg.start_soon(drain, stores[i % 2], f"w{i}")
+        assert sorted(got) == sorted(t.id for t in make_trials(300))
+    finally:
+        for store in stores:
+            await store.aclose()
+        await drop_schema(url, schema)
+
+
+@pytest.mark.asyncio
+async def test_a_beat_and_a_group_commit_over_the_same_leases_never_deadlock() -> None:
+    """A beat and a finish of the same leases in opposite orders, at once, both go through."""
+    url, schema = postgres_url(), f"test_{uuid.uuid4().hex[:16]}"
+    stores: list[TrialStore] = []
+    try:
+        stores += [await PostgresStore.open(url, schema=schema) for _ in range(2)]
+        await stores[0].add(make_trials(400))
+        for _ in range(10):
+            leases = await stores[0].reserve_many("w", 40)
+            items = [Finish(lease, outcome(lease)) for lease in reversed(leases)]
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(stores[0].heartbeat_many, leases)
+                tg.start_soon(stores[1].finish_many, items)
+        assert (await stores[0].counts())[TrialStatus.COMPLETED] == 400
+    finally:
+        for store in stores:
+            await store.aclose()
+        await drop_schema(url, schema)
