@@ -62,6 +62,8 @@ class Leasing:
         self.holding: dict[tuple[str, int], Lease] = {}
         """The leases reserved and not yet done, by (trial id, token)."""
         self._empty_until = 0.0  # no lane asks the store again before (it had nothing)
+        self._counting = anyio.Lock()
+        self._counted: tuple[float, dict[TrialStatus, int]] | None = None  # (asked at, counts)
         self._file_faults = 0  # in a row
         self._paused_until = 0.0  # no lane reserves before (a pause after a file fault)
 
@@ -174,7 +176,7 @@ class Leasing:
         The trials this worker runs itself are not waiting for the lane: the lane whose trial
         comes back to the queue (a retry) is still there to run it again.
         """
-        counts = await self.store.counts()
+        counts = await self._counts()
         waiting = (TrialStatus.NEW, TrialStatus.INTERRUPTED, TrialStatus.RESERVED)
         left = sum(counts.get(status, 0) for status in waiting) - len(self.holding)
         if interrupted and left > 0:
@@ -182,6 +184,22 @@ class Leasing:
             mine = await self.store.counts(interrupted)
             left -= mine[TrialStatus.INTERRUPTED]
         return left <= 0
+
+
+    async def _counts(self) -> dict[TrialStatus, int]:
+        """
+        The store's counts, taken after this call began; lanes asking together share one
+        query (five hundred lanes ending together must not queue as many queries before the
+        heartbeats' write on a pool of two connections).
+        """
+        asked = anyio.current_time()
+        async with self._counting:
+            if self._counted is not None and self._counted[0] >= asked:
+                return self._counted[1]
+            began = anyio.current_time()
+            counts = await self.store.counts()
+            self._counted = (began, counts)
+            return counts
 
 
 def link_store(

@@ -138,9 +138,8 @@ class ChildProcess:
 
         The caller keeps (and closes) its copies of the log files; the child has its own. With
         ``child_watcher``, the process-wide asyncio child watcher is installed first (see
-        :func:`install_child_watcher`). With ``spawners``, the process is started in a worker
-        thread under that limiter (shielded: a started child is never lost to a cancellation),
-        not on the event loop's thread.
+        :func:`install_child_watcher`). With ``spawners``, it starts in a worker thread under
+        that limiter, shielded (a started child is never lost to a cancellation).
 
         Raises:
             OSError: the program does not exist or cannot be executed.
@@ -152,11 +151,9 @@ class ChildProcess:
         # what asyncio's create_subprocess_exec does on the loop's thread, minus the loop's
         # child watcher, which would reap the child itself and drop its resource usage
         spawn = functools.partial(_spawn, argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
-        if spawners is None:
-            popen = spawn()
-        else:
-            with anyio.CancelScope(shield=True):
-                popen = await anyio.to_thread.run_sync(spawn, limiter=spawners)
+        with anyio.CancelScope(shield=True):
+            threaded = spawners is not None
+            popen = await anyio.to_thread.run_sync(spawn, limiter=spawners) if threaded else spawn()
         return cls(popen.pid, popen)
 
     @classmethod
