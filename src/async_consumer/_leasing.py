@@ -185,7 +185,6 @@ class Leasing:
             left -= mine[TrialStatus.INTERRUPTED]
         return left <= 0
 
-
     async def _counts(self) -> dict[TrialStatus, int]:
         """
         The store's counts, taken after this call began; lanes asking together share one
