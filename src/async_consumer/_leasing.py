@@ -14,7 +14,7 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import anyio
 
@@ -67,11 +67,14 @@ class Leasing:
         self._file_faults = 0  # in a row
         self._paused_until = 0.0  # no lane reserves before (a pause after a file fault)
 
-    async def reserve(self, skip: Collection[str] = (), hold: bool = True) -> Lease | None:
+    async def reserve(
+        self, skip: Collection[str] = (), hold: bool = True, stop: Callable[[], bool] = bool
+    ) -> Lease | None:
         """
         A lease on the next trial this worker may run now (``None``: nothing for it now).
 
-        ``skip`` and ``hold`` are passed on to the store. Lanes asking together are served by
+        ``skip`` and ``hold`` are passed on to the store; ``stop()`` true (the worker halted
+        while the lane waited for its turn): nothing. Lanes asking together are served by
         one reservation: the first reserves for every lane then waiting (not a suspect: a
         suspect is reserved alone, by an idle worker).
         """
@@ -83,6 +86,8 @@ class Leasing:
             async with self._reserving:
                 while self._alone is not None:
                     await self._alone.wait()
+                if stop():  # each reservation is an attempt: none for a lane that will not run it
+                    return None
                 if not self._ready:
                     await self._reserve_for(self._asking, skip, hold)
                 if not self._ready:

@@ -1,16 +1,14 @@
 """
 The pull loop: reserve a trial from the store, run it, record its outcome; reclaim dead leases.
 
-A worker runs ``max_concurrency`` lanes, each reserving and running one trial at a time (lanes
-asking together share one reservation, outcomes recorded together share one write: see
-:mod:`._leasing`, :mod:`._commit`), and a reclaimer that hands back other workers' stale leases
-(:mod:`._reclaim`; a dead process of this host is noticed at once).
+It runs ``max_concurrency`` lanes, each running one trial at a time (lanes asking together share
+one reservation, outcomes ending together one write: :mod:`._leasing`, :mod:`._commit`), and a
+reclaimer of other workers' stale leases (:mod:`._reclaim`; a dead local process at once).
 
-The worker talks to its store through a :class:`RetryingStore`: an unreachable store is waited
-for (up to ``outage_limit`` seconds), not a reason to die. It ends early only on an error that is
-not the trials' own: a store that stays away, a store error no retry can mend, or a host that
-keeps failing to create trials' files. Then it stops its running trials gracefully, gives them
-back, and raises that one error.
+It talks to its store through a :class:`RetryingStore`: an unreachable store is waited for (up
+to ``outage_limit`` seconds), not a reason to die. It ends early only on an error not the trials'
+own (a store that stays away, a store error no retry can mend, a host that keeps failing to
+create trials' files): it stops its running trials, gives them back, and raises that error.
 """
 
 from __future__ import annotations
@@ -190,6 +188,9 @@ class Worker:
         """Whether it is too late to start a trial (``reserve_until`` has passed)."""
         return self._reserve_until is not None and time.time() >= self._reserve_until
 
+    def _stopping(self) -> bool:
+        return self.is_halted or self.is_out_of_time
+
     def leave(self, signal_name: str) -> None:
         """
         Reserve nothing more and stop every running trial (SIGTERM, grace, SIGKILL); from now
@@ -201,7 +202,6 @@ class Worker:
 
     def info(self) -> WorkerInfo:
         """This worker as its store's ``workers`` table shows it."""
-        stopping = self.is_halted or self.is_out_of_time
         return WorkerInfo(
             name=self._name,
             host=self._host,
@@ -209,7 +209,7 @@ class Worker:
             job_id=self._job[0],
             task_id=self._job[1],
             running=len(self._consumer.running),
-            state=WorkerState.STOPPING if stopping else WorkerState.RUNNING,
+            state=WorkerState.STOPPING if self._stopping() else WorkerState.RUNNING,
         )
 
     async def run(self) -> None:
@@ -253,9 +253,9 @@ class Worker:
             logger.warning("too late to start another trial before the job ends: leaving")
 
     async def _run_lane(self) -> None:
-        while not self.is_halted and not self.is_out_of_time:
+        while not self._stopping():
             skip = () if self._follow else self._interrupted
-            lease = await self._leasing.reserve(skip=skip, hold=self._follow)
+            lease = await self._leasing.reserve(skip=skip, hold=self._follow, stop=self._stopping)
             if lease is None:
                 if not self._follow and await self._leasing.is_drained(self._interrupted):
                     return

@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 from async_consumer import Consumer, Lease, Status, Trial, TrialStatus, Worker
+from async_consumer._leasing import Leasing
 from async_consumer._reclaim import Reclaimer
 from async_consumer.stores import MemoryStore, TrialStore, open_store
 from async_consumer.stores._retrying import RetryingStore
@@ -180,3 +181,15 @@ def test_500_trials_beating_every_fifth_of_a_second_beside_cpu_burners(
     # could not get through: that attempt is interrupted (not lost) and the trial re-run once
     assert statuses.count(Status.COMPLETED) == 500
     assert len(statuses) - 500 == statuses.count(Status.INTERRUPTED) <= 50
+
+
+@pytest.mark.anyio
+async def test_a_lane_of_a_halted_worker_reserves_nothing() -> None:
+    """A lane whose turn comes after its worker halted takes no lease (each one is an attempt)."""
+    store = MemoryStore()
+    await store.add([Trial(id="t")])
+    leasing = Leasing(RetryingStore(store), "w", "host", "host/1/1")
+    assert await leasing.reserve(stop=lambda: True) is None
+    assert (await store.get("t")).attempts == ()
+    lease = await leasing.reserve()
+    assert lease is not None and lease.trial_id == "t"

@@ -30,6 +30,9 @@ logger = logging.getLogger("async_consumer")
 
 __all__ = ["Supervision", "Supervisor"]
 
+SPAWN_IN_THREADS = 64
+"""Scripts running from which new ones start in worker threads, not on the event loop."""
+
 
 @dataclass(frozen=True, slots=True)
 class Supervision:
@@ -55,9 +58,10 @@ class Supervisor:
         self.beats = coalesced(settings.store, settings.heartbeat)
         """Where the running trials' leases are renewed: the store, behind a coalescer."""
         self._running: dict[str, Running] = {}
-        # scripts start in two threads, off the event loop: a thousand lanes starting together
-        # would otherwise hold the loop for seconds (the heartbeats with it), and a spawn waits
-        # for its child to exec (vfork), which on a busy machine may wait for a CPU
+        # with many scripts running, scripts start in two threads, off the event loop: a
+        # thousand lanes starting together would otherwise hold the loop for seconds (the
+        # heartbeats with it), and a spawn waits for its child's exec (vfork), which on a busy
+        # machine waits for a CPU; with few, on the loop's thread (a thread hop costs 0.6 ms)
         self._spawners = anyio.CapacityLimiter(2)
         self._watchdog: Watchdog | None = None
         self._halted = False
@@ -95,7 +99,7 @@ class Supervisor:
                 stdout=stdout,
                 stderr=stderr,
                 child_watcher=self.settings.child_watcher,
-                spawners=self._spawners,
+                spawners=self._spawners if len(self._running) >= SPAWN_IN_THREADS else None,
             )
 
     async def supervise(self, child: ChildProcess, plan: Plan) -> tuple[Exit | None, Abort | None]:
