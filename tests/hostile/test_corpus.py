@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -94,21 +93,25 @@ async def _run(base: Path) -> tuple[dict[str, Outcome], Snapshot, Snapshot, floa
 
 
 def _settle_threads(expected: int) -> Snapshot:
-    """A snapshot once stopped worker threads are gone (they exit just after the loop closes)."""
+    """
+    A snapshot once stopped worker threads are gone (they exit just after the loop closes).
+
+    ``expected`` is an OS thread count, as the snapshot's: a Python thread leaves
+    ``threading.enumerate()`` a moment before its OS thread ends, a long moment on a busy machine.
+    """
     deadline = time.monotonic() + 10  # only a failure waits this long; a busy machine may be slow
-    while threading.active_count() > expected and time.monotonic() < deadline:
+    while (found := snapshot()).threads > expected and time.monotonic() < deadline:
         time.sleep(0.01)  # polling for threads to finish exiting
-    return snapshot()
+    return found
 
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BatchRun]:
     """Run the whole corpus once; kill what escaped; drop the big files once measured."""
     base = tmp_path_factory.mktemp("hostile")
-    threads_outside = threading.active_count()
     outside_before = snapshot()
     outcomes, before, after, seconds = anyio.run(_run, base)
-    outside_after = _settle_threads(threads_outside)
+    outside_after = _settle_threads(outside_before.threads)
     pids = {tid: _read_pids(outcome) for tid, outcome in outcomes.items()}
     alive = {tid: [pid for pid in found if is_alive(pid)] for tid, found in pids.items()}
     stdout_sizes = {tid: os.path.getsize(o.stdout_path) for tid, o in outcomes.items()
