@@ -82,7 +82,6 @@ class GroupCommit:
 
     async def _write(self, batch: list[_Waiting]) -> None:
         try:
-            results: list[TrialStatus | LeaseLost] | None = None
             results = await self.store.finish_many([waiting.finish for waiting in batch])
         except Exception as exc:  # noqa: BLE001 - each caller gets the error as its own
             for waiting in batch:

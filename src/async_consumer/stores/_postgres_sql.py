@@ -136,14 +136,6 @@ _QUERIES = {
         FROM unnest($2::text[], $3::integer[]) AS u (id, token)
         WHERE t.id = u.id AND t.token = u.token AND t.status = 'reserved'
         RETURNING t.id, t.token""",
-    "beat": """
-        WITH beat AS (
-            UPDATE {s}.trials SET heartbeat_at = now()
-            WHERE id = $1 AND status = 'reserved' AND token = $2 RETURNING heartbeat_at
-        ), attempt AS (
-            UPDATE {s}.attempts SET heartbeat_at = beat.heartbeat_at FROM beat
-            WHERE trial_id = $1 AND number = $2
-        ) SELECT count(*) FROM beat""",
     "finish": """
         WITH done AS (
             UPDATE {s}.trials SET lost_count = lost_count + $3::integer,

@@ -120,10 +120,8 @@ class RetryingStore(StoreBase):
 
     async def heartbeat(self, lease: Lease) -> None:
         """Refresh a lease, retried until it may have run out; see ``TrialStore.heartbeat``."""
-        key = (lease.trial_id, lease.token)
-        began = anyio.current_time()
-        await self.outage.call(lambda: self.store.heartbeat(lease), until=self._lease_end(key))
-        self._beaten[key] = began
+        if await self.heartbeat_many([lease]):  # one beat is a batch of one
+            raise LeaseLost(lease.trial_id)
 
     async def finish(
         self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0

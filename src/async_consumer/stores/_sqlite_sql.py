@@ -85,10 +85,6 @@ ATTEMPT = """
 INSERT INTO attempts (trial_id, number, token, worker, host, reserved_at, heartbeat_at)
 VALUES (:trial_id, :token, :token, :worker, :host, :now, :now)
 """
-BEAT = f"""
-UPDATE trials SET heartbeat_at = {NOW} WHERE id = ? AND status = 'reserved' AND token = ?
-RETURNING heartbeat_at
-"""
 BEAT_MANY = f"""
 UPDATE trials SET heartbeat_at = {NOW}
 FROM (SELECT value ->> 0 AS id, value ->> 1 AS token FROM json_each(?)) AS u

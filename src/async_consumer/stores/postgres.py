@@ -187,9 +187,7 @@ class PostgresStore(PostgresBatches, StoreBase):
 
     async def heartbeat(self, lease: Lease) -> None:
         """Record that the lease's holder is alive; see ``TrialStore.heartbeat``."""
-        async with self._connection() as conn:
-            beats = await conn.fetchval(self._q["beat"], lease.trial_id, lease.token)
-        if beats != 1:
+        if await self.heartbeat_many([lease]):  # one beat is a batch of one
             raise LeaseLost(lease.trial_id)
 
     async def finish(

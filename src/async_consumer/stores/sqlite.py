@@ -166,14 +166,8 @@ class SQLiteStore(SQLiteBatches, StoreBase):
 
     async def heartbeat(self, lease: Lease) -> None:
         """Record that the lease's holder is alive; see ``TrialStore.heartbeat``."""
-        await self._run(lambda: self._beat(lease))
-
-    def _beat(self, lease: Lease) -> None:
-        rows = self._conn.execute(queries.BEAT, (lease.trial_id, lease.token)).fetchall()
-        if not rows:
+        if await self.heartbeat_many([lease]):  # one beat is a batch of one
             raise LeaseLost(lease.trial_id)
-        sql = "UPDATE attempts SET heartbeat_at = ? WHERE trial_id = ? AND number = ?"
-        self._conn.execute(sql, (rows[0][0], lease.trial_id, lease.token))
 
     async def finish(
         self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
