@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 
 import anyio
 import pytest
 
-from async_consumer import Lease, LeaseLost, Trial
+from async_consumer import Lease, Trial
 from async_consumer._errors import StoreUnavailable
 from async_consumer._supervise.beats import BeatCoalescer, coalesced
 
 pytestmark = pytest.mark.anyio
+
+HANG = 30  # seconds: only a hang guard, never a bound on how fast anything is
 
 
 def lease(n: int) -> Lease:
@@ -21,13 +24,14 @@ def lease(n: int) -> Lease:
 
 
 class Store:
-    """Records each write; answers with the ids in ``lost``, or raises ``error``."""
+    """Records each write; answers with the ids in ``lost``, or raises ``errors`` in turn."""
 
     def __init__(self) -> None:
         self.writes: list[list[str]] = []
         self.lost: set[str] = set()
-        self.error: Exception | None = None
+        self.errors: list[Exception] = []
         self.single = 0
+        self._wrote = anyio.Event()
 
     async def heartbeat(self, lease: Lease) -> None:
         self.single += 1
@@ -35,100 +39,129 @@ class Store:
     async def heartbeat_many(self, leases: Sequence[Lease]) -> builtins.list[str]:
         await anyio.lowlevel.checkpoint()
         self.writes.append([lease.trial_id for lease in leases])
-        if self.error is not None:
-            raise self.error
+        self._wrote.set()
+        if self.errors:
+            raise self.errors.pop(0)
         return [lease.trial_id for lease in leases if lease.trial_id in self.lost]
 
+    async def until_writes(self, count: int) -> None:
+        """Wait until ``count`` writes have been made."""
+        with anyio.fail_after(HANG):
+            while len(self.writes) < count:
+                await self._wrote.wait()
+                self._wrote = anyio.Event()
 
-async def beat_all(beats: BeatCoalescer, leases: list[Lease]) -> dict[str, BaseException | None]:
-    """Beat every lease at once; what each beat got (``None``: renewed)."""
-    answers: dict[str, BaseException | None] = {}
 
-    async def one(lease: Lease) -> None:
-        try:
-            await beats.heartbeat(lease)
-        except Exception as exc:  # noqa: BLE001 - the answer is the test's subject
-            answers[lease.trial_id] = exc
-        else:
-            answers[lease.trial_id] = None
+class Trials:
+    """Trials keeping their leases through one coalescer, each in a cancel scope of its own."""
 
+    def __init__(self, beats: BeatCoalescer, tg: anyio.abc.TaskGroup, max_failures: int) -> None:
+        self.beats, self.tg, self.max_failures = beats, tg, max_failures
+        self.lost: dict[str, str] = {}
+        self.scopes: dict[str, anyio.CancelScope] = {}
+        self.ended = anyio.Event()
+
+    def start(self, lease: Lease) -> None:
+        self.scopes[lease.trial_id] = scope = anyio.CancelScope()
+        self.tg.start_soon(self._keep, lease, scope)
+
+    async def _keep(self, lease: Lease, scope: anyio.CancelScope) -> None:
+        with scope:
+            await self.beats.keep(
+                lease, max_failures=self.max_failures, on_lost=self._on_lost(lease)
+            )
+
+    def _on_lost(self, lease: Lease) -> Callable[[str], None]:
+        def on_lost(message: str) -> None:
+            self.lost[lease.trial_id] = message
+            self.ended.set()
+
+        return on_lost
+
+    def end(self, trial_id: str) -> None:
+        self.scopes[trial_id].cancel()
+
+
+@asynccontextmanager
+async def keeping(
+    beats: BeatCoalescer, leases: list[Lease], max_failures: int = 3
+) -> AsyncIterator[Trials]:
+    """Trials keeping these leases until the block ends (then every trial ends)."""
     async with anyio.create_task_group() as tg:
+        trials = Trials(beats, tg, max_failures)
         for each in leases:
-            tg.start_soon(one, each)
-    return answers
+            trials.start(each)
+        yield trials
+        tg.cancel_scope.cancel()
 
 
-async def test_beats_that_come_together_are_one_write() -> None:
-    """Fifty trials beating at once cost one write, then one write a tick, never one a trial."""
+async def test_kept_leases_are_one_write_a_tick() -> None:
+    """Fifty running trials cost one write a tick, each renewing all fifty, never one a trial."""
     store = Store()
     beats = BeatCoalescer(store, interval=0.05)
-    leases = [lease(n) for n in range(50)]
-    for _ in range(3):
-        answers = await beat_all(beats, leases)
-        assert set(answers.values()) == {None}
-    assert [len(write) for write in store.writes] == [50, 50, 50]
+    async with keeping(beats, [lease(n) for n in range(50)]) as trials:
+        await store.until_writes(3)
+    assert [len(write) for write in store.writes[:3]] == [50, 50, 50]
     assert store.single == 0
-    assert beats.writes == 3
+    assert trials.lost == {}
 
 
 async def test_a_lease_that_moved_on_is_lost_alone() -> None:
-    """The store says one lease is no longer ours: that trial alone gets LeaseLost."""
+    """The store says one lease is no longer ours: that trial alone is lost, the others renewed."""
     store = Store()
     store.lost = {"t3"}
-    answers = await beat_all(BeatCoalescer(store, interval=0.05), [lease(n) for n in range(6)])
-    assert isinstance(answers.pop("t3"), LeaseLost)
-    assert set(answers.values()) == {None}
-    assert len(store.writes) == 1
+    async with keeping(BeatCoalescer(store, interval=0.05), [lease(n) for n in range(6)]) as trials:
+        await store.until_writes(2)
+    assert list(trials.lost) == ["t3"]
+    assert "t3" in trials.lost["t3"]
+    assert sorted(store.writes[1]) == ["t0", "t1", "t2", "t4", "t5"]
 
 
-async def test_a_failed_write_fails_every_beat_it_carried_then_the_next_one_renews_them() -> None:
-    """An unreachable store fails each beat of the write (each loop retries), then recovers."""
+async def test_a_failed_write_counts_for_every_lease_then_the_next_one_renews_them() -> None:
+    """An unreachable store fails one write: no trial is lost, and the next write renews all."""
     store = Store()
-    store.error = StoreUnavailable("the store is down")
+    store.errors = [StoreUnavailable("the store is down")]
     beats = BeatCoalescer(store, interval=0.3, timeout=0.01)
-    answers = await beat_all(beats, [lease(n) for n in range(4)])
-    assert all(isinstance(answer, StoreUnavailable) for answer in answers.values())
-    store.error = None
-    with anyio.fail_after(30):  # the next tick comes a third of an interval after the failure
-        answers = await beat_all(beats, [lease(n) for n in range(4)])
-    assert set(answers.values()) == {None}
-    assert len(store.writes) == 2
+    async with keeping(beats, [lease(n) for n in range(4)]) as trials:
+        await store.until_writes(3)
+    assert trials.lost == {}
+    assert [len(write) for write in store.writes[:3]] == [4, 4, 4]
 
 
-async def test_when_the_leading_trial_ends_another_beat_takes_over() -> None:
-    """The trial whose beat waits for the tick ends meanwhile: the others still get written."""
+async def test_failures_in_a_row_end_every_lease_they_carried() -> None:
+    """Each failed write counts once for each lease: after ``max_failures``, each is lost."""
     store = Store()
-    beats = BeatCoalescer(store, interval=0.2)
-    await beat_all(beats, [lease(0)])  # the next tick is an interval away
-    answers: dict[str, BaseException | None] = {}
-    async with anyio.create_task_group() as tg:
-        leader = anyio.CancelScope()
+    store.errors = [RuntimeError("disk I/O error")] * 2
+    async with keeping(
+        BeatCoalescer(store, interval=0.05), [lease(n) for n in range(3)], 2
+    ) as trials:
+        with anyio.fail_after(HANG):
+            while len(trials.lost) < 3:
+                await trials.ended.wait()
+                trials.ended = anyio.Event()
+    assert len(store.writes) == 2
+    assert set(trials.lost.values()) == {
+        "2 heartbeats failed in a row, the last RuntimeError('disk I/O error')"
+    }
 
-        async def lead() -> None:
-            with leader:
-                await beats.heartbeat(lease(0))
 
-        async def follow(n: int) -> None:
-            await beats.heartbeat(lease(n))
-            answers[f"t{n}"] = None
-
-        tg.start_soon(lead)
-        await anyio.wait_all_tasks_blocked()
-        for n in (1, 2, 3):
-            tg.start_soon(follow, n)
-        await anyio.wait_all_tasks_blocked()
-        leader.cancel()
-    assert answers == {"t1": None, "t2": None, "t3": None}
+async def test_when_the_leading_trial_ends_another_takes_over() -> None:
+    """The trial whose task leads the ticks ends: the others' leases are still renewed."""
+    store = Store()
+    async with keeping(BeatCoalescer(store, interval=0.05), [lease(n) for n in range(4)]) as trials:
+        await store.until_writes(1)
+        trials.end("t0")  # the first trial's task leads
+        await store.until_writes(3)
+    assert trials.lost == {}
     assert sorted(store.writes[-1]) == ["t1", "t2", "t3"]
 
 
 async def test_only_a_store_that_renews_many_leases_is_coalesced() -> None:
-    """A target with ``heartbeat`` alone is used as it is."""
+    """A target with ``heartbeat`` alone gets no coalescer: each trial's loop beats it."""
 
     class Single:
         async def heartbeat(self, lease: Lease) -> None: ...
 
-    single = Single()
-    assert coalesced(single, 1.0) is single
+    assert coalesced(Single(), 1.0) is None
     assert isinstance(coalesced(Store(), 1.0), BeatCoalescer)
     assert coalesced(None, 1.0) is None

@@ -56,3 +56,22 @@ def test_sigkilled_consumer_leaves_no_trial(tmp_path: Path) -> None:
     while any(is_alive(pid) for pid in pids) and time.monotonic() - killed_at < 60:
         time.sleep(0.02)  # polling for the processes to be gone, not ordering by time
     assert not any(is_alive(pid) for pid in pids)
+
+
+def test_a_group_forgotten_is_never_killed_even_if_not_yet_told() -> None:
+    """Forgotten groups wait to be told with the next one; closing tells them first."""
+    from async_consumer._supervise.watchdog import Watchdog
+
+    sleeper = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+    )
+    try:
+        watchdog = Watchdog(grace=0.5)
+        watchdog.register(sleeper.pid)
+        watchdog.forget(sleeper.pid)  # as if its trial ended: not yet written to the pipe
+        watchdog.close()  # the watchdog exits, killing only what is still registered
+        assert watchdog._process.returncode == 0
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -23,6 +23,7 @@ from ._batch import Batch, open_batch, run_map
 from ._models import Lease, Outcome, Trial
 from ._retry import RetryPolicy
 from ._slots import SlotPool
+from ._supervise.beats import BeatCoalescer
 from ._supervise.heartbeat import HeartbeatTarget
 from ._supervise.metrics import MetricCallback, check_callback
 from ._supervise.supervisor import Supervision, Supervisor
@@ -183,8 +184,8 @@ class Consumer:
         return self._supervisor.settings.store
 
     @property
-    def beats(self) -> HeartbeatTarget | None:
-        """What running trials beat through: ``store``, behind a coalescer if it renews many."""
+    def beats(self) -> BeatCoalescer | None:
+        """What renews the running trials' leases, one write a tick, if ``store`` renews many."""
         return self._supervisor.beats
 
     @property

@@ -7,17 +7,16 @@ import statistics
 
 from ._commit import GroupCommit
 from ._supervise.beats import BeatCoalescer
-from ._supervise.heartbeat import HeartbeatTarget
 
 __all__ = ["log_traffic"]
 
 logger = logging.getLogger("async_consumer")
 
 
-def log_traffic(beats: HeartbeatTarget | None, commits: GroupCommit, outcomes: int) -> None:
+def log_traffic(beats: BeatCoalescer | None, commits: GroupCommit, outcomes: int) -> None:
     """Log the heartbeat writes and how late they came, and the outcomes' writes."""
     line = f"store traffic: {commits.writes} finish writes for {outcomes} outcomes"
-    if isinstance(beats, BeatCoalescer) and beats.lateness:
+    if beats is not None and beats.lateness:
         late = sorted(beats.lateness)
         p99 = late[min(len(late) - 1, int(len(late) * 0.99))]
         line += (

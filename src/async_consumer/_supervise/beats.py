@@ -1,18 +1,19 @@
 """
 One heartbeat write per tick for all of a consumer's leases: many trials' beats, coalesced.
 
-Each running trial keeps its own beat loop (:func:`.heartbeat.beat`). When the store can renew
-many leases in one call (``heartbeat_many``), the loops beat through a :class:`BeatCoalescer`,
-which sends at most one write per ``interval``: the beats that come due meanwhile wait for the
-next tick, and its write renews every one of them, each still fenced by its own token. A lease
-the store reports as no longer ours raises ``LeaseLost`` for that trial only. A failed write
-fails every beat it carried (each loop counts and retries it as it would a single beat), and the
+Each running trial keeps its own heartbeat task (:meth:`BeatCoalescer.keep`), beside its
+script, for as long as the script runs. When the store can renew many leases in one call
+(``heartbeat_many``), those tasks do not each wake once an interval: one of them leads, waking
+once a tick to renew, in one write, every lease that comes due before the next tick, each still
+fenced by its own token; the others sleep until the leader has news for them. A lease the store
+reports as no longer ours ends that trial alone (``on_lost``); a failed write counts against
+every lease it carried, as a failed single beat would (:class:`.heartbeat.BeatState`), and the
 next tick comes a third of an interval later.
 
-There is no background task to start or stop: the first beat of a tick leads it (waits for the
-tick, writes, hands each beat its answer); if the leader's trial ends while it waits, a beat
-still waiting takes over. The write itself is shielded and bounded, so every beat it carries
-gets an answer.
+There is no background task to start or stop: the first trial's task leads; if the leader's
+trial ends (or its lease is lost), it wakes another trial's task, which takes over. The write
+itself is shielded and bounded (a whole interval), so every lease it carries gets an answer.
+At 1,000 running trials and a 0.5 s interval this is two wake-ups a second instead of 2,000.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import builtins
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -28,7 +29,7 @@ import anyio
 
 from .._errors import LeaseLost
 from .._models import Lease
-from .heartbeat import HeartbeatTarget
+from .heartbeat import BeatState, HeartbeatTarget
 
 __all__ = ["BeatCoalescer", "ManyHeartbeatTarget", "coalesced"]
 
@@ -42,24 +43,30 @@ class ManyHeartbeatTarget(HeartbeatTarget, Protocol):
         ...
 
 
-@dataclass(slots=True)
-class _Beat:
+@dataclass(eq=False, slots=True)
+class _Kept:
+    """One running trial's lease, how its beats went, and how to wake its task."""
+
     lease: Lease
-    asked_at: float = field(default_factory=anyio.current_time)
-    done: bool = False
-    error: Exception | None = None
+    state: BeatState
+    wake: anyio.Event = field(default_factory=anyio.Event)
+    lost: str | None = None
+
+    def tell(self) -> None:
+        """Wake the trial's task: its lease is lost, or it is to lead."""
+        self.wake.set()
 
 
 class BeatCoalescer:
     """
-    Renews the leases of every trial that beats through it, in one write per tick.
+    Renews the leases of every trial that keeps one through it, in one write per tick.
 
     Args:
         target: the store (``heartbeat_many``).
         interval: seconds between two writes, the heartbeat interval.
-        timeout: seconds a write may take before every beat it carries fails (default: an
-            interval: a write of many leases on a busy store takes longer than a single beat,
-            and cutting it short would only make the next one as long).
+        timeout: seconds a write may take before every lease it carries counts a failed beat
+            (default: an interval: a write of many leases on a busy store takes longer than a
+            single beat, and cutting it short would only make the next one as long).
     """
 
     def __init__(
@@ -69,71 +76,91 @@ class BeatCoalescer:
         self.timeout = interval if timeout is None else timeout
         self.writes = 0
         self.lateness: deque[float] = deque(maxlen=100_000)
-        """Seconds from each tick's due time (or its first beat, if later) to its write's end."""
-        self._pending: dict[tuple[str, int], _Beat] = {}
-        self._leading = False
-        self._answered = anyio.Event()  # set when a tick has ended or its leader left
+        """Seconds from each tick's due time to its write's end."""
+        self._kept: dict[_Kept, None] = {}  # an ordered set: the next leader is the oldest
+        self._leader: _Kept | None = None
         self._next_tick = -math.inf
 
-    @property
-    def max_wait(self) -> float:
-        """The longest a beat can take: the wait for a tick, then the write."""
-        return self.interval + self.timeout
+    async def keep(
+        self, lease: Lease, *, max_failures: int, on_lost: Callable[[str], None]
+    ) -> None:
+        """
+        Keep ``lease`` renewed until cancelled; call ``on_lost`` and return once it is gone.
 
-    async def heartbeat(self, lease: Lease) -> None:
-        """Renew the lease at the next tick; raise ``LeaseLost`` if the store says it is gone."""
-        key = (lease.trial_id, lease.token)
-        mine = self._pending[key] = _Beat(lease)
+        The first renewal comes about an interval after the call (the reservation counts as
+        a beat); the lease is gone when the store says so, or after the failures that end a
+        single beat loop (:class:`.heartbeat.BeatState`).
+        """
+        mine = _Kept(lease, BeatState(self.interval, max_failures, lease.trial_id))
+        self._kept[mine] = None
         try:
-            while not mine.done:
-                if self._leading:
-                    await self._answered.wait()
+            while mine.lost is None:
+                if self._leader is None:
+                    await self._lead(mine)
                 else:
-                    await self._lead()
+                    await mine.wake.wait()
+                    mine.wake = anyio.Event()
         finally:
-            if self._pending.get(key) is mine:
-                del self._pending[key]
-        if mine.error is not None:
-            raise mine.error.with_traceback(None)
+            del self._kept[mine]
+            if self._leader is None:
+                self._hand_over()
+        on_lost(mine.lost)
 
-    async def _lead(self) -> None:
-        """Wait for the tick, then write every beat then pending and answer each."""
-        self._leading = True
+    def _hand_over(self) -> None:
+        """Wake a trial's task to lead the ticks (the leader's trial ended, or lost its lease)."""
+        successor = next((kept for kept in self._kept if kept.lost is None), None)
+        if successor is not None:
+            successor.tell()
+
+    async def _lead(self, mine: _Kept) -> None:
+        """Tick until this trial's lease is lost (or its task is cancelled: its trial ended)."""
+        self._leader = mine
         try:
-            due = self._next_tick
-            await anyio.sleep(max(0.0, due - anyio.current_time()))
-            batch = list(self._pending.values())
-            self._pending.clear()
-            with anyio.CancelScope(shield=True):
-                await self._write(batch, due)
+            while mine.lost is None:
+                due = self._next_tick
+                await anyio.sleep(max(0.0, due - anyio.current_time()))
+                now = anyio.current_time()
+                batch = [kept for kept in self._kept if kept.state.next_at <= now + self.slack]
+                if not batch:
+                    self._next_tick = now + self.interval / 2
+                    continue
+                with anyio.CancelScope(shield=True):
+                    await self._write(batch, due if math.isfinite(due) else now)
         finally:
-            self._leading = False
-            answered, self._answered = self._answered, anyio.Event()
-            answered.set()
+            self._leader = None
 
-    async def _write(self, batch: list[_Beat], due: float) -> None:
+    @property
+    def slack(self) -> float:
+        """How early a lease may be renewed: it is written at the tick nearest its due time."""
+        return self.interval / 2
+
+    async def _write(self, batch: list[_Kept], due: float) -> None:
         began = anyio.current_time()
         try:
             with anyio.fail_after(self.timeout):
-                lost = set(await self.target.heartbeat_many([beat.lease for beat in batch]))
-        except Exception as exc:  # noqa: BLE001 - each beat's loop decides what a failure means
-            for beat in batch:
-                beat.error = exc
+                lost = set(await self.target.heartbeat_many([kept.lease for kept in batch]))
+        except Exception as exc:  # noqa: BLE001 - each lease's state decides what a failure means
+            for kept in batch:
+                self._settle(kept, kept.state.failed(exc))
             self._next_tick = anyio.current_time() + self.interval / 3
         else:
-            for beat in batch:
-                if beat.lease.trial_id in lost:
-                    beat.error = LeaseLost(beat.lease.trial_id)
+            for kept in batch:
+                if kept.lease.trial_id in lost:
+                    self._settle(kept, str(LeaseLost(kept.lease.trial_id)))
+                else:
+                    kept.state.succeeded(began)
             self._next_tick = began + self.interval
-        for beat in batch:
-            beat.done = True
         self.writes += 1
-        first = min(beat.asked_at for beat in batch)
-        self.lateness.append(anyio.current_time() - max(due, first))
+        self.lateness.append(anyio.current_time() - due)
+
+    def _settle(self, kept: _Kept, lost: str | None) -> None:
+        if lost is not None:
+            kept.lost = lost
+            kept.tell()
 
 
-def coalesced(target: HeartbeatTarget | None, interval: float) -> HeartbeatTarget | None:
-    """``target`` behind a coalescer when it can renew many leases at once, else as it is."""
+def coalesced(target: HeartbeatTarget | None, interval: float) -> BeatCoalescer | None:
+    """A coalescer in front of ``target`` when it can renew many leases at once, else ``None``."""
     if isinstance(target, ManyHeartbeatTarget):
         return BeatCoalescer(target, interval)
-    return target
+    return None

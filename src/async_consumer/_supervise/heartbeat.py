@@ -19,7 +19,7 @@ import anyio
 from .._errors import LeaseLost, StoreUnavailable
 from .._models import Lease
 
-__all__ = ["HeartbeatTarget", "beat"]
+__all__ = ["BeatState", "HeartbeatTarget", "beat"]
 
 logger = logging.getLogger("async_consumer")
 
@@ -39,21 +39,19 @@ async def beat(
     interval: float,
     max_failures: int,
     on_lost: Callable[[str], None],
-    wait: float = 0.0,
 ) -> None:
     """
     Beat every ``interval`` seconds until cancelled; call ``on_lost`` and return if the lease is gone.
 
     The first beat comes one interval after the start (the reservation itself counts as one).
-    ``wait``: how long the target may hold a beat before writing it (a coalescer's tick); a
-    beat is bounded by that plus the usual third of an interval.
+    Each beat is bounded by a third of an interval (a whole one for the last try).
     """
-    state = _Beats(interval, max_failures, lease.trial_id)
+    state = BeatState(interval, max_failures, lease.trial_id)
     while True:
         await anyio.sleep(max(0.0, state.next_at - anyio.current_time()))
         began = anyio.current_time()
         try:
-            with anyio.fail_after(wait + state.retry):
+            with anyio.fail_after(state.retry):
                 await target.heartbeat(lease)
         except LeaseLost as exc:
             on_lost(str(exc))
@@ -67,8 +65,12 @@ async def beat(
             state.succeeded(began)
 
 
-class _Beats:
-    """When the next beat is due, and whether the failures so far mean the lease is lost."""
+class BeatState:
+    """
+    When a lease's next beat is due, and whether the failures so far mean the lease is lost.
+
+    Used by the beat loop of one trial and, for each of its leases, by a coalescer.
+    """
 
     def __init__(self, interval: float, max_failures: int, trial_id: str) -> None:
         self.interval, self.max_failures, self.trial_id = interval, max_failures, trial_id

@@ -18,7 +18,7 @@ import anyio
 from .._models import Lease, Reason, Status
 from .._trial.classify import Abort
 from .._trial.plan import Plan
-from .beats import BeatCoalescer, coalesced
+from .beats import coalesced
 from .echo import echo
 from .heartbeat import HeartbeatTarget, beat
 from .metrics import MetricCallback, MetricsTail, follow
@@ -110,6 +110,8 @@ class Supervisor:
         finally:
             if watchdog is not None:
                 watchdog.forget(child.pid)
+                if not self._running:  # nothing left to register soon: tell it now
+                    watchdog.flush()
 
     async def _until_stopped(
         self, child: ChildProcess, plan: Plan
@@ -157,15 +159,17 @@ class Supervisor:
             watchers.stop()
 
     async def _beat(self, lease: Lease, running: Running) -> None:
-        settings, beats = self.settings, self.beats
-        assert beats is not None
+        settings, failures = self.settings, self.settings.heartbeat_failures
+        if self.beats is not None:  # the store renews many leases at once: one write a tick
+            await self.beats.keep(lease, max_failures=failures, on_lost=running.lost)
+            return
+        assert settings.store is not None
         await beat(
-            beats,
+            settings.store,
             lease,
             interval=settings.heartbeat,
-            max_failures=settings.heartbeat_failures,
+            max_failures=failures,
             on_lost=running.lost,
-            wait=beats.max_wait if isinstance(beats, BeatCoalescer) else 0.0,
         )
 
     async def _follow(self, plan: Plan, running: Running) -> None:

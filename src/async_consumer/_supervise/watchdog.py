@@ -20,9 +20,13 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 __all__ = ["Watchdog"]
+
+FORGET_WITHIN = 1.0
+"""Seconds a forgotten group may wait to be told with the next registered one."""
 
 
 class Watchdog:
@@ -38,6 +42,8 @@ class Watchdog:
         )
         assert self._process.stdin is not None  # stdin=PIPE
         self._pipe = self._process.stdin.fileno()
+        self._forgotten: list[str] = []  # lines not yet sent: they go with the next one
+        self._forgotten_since = 0.0
 
     @property
     def pid(self) -> int:
@@ -45,19 +51,36 @@ class Watchdog:
         return self._process.pid
 
     def _send(self, line: str) -> None:
+        text, self._forgotten = "".join(self._forgotten) + line, []
         with contextlib.suppress(BrokenPipeError):  # the watchdog is gone: nothing to tell
-            os.write(self._pipe, line.encode())
+            os.write(self._pipe, text.encode())
 
     def register(self, pgid: int) -> None:
-        """Watch a process group from now on."""
+        """Watch a process group from now on (told at once, with the groups forgotten since)."""
         self._send(f"+{pgid}\n")
 
     def forget(self, pgid: int) -> None:
-        """Stop watching a process group: it is gone."""
-        self._send(f"-{pgid}\n")
+        """
+        Stop watching a process group: it is gone.
+
+        Told with the next group registered (one write, not two, a trial), or at once when
+        ``now`` is true or the oldest group not yet told is over a second old: a group id can
+        be reused only after the kernel's process ids wrap around.
+        """
+        if not self._forgotten:
+            self._forgotten_since = time.monotonic()
+        self._forgotten.append(f"-{pgid}\n")
+        if time.monotonic() - self._forgotten_since > FORGET_WITHIN:
+            self.flush()
+
+    def flush(self) -> None:
+        """Tell the watchdog of the groups forgotten and not yet told."""
+        if self._forgotten:
+            self._send("")
 
     def close(self) -> None:
         """Let the watchdog exit (it kills what is still registered, normally nothing)."""
+        self.flush()
         if self._process.stdin is not None:
             with contextlib.suppress(BrokenPipeError):
                 self._process.stdin.close()
