@@ -165,3 +165,13 @@ async def test_only_a_store_that_renews_many_leases_is_coalesced() -> None:
     assert coalesced(Single(), 1.0) is None
     assert isinstance(coalesced(Store(), 1.0), BeatCoalescer)
     assert coalesced(None, 1.0) is None
+
+
+async def test_a_write_may_take_what_is_left_of_a_lease() -> None:
+    """A lease lives ``failures`` intervals and is renewed after one: a write may take the rest."""
+    beats = coalesced(Store(), 0.5, failures=3)
+    assert beats is not None
+    assert beats.timeout == 1.0
+    one = coalesced(Store(), 0.5, failures=1)
+    assert one is not None
+    assert one.timeout == 0.5

@@ -55,7 +55,7 @@ class Supervisor:
 
     def __init__(self, settings: Supervision) -> None:
         self.settings = settings
-        self.beats = coalesced(settings.store, settings.heartbeat)
+        self.beats = coalesced(settings.store, settings.heartbeat, settings.heartbeat_failures)
         """Where the running trials' leases are renewed: the store, behind a coalescer."""
         self._running: dict[str, Running] = {}
         # with many scripts running, scripts start in two threads, off the event loop: a
