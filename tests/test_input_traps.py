@@ -131,3 +131,17 @@ def test_read_commands_default_to_the_run_store_and_take_id_prefixes(
     assert "no trial with an id starting with 'zz'" in capsys.readouterr().err
     assert main(["status", "--experiment", "other"]) == 2
     assert "--experiment (now 'other')" in capsys.readouterr().err
+
+
+def test_an_id_prefix_is_found_a_page_at_a_time() -> None:
+    """A prefix is matched over the whole store, read a page at a time; ambiguity is counted."""
+    from async_consumer._cli.checks import UsageError, find_trial
+
+    async def main_() -> None:
+        store = MemoryStore()
+        await store.add(Trial(id=f"t{n:05d}x", params={"n": n}) for n in range(2500))
+        assert (await find_trial(store, "t02499")).id == "t02499x"  # on the third page
+        with pytest.raises(UsageError, match=r"10 trials have ids starting with 't0249' \("):
+            await find_trial(store, "t0249")
+
+    anyio.run(main_)

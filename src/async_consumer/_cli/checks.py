@@ -11,6 +11,7 @@ from .._models import StoredTrial
 from ..stores import TrialStore
 from ..stores.sqlite import path_from_url
 from .args import default_store_url
+from .walk import pages
 
 __all__ = ["UsageError", "find_trial", "read_store_url", "writable_dir"]
 
@@ -65,12 +66,19 @@ async def find_trial(store: TrialStore, prefix: str) -> StoredTrial:
         return await store.get(prefix)
     except TrialNotFound:
         pass
-    matches = [t for t in await store.list() if t.id.startswith(prefix)]
-    if len(matches) == 1:
+    matches: list[StoredTrial] = []  # the first few: a prefix may match most of a large store
+    found = 0
+    async for page in pages(store):  # a page at a time: memory stays flat whatever the store
+        for trial in page:
+            if trial.id.startswith(prefix):
+                found += 1
+                if len(matches) < 6:
+                    matches.append(trial)
+    if found == 1:
         return matches[0]
-    if not matches:
+    if not found:
         msg = f"no trial with an id starting with {prefix!r}"
         raise UsageError(msg)
-    shown = ", ".join(t.id for t in matches[:5]) + (", ..." if len(matches) > 5 else "")
-    msg = f"{len(matches)} trials have ids starting with {prefix!r} ({shown}): give more of it"
+    shown = ", ".join(t.id for t in matches[:5]) + (", ..." if found > 5 else "")
+    msg = f"{found} trials have ids starting with {prefix!r} ({shown}): give more of it"
     raise UsageError(msg)
