@@ -61,3 +61,17 @@ def test_run_imports_only_what_it_runs(tmp_path: Path) -> None:
         below = tuple(f"{name}." for name in OFF_THE_RUN_PATH)
         off_path = {m for m in modules if m in OFF_THE_RUN_PATH or m.startswith(below)}
         assert off_path == set()
+
+
+def test_the_door_opens_on_first_use() -> None:
+    """``import async_consumer`` imports nothing behind it; the first public name opens it all."""
+    code = (
+        "import sys, async_consumer\n"
+        "closed = 'async_consumer._models' not in sys.modules\n"
+        "async_consumer.Trial\n"
+        "print(closed, async_consumer.Outcome.__module__, async_consumer.stores.SQLiteStore.__name__)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.split() == ["True", "async_consumer", "SQLiteStore"]

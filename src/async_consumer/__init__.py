@@ -160,6 +160,8 @@ def __getattr__(name: str) -> object:
     ``async_consumer`` (see :func:`_present_as_public`) as soon as any is used, as when the
     door was opened on import.
     """
+    if name == "stores":  # the public subpackage, there after ``import async_consumer`` as before
+        return importlib.import_module(".stores", __name__)
     if name not in _ORIGINS:
         msg = f"module {__name__!r} has no attribute {name!r}"
         raise AttributeError(msg)
