@@ -5,50 +5,59 @@ Everything public is imported from here; the modules behind it are private (thei
 docs/design-notes.md). :class:`Consumer` runs trials, :class:`Worker` pulls them from a store
 (``async_consumer.stores``); the models, the errors and two opt-in process-wide settings
 (:func:`tune_gc`, :func:`install_child_watcher`) complete the door.
+
+The door opens on first use: ``import async_consumer`` imports none of the modules behind it,
+so that the command (which imports the private modules it runs, and no more) starts quickly;
+the first public name asked for imports them all.
 """
 
-from ._batch import Batch
-from ._consumer import Consumer
-from ._errors import (
-    ConsumerError,
-    DuplicateTrial,
-    InvalidResults,
-    LaunchError,
-    LeaseLost,
-    MissingResults,
-    ResultsError,
-    SlotError,
-    StoreError,
-    TemplateError,
-    TrialNotFound,
-)
-from ._experiment import Experiment
-from ._fleet import WorkerInfo, WorkerState
-from ._gctune import tune_gc
-from ._models import (
-    Attempt,
-    Lease,
-    Outcome,
-    Reason,
-    Result,
-    Status,
-    StoredTrial,
-    Trial,
-    TrialStatus,
-)
-from ._ranking import best_trial
-from ._resume import ResumePolicy
-from ._retry import RetryPolicy
-from ._signals import handle_signals
-from ._supervise.heartbeat import HeartbeatTarget
-from ._supervise.metrics import Metric
-from ._supervise.process import install_child_watcher
-from ._trial.codeversion import CodeChangePolicy
-from ._trial.command import CommandTemplate, ConfigTemplate
-from ._trial.paths import TrialPaths
-from ._trial.readback import read_results
-from ._trial.results import parse_results
-from ._worker import Worker
+# no ``from __future__ import annotations``: its name would be a public name of the door
+import importlib
+import typing
+
+if typing.TYPE_CHECKING:
+    from ._batch import Batch
+    from ._consumer import Consumer
+    from ._errors import (
+        ConsumerError,
+        DuplicateTrial,
+        InvalidResults,
+        LaunchError,
+        LeaseLost,
+        MissingResults,
+        ResultsError,
+        SlotError,
+        StoreError,
+        TemplateError,
+        TrialNotFound,
+    )
+    from ._experiment import Experiment
+    from ._fleet import WorkerInfo, WorkerState
+    from ._gctune import tune_gc
+    from ._models import (
+        Attempt,
+        Lease,
+        Outcome,
+        Reason,
+        Result,
+        Status,
+        StoredTrial,
+        Trial,
+        TrialStatus,
+    )
+    from ._ranking import best_trial
+    from ._resume import ResumePolicy
+    from ._retry import RetryPolicy
+    from ._signals import handle_signals
+    from ._supervise.heartbeat import HeartbeatTarget
+    from ._supervise.metrics import Metric
+    from ._supervise.process import install_child_watcher
+    from ._trial.codeversion import CodeChangePolicy
+    from ._trial.command import CommandTemplate, ConfigTemplate
+    from ._trial.paths import TrialPaths
+    from ._trial.readback import read_results
+    from ._trial.results import parse_results
+    from ._worker import Worker
 
 __all__ = [
     "Attempt",
@@ -93,8 +102,78 @@ __all__ = [
     "tune_gc",
 ]
 
+
 __version__ = "0.1.0"
 """The package's version (the one source: pyproject.toml reads it from here)."""
+
+
+# where each public name is defined (the imports above, for the type checkers)
+_ORIGINS = {
+    "Attempt": "._models",
+    "Batch": "._batch",
+    "CodeChangePolicy": "._trial.codeversion",
+    "CommandTemplate": "._trial.command",
+    "ConfigTemplate": "._trial.command",
+    "Consumer": "._consumer",
+    "ConsumerError": "._errors",
+    "DuplicateTrial": "._errors",
+    "Experiment": "._experiment",
+    "HeartbeatTarget": "._supervise.heartbeat",
+    "InvalidResults": "._errors",
+    "LaunchError": "._errors",
+    "Lease": "._models",
+    "LeaseLost": "._errors",
+    "Metric": "._supervise.metrics",
+    "MissingResults": "._errors",
+    "Outcome": "._models",
+    "Reason": "._models",
+    "Result": "._models",
+    "ResultsError": "._errors",
+    "ResumePolicy": "._resume",
+    "RetryPolicy": "._retry",
+    "SlotError": "._errors",
+    "Status": "._models",
+    "StoreError": "._errors",
+    "StoredTrial": "._models",
+    "TemplateError": "._errors",
+    "Trial": "._models",
+    "TrialNotFound": "._errors",
+    "TrialPaths": "._trial.paths",
+    "TrialStatus": "._models",
+    "Worker": "._worker",
+    "WorkerInfo": "._fleet",
+    "WorkerState": "._fleet",
+    "best_trial": "._ranking",
+    "handle_signals": "._signals",
+    "install_child_watcher": "._supervise.process",
+    "parse_results": "._trial.results",
+    "read_results": "._trial.readback",
+    "tune_gc": "._gctune",
+}
+
+
+def __getattr__(name: str) -> object:
+    """
+    Open the door: import every public name the first time one is asked for.
+
+    All at once, not one by one, so that every public class says it comes from
+    ``async_consumer`` (see :func:`_present_as_public`) as soon as any is used, as when the
+    door was opened on import.
+    """
+    if name == "stores":  # the public subpackage, there after ``import async_consumer`` as before
+        return importlib.import_module(".stores", __name__)
+    if name not in _ORIGINS:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    for public, module in _ORIGINS.items():
+        globals()[public] = getattr(importlib.import_module(module, __name__), public)
+    _present_as_public()
+    return globals()[name]
+
+
+def __dir__() -> list[str]:
+    """The module's names, the public ones not yet imported included."""
+    return sorted({*globals(), *__all__})
 
 
 def _present_as_public() -> None:
@@ -108,6 +187,3 @@ def _present_as_public() -> None:
         value = globals()[name]
         if getattr(value, "__module__", "").startswith(__name__ + "."):
             value.__module__ = __name__
-
-
-_present_as_public()

@@ -1,44 +1,24 @@
-"""The command line's options, and the consumer they describe."""
+"""
+The command line's options.
+
+The parser alone: it imports nothing of the library, so that ``--help`` and a usage error cost
+only Python's start-up (the consumer the options describe: ``described.py``).
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from .._consumer import Consumer
-from .._retry import RetryPolicy
-from .._supervise.heartbeat import HeartbeatTarget
-from .._trial.paths import safe_name
 from .argtypes import count, positive_int, seconds
 from .launch_args import add_launch_parser, add_trial_time
 from .options import add_reading_commands, add_rerun_options, add_resume_options, maximize_option
-from .sources import SourceError, parse_assignment
 
-__all__ = ["build_parser", "consumer_from", "default_store_url", "slot_demand"]
+__all__ = ["build_parser"]
 
 DESCRIPTION = (
     "async-consumer: run a black-box script once per hyperparameter trial, asynchronously."
 )
 """The command's one-line description (the first line of the package's docstring too)."""
-
-
-def _slot_pools(assignments: list[str]) -> dict[str, list[str]]:
-    pools = {}
-    for text in assignments:
-        kind, ids = parse_assignment(text, "--slots")
-        pools[kind] = [i.strip() for i in ids if i.strip()]
-    return pools
-
-
-def slot_demand(assignments: list[str], pools: list[str]) -> dict[str, int]:
-    """``--slots-per-trial gpu=1`` as ``{"gpu": 1}``; by default one of each kind in ``pools``."""
-    demand = {parse_assignment(text, "--slots")[0]: 1 for text in pools}
-    for text in assignments:
-        kind, values = parse_assignment(text, "--slots-per-trial")
-        if len(values) != 1 or not values[0].isdigit():
-            msg = f"--slots-per-trial {text!r}: expected KIND=COUNT"
-            raise SourceError(msg)
-        demand[kind] = int(values[0])
-    return demand
 
 
 def _add_trial_options(parser: argparse.ArgumentParser) -> None:
@@ -215,41 +195,3 @@ def build_parser() -> argparse.ArgumentParser:
     add_launch_parser(commands, _add_worker_options)
     add_reading_commands(commands)
     return parser
-
-
-def default_store_url(experiment: str) -> str:
-    """Where ``run`` keeps its trials unless told otherwise."""
-    return f"sqlite:///.async-consumer/{safe_name(experiment)}.db"
-
-
-def consumer_from(args: argparse.Namespace, store: HeartbeatTarget | None = None) -> Consumer:
-    """
-    The consumer that the command's options describe.
-
-    Raises:
-        SourceError: no command after ``--``, or a malformed ``--slots``.
-    """
-    command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-    if not command:
-        msg = "no command: put the script to run after --, e.g. -- python train.py --x {x}"
-        raise SourceError(msg)
-    return Consumer(
-        command,
-        base_dir=args.base_dir,
-        run_in_working_dir=args.cd_trial_dir,
-        config_template=args.config_template,
-        env_deny=args.env_deny,
-        timeout=args.timeout,
-        grace=args.grace,
-        store=store,
-        heartbeat=args.heartbeat,
-        stall_timeout=args.stall_timeout,
-        slots=_slot_pools(args.slots),
-        retry=RetryPolicy.of(args.retries),
-        code_change=args.code_change,
-        experiment_version=getattr(args, "experiment_version", 1),
-        max_concurrency=args.jobs,
-        watchdog=True,
-        echo=args.echo,
-        child_watcher=True,
-    )

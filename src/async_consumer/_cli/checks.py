@@ -10,7 +10,7 @@ from .._errors import TrialNotFound
 from .._models import StoredTrial
 from ..stores import TrialStore
 from ..stores.sqlite import path_from_url
-from .args import default_store_url
+from .described import default_store_url
 from .walk import pages
 
 __all__ = ["UsageError", "find_trial", "read_store_url", "writable_dir"]

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from .._slurm.job import SlurmJob, job_end
 from .sources import parse_assignment
 
 __all__ = ["Placement", "placement_of"]
@@ -33,6 +32,8 @@ async def placement_of(args: argparse.Namespace, environ: Mapping[str, str]) -> 
     Also gives the worker the job's GPUs as its ``gpu`` slots (``CUDA_VISIBLE_DEVICES`` as
     Slurm set it), unless ``--slots gpu=...`` says otherwise.
     """
+    from .._slurm.job import SlurmJob, job_end  # here: Slurm's module stays out of ``run``
+
     job = SlurmJob.from_environ(environ)
     if job is None:
         if args.trial_time is not None:

@@ -3,198 +3,53 @@ The ``async-consumer`` command.
 
 Exit status: 0 when every trial completed, 1 when some did not (or on a library error),
 2 for bad usage or bad input, 130 when interrupted by SIGINT or SIGTERM.
+
+Each command imports the modules it runs when it is chosen, after the arguments are parsed:
+``--help`` and a usage error cost only Python's start-up, and ``run`` imports neither the
+report's charts, nor Slurm's scripts, nor the terminal's drawing (rich, when it draws).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import signal
+import gc
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import asdict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
-import anyio
-
-from .._consumer import Consumer
-from .._errors import ConsumerError
 from .._gctune import tune_gc
-from .._models import TrialStatus
-from .._resume import ResumePolicy
-from .._signals import handle_signals
-from .._worker import Worker
-from ..stores import TrialStore, open_store, store_from_url
-from ..stores._retrying import Outage, RetryingStore
-from .adding import Added, add_in_chunks
-from .advice import advice, parse_rerun
-from .args import build_parser, consumer_from, default_store_url
-from .checks import UsageError, writable_dir
-from .console import configure_logging
-from .experiment import experiment_version
-from .idset import IdSet
-from .in_job import Placement, placement_of
-from .launch import launch
-from .leave import early_signals, handle_worker_signals
-from .read import logs, report, show, status, trials
-from .sources import SourceError
-from .trialsource import TrialSource
-from .view import View
-from .walk import pages, tally
+from .args import build_parser
+
+if TYPE_CHECKING:
+    from .view import View
 
 __all__ = ["console", "main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_FAILED, EXIT_USAGE = 1, 2  # 0 and 130: the commands' own (work.py)
+
+Command = Callable[[argparse.Namespace, "View"], Awaitable[int]]
 
 
-def _make_worker(
-    args: argparse.Namespace,
-    store: TrialStore,
-    consumer: Consumer,
-    view: View,
-    place: Placement | None,
-) -> Worker:
-    """The worker the options describe, placed in its batch job when it runs in one."""
-    resume = ResumePolicy(getattr(args, "resume_backoff", 5.0), getattr(args, "resume_max", 300.0))
-    return Worker(
-        store,
-        consumer,
-        follow=getattr(args, "follow", False),
-        max_broken=args.max_broken,
-        on_outcome=view.outcome,
-        resume=resume,
-        **asdict(place or Placement()),  # name, job_id, task_id, reserve_until
-    )
+def _command(name: str) -> Command:
+    """The coroutine function of the command ``name``, its modules imported now."""
+    if name in ("run", "add", "worker"):
+        from . import work
 
+        return {"run": work.run, "add": work.add, "worker": work.worker}[name]
+    if name == "launch":
+        from .launch import launch
 
-@asynccontextmanager
-async def _linked_store(args: argparse.Namespace, url: str) -> AsyncIterator[RetryingStore]:
-    """The store a worker uses: opened, and every call retried while it is unreachable."""
-    outage = Outage(args.store_outage_limit)
-    store = await outage.call(lambda: open_store(url))
-    async with RetryingStore(store, outage=outage) as linked:
-        yield linked
+        return launch
+    from . import read
 
-
-async def _check_waiting(
-    store: TrialStore, consumer: Consumer, view: View, run: Added | None
-) -> None:
-    """Refuse a waiting trial the command cannot run, before anything is reserved."""
-    async for page in pages(store):
-        for waiting in page:
-            if waiting.status in (TrialStatus.NEW, TrialStatus.INTERRUPTED):
-                if run is None or waiting.id not in run.ids:  # run's own were checked
-                    consumer.check(waiting.trial)
-                if view.json:  # each outcome's JSON line gives its parameters
-                    view.params[waiting.id] = waiting.trial.params
-
-
-async def _work(
-    args: argparse.Namespace,
-    store: TrialStore,
-    view: View,
-    run: Added | None = None,
-    place: Placement | None = None,
-    early: list[signal.Signals] | None = None,
-) -> int:
-    """
-    Run a worker on the store until it is drained (or interrupted); ``run``: run's trials.
-
-    With a ``place`` (the ``worker`` command), signals make the worker leave, its trials left
-    for other workers to resume (``early``: those that came while it started).
-    """
-    consumer = consumer_from(args, store)
-    writable_dir(consumer.base_dir)  # before anything is reserved
-    await _check_waiting(store, consumer, view, run)
-    follow = getattr(args, "follow", False)
-    worker = _make_worker(args, store, consumer, view, place)
-    watch = handle_signals(consumer) if place is None else handle_worker_signals(worker, early)
-    async with consumer, watch as signals:
-        counts = run.counts if run is not None else await store.counts()
-        progress = view.progress(counts, lambda: len(consumer.running))
-        # the worker's error is raised below, outside the signal handler's task group
-        with progress, contextlib.suppress(ConsumerError):
-            await view.redraw_while(worker.run)
-    if worker.error is not None:
-        raise worker.error
-    ids = run.ids if run is not None else None
-    return await _conclude(store, view, worker, ids, follow=follow, interrupted=bool(signals))
-
-
-async def _conclude(
-    store: TrialStore,
-    view: View,
-    worker: Worker,
-    ids: IdSet | None,
-    *,
-    follow: bool,
-    interrupted: bool,
-) -> int:
-    """The end of a run or a worker: the summary, a line of advice per kind, the exit status."""
-    # run: what this parameter set is, not everything in the store
-    counts, best = await tally(store, ids, maximize=view.maximize)
-    view.summary(counts, best, worker)
-    if interrupted:
-        return EXIT_INTERRUPTED
-    if ids is None:
-        counts = await store.counts(worker.trial_ids)
-    for line in advice(counts, follow=follow):
-        view.note(line)
-    # every trial of the parameter set counts, not only those run now
-    failed = sum(counts.values()) != counts[TrialStatus.COMPLETED]
-    return EXIT_FAILED if failed or worker.is_halted else EXIT_OK
-
-
-async def _run(args: argparse.Namespace, view: View) -> int:
-    consumer = consumer_from(args)  # a missing or bad command: nothing is recorded
-    source = TrialSource.of(args)
-    source.check(consumer.check)  # nor for bad parameters or unknown placeholders
-    rerun = parse_rerun(args.rerun) if args.rerun else frozenset()
-    async with _linked_store(args, args.store or default_store_url(args.experiment)) as store:
-        args.experiment_version, note = await experiment_version(args, store)
-        if note:
-            view.note(note)
-        source = source.at_version(args.experiment_version)
-        run = await add_in_chunks(store, source, rerun=rerun)
-        if run.added < run.total:
-            view.note(
-                f"resuming: {run.total - run.added} of {run.total} trials were already in the store"
-            )
-        if rerun:
-            view.note(f"running again: {run.again} trials (their earlier attempts are kept)")
-        return await _work(args, store, view, run)
-
-
-async def _add(args: argparse.Namespace, view: View) -> int:
-    source = TrialSource.of(args)
-    source.check()  # bad parameters: refused before the store is opened
-    async with store_from_url(args.store) as store:
-        recorded = await store.experiment(args.experiment)  # trials of its latest version
-        version = recorded.version if recorded else 1
-        added = await add_in_chunks(store, source.at_version(version), count=False)
-        view.note(f"added {added.added} trials ({added.total - added.added} already there)")
-    return EXIT_OK
-
-
-async def _worker(args: argparse.Namespace, view: View) -> int:
-    with early_signals() as early:
-        place = await placement_of(args, os.environ)
-        async with _linked_store(args, args.store) as store:
-            return await _work(args, store, view, place=place, early=early)
-
-
-COMMANDS = {
-    "run": _run,
-    "add": _add,
-    "worker": _worker,
-    "status": status,
-    "show": show,
-    "logs": logs,
-    "report": report,
-    "trials": trials,
-    "launch": launch,
-}
+    reading: dict[str, Command] = {
+        "status": read.status,
+        "show": read.show,
+        "logs": read.logs,
+        "report": read.report,
+        "trials": read.trials,
+    }
+    return reading[name]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -204,6 +59,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    import anyio
+
+    from .._errors import ConsumerError
+    from .checks import UsageError
+    from .console import configure_logging
+    from .sources import SourceError
+    from .view import View
+
+    command = _command(args.command)
+    if gc.get_freeze_count():  # the collector was tuned (console): freeze the modules just imported
+        gc.freeze()
     view = View(
         json_output=getattr(args, "json", False),
         quiet=args.quiet > 0,
@@ -211,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     configure_logging(args.verbose - args.quiet, view)
     try:
-        return anyio.run(COMMANDS[args.command], args, view)
+        return anyio.run(command, args, view)
     except (UsageError, SourceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

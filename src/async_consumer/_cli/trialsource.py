@@ -15,8 +15,8 @@ import itertools
 from collections.abc import Callable, Iterator
 
 from .._models import Trial
-from .args import slot_demand
 from .checks import UsageError
+from .described import slot_demand
 from .idset import IdSet
 from .sources import SourceError, grid_params, read_params, trials_from
 

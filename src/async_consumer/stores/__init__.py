@@ -16,10 +16,10 @@ from ._protocol import Finish as Finish
 from ._protocol import TrialStore as TrialStore
 from ._retrying import Outage as Outage
 from ._retrying import RetryingStore as RetryingStore
-from .memory import MemoryStore as MemoryStore
 from .sqlite import SQLiteStore as SQLiteStore
 
 if TYPE_CHECKING:
+    from .memory import MemoryStore as MemoryStore
     from .postgres import PostgresStore as PostgresStore
 
 __all__ = [
@@ -36,6 +36,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
+    # the memory store is for tests (the command's start-up does without it)
+    if name == "MemoryStore":
+        from .memory import MemoryStore
+
+        return MemoryStore
     # asyncpg is an optional dependency: import the PostgreSQL store only when it is asked for
     if name == "PostgresStore":
         from .postgres import PostgresStore

@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 
 from ._protocol import TrialStore
 from ._rules import DEFAULT_MAX_LOST
-from .memory import MemoryStore
 from .sqlite import SQLiteStore, path_from_url
 
 __all__ = ["open_store", "store_from_url"]
@@ -28,6 +27,8 @@ async def open_store(url: str, *, max_lost: int = DEFAULT_MAX_LOST) -> TrialStor
     """
     scheme = url.partition(":")[0].lower()
     if scheme == "memory":
+        from .memory import MemoryStore  # for tests: the command's start-up does without it
+
         return MemoryStore(max_lost=max_lost)
     if scheme == "sqlite":
         return SQLiteStore(path_from_url(url), max_lost=max_lost)
