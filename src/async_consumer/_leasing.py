@@ -16,7 +16,8 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
+from typing import Self
 
 import anyio
 
@@ -26,7 +27,7 @@ from ._models import Lease, Outcome, Reason, Status, TrialStatus
 from .stores import TrialStore
 from .stores._retrying import Outage, RetryingStore
 
-__all__ = ["Leasing", "link_store"]
+__all__ = ["Lane", "Leasing", "link_store"]
 
 logger = logging.getLogger("async_consumer")
 
@@ -122,14 +123,9 @@ class Leasing:
         else:
             await self._polled.wait()
 
-    @contextlib.contextmanager
-    def lane(self) -> Iterator[object]:
-        """A lane's token for :meth:`idle` and :meth:`busy`; a lane that ends stops idling."""
-        lane = object()
-        try:
-            yield lane
-        finally:
-            self.busy(lane)
+    def lane(self) -> Lane:
+        """A lane's token for :meth:`idle` and :meth:`busy` (with it, the lane stops idling)."""
+        return Lane(self)
 
     def busy(self, lane: object) -> None:
         """``lane`` stops idling (it got a trial, or leaves): if it polled, the others look again."""
@@ -245,6 +241,21 @@ class Leasing:
             counts = await self.store.counts()
             self._counted = (began, counts)
             return counts
+
+
+class Lane:
+    """A lane of a worker, to its leasing; leaving its ``with`` block, it stops idling."""
+
+    __slots__ = ("_leasing",)  # ten thousand lanes: no dict each
+
+    def __init__(self, leasing: Leasing) -> None:
+        self._leasing = leasing
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._leasing.busy(self)
 
 
 def link_store(
