@@ -6,6 +6,8 @@ with nothing else running reserves one, and it reserves nothing more while the s
 that if the suspect kills this worker no healthy trial is lost with it, and the death is charged
 to the suspect alone. A host that cannot create trials' files gives each trial back and pauses
 every lane (0.5 s, doubling), and gives up after ``max_file_faults`` failures in a row.
+
+Lanes with nothing to reserve do not each poll the store: one of them does (see :meth:`idle`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable, Collection
+from typing import Self
 
 import anyio
 
@@ -24,7 +27,7 @@ from ._models import Lease, Outcome, Reason, Status, TrialStatus
 from .stores import TrialStore
 from .stores._retrying import Outage, RetryingStore
 
-__all__ = ["Leasing", "link_store"]
+__all__ = ["Lane", "Leasing", "link_store"]
 
 logger = logging.getLogger("async_consumer")
 
@@ -66,9 +69,15 @@ class Leasing:
         self._counted: tuple[float, dict[TrialStatus, int]] | None = None  # (asked at, counts)
         self._file_faults = 0  # in a row
         self._paused_until = 0.0  # no lane reserves before (a pause after a file fault)
+        self._poller: object | None = None  # the idle lane that polls for the others
+        self._polled = anyio.Event()  # set when the poller stops idling: the others look again
 
     async def reserve(
-        self, skip: Collection[str] = (), hold: bool = True, stop: Callable[[], bool] = bool
+        self,
+        skip: Collection[str] = (),
+        hold: bool = True,
+        stop: Callable[[], bool] = bool,
+        lane: object = None,
     ) -> Lease | None:
         """
         A lease on the next trial this worker may run now (``None``: nothing for it now).
@@ -76,7 +85,8 @@ class Leasing:
         ``skip`` and ``hold`` are passed on to the store; ``stop()`` true (the worker halted
         while the lane waited for its turn): nothing. Lanes asking together are served by
         one reservation: the first reserves for every lane then waiting (not a suspect: a
-        suspect is reserved alone, by an idle worker).
+        suspect is reserved alone, by an idle worker). ``lane`` (from :meth:`lane`), given a
+        lease, stops idling (:meth:`busy`).
         """
         await anyio.sleep(max(0.0, self._paused_until - anyio.current_time()))
         if anyio.current_time() < self._empty_until:
@@ -93,9 +103,36 @@ class Leasing:
                 if not self._ready:
                     self._empty_until = anyio.current_time() + self.empty_for
                     return None
+                self.busy(lane)
                 return self._ready.popleft()
         finally:
             self._asking -= 1
+
+    async def idle(self, lane: object, poll: float) -> None:
+        """
+        Wait before ``lane``, which found nothing to reserve, looks again.
+
+        One idle lane, the poller, looks every ``poll`` seconds; the others wait until it stops
+        idling (:meth:`busy`: it got a trial, or left because the store was drained or the
+        worker halted), then look again together (one reservation, one count for them all).
+        Ten thousand idle lanes thus cost the store and the event loop what one lane costs.
+        """
+        if self._poller is None or self._poller is lane:
+            self._poller = lane
+            await anyio.sleep(poll)
+        else:
+            await self._polled.wait()
+
+    def lane(self) -> Lane:
+        """A lane's token for :meth:`idle` and :meth:`busy` (with it, the lane stops idling)."""
+        return Lane(self)
+
+    def busy(self, lane: object) -> None:
+        """``lane`` stops idling (it got a trial, or leaves): if it polled, the others look again."""
+        if lane is not None and self._poller is lane:
+            self._poller = None
+            self._polled.set()
+            self._polled = anyio.Event()
 
     async def _reserve_for(self, lanes: int, skip: Collection[str], hold: bool) -> None:
         """Reserve for ``lanes`` lanes into ``_ready`` (just one when idle: it may be a suspect)."""
@@ -204,6 +241,21 @@ class Leasing:
             counts = await self.store.counts()
             self._counted = (began, counts)
             return counts
+
+
+class Lane:
+    """A lane of a worker, to its leasing; leaving its ``with`` block, it stops idling."""
+
+    __slots__ = ("_leasing",)  # ten thousand lanes: no dict each
+
+    def __init__(self, leasing: Leasing) -> None:
+        self._leasing = leasing
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._leasing.busy(self)
 
 
 def link_store(

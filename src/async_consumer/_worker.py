@@ -1,14 +1,12 @@
 """
 The pull loop: reserve a trial from the store, run it, record its outcome; reclaim dead leases.
 
-It runs ``max_concurrency`` lanes, each running one trial at a time (lanes asking together share
-one reservation, outcomes ending together one write: :mod:`._leasing`, :mod:`._commit`), and a
-reclaimer of other workers' stale leases (:mod:`._reclaim`; a dead local process at once).
-
-It talks to its store through a :class:`RetryingStore`: an unreachable store is waited for (up
-to ``outage_limit`` seconds), not a reason to die. It ends early only on an error not the trials'
-own (a store that stays away, a store error no retry can mend, a host that keeps failing to
-create trials' files): it stops its running trials, gives them back, and raises that error.
+It runs ``max_concurrency`` lanes, one trial at a time each (lanes asking together share one
+reservation, outcomes ending together one write, idle lanes one poll: :mod:`._leasing`,
+:mod:`._commit`), and a reclaimer of stale leases (:mod:`._reclaim`). An unreachable store is
+waited for (a :class:`RetryingStore`, up to ``outage_limit`` s). It ends early only on an error
+not the trials' own (a store that stays away or that no retry can mend, a host failing to create
+trials' files): its trials stop, given back, and it raises that error.
 """
 
 from __future__ import annotations
@@ -54,7 +52,7 @@ class Worker:
         name: this worker's name in the store (default: ``host:pid``).
         follow: keep waiting for new trials instead of stopping when the store is drained.
         lost_after: a lease is stale after this many heartbeat intervals without a beat.
-        poll: seconds between two looks at an empty store.
+        poll: seconds between two looks at an empty store (by one idle lane for them all).
         max_broken: reserve nothing more after this many broken outcomes.
         on_outcome: called with each outcome as it is recorded.
         outage_limit: seconds the store may stay unreachable before the worker gives up (when
@@ -253,18 +251,20 @@ class Worker:
             logger.warning("too late to start another trial before the job ends: leaving")
 
     async def _run_lane(self) -> None:
-        while not self._stopping():
-            skip = () if self._follow else self._interrupted
-            lease = await self._leasing.reserve(skip=skip, hold=self._follow, stop=self._stopping)
-            if lease is None:
-                if not self._follow and await self._leasing.is_drained(self._interrupted):
-                    return
-                await anyio.sleep(self._poll)
-                continue
-            try:
-                await self._run(lease)
-            finally:
-                self._leasing.done(lease)
+        leasing = self._leasing
+        with leasing.lane() as lane:
+            while not self._stopping():
+                skip = () if self._follow else self._interrupted
+                lease = await leasing.reserve(skip, self._follow, self._stopping, lane)
+                if lease is None:
+                    if not self._follow and await leasing.is_drained(self._interrupted):
+                        return
+                    await leasing.idle(lane, self._poll)
+                    continue
+                try:
+                    await self._run(lease)
+                finally:
+                    leasing.done(lease)
 
     async def _run(self, lease: Lease) -> None:
         if not self._follow and lease.trial_id in self._interrupted:

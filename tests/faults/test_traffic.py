@@ -193,3 +193,61 @@ async def test_a_lane_of_a_halted_worker_reserves_nothing() -> None:
     assert (await store.get("t")).attempts == ()
     lease = await leasing.reserve()
     assert lease is not None and lease.trial_id == "t"
+
+
+@pytest.mark.anyio
+async def test_one_idle_lane_polls_the_others_wait_for_it() -> None:
+    """An idle lane waits for the polling lane to stop idling; then one of them polls again."""
+    leasing = Leasing(RetryingStore(MemoryStore()), "w", "host", "host/1/1")
+    woken: list[str] = []
+
+    async def idle(lane: object, name: str) -> None:
+        await leasing.idle(lane, poll=3600.0)
+        woken.append(name)
+
+    with leasing.lane() as poller, leasing.lane() as other:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(idle, poller, "poller")
+            await anyio.wait_all_tasks_blocked()  # the poller sleeps its hour
+            tg.start_soon(idle, other, "other")
+            await anyio.wait_all_tasks_blocked()
+            assert woken == []
+            leasing.busy(other)  # a lane that does not poll wakes nobody
+            await anyio.wait_all_tasks_blocked()
+            assert woken == []
+            leasing.busy(poller)  # the poller got a trial (or left): the others look again
+            await anyio.wait_all_tasks_blocked()
+            assert woken == ["other"]
+            tg.cancel_scope.cancel()
+        async with anyio.create_task_group() as tg:  # now the other lane polls
+            tg.start_soon(idle, other, "other")
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(idle, poller, "poller")
+            await anyio.wait_all_tasks_blocked()
+            assert woken == ["other"]
+            leasing.busy(other)
+            await anyio.wait_all_tasks_blocked()
+            assert woken == ["other", "poller"]
+            tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_a_polling_lane_that_ends_wakes_the_idle_ones() -> None:
+    """A lane leaving while it polls (its worker halted, or drained) wakes the lanes waiting."""
+    leasing = Leasing(RetryingStore(MemoryStore()), "w", "host", "host/1/1")
+    waiting = anyio.Event()
+
+    async def wait_idle() -> None:
+        with leasing.lane() as lane:
+            await leasing.idle(lane, poll=3600.0)
+            waiting.set()
+
+    async with anyio.create_task_group() as tg:
+        with leasing.lane() as leaving:
+            tg.start_soon(leasing.idle, leaving, 3600.0)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(wait_idle)
+            await anyio.wait_all_tasks_blocked()
+            assert not waiting.is_set()
+        await waiting.wait()
+        tg.cancel_scope.cancel()

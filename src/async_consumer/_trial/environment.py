@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -32,9 +34,15 @@ def contract_variables(values: Mapping[str, str]) -> dict[str, str]:
 
     ``values`` maps short names such as ``TRIAL_ID`` to their values.
     """
-    env = {PREFIX + name: value for name, value in values.items()}
+    env = {_prefixed(name): value for name, value in values.items()}
     env.update({ORION_ALIASES[n]: v for n, v in values.items() if n in ORION_ALIASES})
     return env
+
+
+@functools.cache
+def _prefixed(name: str) -> str:
+    # one string per name, not one per trial: ten thousand running trials keep their variables
+    return sys.intern(PREFIX + name)
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:
