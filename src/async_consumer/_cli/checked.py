@@ -19,7 +19,6 @@ from typing import Self, cast
 from pydantic import JsonValue
 
 from .._models import Trial
-from .idset import IdSet
 from .sources import SourceError, TrialMaker, id_at
 
 __all__ = ["CheckedTrials", "Row"]
@@ -36,9 +35,6 @@ class CheckedTrials:
     Every trial of a parameter set, checked, in order: what ``TrialSource.check`` returns.
 
     A context manager: leaving it (or ``close``) frees the disk it takes.
-
-    Attributes:
-        ids: the ids (of the experiment's first version) of the trials written so far.
     """
 
     def __init__(self, experiment: str, slots: dict[str, int]) -> None:
@@ -46,17 +42,17 @@ class CheckedTrials:
         self._slots = slots
         # open until ``close``: the object is the context manager the file's lifetime follows
         self._file = tempfile.TemporaryFile(prefix="async-consumer-checked-")  # noqa: SIM115
-        self.ids = IdSet()
+        self._count = 0
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return self._count
 
     def write(self, rows: list[Row]) -> None:
         """Keep a chunk of checked trials."""
         # one read of a known length back, not ``marshal.load``'s read call for each value
         data = marshal.dumps(rows)
         self._file.write(len(data).to_bytes(_SIZE) + data)
-        self.ids.extend(tid for tid, _, _ in rows)
+        self._count += len(rows)
 
     def rows(self) -> Iterator[list[Row]]:
         """The chunks as written."""

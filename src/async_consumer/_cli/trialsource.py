@@ -21,6 +21,7 @@ from .._models import Trial
 from .args import slot_demand
 from .checked import CheckedTrials
 from .checks import UsageError
+from .idset import IdSet
 from .sources import TrialMaker, grid_params, id_at, read_params
 
 __all__ = ["CHUNK", "TrialSource"]
@@ -83,10 +84,10 @@ class TrialSource:
         """
         checked = CheckedTrials(self.experiment, self.slots)
         try:
-            self._check_into(checked, check)
+            # the ids' hashes only while checking: a run does not keep them (nor their peak)
+            repeats = self._check_into(checked, check).seal()
             if not len(checked):
                 raise UsageError(_NO_TRIALS)
-            repeats = checked.ids.seal()
             if repeats:
                 checked.find_repeat(repeats)
         except BaseException:
@@ -94,8 +95,10 @@ class TrialSource:
             raise
         return checked
 
-    def _check_into(self, checked: CheckedTrials, check: Callable[[Trial], None] | None) -> None:
+    def _check_into(self, checked: CheckedTrials, check: Callable[[Trial], None] | None) -> IdSet:
+        """Check and keep every trial in ``checked``; return their ids."""
         maker = TrialMaker(self.experiment, self.slots)
+        ids = IdSet()
         given = self._given()
         while chunk := list(itertools.islice(given, CHUNK)):
             rows = [(id_at(g, params, 1), g, params) for g, params in chunk]
@@ -105,6 +108,8 @@ class TrialSource:
                 else:
                     check(maker.make(tid, params))
             checked.write(rows)
+            ids.extend(tid for tid, _, _ in rows)
+        return ids
 
 
 _NO_TRIALS = "no trials: give --params FILE (.jsonl or .csv) or --grid NAME=V1,V2"
