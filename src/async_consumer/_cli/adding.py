@@ -42,6 +42,7 @@ async def add_in_chunks(
     version: int = 1,
     rerun: Collection[TrialStatus] = (),
     count: bool = True,
+    together: int = 1,
 ) -> Added:
     """
     Add checked ``trials`` (ids of ``version``) a chunk at a time, those present left as they are.
@@ -50,11 +51,11 @@ async def add_in_chunks(
     the store's write lock for seconds while other workers beat. Each chunk is all or none;
     a trial whose id the store already has with other parameters stops the adding there
     (``DuplicateTrial``), the chunks before it recorded: running the command again, fixed,
-    finds them already there. Without ``count``, ``Added.counts`` stays at zero and ``Added.ids``
+    finds them already there. A transaction takes ``together`` chunks. Without ``count``, ``Added.counts`` stays at zero and ``Added.ids``
     empty (``add``, which reports neither).
     """
     done = Added()
-    for chunk in trials.chunks(version):
+    for chunk in trials.chunks(version, together):
         ids = [t.id for t in chunk]
         done.added += await store.add(chunk, exist_ok=True)
         if rerun:

@@ -60,14 +60,20 @@ class CheckedTrials:
         while size := int.from_bytes(self._file.read(_SIZE)):
             yield cast("list[Row]", marshal.loads(self._file.read(size)))
 
-    def chunks(self, version: int) -> Iterator[list[Trial]]:
-        """The trials a chunk at a time, with the ids of the experiment's ``version``."""
+    def chunks(self, version: int, together: int = 1) -> Iterator[list[Trial]]:
+        """The trials, ``together`` kept chunks at a time, with the ids of ``version``."""
         maker = TrialMaker(self._experiment, self._slots)
-        for rows in self.rows():
-            yield [
+        batch: list[Trial] = []
+        for number, rows in enumerate(self.rows(), start=1):
+            batch += [
                 maker.make(tid if version == 1 else id_at(given, params, version), params)
                 for tid, given, params in rows
             ]
+            if number % together == 0:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
     def find_repeat(self, hashes: set[int]) -> None:
         """
