@@ -3,7 +3,7 @@ The trials of a parameter set once checked, kept on disk until they are added.
 
 Checking a file reads, parses and gives an id to every line; adding it used to do all of that
 again. The check writes what it found instead, a chunk at a time, to an unnamed temporary file
-(``marshal``: a fifth of the cost of parsing JSON again), and the adding reads that back: the
+(``marshal``: a fraction of the cost of parsing and hashing again), and the adding reads it: the
 store gets exactly the trials that were checked, even if the file changes in between, and
 memory still follows the chunk, not the file (the disk holds about the file's size).
 """

@@ -27,7 +27,7 @@ from .sources import TrialMaker, grid_params, id_at, read_params
 __all__ = ["CHUNK", "TrialSource"]
 
 CHUNK = 1000
-"""Trials read, checked or added together: one ``store.add`` transaction."""
+"""Trials read, checked or kept together; one ``store.add`` transaction in a run (``add``: five)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
