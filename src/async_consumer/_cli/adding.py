@@ -7,8 +7,8 @@ from collections.abc import Collection
 
 from .._models import TrialStatus
 from ..stores import TrialStore
+from .checked import CheckedTrials
 from .idset import IdSet
-from .trialsource import CHUNK, TrialSource
 
 __all__ = ["Added", "add_in_chunks"]
 
@@ -19,7 +19,7 @@ class Added:
     What adding a parameter set did.
 
     Attributes:
-        ids: the set's trial ids (hashes), to tell its trials from the store's others.
+        ids: the set's trial ids (hashes), to tell its trials from the store's others (if counted).
         total: how many trials the set has.
         added: how many of them were new to the store.
         again: how many were made new again (``--rerun``).
@@ -37,30 +37,33 @@ class Added:
 
 async def add_in_chunks(
     store: TrialStore,
-    source: TrialSource,
+    trials: CheckedTrials,
     *,
+    version: int = 1,
     rerun: Collection[TrialStatus] = (),
     count: bool = True,
-    size: int = CHUNK,
+    together: int = 1,
 ) -> Added:
     """
-    Add ``source``'s trials (already checked) ``size`` at a time, those present left as they are.
+    Add checked ``trials`` (ids of ``version``) a chunk at a time, those present left as they are.
 
     One transaction a chunk, so that a large file neither holds every trial in memory nor
     the store's write lock for seconds while other workers beat. Each chunk is all or none;
     a trial whose id the store already has with other parameters stops the adding there
     (``DuplicateTrial``), the chunks before it recorded: running the command again, fixed,
-    finds them already there. Without ``count``, ``Added.counts`` stays at zero (``add``).
+    finds them already there. A transaction takes ``together`` chunks. Without ``count``, ``Added.counts`` stays at zero and ``Added.ids``
+    empty (``add``, which reports neither).
     """
     done = Added()
-    for chunk in source.chunks(size):
+    for chunk in trials.chunks(version, together):
         ids = [t.id for t in chunk]
         done.added += await store.add(chunk, exist_ok=True)
         if rerun:
             done.again += await store.rerun(ids, rerun)
-        for status, n in (await store.counts(ids) if count else {}).items():
-            done.counts[status] += n
-        done.ids.extend(ids)
+        if count:
+            for status, n in (await store.counts(ids)).items():
+                done.counts[status] += n
+            done.ids.extend(ids)
         done.total += len(ids)
     done.ids.seal()
     return done

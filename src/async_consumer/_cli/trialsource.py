@@ -1,10 +1,11 @@
 """
-The trials of ``--params`` and ``--grid``, read afresh on each pass and never held all at once.
+The trials of ``--params`` and ``--grid``, read once, checked whole, never held all at once.
 
-A command reads its parameter file twice: a first pass checks every line (its JSON or CSV, that
-no trial repeats another, that the command can be rendered for it) before anything is recorded,
-and a second adds the trials to the store in chunks of :data:`CHUNK`. Memory follows the chunk,
-not the file: a 100,000-line file costs 8 bytes a line (the ids' hashes) beyond one chunk.
+A command checks every line of its parameter file (its JSON or CSV, that no trial repeats
+another, that the command can be rendered for it) before anything is recorded, keeping the
+checked trials on disk (:class:`~.checked.CheckedTrials`); they are then added to the store in
+chunks of :data:`CHUNK`, without reading the file again. Memory follows the chunk, not the
+file: a 100,000-line file costs 8 bytes a line (the ids' hashes) beyond one chunk.
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ import dataclasses
 import itertools
 from collections.abc import Callable, Iterator
 
+from pydantic import JsonValue
+
 from .._models import Trial
+from .checked import CheckedTrials
 from .checks import UsageError
 from .described import slot_demand
 from .idset import IdSet
-from .sources import SourceError, grid_params, read_params, trials_from
+from .sources import TrialMaker, grid_params, id_at, read_params
 
 __all__ = ["CHUNK", "TrialSource"]
 
 CHUNK = 1000
-"""Trials read, checked or added together: one ``store.add`` transaction."""
+"""Trials read, checked or kept together; one ``store.add`` transaction in a run (``add``: five)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,14 +40,12 @@ class TrialSource:
         grid: the ``--grid NAME=V1,V2`` options.
         experiment: the trials' experiment.
         slots: the slots each trial asks for.
-        version: the experiment's version (it changes the trials' ids).
     """
 
     params: str | None
     grid: tuple[str, ...]
     experiment: str
     slots: dict[str, int]
-    version: int = 1
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> TrialSource:
@@ -61,53 +63,53 @@ class TrialSource:
         demand = slot_demand(args.slots_per_trial, getattr(args, "slots", []))
         return cls(args.params, grid, args.experiment, demand)
 
-    def at_version(self, version: int) -> TrialSource:
-        """The same trials, with the ids of the experiment's ``version``."""
-        return dataclasses.replace(self, version=version)
-
-    def __iter__(self) -> Iterator[Trial]:
+    def _given(self) -> Iterator[tuple[str | None, dict[str, JsonValue]]]:
+        """Each trial's given id (its ``"id"`` key, if any) and its other parameters, in order."""
         from_file = read_params(self.params) if self.params else iter(())
-        params = itertools.chain(from_file, grid_params(self.grid) if self.grid else ())
-        return trials_from(
-            params, experiment=self.experiment, slots=self.slots, version=self.version
-        )
+        # each a fresh dict from its reader: taking the id out of it touches nothing else
+        for values in itertools.chain(from_file, grid_params(self.grid) if self.grid else ()):
+            given = values.pop("id", None)
+            yield (None if given is None else str(given)), values
 
-    def chunks(self, size: int = CHUNK) -> Iterator[list[Trial]]:
-        """The trials, ``size`` at a time."""
-        trials = iter(self)
-        while chunk := list(itertools.islice(trials, size)):
-            yield chunk
-
-    def check(self, check: Callable[[Trial], None] = lambda trial: None) -> int:
+    def check(self, check: Callable[[Trial], None] | None = None) -> CheckedTrials:
         """
-        Read every trial once, each passed to ``check``; return how many there are.
+        Read and check every trial once, each passed to ``check`` if given; keep them to add.
+
+        The caller closes what this returns (a context manager) once the trials are added.
 
         Raises:
             SourceError: a line is malformed, or a trial repeats an earlier one's parameters.
             UsageError: there are no trials at all.
+            pydantic.ValidationError: a line is not a valid trial (an empty id, say).
         """
-        ids = IdSet()
-        for chunk in self.chunks():
-            for trial in chunk:
-                check(trial)
-            ids.extend(t.id for t in chunk)
-        if not len(ids):
-            raise UsageError(_NO_TRIALS)
-        repeats = ids.seal()
-        if repeats:
-            self._find_repeat(repeats)
-        return len(ids)
+        checked = CheckedTrials(self.experiment, self.slots)
+        try:
+            # the ids' hashes only while checking: a run does not keep them (nor their peak)
+            repeats = self._check_into(checked, check).seal()
+            if not len(checked):
+                raise UsageError(_NO_TRIALS)
+            if repeats:
+                checked.find_repeat(repeats)
+        except BaseException:
+            checked.close()
+            raise
+        return checked
 
-    def _find_repeat(self, hashes: set[int]) -> None:
-        """Name the first trial that repeats an earlier one (among ids of these hashes), if any."""
-        seen: set[str] = set()
-        for number, trial in enumerate(self, start=1):
-            if hash(trial.id) not in hashes:
-                continue
-            if trial.id in seen:
-                msg = f"trial {number} repeats the parameters (or id) of an earlier one: {trial.id}"
-                raise SourceError(msg)
-            seen.add(trial.id)
+    def _check_into(self, checked: CheckedTrials, check: Callable[[Trial], None] | None) -> IdSet:
+        """Check and keep every trial in ``checked``; return their ids."""
+        maker = TrialMaker(self.experiment, self.slots)
+        ids = IdSet()
+        given = self._given()
+        while chunk := list(itertools.islice(given, CHUNK)):
+            rows = [(id_at(g, params, 1), g, params) for g, params in chunk]
+            for tid, _, params in rows:
+                if check is None:
+                    maker.check(tid, params)
+                else:
+                    check(maker.make(tid, params))
+            checked.write(rows)
+            ids.extend(tid for tid, _, _ in rows)
+        return ids
 
 
 _NO_TRIALS = "no trials: give --params FILE (.jsonl or .csv) or --grid NAME=V1,V2"

@@ -23,9 +23,13 @@ _ATTEMPT_FIELDS = ("number", "token", "worker", "host", "reserved_at", "heartbea
 _STORED_FIELDS = ("trial", "status", "token", "worker", "heartbeat_at", "lost_count")
 
 
+_NO_ATTEMPT = {"attempt": True}
+
+
 def dump_trial(trial: Trial) -> str:
     """The JSON text a store keeps for a trial (the attempt number is the store's to count)."""
-    return trial.model_dump_json(exclude={"attempt"})
+    # ``model_dump_json(exclude={"attempt"})`` without its wrapping: a large file's every line
+    return Trial.__pydantic_serializer__.to_json(trial, exclude=_NO_ATTEMPT).decode()
 
 
 def load_trial(text: str, attempts: int) -> Trial:
