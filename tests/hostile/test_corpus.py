@@ -29,9 +29,9 @@ pytestmark = pytest.mark.slow
 
 GRACE = 0.3
 CONCURRENCY = 8
-IDLE_WORKER_THREADS = 6
+IDLE_WORKER_THREADS = 8
 """anyio worker threads that may idle on after the batch: the file-creating limiter's (4) and
-the two that start scripts."""
+the four that start scripts (``SPAWNERS``)."""
 
 
 @dataclass
