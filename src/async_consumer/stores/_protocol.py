@@ -197,7 +197,19 @@ class TrialStore(Protocol):
 
 
 class StoreBase:
-    """Makes a store an async context manager that closes itself on exit."""
+    """
+    What every store shares: a single heartbeat is a batch of one, and the store is an async
+    context manager that closes itself on exit.
+    """
+
+    async def heartbeat_many(self, leases: Sequence[Lease]) -> builtins.list[str]:
+        """Renew each lease still ours; return the ids of those that are not (each store's own)."""
+        raise NotImplementedError
+
+    async def heartbeat(self, lease: Lease) -> None:
+        """Record that the lease's holder is alive; see ``TrialStore.heartbeat``."""
+        if await self.heartbeat_many([lease]):  # one beat is a batch of one
+            raise LeaseLost(lease.trial_id)
 
     async def aclose(self) -> None:
         """Release the store's connections."""

@@ -118,11 +118,6 @@ class RetryingStore(StoreBase):
         ends = (self._lease_end((lease.trial_id, lease.token)) for lease in leases)
         return min((end for end in ends if end is not None), default=None)
 
-    async def heartbeat(self, lease: Lease) -> None:
-        """Refresh a lease, retried until it may have run out; see ``TrialStore.heartbeat``."""
-        if await self.heartbeat_many([lease]):  # one beat is a batch of one
-            raise LeaseLost(lease.trial_id)
-
     async def finish(
         self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
     ) -> TrialStatus:

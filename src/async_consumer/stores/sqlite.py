@@ -164,11 +164,6 @@ class SQLiteStore(SQLiteBatches, StoreBase):
         self._end_attempts(ends)
         return [trial_id for trial_id, _ in taken]
 
-    async def heartbeat(self, lease: Lease) -> None:
-        """Record that the lease's holder is alive; see ``TrialStore.heartbeat``."""
-        if await self.heartbeat_many([lease]):  # one beat is a batch of one
-            raise LeaseLost(lease.trial_id)
-
     async def finish(
         self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
     ) -> TrialStatus:
