@@ -69,7 +69,7 @@ class Leasing:
         self._counted: tuple[float, dict[TrialStatus, int]] | None = None  # (asked at, counts)
         self._file_faults = 0  # in a row
         self._paused_until = 0.0  # no lane reserves before (a pause after a file fault)
-        self._poller: object | None = None  # the idle lane that polls for the others
+        self._poller: Lane | None = None  # the idle lane that polls for the others
         self._polled = anyio.Event()  # set when the poller stops idling: the others look again
 
     async def reserve(
@@ -77,7 +77,7 @@ class Leasing:
         skip: Collection[str] = (),
         hold: bool = True,
         stop: Callable[[], bool] = bool,
-        lane: object = None,
+        lane: Lane | None = None,
     ) -> Lease | None:
         """
         A lease on the next trial this worker may run now (``None``: nothing for it now).
@@ -108,7 +108,7 @@ class Leasing:
         finally:
             self._asking -= 1
 
-    async def idle(self, lane: object, poll: float) -> None:
+    async def idle(self, lane: Lane, poll: float) -> None:
         """
         Wait before ``lane``, which found nothing to reserve, looks again.
 
@@ -127,7 +127,7 @@ class Leasing:
         """A lane's token for :meth:`idle` and :meth:`busy` (with it, the lane stops idling)."""
         return Lane(self)
 
-    def busy(self, lane: object) -> None:
+    def busy(self, lane: Lane | None) -> None:
         """``lane`` stops idling (it got a trial, or leaves): if it polled, the others look again."""
         if lane is not None and self._poller is lane:
             self._poller = None

@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from async_consumer import Consumer, Lease, Status, Trial, TrialStatus, Worker
-from async_consumer._leasing import Leasing
+from async_consumer._leasing import Lane, Leasing
 from async_consumer._reclaim import Reclaimer
 from async_consumer.stores import MemoryStore, TrialStore, open_store
 from async_consumer.stores._retrying import RetryingStore
@@ -201,7 +201,7 @@ async def test_one_idle_lane_polls_the_others_wait_for_it() -> None:
     leasing = Leasing(RetryingStore(MemoryStore()), "w", "host", "host/1/1")
     woken: list[str] = []
 
-    async def idle(lane: object, name: str) -> None:
+    async def idle(lane: Lane, name: str) -> None:
         await leasing.idle(lane, poll=3600.0)
         woken.append(name)
 

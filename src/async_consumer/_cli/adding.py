@@ -51,8 +51,8 @@ async def add_in_chunks(
     the store's write lock for seconds while other workers beat. Each chunk is all or none;
     a trial whose id the store already has with other parameters stops the adding there
     (``DuplicateTrial``), the chunks before it recorded: running the command again, fixed,
-    finds them already there. A transaction takes ``together`` chunks. Without ``count``, ``Added.counts`` stays at zero and ``Added.ids``
-    empty (``add``, which reports neither).
+    finds them already there. A transaction takes ``together`` chunks. Without ``count``,
+    ``Added.counts`` stays at zero and ``Added.ids`` empty (``add``, which reports neither).
     """
     done = Added()
     for chunk in trials.chunks(version, together):

@@ -235,7 +235,7 @@ def _copy_of(first: Trial, tid: str, params: dict[str, JsonValue]) -> Trial:
     ``first.model_copy(update={"id": tid, "params": params})`` (its own slots), at half the cost.
 
     What pydantic's shallow copy does, without its generic copying of the extra and private
-    attributes a ``Trial`` has none of (``tests/test_chunked_add.py`` holds the two equal).
+    attributes a ``Trial`` has none of (``tests/test_checked_trials.py`` holds the two equal).
     """
     trial = Trial.__new__(Trial)
     values = {**first.__dict__, "id": tid, "params": params, "slots": dict(first.slots)}

@@ -71,9 +71,9 @@ class Watchdog:
         """
         Stop watching a process group: it is gone.
 
-        Told with the next group registered (one write, not two, a trial), or at once when
-        ``now`` is true or the oldest group not yet told is over a second old: a group id can
-        be reused only after the kernel's process ids wrap around.
+        Told with the next group registered (one write, not two, a trial), by :meth:`flush`,
+        or at once when the oldest group not yet told is over ``FORGET_WITHIN`` old: a group
+        id can be reused only after the kernel's process ids wrap around.
         """
         if not self._forgotten:
             self._forgotten_since = time.monotonic()

@@ -52,8 +52,8 @@ def trial_paths(base_dir: Path, trial: Trial, config_suffix: str | None) -> Tria
     logs are the attempt's, in ``attempts/<n>/`` inside it: a stale run that is still going
     (a frozen worker's) can never hand its results to another attempt.
     """
-    # joined as text, then made paths: this runs twice a trial (checked, then run), and eight
-    # pathlib joins cost more than the rest of a trial's plan
+    # joined as text, then made paths: this runs twice a trial (checked, then run), and each
+    # pathlib join parses its result again
     working_dir = os.path.join(base_dir, safe_name(trial.experiment), safe_name(trial.id))
     attempt_dir = f"{working_dir}/{ATTEMPTS}/{trial.attempt}/"
     return TrialPaths(
