@@ -7,13 +7,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import anyio
 import anyio.lowlevel
 import pytest
 
 from async_consumer import Outcome, Reason, Status, Trial
+from async_consumer._supervise import supervisor
 from async_consumer._supervise.process import ChildProcess, Exit
 
 from .conftest import WRITE_RESULT, ConsumerFactory, children_of, is_alive, python
@@ -329,3 +330,39 @@ async def test_a_cancelled_wait_leaves_the_child_to_the_next(tmp_path: Path) -> 
     assert exits[0].usage is not None
     assert await child.wait() is exits[0]
     assert children_of(os.getpid()) == []
+
+
+def _open_logs() -> int:
+    """How many of this process's descriptors are trials' logs."""
+    fds = Path("/proc/self/fd")
+    links = []
+    for fd in os.listdir(fds):
+        try:
+            links.append(os.readlink(fds / fd))
+        except OSError:  # closed meanwhile (the listing's own descriptor)
+            continue
+    return sum(link.endswith(".log") for link in links)
+
+
+@pytest.mark.anyio
+async def test_scripts_waiting_to_start_hold_few_logs_open(
+    make_consumer: ConsumerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    Forty scripts starting at once in worker threads: those waiting for a thread have no logs
+    open yet (each spawn copies every open descriptor into its child, which closes them).
+    """
+    monkeypatch.setattr(supervisor, "SPAWN_IN_THREADS", 0)  # as with many scripts running
+    seen: list[int] = []
+    start = ChildProcess.start.__func__  # type: ignore[attr-defined]
+
+    async def counting(cls: type[ChildProcess], *args: Any, **kwargs: Any) -> ChildProcess:
+        seen.append(_open_logs())
+        return await start(cls, *args, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(ChildProcess, "start", classmethod(counting))
+    consumer = make_consumer(python(WRITE_RESULT), max_concurrency=40)
+    outcomes = await consumer.map(Trial(id=f"t{i}") for i in range(40))
+    assert [o.status if o else None for o in outcomes] == [Status.COMPLETED] * 40
+    assert len(seen) == 40
+    assert max(seen) <= 2 * 2 * supervisor.SPAWNERS  # two logs a place, two places a thread

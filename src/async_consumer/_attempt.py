@@ -90,13 +90,15 @@ async def run_attempt(parts: AttemptParts, plan: Plan) -> AttemptRecord:
         record.env = contract_environment(
             plan, granted, parts.interrupt_code, parts.experiment_id, parts.experiment_version
         )
-        logs = await parts.files.prepare(plan)
-        try:
-            child = await supervisor.start(plan.argv, cwd, {**parts.env.base(), **record.env}, logs)
-        except OSError as exc:
-            message = f"cannot execute {plan.argv[0]!r}: {exc.strerror or exc}"
-            record.abort = Abort(Status.BROKEN, Reason.NOT_EXECUTABLE, message)
-            return record
+        env = {**parts.env.base(), **record.env}
+        async with supervisor.starting():
+            logs = await parts.files.prepare(plan)
+            try:
+                child = await supervisor.start(plan.argv, cwd, env, logs)
+            except OSError as exc:
+                message = f"cannot execute {plan.argv[0]!r}: {exc.strerror or exc}"
+                record.abort = Abort(Status.BROKEN, Reason.NOT_EXECUTABLE, message)
+                return record
         record.pid = child.pid
         record.exit, record.abort = await supervisor.supervise(child, plan)
     return record

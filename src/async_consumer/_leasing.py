@@ -71,6 +71,7 @@ class Leasing:
         self._paused_until = 0.0  # no lane reserves before (a pause after a file fault)
         self._poller: Lane | None = None  # the idle lane that polls for the others
         self._polled = anyio.Event()  # set when the poller stops idling: the others look again
+        self._nudged = anyio.Event()  # set to make the poller look at once
 
     async def reserve(
         self,
@@ -112,16 +113,23 @@ class Leasing:
         """
         Wait before ``lane``, which found nothing to reserve, looks again.
 
-        One idle lane, the poller, looks every ``poll`` seconds; the others wait until it stops
-        idling (:meth:`busy`: it got a trial, or left because the store was drained or the
-        worker halted), then look again together (one reservation, one count for them all).
-        Ten thousand idle lanes thus cost the store and the event loop what one lane costs.
+        One idle lane, the poller, looks every ``poll`` seconds (at once after a :meth:`nudge`);
+        the others wait until it stops idling (:meth:`busy`: it got a trial, or left because the
+        store was drained or the worker halted), then look again together (one reservation, one
+        count for them all). Ten thousand idle lanes thus cost the store and the event loop what
+        one lane costs.
         """
         if self._poller is None or self._poller is lane:
             self._poller = lane
-            await anyio.sleep(poll)
+            with anyio.move_on_after(poll):
+                await self._nudged.wait()
         else:
             await self._polled.wait()
+
+    def nudge(self) -> None:
+        """The idle lanes look again now, not at the next poll (a lane found the store drained)."""
+        self._nudged.set()
+        self._nudged = anyio.Event()
 
     def lane(self) -> Lane:
         """A lane's token for :meth:`idle` and :meth:`busy` (with it, the lane stops idling)."""
@@ -211,6 +219,17 @@ class Leasing:
             extra=extra,
         )
 
+    async def may_leave(self, interrupted: Collection[str] = ()) -> bool:
+        """
+        Whether a lane that found nothing to reserve may leave: none of this worker's trials
+        is running (they may come back to the queue) and the store is drained; then the idle
+        lanes look too, at once (one count for them all, not one a lane as each trial ends).
+        """
+        if self.holding or not await self.is_drained(interrupted):
+            return False
+        self.nudge()
+        return True
+
     async def is_drained(self, interrupted: Collection[str] = ()) -> bool:
         """
         Whether no trial is left for this lane (``interrupted``: those the worker will not start).
@@ -229,11 +248,18 @@ class Leasing:
 
     async def _counts(self) -> dict[TrialStatus, int]:
         """
-        The store's counts, taken after this call began; lanes asking together share one
-        query (five hundred lanes ending together must not queue as many queries before the
-        heartbeats' write on a pool of two connections).
+        The store's counts, taken at most ``empty_for`` seconds before this call began; lanes
+        asking together share one query (five hundred lanes ending together must not queue as
+        many queries before the heartbeats' write on a pool of two connections, nor ten
+        thousand lanes leaving together run as many on SQLite's one).
+
+        Counts that old are safe for :meth:`is_drained`: since they were taken, a trial this
+        worker reserved is counted as it was (new, now reserved and held), one it ended as
+        waiting still (so a lane idles, it never leaves too soon), one it gave back is no
+        longer held; only other processes' changes are not seen, as :meth:`reserve` does not
+        see them for ``empty_for`` seconds after the store had nothing.
         """
-        asked = anyio.current_time()
+        asked = anyio.current_time() - self.empty_for
         async with self._counting:
             if self._counted is not None and self._counted[0] >= asked:
                 return self._counted[1]

@@ -257,7 +257,7 @@ class Worker:
                 skip = () if self._follow else self._interrupted
                 lease = await leasing.reserve(skip, self._follow, self._stopping, lane)
                 if lease is None:
-                    if not self._follow and await leasing.is_drained(self._interrupted):
+                    if not self._follow and await leasing.may_leave(self._interrupted):
                         return
                     await leasing.idle(lane, self._poll)
                     continue

@@ -56,11 +56,16 @@ class CountingStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.batches: list[int] = []
+        self.counted = 0  # calls of counts()
 
     async def reserve_many(self, worker: str, n: int, **options: object) -> builtins.list[Lease]:
         leases = await super().reserve_many(worker, n, **options)  # type: ignore[arg-type]
         self.batches.append(len(leases))
         return leases
+
+    async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
+        self.counted += 1
+        return await super().counts(ids)
 
 
 def consumer(tmp_path: Path, store: TrialStore, jobs: int = 8) -> Consumer:
@@ -84,6 +89,32 @@ async def test_lanes_asking_together_share_one_reservation(tmp_path: Path) -> No
     counts = await store.counts()
     assert counts[TrialStatus.COMPLETED] == 24
     assert all(len(trial.attempts) == 1 for trial in await store.list())
+
+
+@pytest.mark.anyio
+async def test_lanes_leaving_a_drained_store_count_it_once_not_once_each(tmp_path: Path) -> None:
+    """
+    Twenty-four lanes, one trial each: as each trial ends, its lane waits (the trials still
+    running may come back); the last one counts the store once and the others leave with it.
+    """
+    store = CountingStore()
+    await store.add(Trial(id=f"t{n}") for n in range(24))
+    with anyio.fail_after(60):  # a lane left waiting for its poll would not leave at all
+        await Worker(store, consumer(tmp_path, store, jobs=24), poll=3600.0).run()
+    assert (await store.counts())[TrialStatus.COMPLETED] == 24
+    assert store.counted <= 3 + 1  # the worker's own counts at the start, and the last check
+
+
+@pytest.mark.anyio
+async def test_a_nudge_wakes_the_polling_lane_at_once() -> None:
+    """The poller sleeps its poll, unless a lane that found the store drained nudges it."""
+    leasing = Leasing(RetryingStore(MemoryStore()), "w", "host", "host/1/1")
+    with leasing.lane() as poller:
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(leasing.idle, poller, 3600.0)
+                await anyio.wait_all_tasks_blocked()
+                leasing.nudge()
 
 
 @pytest.mark.asyncio
