@@ -90,11 +90,14 @@ async def run_attempt(parts: AttemptParts, plan: Plan) -> AttemptRecord:
         record.env = contract_environment(
             plan, granted, parts.interrupt_code, parts.experiment_id, parts.experiment_version
         )
-        env = {**parts.env.base(), **record.env}
         async with supervisor.starting():
             logs = await parts.files.prepare(plan)
             try:
-                child = await supervisor.start(plan.argv, cwd, env, logs)
+                # the whole environment as an argument only: kept in this frame, it would
+                # stay for as long as the script runs (7 KiB a trial)
+                child = await supervisor.start(
+                    plan.argv, cwd, {**parts.env.base(), **record.env}, logs
+                )
             except OSError as exc:
                 message = f"cannot execute {plan.argv[0]!r}: {exc.strerror or exc}"
                 record.abort = Abort(Status.BROKEN, Reason.NOT_EXECUTABLE, message)
