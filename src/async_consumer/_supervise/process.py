@@ -151,9 +151,11 @@ class ChildProcess:
         # what asyncio's create_subprocess_exec does on the loop's thread, minus the loop's
         # child watcher, which would reap the child itself and drop its resource usage
         spawn = functools.partial(_spawn, argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
-        with anyio.CancelScope(shield=True):
-            threaded = spawners is not None
-            popen = await anyio.to_thread.run_sync(spawn, limiter=spawners) if threaded else spawn()
+        if spawners is None:  # on the loop's thread: nothing to shield, nothing awaited
+            popen = spawn()
+        else:
+            with anyio.CancelScope(shield=True):
+                popen = await anyio.to_thread.run_sync(spawn, limiter=spawners)
         return cls(popen.pid, popen)
 
     @classmethod
