@@ -366,3 +366,31 @@ async def test_scripts_waiting_to_start_hold_few_logs_open(
     assert [o.status if o else None for o in outcomes] == [Status.COMPLETED] * 40
     assert len(seen) == 40
     assert max(seen) <= 2 * 2 * supervisor.SPAWNERS  # two logs a place, two places a thread
+
+
+@pytest.mark.anyio
+async def test_an_interrupt_during_a_wave_of_starts_starts_no_more(
+    make_consumer: ConsumerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    Interrupted just after the first of forty scripts started (in worker threads): the trials
+    still waiting to start never start, and those spawned meanwhile are stopped at once.
+    """
+    monkeypatch.setattr(supervisor, "SPAWN_IN_THREADS", 0)  # as with many scripts running
+    start = ChildProcess.start.__func__  # type: ignore[attr-defined]
+    consumer = make_consumer(python("import time; time.sleep(600)"), max_concurrency=40)
+
+    async def interrupting(cls: type[ChildProcess], *args: Any, **kwargs: Any) -> ChildProcess:
+        child = await start(cls, *args, **kwargs)
+        consumer.interrupt()
+        return child  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(ChildProcess, "start", classmethod(interrupting))
+    with anyio.fail_after(120):  # not stopped, the scripts would sleep 600 s
+        outcomes = await consumer.map(Trial(id=f"t{i}") for i in range(40))
+    assert all(o is not None and o.status is Status.INTERRUPTED for o in outcomes)
+    started = [o for o in outcomes if o is not None and o.pid is not None]
+    assert 1 <= len(started) <= 2 * supervisor.SPAWNERS  # the first, and those in its places
+    assert all(o.reason is Reason.CANCELLED for o in started)
+    for outcome in started:
+        assert outcome.pid is not None and not is_alive(outcome.pid)

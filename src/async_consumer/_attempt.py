@@ -18,7 +18,7 @@ from pathlib import Path
 from ._models import Outcome, Reason, Status
 from ._slots import SlotPool
 from ._supervise.lines import tail
-from ._supervise.process import Exit
+from ._supervise.process import ChildProcess, Exit
 from ._supervise.supervisor import Supervisor
 from ._trial.classify import Abort, Verdict, classify
 from ._trial.codeversion import CodeChangePolicy, CodeVersionWatch
@@ -30,6 +30,8 @@ from ._trial.workspace import TrialFiles
 __all__ = ["AttemptParts", "AttemptRecord", "finish", "run_attempt"]
 
 logger = logging.getLogger("async_consumer")
+
+_NOT_STARTED = Abort(Status.INTERRUPTED, Reason.CANCELLED, "not started: interrupted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +77,7 @@ async def run_attempt(parts: AttemptParts, plan: Plan) -> AttemptRecord:
     record = AttemptRecord(plan, datetime.now(UTC))
     supervisor, trial = parts.supervisor, plan.trial
     if supervisor.is_halted:
-        record.abort = Abort(Status.INTERRUPTED, Reason.CANCELLED, "not started: interrupted")
+        record.abort = _NOT_STARTED
         return record
     if plan.lease is None:
         supervisor.check_not_running(trial.id)
@@ -90,21 +92,34 @@ async def run_attempt(parts: AttemptParts, plan: Plan) -> AttemptRecord:
         record.env = contract_environment(
             plan, granted, parts.interrupt_code, parts.experiment_id, parts.experiment_version
         )
-        async with supervisor.starting():
-            logs = await parts.files.prepare(plan)
-            try:
-                # the whole environment as an argument only: kept in this frame, it would
-                # stay for as long as the script runs (7 KiB a trial)
-                child = await supervisor.start(
-                    plan.argv, cwd, {**parts.env.base(), **record.env}, logs
-                )
-            except OSError as exc:
-                message = f"cannot execute {plan.argv[0]!r}: {exc.strerror or exc}"
-                record.abort = Abort(Status.BROKEN, Reason.NOT_EXECUTABLE, message)
-                return record
-        record.pid = child.pid
-        record.exit, record.abort = await supervisor.supervise(child, plan)
+        child = await _start(parts, record, cwd)
+        if child is not None:
+            record.pid = child.pid
+            record.exit, record.abort = await supervisor.supervise(child, plan)
     return record
+
+
+async def _start(
+    parts: AttemptParts, record: AttemptRecord, cwd: Path | None
+) -> ChildProcess | None:
+    """
+    Make the attempt's files and start its script, in one of the places for scripts about to
+    start; ``None`` (and the record aborted) if it did not start.
+    """
+    supervisor, plan, env = parts.supervisor, record.plan, record.env or {}
+    async with supervisor.starting():
+        if supervisor.is_halted:  # interrupted while this trial waited for its place
+            record.abort = _NOT_STARTED
+            return None
+        logs = await parts.files.prepare(plan)
+        try:
+            # the whole environment as an argument only: kept in a frame, it would stay for
+            # as long as the script runs (7 KiB a trial)
+            return await supervisor.start(plan.argv, cwd, {**parts.env.base(), **env}, logs)
+        except OSError as exc:
+            message = f"cannot execute {plan.argv[0]!r}: {exc.strerror or exc}"
+            record.abort = Abort(Status.BROKEN, Reason.NOT_EXECUTABLE, message)
+            return None
 
 
 def _code_changed(code: CodeVersionWatch, record: AttemptRecord) -> bool:

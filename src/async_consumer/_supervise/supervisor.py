@@ -32,6 +32,8 @@ logger = logging.getLogger("async_consumer")
 
 __all__ = ["Supervision", "Supervisor"]
 
+_INTERRUPTED = Abort(Status.INTERRUPTED, Reason.CANCELLED, "interrupted")
+
 SPAWN_IN_THREADS = 64
 """Scripts running from which new ones start in worker threads, not on the event loop."""
 
@@ -140,6 +142,8 @@ class Supervisor:
     ) -> tuple[Exit | None, Abort | None]:
         trial = plan.trial
         running = self._running[trial.id] = Running(child)
+        if self._halted:  # interrupted while it was being spawned: stopped at once
+            running.abort_with(_INTERRUPTED)
         timeout = trial.timeout or self.settings.timeout
         if timeout is not None:
             running.scope.deadline = anyio.current_time() + timeout
@@ -251,7 +255,7 @@ class Supervisor:
         """Stop every running trial gracefully and start no new one."""
         self._halted = True
         for running in list(self._running.values()):
-            running.abort_with(Abort(Status.INTERRUPTED, Reason.CANCELLED, "interrupted"))
+            running.abort_with(_INTERRUPTED)
 
     def kill(self) -> None:
         """SIGKILL every running trial's process group at once."""
