@@ -369,12 +369,14 @@ async def test_scripts_waiting_to_start_hold_few_logs_open(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("kill", [False, True], ids=["interrupt", "kill"])
 async def test_an_interrupt_during_a_wave_of_starts_starts_no_more(
-    make_consumer: ConsumerFactory, monkeypatch: pytest.MonkeyPatch
+    make_consumer: ConsumerFactory, monkeypatch: pytest.MonkeyPatch, kill: bool
 ) -> None:
     """
-    Interrupted just after the first of forty scripts started (in worker threads): the trials
-    still waiting to start never start, and those spawned meanwhile are stopped at once.
+    Interrupted (or killed) just after the first of forty scripts started (in worker threads):
+    the trials still waiting to start never start, and those spawned meanwhile are stopped at
+    once: with SIGTERM after an interrupt, with SIGKILL (no grace) after a kill.
     """
     monkeypatch.setattr(supervisor, "SPAWN_IN_THREADS", 0)  # as with many scripts running
     start = ChildProcess.start.__func__  # type: ignore[attr-defined]
@@ -382,7 +384,7 @@ async def test_an_interrupt_during_a_wave_of_starts_starts_no_more(
 
     async def interrupting(cls: type[ChildProcess], *args: Any, **kwargs: Any) -> ChildProcess:
         child = await start(cls, *args, **kwargs)
-        consumer.interrupt()
+        consumer.kill() if kill else consumer.interrupt()
         return child  # type: ignore[no-any-return]
 
     monkeypatch.setattr(ChildProcess, "start", classmethod(interrupting))
@@ -392,5 +394,6 @@ async def test_an_interrupt_during_a_wave_of_starts_starts_no_more(
     started = [o for o in outcomes if o is not None and o.pid is not None]
     assert 1 <= len(started) <= 2 * supervisor.SPAWNERS  # the first, and those in its places
     assert all(o.reason is Reason.CANCELLED for o in started)
+    assert {o.signal for o in started} == {"SIGKILL" if kill else "SIGTERM"}
     for outcome in started:
         assert outcome.pid is not None and not is_alive(outcome.pid)

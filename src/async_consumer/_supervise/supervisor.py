@@ -75,6 +75,7 @@ class Supervisor:
         self._starting = anyio.Semaphore(2 * SPAWNERS)  # see starting()
         self._watchdog: Watchdog | None = None
         self._halted = False
+        self._killed = False  # kill() was called: a script spawned since is killed at once
 
     @property
     def is_halted(self) -> bool:
@@ -144,6 +145,8 @@ class Supervisor:
         running = self._running[trial.id] = Running(child)
         if self._halted:  # interrupted while it was being spawned: stopped at once
             running.abort_with(_INTERRUPTED)
+            if self._killed:
+                child.kill_now()
         timeout = trial.timeout or self.settings.timeout
         if timeout is not None:
             running.scope.deadline = anyio.current_time() + timeout
@@ -260,6 +263,7 @@ class Supervisor:
     def kill(self) -> None:
         """SIGKILL every running trial's process group at once."""
         self.interrupt()
+        self._killed = True
         for running in list(self._running.values()):
             running.child.kill_now()
 
