@@ -148,8 +148,7 @@ class ChildProcess:
             return await cls._start_on_trio(argv, cwd, env, stdout, stderr)
         if child_watcher:
             _childwatch.install()
-        # what asyncio's create_subprocess_exec does on the loop's thread, minus the loop's
-        # child watcher, which would reap the child itself and drop its resource usage
+        # as asyncio's create_subprocess_exec, minus its child watcher (which would reap it)
         spawn = functools.partial(_spawn, argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
         if spawners is None:  # on the loop's thread: nothing to shield, nothing awaited
             popen = spawn()
