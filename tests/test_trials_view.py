@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from async_consumer import Consumer, Worker
 from async_consumer._cli.main import main
 from async_consumer._models import Outcome, Status, StoredTrial, Trial, TrialStatus
 from async_consumer._ranking import best_trial
 from async_consumer._report.build import render_report
+from async_consumer.stores import MemoryStore
 
 # objective = (x - 2) ** 2; x = 3 breaks
 SCRIPT = (
@@ -73,6 +75,30 @@ def test_json_outcomes_carry_params_and_maximize_picks_best(
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert sorted(line["params"]["x"] for line in lines[:2]) == [0, 2]
     assert lines[-1]["summary"]["best"]["params"] == {"x": 0}  # (0 - 2) ** 2 = 4 is highest
+
+
+@pytest.mark.anyio
+async def test_a_worker_knows_a_trial_while_its_outcome_is_shown_and_forgets_it_after(
+    tmp_path: Path,
+) -> None:
+    """
+    What ``--json`` gives each outcome's line its parameters from: the trial of a held lease,
+    not a copy of every waiting trial's parameters (memory follows concurrency, not the file).
+    """
+    store = MemoryStore()
+    await store.add(Trial(id=f"t{x}", params={"x": x}) for x in (0, 1, 4))
+    consumer = Consumer([sys.executable, "-c", SCRIPT, "{x}"], base_dir=tmp_path, store=store,
+                        max_concurrency=2, code_change="ignore")  # fmt: skip
+    seen: dict[str, object] = {}
+
+    def shown(outcome: Outcome) -> None:
+        trial = worker.running_trial(outcome.trial_id)
+        seen[outcome.trial_id] = trial.params if trial is not None else None
+
+    worker = Worker(store, consumer, on_outcome=shown)
+    await worker.run()
+    assert seen == {"t0": {"x": 0}, "t1": {"x": 1}, "t4": {"x": 4}}
+    assert [worker.running_trial(f"t{x}") for x in (0, 1, 4)] == [None, None, None]
 
 
 def _stored(trial_id: str, objective: float, lr: float) -> StoredTrial:

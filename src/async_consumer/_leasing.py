@@ -64,6 +64,8 @@ class Leasing:
         self._ready: deque[Lease] = deque()  # reserved for a lane that has not taken it yet
         self.holding: dict[tuple[str, int], Lease] = {}
         """The leases reserved and not yet done, by (trial id, token)."""
+        self.by_id: dict[str, Lease] = {}
+        """The same, by trial id (the newest lease of a trial reserved again meanwhile)."""
         self._empty_until = 0.0  # no lane asks the store again before (it had nothing)
         self._counting = anyio.Lock()
         self._counted: tuple[float, dict[TrialStatus, int]] | None = None  # (asked at, counts)
@@ -153,6 +155,7 @@ class Leasing:
                 name, lanes, host=host, skip=skip, hold=hold, holder=holder, suspects=False
             )
         self.holding.update(((lease.trial_id, lease.token), lease) for lease in leases)
+        self.by_id.update((lease.trial_id, lease) for lease in leases)
         if leases and leases[0].lost_count:
             self._alone = anyio.Event()
         self._ready.extend(leases)
@@ -167,6 +170,8 @@ class Leasing:
     def done(self, lease: Lease) -> None:
         """The lease's attempt has ended (recorded or not): another may be reserved."""
         self.holding.pop((lease.trial_id, lease.token), None)
+        if self.by_id.get(lease.trial_id) is lease:
+            del self.by_id[lease.trial_id]
         if lease.lost_count and self._alone is not None:
             self._alone.set()
             self._alone = None
@@ -248,16 +253,11 @@ class Leasing:
 
     async def _counts(self) -> dict[TrialStatus, int]:
         """
-        The store's counts, taken at most ``empty_for`` seconds before this call began; lanes
-        asking together share one query (five hundred lanes ending together must not queue as
-        many queries before the heartbeats' write on a pool of two connections, nor ten
-        thousand lanes leaving together run as many on SQLite's one).
-
-        Counts that old are safe for :meth:`is_drained`: since they were taken, a trial this
-        worker reserved is counted as it was (new, now reserved and held), one it ended as
-        waiting still (so a lane idles, it never leaves too soon), one it gave back is no
-        longer held; only other processes' changes are not seen, as :meth:`reserve` does not
-        see them for ``empty_for`` seconds after the store had nothing.
+        The store's counts, taken at most ``empty_for`` seconds before this call began: lanes
+        asking together share one query. Safe for :meth:`is_drained`: a trial this worker has
+        since reserved counts as waiting and is held, one it ended still counts as waiting (a
+        lane idles, never leaves too soon); other processes' changes are seen ``empty_for``
+        seconds late, as :meth:`reserve` sees them after the store had nothing.
         """
         asked = anyio.current_time() - self.empty_for
         async with self._counting:

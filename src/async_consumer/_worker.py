@@ -1,12 +1,11 @@
 """
 The pull loop: reserve a trial from the store, run it, record its outcome; reclaim dead leases.
 
-It runs ``max_concurrency`` lanes, one trial at a time each (lanes asking together share one
-reservation, outcomes ending together one write, idle lanes one poll: :mod:`._leasing`,
-:mod:`._commit`), and a reclaimer of stale leases (:mod:`._reclaim`). An unreachable store is
-waited for (a :class:`RetryingStore`, up to ``outage_limit`` s). It ends early only on an error
-not the trials' own (a store that stays away or that no retry can mend, a host failing to create
-trials' files): its trials stop, given back, and it raises that error.
+``max_concurrency`` lanes run one trial at a time each (reservations, outcome writes and idle
+polls shared: :mod:`._leasing`, :mod:`._commit`), beside a reclaimer of stale leases
+(:mod:`._reclaim`). An unreachable store is waited for (a :class:`RetryingStore`, up to
+``outage_limit`` s); an error not the trials' own (a store that stays away, a host failing to
+create trials' files) stops its trials, gives them back, and is raised.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from ._consumer import Consumer
 from ._errors import LeaseLost, StoreError, TrialFilesError
 from ._fleet import WorkerInfo, WorkerState
 from ._leasing import Leasing, link_store
-from ._models import Lease, Outcome, Status
+from ._models import Lease, Outcome, Status, Trial
 from ._presence import Presence
 from ._reclaim import Reclaimer
 from ._resume import ResumePolicy, interrupted_itself, stopped_here
@@ -60,9 +59,8 @@ class Worker:
         max_file_faults: give up after failing this many times in a row to create a trial's
             files (a full or read-only disk); each failure gives the trial back and backs off.
         resume: how long a trial whose script exited with the interrupt code is held back
-            from every worker. This worker never starts such a trial again unless it follows
-            (``follow``); a trial interrupted from outside (a signal to the worker, a
-            preemption) is not held back.
+            from every worker (this one never starts it again unless ``follow``); a trial
+            interrupted from outside (a signal to the worker, a preemption) is not held back.
         job_id: the scheduler's job (e.g. a Slurm array's id) it runs in, shown by ``status``.
         task_id: its index in the job array, if any.
         reserve_until: reserve no trial after this time (seconds since the epoch): a trial
@@ -165,6 +163,11 @@ class Worker:
         """The error that ended the worker early, if one did."""
         return self._error
 
+    def running_trial(self, trial_id: str) -> Trial | None:
+        """The trial of that id this worker holds a lease on now, if any (``None`` after)."""
+        lease = self._leasing.by_id.get(trial_id)
+        return None if lease is None else lease.trial
+
     @property
     def interrupted(self) -> AbstractSet[str]:
         """Trials whose script interrupted itself here (not started again without ``follow``)."""
@@ -190,10 +193,7 @@ class Worker:
         return self.is_halted or self.is_out_of_time
 
     def leave(self, signal_name: str) -> None:
-        """
-        Reserve nothing more and stop every running trial (SIGTERM, grace, SIGKILL); from now
-        on an attempt that does not complete is ``preempted`` (see ``_resume.preempted``).
-        """
+        """Reserve nothing more, stop every running trial; what does not complete is preempted."""
         if self._left_on is None:
             self._left_on = signal_name
         self._consumer.interrupt()

@@ -11,10 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import JsonValue
-
 from .._fleet import WorkerInfo
-from .._models import Outcome, Status, StoredTrial, TrialStatus
+from .._models import Outcome, Status, StoredTrial, Trial, TrialStatus
 from .._supervise.lines import tail
 from .fleet_view import worker_lines, worker_rows
 from .progress import LiveBar, progress_bar
@@ -90,8 +88,8 @@ class View:
         self.json = json_output
         self.quiet = quiet
         self.maximize = maximize
-        self.params: dict[str, dict[str, JsonValue]] = {}
-        """Each trial's parameters, for the JSON lines of outcomes."""
+        self.trial_of: Callable[[str], Trial | None] = lambda _: None
+        """The trial of an outcome about to be shown (its parameters go in its JSON line)."""
         self._bar: LiveBar | None = None
         self._counts: Counter[str] = Counter()
 
@@ -118,8 +116,8 @@ class View:
         self._counts[outcome.status] += 1
         if self.json:
             line = outcome.model_dump(mode="json", exclude={"env"})
-            params = self.params.get(outcome.trial_id)
-            self._print(json.dumps(line if params is None else {**line, "params": params}))
+            trial = self.trial_of(outcome.trial_id)
+            self._print(json.dumps(line if trial is None else {**line, "params": trial.params}))
         elif not self.quiet:
             self._print(_line(outcome))
         if self._bar is not None:

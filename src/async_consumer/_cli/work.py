@@ -64,17 +64,14 @@ async def _linked_store(args: argparse.Namespace, url: str) -> AsyncIterator[Ret
         yield linked
 
 
-async def _check_waiting(
-    store: TrialStore, consumer: Consumer, view: View, run: Added | None
-) -> None:
+async def _check_waiting(store: TrialStore, consumer: Consumer, run: Added | None) -> None:
     """Refuse a waiting trial the command cannot run, before anything is reserved."""
+    waiting = (TrialStatus.NEW, TrialStatus.INTERRUPTED)
     async for page in pages(store):
-        for waiting in page:
-            if waiting.status in (TrialStatus.NEW, TrialStatus.INTERRUPTED):
-                if run is None or waiting.id not in run.ids:  # run's own were checked
-                    consumer.check(waiting.trial)
-                if view.json:  # each outcome's JSON line gives its parameters
-                    view.params[waiting.id] = waiting.trial.params
+        for stored in page:
+            # run's own were checked as they were added
+            if stored.status in waiting and (run is None or stored.id not in run.ids):
+                consumer.check(stored.trial)
 
 
 async def _work(
@@ -93,9 +90,10 @@ async def _work(
     """
     consumer = consumer_from(args, store)
     writable_dir(consumer.base_dir)  # before anything is reserved
-    await _check_waiting(store, consumer, view, run)
+    await _check_waiting(store, consumer, run)
     follow = getattr(args, "follow", False)
     worker = _make_worker(args, store, consumer, view, place)
+    view.trial_of = worker.running_trial  # an outcome is shown while its lease is held
     watch = handle_signals(consumer) if place is None else handle_worker_signals(worker, early)
     async with consumer, watch as signals:
         counts = run.counts if run is not None else await store.counts()
