@@ -194,8 +194,7 @@ class Worker:
 
     def leave(self, signal_name: str) -> None:
         """Reserve nothing more, stop every running trial; what does not complete is preempted."""
-        if self._left_on is None:
-            self._left_on = signal_name
+        self._left_on = self._left_on or signal_name
         self._consumer.interrupt()
 
     def info(self) -> WorkerInfo:
@@ -246,6 +245,7 @@ class Worker:
 
     async def _lane(self) -> None:
         await self._until_error(self._run_lane)
+        self._leasing.nudge()  # the idle lanes look now, not at their next poll (it may halt)
         if self.is_out_of_time and not self._said_out_of_time:
             self._said_out_of_time = True
             logger.warning("too late to start another trial before the job ends: leaving")

@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from async_consumer import Consumer, Lease, Status, Trial, TrialStatus, Worker
+from async_consumer import Consumer, Lease, Outcome, Status, Trial, TrialStatus, Worker
 from async_consumer._leasing import Lane, Leasing
 from async_consumer._reclaim import Reclaimer
 from async_consumer.stores import MemoryStore, TrialStore, open_store
@@ -103,6 +103,34 @@ async def test_lanes_leaving_a_drained_store_count_it_once_not_once_each(tmp_pat
         await Worker(store, consumer(tmp_path, store, jobs=24), poll=3600.0).run()
     assert (await store.counts())[TrialStatus.COMPLETED] == 24
     assert store.counted <= 3 + 1  # the worker's own counts at the start, and the last check
+
+
+@pytest.mark.anyio
+async def test_idle_lanes_leave_with_a_worker_interrupted_while_they_wait(tmp_path: Path) -> None:
+    """
+    One lane idles (its trial done, the other still running) when the worker is interrupted:
+    it leaves with the last running lane, not at its next poll (an hour here).
+    """
+    store = MemoryStore()
+    await store.add([Trial(id="quick", params={"s": 0}), Trial(id="slow", params={"s": 600})])
+    script = SCRIPT + "; import sys, time; time.sleep(float(sys.argv[1]))"
+    run = Consumer([sys.executable, "-c", script, "{s}"], base_dir=tmp_path, max_concurrency=2,
+                   store=store, heartbeat=60, code_change="ignore", retry=0)  # fmt: skip
+    quick_done = anyio.Event()
+
+    def shown(outcome: Outcome) -> None:
+        if outcome.trial_id == "quick":
+            quick_done.set()
+
+    worker = Worker(store, run, poll=3600.0, on_outcome=shown)
+    with anyio.fail_after(60):  # else the idle lane would sleep its hour
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            await quick_done.wait()
+            await anyio.wait_all_tasks_blocked()  # the quick trial's lane idles, polling
+            run.interrupt()
+    assert (await store.get("quick")).status is TrialStatus.COMPLETED
+    assert (await store.get("slow")).status is TrialStatus.INTERRUPTED
 
 
 @pytest.mark.anyio
