@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -126,3 +127,21 @@ def test_a_versioned_add_gives_the_ids_of_its_version(tmp_path: Path) -> None:
     with source.check() as checked:
         [chunk] = list(checked.chunks(3))
     assert [t.id for t in chunk] == [trial_id({"x": 1}, 3), "mine-v3"]
+
+
+_ID_CASES = {
+    "scalars": {"x": 1e-05, "lr": 0.1, "layers": 3, "name": "t1", "on": True, "none": None},
+    "nested": {"b": [1, 2.5, {"z": None, "y": "deep"}], "a": {"k": {"j": []}}},
+    "text": {"é": 'ünïcode \u2028 \x00 "quoted"', "big": 10**40, "neg": -0.0},
+    "nan": {"x": float("nan"), "y": float("inf")},
+    "empty": {},
+}
+
+
+@pytest.mark.parametrize("params", _ID_CASES.values(), ids=_ID_CASES.keys())
+def test_trial_ids_are_the_hash_of_the_sorted_compact_json(params: dict[str, object]) -> None:
+    """An id is the start of the SHA-256 of the parameters' sorted, compact, UTF-8 JSON, as ever."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert trial_id(params) == hashlib.sha256(canonical.encode()).hexdigest()[:12]  # type: ignore[arg-type]
+    again = hashlib.sha256(f"{canonical}\x00version 2".encode()).hexdigest()[:12]
+    assert trial_id(params, 2) == again  # type: ignore[arg-type]
