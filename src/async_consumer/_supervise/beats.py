@@ -31,6 +31,7 @@ import anyio
 from .._errors import LeaseLost
 from .._models import Lease
 from .heartbeat import BeatState, HeartbeatTarget
+from .wake import Wake
 
 __all__ = ["BeatCoalescer", "ManyHeartbeatTarget", "coalesced"]
 
@@ -50,7 +51,7 @@ class _Kept:
 
     lease: Lease
     state: BeatState
-    wake: anyio.Event = field(default_factory=anyio.Event)
+    wake: Wake = field(default_factory=Wake)
     lost: str | None = None
 
     def tell(self) -> None:
@@ -68,13 +69,20 @@ class BeatCoalescer:
         timeout: seconds a write may take before every lease it carries counts a failed beat
             (default: an interval: a write of many leases on a busy store takes longer than a
             single beat, and cutting it short would only make the next one as long).
+        max_failures: failed beats in a row that lose a lease (unless :meth:`keep` says).
     """
 
     def __init__(
-        self, target: ManyHeartbeatTarget, interval: float, *, timeout: float | None = None
+        self,
+        target: ManyHeartbeatTarget,
+        interval: float,
+        *,
+        timeout: float | None = None,
+        max_failures: int = 3,
     ) -> None:
         self.target, self.interval = target, interval
         self.timeout = interval if timeout is None else timeout
+        self.max_failures = max_failures
         self.writes = 0
         self.lateness: deque[float] = deque(maxlen=100_000)
         """Seconds from each tick's due time to its write's end."""
@@ -83,7 +91,7 @@ class BeatCoalescer:
         self._next_tick = -math.inf
 
     async def keep(
-        self, lease: Lease, *, max_failures: int, on_lost: Callable[[str], None]
+        self, lease: Lease, on_lost: Callable[[str], None], *, max_failures: int | None = None
     ) -> None:
         """
         Keep ``lease`` renewed until cancelled; call ``on_lost`` and return once it is gone.
@@ -92,7 +100,8 @@ class BeatCoalescer:
         a beat); the lease is gone when the store says so, or after the failures that end a
         single beat loop (:class:`.heartbeat.BeatState`).
         """
-        mine = _Kept(lease, BeatState(self.interval, max_failures, lease.trial_id))
+        failures = self.max_failures if max_failures is None else max_failures
+        mine = _Kept(lease, BeatState(self.interval, failures, lease.trial_id))
         self._kept[mine] = None
         try:
             while mine.lost is None:
@@ -100,7 +109,6 @@ class BeatCoalescer:
                     await self._lead(mine)
                 else:
                     await mine.wake.wait()
-                    mine.wake = anyio.Event()
         finally:
             del self._kept[mine]
             if self._leader is None:
@@ -173,5 +181,6 @@ def coalesced(
     longer write would have kept.
     """
     if isinstance(target, ManyHeartbeatTarget):
-        return BeatCoalescer(target, interval, timeout=interval * max(1, failures - 1))
+        timeout = interval * max(1, failures - 1)
+        return BeatCoalescer(target, interval, timeout=timeout, max_failures=failures)
     return None

@@ -72,6 +72,17 @@ class BeatState:
     Used by the beat loop of one trial and, for each of its leases, by a coalescer.
     """
 
+    __slots__ = (  # one for each running trial: no dict each
+        "confirmed",
+        "failures",
+        "interval",
+        "last_ok",
+        "max_failures",
+        "next_at",
+        "retry",
+        "trial_id",
+    )
+
     def __init__(self, interval: float, max_failures: int, trial_id: str) -> None:
         self.interval, self.max_failures, self.trial_id = interval, max_failures, trial_id
         self.retry = interval / 3  # the bound of one beat (and the pause before a retry)

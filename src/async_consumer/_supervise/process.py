@@ -37,6 +37,9 @@ from .childwatch import ResourceUsage, usage_from
 
 __all__ = ["ChildProcess", "Exit", "group_is_alive", "install_child_watcher"]
 
+_NOT_POLLED = 255
+"""The status a Popen is given once started, so that it never polls (reaps) the child itself."""
+
 REAP_BOUND = 5.0
 """Seconds to wait for the kernel to reap a SIGKILLed child (a process in D state can take long)."""
 
@@ -112,7 +115,7 @@ class ChildProcess:
     returns carries the child's CPU time and peak RSS.
     """
 
-    def __init__(self, pid: int, handle: subprocess.Popen[bytes] | Process) -> None:
+    def __init__(self, pid: int, handle: Process | None) -> None:
         self.pid = pid
         self.exit: Exit | None = None
         self._handle = handle
@@ -155,7 +158,11 @@ class ChildProcess:
         else:
             with anyio.CancelScope(shield=True):
                 popen = await anyio.to_thread.run_sync(spawn, limiter=spawners)
-        return cls(popen.pid, popen)
+        # the Popen is not kept (0.6 KiB a running trial): the child is reaped here, and the
+        # Popen must never poll it (its __del__ would, reaping it first, or warn): it ends
+        # with a status of its own
+        popen.returncode = _NOT_POLLED
+        return cls(popen.pid, None)
 
     @classmethod
     async def _start_on_trio(
@@ -206,9 +213,7 @@ class ChildProcess:
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
-        if isinstance(self._handle, subprocess.Popen):
-            self._handle.returncode = self.exit.returncode if self.exit else 255
-        else:
+        if self._handle is not None:
             # trio's returncode polls with waitpid: it finds the child reaped (ECHILD), records
             # a status and closes its own pidfd
             _ = self._handle.returncode

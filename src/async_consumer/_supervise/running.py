@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TypeVarTuple, Unpack
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVarTuple, Unpack
 
 import anyio
 import anyio.abc
@@ -24,18 +24,27 @@ class Running:
     """A trial whose script is running, so that it can be stopped from outside."""
 
     child: ChildProcess
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    scope: anyio.CancelScope | None = None
+    """What its wait runs in (its watchers' task group's, if any): cancelled to stop it."""
     abort: Abort | None = None
     done: anyio.Event | None = None
     """Set when the trial has ended; made only when someone waits for it (few do)."""
     metrics: MetricsTail | None = None
     """Its metrics file, when someone follows it: read once more after the script ends."""
 
+    def watch(self, scope: anyio.CancelScope, deadline: float) -> None:
+        """Wait for the script in ``scope``, cancelled at ``deadline`` or when stopped."""
+        self.scope = scope
+        scope.deadline = deadline
+        if self.abort is not None:  # stopped before its wait began
+            scope.cancel()
+
     def abort_with(self, abort: Abort) -> None:
         """Stop the script (the first reason given is the one kept)."""
         if self.abort is None:
             self.abort = abort
-        self.scope.cancel()
+        if self.scope is not None:
+            self.scope.cancel()
 
     def lost(self, message: str) -> None:
         """Stop the script: its lease is gone (a heartbeat's callback)."""
@@ -52,32 +61,25 @@ class Running:
 
 class Watchers:
     """
-    The tasks watching one running trial, each in a cancel scope of its own.
+    The tasks watching one running trial, each stopped through its own task's cancel scope.
 
     Stopping them through their own scopes, not by cancelling their task group, leaves no
     reference cycles behind on asyncio (a cancelled task's error and traceback make one).
     """
 
+    __slots__ = ("_handles", "_tg")
+
     def __init__(self, tg: anyio.abc.TaskGroup) -> None:
         self._tg = tg
-        self._scopes: list[anyio.CancelScope] = []
+        self._handles: list[anyio.TaskHandle[None]] = []
 
-    def start(self, watcher: Callable[[Unpack[_Args]], Awaitable[None]], *args: *_Args) -> None:
+    def start(
+        self, watcher: Callable[[Unpack[_Args]], Coroutine[Any, Any, None]], *args: *_Args
+    ) -> None:
         """Start ``watcher(*args)`` in a task of the group."""
-        scope = anyio.CancelScope()
-        self._scopes.append(scope)
-        self._tg.start_soon(_run_within, scope, watcher, *args)
+        self._handles.append(self._tg.start_soon(watcher, *args))
 
     def stop(self) -> None:
         """Stop every watcher (they end at their next await)."""
-        for scope in self._scopes:
-            scope.cancel()
-
-
-async def _run_within(
-    scope: anyio.CancelScope,
-    watcher: Callable[[Unpack[_Args]], Awaitable[None]],
-    *args: *_Args,
-) -> None:
-    with scope:
-        await watcher(*args)
+        for handle in self._handles:
+            handle.cancel()

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import anyio
 
@@ -148,12 +149,10 @@ class Supervisor:
             if self._killed:
                 child.kill_now()
         timeout = trial.timeout or self.settings.timeout
-        if timeout is not None:
-            running.scope.deadline = anyio.current_time() + timeout
+        deadline = math.inf if timeout is None else anyio.current_time() + timeout
         try:
-            with running.scope:
-                await self._wait(child, plan, running)
-            if running.scope.cancelled_caught and running.abort is None:  # the deadline
+            timed_out = await self._wait(child, plan, running, deadline)
+            if timed_out and running.abort is None:  # the deadline
                 message = f"timed out after {timeout:g} s"
                 running.abort = Abort(Status.BROKEN, Reason.TIMEOUT, message)
         finally:
@@ -167,38 +166,53 @@ class Supervisor:
             raise running.metrics.error  # the orchestrator's own error, as itself
         return exit_, running.abort
 
-    async def _wait(self, child: ChildProcess, plan: Plan, running: Running) -> None:
-        """Wait for the script to exit, with whatever watches it alongside (in tasks)."""
+    async def _wait(
+        self, child: ChildProcess, plan: Plan, running: Running, deadline: float
+    ) -> bool:
+        """
+        Wait for the script to exit, with whatever watches it alongside (in tasks), or until
+        stopped or ``deadline``; whether it was cancelled (stopped, or the deadline passed).
+
+        The wait's cancel scope is its watchers' task group's: a scope of its own would cost
+        every running trial another (0.6 KiB).
+        """
         settings = self.settings
         leased = plan.lease is not None and settings.store is not None
         follows = settings.on_metric is not None or settings.stall_timeout is not None
         if not (leased or settings.echo or follows):
-            await child.wait()  # nothing to watch: no task group
-            return
+            with anyio.CancelScope() as scope:  # nothing to watch: no task group
+                running.watch(scope, deadline)
+                await child.wait()
+            return scope.cancelled_caught
         async with anyio.create_task_group() as tg:
+            running.watch(tg.cancel_scope, deadline)
             watchers = Watchers(tg)
             if leased:
                 assert plan.lease is not None
-                watchers.start(self._beat, plan.lease, running)
+                watchers.start(self._beat(), plan.lease, running.lost)
             if settings.echo:
                 watchers.start(echo, plan.trial.id, plan.paths.stdout, plan.paths.stderr)
             if follows:
                 watchers.start(self._follow, plan, running)
             await child.wait()
             watchers.stop()
+        return tg.cancel_scope.cancelled_caught
 
-    async def _beat(self, lease: Lease, running: Running) -> None:
-        settings, failures = self.settings, self.settings.heartbeat_failures
-        if self.beats is not None:  # the store renews many leases at once: one write a tick
-            await self.beats.keep(lease, max_failures=failures, on_lost=running.lost)
-            return
+    def _beat(self) -> Callable[[Lease, Callable[[str], None]], Coroutine[Any, Any, None]]:
+        """What keeps a lease renewed: the coalescer (one write a tick), or a beat loop."""
+        if self.beats is not None:  # the store renews many leases at once
+            return self.beats.keep
+        return self._beat_alone
+
+    async def _beat_alone(self, lease: Lease, on_lost: Callable[[str], None]) -> None:
+        settings = self.settings
         assert settings.store is not None
         await beat(
             settings.store,
             lease,
             interval=settings.heartbeat,
-            max_failures=failures,
-            on_lost=running.lost,
+            max_failures=settings.heartbeat_failures,
+            on_lost=on_lost,
         )
 
     async def _follow(self, plan: Plan, running: Running) -> None:
