@@ -1,5 +1,6 @@
 """
-Resource usage of a reaped child; on Python 3.11, an asyncio child watcher without threads.
+A child's exit, seen on its pidfd; resource usage of a reaped child; on Python 3.11, an asyncio
+child watcher without threads.
 
 A trial's script is reaped by :class:`~.process.ChildProcess` itself, with ``wait4``, on every
 Python and both backends; no child watcher is involved. What is left here serves *other*
@@ -21,7 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
 
-__all__ = ["ResourceUsage", "install", "usage_from"]
+import anyio
+
+__all__ = ["ResourceUsage", "exited", "install", "usage_from"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,31 @@ class ResourceUsage:
 def usage_from(rusage: Any) -> ResourceUsage:
     """Convert a ``resource.struct_rusage`` (``ru_maxrss`` is in KiB on Linux)."""
     return ResourceUsage(rusage.ru_utime + rusage.ru_stime, int(rusage.ru_maxrss) * 1024)
+
+
+async def exited(pidfd: int) -> None:
+    """
+    Wait until a child's ``pidfd`` is readable: the child has exited (it is not reaped).
+
+    On asyncio a reader of the loop's own resolves a future: ``anyio.wait_readable`` keeps a
+    closure, its cells and a map of its own besides (0.5 KiB for every running trial).
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # trio
+        await anyio.wait_readable(pidfd)
+        return
+    readable = loop.create_future()
+    loop.add_reader(pidfd, _resolve, readable)
+    try:
+        await readable
+    finally:
+        loop.remove_reader(pidfd)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # cancelled meanwhile
+        future.set_result(None)
 
 
 if sys.version_info < (3, 12):

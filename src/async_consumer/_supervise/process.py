@@ -33,12 +33,9 @@ import anyio.to_thread
 from anyio.abc import Process
 
 from . import childwatch as _childwatch
-from .childwatch import ResourceUsage, usage_from
+from .childwatch import ResourceUsage, exited, usage_from
 
 __all__ = ["ChildProcess", "Exit", "group_is_alive", "install_child_watcher"]
-
-_NOT_POLLED = 255
-"""The status a Popen is given once started, so that it never polls (reaps) the child itself."""
 
 REAP_BOUND = 5.0
 """Seconds to wait for the kernel to reap a SIGKILLed child (a process in D state can take long)."""
@@ -158,10 +155,9 @@ class ChildProcess:
         else:
             with anyio.CancelScope(shield=True):
                 popen = await anyio.to_thread.run_sync(spawn, limiter=spawners)
-        # the Popen is not kept (0.6 KiB a running trial): the child is reaped here, and the
-        # Popen must never poll it (its __del__ would, reaping it first, or warn): it ends
-        # with a status of its own
-        popen.returncode = _NOT_POLLED
+        # not kept (0.6 KiB a running trial), and given a status so that it never polls (reaps)
+        # the child itself, as its __del__ would: the child is reaped here
+        popen.returncode = 255
         return cls(popen.pid, None)
 
     @classmethod
@@ -181,32 +177,30 @@ class ChildProcess:
 
     async def wait(self) -> Exit:
         """Wait for the child to exit and reap it; the result is kept in :attr:`exit`."""
+        # one frame, not a helper's besides: ten thousand trials wait here at once
         while self.exit is None:
-            if not self._waiting:
-                await self._reap()
-            else:  # another task waits on the pidfd: wait for it to finish (or be cancelled)
+            if self._waiting:  # another task waits on the pidfd: wait for it (or its cancel)
                 if self._waited is None:
                     self._waited = anyio.Event()
                 await self._waited.wait()
+                continue
+            self._waiting = True
+            try:
+                if self._pidfd is not None:
+                    await exited(self._pidfd)
+                delay = 0.001
+                # no pidfd (a kernel before 5.3, or no descriptor left): poll, as a last resort
+                while (exit_ := _try_reap(self.pid)) is None:
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+            finally:
+                self._waiting = False
+                waited, self._waited = self._waited, None
+                if waited is not None:
+                    waited.set()
+            self.exit = exit_
+            self._release()
         return self.exit
-
-    async def _reap(self) -> None:
-        self._waiting = True
-        try:
-            if self._pidfd is not None:
-                await anyio.wait_readable(self._pidfd)
-            delay = 0.001
-            # no pidfd (a kernel before 5.3, or no descriptor left): poll, as a last resort
-            while (exit_ := _try_reap(self.pid)) is None:
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 0.05)
-        finally:
-            self._waiting = False
-            waited, self._waited = self._waited, None
-            if waited is not None:
-                waited.set()
-        self.exit = exit_
-        self._release()
 
     def _release(self) -> None:
         """Close the pidfd and tell the backend's handle that the child is gone."""

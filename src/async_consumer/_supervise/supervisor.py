@@ -130,19 +130,8 @@ class Supervisor:
 
     async def supervise(self, child: ChildProcess, plan: Plan) -> tuple[Exit | None, Abort | None]:
         """Watch a started script until it ends or is stopped; how it ended, and why stopped."""
-        watchdog = self._watch(child.pid)
-        try:
-            return await self._until_stopped(child, plan)
-        finally:
-            if watchdog is not None:
-                watchdog.forget(child.pid)
-                if not self._running:  # nothing left to register soon: tell it now
-                    watchdog.flush()
-
-    async def _until_stopped(
-        self, child: ChildProcess, plan: Plan
-    ) -> tuple[Exit | None, Abort | None]:
-        trial = plan.trial
+        # one frame, not a helper's besides: ten thousand trials wait here at once
+        trial, watchdog = plan.trial, self._watch(child.pid)
         running = self._running[trial.id] = Running(child)
         if self._halted:  # interrupted while it was being spawned: stopped at once
             running.abort_with(_INTERRUPTED)
@@ -160,6 +149,10 @@ class Supervisor:
             del self._running[trial.id]
             if running.done is not None:
                 running.done.set()
+            if watchdog is not None:
+                watchdog.forget(child.pid)
+                if not self._running:  # nothing left to register soon: tell it now
+                    watchdog.flush()
             if running.metrics is not None and self.settings.on_metric is not None:
                 running.metrics.drain()  # the lines written just before the script ended
         if running.metrics is not None and running.metrics.error is not None:

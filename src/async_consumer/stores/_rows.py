@@ -32,10 +32,18 @@ def dump_trial(trial: Trial) -> str:
     return Trial.__pydantic_serializer__.to_json(trial, exclude=_NO_ATTEMPT).decode()
 
 
+_FIELDS_SET: dict[frozenset[str], set[str]] = {}
+"""The names of the fields set in loaded trials, one set for all that set the same fields."""
+
+
 def load_trial(text: str, attempts: int) -> Trial:
     """Rebuild a stored trial, numbered with its latest attempt."""
     trial = Trial.model_validate_json(text)
-    return trial.model_copy(update={"attempt": max(attempts, 1)})
+    # built from its validated values with a set of field names shared by the trials that set
+    # the same (all, from a store): a set of six names each costs 0.7 KiB a running trial
+    names = {*trial.model_fields_set, "attempt"}
+    shared = _FIELDS_SET.setdefault(frozenset(names), names)
+    return Trial.model_construct(shared, **{**trial.__dict__, "attempt": max(attempts, 1)})
 
 
 def same_params(stored: str, trial: Trial) -> bool:
