@@ -1,0 +1,55 @@
+"""The wake-up a heartbeat task waits on: it wakes its waiter as an event would, on both loops."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from async_consumer._supervise.wake import Wake
+
+pytestmark = pytest.mark.anyio
+
+HANG = 30  # seconds: only a hang guard, never a bound on how fast anything is
+
+
+async def test_set_wakes_the_waiting_task_and_the_wait_clears_it() -> None:
+    """A task waiting on a wake-up returns once it is set; the next wait waits again."""
+    wake, woken, waiting = Wake(), anyio.Event(), anyio.Event()
+
+    async def waiter() -> None:
+        waiting.set()
+        await wake.wait()
+        woken.set()
+
+    with anyio.fail_after(HANG):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await waiting.wait()
+            await anyio.lowlevel.checkpoint()  # the waiter is parked on the wake-up now
+            assert not woken.is_set()
+            wake.set()
+            await woken.wait()
+    assert not wake.is_set()
+    with anyio.move_on_after(0.05) as scope:  # cleared: a new wait does not return by itself
+        await wake.wait()
+    assert scope.cancelled_caught
+
+
+async def test_set_before_the_wait_returns_at_once() -> None:
+    """A wake-up set while nobody waits is kept for the next wait, which then clears it."""
+    wake = Wake()
+    wake.set()
+    wake.set()  # twice is once
+    with anyio.fail_after(HANG):
+        await wake.wait()
+    assert not wake.is_set()
+
+
+async def test_a_cancelled_wait_leaves_it_usable() -> None:
+    """Cancelling a wait leaves nothing behind: a set afterwards wakes the next wait."""
+    wake = Wake()
+    with anyio.move_on_after(0.01):
+        await wake.wait()
+    wake.set()  # nobody waits: no error, kept for the next
+    with anyio.fail_after(HANG):
+        await wake.wait()
