@@ -68,7 +68,7 @@ class Leasing:
         """The same, by trial id (the newest lease of a trial reserved again meanwhile)."""
         self._empty_until = 0.0  # no lane asks the store again before (it had nothing)
         self._counting = anyio.Lock()
-        self._counted: tuple[float, dict[TrialStatus, int]] | None = None  # (asked at, counts)
+        self._counted: tuple[float, dict[TrialStatus, int]] | None = None  # (taken at, counts)
         self._file_faults = 0  # in a row
         self._paused_until = 0.0  # no lane reserves before (a pause after a file fault)
         self._poller: Lane | None = None  # the idle lane that polls for the others
@@ -259,9 +259,9 @@ class Leasing:
         lane idles, never leaves too soon); other processes' changes are seen ``empty_for``
         seconds late, as :meth:`reserve` sees them after the store had nothing.
         """
-        asked = anyio.current_time() - self.empty_for
+        oldest = anyio.current_time() - self.empty_for  # counts taken since will do
         async with self._counting:
-            if self._counted is not None and self._counted[0] >= asked:
+            if self._counted is not None and self._counted[0] >= oldest:
                 return self._counted[1]
             began = anyio.current_time()
             counts = await self.store.counts()

@@ -104,9 +104,11 @@ class Supervisor:
         logs open, and the spawns, not the scripts, set the pace. A few places keep the threads
         busy and the logs open few.
         """
-        if len(self._running) >= SPAWN_IN_THREADS:
-            return self._starting
-        return contextlib.nullcontext()
+        return self._starting if self._spawners_now() else contextlib.nullcontext()
+
+    def _spawners_now(self) -> anyio.CapacityLimiter | None:
+        """The threads a script starts in now (``None``: on the loop's thread, few running)."""
+        return self._spawners if len(self._running) >= SPAWN_IN_THREADS else None
 
     async def start(
         self,
@@ -125,7 +127,7 @@ class Supervisor:
                 stdout=stdout,
                 stderr=stderr,
                 child_watcher=self.settings.child_watcher,
-                spawners=self._spawners if len(self._running) >= SPAWN_IN_THREADS else None,
+                spawners=self._spawners_now(),
             )
 
     async def supervise(self, child: ChildProcess, plan: Plan) -> tuple[Exit | None, Abort | None]:
