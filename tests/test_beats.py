@@ -175,3 +175,38 @@ async def test_a_write_may_take_what_is_left_of_a_lease() -> None:
     one = coalesced(Store(), 0.5, failures=1)
     assert one is not None
     assert one.timeout == 0.5
+
+
+async def test_an_ended_trial_returns_at_once_leading_or_not() -> None:
+    """A trial that ends (``end``, not a cancel) returns without waiting for the next tick."""
+    store = Store()
+    beats = BeatCoalescer(store, interval=3600)  # the next tick: an hour away
+    first, second = beats.enter(lease(0)), beats.enter(lease(1))
+    lost: list[str] = []
+    with anyio.fail_after(HANG):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(beats.hold, first, lost.append)  # the first to run leads
+            tg.start_soon(beats.hold, second, lost.append)
+            while beats._leader is None or not second.wake._waiter:
+                await anyio.lowlevel.checkpoint()  # both parked: the leader until its tick
+            second.end()  # waiting for the leader: returns at once
+            first.end()  # the leader, asleep until the next tick: returns at once too
+    assert lost == []
+    assert store.writes == []  # no lease was due: ending writes nothing
+
+
+async def test_an_ended_leader_hands_over_and_the_next_trial_leads() -> None:
+    """The leader's trial ends: the next trial's task takes over the ticks at once."""
+    store = Store()
+    beats = BeatCoalescer(store, interval=0.05)
+    kept = [beats.enter(lease(n)) for n in range(3)]
+    async with anyio.create_task_group() as tg:
+        for each in kept:
+            tg.start_soon(beats.hold, each, lambda message: None)
+        await store.until_writes(1)
+        kept[0].end()  # the leader (a write carrying it may still be under way)
+        await store.until_writes(len(store.writes) + 2)
+        kept[1].end()
+        kept[2].end()
+    assert ["t0", "t1", "t2"] in store.writes
+    assert store.writes[-1] == ["t1", "t2"]

@@ -139,3 +139,18 @@ def test_config_bad_extension(tmp_path: Path) -> None:
     source.write_text("[x]\n")
     with pytest.raises(TemplateError, match="extension"):
         ConfigTemplate.load(source)
+
+
+def test_trial_paths_keep_text_and_give_paths(tmp_path: Path) -> None:
+    """Attributes are paths, ``text`` the same as text; equal by value, read-only, and shown."""
+    paths = _paths(tmp_path, config=True)
+    assert paths.results == tmp_path / "wd" / "results.json"
+    assert paths.text.results == str(tmp_path / "wd" / "results.json")
+    assert paths.config == tmp_path / "wd" / "config.yaml"
+    assert _paths(tmp_path, config=False).config is None
+    assert paths == _paths(tmp_path, config=True)
+    assert hash(paths) == hash(_paths(tmp_path, config=True))
+    assert paths != _paths(tmp_path, config=False)
+    assert "results.json" in repr(paths)
+    with pytest.raises(AttributeError, match="read-only"):
+        paths.results = tmp_path  # type: ignore[misc]

@@ -53,3 +53,21 @@ async def test_a_cancelled_wait_leaves_it_usable() -> None:
     wake.set()  # nobody waits: no error, kept for the next
     with anyio.fail_after(HANG):
         await wake.wait()
+
+
+async def test_a_wait_with_a_limit_returns_when_set_or_when_the_time_is_up() -> None:
+    """``wait(at_most)`` returns once set, or after ``at_most`` seconds if nobody sets it."""
+    wake = Wake()
+    before = anyio.current_time()
+    with anyio.fail_after(HANG):
+        await wake.wait(0.01)  # nobody sets it: the time is up
+    assert anyio.current_time() - before >= 0.009  # a timer may fire a clock tick early
+    assert not wake.is_set()
+    with anyio.fail_after(HANG):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wake.wait, 3600)  # an hour: set long before
+            await anyio.lowlevel.checkpoint()  # the waiter is parked on the wake-up now
+            wake.set()
+    wake.set()  # set before the wait: it returns at once, limit or not
+    with anyio.fail_after(HANG):
+        await wake.wait(3600)

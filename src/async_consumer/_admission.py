@@ -79,7 +79,7 @@ class Admission:
         if record.exit is None or record.abort is not None:  # no results to read
             await anyio.lowlevel.cancel_shielded_checkpoint()
             return finish(self._parts, record)
-        files, working_dir = self._parts.files, record.plan.paths.working_dir
+        files, working_dir = self._parts.files, record.plan.paths.text.working_dir
         files.hold(working_dir)
         try:
             await anyio.lowlevel.cancel_shielded_checkpoint()

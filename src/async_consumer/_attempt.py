@@ -60,7 +60,7 @@ class AttemptRecord:
     started_at: datetime
     code_version: str | None = None
     slots: Mapping[str, tuple[str, ...]] | None = None
-    env: dict[str, str] | None = None
+    """The slots granted (set once granted: the trial contract's variables are made then)."""
     pid: int | None = None
     exit: Exit | None = None
     abort: Abort | None = None
@@ -89,9 +89,6 @@ async def run_attempt(parts: AttemptParts, plan: Plan) -> AttemptRecord:
         return record
     async with parts.slots.acquire(trial.slots) as granted:
         record.slots = granted
-        record.env = contract_environment(
-            plan, granted, parts.interrupt_code, parts.experiment_id, parts.experiment_version
-        )
         child = await _start(parts, record, cwd)
         if child is not None:
             record.pid = child.pid
@@ -106,7 +103,7 @@ async def _start(
     Make the attempt's files and start its script, in one of the places for scripts about to
     start; ``None`` (and the record aborted) if it did not start.
     """
-    supervisor, plan, env = parts.supervisor, record.plan, record.env or {}
+    supervisor, plan = parts.supervisor, record.plan
     async with supervisor.starting():
         if supervisor.is_halted:  # interrupted while this trial waited for its place
             record.abort = _NOT_STARTED
@@ -114,12 +111,27 @@ async def _start(
         logs = await parts.files.prepare(plan)
         try:
             # the whole environment as an argument only: kept in a frame, it would stay for
-            # as long as the script runs (7 KiB a trial)
-            return await supervisor.start(plan.argv, cwd, {**parts.env.base(), **env}, logs)
+            # as long as the script runs (7 KiB a trial); the contract's part is made again
+            # for the outcome, not kept either (0.5 KiB)
+            env = {**parts.env.base(), **_contract(parts, record)}
+            return await supervisor.start(plan.argv, cwd, env, logs)
         except OSError as exc:
             message = f"cannot execute {plan.argv[0]!r}: {exc.strerror or exc}"
             record.abort = Abort(Status.BROKEN, Reason.NOT_EXECUTABLE, message)
             return None
+
+
+def _contract(parts: AttemptParts, record: AttemptRecord) -> dict[str, str]:
+    """The trial contract's variables of an attempt granted its slots (none before)."""
+    if record.slots is None:
+        return {}
+    return contract_environment(
+        record.plan,
+        record.slots,
+        parts.interrupt_code,
+        parts.experiment_id,
+        parts.experiment_version,
+    )
 
 
 def _code_changed(code: CodeVersionWatch, record: AttemptRecord) -> bool:
@@ -145,13 +157,14 @@ def finish(parts: AttemptParts, record: AttemptRecord) -> Outcome:
         results = read_results_below(paths, parts.max_results_bytes, parts.base_dir)
     returncode = exit_.returncode if exit_ is not None else None
     verdict = classify(returncode, abort, interrupt_code=parts.interrupt_code, results=results)
-    outcome = _outcome(record, verdict, parts.host)
+    outcome = _outcome(parts, record, verdict)
     _log(outcome)
     return outcome
 
 
-def _outcome(record: AttemptRecord, verdict: Verdict, host: str) -> Outcome:
+def _outcome(parts: AttemptParts, record: AttemptRecord, verdict: Verdict) -> Outcome:
     plan, pid = record.plan, record.pid
+    paths = plan.paths.text
     usage = record.exit.usage if record.exit is not None else None
     started = pid is not None
     return Outcome(
@@ -164,19 +177,19 @@ def _outcome(record: AttemptRecord, verdict: Verdict, host: str) -> Outcome:
         returncode=verdict.returncode,
         signal=verdict.signal,
         argv=tuple(plan.argv),
-        env=dict(record.env or {}),
+        env=_contract(parts, record),
         slots={k: tuple(v) for k, v in (record.slots or {}).items()},
         code_version=record.code_version,
-        host=host,
+        host=parts.host,
         pid=pid,
         started_at=record.started_at,
         ended_at=datetime.now(UTC),
         cpu_seconds=usage.cpu_seconds if usage else None,
         peak_rss_bytes=usage.peak_rss_bytes if usage else None,
-        working_dir=str(plan.paths.working_dir),
-        stdout_path=str(plan.paths.stdout) if started else "",
-        stderr_path=str(plan.paths.stderr) if started else "",
-        stderr_tail=tail(plan.paths.stderr) if started else "",
+        working_dir=paths.working_dir,
+        stdout_path=paths.stdout if started else "",
+        stderr_path=paths.stderr if started else "",
+        stderr_tail=tail(paths.stderr) if started else "",
     )
 
 

@@ -38,6 +38,7 @@ from .stores._retrying import DEFAULT_OUTAGE_LIMIT, RetryingStore
 __all__ = ["Worker"]
 
 logger = logging.getLogger("async_consumer")
+Done = Callable[[], None] | None
 
 
 class Worker:
@@ -95,17 +96,15 @@ class Worker:
         self._consumer = consumer
         self._host = host = socket.gethostname()
         self._name = name or f"{host}:{os.getpid()}"
-        holder = holder_name(host)
+        holder, faults = holder_name(host), (max_file_faults, self.file_fault_backoff)
         self._commits = GroupCommit(link)
-        faults = max_file_faults, self.file_fault_backoff
         self._leasing = leasing = Leasing(link, self._name, host, holder, *faults)
         known = leasing.holding.keys  # its own leases: spared, or orphans if it knows not of them
         self._reclaimer = Reclaimer(link, host, consumer.heartbeat, lost_after, holder, known)
-        self._follow, self._poll = follow, poll
-        self._max_broken, self._on_outcome = max_broken, on_outcome
-        self._resume = resume or ResumePolicy()
+        self._follow, self._poll, self._max_broken = follow, poll, max_broken
+        self._on_outcome = on_outcome
+        self._resume, self._tally = resume or ResumePolicy(), Tally()
         self._interrupted: set[str] = set()
-        self._tally = Tally()
         self._job, self._reserve_until = (job_id, task_id), reserve_until
         self._left_on: str | None = None  # the signal it was told to leave by
         self._error: Exception | None = None  # the error that ends it early
@@ -226,7 +225,7 @@ class Worker:
                 tg.start_soon(self._presence.beat_forever)
                 async with anyio.create_task_group() as lanes:
                     for _ in range(self.consumer.max_concurrency):
-                        lanes.start_soon(self._lane)
+                        lanes.start_soon(self._until_error, self._run_lane, self._left_lane)
                 tg.cancel_scope.cancel()
                 await self._until_error(self._leasing.release)
             log_traffic(self.consumer.beats, self._commits, self._tally.ran)
@@ -235,16 +234,17 @@ class Worker:
         if self._error is not None:
             raise self._error
 
-    async def _until_error(self, work: Callable[[], Awaitable[None]]) -> None:
-        """Run ``work``; an error not the trials' own ends the worker: its trials stop, given back."""
+    async def _until_error(self, work: Callable[[], Awaitable[None]], then: Done = None) -> None:
+        """Run ``work``, then ``then``; an error not the trials' own ends the worker (and its trials)."""
         try:
             await work()
         except (StoreError, TrialFilesError) as exc:
             self._error = self._error or exc
             self._consumer.interrupt()
+        if then is not None:
+            then()
 
-    async def _lane(self) -> None:
-        await self._until_error(self._run_lane)
+    def _left_lane(self) -> None:
         self._leasing.nudge()  # the idle lanes look now, not at their next poll (it may halt)
         if self.is_out_of_time and not self._said_out_of_time:
             self._said_out_of_time = True

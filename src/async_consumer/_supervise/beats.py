@@ -33,7 +33,7 @@ from .._models import Lease
 from .heartbeat import BeatState, HeartbeatTarget
 from .wake import Wake
 
-__all__ = ["BeatCoalescer", "ManyHeartbeatTarget", "coalesced"]
+__all__ = ["BeatCoalescer", "Kept", "ManyHeartbeatTarget", "coalesced"]
 
 
 @runtime_checkable
@@ -46,17 +46,29 @@ class ManyHeartbeatTarget(HeartbeatTarget, Protocol):
 
 
 @dataclass(eq=False, slots=True)
-class _Kept:
+class Kept:
     """One running trial's lease, how its beats went, and how to wake its task."""
 
     lease: Lease
     state: BeatState
     wake: Wake = field(default_factory=Wake)
     lost: str | None = None
+    ended: bool = False
+    """Its trial ended: its task returns (at once, or after the write it is making)."""
 
     def tell(self) -> None:
-        """Wake the trial's task: its lease is lost, or it is to lead."""
+        """Wake the trial's task: its lease is lost, or it is to lead, or its trial ended."""
         self.wake.set()
+
+    def end(self) -> None:
+        """The trial ended: its task is to return, without a write started for it alone."""
+        self.ended = True
+        self.tell()
+
+    @property
+    def going(self) -> bool:
+        """Whether its lease is still to be kept."""
+        return self.lost is None and not self.ended
 
 
 class BeatCoalescer:
@@ -86,8 +98,8 @@ class BeatCoalescer:
         self.writes = 0
         self.lateness: deque[float] = deque(maxlen=100_000)
         """Seconds from each tick's due time to its write's end."""
-        self._kept: dict[_Kept, None] = {}  # an ordered set: the next leader is the oldest
-        self._leader: _Kept | None = None
+        self._kept: dict[Kept, None] = {}  # an ordered set: the next leader is the oldest
+        self._leader: Kept | None = None
         self._next_tick = -math.inf
 
     async def keep(
@@ -100,11 +112,22 @@ class BeatCoalescer:
         a beat); the lease is gone when the store says so, or after the failures that end a
         single beat loop (:class:`.heartbeat.BeatState`).
         """
+        await self.hold(self.enter(lease, max_failures=max_failures), on_lost)
+
+    def enter(self, lease: Lease, *, max_failures: int | None = None) -> Kept:
+        """Count ``lease`` among those kept, for :meth:`hold` (whose task may start later)."""
         failures = self.max_failures if max_failures is None else max_failures
-        mine = _Kept(lease, BeatState(self.interval, failures, lease.trial_id))
+        mine = Kept(lease, BeatState(self.interval, failures, lease.trial_id))
         self._kept[mine] = None
+        return mine
+
+    async def hold(self, mine: Kept, on_lost: Callable[[str], None]) -> None:
+        """
+        The task of a lease :meth:`enter` counted: it keeps the lease until cancelled or
+        ended (:meth:`Kept.end`); it calls ``on_lost`` and returns once the lease is gone.
+        """
         try:
-            while mine.lost is None:
+            while mine.going:
                 if self._leader is None:
                     await self._lead(mine)
                 else:
@@ -113,21 +136,25 @@ class BeatCoalescer:
             del self._kept[mine]
             if self._leader is None:
                 self._hand_over()
-        on_lost(mine.lost)
+        if mine.lost is not None:
+            on_lost(mine.lost)
 
     def _hand_over(self) -> None:
         """Wake a trial's task to lead the ticks (the leader's trial ended, or lost its lease)."""
-        successor = next((kept for kept in self._kept if kept.lost is None), None)
+        successor = next((kept for kept in self._kept if kept.going), None)
         if successor is not None:
             successor.tell()
 
-    async def _lead(self, mine: _Kept) -> None:
-        """Tick until this trial's lease is lost (or its task is cancelled: its trial ended)."""
+    async def _lead(self, mine: Kept) -> None:
+        """Tick until this trial's lease is lost or its trial ends (or its task is cancelled)."""
         self._leader = mine
         try:
-            while mine.lost is None:
+            while mine.going:
                 due = self._next_tick
-                await anyio.sleep(max(0.0, due - anyio.current_time()))
+                left = due - anyio.current_time()
+                if left > 0:  # woken early: its trial ended, or its lease is lost
+                    await mine.wake.wait(left)
+                    continue
                 now = anyio.current_time()
                 batch = [kept for kept in self._kept if kept.state.next_at <= now + self.slack]
                 if not batch:
@@ -143,7 +170,7 @@ class BeatCoalescer:
         """How early a lease may be renewed: it is written at the tick nearest its due time."""
         return self.interval / 2
 
-    async def _write(self, batch: list[_Kept], due: float) -> None:
+    async def _write(self, batch: list[Kept], due: float) -> None:
         began = anyio.current_time()
         try:
             with anyio.fail_after(self.timeout):
@@ -162,7 +189,7 @@ class BeatCoalescer:
         self.writes += 1
         self.lateness.append(anyio.current_time() - due)
 
-    def _settle(self, kept: _Kept, lost: str | None) -> None:
+    def _settle(self, kept: Kept, lost: str | None) -> None:
         if lost is not None:
             kept.lost = lost
             kept.tell()

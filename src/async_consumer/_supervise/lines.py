@@ -36,7 +36,7 @@ class LineFollower:
         return lines
 
 
-def tail(path: Path, size: int = TAIL_BYTES) -> str:
+def tail(path: str | Path, size: int = TAIL_BYTES) -> str:
     """The last ``size`` bytes of a log, decoded leniently; empty if it is gone or not a file."""
     try:
         if os.lstat(path).st_size == 0:  # the common case, in one system call

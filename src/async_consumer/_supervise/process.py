@@ -35,7 +35,7 @@ from anyio.abc import Process
 from . import childwatch as _childwatch
 from .childwatch import ResourceUsage, exited, usage_from
 
-__all__ = ["ChildProcess", "Exit", "group_is_alive", "install_child_watcher"]
+__all__ = ["ChildProcess", "Exit", "group_is_alive", "install_child_watcher", "on_asyncio"]
 
 REAP_BOUND = 5.0
 """Seconds to wait for the kernel to reap a SIGKILLed child (a process in D state can take long)."""
@@ -49,7 +49,7 @@ class Exit:
     usage: ResourceUsage | None = None
 
 
-def _on_asyncio() -> bool:
+def on_asyncio() -> bool:
     """Whether we run on asyncio (else trio, through anyio); anyio needs no sniffio any more."""
     try:
         asyncio.get_running_loop()
@@ -144,7 +144,7 @@ class ChildProcess:
         Raises:
             OSError: the program does not exist or cannot be executed.
         """
-        if not _on_asyncio():
+        if not on_asyncio():
             return await cls._start_on_trio(argv, cwd, env, stdout, stderr)
         if child_watcher:
             _childwatch.install()

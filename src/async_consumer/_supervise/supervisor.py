@@ -1,8 +1,8 @@
 """
 Supervision: start a trial's script, watch it while it runs, stop it, and stop them all.
 
-The watchers (heartbeat, metrics and stall, echo) run in a task group only when something is
-to be watched; the watchdog process is started with the first script, if asked for.
+Watchers (heartbeat, metrics and stall, echo) run in a task group when there are any (a coalesced
+heartbeat alone: a plain task); the watchdog process is started with the first script, if asked.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from .beats import coalesced
 from .echo import echo
 from .heartbeat import HeartbeatTarget, beat
 from .metrics import MetricCallback, MetricsTail, follow
-from .process import ChildProcess, Exit
-from .running import Running, Watchers
+from .process import ChildProcess, Exit, on_asyncio
+from .running import PlainTask, Running, Watchers
 from .watchdog import Watchdog
 
 logger = logging.getLogger("async_consumer")
@@ -167,27 +167,44 @@ class Supervisor:
         """
         Wait for the script to exit, with whatever watches it alongside (in tasks), or until
         stopped or ``deadline``; whether it was cancelled (stopped, or the deadline passed).
-
-        The wait's cancel scope is its watchers' task group's: a scope of its own would cost
-        every running trial another (0.6 KiB).
+        A lease kept by the coalescer alone (the common case) is kept by a plain asyncio task
+        (:class:`.running.PlainTask`), ended and joined when the script has exited.
         """
-        settings = self.settings
+        settings, beats = self.settings, self.beats
         leased = plan.lease is not None and settings.store is not None
         follows = settings.on_metric is not None or settings.stall_timeout is not None
-        if not (leased or settings.echo or follows):
-            with anyio.CancelScope() as scope:  # nothing to watch: no task group
-                running.watch(scope, deadline)
+        alone = leased and beats is not None and not (settings.echo or follows) and on_asyncio()
+        if (leased or settings.echo or follows) and not alone:
+            return await self._wait_watched(child, plan, running, deadline)
+        with anyio.CancelScope() as scope:  # no task group
+            running.watch(scope, deadline)
+            if not alone:  # nothing to watch
                 await child.wait()
-            return scope.cancelled_caught
+                return scope.cancelled_caught
+            assert beats is not None
+            assert plan.lease is not None
+            kept = beats.enter(plan.lease)
+            beat = PlainTask(beats.hold(kept, running.lost), scope)
+            try:
+                await child.wait()
+            finally:
+                kept.end()
+                await beat.join()
+        return scope.cancelled_caught
+
+    async def _wait_watched(
+        self, child: ChildProcess, plan: Plan, running: Running, deadline: float
+    ) -> bool:
+        """:meth:`_wait` with watchers in a task group (the wait runs in its cancel scope)."""
+        settings = self.settings
         async with anyio.create_task_group() as tg:
             running.watch(tg.cancel_scope, deadline)
             watchers = Watchers(tg)
-            if leased:
-                assert plan.lease is not None
+            if plan.lease is not None and settings.store is not None:
                 watchers.start(self._beat(), plan.lease, running.lost)
             if settings.echo:
                 watchers.start(echo, plan.trial.id, plan.paths.stdout, plan.paths.stderr)
-            if follows:
+            if settings.on_metric is not None or settings.stall_timeout is not None:
                 watchers.start(self._follow, plan, running)
             await child.wait()
             watchers.stop()

@@ -9,6 +9,7 @@ only while its task waits, an asyncio future (0.15 KiB), or on trio an ``anyio.E
 from __future__ import annotations
 
 import asyncio
+import math
 
 import anyio
 import anyio.lowlevel
@@ -39,8 +40,10 @@ class Wake:
         elif waiter is not None:
             waiter.set()
 
-    async def wait(self) -> None:
-        """Wait until set (a checkpoint only, if it is already), then clear it."""
+    async def wait(self, at_most: float | None = None) -> None:
+        """
+        Wait until set (a checkpoint only, if it is already), or ``at_most`` seconds; then clear.
+        """
         if self._is_set:
             await anyio.lowlevel.checkpoint()
         else:
@@ -48,13 +51,29 @@ class Wake:
             self._waiter = waiter
             try:
                 if isinstance(waiter, asyncio.Future):
-                    await waiter
+                    # no helper's frame without a limit: ten thousand trials' tasks wait here
+                    await (waiter if at_most is None else _until(waiter, at_most))
                 else:
-                    await waiter.wait()
+                    with anyio.move_on_after(math.inf if at_most is None else at_most):
+                        await waiter.wait()
             finally:
-                if self._waiter is waiter:  # cancelled: nothing left to wake
+                if self._waiter is waiter:  # cancelled, or the time is up: nothing left to wake
                     self._waiter = None
         self._is_set = False
+
+
+async def _until(waiter: asyncio.Future[None], at_most: float) -> None:
+    """Wait for ``waiter``, ``at_most`` seconds (a timer that resolves it)."""
+    timer = asyncio.get_running_loop().call_later(max(0.0, at_most), _resolve, waiter)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _waiter() -> asyncio.Future[None] | anyio.Event:

@@ -101,18 +101,19 @@ class _Values:
         return _TOKEN.sub(replace, template)
 
 
-def _builtins(trial_id: str, attempt: int, experiment: str, paths: TrialPaths) -> dict[str, str]:
+def _builtins(trial_id: str, attempt: int, experiment: str, files: TrialPaths) -> dict[str, str]:
+    paths = files.text
     values = {
         "trial.id": trial_id,
         "trial.attempt": str(attempt),
-        "trial.working_dir": str(paths.working_dir),
+        "trial.working_dir": paths.working_dir,
         "experiment.name": experiment,
-        "results_path": str(paths.results),
-        "params_path": str(paths.params),
-        "metrics_path": str(paths.metrics),
+        "results_path": paths.results,
+        "params_path": paths.params,
+        "metrics_path": paths.metrics,
     }
     if paths.config is not None:
-        values["config_file"] = str(paths.config)
+        values["config_file"] = paths.config
     return values
 
 

@@ -87,19 +87,19 @@ def contract_environment(
     experiment_version: int,
 ) -> dict[str, str]:
     """The variables the trial contract promises the script, its slots included."""
-    trial, paths = plan.trial, plan.paths
+    trial, paths = plan.trial, plan.paths.text
     values = {
         "TRIAL_ID": trial.id,
         "ATTEMPT": str(trial.attempt),
-        "WORKING_DIR": str(paths.working_dir),
-        "RESULTS_PATH": str(paths.results),
-        "PARAMS_PATH": str(paths.params),
-        "METRICS_PATH": str(paths.metrics),
+        "WORKING_DIR": paths.working_dir,
+        "RESULTS_PATH": paths.results,
+        "PARAMS_PATH": paths.params,
+        "METRICS_PATH": paths.metrics,
         "INTERRUPT_CODE": str(interrupt_code),
         "EXPERIMENT_NAME": trial.experiment,
         "EXPERIMENT_ID": experiment_id or trial.experiment,
         "EXPERIMENT_VERSION": str(experiment_version),
     }
     if paths.config is not None:
-        values["CONFIG_PATH"] = str(paths.config)
+        values["CONFIG_PATH"] = paths.config
     return {**contract_variables(values), **slot_environment(granted)}

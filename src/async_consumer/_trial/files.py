@@ -17,7 +17,7 @@ from .paths import TrialPaths
 __all__ = ["json_file", "open_log", "params_json", "prepare_files", "prepare_logs", "read_regular"]
 
 
-def _write(path: Path, data: bytes) -> None:
+def _write(path: str, data: bytes) -> None:
     # O_NOFOLLOW: a script that left a symlink here cannot make us write through it
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "wb") as file:
@@ -35,7 +35,7 @@ def params_json(trial: Trial) -> bytes:
 
 
 def prepare_files(
-    paths: TrialPaths, params: bytes, config: bytes | None, made: set[Path] | None = None
+    paths: TrialPaths, params: bytes, config: bytes | None, made: set[str] | None = None
 ) -> None:
     """
     Create the trial's working directory and the attempt's (0700), and the promised files.
@@ -44,42 +44,43 @@ def prepare_files(
     trial (creating files is the consumer's main cost for a short trial). The logs are created
     by :meth:`ChildProcess.start`.
     """
-    parent = paths.working_dir.parent
+    text = paths.text  # as text: a Path would be parsed again at each use
+    parent = os.path.dirname(text.working_dir)
     if made is None or parent not in made:
-        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.makedirs(parent, mode=0o700, exist_ok=True)
         if made is not None:
             made.add(parent)
-    attempt_dir = paths.results.parent
-    _own_dir(paths.working_dir)  # kept as it is: the checkpoints of earlier attempts are there
-    _own_dir(attempt_dir.parent)
+    attempt_dir = os.path.dirname(text.results)
+    _own_dir(text.working_dir)  # kept as it is: the checkpoints of earlier attempts are there
+    _own_dir(os.path.dirname(attempt_dir))
     if not _own_dir(attempt_dir):
         # the same attempt again (a trial run twice outside a store): start from a clean slate
         shutil.rmtree(attempt_dir)
-        attempt_dir.mkdir(mode=0o700)
-    _write(paths.params, params)
-    _write(paths.results, b"")  # Orion's client refuses to import if the file is missing
-    if config is not None and paths.config is not None:
-        _write(paths.config, config)
+        os.mkdir(attempt_dir, mode=0o700)
+    _write(text.params, params)
+    _write(text.results, b"")  # Orion's client refuses to import if the file is missing
+    if config is not None and text.config is not None:
+        _write(text.config, config)
 
 
-def _own_dir(path: Path) -> bool:
+def _own_dir(path: str) -> bool:
     """
     Make sure ``path`` is a real directory (0700); return whether it was made just now.
 
     Whatever a script left in its place (a symlink, a file) is removed, never followed.
     """
     try:
-        path.mkdir(mode=0o700)
+        os.mkdir(path, mode=0o700)
     except FileExistsError:
-        if path.is_symlink() or not path.is_dir():
-            path.unlink()
-            path.mkdir(mode=0o700)
+        if os.path.islink(path) or not os.path.isdir(path):
+            os.unlink(path)
+            os.mkdir(path, mode=0o700)
             return True
         return False
     return True
 
 
-def open_log(path: Path) -> BinaryIO:
+def open_log(path: str | Path) -> BinaryIO:
     """
     Create a log afresh for the child to append to (a local file: opening it does not block).
 
@@ -91,13 +92,13 @@ def open_log(path: Path) -> BinaryIO:
 
 
 def prepare_logs(
-    paths: TrialPaths, params: bytes, config: bytes | None, made: set[Path]
+    paths: TrialPaths, params: bytes, config: bytes | None, made: set[str]
 ) -> tuple[BinaryIO, BinaryIO]:
     """Create the attempt's files and return its two logs, open for the child."""
     prepare_files(paths, params, config, made)
-    stdout = open_log(paths.stdout)
+    stdout = open_log(paths.text.stdout)
     try:
-        return stdout, open_log(paths.stderr)
+        return stdout, open_log(paths.text.stderr)
     except BaseException:
         stdout.close()
         raise
@@ -106,7 +107,7 @@ def prepare_logs(
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
 
 
-def read_regular(path: Path, offset: int | None, size: int) -> bytes:
+def read_regular(path: str | Path, offset: int | None, size: int) -> bytes:
     """
     Read up to ``size`` bytes of a file a script may have tampered with.
 

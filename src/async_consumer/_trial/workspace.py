@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import BinaryIO
 
 import anyio
@@ -26,8 +25,8 @@ class TrialFiles:
 
     def __init__(self, offload: Offload | None = None) -> None:
         self._offload = offload or Offload()
-        self._made_dirs: set[Path] = set()
-        self._held: dict[Path, anyio.Event | None] = {}  # the event made only for a waiter
+        self._made_dirs: set[str] = set()
+        self._held: dict[str, anyio.Event | None] = {}  # the event made only for a waiter
 
     async def prepare(self, plan: Plan) -> tuple[BinaryIO, BinaryIO]:
         """
@@ -36,7 +35,7 @@ class TrialFiles:
         Raises:
             TrialFilesError: they could not be created (the host's fault, not the trial's).
         """
-        working_dir = plan.paths.working_dir
+        working_dir = plan.paths.text.working_dir
         while working_dir in self._held:  # the same files, still being read
             event = self._held[working_dir]
             if event is None:
@@ -49,13 +48,13 @@ class TrialFiles:
             )
         except OSError as exc:
             # a full or read-only disk, too many open files: this host's fault, not the trial's
-            raise TrialFilesError(str(paths.working_dir), exc) from exc
+            raise TrialFilesError(paths.text.working_dir, exc) from exc
 
-    def hold(self, working_dir: Path) -> None:
+    def hold(self, working_dir: str) -> None:
         """Keep other attempts out of ``working_dir`` until :meth:`release`."""
         self._held.setdefault(working_dir, None)
 
-    def release(self, working_dir: Path) -> None:
+    def release(self, working_dir: str) -> None:
         """Let an attempt waiting for ``working_dir`` make its files."""
         event = self._held.pop(working_dir, None)
         if event is not None:

@@ -10,7 +10,7 @@ from typing import Any
 from .._errors import LeaseLost
 from .._models import Lease, Status, TrialStatus
 from ._protocol import Finish
-from ._rows import load_trial
+from ._rows import load_trial, new_lease
 from ._rules import check_count, check_finishes, not_renewed, settled_status, unique_leases
 
 __all__ = ["PostgresBatches"]
@@ -46,8 +46,7 @@ class PostgresBatches:
         async with self._connection() as conn:
             rows = await conn.fetch(self._q["reserve_many"], *args)
         return [
-            Lease(trial=load_trial(text, token), token=token, worker=worker, lost_count=lost)
-            for text, token, lost in rows
+            new_lease(load_trial(text, token), token, worker, lost) for text, token, lost in rows
         ]
 
     async def heartbeat_many(self, leases: Sequence[Lease]) -> builtins.list[str]:

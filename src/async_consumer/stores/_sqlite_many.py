@@ -12,7 +12,7 @@ from .._errors import LeaseLost
 from .._models import Lease, Outcome, TrialStatus
 from . import _sqlite_sql as queries
 from ._protocol import Finish
-from ._rows import load_trial
+from ._rows import load_trial, new_lease
 from ._rules import check_count, check_finishes, not_renewed
 
 __all__ = ["SQLiteBatches"]
@@ -65,7 +65,7 @@ class SQLiteBatches:
         ]
         self._conn.executemany(queries.ATTEMPT, attempts)
         return [
-            Lease(trial=load_trial(text, token), token=token, worker=worker, lost_count=lost)
+            new_lease(load_trial(text, token), token, worker, lost)
             for _, _, text, token, _, lost in rows
         ]
 

@@ -18,7 +18,7 @@ from ._memory_many import MemoryBatches
 from ._memory_record import Record
 from ._protocol import Finish, HeldLease, StoreBase
 from ._records import check_rerun
-from ._rows import zero_counts
+from ._rows import new_lease, zero_counts
 from ._rules import (
     DEFAULT_MAX_LOST,
     PENDING,
@@ -151,7 +151,7 @@ class MemoryStore(MemoryBatches, StoreBase):
         )
         record.attempts.append(attempt)
         trial = record.trial.model_copy(update={"attempt": number})
-        return Lease(trial=trial, token=record.token, worker=worker, lost_count=lost)
+        return new_lease(trial, record.token, worker, lost)
 
     def _held(self, lease: Lease) -> Record:
         record = self._records.get(lease.trial_id)

@@ -23,6 +23,7 @@ from ._rows import (
     load_stored,
     load_trial,
     load_worker,
+    new_lease,
     same_params,
     worker_row,
     zero_counts,
@@ -168,7 +169,7 @@ class PostgresStore(PostgresBatches, StoreBase):
         if row is None:
             return None
         text, token, lost = row
-        return Lease(trial=load_trial(text, token), token=token, worker=worker, lost_count=lost)
+        return new_lease(load_trial(text, token), token, worker, lost)
 
     async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
         """The current leases held from ``prefix``; see ``TrialStore.held_leases``."""

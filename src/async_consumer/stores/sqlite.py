@@ -26,6 +26,7 @@ from ._rows import (
     load_stored,
     load_trial,
     load_worker,
+    new_lease,
     same_params,
     worker_row,
     zero_counts,
@@ -142,7 +143,7 @@ class SQLiteStore(SQLiteBatches, StoreBase):
         attempt = {"trial_id": trial_id, "token": token, "worker": worker, "host": host, "now": now}
         self._conn.execute(queries.ATTEMPT, attempt)
         trial = load_trial(text, token)
-        return Lease(trial=trial, token=token, worker=worker, lost_count=lost)
+        return new_lease(trial, token, worker, lost)
 
     async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
         """The current leases held from ``prefix``; see ``TrialStore.held_leases``."""
