@@ -71,3 +71,29 @@ async def test_a_wait_with_a_limit_returns_when_set_or_when_the_time_is_up() -> 
     wake.set()  # set before the wait: it returns at once, limit or not
     with anyio.fail_after(HANG):
         await wake.wait(3600)
+
+
+async def test_awaiting_the_wake_up_itself_is_a_wait() -> None:
+    """``await wake`` returns once set, at once if set before, and survives a cancelled await."""
+    wake, woken = Wake(), anyio.Event()
+
+    async def waiter() -> None:
+        await wake
+        woken.set()
+
+    with anyio.fail_after(HANG):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.lowlevel.checkpoint()  # the waiter is parked on the wake-up now
+            wake.set()
+            await woken.wait()
+        assert not wake.is_set()
+        wake.set()
+        await wake  # set before: at once, and cleared
+        assert not wake.is_set()
+    with anyio.move_on_after(0.01) as scope:
+        await wake
+    assert scope.cancelled_caught
+    wake.set()  # after a cancelled await: kept for the next
+    with anyio.fail_after(HANG):
+        await wake

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import anyio
+import anyio.lowlevel
 
 from .._errors import LeaseLost
 from .._models import Lease
@@ -131,7 +132,7 @@ class BeatCoalescer:
                 if self._leader is None:
                     await self._lead(mine)
                 else:
-                    await mine.wake.wait()
+                    await mine.wake  # no frame of its own: ten thousand tasks wait here
         finally:
             del self._kept[mine]
             if self._leader is None:
@@ -155,6 +156,7 @@ class BeatCoalescer:
                 if left > 0:  # woken early: its trial ended, or its lease is lost
                     await mine.wake.wait(left)
                     continue
+                await anyio.lowlevel.checkpoint()  # the trials starting now are counted first
                 now = anyio.current_time()
                 batch = [kept for kept in self._kept if kept.state.next_at <= now + self.slack]
                 if not batch:

@@ -15,16 +15,17 @@ and later use pidfds on their own (and deprecate child watchers; 3.14 removes th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Self
 
 import anyio
 
-__all__ = ["ResourceUsage", "exited", "install", "usage_from"]
+__all__ = ["ResourceUsage", "exited", "install", "unwatch", "usage_from"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,24 +41,28 @@ def usage_from(rusage: Any) -> ResourceUsage:
     return ResourceUsage(rusage.ru_utime + rusage.ru_stime, int(rusage.ru_maxrss) * 1024)
 
 
-async def exited(pidfd: int) -> None:
+def exited(pidfd: int) -> Awaitable[None]:
     """
-    Wait until a child's ``pidfd`` is readable: the child has exited (it is not reaped).
+    What to await until a child's ``pidfd`` is readable: the child has exited (not reaped).
+    Call :func:`unwatch` once it is awaited (or the wait cancelled).
 
-    On asyncio a reader of the loop's own resolves a future: ``anyio.wait_readable`` keeps a
-    closure, its cells and a map of its own besides (0.5 KiB for every running trial).
+    On asyncio a reader of the loop's own resolves a future, awaited as it is (no frame of a
+    coroutine's): ``anyio.wait_readable`` keeps a closure, its cells and a map of its own
+    besides (0.5 KiB for every running trial).
     """
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:  # trio
-        await anyio.wait_readable(pidfd)
-        return
+        return anyio.wait_readable(pidfd)
     readable = loop.create_future()
     loop.add_reader(pidfd, _resolve, readable)
-    try:
-        await readable
-    finally:
-        loop.remove_reader(pidfd)
+    return readable
+
+
+def unwatch(pidfd: int) -> None:
+    """Stop watching ``pidfd`` (after :func:`exited`), before it is closed; idempotent."""
+    with contextlib.suppress(RuntimeError):  # trio: anyio's wait left nothing behind
+        asyncio.get_running_loop().remove_reader(pidfd)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

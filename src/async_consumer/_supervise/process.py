@@ -33,12 +33,11 @@ import anyio.to_thread
 from anyio.abc import Process
 
 from . import childwatch as _childwatch
-from .childwatch import ResourceUsage, exited, usage_from
+from .childwatch import ResourceUsage, exited, unwatch, usage_from
 
 __all__ = ["ChildProcess", "Exit", "group_is_alive", "install_child_watcher", "on_asyncio"]
 
-REAP_BOUND = 5.0
-"""Seconds to wait for the kernel to reap a SIGKILLed child (a process in D state can take long)."""
+REAP_BOUND = 5.0  # seconds to wait for the kernel to reap a SIGKILLed child (in D state: long)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +193,9 @@ class ChildProcess:
                     await anyio.sleep(delay)
                     delay = min(delay * 2, 0.05)
             finally:
-                self._waiting = False
-                waited, self._waited = self._waited, None
+                if self._pidfd is not None:
+                    unwatch(self._pidfd)
+                self._waiting, waited, self._waited = False, self._waited, None
                 if waited is not None:
                     waited.set()
             self.exit = exit_

@@ -86,6 +86,9 @@ class Watchers:
             handle.cancel()
 
 
+_NAME = "async_consumer.watcher"
+
+
 class PlainTask:
     """
     A watcher in a plain asyncio task beside its trial's wait: an anyio task costs 2.7 KiB
@@ -101,7 +104,8 @@ class PlainTask:
 
     def __init__(self, watcher: Coroutine[Any, Any, None], scope: anyio.CancelScope) -> None:
         self._scope = scope
-        self._task = asyncio.get_running_loop().create_task(watcher)
+        # a name shared by all: a task's own would be a string a running trial
+        self._task = asyncio.get_running_loop().create_task(watcher, name=_NAME)
         self._task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Generator
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -27,18 +29,28 @@ class Wake:
         self._waiter: asyncio.Future[None] | anyio.Event | None = None
 
     def is_set(self) -> bool:
-        """Whether it was set since the last wait ended."""
+        """Whether it was set since the last wait ended (and no waiting task took it)."""
         return self._is_set
 
     def set(self) -> None:
         """Wake the waiting task, if any; else the next wait returns at once."""
-        self._is_set = True
         waiter, self._waiter = self._waiter, None
-        if isinstance(waiter, asyncio.Future):
-            if not waiter.done():  # a cancelled wait's future is done
-                waiter.set_result(None)
-        elif waiter is not None:
+        if isinstance(waiter, asyncio.Future) and not waiter.done():  # a cancelled one is done
+            waiter.set_result(None)  # the waiting task takes it: nothing left set
+            return
+        self._is_set = True
+        if isinstance(waiter, anyio.Event):
             waiter.set()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        """
+        ``await wake``: :meth:`wait` without a limit and without a frame of its own (on asyncio
+        a task awaits the future itself: ten thousand trials' tasks wait so).
+        """
+        if self._is_set or not isinstance(waiter := _waiter(), asyncio.Future):
+            return self.wait().__await__()
+        self._waiter = waiter
+        return waiter.__await__()
 
     async def wait(self, at_most: float | None = None) -> None:
         """
