@@ -1,4 +1,4 @@
-"""The plain asyncio task that keeps a running trial's coalesced lease (not an anyio task)."""
+"""Plain asyncio tasks: the keeper of a running trial's coalesced lease, and a worker's lanes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import anyio
 import pytest
 
-from async_consumer._supervise.running import PlainTask
+from async_consumer._supervise.plain import PlainTask, run_copies
 
 HANG = 30  # seconds: only a hang guard, never a bound on how fast anything is
 
@@ -47,3 +47,62 @@ async def test_join_waits_for_the_watcher_even_when_the_caller_is_cancelled() ->
             await task.join()
     assert ended == [True]
     assert not wait_scope.cancel_called
+
+
+@pytest.mark.anyio
+async def test_copies_run_at_once_and_all_return() -> None:
+    """Every copy runs at the same time (each waits for all to have started) and returns."""
+    started, all_started = [], anyio.Event()
+
+    async def work() -> None:
+        started.append(True)
+        if len(started) == 5:
+            all_started.set()
+        await all_started.wait()
+
+    with anyio.fail_after(HANG):
+        await run_copies(work, 5)
+    assert len(started) == 5
+
+
+@pytest.mark.anyio
+async def test_an_error_stops_the_other_copies_after_their_shielded_parts() -> None:
+    """One copy fails: the others are cancelled, but what they shield finishes; errors raised."""
+    finished, parked = [], anyio.Event()
+
+    async def work() -> None:
+        if not parked.is_set():
+            parked.set()
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0.05)  # a commit under way when the error comes
+                finished.append("shielded")
+            await anyio.sleep_forever()
+        raise RuntimeError("a lane broke")
+
+    with anyio.fail_after(HANG), pytest.raises(BaseExceptionGroup) as caught:
+        await run_copies(work, 2)
+    assert caught.group_contains(RuntimeError, match="a lane broke")
+    assert finished == ["shielded"]
+
+
+@pytest.mark.anyio
+async def test_cancelling_the_caller_cancels_every_copy_and_waits_for_it() -> None:
+    """The caller is cancelled: each copy is cancelled, its shielded part finishes first."""
+    finished, parked = [], []
+
+    async def work() -> None:
+        parked.append(True)
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0.01)
+                finished.append(True)
+
+    with anyio.fail_after(HANG):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_copies, work, 3)
+            while len(parked) < 3:
+                await anyio.lowlevel.checkpoint()
+            tg.cancel_scope.cancel()
+    assert finished == [True, True, True]

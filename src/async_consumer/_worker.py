@@ -16,6 +16,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from collections.abc import Set as AbstractSet
+from functools import partial
 
 import anyio
 
@@ -30,6 +31,7 @@ from ._reclaim import Reclaimer
 from ._resume import ResumePolicy, interrupted_itself, stopped_here
 from ._retry import log_retry, retry_delay
 from ._supervise.holder import holder_name
+from ._supervise.plain import run_copies
 from ._tally import Tally
 from ._traffic import log_traffic
 from .stores import TrialStore
@@ -62,8 +64,7 @@ class Worker:
         resume: how long a trial whose script exited with the interrupt code is held back
             from every worker (this one never starts it again unless ``follow``); a trial
             interrupted from outside (a signal to the worker, a preemption) is not held back.
-        job_id: the scheduler's job (e.g. a Slurm array's id) it runs in, shown by ``status``.
-        task_id: its index in the job array, if any.
+        job_id, task_id: the scheduler's job it runs in (a Slurm array's id), and its index there.
         reserve_until: reserve no trial after this time (seconds since the epoch): a trial
             started later could not finish before the job's end.
     """
@@ -223,9 +224,8 @@ class Worker:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._until_error, self._reclaimer.run_forever)
                 tg.start_soon(self._presence.beat_forever)
-                async with anyio.create_task_group() as lanes:
-                    for _ in range(self.consumer.max_concurrency):
-                        lanes.start_soon(self._until_error, self._run_lane, self._left_lane)
+                lane = partial(self._until_error, self._run_lane, self._left_lane)
+                await run_copies(lane, self.consumer.max_concurrency)  # plain tasks on asyncio
                 tg.cancel_scope.cancel()
                 await self._until_error(self._leasing.release)
             log_traffic(self.consumer.beats, self._commits, self._tally.ran)

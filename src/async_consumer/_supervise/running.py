@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVarTuple, Unpack
@@ -15,7 +14,7 @@ from .._trial.classify import Abort
 from .metrics import MetricsTail
 from .process import ChildProcess
 
-__all__ = ["PlainTask", "Running", "Watchers"]
+__all__ = ["Running", "Watchers"]
 
 _Args = TypeVarTuple("_Args")
 
@@ -84,38 +83,3 @@ class Watchers:
         """Stop every watcher (they end at their next await)."""
         for handle in self._handles:
             handle.cancel()
-
-
-_NAME = "async_consumer.watcher"
-
-
-class PlainTask:
-    """
-    A watcher in a plain asyncio task beside its trial's wait: an anyio task costs 2.7 KiB
-    more (its handle and the handle's own cancel scope, its state, their weak references),
-    and a task group 1 KiB, for each of ten thousand running trials.
-
-    It is never cancelled: the watcher ends by its own means (a shielded write in it must
-    finish); :meth:`join` waits for it, shielded, and raises its error. An error stops the
-    trial's wait (``scope``) at once, as it would in a task group.
-    """
-
-    __slots__ = ("_scope", "_task")
-
-    def __init__(self, watcher: Coroutine[Any, Any, None], scope: anyio.CancelScope) -> None:
-        self._scope = scope
-        # a name shared by all: a task's own would be a string a running trial
-        self._task = asyncio.get_running_loop().create_task(watcher, name=_NAME)
-        self._task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self._scope.cancel()
-
-    async def join(self) -> None:
-        """Wait for the watcher to end (told to); raise its error, if it failed."""
-        task = self._task
-        if not task.done():
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait((task,))
-        task.result()

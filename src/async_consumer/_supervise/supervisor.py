@@ -1,8 +1,8 @@
 """
 Supervision: start a trial's script, watch it while it runs, stop it, and stop them all.
 
-Watchers (heartbeat, metrics and stall, echo) run in a task group when there are any (a coalesced
-heartbeat alone: a plain task); the watchdog process is started with the first script, if asked.
+Watchers (heartbeat, metrics and stall, echo) run in a task group, a coalesced heartbeat alone in
+a plain task (:mod:`.plain`); the watchdog process is started with the first script, if asked.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from .beats import coalesced
 from .echo import echo
 from .heartbeat import HeartbeatTarget, beat
 from .metrics import MetricCallback, MetricsTail, follow
+from .plain import PlainTask
 from .process import ChildProcess, Exit, on_asyncio
-from .running import PlainTask, Running, Watchers
+from .running import Running, Watchers
 from .watchdog import Watchdog
 
 logger = logging.getLogger("async_consumer")
@@ -166,9 +167,8 @@ class Supervisor:
     ) -> bool:
         """
         Wait for the script to exit, with whatever watches it alongside (in tasks), or until
-        stopped or ``deadline``; whether it was cancelled (stopped, or the deadline passed).
-        A lease kept by the coalescer alone (the common case) is kept by a plain asyncio task
-        (:class:`.running.PlainTask`), ended and joined when the script has exited.
+        stopped or ``deadline``; whether it was cancelled (stopped, or the deadline passed). A
+        lease the coalescer alone keeps is kept by a :class:`.plain.PlainTask`, joined after.
         """
         settings, beats = self.settings, self.beats
         leased = plan.lease is not None and settings.store is not None
