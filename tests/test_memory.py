@@ -15,9 +15,9 @@ from async_consumer.stores import MemoryStore
 
 TRIALS = 200
 HANG = 60  # seconds: only a hang guard, never a bound on how fast anything is
-BOUND = 15 * 1024
-"""Bytes of Python objects a leased, running trial may hold, its lane included: 13.0 KiB now;
-18.8 KiB before its paths were kept as text and its lease by a plain task (seventh session),
+BOUND = 14 * 1024
+"""Bytes of Python objects a leased, running trial may hold, its lane included: 11.4 KiB now;
+18.8 KiB before its paths were kept as text and its lane and lease by plain tasks (seventh session),
 23.5 KiB before the heartbeat's wake-up, the wait's cancel scope, the watchers' scopes, the
 Popen and the pidfd's wait were made lighter."""
 
@@ -25,7 +25,7 @@ Popen and the pidfd's wait were made lighter."""
 @pytest.mark.slow
 @pytest.mark.asyncio
 async def test_a_running_trial_holds_little_memory(tmp_path: Path) -> None:
-    """Two hundred leased trials running at once hold under 15 KiB of Python objects each."""
+    """Two hundred leased trials running at once hold under 14 KiB of Python objects each."""
     store = MemoryStore()
     await store.add([Trial(id=f"t{n:03d}") for n in range(TRIALS)])
     sh = shutil.which("sh") or "/bin/sh"
