@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import anyio
-import anyio.lowlevel
 
 from .._errors import LeaseLost
 from .._models import Lease
@@ -35,6 +34,8 @@ from .heartbeat import BeatState, HeartbeatTarget
 from .wake import Wake
 
 __all__ = ["BeatCoalescer", "Kept", "ManyHeartbeatTarget", "coalesced"]
+
+_EARLY = 0.001  # seconds: a timer that fires this early (the clock's resolution) is on time
 
 
 @runtime_checkable
@@ -152,11 +153,13 @@ class BeatCoalescer:
         try:
             while mine.going:
                 due = self._next_tick
-                left = due - anyio.current_time()
-                if left > 0:  # woken early: its trial ended, or its lease is lost
-                    await mine.wake.wait(left)
+                # one pass of the loop at least (the trials starting now are counted first), as
+                # a sleep would; woken early if its trial ends or its lease is lost
+                await mine.wake.wait(max(0.0, due - anyio.current_time()))
+                if not mine.going:
+                    break
+                if anyio.current_time() < due - _EARLY:  # woken early, yet still to lead
                     continue
-                await anyio.lowlevel.checkpoint()  # the trials starting now are counted first
                 now = anyio.current_time()
                 batch = [kept for kept in self._kept if kept.state.next_at <= now + self.slack]
                 if not batch:
