@@ -25,6 +25,8 @@ from typing import Any, Self
 
 import anyio
 
+from .wake import resolve
+
 __all__ = ["ResourceUsage", "exited", "install", "unwatch", "usage_from"]
 
 
@@ -55,7 +57,7 @@ def exited(pidfd: int) -> Awaitable[None]:
     except RuntimeError:  # trio
         return anyio.wait_readable(pidfd)
     readable = loop.create_future()
-    loop.add_reader(pidfd, _resolve, readable)
+    loop.add_reader(pidfd, resolve, readable)
     return readable
 
 
@@ -63,11 +65,6 @@ def unwatch(pidfd: int) -> None:
     """Stop watching ``pidfd`` (after :func:`exited`), before it is closed; idempotent."""
     with contextlib.suppress(RuntimeError):  # trio: anyio's wait left nothing behind
         asyncio.get_running_loop().remove_reader(pidfd)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():  # cancelled meanwhile
-        future.set_result(None)
 
 
 if sys.version_info < (3, 12):

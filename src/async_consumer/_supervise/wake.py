@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-__all__ = ["Wake"]
+__all__ = ["Wake", "resolve"]
 
 
 class Wake:
@@ -76,14 +76,15 @@ class Wake:
 
 async def _until(waiter: asyncio.Future[None], at_most: float) -> None:
     """Wait for ``waiter``, ``at_most`` seconds (a timer that resolves it)."""
-    timer = asyncio.get_running_loop().call_later(max(0.0, at_most), _resolve, waiter)
+    timer = asyncio.get_running_loop().call_later(max(0.0, at_most), resolve, waiter)
     try:
         await waiter
     finally:
         timer.cancel()
 
 
-def _resolve(waiter: asyncio.Future[None]) -> None:
+def resolve(waiter: asyncio.Future[None]) -> None:
+    """Resolve ``waiter``, unless it is done already (its wait was cancelled meanwhile)."""
     if not waiter.done():
         waiter.set_result(None)
 
