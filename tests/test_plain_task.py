@@ -49,6 +49,21 @@ async def test_join_waits_for_the_watcher_even_when_the_caller_is_cancelled() ->
     assert not wait_scope.cancel_called
 
 
+@pytest.mark.asyncio
+async def test_join_tells_the_watcher_to_end_then_waits_for_it() -> None:
+    """``join`` calls ``end`` (the watcher's own way to stop), then waits for the watcher."""
+    told, ended = asyncio.Event(), []
+
+    async def watcher() -> None:
+        await told.wait()
+        ended.append(True)
+
+    with anyio.fail_after(HANG):
+        task = PlainTask(watcher(), anyio.CancelScope(), end=told.set)
+        await task.join()
+    assert ended == [True]
+
+
 @pytest.mark.anyio
 async def test_copies_run_at_once_and_all_return() -> None:
     """Every copy runs at the same time (each waits for all to have started) and returns."""

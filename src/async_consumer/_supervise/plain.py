@@ -29,14 +29,20 @@ class PlainTask:
     A watcher in a plain asyncio task beside its trial's wait.
 
     It is never cancelled: the watcher ends by its own means (a shielded write in it must
-    finish); :meth:`join` waits for it, shielded, and raises its error. An error stops the
-    trial's wait (``scope``) at once, as it would in a task group.
+    finish), when ``end`` tells it to; :meth:`join` calls ``end``, waits for the watcher,
+    shielded, and raises its error. An error stops the trial's wait (``scope``) at once, as it
+    would in a task group.
     """
 
-    __slots__ = ("_scope", "_task")
+    __slots__ = ("_end", "_scope", "_task")
 
-    def __init__(self, watcher: Coroutine[Any, Any, None], scope: anyio.CancelScope) -> None:
-        self._scope = scope
+    def __init__(
+        self,
+        watcher: Coroutine[Any, Any, None],
+        scope: anyio.CancelScope,
+        end: Callable[[], None] | None = None,
+    ) -> None:
+        self._scope, self._end = scope, end
         self._task = asyncio.get_running_loop().create_task(watcher, name=_NAME)
         self._task.add_done_callback(self._done)
 
@@ -45,7 +51,9 @@ class PlainTask:
             self._scope.cancel()
 
     async def join(self) -> None:
-        """Wait for the watcher to end (told to); raise its error, if it failed."""
+        """Tell the watcher to end, and wait until it has; raise its error, if it failed."""
+        if self._end is not None:
+            self._end()
         task = self._task
         if not task.done():
             with anyio.CancelScope(shield=True):

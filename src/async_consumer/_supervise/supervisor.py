@@ -59,6 +59,11 @@ class Supervision:
     watchdog: bool
     child_watcher: bool
 
+    @property
+    def follows(self) -> bool:
+        """Whether a running script's metrics are followed (for ``on_metric`` or stalls)."""
+        return self.on_metric is not None or self.stall_timeout is not None
+
 
 class Supervisor:
     """Starts, watches and stops scripts; knows which trials are running."""
@@ -171,42 +176,37 @@ class Supervisor:
         lease the coalescer alone keeps is kept by a :class:`.plain.PlainTask`, joined after.
         """
         settings, beats = self.settings, self.beats
-        leased = plan.lease is not None and settings.store is not None
-        follows = settings.on_metric is not None or settings.stall_timeout is not None
-        alone = leased and beats is not None and not (settings.echo or follows) and on_asyncio()
-        if (leased or settings.echo or follows) and not alone:
-            return await self._wait_watched(child, plan, running, deadline)
+        lease = plan.lease if settings.store is not None else None
+        grouped = lease is not None and (beats is None or not on_asyncio())  # a beat loop; trio
+        if grouped or settings.echo or settings.follows:
+            return await self._wait_watched(plan, running, deadline, lease)
         with anyio.CancelScope() as scope:  # no task group
             running.watch(scope, deadline)
-            if not alone:  # nothing to watch
-                await child.wait()
-                return scope.cancelled_caught
-            assert beats is not None
-            assert plan.lease is not None
-            kept = beats.enter(plan.lease)
-            beat = PlainTask(beats.hold(kept, running.lost), scope)
+            beat = None
+            if lease is not None and beats is not None:
+                kept = beats.enter(lease)
+                beat = PlainTask(beats.hold(kept, running.lost), scope, end=kept.end)
             try:
                 await child.wait()
             finally:
-                kept.end()
-                await beat.join()
+                if beat is not None:
+                    await beat.join()
         return scope.cancelled_caught
 
     async def _wait_watched(
-        self, child: ChildProcess, plan: Plan, running: Running, deadline: float
+        self, plan: Plan, running: Running, deadline: float, lease: Lease | None
     ) -> bool:
         """:meth:`_wait` with watchers in a task group (the wait runs in its cancel scope)."""
-        settings = self.settings
         async with anyio.create_task_group() as tg:
             running.watch(tg.cancel_scope, deadline)
             watchers = Watchers(tg)
-            if plan.lease is not None and settings.store is not None:
-                watchers.start(self._beat(), plan.lease, running.lost)
-            if settings.echo:
+            if lease is not None:
+                watchers.start(self._beat(), lease, running.lost)
+            if self.settings.echo:
                 watchers.start(echo, plan.trial.id, plan.paths.stdout, plan.paths.stderr)
-            if settings.on_metric is not None or settings.stall_timeout is not None:
+            if self.settings.follows:
                 watchers.start(self._follow, plan, running)
-            await child.wait()
+            await running.child.wait()
             watchers.stop()
         return tg.cancel_scope.cancelled_caught
 
