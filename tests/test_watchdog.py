@@ -75,3 +75,29 @@ def test_a_group_forgotten_is_never_killed_even_if_not_yet_told() -> None:
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_the_watchdog_exits_as_soon_as_the_consumer_closes_its_pipe() -> None:
+    """Between two looks at its pipe, the watchdog still sees the consumer go at once."""
+    import fcntl
+    import termios
+
+    import async_consumer._supervise.watchdog as module
+
+    script = Path(module.__file__).with_name("watchdog_main.py")
+    # one look at the pipe an hour: only the consumer's hang-up can end its wait in time
+    watchdog = subprocess.Popen(
+        [sys.executable, "-I", str(script), "0.5", "3600"], stdin=subprocess.PIPE
+    )
+    assert watchdog.stdin is not None
+    watchdog.stdin.write(b"+999999999\n-999999999\n")
+    watchdog.stdin.flush()
+    unread = bytearray(4)
+    while True:  # until it has read the lines: it is waiting for its next look now
+        fcntl.ioctl(watchdog.stdin.fileno(), termios.FIONREAD, unread)
+        if int.from_bytes(unread, sys.byteorder) == 0:
+            break
+        time.sleep(0.01)  # polling for the watchdog to have read, not ordering by time
+    watchdog.stdin.close()
+    # the bound only ends the test if it fails: without the hang-up it would wait an hour
+    assert watchdog.wait(timeout=60) == 0
