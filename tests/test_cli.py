@@ -168,6 +168,26 @@ def test_add_worker_status_show(
     assert "no trial with an id starting with 'no-such-id'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_a_waiting_trial_the_command_cannot_run_is_refused_before_any_starts(
+    tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """A store's other waiting trial lacking a parameter of the command: exit 2, nothing run."""
+    store = f"sqlite:///{tmp_path}/shared.db"
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"y": 1}\n')
+    assert main(["add", "--store", store, "--params", str(other)]) == 0
+    given = ["--params", str(params)] if command == "run" else []
+    argv = [command, "--store", store, *given, "--base-dir", str(tmp_path / "t"), "--",
+            sys.executable, "-c", QUADRATIC, "{x}"]  # fmt: skip
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert "unknown placeholder {x}" in capsys.readouterr().err
+    assert not any((tmp_path / "t").iterdir())  # no trial's directory: none started
+    assert main(["status", "--store", store]) == 0
+    assert f"new                {5 if command == 'run' else 1}" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_installed_entry_point(tmp_path: Path, params: Path) -> None:
     """The installed `async-consumer` command runs a job end to end."""

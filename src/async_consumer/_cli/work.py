@@ -67,6 +67,11 @@ async def _linked_store(args: argparse.Namespace, url: str) -> AsyncIterator[Ret
 async def _check_waiting(store: TrialStore, consumer: Consumer, run: Added | None) -> None:
     """Refuse a waiting trial the command cannot run, before anything is reserved."""
     waiting = (TrialStatus.NEW, TrialStatus.INTERRUPTED)
+    counts = await store.counts()
+    if not any(counts[status] for status in waiting):
+        return  # nothing waits (a run resumed once all is done): no trial to read
+    if run is not None and sum(counts.values()) == run.total:
+        return  # the store holds run's trials alone (none is ever removed), all checked
     async for page in pages(store):
         for stored in page:
             # run's own were checked as they were added
