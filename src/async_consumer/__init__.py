@@ -16,6 +16,7 @@ import importlib
 import typing
 
 if typing.TYPE_CHECKING:
+    from ._admission import Place
     from ._batch import Batch
     from ._consumer import Consumer
     from ._errors import (
@@ -77,6 +78,7 @@ __all__ = [
     "Metric",
     "MissingResults",
     "Outcome",
+    "Place",
     "Reason",
     "Result",
     "ResultsError",
@@ -126,6 +128,7 @@ _ORIGINS = {
     "Metric": "._supervise.metrics",
     "MissingResults": "._errors",
     "Outcome": "._models",
+    "Place": "._admission",
     "Reason": "._models",
     "Result": "._models",
     "ResultsError": "._errors",

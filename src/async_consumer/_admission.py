@@ -3,12 +3,15 @@ Admission and retry: which attempt may start, when, and whether a failed one run
 
 At most ``max_concurrency`` attempts hold a place at once. An attempt gives its place back as
 soon as its script is gone; the next trial's script starts, and only then are this one's
-results read and its outcome built (a trial with the same files waits for that).
+results read and its outcome built (a trial with the same files waits for that). A caller may
+take a place before it has a trial (:class:`Place`): a worker reserves a trial only once it can
+start at once, while the lane of a trial just ended records that trial's outcome.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Self
 
 import anyio
 import anyio.lowlevel
@@ -18,7 +21,57 @@ from ._models import Lease, Outcome, Trial
 from ._retry import RetryPolicy, log_retry, retry_delay
 from ._trial.plan import Plan, Planner
 
-__all__ = ["Admission"]
+__all__ = ["SPARE_LANES", "Admission", "Place", "lanes"]
+
+_YIELDS = 16
+"""Passes through the event loop an ended attempt lets a starting one take, at most (a
+reservation on SQLite and a start take fewer; a store across a network may take longer)."""
+SPARE_LANES = 8
+"""A worker's lanes beyond its places, at most: each waits for a place, and reserves a trial
+as soon as a script ends, while the lane of the trial that ended records its outcome."""
+
+
+def lanes(places: int) -> int:
+    """How many lanes a worker with this many places runs (a spare for each, up to eight)."""
+    return places + min(places, SPARE_LANES)
+
+
+class Place:
+    """
+    One of a consumer's ``max_concurrency`` places for a running script, held until given back.
+
+    ``async with consumer.place() as place`` waits for a free place; ``consumer.run(trial,
+    place=place)`` starts the trial's script in it without waiting again, and gives it back as
+    soon as the script has ended, before its outcome is built. Leaving the block gives it back
+    if it is still held (no trial came). A place given back is taken again by entering it again.
+    The task that took a place runs its trial (a place is its task's, as in a capacity limiter).
+    """
+
+    __slots__ = ("_held", "_limiter")
+
+    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
+        self._limiter = limiter
+        self._held = False
+
+    @property
+    def held(self) -> bool:
+        """Whether it is held now (taken, and not yet given back)."""
+        return self._held
+
+    async def __aenter__(self) -> Self:
+        if not self._held:
+            await self._limiter.acquire()
+            self._held = True
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Give the place back (nothing if it is not held)."""
+        if self._held:
+            self._held = False
+            self._limiter.release()
 
 
 class Admission:
@@ -31,6 +84,10 @@ class Admission:
         self._parts = parts
         self.retry = retry
         self._limiter = anyio.CapacityLimiter(max_concurrency)
+
+    def place(self) -> Place:
+        """A place among the ``max_concurrency``, not yet taken (``async with`` takes it)."""
+        return Place(self._limiter)
 
     def plan_of(self, item: Trial | Lease) -> Plan:
         """
@@ -45,15 +102,19 @@ class Admission:
         self._parts.slots.check(trial.slots)
         return self._planner.plan(trial, lease)
 
-    async def run(self, plan: Plan, may_start: Callable[[], bool] | None) -> Outcome | None:
+    async def run(
+        self, plan: Plan, may_start: Callable[[], bool] | None, place: Place | None = None
+    ) -> Outcome | None:
         """
         Run a planned trial, retried as ``retry`` says; ``None`` if ``may_start()`` said no.
 
         Without a gate (``may_start``), the next trial may start before this one's outcome is
         built; with one, the outcome comes first, for the gate may depend on it (``max_broken``).
+        A ``place`` the caller holds is used (and given back when the script ends).
         """
+        place = self.place() if place is None else place
         while True:
-            async with self._limiter:
+            async with place:
                 if may_start is not None and not may_start():
                     return None
                 record = await run_attempt(self._parts, plan)
@@ -77,12 +138,24 @@ class Admission:
         The attempt's files are held meanwhile: a trial with the same files waits for them.
         """
         if record.exit is None or record.abort is not None:  # no results to read
-            await anyio.lowlevel.cancel_shielded_checkpoint()
+            await self._let_the_next_start()
             return finish(self._parts, record)
         files, working_dir = self._parts.files, record.plan.paths.text.working_dir
         files.hold(working_dir)
         try:
-            await anyio.lowlevel.cancel_shielded_checkpoint()
+            await self._let_the_next_start()
             return finish(self._parts, record)
         finally:
             files.release(working_dir)
+
+    async def _let_the_next_start(self) -> None:
+        """
+        Yield while a place taken waits for its script to start (at most ``_YIELDS`` times):
+        a lane that took the place this attempt gave back reserves a trial and starts it, on
+        the same thread, before this attempt's outcome is built and recorded.
+        """
+        supervisor = self._parts.supervisor
+        for _ in range(_YIELDS):
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            if self._limiter.borrowed_tokens <= len(supervisor.running):
+                return

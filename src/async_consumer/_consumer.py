@@ -17,11 +17,12 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Self
 
-from ._admission import Admission
+from ._admission import Admission, Place
 from ._attempt import AttemptParts
 from ._batch import Batch, open_batch, run_map
 from ._models import Lease, Outcome, Trial
 from ._retry import RetryPolicy
+from ._settings import check_limits, positive
 from ._slots import SlotPool
 from ._supervise.beats import BeatCoalescer
 from ._supervise.heartbeat import HeartbeatTarget
@@ -108,17 +109,9 @@ class Consumer:
         echo: bool = False,
         child_watcher: bool = False,
     ) -> None:
-        _positive(timeout=timeout, heartbeat=heartbeat, stall_timeout=stall_timeout)
-        _positive(max_concurrency=max_concurrency, max_results_bytes=max_results_bytes)
-        if grace < 0:
-            msg = f"grace must not be negative, not {grace}"
-            raise ValueError(msg)
-        if not 1 <= interrupt_code <= 255:
-            msg = f"interrupt_code must be an exit code from 1 to 255, not {interrupt_code}"
-            raise ValueError(msg)
-        if heartbeat_failures < 1:
-            msg = f"heartbeat_failures must be 1 or more, not {heartbeat_failures}"
-            raise ValueError(msg)
+        positive(timeout=timeout, heartbeat=heartbeat, stall_timeout=stall_timeout)
+        positive(max_concurrency=max_concurrency, max_results_bytes=max_results_bytes)
+        check_limits(grace, interrupt_code, heartbeat_failures)
         check_callback(on_metric)
         config = None if config_template is None else ConfigTemplate.load(config_template)
         self._planner = Planner(CommandTemplate(command), config, Path(base_dir).absolute())
@@ -206,24 +199,35 @@ class Consumer:
     @property
     def running(self) -> list[str]:
         """The ids of the trials whose scripts are running now."""
-        return self._supervisor.running
+        return list(self._supervisor.running)
 
     # -- running trials --------------------------------------------------------------------
 
-    async def run(self, trial: Trial | Lease) -> Outcome:
+    def place(self) -> Place:
+        """
+        A place among the ``max_concurrency`` for one script, to take before there is a trial.
+
+        ``async with consumer.place() as place`` waits until fewer than ``max_concurrency``
+        scripts run; then a trial fetched (a lease reserved, a sampler asked) starts at once with
+        ``run(trial, place=place)``, which gives the place back as soon as the script ends.
+        """
+        return self._admission.place()
+
+    async def run(self, trial: Trial | Lease, *, place: Place | None = None) -> Outcome:
         """
         Run a trial's script until it ends, and return the outcome of its last attempt.
 
         A :class:`Lease` runs once, its heartbeat kept by ``store``; a :class:`Trial` is retried
         as ``retry`` says. A failing script is an outcome, never an exception. Cancelling the
-        caller stops the script's whole process group, then re-raises the cancellation.
+        caller stops the script's whole process group, then re-raises the cancellation. With a
+        ``place`` already held (:meth:`place`), the script does not wait for one.
 
         Raises:
             TemplateError: the command or config names an unknown placeholder (nothing started).
             SlotError: the trial asks for more slots than the consumer has (nothing started).
             ValueError: a trial with the same id is already running in this consumer.
         """
-        outcome = await self._admission.run(self._admission.plan_of(trial), None)
+        outcome = await self._admission.run(self._admission.plan_of(trial), None, place)
         assert outcome is not None  # no gate: it always starts
         return outcome
 
@@ -287,10 +291,3 @@ class Consumer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _positive(**values: float | None) -> None:
-    for name, value in values.items():
-        if value is not None and value <= 0:
-            msg = f"{name} must be positive, not {value}"
-            raise ValueError(msg)

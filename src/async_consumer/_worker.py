@@ -1,11 +1,11 @@
 """
 The pull loop: reserve a trial from the store, run it, record its outcome; reclaim dead leases.
 
-``max_concurrency`` lanes run one trial at a time each (reservations, outcome writes and idle
-polls shared: :mod:`._leasing`, :mod:`._commit`), beside a reclaimer of stale leases
-(:mod:`._reclaim`). An unreachable store is waited for (a :class:`RetryingStore`, up to
-``outage_limit`` s); an error not the trials' own (a store that stays away, a host failing to
-create trials' files) stops its trials, gives them back, and is raised.
+Each lane takes a place (one of ``max_concurrency``), then reserves a trial and runs it; spare
+lanes start trials while others record outcomes (:func:`._admission.lanes`, :mod:`._leasing`,
+:mod:`._commit`); a reclaimer takes stale leases (:mod:`._reclaim`). An unreachable store is
+waited for (up to ``outage_limit`` s); an error not the trials' own stops its trials, gives
+them back, and is raised.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from functools import partial
 
 import anyio
 
+from ._admission import Place, lanes
 from ._commit import GroupCommit
 from ._consumer import Consumer
 from ._errors import LeaseLost, StoreError, TrialFilesError
@@ -61,9 +62,8 @@ class Worker:
             ``store`` is not already a :class:`RetryingStore`, which brings its own).
         max_file_faults: give up after failing this many times in a row to create a trial's
             files (a full or read-only disk); each failure gives the trial back and backs off.
-        resume: how long a trial whose script exited with the interrupt code is held back
-            from every worker (this one never starts it again unless ``follow``); a trial
-            interrupted from outside (a signal to the worker, a preemption) is not held back.
+        resume: how long a trial whose script exited with the interrupt code is held back from
+            every worker (not started here again unless ``follow``); not one stopped from outside.
         job_id, task_id: the scheduler's job it runs in (a Slurm array's id), and its index there.
         reserve_until: reserve no trial after this time (seconds since the epoch): a trial
             started later could not finish before the job's end.
@@ -216,8 +216,7 @@ class Worker:
         Raises:
             StoreUnavailable: the store stayed unreachable longer than the outage limit.
             StoreError: the store failed in a way no retry can mend (a newer schema...).
-            TrialFilesError: this host failed to create trials' files ``max_file_faults``
-                times in a row (the message names the directory).
+            TrialFilesError: creating trials' files failed ``max_file_faults`` times in a row.
         """
         await self._presence.record(starting=True)
         try:
@@ -225,7 +224,7 @@ class Worker:
                 tg.start_soon(self._until_error, self._reclaimer.run_forever)
                 tg.start_soon(self._presence.beat_forever)
                 lane = partial(self._until_error, self._run_lane, self._left_lane)
-                await run_copies(lane, self.consumer.max_concurrency)  # plain tasks on asyncio
+                await run_copies(lane, lanes(self.consumer.max_concurrency))  # plain tasks
                 tg.cancel_scope.cancel()
                 await self._until_error(self._leasing.release)
             log_traffic(self.consumer.beats, self._commits, self._tally.ran)
@@ -255,23 +254,24 @@ class Worker:
         with leasing.lane() as lane:
             while not self._stopping():
                 skip = () if self._follow else self._interrupted
-                lease = await leasing.reserve(skip, self._follow, self._stopping, lane)
-                if lease is None:
-                    if not self._follow and await leasing.may_leave(self._interrupted):
-                        return
-                    await leasing.idle(lane, self._poll)
-                    continue
-                try:
-                    await self._run(lease)
-                finally:
-                    leasing.done(lease)
+                async with self.consumer.place() as place:  # a trial reserved starts at once
+                    lease = await leasing.reserve(skip, self._follow, self._stopping, lane)
+                    if lease is not None:
+                        try:
+                            await self._run(lease, place)
+                        finally:
+                            leasing.done(lease)
+                        continue
+                if not self._follow and await leasing.may_leave(self._interrupted):
+                    return
+                await leasing.idle(lane, self._poll)
 
-    async def _run(self, lease: Lease) -> None:
+    async def _run(self, lease: Lease, place: Place) -> None:
         if not self._follow and lease.trial_id in self._interrupted:
             await self._leasing.hand_back(lease, "its script interrupted itself earlier here")
             return
         try:
-            outcome = stopped_here(await self.consumer.run(lease), self._left_on)
+            outcome = stopped_here(await self.consumer.run(lease, place=place), self._left_on)
         except TrialFilesError as exc:
             await self._leasing.give_back(lease, exc)
             return

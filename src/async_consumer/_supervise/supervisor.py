@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, KeysView, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,9 +90,9 @@ class Supervisor:
         return self._halted
 
     @property
-    def running(self) -> list[str]:
-        """The ids of the trials whose scripts are running now."""
-        return list(self._running)
+    def running(self) -> KeysView[str]:
+        """The ids of the trials whose scripts are running now (a live view)."""
+        return self._running.keys()
 
     def check_not_running(self, trial_id: str) -> None:
         """Raise ``ValueError`` if a trial with this id is running."""
