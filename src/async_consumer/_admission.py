@@ -10,6 +10,7 @@ start at once, while the lane of a trial just ended records that trial's outcome
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Self
 
@@ -84,6 +85,7 @@ class Admission:
         self._parts = parts
         self.retry = retry
         self._limiter = anyio.CapacityLimiter(max_concurrency)
+        self._cpus = os.cpu_count() or 1
 
     def place(self) -> Place:
         """A place among the ``max_concurrency``, not yet taken (``async with`` takes it)."""
@@ -153,9 +155,17 @@ class Admission:
         Yield while a place taken waits for its script to start (at most ``_YIELDS`` times):
         a lane that took the place this attempt gave back reserves a trial and starts it, on
         the same thread, before this attempt's outcome is built and recorded.
+
+        Only with fewer places than CPUs, where a place left empty is a CPU left idle: with
+        more, the other scripts keep the CPUs busy and the yields would take CPU time from them
+        (5 % slower, 1,000 trials of 1 ms at eight places on two CPUs), and ten thousand trials
+        ending together would each pass through a loop of ten thousand tasks again.
         """
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        if self._limiter.total_tokens >= self._cpus:
+            return
         supervisor = self._parts.supervisor
-        for _ in range(_YIELDS):
-            await anyio.lowlevel.cancel_shielded_checkpoint()
+        for _ in range(_YIELDS - 1):
             if self._limiter.borrowed_tokens <= len(supervisor.running):
                 return
+            await anyio.lowlevel.cancel_shielded_checkpoint()
