@@ -17,15 +17,18 @@ Tally = tuple[dict[TrialStatus, int], StoredTrial | None]
 """How many trials are in each status (all are keys), and the best completed one."""
 
 
-async def pages(store: TrialStore, size: int = PAGE) -> AsyncIterator[list[StoredTrial]]:
+async def pages(
+    store: TrialStore, size: int = PAGE, status: TrialStatus | None = None
+) -> AsyncIterator[list[StoredTrial]]:
     """
-    The store's trials in the order they were added, a page each.
+    The store's trials in the order they were added, a page each (those in ``status``, if given).
 
     Every trial, whatever its status: trials are only ever appended, so no page boundary moves
-    while other workers change statuses (a list by status would shift under them).
+    while other workers change statuses (a list by status would shift under them: a trial that
+    reaches ``status`` meanwhile makes the next page repeat one).
     """
     offset = 0
-    while page := await store.list(offset=offset, limit=size):
+    while page := await store.list(status, offset=offset, limit=size):
         yield page
         if len(page) < size:
             return
@@ -33,13 +36,35 @@ async def pages(store: TrialStore, size: int = PAGE) -> AsyncIterator[list[Store
 
 
 async def tally(
-    store: TrialStore, wanted: Container[str] | None = None, *, maximize: bool = False
+    store: TrialStore,
+    wanted: Container[str] | None = None,
+    *,
+    maximize: bool = False,
+    total: int | None = None,
 ) -> Tally:
-    """The counts and the best trial among the store's trials (those in ``wanted``, if given)."""
+    """
+    The counts and the best trial among the store's trials (those in ``wanted``, if given).
+
+    When every trial is wanted (``wanted`` not given, or the store holds ``total`` trials, as
+    many as ``wanted`` has: only those, for none is ever removed), the store counts them and
+    only the completed ones are read; else every trial is read, a page at a time.
+    """
+    counts = await store.counts()
+    if wanted is not None and sum(counts.values()) != total:
+        return await _tally_read(store, wanted, maximize=maximize)
+    best: StoredTrial | None = None
+    # a trial completed meanwhile may repeat one on the next page: no matter for the best
+    async for page in pages(store, status=TrialStatus.COMPLETED):
+        best = best_trial([*([best] if best else []), *page], maximize=maximize)
+    return counts, best
+
+
+async def _tally_read(store: TrialStore, wanted: Container[str], *, maximize: bool) -> Tally:
+    """The counts and the best of the wanted trials, every trial read to find them."""
     counts = dict.fromkeys(TrialStatus, 0)
     best: StoredTrial | None = None
     async for page in pages(store):
-        chosen = [t for t in page if wanted is None or t.id in wanted]
+        chosen = [t for t in page if t.id in wanted]
         for trial in chosen:
             counts[trial.status] += 1
         # the best so far first: of equal objectives, the first added wins, as in one list

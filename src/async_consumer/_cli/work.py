@@ -23,7 +23,6 @@ from .advice import advice, parse_rerun
 from .checks import writable_dir
 from .described import consumer_from, default_store_url
 from .experiment import experiment_version
-from .idset import IdSet
 from .in_job import Placement, placement_of
 from .leave import early_signals, handle_worker_signals
 from .trialsource import TrialSource
@@ -108,22 +107,22 @@ async def _work(
             await view.redraw_while(worker.run)
     if worker.error is not None:
         raise worker.error
-    ids = run.ids if run is not None else None
-    return await _conclude(store, view, worker, ids, follow=follow, interrupted=bool(signals))
+    return await _conclude(store, view, worker, run, follow=follow, interrupted=bool(signals))
 
 
 async def _conclude(
     store: TrialStore,
     view: View,
     worker: Worker,
-    ids: IdSet | None,
+    run: Added | None,
     *,
     follow: bool,
     interrupted: bool,
 ) -> int:
     """The end of a run or a worker: the summary, a line of advice per kind, the exit status."""
     # run: what this parameter set is, not everything in the store
-    counts, best = await tally(store, ids, maximize=view.maximize)
+    ids, total = (run.ids, run.total) if run is not None else (None, None)
+    counts, best = await tally(store, ids, maximize=view.maximize, total=total)
     view.summary(counts, best, worker)
     if interrupted:
         return EXIT_INTERRUPTED
