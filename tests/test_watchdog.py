@@ -90,14 +90,18 @@ def test_the_watchdog_exits_as_soon_as_the_consumer_closes_its_pipe() -> None:
         [sys.executable, "-I", str(script), "0.5", "3600"], stdin=subprocess.PIPE
     )
     assert watchdog.stdin is not None
-    watchdog.stdin.write(b"+999999999\n-999999999\n")
-    watchdog.stdin.flush()
-    unread = bytearray(4)
-    while True:  # until it has read the lines: it is waiting for its next look now
-        fcntl.ioctl(watchdog.stdin.fileno(), termios.FIONREAD, unread)
-        if int.from_bytes(unread, sys.byteorder) == 0:
-            break
-        time.sleep(0.01)  # polling for the watchdog to have read, not ordering by time
-    watchdog.stdin.close()
-    # the bound only ends the test if it fails: without the hang-up it would wait an hour
-    assert watchdog.wait(timeout=60) == 0
+    try:
+        watchdog.stdin.write(b"+999999999\n-999999999\n")
+        watchdog.stdin.flush()
+        unread = bytearray(4)
+        while True:  # until it has read the lines: it is waiting for its next look now
+            fcntl.ioctl(watchdog.stdin.fileno(), termios.FIONREAD, unread)
+            if int.from_bytes(unread, sys.byteorder) == 0:
+                break
+            time.sleep(0.01)  # polling for the watchdog to have read, not ordering by time
+        watchdog.stdin.close()
+        # the bound only ends the test if it fails: without the hang-up it would wait an hour
+        assert watchdog.wait(timeout=60) == 0
+    finally:
+        watchdog.kill()  # nothing left behind if it failed
+        watchdog.wait()
