@@ -71,6 +71,16 @@ async def test_leaving_a_place_unused_gives_it_back(make_consumer: ConsumerFacto
 
 
 @pytest.mark.anyio
+async def test_a_place_of_another_consumer_is_refused(make_consumer: ConsumerFactory) -> None:
+    """A place counts against its own consumer's limit: another's is an error, nothing runs."""
+    mine, other = make_consumer(python("pass")), make_consumer(python("pass"))
+    async with other.place() as place:
+        with pytest.raises(ValueError, match="another consumer"):
+            await mine.run(Trial(id="a", params={}), place=place)
+    assert mine.running == []
+
+
+@pytest.mark.anyio
 async def test_a_worker_reserves_no_trial_before_a_place_is_free(
     tmp_path: Path, make_consumer: ConsumerFactory
 ) -> None:

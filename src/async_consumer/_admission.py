@@ -55,6 +55,11 @@ class Place:
         self._held = False
 
     @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        """The limiter of the consumer it belongs to."""
+        return self._limiter
+
+    @property
     def held(self) -> bool:
         """Whether it is held now (taken, and not yet given back)."""
         return self._held
@@ -114,7 +119,11 @@ class Admission:
         built; with one, the outcome comes first, for the gate may depend on it (``max_broken``).
         A ``place`` the caller holds is used (and given back when the script ends).
         """
-        place = self.place() if place is None else place
+        if place is None:
+            place = self.place()
+        elif place.limiter is not self._limiter:
+            msg = "the place was taken from another consumer (use this one's place())"
+            raise ValueError(msg)
         while True:
             async with place:
                 if may_start is not None and not may_start():

@@ -225,7 +225,8 @@ class Consumer:
         Raises:
             TemplateError: the command or config names an unknown placeholder (nothing started).
             SlotError: the trial asks for more slots than the consumer has (nothing started).
-            ValueError: a trial with the same id is already running in this consumer.
+            ValueError: a trial with the same id is already running in this consumer, or
+                ``place`` is another consumer's.
         """
         outcome = await self._admission.run(self._admission.plan_of(trial), None, place)
         assert outcome is not None  # no gate: it always starts
