@@ -55,11 +55,6 @@ class Place:
         self._held = False
 
     @property
-    def limiter(self) -> anyio.CapacityLimiter:
-        """The limiter of the consumer it belongs to."""
-        return self._limiter
-
-    @property
     def held(self) -> bool:
         """Whether it is held now (taken, and not yet given back)."""
         return self._held
@@ -121,7 +116,7 @@ class Admission:
         """
         if place is None:
             place = self.place()
-        elif place.limiter is not self._limiter:
+        elif place._limiter is not self._limiter:  # its consumer's limit, not this one's
             msg = "the place was taken from another consumer (use this one's place())"
             raise ValueError(msg)
         while True:
