@@ -23,13 +23,18 @@ Columns:
     ``bare ms``: this process's CPU time a trial in the bare loop. These move less with the
     machine's load than the rates do, but they do move (a busy machine's caches).
 
+With ``--library``, each round also runs the same trials through the library alone
+(``Consumer.run_batch`` in this process: the trials' files, results and outcomes, no store and
+no command line), and ``lib/s`` shows its pace: what the command adds is the gap from it.
+
     python benchmarks/cli_overhead.py [--trials-python 200] [--trials-sh 1000] [--runs 3]
-        [--jobs 1,2,8,32] [--kinds python,sh] [--tty] [--dir .] [--settle 420]
+        [--jobs 1,2,8,32] [--kinds python,sh] [--tty] [--dir .] [--settle 420] [--library]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import pty
 import resource
@@ -43,7 +48,7 @@ from pathlib import Path
 
 import anyio
 
-from async_consumer import install_child_watcher
+from async_consumer import Consumer, Trial, install_child_watcher
 from async_consumer.stores import store_from_url
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -81,6 +86,19 @@ async def bare(argv: list[str], n: int, jobs: int, base: Path) -> tuple[float, f
         for i in range(n):
             tg.start_soon(one, i)
     return time.perf_counter() - start, time.process_time() - cpu
+
+
+async def library(argv: list[str], n: int, jobs: int, base: Path) -> float:
+    """Wall seconds of the library alone: ``Consumer.run_batch`` in this process, no store."""
+    consumer = Consumer(argv, base_dir=base, max_concurrency=jobs, code_change="ignore")
+    start = time.perf_counter()
+    async with consumer.run_batch(Trial(id=f"t{i}", params={}) for i in range(n)) as outcomes:
+        completed = [outcome async for outcome in outcomes if outcome.is_completed]
+    wall = time.perf_counter() - start
+    if len(completed) != n:
+        msg = f"the library completed only {len(completed)} of {n} trials"
+        raise RuntimeError(msg)
+    return wall
 
 
 def _drain(fd: int) -> None:
@@ -143,16 +161,17 @@ async def cli(argv: list[str], n: int, jobs: int, base: Path, tty: bool) -> dict
 
 
 async def one_round(
-    argv: list[str], n: int, jobs: int, base: Path, run: int, tty: bool
+    argv: list[str], n: int, jobs: int, base: Path, run: int, args: argparse.Namespace
 ) -> tuple[tuple[float, float], dict[str, float]]:
     # alternate who goes first, so that a slow spell of this shared machine does not always
     # fall on the same side
     if run % 2:
-        ours = await cli(argv, n, jobs, base / "cli", tty)
+        ours = await cli(argv, n, jobs, base / "cli", args.tty)
         theirs = await bare(argv, n, jobs, base / "bare")
     else:
         theirs = await bare(argv, n, jobs, base / "bare")
-        ours = await cli(argv, n, jobs, base / "cli", tty)
+        ours = await cli(argv, n, jobs, base / "cli", args.tty)
+    ours["library"] = await library(argv, n, jobs, base / "lib") if args.library else math.nan
     return theirs, ours  # the files stay until the end: deleting them slows creating others
 
 
@@ -169,7 +188,7 @@ async def main(args: argparse.Namespace) -> None:
             argv, n = KINDS[name], counts[name]
             for j in jobs:
                 rounds = [
-                    await one_round(argv, n, j, Path(tmp) / f"{name}-{j}-{r}", r, args.tty)
+                    await one_round(argv, n, j, Path(tmp) / f"{name}-{j}-{r}", r, args)
                     for r in range(args.runs)
                 ]
                 med = statistics.median
@@ -178,20 +197,20 @@ async def main(args: argparse.Namespace) -> None:
                 rows.append(
                     (name, j, n / med(b[0] for b, _ in rounds), n / med(c["wall"] for _, c in rounds),
                      med(c["fixed"] for _, c in rounds), ratio, paced,
-                     1e3 * med(b[1] for b, _ in rounds) / n, 1e3 * med(c["cpu"] for _, c in rounds) / n)
+                     1e3 * med(b[1] for b, _ in rounds) / n, 1e3 * med(c["cpu"] for _, c in rounds) / n,
+                     n / med(c["library"] for _, c in rounds), med(b[0] / c["library"] for b, c in rounds))
                 )  # fmt: skip
         cost_after = creation_cost(Path(tmp))
     load = max(load, os.getloadavg()[0])
     print(f"creating a file: {cost_before * 1e3:.3f} ms before, {cost_after * 1e3:.3f} ms after")
     print(f"load average (1 min) up to {load:.1f}; tty: {args.tty}; median of {args.runs} rounds")
-    head = ("trial", "jobs", "bare/s", "cli/s", "fixed s", "ratio", "paced", "bare ms", "cli ms")
-    print("{:<7} {:>4} {:>8} {:>8} {:>8} {:>6} {:>6} {:>8} {:>7}".format(*head))
+    head: tuple[str, ...] = ("trial", "jobs", "bare/s", "cli/s", "fixed s", "ratio", "paced")
+    head += ("bare ms", "cli ms")
+    head += ("lib/s",) if args.library else ()
+    print("{:<7} {:>4} {:>8} {:>8} {:>8} {:>6} {:>6} {:>8} {:>7} {:>8}".format(*head, ""))
     for row in rows:
-        print(
-            "{:<7} {:>4} {:>8.1f} {:>8.1f} {:>8.2f} {:>6.3f} {:>6.3f} {:>8.2f} {:>7.2f}".format(
-                *row
-            )
-        )
+        line = "{:<7} {:>4} {:>8.1f} {:>8.1f} {:>8.2f} {:>6.3f} {:>6.3f} {:>8.2f} {:>7.2f}"
+        print(line.format(*row[:9]) + (f" {row[9]:>8.1f}" if args.library else ""))
     for name, target in (("python", 0.9), ("sh", 0.7)):
         mine = [r for r in rows if r[0] == name]
         if not mine:
@@ -201,6 +220,11 @@ async def main(args: argparse.Namespace) -> None:
             f"jobs {args.jobs}; without the fixed cost: min {min(r[6] for r in mine):.3f}; "
             f"target >= {target}"
         )
+        if args.library:
+            print(
+                f"ratio (library alone / bare, {name} trial): min {min(r[10] for r in mine):.3f} "
+                f"(run_batch in this process: no store, no start-up)"
+            )
     spent = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(
         f"(children's CPU this whole run: {spent.ru_utime + spent.ru_stime:.1f} s)", file=sys.stderr
@@ -216,6 +240,8 @@ if __name__ == "__main__":
     parser.add_argument("--kinds", default="python,sh", help="trials to run: python, sh or both")
     parser.add_argument("--tty", action="store_true", help="the command's output on a terminal")
     parser.add_argument("--dir", default=".", help="where the stores and trial directories go")
+    parser.add_argument("--library", action="store_true",
+                        help="also the library alone (run_batch in this process)")  # fmt: skip
     parser.add_argument("--settle", type=float, default=420.0,
                         help="seconds to wait at most for a disk busy with deletions")  # fmt: skip
     anyio.run(main, parser.parse_args())
