@@ -63,7 +63,7 @@ class Worker:
         max_file_faults: give up after failing this many times in a row to create a trial's
             files (a full or read-only disk); each failure gives the trial back and backs off.
         resume: how long a trial whose script exited with the interrupt code is held back from
-            every worker (not started here again unless ``follow``); not one stopped from outside.
+            every worker (not started here again unless ``follow``); one a signal stopped is not.
         job_id, task_id: the scheduler's job it runs in (a Slurm array's id), and its index there.
         reserve_until: reserve no trial after this time (seconds since the epoch): a trial
             started later could not finish before the job's end.
