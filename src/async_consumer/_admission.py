@@ -85,7 +85,8 @@ class Admission:
         self._parts = parts
         self.retry = retry
         self._limiter = anyio.CapacityLimiter(max_concurrency)
-        self._cpus = os.cpu_count() or 1
+        # fewer places than CPUs: an ended attempt lets the next start first (see below)
+        self._yields_to_starts = max_concurrency < (os.cpu_count() or 1)
 
     def place(self) -> Place:
         """A place among the ``max_concurrency``, not yet taken (``async with`` takes it)."""
@@ -166,7 +167,7 @@ class Admission:
         ending together would each pass through a loop of ten thousand tasks again.
         """
         await anyio.lowlevel.cancel_shielded_checkpoint()
-        if self._limiter.total_tokens >= self._cpus:
+        if not self._yields_to_starts:
             return
         supervisor = self._parts.supervisor
         for _ in range(_YIELDS - 1):

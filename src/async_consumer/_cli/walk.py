@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Container
+from collections.abc import AsyncIterator, Container, Mapping
 
 from .._models import StoredTrial, TrialStatus
 from .._ranking import best_trial
 from ..stores import TrialStore
 
-__all__ = ["PAGE", "Tally", "pages", "tally"]
+__all__ = ["PAGE", "Tally", "holds_only", "pages", "tally"]
 
 PAGE = 1000
 """Trials read from the store at once."""
@@ -35,6 +35,14 @@ async def pages(
         offset += len(page)
 
 
+def holds_only(counts: Mapping[TrialStatus, int], total: int | None) -> bool:
+    """
+    Whether a store with these counts holds ``total`` trials: a set of that many, all of them
+    in the store, is then the store's every trial (trials are only ever appended).
+    """
+    return sum(counts.values()) == total
+
+
 async def tally(
     store: TrialStore,
     wanted: Container[str] | None = None,
@@ -50,7 +58,7 @@ async def tally(
     only the completed ones are read; else every trial is read, a page at a time.
     """
     counts = await store.counts()
-    if wanted is not None and sum(counts.values()) != total:
+    if wanted is not None and not holds_only(counts, total):
         return await _tally_read(store, wanted, maximize=maximize)
     best: StoredTrial | None = None
     # a trial completed meanwhile may repeat one on the next page: no matter for the best

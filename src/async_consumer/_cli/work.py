@@ -27,7 +27,7 @@ from .in_job import Placement, placement_of
 from .leave import early_signals, handle_worker_signals
 from .trialsource import TrialSource
 from .view import View
-from .walk import pages, tally
+from .walk import holds_only, pages, tally
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "add", "run", "worker"]
 
@@ -69,8 +69,8 @@ async def _check_waiting(store: TrialStore, consumer: Consumer, run: Added | Non
     counts = await store.counts()
     if not any(counts[status] for status in waiting):
         return  # nothing waits (a run resumed once all is done): no trial to read
-    if run is not None and sum(counts.values()) == run.total:
-        return  # the store holds run's trials alone (none is ever removed), all checked
+    if run is not None and holds_only(counts, run.total):
+        return  # the store holds run's trials alone, all checked as they were added
     async for page in pages(store):
         for stored in page:
             # run's own were checked as they were added
