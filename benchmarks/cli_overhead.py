@@ -22,6 +22,11 @@ Columns:
     ``cpu_seconds``) and less the CPU time of the run with nothing left (start-up);
     ``bare ms``: this process's CPU time a trial in the bare loop. These move less with the
     machine's load than the rates do, but they do move (a busy machine's caches).
+  - ``ceiling``: the bare loop's wall time over itself plus the start-up floor, a process that
+    only imports what the run path cannot do without (anyio, asyncio, sqlite3 and one pydantic
+    model built, as ``startup.py``'s ``floor``), timed in the same round. It is the ratio a
+    command on these libraries would reach if, once started, it ran its trials exactly as fast
+    as the bare loop: a target above it cannot be met by such a command.
 
 With ``--library``, each round also runs the same trials through the library alone
 (``Consumer.run_batch`` in this process: the trials' files, results and outcomes, no store and
@@ -53,6 +58,7 @@ from async_consumer.stores import store_from_url
 
 sys.path.insert(0, str(Path(__file__).parent))
 from overhead import creation_cost, settle  # the benchmark beside this one
+from startup import FLOOR  # what any command built on the same libraries imports first
 
 PY_TRIAL = [
     sys.executable,
@@ -86,6 +92,14 @@ async def bare(argv: list[str], n: int, jobs: int, base: Path) -> tuple[float, f
         for i in range(n):
             tg.start_soon(one, i)
     return time.perf_counter() - start, time.process_time() - cpu
+
+
+def floor_start() -> float:
+    """Wall seconds of the start-up floor: a process that imports what the run path cannot do
+    without (``startup.py``'s floor: anyio, asyncio, sqlite3, one pydantic model built)."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", FLOOR], check=True)
+    return time.perf_counter() - start
 
 
 async def library(argv: list[str], n: int, jobs: int, base: Path) -> float:
@@ -172,6 +186,7 @@ async def one_round(
         theirs = await bare(argv, n, jobs, base / "bare")
         ours = await cli(argv, n, jobs, base / "cli", args.tty)
     ours["library"] = await library(argv, n, jobs, base / "lib") if args.library else math.nan
+    ours["floor"] = floor_start()
     return theirs, ours  # the files stay until the end: deleting them slows creating others
 
 
@@ -198,19 +213,20 @@ async def main(args: argparse.Namespace) -> None:
                     (name, j, n / med(b[0] for b, _ in rounds), n / med(c["wall"] for _, c in rounds),
                      med(c["fixed"] for _, c in rounds), ratio, paced,
                      1e3 * med(b[1] for b, _ in rounds) / n, 1e3 * med(c["cpu"] for _, c in rounds) / n,
-                     n / med(c["library"] for _, c in rounds), med(b[0] / c["library"] for b, c in rounds))
+                     n / med(c["library"] for _, c in rounds), med(b[0] / c["library"] for b, c in rounds),
+                     med(b[0] / (b[0] + c["floor"]) for b, c in rounds))
                 )  # fmt: skip
         cost_after = creation_cost(Path(tmp))
     load = max(load, os.getloadavg()[0])
     print(f"creating a file: {cost_before * 1e3:.3f} ms before, {cost_after * 1e3:.3f} ms after")
     print(f"load average (1 min) up to {load:.1f}; tty: {args.tty}; median of {args.runs} rounds")
     head: tuple[str, ...] = ("trial", "jobs", "bare/s", "cli/s", "fixed s", "ratio", "paced")
-    head += ("bare ms", "cli ms")
+    head += ("bare ms", "cli ms", "ceiling")
     head += ("lib/s",) if args.library else ()
-    print("{:<7} {:>4} {:>8} {:>8} {:>8} {:>6} {:>6} {:>8} {:>7} {:>8}".format(*head, ""))
+    print("{:<7} {:>4} {:>8} {:>8} {:>8} {:>6} {:>6} {:>8} {:>7} {:>7} {:>8}".format(*head, ""))
     for row in rows:
-        line = "{:<7} {:>4} {:>8.1f} {:>8.1f} {:>8.2f} {:>6.3f} {:>6.3f} {:>8.2f} {:>7.2f}"
-        print(line.format(*row[:9]) + (f" {row[9]:>8.1f}" if args.library else ""))
+        line = "{:<7} {:>4} {:>8.1f} {:>8.1f} {:>8.2f} {:>6.3f} {:>6.3f} {:>8.2f} {:>7.2f} {:>7.3f}"
+        print(line.format(*row[:9], row[11]) + (f" {row[9]:>8.1f}" if args.library else ""))
     for name, target in (("python", 0.9), ("sh", 0.7)):
         mine = [r for r in rows if r[0] == name]
         if not mine:
@@ -219,6 +235,11 @@ async def main(args: argparse.Namespace) -> None:
             f"ratio (cli / bare, {name} trial, end to end): min {min(r[5] for r in mine):.3f} over "
             f"jobs {args.jobs}; without the fixed cost: min {min(r[6] for r in mine):.3f}; "
             f"target >= {target}"
+        )
+        print(
+            f"ceiling ({name} trial): max {max(r[11] for r in mine):.3f}, min "
+            f"{min(r[11] for r in mine):.3f} (the bare loop with the floor's start-up added: the "
+            "ratio of a command that imports the run path's libraries, then runs as the bare loop)"
         )
         if args.library:
             print(

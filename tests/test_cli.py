@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -142,6 +143,27 @@ def test_bad_input_keeps_what_is_recorded(
     capsys.readouterr()
     assert main(["status", "--store", f"sqlite:///{tmp_path}/store.db", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["counts"] == {"completed": 4}
+
+
+def test_status_shows_the_best_trial_so_far(
+    tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """status names the best completed trial: the lowest objective, or the highest."""
+    store = f"sqlite:///{tmp_path}/store.db"
+    assert main(["add", "--store", store, "--params", str(params)]) == 0
+    assert main(["status", "--store", store, "--json"]) == 0  # nothing completed: no best
+    assert json.loads(capsys.readouterr().out)["best"] is None
+    assert (
+        _run(tmp_path, "--params", str(params), "--", sys.executable, "-c", QUADRATIC, "{x}") == 0
+    )
+    capsys.readouterr()
+    assert main(["status", "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert "completed          4" in out
+    assert re.search(r"^best: \w+ objective=0  x=2$", out, re.MULTILINE), out
+    assert main(["status", "--store", store, "--json", "--maximize"]) == 0
+    best = json.loads(capsys.readouterr().out)["best"]
+    assert (best["objective"], best["params"]) == (4.0, {"x": 0})  # (0 - 2) ** 2
 
 
 def test_add_worker_status_show(

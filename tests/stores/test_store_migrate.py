@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from async_consumer._models import TrialStatus
+from async_consumer._models import Outcome, TrialStatus
+from async_consumer._ranking import best_trial
 from async_consumer.stores import PostgresStore, SQLiteStore, TrialStore
 
 from . import conftest
@@ -78,6 +79,96 @@ async def test_postgres_v1_store_is_migrated() -> None:
             await conn.fetchval(f'SELECT max(version) FROM "{schema}".schema_version')
             == sql.SCHEMA_VERSION
         )
+    finally:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()
+
+
+def _v4_rows() -> tuple[list[tuple[str, str, int]], list[tuple[str, int, str]]]:
+    """
+    Trials (id, status, token) and finished attempts (trial id, number, outcome JSON) as the
+    code before schema v5 left them: an objective only inside each attempt's outcome.
+    """
+
+    def done(trial_id: str, number: int, *values: float, status: str = "completed") -> str:
+        results = [{"name": "acc", "type": "statistic", "value": 0.0}]  # not an objective
+        results += [{"name": "loss", "type": "objective", "value": v} for v in values]
+        return Outcome.model_validate(
+            {"trial_id": trial_id, "attempt": number, "status": status, "results": results}
+        ).model_dump_json()
+
+    trials = [("a", "completed", 2), ("b", "completed", 1), ("c", "interrupted", 1)]
+    trials += [("d", "completed", 1), ("e", "completed", 1), ("f", "completed", 1)]
+    attempts = [("a", 1, done("a", 1, 0.5)), ("a", 2, done("a", 2, 4.0))]  # the latest counts
+    # c: its completed attempt was put back in the queue (``requeue``): not a completed trial
+    attempts += [("b", 1, done("b", 1, 2.0)), ("c", 1, done("c", 1, 0.1))]
+    attempts += [("d", 1, done("d", 1, 1e20, 0.0)), ("e", 1, done("e", 1, 2.0))]
+    attempts += [("f", 1, done("f", 1))]  # completed without an objective
+    return trials, attempts
+
+
+async def _check_ranked(store: TrialStore) -> None:
+    """Each completed trial of the old store is ranked by its latest attempt's objective."""
+    everything = await store.list(TrialStatus.COMPLETED)
+    low, high = await store.best(), await store.best(maximize=True)
+    assert low is not None and low.id == "b"  # 2.0, added before e's equal 2.0
+    assert high is not None and high.id == "d"  # 1e20 (its first objective)
+    assert low == best_trial(everything) and high == best_trial(everything, maximize=True)
+
+
+@pytest.mark.asyncio
+async def test_sqlite_v4_store_ranks_its_completed_trials(tmp_path: Path) -> None:
+    """A SQLite store of schema v4 gets each completed trial's objective from its outcomes."""
+    from async_consumer.stores import _sqlite_sql as q
+
+    path = tmp_path / "v4.db"
+    trials, attempts = _v4_rows()
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for number, migration in enumerate(q.MIGRATIONS[:4], start=1):
+            for statement in filter(str.strip, migration.split(";")):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version VALUES (?)", (number,))
+        conn.executemany(
+            "INSERT INTO trials (id, trial, status, token) VALUES (?, ?, ?, ?)",
+            [(i, f'{{"id": "{i}", "params": {{}}}}', status, n) for i, status, n in trials],
+        )
+        conn.executemany(
+            "INSERT INTO attempts VALUES (?, ?, ?, 'w', 'h', 0, 0, ?)",
+            [(i, n, n, text) for i, n, text in attempts],
+        )
+    conn.close()
+    async with SQLiteStore(path) as store:
+        await _check_ranked(store)
+
+
+@pytest.mark.asyncio
+async def test_postgres_v4_store_ranks_its_completed_trials() -> None:
+    """A PostgreSQL schema of v4 gets each completed trial's objective from its outcomes."""
+    import asyncpg
+
+    from async_consumer.stores import _postgres_sql as sql
+
+    url = conftest.postgres_url()
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    trials, attempts = _v4_rows()
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.execute(f'CREATE TABLE "{schema}".schema_version (version integer NOT NULL)')
+        for number in range(4):
+            await conn.execute(sql.migration(schema, number))
+            await conn.execute(f'INSERT INTO "{schema}".schema_version VALUES ($1)', number + 1)
+        await conn.executemany(
+            f'INSERT INTO "{schema}".trials (id, trial, status, token) VALUES ($1, $2, $3, $4)',
+            [(i, f'{{"id": "{i}", "params": {{}}}}', status, n) for i, status, n in trials],
+        )
+        await conn.executemany(
+            f"""INSERT INTO "{schema}".attempts VALUES ($1, $2, $2, 'w', 'h', now(), now(), $3)""",
+            attempts,
+        )
+        async with await PostgresStore.open(url, schema=schema) as store:
+            await _check_ranked(store)
     finally:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()

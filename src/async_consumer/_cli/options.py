@@ -116,9 +116,12 @@ def _add_trials_command(commands: _Commands) -> None:
 
 def add_reading_commands(commands: _Commands) -> None:
     """The commands that read a store: status, trials, show, report, logs."""
-    status = commands.add_parser("status", help="counts by status, and the running trials")
+    status = commands.add_parser(
+        "status", help="counts by status, the best trial so far, and the running trials"
+    )
     _read_store_option(status)
     _add_output_options(status)
+    maximize_option(status)
     show = commands.add_parser("show", help="one trial: its attempts and the tail of its logs")
     _read_store_option(show)
     _add_output_options(show)

@@ -21,11 +21,12 @@ EXIT_OK = 0
 
 
 async def status(args: argparse.Namespace, view: View) -> int:
-    """Counts by status, the running trials, and the workers."""
+    """Counts by status, the best trial so far, the running trials, and the workers."""
     async with store_from_url(read_store_url(args)) as store:
-        # counts from the store, not from every trial: a large store is not read whole
-        counts = await store.counts()
-        view.status(counts, await store.list(TrialStatus.RESERVED), await store.workers())
+        # counts and the best from the store, not from every trial: a large store is not read
+        counts, best = await store.counts(), await store.best(maximize=args.maximize)
+        running = await store.list(TrialStatus.RESERVED)
+        view.status(counts, running, await store.workers(), best=best)
     return EXIT_OK
 
 

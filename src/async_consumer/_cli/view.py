@@ -45,6 +45,21 @@ def _params(stored: StoredTrial) -> str:
     return " ".join(f"{k}={json.dumps(v)}" for k, v in stored.trial.params.items())
 
 
+def _best_line(best: StoredTrial) -> str:
+    """The best trial in a line: its id, objective and parameters."""
+    objective = best.outcome.objective if best.outcome is not None else None
+    shown = "none" if objective is None else f"{objective:g}"  # a best trial has one
+    return f"best: {best.id} objective={shown}  {_params(best)}"
+
+
+def _best_json(best: StoredTrial | None) -> dict[str, Any] | None:
+    """The best trial as a summary's or a status's JSON gives it."""
+    if best is None:
+        return None
+    objective = best.outcome.objective if best.outcome is not None else None
+    return {"trial_id": best.id, "objective": objective, "params": best.trial.params}
+
+
 def _nonzero(counts: Mapping[TrialStatus, int]) -> Counter[str]:
     """The statuses some trial is in, by name, as a summary shows them."""
     return Counter({str(status): n for status, n in counts.items() if n})
@@ -162,12 +177,7 @@ class View:
                 "counts": dict(counts),
                 "ran": worker.ran,
                 "rejected": worker.rejected,
-                "best": best
-                and {
-                    "trial_id": best.id,
-                    "objective": best.outcome and best.outcome.objective,
-                    "params": best.trial.params,
-                },
+                "best": _best_json(best),
             }
             print(json.dumps({"summary": summary}), flush=True)
             return
@@ -190,10 +200,8 @@ class View:
     ) -> None:
         parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         print(f"{total} trials: {parts} ({ran} run now)", flush=True)
-        if best is not None and best.outcome is not None:
-            print(
-                f"best: {best.id} objective={best.outcome.objective:g}  {_params(best)}", flush=True
-            )
+        if best is not None:
+            print(_best_line(best), flush=True)
         if slowest and not self.quiet:
             text = ", ".join(f"{o.trial_id} {o.duration:.1f}s" for o in slowest)
             print(f"slowest: {text}", flush=True)
@@ -203,8 +211,10 @@ class View:
         by_status: Mapping[TrialStatus, int],
         running: Sequence[StoredTrial],
         workers: Sequence[WorkerInfo] = (),
+        *,
+        best: StoredTrial | None = None,
     ) -> None:
-        """Counts by status, the running trials with their heartbeat age, and the workers."""
+        """Counts by status, the best trial, the running trials (heartbeat age), the workers."""
         counts = _nonzero(by_status)
         if self.json:
             rows = [
@@ -216,12 +226,13 @@ class View:
                 for s in running
             ]
             fleet = worker_rows(workers)
-            print(
-                json.dumps({"counts": dict(counts), "running": rows, "workers": fleet}), flush=True
-            )
+            state = {"counts": dict(counts), "best": _best_json(best), "running": rows}
+            print(json.dumps({**state, "workers": fleet}), flush=True)
             return
         for status in TrialStatus:
             print(f"{status:<12}{counts.get(str(status), 0):>8}")
+        if best is not None:
+            print(f"\n{_best_line(best)}")
         if running:
             print("\nrunning:")
             for s in running:

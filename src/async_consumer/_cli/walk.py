@@ -17,18 +17,16 @@ Tally = tuple[dict[TrialStatus, int], StoredTrial | None]
 """How many trials are in each status (all are keys), and the best completed one."""
 
 
-async def pages(
-    store: TrialStore, size: int = PAGE, status: TrialStatus | None = None
-) -> AsyncIterator[list[StoredTrial]]:
+async def pages(store: TrialStore, size: int = PAGE) -> AsyncIterator[list[StoredTrial]]:
     """
-    The store's trials in the order they were added, a page each (those in ``status``, if given).
+    The store's trials in the order they were added, a page each.
 
     Every trial, whatever its status: trials are only ever appended, so no page boundary moves
     while other workers change statuses (a list by status would shift under them: a trial that
-    reaches ``status`` meanwhile makes the next page repeat one).
+    reaches that status meanwhile makes the next page repeat one).
     """
     offset = 0
-    while page := await store.list(status, offset=offset, limit=size):
+    while page := await store.list(offset=offset, limit=size):
         yield page
         if len(page) < size:
             return
@@ -55,16 +53,12 @@ async def tally(
 
     When every trial is wanted (``wanted`` not given, or the store holds ``total`` trials, as
     many as ``wanted`` has: only those, for none is ever removed), the store counts them and
-    only the completed ones are read; else every trial is read, a page at a time.
+    finds the best; else every trial is read, a page at a time.
     """
     counts = await store.counts()
     if wanted is not None and not holds_only(counts, total):
         return await _tally_read(store, wanted, maximize=maximize)
-    best: StoredTrial | None = None
-    # a trial completed meanwhile may repeat one on the next page: no matter for the best
-    async for page in pages(store, status=TrialStatus.COMPLETED):
-        best = best_trial([*([best] if best else []), *page], maximize=maximize)
-    return counts, best
+    return counts, await store.best(maximize=maximize)
 
 
 async def _tally_read(store: TrialStore, wanted: Container[str], *, maximize: bool) -> Tally:
@@ -75,6 +69,8 @@ async def _tally_read(store: TrialStore, wanted: Container[str], *, maximize: bo
         chosen = [t for t in page if t.id in wanted]
         for trial in chosen:
             counts[trial.status] += 1
-        # the best so far first: of equal objectives, the first added wins, as in one list
-        best = best_trial([*([best] if best else []), *chosen], maximize=maximize)
+        # the best so far first: of equal objectives, the first added wins, as in one list;
+        # of the completed trials, as ``store.best`` ranks them
+        done = [t for t in chosen if t.status is TrialStatus.COMPLETED]
+        best = best_trial([*([best] if best else []), *done], maximize=maximize)
     return counts, best

@@ -40,7 +40,21 @@ CREATE TABLE {s}.workers (
 """Who runs the trials: each worker's host, job, task, trials running and last beat."""
 HOLDERS_V4 = "ALTER TABLE {s}.trials ADD COLUMN holder text NOT NULL DEFAULT ''"
 """Version 4: who holds each lease (host/pid/process start), so a dead local holder is seen."""
-MIGRATIONS: tuple[str, ...] = (TABLES_V1, JOURNEY_V2, WORKERS_V3, HOLDERS_V4)
+BEST_V5 = """
+ALTER TABLE {s}.trials ADD COLUMN objective double precision;
+UPDATE {s}.trials AS t SET objective = (
+    SELECT (r.value ->> 'value')::float8 FROM {s}.attempts AS a,
+        json_array_elements(a.outcome::json -> 'results') WITH ORDINALITY AS r (value, n)
+    WHERE a.trial_id = t.id AND a.number = t.token AND r.value ->> 'type' = 'objective'
+        AND json_typeof(r.value -> 'value') = 'number' AND (r.value -> 'value')::text ~ '[.eE]'
+    ORDER BY r.n LIMIT 1
+) WHERE t.status = 'completed';
+CREATE INDEX trials_best ON {s}.trials (objective, seq) WHERE status = 'completed';
+"""
+"""Version 5: a trial's objective beside it (its latest outcome's, if that completed with one),
+so that the best trial is found in the index; an older store's completed trials get theirs from
+their latest attempt's outcome (a JSON number written with a point or an exponent: a float)."""
+MIGRATIONS: tuple[str, ...] = (TABLES_V1, JOURNEY_V2, WORKERS_V3, HOLDERS_V4, BEST_V5)
 """The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
 schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
 that a store written by an earlier release opens in this one. ``{s}`` is the quoted schema."""
@@ -53,6 +67,13 @@ _RECORD_WORKER = """
 _TRIALS = """
     SELECT id, trial, status, token, worker, heartbeat_at, lost_count FROM {{s}}.trials {where}
     ORDER BY seq"""
+_BEST = """WHERE id = (
+    SELECT id FROM {{s}}.trials WHERE status = 'completed' AND objective = (
+        SELECT objective FROM {{s}}.trials WHERE status = 'completed' AND objective IS NOT NULL
+        ORDER BY objective {order} LIMIT 1
+    ) ORDER BY seq LIMIT 1)"""
+"""How ``best`` picks a trial: the first added of the completed trials with the lowest
+(``asc``) or highest (``desc``) objective, both found in ``trials_best``."""
 PICK = """
     SELECT seq FROM {s}.trials WHERE status IN ('new', 'interrupted')
     AND (NOT $4::boolean OR not_before IS NULL OR not_before <= now())
@@ -115,11 +136,13 @@ _QUERIES = {
     "finish_many": f"""
         WITH mine AS ({_LOCKED}), done AS (
             UPDATE {{s}}.trials AS t SET lost_count = t.lost_count + u.lost,
+                objective = u.objective,
                 not_before = CASE WHEN u.hold > 0 THEN now() + make_interval(secs => u.hold) END,
                 status = CASE WHEN u.lost = 1 AND t.lost_count + 1 > $3::integer
                     THEN 'broken' ELSE u.status END
             FROM mine, unnest($1::text[], $2::integer[], $4::integer[], $5::text[],
-                $6::text[], $7::float8[]) AS u (id, token, lost, status, outcome, hold)
+                $6::text[], $7::float8[], $8::float8[])
+                AS u (id, token, lost, status, outcome, hold, objective)
             WHERE t.id = mine.id AND t.token = mine.token AND u.id = mine.id
                 AND u.token = mine.token AND t.status = 'reserved'
             RETURNING t.id, t.token, t.status, u.outcome
@@ -139,6 +162,7 @@ _QUERIES = {
     "finish": """
         WITH done AS (
             UPDATE {s}.trials SET lost_count = lost_count + $3::integer,
+                objective = $8::float8,
                 not_before = CASE WHEN $7::float8 > 0
                     THEN now() + make_interval(secs => $7::float8) END,
                 status = CASE WHEN $3::integer = 1 AND lost_count + 1 > $4::integer
@@ -158,6 +182,10 @@ _QUERIES = {
         ) RETURNING id, token""",
     "end": "UPDATE {s}.attempts SET outcome = $1 WHERE trial_id = $2 AND number = $3",
     "get": _TRIALS.format(where="WHERE id = $1"),
+    **{
+        f"best_{order}": _TRIALS.format(where=_BEST.format(order=order))
+        for order in ("asc", "desc")
+    },
     "list": _TRIALS.format(where="WHERE status = $1") + " LIMIT $2 OFFSET $3",
     "all": _TRIALS.format(where="") + " LIMIT $1 OFFSET $2",
     "attempts": """

@@ -152,6 +152,14 @@ class TrialStore(Protocol):
         """Return how many trials (of ``ids``, if given) are in each status (all are keys)."""
         ...
 
+    async def best(self, *, maximize: bool = False) -> StoredTrial | None:
+        """
+        Return the completed trial with the lowest objective (the highest with ``maximize``),
+        the first added of equals, or ``None``: what ``best_trial`` picks from
+        ``list(TrialStatus.COMPLETED)``, without reading every completed trial's outcome.
+        """
+        ...
+
     async def rerun(self, ids: Collection[str], statuses: Collection[TrialStatus]) -> int:
         """
         Make the trials of ``ids`` that are in one of ``statuses`` new again; return how many.

@@ -257,6 +257,10 @@ class RetryingStore(StoreBase):
         """Return the trials; see ``TrialStore.list``."""
         return await self.outage.call(lambda: self.store.list(status, offset=offset, limit=limit))
 
+    async def best(self, *, maximize: bool = False) -> StoredTrial | None:
+        """The best completed trial; see ``TrialStore.best``."""
+        return await self.outage.call(lambda: self.store.best(maximize=maximize))
+
     async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
         """Return how many trials are in each status; see ``TrialStore.counts``."""
         return await self.outage.call(lambda: self.store.counts(ids))

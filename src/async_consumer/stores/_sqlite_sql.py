@@ -39,7 +39,20 @@ HOLDERS_V4 = """
 ALTER TABLE trials ADD COLUMN holder TEXT NOT NULL DEFAULT ''
 """
 """Version 4: who holds each lease (host/pid/process start), so a dead local holder is seen."""
-MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, JOURNEY_V2, WORKERS_V3, HOLDERS_V4)
+BEST_V5 = """
+ALTER TABLE trials ADD COLUMN objective REAL;
+UPDATE trials SET objective = (
+    SELECT r.value ->> '$.value' FROM attempts AS a, json_each(a.outcome, '$.results') AS r
+    WHERE a.trial_id = trials.id AND a.number = trials.token
+    AND r.value ->> '$.type' = 'objective' AND json_type(r.value, '$.value') = 'real'
+    ORDER BY r.key LIMIT 1
+) WHERE status = 'completed';
+CREATE INDEX trials_best ON trials (objective, seq) WHERE status = 'completed'
+"""
+"""Version 5: a trial's objective beside it (its latest outcome's, if that completed with one),
+so that the best trial is found in the index instead of reading every outcome; the completed
+trials of an older store get theirs from their latest attempt's outcome."""
+MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, JOURNEY_V2, WORKERS_V3, HOLDERS_V4, BEST_V5)
 """The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
 schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
 that a store written by an earlier release opens in this one."""
@@ -100,7 +113,7 @@ FROM (SELECT value ->> 0 AS id, value ->> 1 AS number, value ->> 2 AS at FROM js
 WHERE attempts.trial_id = u.id AND attempts.number = u.number
 """
 FINISH = f"""
-UPDATE trials SET lost_count = lost_count + :lost,
+UPDATE trials SET lost_count = lost_count + :lost, objective = :objective,
     not_before = CASE WHEN :hold > 0 THEN {NOW} + :hold ELSE NULL END,
     status = CASE WHEN :lost AND lost_count + 1 > :max_lost THEN 'broken' ELSE :status END
 WHERE id = :id AND status = 'reserved' AND token = :token RETURNING status
@@ -121,6 +134,15 @@ UPDATE trials SET lost_count = lost_count + 1,
 WHERE id = :id AND token = :token AND status = 'reserved' RETURNING id, token
 """
 TRIALS = "SELECT id, trial, status, token, worker, heartbeat_at, lost_count FROM trials"
+BEST = """ WHERE id = (
+    SELECT id FROM trials INDEXED BY trials_best WHERE status = 'completed' AND objective = (
+        SELECT objective FROM trials INDEXED BY trials_best
+        WHERE status = 'completed' AND objective IS NOT NULL ORDER BY objective {order} LIMIT 1
+    ) ORDER BY seq LIMIT 1
+)"""
+"""The condition ``best`` appends to ``TRIALS``: the first added of the completed trials with
+the lowest (``ASC``) or highest (``DESC``) objective, both found in ``trials_best`` (named: SQLite
+would take the status index and sort every completed trial)."""
 COUNTS = "SELECT status, count(*) FROM trials GROUP BY status"
 KNOWN = "SELECT id, trial FROM trials WHERE id IN (SELECT value FROM json_each(?))"
 COUNTS_OF = """

@@ -14,6 +14,7 @@ from .._errors import DuplicateTrial, LeaseLost, TrialNotFound
 from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, StoredTrial, Trial, TrialStatus
+from .._ranking import best_trial
 from ._memory_many import MemoryBatches
 from ._memory_record import Record
 from ._protocol import Finish, HeldLease, StoreBase
@@ -229,6 +230,12 @@ class MemoryStore(MemoryBatches, StoreBase):
         records = (r for r in self._records.values() if status is None or r.status is status)
         end = None if limit is None else offset + limit
         return [r.stored() for r in itertools.islice(records, offset, end)]
+
+    async def best(self, *, maximize: bool = False) -> StoredTrial | None:
+        """The completed trial with the best objective; see ``TrialStore.best``."""
+        await anyio.lowlevel.checkpoint()
+        done = (r.stored() for r in self._records.values() if r.status is TrialStatus.COMPLETED)
+        return best_trial(done, maximize=maximize)
 
     async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
         """Return how many trials are in each status; see ``TrialStore.counts``."""

@@ -35,6 +35,7 @@ from ._rules import (
     check_outcome,
     gone_outcome,
     lost_outcome,
+    ranked_objective,
     settled_status,
 )
 
@@ -193,7 +194,8 @@ class PostgresStore(PostgresBatches, StoreBase):
         check_outcome(lease, outcome)
         status = settled_status(outcome.status, requeue)
         lost = int(outcome.status is Status.LOST)
-        args = (lost, self._max_lost, status.value, outcome.model_dump_json(), check_hold(hold))
+        dumped, objective = outcome.model_dump_json(), ranked_objective(outcome)
+        args = (lost, self._max_lost, status.value, dumped, check_hold(hold), objective)
         async with self._connection() as conn:
             new = await conn.fetchval(self._q["finish"], lease.trial_id, lease.token, *args)
         if new is None:
@@ -223,6 +225,11 @@ class PostgresStore(PostgresBatches, StoreBase):
         if status is None:
             return await self._select("all", limit, offset)  # LIMIT NULL: every row
         return await self._select("list", status.value, limit, offset)
+
+    async def best(self, *, maximize: bool = False) -> StoredTrial | None:
+        """The completed trial with the best objective; see ``TrialStore.best``."""
+        found = await self._select("best_desc" if maximize else "best_asc")
+        return found[0] if found else None
 
     async def _select(self, query: str, *args: object) -> builtins.list[StoredTrial]:
         async with self._connection() as conn, conn.transaction(isolation="repeatable_read"):

@@ -38,6 +38,7 @@ from ._rules import (
     check_outcome,
     gone_outcome,
     lost_outcome,
+    ranked_objective,
     settled_status,
 )
 from ._sqlite_file import connect, error, is_busy, path_from_url, transaction
@@ -177,6 +178,7 @@ class SQLiteStore(SQLiteBatches, StoreBase):
         lost = int(outcome.status is Status.LOST)
         args = {"id": lease.trial_id, "token": lease.token, "lost": lost, "status": status.value}
         args.update(max_lost=self._max_lost, hold=check_hold(hold))
+        args["objective"] = ranked_objective(outcome)
         rows = self._conn.execute(queries.FINISH, args).fetchall()
         if not rows:
             raise LeaseLost(lease.trial_id)
@@ -215,6 +217,12 @@ class SQLiteStore(SQLiteBatches, StoreBase):
             return await self._run(lambda: self._select("", (), page), write=False)
         where = " WHERE status = ?"
         return await self._run(lambda: self._select(where, (status.value,), page), write=False)
+
+    async def best(self, *, maximize: bool = False) -> StoredTrial | None:
+        """The completed trial with the best objective; see ``TrialStore.best``."""
+        where = queries.BEST.format(order="DESC" if maximize else "ASC")
+        found = await self._run(lambda: self._select(where, ()), write=False)
+        return found[0] if found else None
 
     def _select(
         self, where: str, args: tuple[str, ...], page: tuple[int, int] = (-1, 0)
