@@ -18,7 +18,8 @@ pytestmark = pytest.mark.asyncio
 def _scored(lease: Lease, value: float | None, status: Status = Status.COMPLETED) -> Finish:
     """The lease's attempt ending with ``status`` and, if given, ``value`` as its objective."""
     results = [] if value is None else [{"name": "loss", "type": "objective", "value": value}]
-    return Finish(lease, outcome(lease, status, results=results))
+    # a NUL from the script's stderr, which PostgreSQL's json cannot hold unescaped
+    return Finish(lease, outcome(lease, status, results=results, stderr_tail="a\x00b"))
 
 
 async def _check_agrees(store: TrialStore) -> None:

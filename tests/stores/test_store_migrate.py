@@ -84,7 +84,7 @@ async def test_postgres_v1_store_is_migrated() -> None:
         await conn.close()
 
 
-def _v4_rows() -> tuple[list[tuple[str, str, int]], list[tuple[str, int, str]]]:
+def _v4_rows() -> tuple[list[tuple[str, str, int]], list[tuple[str, int, str | None]]]:
     """
     Trials (id, status, token) and finished attempts (trial id, number, outcome JSON) as the
     code before schema v5 left them: an objective only inside each attempt's outcome.
@@ -93,18 +93,35 @@ def _v4_rows() -> tuple[list[tuple[str, str, int]], list[tuple[str, int, str]]]:
     def done(trial_id: str, number: int, *values: float, status: str = "completed") -> str:
         results = [{"name": "acc", "type": "statistic", "value": 0.0}]  # not an objective
         results += [{"name": "loss", "type": "objective", "value": v} for v in values]
+        # a NUL from the script's stderr, escaped in the JSON (PostgreSQL's json refuses it)
+        fields = {"attempt": number, "status": status, "stderr_tail": "warn\x00binary"}
         return Outcome.model_validate(
-            {"trial_id": trial_id, "attempt": number, "status": status, "results": results}
+            {"trial_id": trial_id, **fields, "results": results}
         ).model_dump_json()
 
     trials = [("a", "completed", 2), ("b", "completed", 1), ("c", "interrupted", 1)]
     trials += [("d", "completed", 1), ("e", "completed", 1), ("f", "completed", 1)]
+    trials += [("g", "reserved", 1)]  # finished after the upgrade, by a worker of the old code
     attempts = [("a", 1, done("a", 1, 0.5)), ("a", 2, done("a", 2, 4.0))]  # the latest counts
     # c: its completed attempt was put back in the queue (``requeue``): not a completed trial
     attempts += [("b", 1, done("b", 1, 2.0)), ("c", 1, done("c", 1, 0.1))]
     attempts += [("d", 1, done("d", 1, 1e20, 0.0)), ("e", 1, done("e", 1, 2.0))]
-    attempts += [("f", 1, done("f", 1))]  # completed without an objective
+    attempts += [("f", 1, done("f", 1)), ("g", 1, None)]  # f: completed without an objective
     return trials, attempts
+
+
+V4_FINISH = (
+    "UPDATE {s}trials SET status = 'completed' WHERE id = 'g'",
+    "UPDATE {s}attempts SET outcome = {v} WHERE trial_id = 'g' AND number = 1",
+)
+"""What a worker of the code before schema v5 writes when it finishes a trial (its objective
+only in the outcome): ``{s}`` the schema's prefix, ``{v}`` the outcome's parameter."""
+
+
+def _late_outcome() -> str:
+    """The outcome of g, the lowest objective of all."""
+    results = [{"name": "loss", "type": "objective", "value": -1.0}]
+    return Outcome(trial_id="g", status="completed", results=results).model_dump_json()
 
 
 async def _check_ranked(store: TrialStore) -> None:
@@ -114,6 +131,13 @@ async def _check_ranked(store: TrialStore) -> None:
     assert low is not None and low.id == "b"  # 2.0, added before e's equal 2.0
     assert high is not None and high.id == "d"  # 1e20 (its first objective)
     assert low == best_trial(everything) and high == best_trial(everything, maximize=True)
+
+
+async def _check_late_finish(store: TrialStore) -> None:
+    """g, finished by the old code's statements after the upgrade, is ranked too."""
+    low = await store.best()
+    assert low is not None and low.id == "g"
+    assert low == best_trial(await store.list(TrialStatus.COMPLETED))
 
 
 @pytest.mark.asyncio
@@ -140,6 +164,11 @@ async def test_sqlite_v4_store_ranks_its_completed_trials(tmp_path: Path) -> Non
     conn.close()
     async with SQLiteStore(path) as store:
         await _check_ranked(store)
+        with sqlite3.connect(path) as conn:  # the old code's finish, after the upgrade
+            conn.execute(V4_FINISH[0].format(s="", v=""))
+            conn.execute(V4_FINISH[1].format(s="", v="?"), (_late_outcome(),))
+        conn.close()
+        await _check_late_finish(store)
 
 
 @pytest.mark.asyncio
@@ -169,6 +198,9 @@ async def test_postgres_v4_store_ranks_its_completed_trials() -> None:
         )
         async with await PostgresStore.open(url, schema=schema) as store:
             await _check_ranked(store)
+            await conn.execute(V4_FINISH[0].format(s=f'"{schema}".', v=""))
+            await conn.execute(V4_FINISH[1].format(s=f'"{schema}".', v="$1"), _late_outcome())
+            await _check_late_finish(store)
     finally:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()

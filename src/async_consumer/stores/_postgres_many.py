@@ -11,14 +11,7 @@ from .._errors import LeaseLost
 from .._models import Lease, Status, TrialStatus
 from ._protocol import Finish
 from ._rows import load_trial, new_lease
-from ._rules import (
-    check_count,
-    check_finishes,
-    not_renewed,
-    ranked_objective,
-    settled_status,
-    unique_leases,
-)
+from ._rules import check_count, check_finishes, not_renewed, settled_status, unique_leases
 
 __all__ = ["PostgresBatches"]
 
@@ -92,5 +85,4 @@ def _columns(items: Sequence[Finish], max_lost: int) -> tuple[object, ...]:
         [settled_status(item.outcome.status, item.requeue).value for item in items],
         [item.outcome.model_dump_json() for item in items],
         [float(item.hold) for item in items],
-        [ranked_objective(item.outcome) for item in items],
     )

@@ -40,20 +40,37 @@ CREATE TABLE {s}.workers (
 """Who runs the trials: each worker's host, job, task, trials running and last beat."""
 HOLDERS_V4 = "ALTER TABLE {s}.trials ADD COLUMN holder text NOT NULL DEFAULT ''"
 """Version 4: who holds each lease (host/pid/process start), so a dead local holder is seen."""
-BEST_V5 = """
+BEST_V5 = r"""
 ALTER TABLE {s}.trials ADD COLUMN objective double precision;
-UPDATE {s}.trials AS t SET objective = (
-    SELECT (r.value ->> 'value')::float8 FROM {s}.attempts AS a,
-        json_array_elements(a.outcome::json -> 'results') WITH ORDINALITY AS r (value, n)
-    WHERE a.trial_id = t.id AND a.number = t.token AND r.value ->> 'type' = 'objective'
-        AND json_typeof(r.value -> 'value') = 'number' AND (r.value -> 'value')::text ~ '[.eE]'
+CREATE FUNCTION {s}.objective_of(outcome text) RETURNS double precision
+LANGUAGE sql IMMUTABLE AS $objective$
+    SELECT (r.value ->> 'value')::float8
+    FROM json_array_elements(replace(outcome, '\u0000', '\ufffd')::json -> 'results')
+        WITH ORDINALITY AS r (value, n)
+    WHERE r.value ->> 'type' = 'objective' AND json_typeof(r.value -> 'value') = 'number'
+        AND (r.value -> 'value')::text ~ '[.eE]'
     ORDER BY r.n LIMIT 1
-) WHERE t.status = 'completed';
+$objective$;
+CREATE FUNCTION {s}.rank_attempt() RETURNS trigger LANGUAGE plpgsql AS $rank$
+BEGIN
+    UPDATE {s}.trials SET objective = {s}.objective_of(NEW.outcome)
+    WHERE id = NEW.trial_id AND token = NEW.number;
+    RETURN NULL;
+END $rank$;
+CREATE TRIGGER attempts_rank AFTER UPDATE OF outcome ON {s}.attempts
+    FOR EACH ROW EXECUTE FUNCTION {s}.rank_attempt();
+UPDATE {s}.trials AS t SET objective = {s}.objective_of(a.outcome) FROM {s}.attempts AS a
+WHERE a.trial_id = t.id AND a.number = t.token AND t.status = 'completed';
 CREATE INDEX trials_best ON {s}.trials (objective, seq) WHERE status = 'completed';
 """
-"""Version 5: a trial's objective beside it (its latest outcome's, if that completed with one),
-so that the best trial is found in the index; an older store's completed trials get theirs from
-their latest attempt's outcome (a JSON number written with a point or an exponent: a float)."""
+"""Version 5: a trial's objective beside it, for the index that finds the best trial. The
+database keeps it: whenever an attempt's outcome is written, a trigger copies its objective to
+the trial if that is the trial's latest attempt, whoever writes it (a worker of an earlier
+release still running, too). ``objective_of`` reads it as ``Outcome.objective`` does: the first
+result of type ``objective`` whose value is a float (a JSON number written with a point or an
+exponent: ``json`` keeps the text, ``jsonb`` would not), after turning an escaped NUL (from a
+script's stderr) into U+FFFD, which ``json`` cannot hold. The completed trials of an older store
+get theirs from their latest attempt's outcome."""
 MIGRATIONS: tuple[str, ...] = (TABLES_V1, JOURNEY_V2, WORKERS_V3, HOLDERS_V4, BEST_V5)
 """The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
 schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
@@ -136,13 +153,11 @@ _QUERIES = {
     "finish_many": f"""
         WITH mine AS ({_LOCKED}), done AS (
             UPDATE {{s}}.trials AS t SET lost_count = t.lost_count + u.lost,
-                objective = u.objective,
                 not_before = CASE WHEN u.hold > 0 THEN now() + make_interval(secs => u.hold) END,
                 status = CASE WHEN u.lost = 1 AND t.lost_count + 1 > $3::integer
                     THEN 'broken' ELSE u.status END
             FROM mine, unnest($1::text[], $2::integer[], $4::integer[], $5::text[],
-                $6::text[], $7::float8[], $8::float8[])
-                AS u (id, token, lost, status, outcome, hold, objective)
+                $6::text[], $7::float8[]) AS u (id, token, lost, status, outcome, hold)
             WHERE t.id = mine.id AND t.token = mine.token AND u.id = mine.id
                 AND u.token = mine.token AND t.status = 'reserved'
             RETURNING t.id, t.token, t.status, u.outcome
@@ -162,7 +177,6 @@ _QUERIES = {
     "finish": """
         WITH done AS (
             UPDATE {s}.trials SET lost_count = lost_count + $3::integer,
-                objective = $8::float8,
                 not_before = CASE WHEN $7::float8 > 0
                     THEN now() + make_interval(secs => $7::float8) END,
                 status = CASE WHEN $3::integer = 1 AND lost_count + 1 > $4::integer

@@ -22,7 +22,6 @@ __all__ = [
     "gone_outcome",
     "lost_outcome",
     "not_renewed",
-    "ranked_objective",
     "settle",
     "settled_status",
     "unique_leases",
@@ -102,11 +101,6 @@ def not_renewed(leases: Sequence[Lease], renewed: Collection[tuple[str, int]]) -
 def settled_status(status: Status, requeue: bool = False) -> TrialStatus:
     """The trial's status after an attempt ends so, before counting losses against ``max_lost``."""
     return TrialStatus.INTERRUPTED if requeue else _SETTLED[status]
-
-
-def ranked_objective(outcome: Outcome) -> float | None:
-    """The objective a store keeps beside a trial to rank it: its outcome's, if it completed."""
-    return outcome.objective if outcome.is_completed else None
 
 
 def settle(

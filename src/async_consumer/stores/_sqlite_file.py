@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -68,9 +68,22 @@ def _migrate(conn: sqlite3.Connection) -> None:
         raise StoreError(msg)
     for number in range(version, queries.SCHEMA_VERSION):
         # one statement at a time: executescript would commit the open transaction first
-        for statement in filter(str.strip, queries.MIGRATIONS[number].split(";")):
+        for statement in _statements(queries.MIGRATIONS[number]):
             conn.execute(statement)
         conn.execute("INSERT INTO schema_version VALUES (?)", (number + 1,))
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a script: split at each semicolon that ends one (not in a trigger)."""
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+    if pending.strip(" \n;"):
+        yield pending
 
 
 def connect(path: str | Path) -> sqlite3.Connection:

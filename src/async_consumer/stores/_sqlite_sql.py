@@ -39,19 +39,30 @@ HOLDERS_V4 = """
 ALTER TABLE trials ADD COLUMN holder TEXT NOT NULL DEFAULT ''
 """
 """Version 4: who holds each lease (host/pid/process start), so a dead local holder is seen."""
-BEST_V5 = """
+_OBJECTIVE_OF = """(
+        SELECT r.value ->> '$.value' FROM json_each({outcome}, '$.results') AS r
+        WHERE r.value ->> '$.type' = 'objective' AND json_type(r.value, '$.value') = 'real'
+        ORDER BY r.key LIMIT 1
+    )"""
+"""The objective in an outcome's JSON, as ``Outcome.objective`` reads it: the first result of
+type ``objective`` whose value is a float. Part of migration 5: never to be changed."""
+BEST_V5 = f"""
 ALTER TABLE trials ADD COLUMN objective REAL;
+CREATE TRIGGER attempts_rank AFTER UPDATE OF outcome ON attempts BEGIN
+    UPDATE trials SET objective = {_OBJECTIVE_OF.format(outcome="NEW.outcome")}
+    WHERE id = NEW.trial_id AND token = NEW.number;
+END;
 UPDATE trials SET objective = (
-    SELECT r.value ->> '$.value' FROM attempts AS a, json_each(a.outcome, '$.results') AS r
+    SELECT {_OBJECTIVE_OF.format(outcome="a.outcome")} FROM attempts AS a
     WHERE a.trial_id = trials.id AND a.number = trials.token
-    AND r.value ->> '$.type' = 'objective' AND json_type(r.value, '$.value') = 'real'
-    ORDER BY r.key LIMIT 1
 ) WHERE status = 'completed';
 CREATE INDEX trials_best ON trials (objective, seq) WHERE status = 'completed'
 """
-"""Version 5: a trial's objective beside it (its latest outcome's, if that completed with one),
-so that the best trial is found in the index instead of reading every outcome; the completed
-trials of an older store get theirs from their latest attempt's outcome."""
+"""Version 5: a trial's objective beside it, for the index that finds the best trial. The
+database keeps it: whenever an attempt's outcome is written, a trigger copies its objective to
+the trial if that is the trial's latest attempt, whatever writes it (a worker of an earlier
+release still running, too). The completed trials of an older store get theirs from their
+latest attempt's outcome."""
 MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, JOURNEY_V2, WORKERS_V3, HOLDERS_V4, BEST_V5)
 """The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
 schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
@@ -113,7 +124,7 @@ FROM (SELECT value ->> 0 AS id, value ->> 1 AS number, value ->> 2 AS at FROM js
 WHERE attempts.trial_id = u.id AND attempts.number = u.number
 """
 FINISH = f"""
-UPDATE trials SET lost_count = lost_count + :lost, objective = :objective,
+UPDATE trials SET lost_count = lost_count + :lost,
     not_before = CASE WHEN :hold > 0 THEN {NOW} + :hold ELSE NULL END,
     status = CASE WHEN :lost AND lost_count + 1 > :max_lost THEN 'broken' ELSE :status END
 WHERE id = :id AND status = 'reserved' AND token = :token RETURNING status

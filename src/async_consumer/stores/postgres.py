@@ -35,7 +35,6 @@ from ._rules import (
     check_outcome,
     gone_outcome,
     lost_outcome,
-    ranked_objective,
     settled_status,
 )
 
@@ -194,8 +193,7 @@ class PostgresStore(PostgresBatches, StoreBase):
         check_outcome(lease, outcome)
         status = settled_status(outcome.status, requeue)
         lost = int(outcome.status is Status.LOST)
-        dumped, objective = outcome.model_dump_json(), ranked_objective(outcome)
-        args = (lost, self._max_lost, status.value, dumped, check_hold(hold), objective)
+        args = (lost, self._max_lost, status.value, outcome.model_dump_json(), check_hold(hold))
         async with self._connection() as conn:
             new = await conn.fetchval(self._q["finish"], lease.trial_id, lease.token, *args)
         if new is None:

@@ -38,7 +38,6 @@ from ._rules import (
     check_outcome,
     gone_outcome,
     lost_outcome,
-    ranked_objective,
     settled_status,
 )
 from ._sqlite_file import connect, error, is_busy, path_from_url, transaction
@@ -178,7 +177,6 @@ class SQLiteStore(SQLiteBatches, StoreBase):
         lost = int(outcome.status is Status.LOST)
         args = {"id": lease.trial_id, "token": lease.token, "lost": lost, "status": status.value}
         args.update(max_lost=self._max_lost, hold=check_hold(hold))
-        args["objective"] = ranked_objective(outcome)
         rows = self._conn.execute(queries.FINISH, args).fetchall()
         if not rows:
             raise LeaseLost(lease.trial_id)
