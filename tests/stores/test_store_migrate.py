@@ -102,7 +102,8 @@ def _v4_rows() -> tuple[list[tuple[str, str, int]], list[tuple[str, int, str | N
     trials = [("a", "completed", 2), ("b", "completed", 1), ("c", "interrupted", 1)]
     trials += [("d", "completed", 1), ("e", "completed", 1), ("f", "completed", 1)]
     trials += [("g", "reserved", 1)]  # finished after the upgrade, by a worker of the old code
-    attempts = [("a", 1, done("a", 1, 0.5)), ("a", 2, done("a", 2, 4.0))]  # the latest counts
+    attempts: list[tuple[str, int, str | None]] = [("a", 1, done("a", 1, 0.5))]
+    attempts += [("a", 2, done("a", 2, 4.0))]  # the latest counts
     # c: its completed attempt was put back in the queue (``requeue``): not a completed trial
     attempts += [("b", 1, done("b", 1, 2.0)), ("c", 1, done("c", 1, 0.1))]
     attempts += [("d", 1, done("d", 1, 1e20, 0.0)), ("e", 1, done("e", 1, 2.0))]
