@@ -38,6 +38,9 @@ from async_consumer import Outcome, best_trial
 from async_consumer._models import StoredTrial, TrialStatus
 from async_consumer.stores import Finish, TrialStore, store_from_url
 
+sys.path.insert(0, str(Path(__file__).parent))
+from store_beats import drop_schema  # the benchmark beside this one
+
 COMMAND = str(Path(sys.executable).parent / "async-consumer")
 SCRIPT = [sys.executable, "-c", "pass"]
 
@@ -111,18 +114,7 @@ async def main(args: argparse.Namespace) -> None:
             await measure(args, url, base)
         finally:
             if args.postgres:
-                await drop(args.postgres, schema)
-
-
-async def drop(url: str, schema: str) -> None:
-    """Drop the benchmark's PostgreSQL schema."""
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
+                await drop_schema(args.postgres, schema)
 
 
 async def measure(args: argparse.Namespace, url: str, base: Path) -> None:

@@ -54,7 +54,8 @@ def run_fleet(
     return writes
 
 
-async def _drop(url: str, schema: str) -> None:
+async def drop_schema(url: str, schema: str) -> None:
+    """Drop a benchmark's PostgreSQL schema (``best.py`` uses it too)."""
     import asyncpg
 
     conn = await asyncpg.connect(url)
@@ -80,7 +81,7 @@ def main() -> None:
             writes = run_fleet(url, args.workers, args.jobs, args.seconds, args.heartbeat, tmp)
         finally:
             if args.postgres:
-                anyio.run(_drop, args.postgres, schema)
+                anyio.run(drop_schema, args.postgres, schema)
         wall = time.perf_counter() - start
     per_second = sum(writes) / args.seconds
     target = args.workers / args.heartbeat
