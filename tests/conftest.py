@@ -10,12 +10,24 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from async_consumer import Consumer, install_child_watcher
 
 # as the command does: reap children without a thread each, keeping their resource usage
 install_child_watcher()
+
+
+async def wait_until(condition: Callable[[], bool], bound: float = 60.0) -> None:
+    """
+    Poll ``condition`` (what a script wrote, say) until it holds; ``bound`` seconds only end
+    the test if it fails, they order nothing.
+    """
+    with anyio.fail_after(bound):
+        while not condition():
+            await anyio.sleep(0.01)
+
 
 WRITE_RESULT = (
     "import json, os; json.dump([{'name': 'objective', 'type': 'objective', 'value': 1.5}], "

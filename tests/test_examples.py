@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from async_consumer import Outcome, Reason, Status, StoredTrial, Trial, TrialStatus
 from async_consumer.stores import store_from_url
 
-from .conftest import ConsumerFactory
+from .conftest import ConsumerFactory, wait_until
 from .stores.conftest import drop_schema, postgres_url
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -90,12 +90,6 @@ async def test_optuna_ask_tell(
     assert (tmp_path / ".async-consumer" / "trials" / "quadratic" / "trial-15").is_dir()
 
 
-async def _wait_for_text(path: Path, text: str) -> None:
-    with anyio.fail_after(20):
-        while not path.exists() or text not in path.read_text():
-            await anyio.sleep(0.02)  # polling what the script reports, not ordering by time
-
-
 @pytest.mark.slow
 @pytest.mark.asyncio
 async def test_orion_script(make_consumer: ConsumerFactory, tmp_path: Path) -> None:
@@ -121,9 +115,8 @@ async def test_orion_script(make_consumer: ConsumerFactory, tmp_path: Path) -> N
         for each in (trial("best", 0.01), trial("ok", 0.1), trial("too-high", 0.9)):
             tg.start_soon(run, each)
         tg.start_soon(run, trial("preempted", 0.001, epochs=4))
-        await _wait_for_text(
-            tmp_path / "trials/orion-demo/preempted/attempts/1/stdout.log", "epoch 0 done"
-        )
+        log = tmp_path / "trials/orion-demo/preempted/attempts/1/stdout.log"
+        await wait_until(lambda: log.exists() and "epoch 0 done" in log.read_text(), 20)
         assert await consumer.stop("preempted")  # SIGTERM
 
     best, ok, too_high, preempted = (outcomes[i] for i in ("best", "ok", "too-high", "preempted"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -11,7 +10,7 @@ import pytest
 from async_consumer import Consumer, Status, Trial, TrialStatus, Worker
 from async_consumer.stores import SQLiteStore
 
-from .conftest import ConsumerFactory, python
+from .conftest import ConsumerFactory, python, wait_until
 
 # writes <dir>/<trial id>.started, then waits for <dir>/go, then reports 1.0
 GATED = """
@@ -22,12 +21,6 @@ while not (gate / "go").exists():
     time.sleep(0.01)
 open(os.environ["ASYNC_CONSUMER_RESULTS_PATH"], "w").write("1.0")
 """
-
-
-async def _wait_for(predicate: Callable[[], bool]) -> None:
-    with anyio.fail_after(60):  # only ends the test if it fails
-        while not predicate():
-            await anyio.sleep(0.01)  # polling for the scripts' files, not ordering by time
 
 
 @pytest.mark.anyio
@@ -44,7 +37,7 @@ async def test_a_place_taken_first_starts_its_trial_at_once_and_is_given_back_at
         statuses[trial_id] = (await consumer.run(Trial(id=trial_id, params={}))).status
 
     async def let_first_end() -> None:
-        await _wait_for((gate / "first.started").exists)
+        await wait_until((gate / "first.started").exists)
         assert not (gate / "second.started").exists()  # it waits for the place
         (gate / "go").touch()
 
@@ -95,7 +88,7 @@ async def test_a_worker_reserves_no_trial_before_a_place_is_free(
     worker = Worker(store, consumer)
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.run)
-        await _wait_for(lambda: any(gate.glob("*.started")))
+        await wait_until(lambda: any(gate.glob("*.started")))
         counts = await store.counts()
         assert (counts[TrialStatus.RESERVED], counts[TrialStatus.NEW]) == (1, 2)
         (gate / "go").touch()
