@@ -58,7 +58,7 @@ from async_consumer.stores import store_from_url
 
 sys.path.insert(0, str(Path(__file__).parent))
 from overhead import creation_cost, settle  # the benchmark beside this one
-from startup import FLOOR  # what any command built on the same libraries imports first
+from startup import FLOOR, timed  # FLOOR: what any command on these libraries imports first
 
 PY_TRIAL = [
     sys.executable,
@@ -92,14 +92,6 @@ async def bare(argv: list[str], n: int, jobs: int, base: Path) -> tuple[float, f
         for i in range(n):
             tg.start_soon(one, i)
     return time.perf_counter() - start, time.process_time() - cpu
-
-
-def floor_start() -> float:
-    """Wall seconds of the start-up floor: a process that imports what the run path cannot do
-    without (``startup.py``'s floor: anyio, asyncio, sqlite3, one pydantic model built)."""
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", FLOOR], check=True)
-    return time.perf_counter() - start
 
 
 async def library(argv: list[str], n: int, jobs: int, base: Path) -> float:
@@ -186,7 +178,7 @@ async def one_round(
         theirs = await bare(argv, n, jobs, base / "bare")
         ours = await cli(argv, n, jobs, base / "cli", args.tty)
     ours["library"] = await library(argv, n, jobs, base / "lib") if args.library else math.nan
-    ours["floor"] = floor_start()
+    ours["floor"] = timed([sys.executable, "-c", FLOOR], base)[0]  # the start-up floor's wall
     return theirs, ours  # the files stay until the end: deleting them slows creating others
 
 
@@ -213,8 +205,8 @@ async def main(args: argparse.Namespace) -> None:
                     (name, j, n / med(b[0] for b, _ in rounds), n / med(c["wall"] for _, c in rounds),
                      med(c["fixed"] for _, c in rounds), ratio, paced,
                      1e3 * med(b[1] for b, _ in rounds) / n, 1e3 * med(c["cpu"] for _, c in rounds) / n,
-                     n / med(c["library"] for _, c in rounds), med(b[0] / c["library"] for b, c in rounds),
-                     med(b[0] / (b[0] + c["floor"]) for b, c in rounds))
+                     med(b[0] / (b[0] + c["floor"]) for b, c in rounds),
+                     n / med(c["library"] for _, c in rounds), med(b[0] / c["library"] for b, c in rounds))
                 )  # fmt: skip
         cost_after = creation_cost(Path(tmp))
     load = max(load, os.getloadavg()[0])
@@ -226,7 +218,7 @@ async def main(args: argparse.Namespace) -> None:
     print("{:<7} {:>4} {:>8} {:>8} {:>8} {:>6} {:>6} {:>8} {:>7} {:>7} {:>8}".format(*head, ""))
     for row in rows:
         line = "{:<7} {:>4} {:>8.1f} {:>8.1f} {:>8.2f} {:>6.3f} {:>6.3f} {:>8.2f} {:>7.2f} {:>7.3f}"
-        print(line.format(*row[:9], row[11]) + (f" {row[9]:>8.1f}" if args.library else ""))
+        print(line.format(*row[:10]) + (f" {row[10]:>8.1f}" if args.library else ""))
     for name, target in (("python", 0.9), ("sh", 0.7)):
         mine = [r for r in rows if r[0] == name]
         if not mine:
@@ -237,13 +229,13 @@ async def main(args: argparse.Namespace) -> None:
             f"target >= {target}"
         )
         print(
-            f"ceiling ({name} trial): max {max(r[11] for r in mine):.3f}, min "
-            f"{min(r[11] for r in mine):.3f} (the bare loop with the floor's start-up added: the "
+            f"ceiling ({name} trial): max {max(r[9] for r in mine):.3f}, min "
+            f"{min(r[9] for r in mine):.3f} (the bare loop with the floor's start-up added: the "
             "ratio of a command that imports the run path's libraries, then runs as the bare loop)"
         )
         if args.library:
             print(
-                f"ratio (library alone / bare, {name} trial): min {min(r[10] for r in mine):.3f} "
+                f"ratio (library alone / bare, {name} trial): min {min(r[11] for r in mine):.3f} "
                 f"(run_batch in this process: no store, no start-up)"
             )
     spent = resource.getrusage(resource.RUSAGE_CHILDREN)
