@@ -35,16 +35,18 @@ class Snapshot:
     """What this process holds at one moment."""
 
     fds: int
-    threads: int
+    threads: frozenset[int]
+    """The ids of its OS threads: those of threads that Python does not list too (trio keeps
+    idle worker threads for a while, started below ``threading``)."""
     children: tuple[int, ...]
     zombies: tuple[int, ...]
 
 
 def snapshot() -> Snapshot:
-    """Count this process's open descriptors and OS threads; list its children and zombies."""
+    """Count this process's open descriptors; list its OS threads, children and zombies."""
     return Snapshot(
         fds=len(os.listdir("/proc/self/fd")),
-        threads=_status("Threads"),
+        threads=frozenset(int(tid) for tid in os.listdir("/proc/self/task")),
         children=tuple(children_of(os.getpid())),
         zombies=tuple(zombie_children()),
     )
