@@ -29,6 +29,7 @@ JOB_SECONDS = 180.0
 # A training script that checkpoints: on SIGTERM it saves its step in its working directory
 # and exits with the interrupt code; a later attempt (on any worker) resumes from that step.
 # Every start, interruption and end is appended to a shared log with the Slurm task it ran in.
+# While a file named like the log plus ".hold" exists, a run waits before it starts.
 TRAIN = textwrap.dedent("""
     import json, os, signal, sys, time
     env = os.environ
@@ -44,6 +45,8 @@ TRAIN = textwrap.dedent("""
         with open(log, "a") as f:
             f.write(f"{trial} {attempt} {os.getpid()} {event} {time.time():.6f} {step} "
                     f"{env.get('SLURM_ARRAY_TASK_ID')}\\n")
+    while os.path.exists(log + ".hold"):  # held by the test until it has seen what it waits for
+        time.sleep(0.05)
     note("start")
     while step < steps:
         if stop:
@@ -117,6 +120,11 @@ class Fleet:
         script.write_text(TRAIN)
         faster = [] if local_pause is None else [str(local_pause)]
         return [sys.executable, str(script), str(self.runs), str(steps), str(pause), *faster]
+
+    @property
+    def hold(self) -> Path:
+        """While this file exists, every run of ``train`` waits before its first step."""
+        return self.runs.with_name(self.runs.name + ".hold")
 
     def trials(self) -> list[StoredTrial]:
         """Every trial in the store, with its attempts."""

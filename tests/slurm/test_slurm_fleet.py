@@ -95,6 +95,9 @@ def _check_preempted(fleet: Fleet, job: str, started_before: int) -> None:
 def test_three_workers_drain_sixty_trials(fleet: Fleet) -> None:
     """A 3-worker array drains 60 trials, each completed once; status lists the three workers."""
     fleet.add(60)
+    # the runs wait until the test has seen the three workers: a worker that Slurm starts late
+    # under load still finds trials to run, so all three are running at once
+    fleet.hold.touch()
     job = _launch(fleet, "--workers", "3", "-j", "2", "--heartbeat", "1",
                   command=fleet.train(steps=3, pause=0.1))  # fmt: skip
     seen: dict[str, dict[str, Any]] = {}
@@ -106,6 +109,7 @@ def test_three_workers_drain_sixty_trials(fleet: Fleet) -> None:
         return len(seen) == 3
 
     fleet.wait_for(three_listed, "status to list three running workers")
+    fleet.hold.unlink()
     assert {(w["job_id"], w["task_id"], w["host"] != "") for w in seen.values()} == {
         (job, "1", True),
         (job, "2", True),
