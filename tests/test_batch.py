@@ -15,13 +15,21 @@ from async_consumer._trial.offload import Offload
 
 from .conftest import WRITE_RESULT, ConsumerFactory, children_of, python
 
+# Each script counts the scripts alive beside it; the first three (meet=1) wait until all three
+# have met, which proves that three run at once (a barrier, not a timing window).
 COUNT_ALIVE = """
     import json, os, sys, time
-    box = sys.argv[1]
+    box, met = sys.argv[1], sys.argv[2] + '/met'
     mine = os.path.join(box, str(os.getpid()))
     open(mine, 'w').close()
     seen = len(os.listdir(box))
-    time.sleep(0.15)
+    if sys.argv[3] == '1':
+        # the last of the three to arrive counts the other two waiting, alive
+        os.makedirs(met, exist_ok=True)
+        seen = max(seen, len(os.listdir(box)))
+        open(os.path.join(met, str(os.getpid())), 'w').close()  # kept: the barrier's count
+        while len(os.listdir(met)) < 3:
+            time.sleep(0.01)
     seen = max(seen, len(os.listdir(box)))
     os.remove(mine)
     json.dump({'objective': seen}, open(os.environ['ORION_RESULTS_PATH'], 'w'))
@@ -36,13 +44,16 @@ async def test_never_more_than_max_concurrency(
     """The scripts themselves never see more than max_concurrency of them alive."""
     box = tmp_path / "box"
     box.mkdir()
-    consumer = make_consumer([*python(COUNT_ALIVE), str(box)], max_concurrency=3)
-    trials = [Trial(id=f"t{i}") for i in range(12)]
-    outcomes = await consumer.map(trials)
+    command = [*python(COUNT_ALIVE), str(box), str(tmp_path), "{meet}"]
+    consumer = make_consumer(command, max_concurrency=3)
+    trials = [Trial(id=f"t{i}", params={"meet": int(i < 3)}) for i in range(12)]
+    with anyio.fail_after(60):  # only a failing test waits this long (three never met)
+        outcomes = await consumer.map(trials)
     assert [o.trial_id for o in outcomes if o] == [t.id for t in trials]  # input order
-    seen = [o.objective for o in outcomes if o]
     assert all(o is not None and o.status is Status.COMPLETED for o in outcomes)
-    assert max(s or 0 for s in seen) == 3
+    seen = [o.objective for o in outcomes if o]
+    assert max(s or 0 for s in seen[:3]) == 3  # the first three met
+    assert all(s is not None and 1 <= s <= 3 for s in seen)  # never more than three
 
 
 @pytest.mark.anyio

@@ -15,7 +15,7 @@ import pytest
 
 from async_consumer import Reason, Status, Trial
 
-from .conftest import WRITE_RESULT, ConsumerFactory, python
+from .conftest import WRITE_RESULT, ConsumerFactory, python, wait_until
 
 
 @pytest.mark.anyio
@@ -242,12 +242,32 @@ async def test_code_changed_warn(
 @pytest.mark.slow
 @pytest.mark.anyio
 async def test_cancelled_first_run_leaves_no_false_code_change(
-    make_consumer: ConsumerFactory, repo_script: Path
+    make_consumer: ConsumerFactory,
+    repo_script: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A first run cancelled while git is asked does not make the next one a code change."""
+    # a git in front of the real one: it says it was asked, then answers only once let go
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    asked, go = tmp_path / "asked", tmp_path / "go"
+    real_git = shutil.which("git")
+    shim = shims / "git"
+    shim.write_text(
+        f"#!/bin/sh\ntouch {asked}\nwhile [ ! -e {go} ]; do sleep 0.01; done\n"
+        f'exec {real_git} "$@"\n'
+    )
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")
     consumer = make_consumer([sys.executable, str(repo_script)], code_change="error")
-    with anyio.move_on_after(0.001):  # cancelled before git can answer
-        await consumer.run(Trial(id="a"))
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consumer.run, Trial(id="a"))
+            await wait_until(asked.exists)
+            scope.cancel()  # cancelled while git is asked, before it answers
+    assert scope.cancelled_caught
+    go.touch()
     outcome = await consumer.run(Trial(id="b"))
     assert outcome.status is Status.COMPLETED, outcome.message
     assert outcome.code_version is not None

@@ -6,6 +6,9 @@ import json
 import math
 import os
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -464,13 +467,36 @@ def test_parent_that_is_a_file_is_invalid(tmp_path: Path) -> None:
         read_results(parent / "r.json")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_file_is_invalid(tmp_path: Path) -> None:
+# read as an unprivileged user: root reads any file, and CI runs as root
+READ_AS_NOBODY = """
+import os, sys
+from async_consumer._errors import InvalidResults
+from async_consumer._trial.readback import read_results
+if os.geteuid() == 0:
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+try:
+    read_results(sys.argv[1])
+except InvalidResults as error:
+    print(error)
+"""
+
+
+def test_unreadable_file_is_invalid() -> None:
     """A file we may not read gives the system's reason."""
-    path = write(tmp_path / "r.json", b"1")
-    path.chmod(0)
-    with pytest.raises(InvalidResults, match="Permission denied"):
-        read_results(path)
+    # in a directory any user may enter (a test's own tmp_path is root's alone when root runs it)
+    with tempfile.TemporaryDirectory(dir="/tmp") as directory:
+        os.chmod(directory, 0o755)
+        path = write(Path(directory) / "r.json", b"1")
+        path.chmod(0)
+        done = subprocess.run(
+            [sys.executable, "-c", READ_AS_NOBODY, str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    assert "cannot be opened: Permission denied" in done.stdout, done.stdout + done.stderr
 
 
 # properties

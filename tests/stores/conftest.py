@@ -18,9 +18,11 @@ KINDS = ["memory", "sqlite", "postgres"]
 
 
 def postgres_url() -> str:
-    """The test server's URL, or skip the test when none is set."""
+    """The test server's URL; without one, skip the test, or fail it in CI (.ci/run sets one)."""
     url = os.environ.get("ASYNC_CONSUMER_TEST_POSTGRES_URL")
     if not url:
+        if os.environ.get("CI") or os.environ.get("ASYNC_CONSUMER_REQUIRE_POSTGRES"):
+            pytest.fail("PostgreSQL is required here: set ASYNC_CONSUMER_TEST_POSTGRES_URL")
         pytest.skip("set ASYNC_CONSUMER_TEST_POSTGRES_URL to run the PostgreSQL store tests")
     return url
 
