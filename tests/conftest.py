@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,18 @@ async def wait_until(condition: Callable[[], bool], bound: float = 60.0) -> None
     with anyio.fail_after(bound):
         while not condition():
             await anyio.sleep(0.01)
+
+
+def wait_for(condition: Callable[[], bool], bound: float = 60.0, what: str = "") -> None:
+    """
+    ``wait_until`` outside an event loop: poll ``condition`` until it holds, and fail the test
+    if ``bound`` seconds pass first (they only end a failing test, they order nothing).
+    """
+    deadline = time.monotonic() + bound
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {bound} s waiting for {what or condition}")
+        time.sleep(0.02)
 
 
 WRITE_RESULT = (

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from async_consumer import Reason, Status, Trial, TrialStatus
 from async_consumer.stores import store_from_url
 
-from .conftest import is_alive
+from .conftest import is_alive, wait_for
 from .stores.conftest import drop_schema, postgres_url
 
 # each run appends "trial-id attempt pid worker-pid" to a shared file, then works for a while
@@ -79,12 +78,6 @@ def _runs_by(runs: Path, worker: int) -> int:
     return sum(line.split()[3] == str(worker) for line in runs.read_text().splitlines())
 
 
-def _wait_for(condition: object, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
-        time.sleep(0.05)  # polling what the processes report, not ordering by time
-
-
 @pytest.mark.slow
 def test_crash_of_a_worker(store_url: str, tmp_path: Path) -> None:
     """One of two workers is SIGKILLed mid-run: every trial completes exactly once, nothing is left running."""
@@ -94,7 +87,7 @@ def test_crash_of_a_worker(store_url: str, tmp_path: Path) -> None:
     b = _worker(store_url, tmp_path, "b", runs, 0.3, 0.3, heartbeat=0.5)
     # a holds leases when it is killed: it has started runs of its own (a slow start on a busy
     # machine could leave all the first runs to b)
-    _wait_for(lambda: len(_runs(runs)) >= 16 and _runs_by(runs, a.pid) >= 4, 60)
+    wait_for(lambda: len(_runs(runs)) >= 16 and _runs_by(runs, a.pid) >= 4, 60, "16 runs")
     assert _runs_by(runs, a.pid) >= 4
     a.send_signal(signal.SIGKILL)
     a.communicate()
@@ -120,7 +113,7 @@ def test_fencing_of_a_frozen_worker(store_url: str, tmp_path: Path) -> None:
     anyio.run(_add, store_url, 1)
     runs = tmp_path / "runs.log"
     a = _worker(store_url, tmp_path, "a", runs, 4.0, 0.2, heartbeat=0.4, jobs=1)
-    _wait_for(lambda: len(_runs(runs)) == 1, 20)
+    wait_for(lambda: len(_runs(runs)) == 1, 20, "the first run")
     a.send_signal(signal.SIGSTOP)
     try:
         b = _worker(store_url, tmp_path, "b", runs, 4.0, 0.2, heartbeat=0.4, jobs=1)
@@ -148,7 +141,7 @@ def test_no_false_takeover(store_url: str, tmp_path: Path) -> None:
     anyio.run(_add, store_url, 1)
     runs = tmp_path / "runs.log"
     a = _worker(store_url, tmp_path, "a", runs, 20.0, 0.1, heartbeat=1.0, jobs=1)
-    _wait_for(lambda: len(_runs(runs)) == 1, 20)
+    wait_for(lambda: len(_runs(runs)) == 1, 20, "the first run")
     b = _worker(store_url, tmp_path, "b", runs, 20.0, 0.1, heartbeat=1.0, jobs=1)
     a.communicate(timeout=60)
     b.communicate(timeout=60)
