@@ -1,4 +1,4 @@
-"""The house rules a reader relies on: small modules, short functions, no import of the door."""
+"""The house rules a reader relies on: modules of one idea, short functions, no door imported."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import async_consumer
 
 SOURCE = Path(async_consumer.__file__).parent
-MAX_MODULE_LINES = 300
+MAX_MODULE_LINES = 600
+"""A sanity bound, not a target: cohesion decides where a module splits, not its length."""
 MAX_FUNCTION_LINES = 40
 PUBLIC_ENTRY_POINTS = {"Consumer.__init__", "Worker.__init__"}
 """Documented public entry points allowed to be longer (one parameter a line)."""
@@ -30,8 +31,8 @@ def _functions(tree: ast.AST, prefix: str = "") -> list[tuple[str, int]]:
     return found
 
 
-def test_no_module_is_over_300_lines() -> None:
-    """Each module has one job, small enough to read at once."""
+def test_no_module_is_over_600_lines() -> None:
+    """A module over the sanity bound has grown past one idea."""
     long = {
         str(path.relative_to(SOURCE)): n
         for path in _modules()
