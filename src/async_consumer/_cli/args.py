@@ -13,7 +13,7 @@ from .argtypes import count, positive_int, seconds
 from .launch_args import add_launch_parser, add_trial_time
 from .options import add_reading_commands, add_rerun_options, add_resume_options, maximize_option
 
-__all__ = ["build_parser"]
+__all__ = ["build_parser", "run_options"]
 
 DESCRIPTION = (
     "async-consumer: run a black-box script once per hyperparameter trial, asynchronously."
@@ -159,6 +159,13 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
     maximize_option(parser)
     add_trial_time(parser)
     _add_execution_options(parser)
+
+
+def run_options() -> frozenset[str]:
+    """The option strings of ``run`` (to recognise one given after ``--`` by mistake)."""
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    run = commands.choices["run"]
+    return frozenset(o for a in run._actions for o in a.option_strings if o.startswith("--"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     view = View(
         json_output=getattr(args, "json", False),
         quiet=args.quiet > 0,
-        maximize=getattr(args, "maximize", False),
+        maximize=bool(getattr(args, "maximize", None)),  # the experiment's own, once read
     )
     configure_logging(args.verbose - args.quiet, view)
     try:

@@ -19,11 +19,27 @@ __all__ = ["add_reading_commands", "add_rerun_options", "add_resume_options", "m
 
 
 def maximize_option(parser: argparse.ArgumentParser) -> None:
-    """``--maximize``: higher objectives are better."""
-    parser.add_argument(
+    """
+    ``--maximize`` or ``--minimize`` (``args.maximize``: ``None`` when neither is given).
+
+    The experiment's first run records the direction; later commands read it from the store,
+    and a flag that contradicts it is refused.
+    """
+    direction = parser.add_mutually_exclusive_group()
+    direction.add_argument(
         "--maximize",
-        action="store_true",
-        help="higher objectives are better (default: lower is better)",
+        action="store_const",
+        const=True,
+        default=None,
+        help="higher objectives are better (recorded with the experiment by its first run; "
+        "later commands use the recorded direction)",
+    )
+    direction.add_argument(
+        "--minimize",
+        dest="maximize",
+        action="store_const",
+        const=False,
+        help="lower objectives are better (the default)",
     )
 
 

@@ -11,6 +11,7 @@ from .._models import TrialStatus
 from .._report.build import write_report
 from ..stores import store_from_url
 from .checks import UsageError, find_trial, read_store_url
+from .experiment import direction_of
 from .sources import version_of
 from .table import SORT_KEYS, render_trials, sort_trials
 from .view import View
@@ -24,7 +25,8 @@ async def status(args: argparse.Namespace, view: View) -> int:
     """Counts by status, the best trial so far, the running trials, and the workers."""
     async with store_from_url(read_store_url(args)) as store:
         # counts and the best from the store, not from every trial: a large store is not read
-        counts, best = await store.counts(), await store.best(maximize=args.maximize)
+        view.maximize = await direction_of(args, store)
+        counts, best = await store.counts(), await store.best(maximize=view.maximize)
         running = await store.list(TrialStatus.RESERVED)
         view.status(counts, running, await store.workers(), best=best)
     return EXIT_OK
@@ -62,7 +64,8 @@ async def logs(args: argparse.Namespace, view: View) -> int:
 async def report(args: argparse.Namespace, view: View) -> int:
     """The HTML report of a store."""
     async with store_from_url(read_store_url(args)) as store:
-        count = await write_report(store, args.output, title=args.title, maximize=args.maximize)
+        maximize = await direction_of(args, store)
+        count = await write_report(store, args.output, title=args.title, maximize=maximize)
     view.note(f"wrote {args.output} ({count} trials)")
     return EXIT_OK
 
@@ -72,6 +75,7 @@ async def trials(args: argparse.Namespace, view: View) -> int:
     async with store_from_url(read_store_url(args)) as store:
         stored = await store.list()
         recorded = await store.experiment(args.experiment)
+        maximize = await direction_of(args, store)
     if recorded is not None and not args.all_versions:  # the current version, as run shows
         latest = recorded.version
         shown = [
@@ -90,7 +94,7 @@ async def trials(args: argparse.Namespace, view: View) -> int:
         known = ", ".join([*SORT_KEYS, *sorted(names)])
         msg = f"--sort {args.sort!r}: expected one of {known}"
         raise UsageError(msg)
-    ordered = sort_trials(stored, args.sort, maximize=args.maximize)
+    ordered = sort_trials(stored, args.sort, maximize=maximize)
     if args.reverse:
         ordered.reverse()
     how = "json" if args.json else "csv" if args.csv else "text"

@@ -20,6 +20,7 @@ from ..stores import TrialStore, open_store, store_from_url
 from ..stores._retrying import Outage, RetryingStore
 from .adding import Added, add_in_chunks
 from .advice import advice, parse_rerun
+from .args import run_options
 from .checks import writable_dir
 from .described import consumer_from, default_store_url
 from .experiment import experiment_version
@@ -144,9 +145,12 @@ async def run(args: argparse.Namespace, view: View) -> int:
         rerun = parse_rerun(args.rerun) if args.rerun else frozenset()
         store_url = args.store or default_store_url(args.experiment)
         async with _linked_store(args, store_url) as store:
-            args.experiment_version, note = await experiment_version(args, store)
-            if note:
-                view.note(note)
+            chosen = await experiment_version(args, store, run_options())
+            args.experiment_version, view.maximize = chosen.version, chosen.maximize
+            if chosen.note:
+                view.note(chosen.note)
+            if chosen.replaced:  # trials that broke without starting run with the new command
+                rerun = rerun | {TrialStatus.BROKEN}
             run = await add_in_chunks(store, checked, version=args.experiment_version, rerun=rerun)
             checked.close()  # in the store now: the disk they took is not held for the run
             _note_added(view, run, rerun=bool(rerun))

@@ -1,0 +1,69 @@
+"""Day two with the command line (issue 26): what an experiment remembers, and cheap mistakes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from async_consumer._cli.main import main
+
+# objective = x, so the highest x is the best when maximising
+OBJECTIVE_X = (
+    "import json, os, sys; "
+    "json.dump(float(sys.argv[1]), open(os.environ['ORION_RESULTS_PATH'], 'w'))"
+)
+
+
+def _run(tmp_path: Path, *args: str) -> int:
+    store = f"sqlite:///{tmp_path}/store.db"
+    return main(["run", "--store", store, "--base-dir", str(tmp_path / "trials"), *args])
+
+
+def _json_lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_the_direction_is_recorded_with_the_experiment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After run --maximize, every later command ranks the highest objective first, unasked."""
+    store = f"sqlite:///{tmp_path}/store.db"
+    command = ["--grid", "x=0,1,3,2", "--", sys.executable, "-c", OBJECTIVE_X, "{x}"]
+    assert _run(tmp_path, "--maximize", *command) == 0
+    capsys.readouterr()
+    assert main(["status", "--store", store, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["best"]["params"] == {"x": 3}
+    assert main(["trials", "--store", store, "--sort", "objective", "--json"]) == 0
+    rows = _json_lines(capsys.readouterr().out)
+    assert [row["objective"] for row in rows] == [3.0, 2.0, 1.0, 0.0]
+    report = tmp_path / "report.html"
+    assert main(["report", "--store", store, "-o", str(report)]) == 0
+    assert "higher is better" in report.read_text() and "lower is better" not in report.read_text()
+    assert _run(tmp_path, "--json", *command) == 0  # a second run, no flag: resumed, same rank
+    summary = _json_lines(capsys.readouterr().out)[-1]["summary"]
+    assert summary["best"]["params"] == {"x": 3}  # type: ignore[index]
+
+
+@pytest.mark.slow
+def test_a_contradicting_direction_is_refused_unless_a_new_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--minimize after --maximize is one line and exit 2; with --new-version it is version 2."""
+    store = f"sqlite:///{tmp_path}/store.db"
+    command = ["--grid", "x=0,1", "--", sys.executable, "-c", OBJECTIVE_X, "{x}"]
+    assert _run(tmp_path, "--maximize", *command) == 0
+    capsys.readouterr()
+    assert _run(tmp_path, "--minimize", *command) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "--new-version" in err
+    assert main(["status", "--store", store, "--minimize"]) == 2
+    assert "ranks its trials with --maximize" in capsys.readouterr().err
+    assert _run(tmp_path, "--new-version", "--minimize", "--json", *command) == 0
+    summary = _json_lines(capsys.readouterr().out)[-1]["summary"]
+    assert summary["best"]["params"] == {"x": 0}  # type: ignore[index]
+    assert main(["trials", "--store", store, "--sort", "objective", "--json"]) == 0
+    assert [row["params"] for row in _json_lines(capsys.readouterr().out)] == [{"x": 0}, {"x": 1}]
