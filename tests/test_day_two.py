@@ -6,9 +6,15 @@ import json
 import sys
 from pathlib import Path
 
+import anyio
 import pytest
 
+from async_consumer import Consumer, Trial, Worker
 from async_consumer._cli.main import main
+from async_consumer._cli.sources import trial_id
+from async_consumer._experiment import Experiment
+from async_consumer._models import TrialStatus
+from async_consumer.stores import store_from_url
 
 # objective = x, so the highest x is the best when maximising
 OBJECTIVE_X = (
@@ -67,3 +73,49 @@ def test_a_contradicting_direction_is_refused_unless_a_new_version(
     assert summary["best"]["params"] == {"x": 0}  # type: ignore[index]
     assert main(["trials", "--store", store, "--sort", "objective", "--json"]) == 0
     assert [row["params"] for row in _json_lines(capsys.readouterr().out)] == [{"x": 0}, {"x": 1}]
+
+
+def test_a_program_not_found_records_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in the program stops the run in one line, exit 2, before any trial is recorded."""
+    assert _run(tmp_path, "--grid", "x=1,2,3", "--", "nosuchprog-26", "{x}") == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "error: cannot execute 'nosuchprog-26': not found on PATH (nothing was run or recorded)\n"
+    )
+    assert not (tmp_path / "store.db").exists()
+    script = tmp_path / "train.py"
+    script.write_text("print('hi')\n")  # not executable
+    assert _run(tmp_path, "--grid", "x=1", "--", str(script), "{x}") == 2
+    assert "not an executable file" in capsys.readouterr().err
+
+
+async def _store_of_a_typo(url: str, base_dir: Path) -> None:
+    """What the code before issue 26 left: every trial broken, no script ever started."""
+    typo = ("nosuchprog-26", "{x}")
+    async with store_from_url(url) as store:
+        await store.add_experiment(Experiment(name="default", command=typo))
+        await store.add([Trial(id=trial_id({"x": x}), params={"x": x}) for x in (1, 2)])
+        consumer = Consumer(list(typo), base_dir=base_dir)
+        async with consumer:
+            await Worker(store, consumer).run()
+        assert (await store.counts())[TrialStatus.BROKEN] == 2
+
+
+@pytest.mark.slow
+def test_a_corrected_command_replaces_one_that_never_started(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """When no script of an experiment ever started, the fixed command runs, not refused."""
+    url = f"sqlite:///{tmp_path}/store.db"
+    anyio.run(_store_of_a_typo, url, tmp_path / "trials")
+    command = ["--grid", "x=1,2", "--", sys.executable, "-c", OBJECTIVE_X, "{x}"]
+    assert _run(tmp_path, *command) == 0
+    captured = capsys.readouterr()
+    assert "no script of it ever started, so its command is now" in captured.err
+    assert "2 trials: 2 completed" in captured.out
+    changed = ["--grid", "x=1,2", "--", sys.executable, "-c", OBJECTIVE_X + " ", "{x}"]
+    assert _run(tmp_path, *changed) == 2  # scripts have run now: a change is refused again
+    assert "ran another command" in capsys.readouterr().err

@@ -21,9 +21,9 @@ from ..stores._retrying import Outage, RetryingStore
 from .adding import Added, add_in_chunks
 from .advice import advice, parse_rerun
 from .args import run_options
-from .checks import writable_dir
+from .checks import check_program, writable_dir
 from .described import consumer_from, default_store_url
-from .experiment import experiment_version
+from .experiment import command_of, experiment_version
 from .in_job import Placement, placement_of
 from .leave import early_signals, handle_worker_signals
 from .trialsource import TrialSource
@@ -142,6 +142,7 @@ async def run(args: argparse.Namespace, view: View) -> int:
     source = TrialSource.of(args)
     checked = source.check(consumer.check)  # nor for bad parameters or unknown placeholders
     with checked:
+        check_program(command_of(args), in_trial_dir=args.cd_trial_dir)  # nor a typo in it
         rerun = parse_rerun(args.rerun) if args.rerun else frozenset()
         store_url = args.store or default_store_url(args.experiment)
         async with _linked_store(args, store_url) as store:
@@ -183,6 +184,7 @@ async def add(args: argparse.Namespace, view: View) -> int:
 
 async def worker(args: argparse.Namespace, view: View) -> int:
     """``worker``: run a store's trials until it is drained, leaving when told to."""
+    check_program(command_of(args), in_trial_dir=args.cd_trial_dir)
     with early_signals() as early:
         place = await placement_of(args, os.environ)
         async with _linked_store(args, args.store) as store:
