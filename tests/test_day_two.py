@@ -119,3 +119,22 @@ def test_a_corrected_command_replaces_one_that_never_started(
     changed = ["--grid", "x=1,2", "--", sys.executable, "-c", OBJECTIVE_X + " ", "{x}"]
     assert _run(tmp_path, *changed) == 2  # scripts have run now: a change is refused again
     assert "ran another command" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_rerun_after_the_double_dash_is_recognised(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--rerun broken put after -- is named as misplaced, not called a changed command."""
+    breaks = "import sys; sys.argv[1] == '1' and sys.exit(3); " + OBJECTIVE_X
+    command = ["--grid", "x=0,1", "--", sys.executable, "-c", breaks, "{x}"]
+    assert _run(tmp_path, *command) == 1
+    advice = capsys.readouterr().err
+    assert "--rerun broken before its -- (async-consumer run ... --rerun broken -- " in advice
+    assert _run(tmp_path, *command, "--rerun", "broken") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "'--rerun broken' came after --, so it went to the script's command" in err
+    assert "ran another command" not in err
+    assert _run(tmp_path, "--rerun", "broken", *command) == 1  # where it belongs: it runs
+    assert "running again: 1 trials" in capsys.readouterr().err

@@ -38,7 +38,8 @@ def advice(counts: dict[TrialStatus, int], *, follow: bool = False) -> list[str]
     if broken:
         lines.append(
             f"{_trials(broken)} broken: once the script is fixed, run the same command with "
-            f"--rerun broken to run {_them(broken)} again (failed attempts are kept)"
+            f"--rerun broken before its -- (async-consumer run ... --rerun broken -- python "
+            f"...) to run {_them(broken)} again (failed attempts are kept)"
         )
     waiting = counts.get(TrialStatus.NEW, 0) + counts.get(TrialStatus.RESERVED, 0)
     if waiting:
