@@ -138,3 +138,28 @@ def test_rerun_after_the_double_dash_is_recognised(
     assert "ran another command" not in err
     assert _run(tmp_path, "--rerun", "broken", *command) == 1  # where it belongs: it runs
     assert "running again: 1 trials" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_every_command_counts_the_current_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """status, report and trials show version 2 alone; --all-versions shows both, versioned."""
+    store = f"sqlite:///{tmp_path}/store.db"
+    grid = ["--grid", "x=1,2,3", "--", sys.executable, "-c", OBJECTIVE_X, "{x}"]
+    assert _run(tmp_path, *grid) == 0
+    assert _run(tmp_path, "--new-version", *grid, "--epochs=2") == 0
+    capsys.readouterr()
+    assert main(["status", "--store", store, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"] == {"completed": 3}
+    assert main(["status", "--store", store, "--all-versions", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"] == {"completed": 6}
+    assert main(["report", "--store", store, "-o", str(tmp_path / "r.html")]) == 0
+    assert capsys.readouterr().err.startswith(f"wrote {tmp_path / 'r.html'} (3 trials)\n")
+    assert main(["trials", "--store", store, "--json"]) == 0
+    assert len(_json_lines(capsys.readouterr().out)) == 3
+    assert main(["trials", "--store", store, "--all-versions", "--json"]) == 0
+    rows = _json_lines(capsys.readouterr().out)
+    assert sorted(row["version"] for row in rows) == [1, 1, 1, 2, 2, 2]  # type: ignore[type-var]
+    assert main(["trials", "--store", store, "--all-versions"]) == 0
+    assert capsys.readouterr().out.split()[:3] == ["id", "version", "status"]

@@ -96,6 +96,16 @@ def _read_store_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def all_versions_option(parser: argparse.ArgumentParser) -> None:
+    """``--all-versions``: every trial in the store, not only the experiment's current version."""
+    parser.add_argument(
+        "--all-versions",
+        action="store_true",
+        help="every trial in the store, with its version (default: the experiment's current "
+        "version only)",
+    )
+
+
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="machine-readable output: one JSON object a line"
@@ -118,11 +128,7 @@ def _add_trials_command(commands: _Commands) -> None:
         "duration, or a parameter's name",
     )
     trials.add_argument("--reverse", action="store_true", help="the other way round")
-    trials.add_argument(
-        "--all-versions",
-        action="store_true",
-        help="every trial in the store (default: the experiment's current version only)",
-    )
+    all_versions_option(trials)
     trials.add_argument("--limit", type=positive_int, help="only the first N")
     shape = trials.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="one JSON object a line")
@@ -138,6 +144,7 @@ def add_reading_commands(commands: _Commands) -> None:
     _read_store_option(status)
     _add_output_options(status)
     maximize_option(status)
+    all_versions_option(status)
     show = commands.add_parser("show", help="one trial: its attempts and the tail of its logs")
     _read_store_option(show)
     _add_output_options(show)
@@ -157,6 +164,7 @@ def add_reading_commands(commands: _Commands) -> None:
     )
     report.add_argument("--title", default="async-consumer run", help="the page's title")
     maximize_option(report)
+    all_versions_option(report)
     _add_trials_command(commands)
     logs = commands.add_parser("logs", help="print a trial's stdout (or stderr) log")
     _read_store_option(logs)

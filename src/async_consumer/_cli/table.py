@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import JsonValue
@@ -17,6 +17,7 @@ __all__ = ["SORT_KEYS", "render_trials", "sort_trials"]
 
 SORT_KEYS = ("added", "id", "status", "objective", "attempts", "duration")
 """What ``--sort`` takes, besides a parameter's name."""
+_VERSION = ("version",)
 
 
 def _duration(trial: StoredTrial) -> float | None:
@@ -24,9 +25,11 @@ def _duration(trial: StoredTrial) -> float | None:
     return outcome.duration if outcome is not None else None
 
 
-def _row(trial: StoredTrial) -> dict[str, Any]:
+def _row(trial: StoredTrial, versions: Mapping[str, int] | None) -> dict[str, Any]:
+    version = {} if versions is None else {"version": versions.get(trial.id)}
     return {
         "trial_id": trial.id,
+        **version,
         "status": str(trial.status),
         "objective": objective_of(trial),
         "attempts": len(trial.attempts),
@@ -68,11 +71,13 @@ def sort_trials(
     return sorted(trials, key=lambda t: _key(t, by))
 
 
-def _text(trials: Sequence[StoredTrial]) -> str:
-    header = ("id", "status", "objective", "attempts", "duration", "params")
+def _text(trials: Sequence[StoredTrial], versions: Mapping[str, int] | None) -> str:
+    header = ("id", *_VERSION[: versions is not None], "status", "objective", "attempts")
+    header += ("duration", "params")
     rows = [header] + [
         (
             t.id,
+            *([] if versions is None else [str(versions.get(t.id, "-"))]),
             str(t.status),
             _number(objective_of(t), "{:.6g}"),
             str(len(t.attempts)),
@@ -95,17 +100,19 @@ def _number(value: float | None, spec: str) -> str:
     return "-" if value is None else spec.format(value)
 
 
-def _csv(trials: Sequence[StoredTrial]) -> str:
+def _csv(trials: Sequence[StoredTrial], versions: Mapping[str, int] | None) -> str:
     names = list(dict.fromkeys(k for t in trials for k in t.trial.params))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["id", "status", "objective", "attempts", "duration", *names])
+    version = list(_VERSION[: versions is not None])
+    writer.writerow(["id", *version, "status", "objective", "attempts", "duration", *names])
     for t in trials:
         params = [_cell(t.trial.params.get(name)) for name in names]
         objective, duration = objective_of(t), _duration(t)
         writer.writerow(
             [
                 t.id,
+                *([] if versions is None else [versions.get(t.id, "")]),
                 str(t.status),
                 "" if objective is None else repr(objective),
                 len(t.attempts),
@@ -122,10 +129,15 @@ def _cell(value: JsonValue) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def render_trials(trials: Sequence[StoredTrial], how: str) -> str:
-    """The trials as an aligned ``text`` table, ``json`` lines or ``csv``."""
+def render_trials(
+    trials: Sequence[StoredTrial], how: str, *, versions: Mapping[str, int] | None = None
+) -> str:
+    """
+    The trials as an aligned ``text`` table, ``json`` lines or ``csv``; with ``versions``
+    (each trial's experiment version, by id), a version column after the id.
+    """
     if how == "json":
-        return "".join(json.dumps(_row(t)) + "\n" for t in trials)
+        return "".join(json.dumps(_row(t, versions)) + "\n" for t in trials)
     if how == "csv":
-        return _csv(trials)
-    return _text(trials)
+        return _csv(trials, versions)
+    return _text(trials, versions)

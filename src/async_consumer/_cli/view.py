@@ -122,8 +122,8 @@ class View:
             print(text, file=sys.stderr, flush=True)
 
     def note(self, text: str) -> None:
-        """A remark for the person at the terminal."""
-        if not self.quiet and not self.json:
+        """A remark for the person at the terminal (nothing for an empty one)."""
+        if text and not self.quiet and not self.json:
             self.log(text)
 
     def outcome(self, outcome: Outcome) -> None:

@@ -15,7 +15,7 @@ import os
 import re
 import secrets
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING
@@ -267,14 +267,18 @@ async def write_report(
     *,
     title: str = "async-consumer run",
     maximize: bool = False,
+    keep: Callable[[StoredTrial], bool] | None = None,
 ) -> int:
     """
     Write the report of every trial in ``store`` to ``path`` (atomically); return how many trials.
 
-    The page is written to a temporary file beside ``path`` and renamed over it, so a reader
-    never sees half a report.
+    ``keep``: only the trials it accepts (an experiment's version, say). The page is written
+    to a temporary file beside ``path`` and renamed over it, so a reader never sees half a
+    report.
     """
     trials = await store.list()
+    if keep is not None:
+        trials = [t for t in trials if keep(t)]
     text = render_report(trials, title=title, maximize=maximize)
     await anyio.to_thread.run_sync(_write_atomically, os.fspath(path), text)
     return len(trials)
