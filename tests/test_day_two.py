@@ -163,3 +163,20 @@ def test_every_command_counts_the_current_version(
     assert sorted(row["version"] for row in rows) == [1, 1, 1, 2, 2, 2]  # type: ignore[type-var]
     assert main(["trials", "--store", store, "--all-versions"]) == 0
     assert capsys.readouterr().out.split()[:3] == ["id", "version", "status"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("limit", [1, 2], ids=["max-broken-1", "max-broken-2"])
+def test_max_broken_stops_at_the_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], limit: int
+) -> None:
+    """With -j 1, --max-broken N breaks exactly N trials, and the advice names the limit."""
+    argv = ["-j", "1", "--max-broken", str(limit), "--grid", "x=1,2,3,4,5"]
+    assert _run(tmp_path, *argv, "--", sys.executable, "-c", "raise SystemExit(3)", "{x}") == 1
+    captured = capsys.readouterr()
+    assert captured.out.count(" broken ") == limit
+    assert f"5 trials: {limit} broken, {5 - limit} new" in captured.out
+    broke = "1 trial broke" if limit == 1 else f"{limit} trials broke"
+    assert f"{5 - limit} trials not run: --max-broken {limit} stopped the run after {broke}" in (
+        captured.err
+    )

@@ -24,8 +24,13 @@ def parse_rerun(text: str) -> frozenset[TrialStatus]:
     return frozenset(_RERUNNABLE[w] for w in words)
 
 
-def advice(counts: dict[TrialStatus, int], *, follow: bool = False) -> list[str]:
-    """One line for each kind of trial of the parameter set that did not complete."""
+def advice(
+    counts: dict[TrialStatus, int], *, follow: bool = False, max_broken: int | None = None
+) -> list[str]:
+    """
+    One line for each kind of trial of the parameter set that did not complete
+    (``max_broken``: the limit that stopped the run, if it did).
+    """
     lines = []
     interrupted = counts.get(TrialStatus.INTERRUPTED, 0)
     if interrupted and not follow:
@@ -42,7 +47,12 @@ def advice(counts: dict[TrialStatus, int], *, follow: bool = False) -> list[str]
             f"...) to run {_them(broken)} again (failed attempts are kept)"
         )
     waiting = counts.get(TrialStatus.NEW, 0) + counts.get(TrialStatus.RESERVED, 0)
-    if waiting:
+    if waiting and max_broken is not None:
+        lines.append(
+            f"{_trials(waiting)} not run: --max-broken {max_broken} stopped the run after "
+            f"{_trials(max_broken)} broke"
+        )
+    elif waiting:
         lines.append(f"{_trials(waiting)} not run yet or still running elsewhere")
     return lines
 

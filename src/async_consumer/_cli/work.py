@@ -129,7 +129,8 @@ async def _conclude(
         return EXIT_INTERRUPTED
     if ids is None:
         counts = await store.counts(worker.trial_ids)
-    for line in advice(counts, follow=follow):
+    limit = worker.max_broken if worker.is_broken_out else None
+    for line in advice(counts, follow=follow, max_broken=limit):
         view.note(line)
     # every trial of the parameter set counts, not only those run now
     failed = sum(counts.values()) != counts[TrialStatus.COMPLETED]
