@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -180,3 +183,45 @@ def test_max_broken_stops_at_the_limit(
     assert f"{5 - limit} trials not run: --max-broken {limit} stopped the run after {broke}" in (
         captured.err
     )
+
+
+def _command_line(*args: str) -> list[str]:
+    return [sys.executable, "-m", "async_consumer._cli", *args]
+
+
+@pytest.mark.slow
+def test_a_store_never_reached_fails_fast_in_one_line(tmp_path: Path) -> None:
+    """A PostgreSQL port nobody listens on: exit 1 with one line, not after the outage limit."""
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        url = f"postgresql://postgres@127.0.0.1:{closed.getsockname()[1]}/test"
+        argv = ["run", "--store", url, "--base-dir", str(tmp_path), "--grid", "x=1"]
+        done = subprocess.run(
+            _command_line(*argv, "--", sys.executable, "-c", "pass", "{x}"),
+            capture_output=True,
+            text=True,
+            timeout=120,  # only ends a failing test: the outage limit is 300 s
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: the store was never reached (tried for 5 s): ")
+    assert done.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_reaching_the_store_is_one_line(tmp_path: Path) -> None:
+    """SIGINT while the command waits for a store that never answers: one line, exit 130."""
+    with socket.socket() as silent:  # accepts connections, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/test"
+        argv = ["run", "--store", url, "--base-dir", str(tmp_path), "--grid", "x=1"]
+        command = _command_line(*argv, "--", sys.executable, "-c", "pass", "{x}")
+        with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+            silent.settimeout(60)
+            connection, _ = silent.accept()  # the command now waits for the server's answer
+            with connection:
+                process.send_signal(signal.SIGINT)
+                _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert err == "interrupted\n"

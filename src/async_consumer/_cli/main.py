@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["console", "main"]
 
-EXIT_FAILED, EXIT_USAGE = 1, 2  # 0 and 130: the commands' own (work.py)
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130  # 0: the commands' own (work.py)
 
 Command = Callable[[argparse.Namespace, "View"], Awaitable[int]]
 
@@ -78,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose - args.quiet, view)
     try:
         return anyio.run(command, args, view)
+    except KeyboardInterrupt:  # Ctrl-C before the command's own handler (opening the store)
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (UsageError, SourceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -86,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except BaseExceptionGroup as group:  # from a worker's lanes: the first error, on one line
         first = _first_error(group)
+        if isinstance(first, KeyboardInterrupt):
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
         if not isinstance(first, ConsumerError | OSError):
             raise
         print(f"error: {first}", file=sys.stderr)

@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 
+import anyio
+
 from .._consumer import Consumer
-from .._errors import ConsumerError
+from .._errors import ConsumerError, StoreUnavailable
 from .._models import TrialStatus
 from .._resume import ResumePolicy
 from .._signals import handle_signals
@@ -55,12 +57,35 @@ def _make_worker(
     )
 
 
+FIRST_CONTACT = 5.0
+"""Seconds a store never reached yet is tried (a blip as it starts) before the command gives
+up: the outage limit's patience is for a store that was reached, and went away."""
+
+
+async def _reach(url: str, limit: float) -> TrialStore:
+    """
+    The store opened, tried for up to ``limit`` seconds (quietly: a wrong URL is one line).
+
+    Raises:
+        StoreUnavailable: it could not be reached in that time.
+    """
+    deadline, delay = anyio.current_time() + limit, 0.05
+    while True:
+        try:
+            return await open_store(url)
+        except StoreUnavailable as exc:
+            if anyio.current_time() + delay > deadline:
+                msg = f"the store was never reached (tried for {limit:g} s): {exc}"
+                raise StoreUnavailable(msg) from None
+        await anyio.sleep(delay)  # a backoff between tries, nothing to order
+        delay = min(delay * 2, 1.0)
+
+
 @asynccontextmanager
 async def _linked_store(args: argparse.Namespace, url: str) -> AsyncIterator[RetryingStore]:
     """The store a worker uses: opened, and every call retried while it is unreachable."""
-    outage = Outage(args.store_outage_limit)
-    store = await outage.call(lambda: open_store(url))
-    async with RetryingStore(store, outage=outage) as linked:
+    store = await _reach(url, min(FIRST_CONTACT, args.store_outage_limit))
+    async with RetryingStore(store, outage=Outage(args.store_outage_limit)) as linked:
         yield linked
 
 
