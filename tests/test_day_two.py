@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -225,3 +228,99 @@ def test_ctrl_c_while_reaching_the_store_is_one_line(tmp_path: Path) -> None:
                 _, err = process.communicate(timeout=60)
     assert process.returncode == 130
     assert err == "interrupted\n"
+
+
+# objective x and a statistic acc = x / 10; x = 2 breaks until the file argv[2] exists
+REPORTS_ACC = """
+import json, os, sys
+x = float(sys.argv[1])
+if x == 2 and not os.path.exists(sys.argv[2]):
+    sys.exit("lr too high")
+json.dump({"objective": x, "acc": x / 10}, open(os.environ["ORION_RESULTS_PATH"], "w"))
+"""
+
+
+@pytest.fixture
+def acc_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
+    """A store after a run of x = 1, 2, 3 (2 broken); and the run's stdout."""
+    fixed = tmp_path / "fixed"
+    argv = ["--grid", "x=1,2,3", "--", sys.executable, "-c", REPORTS_ACC, "{x}", str(fixed)]
+    assert _run(tmp_path, *argv) == 1
+    out = capsys.readouterr().out
+    return f"sqlite:///{tmp_path}/store.db", out
+
+
+@pytest.mark.slow
+def test_per_trial_lines_name_the_parameters(acc_store: tuple[str, str]) -> None:
+    """Each trial's line on the terminal says which parameters it ran with."""
+    _, out = acc_store
+    broken = [line for line in out.splitlines() if line.startswith("!! ")]
+    assert len(broken) == 1 and "  x=2  exit_code: exited with code 1 | lr too high" in broken[0]
+    assert sum(line.startswith("ok ") and "  x=3  objective=3" in line for line in out.splitlines())
+
+
+def test_long_parameters_are_cut_to_fit() -> None:
+    """Parameters longer than a line's share end in ... instead of pushing the detail away."""
+    from async_consumer._cli.view import _line
+    from async_consumer._models import Outcome, Status
+
+    outcome = Outcome(trial_id="t", status=Status.BROKEN, reason="exit_code", message="boom")
+    line = _line(outcome, {"name": "x" * 200})
+    assert 'name="xxx' in line and '..."' not in line and "...  exit_code: boom" in line
+
+
+@pytest.mark.slow
+def test_show_tells_the_objective_results_argv_and_duration(
+    acc_store: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """show ID in text has what --json has: objective, other results, argv, each duration."""
+    store, _ = acc_store
+    assert main(["show", "--store", store, trial_id({"x": 3})]) == 0
+    out = capsys.readouterr().out
+    assert "\nobjective: 3\n" in out and "\nresults: acc=0.3\n" in out
+    assert f"\nargv: {sys.executable} -c " in out
+    assert re.search(r"attempt 1 on .* \(\d+\.\d\ds\): completed", out), out
+
+
+@pytest.mark.slow
+def test_statistics_show_in_trials_csv_and_report(
+    tmp_path: Path, acc_store: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A statistic the script reported is in trials (text, JSON, CSV) and in the report."""
+    store, _ = acc_store
+    assert main(["trials", "--store", store, "--sort", "objective"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "id",
+        "status",
+        "objective",
+        "attempts",
+        "duration",
+        "results",
+        "params",
+    ]
+    assert lines[1].split()[5] == "acc=0.1"
+    assert main(["trials", "--store", store, "--sort", "objective", "--json"]) == 0
+    rows = _json_lines(capsys.readouterr().out)
+    assert [row["results"] for row in rows] == [{"acc": 0.1}, {"acc": 0.3}, {}]
+    assert main(["trials", "--store", store, "--sort", "objective", "--csv"]) == 0
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [row["acc"] for row in table] == ["0.1", "0.3", ""]
+    assert main(["report", "--store", store, "-o", str(tmp_path / "r.html")]) == 0
+    html = (tmp_path / "r.html").read_text()
+    assert "acc: 0.1" in html  # the best trial's card
+    assert "x=3 · acc=0.3" in html  # a point of the objective's chart
+
+
+@pytest.mark.slow
+def test_the_failure_table_says_a_trial_completed_later(
+    tmp_path: Path, acc_store: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failed attempt whose trial completed on a rerun is marked so in the report."""
+    store, _ = acc_store
+    (tmp_path / "fixed").touch()
+    argv = ["--grid", "x=1,2,3", "--", sys.executable, "-c", REPORTS_ACC, "{x}"]
+    assert _run(tmp_path, "--rerun", "broken", *argv, str(tmp_path / "fixed")) == 0
+    assert main(["report", "--store", store, "-o", str(tmp_path / "r.html")]) == 0
+    html = (tmp_path / "r.html").read_text()
+    assert html.count("completed later (attempt 2)") == 1
