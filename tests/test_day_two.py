@@ -22,6 +22,8 @@ from async_consumer._experiment import Experiment
 from async_consumer._models import TrialStatus
 from async_consumer.stores import store_from_url
 
+from .conftest import wait_until
+
 # objective = x, so the highest x is the best when maximising
 OBJECTIVE_X = (
     "import json, os, sys; "
@@ -324,3 +326,50 @@ def test_the_failure_table_says_a_trial_completed_later(
     assert main(["report", "--store", store, "-o", str(tmp_path / "r.html")]) == 0
     html = (tmp_path / "r.html").read_text()
     assert html.count("completed later (attempt 2)") == 1
+
+
+@pytest.mark.slow
+def test_logs_tail_gives_the_last_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """logs --tail N prints the last N lines of the log, and nothing before them."""
+    lines = "import sys; sys.stdout.write(''.join('line %d\\n' % i for i in range(100000))); "
+    assert (
+        _run(tmp_path, "--grid", "x=1", "--", sys.executable, "-c", lines + OBJECTIVE_X, "{x}") == 0
+    )
+    capsys.readouterr()
+    store = f"sqlite:///{tmp_path}/store.db"
+    assert main(["logs", "--store", store, trial_id({"x": 1}), "--tail", "3"]) == 0
+    assert capsys.readouterr().out == "line 99997\nline 99998\nline 99999\n"
+    assert main(["logs", "--store", store, trial_id({"x": 1}), "--tail", "0"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+# prints "first", waits for the file argv[2], prints "second"
+WAITS = """
+import json, os, sys, time
+print("first", flush=True)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.01)
+print("second", flush=True)
+json.dump(1.0, open(os.environ["ORION_RESULTS_PATH"], "w"))
+"""
+
+
+@pytest.mark.slow
+def test_logs_follow_prints_a_running_trials_output_until_it_ends(tmp_path: Path) -> None:
+    """logs --follow shows what a running attempt wrote, then what it appends, and ends with it."""
+    go = tmp_path / "go"
+    run = _command_line("run", "--grid", "x=1", "--", sys.executable, "-c", WAITS, "{x}", str(go))
+    log = tmp_path / ".async-consumer/trials/default" / trial_id({"x": 1}) / "attempts/1/stdout.log"
+    with subprocess.Popen(run, cwd=tmp_path, stdout=subprocess.DEVNULL) as running:
+        try:
+            anyio.run(wait_until, lambda: log.is_file() and "first" in log.read_text())
+            follow = _command_line("logs", trial_id({"x": 1}), "--follow")
+            with subprocess.Popen(follow, cwd=tmp_path, stdout=subprocess.PIPE, text=True) as logs:
+                assert logs.stdout is not None
+                assert logs.stdout.readline() == "first\n"
+                go.touch()
+                assert logs.stdout.read() == "second\n"  # to its end: the command left
+                assert logs.wait(timeout=60) == 0
+        finally:
+            go.touch()  # a failing test leaves no run waiting
+        assert running.wait(timeout=60) == 0

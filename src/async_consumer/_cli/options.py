@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from .argtypes import positive_int, seconds
+from .argtypes import count, positive_int, seconds
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -171,3 +171,17 @@ def add_reading_commands(commands: _Commands) -> None:
     logs.add_argument("trial_id", metavar="ID", help="the trial's id")
     logs.add_argument("--stderr", action="store_true", help="the stderr log instead of stdout")
     logs.add_argument("--attempt", type=positive_int, help="which attempt (default: the last)")
+    logs.add_argument(
+        "--tail", type=count, metavar="N", help="only the last N lines (then --follow, if given)"
+    )
+    logs.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep printing what a running attempt appends, until it ends",
+    )
+    logs.add_argument(
+        "--base-dir",
+        default=".async-consumer/trials",
+        help="where the run keeps trial directories (to find a running attempt's log)",
+    )

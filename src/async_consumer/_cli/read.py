@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 
@@ -12,9 +13,11 @@ from .._experiment import Experiment
 from .._models import StoredTrial, TrialStatus
 from .._ranking import best_trial
 from .._report.build import write_report
+from .._trial.paths import trial_paths
 from ..stores import TrialStore, store_from_url
 from .checks import UsageError, find_trial, read_store_url
 from .experiment import direction_of
+from .logfile import FOLLOW_POLL, copy_from, tail_offset
 from .sources import version_of
 from .table import SORT_KEYS, render_trials, sort_trials
 from .view import View
@@ -104,10 +107,25 @@ async def show(args: argparse.Namespace, view: View) -> int:
     return EXIT_OK
 
 
-async def logs(args: argparse.Namespace, view: View) -> int:
-    """A trial's stdout or stderr log, as it is."""
-    async with store_from_url(read_store_url(args)) as store:
-        stored = await find_trial(store, args.trial_id)
+def _running_log(args: argparse.Namespace, stored: StoredTrial) -> tuple[int, str] | None:
+    """The running attempt's number and log path (under ``--base-dir``), if one runs."""
+    last = stored.attempts[-1] if stored.attempts else None
+    if last is None or last.outcome is not None or stored.status is not TrialStatus.RESERVED:
+        return None
+    if args.attempt is not None and args.attempt != last.number:
+        return None
+    trial = stored.trial.model_copy(update={"attempt": last.number})
+    paths = trial_paths(Path(args.base_dir), trial, None)
+    return last.number, str(paths.stderr if args.stderr else paths.stdout)
+
+
+def _finished_log(args: argparse.Namespace, stored: StoredTrial) -> str:
+    """
+    The log path of the chosen (or last) finished attempt.
+
+    Raises:
+        UsageError: there is none, or that attempt never started.
+    """
     outcomes = [a.outcome for a in stored.attempts if a.outcome is not None]
     if args.attempt is not None:
         outcomes = [o for o in outcomes if o.attempt == args.attempt]
@@ -121,8 +139,27 @@ async def logs(args: argparse.Namespace, view: View) -> int:
     if not path:
         msg = f"attempt {last.attempt} never started: {last.message}"
         raise UsageError(msg)
-    sys.stdout.buffer.write(await anyio.Path(path).read_bytes())
-    sys.stdout.flush()
+    return path
+
+
+async def logs(args: argparse.Namespace, view: View) -> int:
+    """
+    A trial's stdout or stderr log, as it is: streamed, never read whole; ``--tail N`` its last
+    lines; ``--follow`` what a running attempt appends, until it ends.
+    """
+    async with store_from_url(read_store_url(args)) as store:
+        stored = await find_trial(store, args.trial_id)
+        running = _running_log(args, stored) if args.follow else None
+        path = running[1] if running is not None else _finished_log(args, stored)
+        offset = tail_offset(path, args.tail) if args.tail is not None else 0
+        offset = copy_from(path, offset)
+        while running is not None:
+            await anyio.sleep(FOLLOW_POLL)  # a log has no event to wait for: polled
+            now = await store.get(stored.id)
+            ended = now.status is not TrialStatus.RESERVED or len(now.attempts) > running[0]
+            offset = copy_from(path, offset)
+            if ended:
+                break
     return EXIT_OK
 
 
