@@ -138,7 +138,7 @@ def test_rerun_after_the_double_dash_is_recognised(
     command = ["--grid", "x=0,1", "--", sys.executable, "-c", breaks, "{x}"]
     assert _run(tmp_path, *command) == 1
     advice = capsys.readouterr().err
-    assert "--rerun broken before its -- (async-consumer run ... --rerun broken -- " in advice
+    assert "--rerun broken placed before its -- (an option of run, not of the script)" in advice
     assert _run(tmp_path, *command, "--rerun", "broken") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
@@ -373,3 +373,32 @@ def test_logs_follow_prints_a_running_trials_output_until_it_ends(tmp_path: Path
         finally:
             go.touch()  # a failing test leaves no run waiting
         assert running.wait(timeout=60) == 0
+
+
+def test_the_library_writes_nothing_to_stderr_unasked(tmp_path: Path) -> None:
+    """A program using the API sees no log line of ours unless it configures logging."""
+    program = """
+import sys, anyio
+from async_consumer import Consumer, Trial
+async def main():
+    consumer = Consumer([sys.executable, "-c", "raise SystemExit(2)"], base_dir=sys.argv[1])
+    print((await consumer.run(Trial(id="t0", params={}))).status)
+anyio.run(main)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert (done.stdout, done.stderr) == ("broken\n", "")
+    configured = "import logging; logging.basicConfig()\n" + program
+    done = subprocess.run(
+        [sys.executable, "-c", configured, str(tmp_path / "again")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "WARNING:async_consumer:" in done.stderr  # the application's own set-up shows them

@@ -43,8 +43,8 @@ def advice(
     if broken:
         lines.append(
             f"{_trials(broken)} broken: once the script is fixed, run the same command with "
-            f"--rerun broken before its -- (async-consumer run ... --rerun broken -- python "
-            f"...) to run {_them(broken)} again (failed attempts are kept)"
+            f"--rerun broken placed before its -- (an option of run, not of the script) to run "
+            f"{_them(broken)} again (failed attempts are kept)"
         )
     waiting = counts.get(TrialStatus.NEW, 0) + counts.get(TrialStatus.RESERVED, 0)
     if waiting and max_broken is not None:
