@@ -252,7 +252,7 @@ def test_run_retries_through_the_store(tmp_path: Path, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert "#1 broken" in out
     assert "#2 completed" in out
-    assert "1 trials: 1 completed" in out
+    assert "1 trial: 1 completed" in out
 
 
 def test_report_command(tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str]) -> None:

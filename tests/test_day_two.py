@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import signal
 import socket
@@ -145,7 +146,7 @@ def test_rerun_after_the_double_dash_is_recognised(
     assert "'--rerun broken' came after --, so it went to the script's command" in err
     assert "ran another command" not in err
     assert _run(tmp_path, "--rerun", "broken", *command) == 1  # where it belongs: it runs
-    assert "running again: 1 trials" in capsys.readouterr().err
+    assert "running again: 1 trial (their earlier attempts are kept)" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -402,3 +403,108 @@ anyio.run(main)
         check=True,
     )
     assert "WARNING:async_consumer:" in done.stderr  # the application's own set-up shows them
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["status", "trials"])
+def test_a_reader_that_left_gets_no_error(tmp_path: Path, command: str) -> None:
+    """`status | head -4`: a command whose reader has gone leaves quietly (as head's writer)."""
+    store = f"sqlite:///{tmp_path}/store.db"
+    assert main(["add", "--store", store, "--grid", "x=1,2,3"]) == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the first line: every write breaks the pipe
+    try:
+        done = subprocess.run(
+            _command_line(command, "--store", store),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr == b""
+    assert done.returncode == 141
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["run", "--maximise"], "unrecognized arguments: --maximise (did you mean --maximize?)"),
+        (["run", "--jobs4"], "unrecognized arguments: --jobs4 (did you mean --jobs 4?)"),
+        (["status", "--experimnet", "a"], "(did you mean --experiment?)"),
+        (["run", "-j", "0"], "argument -j/--jobs: expected a whole number of 1 or more, not '0'"),
+    ],
+    ids=["maximise", "jobs4", "experimnet", "jobs-zero"],
+)
+def test_a_usage_error_is_the_error_then_one_usage_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    """The error comes first, then the command's one usage line; a misspelt option is guessed."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    first, usage, *rest = capsys.readouterr().err.splitlines()
+    assert first.startswith("error: ") and expected in first
+    assert usage.startswith(f"usage: async-consumer {argv[0]} [options]") and rest == []
+
+
+def test_global_flags_work_after_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-q after the subcommand is taken as before it: no line per trial."""
+    argv = ["-q", "--grid", "x=1", "--", sys.executable, "-c", OBJECTIVE_X, "{x}"]
+    assert _run(tmp_path, *argv) == 0
+    out = capsys.readouterr().out
+    assert not any(line.startswith("ok ") for line in out.splitlines())
+    assert "1 trial: 1 completed (1 run now)" in out
+
+
+def test_version_and_small_words(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--version prints it; an empty params file and a bare path as a store are named."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert re.fullmatch(r"async-consumer \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert _run(tmp_path, "--params", str(empty), "--", "true") == 2
+    assert f"no trials: {empty} holds none" in capsys.readouterr().err
+    assert main(["run", "--store", "x.db", "--grid", "x=1", "--", "true"]) == 2
+    assert "for a SQLite file there, give sqlite:///x.db" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_resuming_says_how_many_are_left_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A resumed run whose trials never ran says they are to run, not that all were done."""
+    store = f"sqlite:///{tmp_path}/store.db"
+    grid = ["--grid", "x=1,2,3,4"]
+    assert main(["add", "--store", store, *grid]) == 0
+    assert "added 4 trials (0 already there)" in capsys.readouterr().err
+    assert _run(tmp_path, *grid, "--", sys.executable, "-c", OBJECTIVE_X, "{x}") == 0
+    err = capsys.readouterr().err
+    assert "resuming: 4 of 4 trials were already in the store (0 completed, 4 to run)" in err
+
+
+def test_help_pages_describe_and_show_an_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every command's help has a description with an example."""
+    for command in ("run", "add", "worker", "launch", "status", "show", "logs", "report", "trials"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        # argparse wraps at hyphens too ("async-" then "consumer"): compared without spaces
+        assert "Example:async-consumer" + command in "".join(text.split()), command
+
+
+def test_missing_results_names_the_file(tmp_path: Path) -> None:
+    """A script that wrote no results is told about results.json, not a literal <file>."""
+    from async_consumer import Consumer
+
+    async def run() -> str:
+        consumer = Consumer(["true"], base_dir=tmp_path)
+        return (await consumer.run(Trial(id="t", params={}))).message
+
+    message = anyio.run(run)
+    assert message.startswith("results.json: file is empty") and "<file>" not in message

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._models import TrialStatus
 
-__all__ = ["advice", "parse_rerun"]
+__all__ = ["advice", "parse_rerun", "plural"]
 
 _RERUNNABLE = {"broken": TrialStatus.BROKEN, "interrupted": TrialStatus.INTERRUPTED}
 
@@ -62,4 +62,9 @@ def _them(count: int) -> str:
 
 
 def _trials(count: int) -> str:
-    return f"{count} trial" if count == 1 else f"{count} trials"
+    return plural(count, "trial")
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 trial``, ``2 trials``: a count and its noun, in the right number."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -8,17 +8,128 @@ only Python's start-up (the consumer the options describe: ``described.py``).
 from __future__ import annotations
 
 import argparse
+import difflib
+from collections.abc import Sequence
+from typing import NoReturn, cast
 
 from .argtypes import count, positive_int, seconds
 from .launch_args import add_launch_parser, add_trial_time
 from .options import add_reading_commands, add_rerun_options, add_resume_options, maximize_option
 
-__all__ = ["build_parser", "run_options"]
+__all__ = ["Parser", "build_parser", "parse_command_line", "run_options"]
 
 DESCRIPTION = (
     "async-consumer: run a black-box script once per hyperparameter trial, asynchronously."
 )
 """The command's one-line description (the first line of the package's docstring too)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """
+    A parser whose usage error is the error first, then one usage line (not ten), and which
+    guesses the option a misspelt one meant.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``error: MESSAGE`` and this command's one usage line; exit 2."""
+        self.exit(2, f"error: {message}\n{self.usage_line()}\n")
+
+    def usage_line(self) -> str:
+        """``usage: async-consumer run [options] [-- COMMAND]  (--help for more)``."""
+        takes_command = any(a.dest == "argv" for a in self._actions)
+        commands = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        shape = " [options]" + (" -- COMMAND" if takes_command else "")
+        shape += " COMMAND ..." if commands else ""
+        shape += "".join(f" {a.metavar or a.dest.upper()}" for a in self._operands())
+        return f"usage: {self.prog}{shape}   ({self.prog} --help for more)"
+
+    def _operands(self) -> list[argparse.Action]:
+        return [
+            a
+            for a in self._actions
+            if not a.option_strings
+            and a.dest != "argv"
+            and not isinstance(a, argparse._SubParsersAction)
+        ]
+
+    def options(self) -> list[str]:
+        """Every option string this parser takes."""
+        return [o for a in self._actions for o in a.option_strings]
+
+
+def _guess(unknown: str, options: Sequence[str]) -> str:
+    """What a misspelt option probably meant (``--jobs4``: ``--jobs 4``), or ""."""
+    if not unknown.startswith("-"):
+        return ""
+    name = unknown.split("=", 1)[0]
+    for option in sorted(options, key=len, reverse=True):  # a value glued to its option
+        if option.startswith("--") and name.startswith(option) and name != option:
+            return f"{option} {unknown[len(option) :]}"
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.75)
+    return close[0] if close else ""
+
+
+def _chosen(parser: Parser, args: argparse.Namespace) -> Parser:
+    """The (sub)command's own parser that ``args`` went through."""
+    chosen = parser
+    for dest in ("command", "scheduler"):
+        commands = [a for a in chosen._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, dest, None)
+        if not commands or name is None or name not in commands[0].choices:
+            break
+        sub = commands[0].choices[name]
+        chosen = sub if isinstance(sub, Parser) else chosen
+    return chosen
+
+
+def parse_command_line(parser: Parser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """
+    Parse ``argv``: an unknown option is an error of its command, with a guess at what was
+    meant ("did you mean --maximize?").
+    """
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        chosen = _chosen(parser, args)
+        guesses = [g for g in (_guess(e, chosen.options()) for e in extras) if g]
+        hint = f" (did you mean {guesses[0]}?)" if guesses else ""
+        chosen.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+    return args
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed version, looked up only when asked for."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("async-consumer")
+        except PackageNotFoundError:  # run from a source tree, not installed
+            number = "unknown"
+        print(f"async-consumer {number}")
+        parser.exit()
+
+
+def _add_global_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``-v`` and ``-q``: before the command, or after it (then they count from there)."""
+    # after the command, a flag's default is no value at all, so the one before it stands
+    default = 0 if top else argparse.SUPPRESS
+    parser.add_argument("-v", "--verbose", action="count", default=default, help="more log output")
+    parser.add_argument("-q", "--quiet", action="count", default=default, help="less output")
+
+
+def _add_global_flags_everywhere(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                _add_global_flags(sub, top=False)
+                _add_global_flags_everywhere(sub)
 
 
 def _add_trial_options(parser: argparse.ArgumentParser) -> None:
@@ -146,7 +257,9 @@ def _add_worker_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "worker",
         help="run trials from a store until it is drained (many workers may share one store)",
         description="Pull trials from a store, run them and record their outcomes. Several "
-        "workers, on one machine or many, can share a store; a dead worker's trials are re-run.",
+        "workers, on one machine or many, can share a store; a dead worker's trials are re-run. "
+        "Example: async-consumer worker --store postgresql://me@db/search -j 4 -- python "
+        "train.py --lr {lr}",
     )
     _store_option(worker, required=True)
     _add_output_options(worker)
@@ -168,16 +281,20 @@ def run_options() -> frozenset[str]:
     return frozenset(o for a in run._actions for o in a.option_strings if o.startswith("--"))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     """The parser of ``async-consumer``."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="async-consumer",
         description=DESCRIPTION,
         epilog="exit status: 0 all trials completed, 1 some did not, 2 bad usage, 130 interrupted",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    parser.add_argument("-q", "--quiet", action="count", default=0, help="less output")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_global_flags(parser, top=True)
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
+    # the subcommands' parsers are Parsers too (errors, guesses); typed as their base
+    commands = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", metavar="COMMAND"),
+    )
     run = commands.add_parser(
         "run",
         help="run a script once per trial, here and now (resumable)",
@@ -194,11 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
     add = commands.add_parser(
         "add",
         help="put trials in a store, for workers to run",
-        description="Add trials to a store; trials already there are skipped.",
+        description="Add trials to a store; trials already there are skipped. Example: "
+        "async-consumer add --store postgresql://me@db/search --params trials.jsonl",
     )
     _add_trial_options(add)
     _store_option(add, required=True)
     _add_worker_command(commands)
     add_launch_parser(commands, _add_worker_options)
     add_reading_commands(commands)
+    _add_global_flags_everywhere(parser)
     return parser

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .._gctune import tune_gc
-from .args import build_parser
+from .args import build_parser, parse_command_line
 
 if TYPE_CHECKING:
     from .view import View
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["console", "main"]
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130  # 0: the commands' own (work.py)
+EXIT_BROKEN_PIPE = 141
+"""What a shell shows for a command that its reader left (128 + SIGPIPE), as ``head`` does."""
 
 Command = Callable[[argparse.Namespace, "View"], Awaitable[int]]
 
@@ -55,7 +58,7 @@ def _command(name: str) -> Command:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
@@ -81,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C before the command's own handler (opening the store)
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `status | head -4`: the reader has what it wanted
+        return _left_by_reader()
     except (UsageError, SourceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -92,10 +97,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(first, KeyboardInterrupt):
             print("interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
+        if isinstance(first, BrokenPipeError):
+            return _left_by_reader()
         if not isinstance(first, ConsumerError | OSError):
             raise
         print(f"error: {first}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _left_by_reader() -> int:
+    """Leave quietly when stdout's reader has gone: no error, nothing flushed at exit."""
+    # the interpreter flushes stdout as it exits: into /dev/null, not into the closed pipe
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

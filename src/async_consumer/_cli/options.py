@@ -117,7 +117,8 @@ def _add_trials_command(commands: _Commands) -> None:
         "trials",
         help="every trial: id, status, objective, attempts, duration and parameters",
         description="List the trials of a store, one a line; ids may be abbreviated "
-        "elsewhere to any unique prefix.",
+        "elsewhere to any unique prefix. Example: async-consumer trials --sort objective "
+        "--limit 10",
     )
     _read_store_option(trials)
     trials.add_argument(
@@ -139,20 +140,33 @@ def _add_trials_command(commands: _Commands) -> None:
 def add_reading_commands(commands: _Commands) -> None:
     """The commands that read a store: status, trials, show, report, logs."""
     status = commands.add_parser(
-        "status", help="counts by status, the best trial so far, and the running trials"
+        "status",
+        help="counts by status, the best trial so far, and the running trials",
+        description="Count the experiment's trials by status (its current version; "
+        "--all-versions for every one), name the best so far in the experiment's recorded "
+        "direction, and list the running trials and the workers. "
+        "Example: async-consumer status --experiment acc",
     )
     _read_store_option(status)
     _add_output_options(status)
     maximize_option(status)
     all_versions_option(status)
-    show = commands.add_parser("show", help="one trial: its attempts and the tail of its logs")
+    show = commands.add_parser(
+        "show",
+        help="one trial: its attempts and the tail of its logs",
+        description="Show one trial (its id or any unique prefix of it): status, parameters, "
+        "objective and other results, every attempt with its duration, the command line, and "
+        "the end of its logs. Example: async-consumer show 5c1e",
+    )
     _read_store_option(show)
     _add_output_options(show)
     show.add_argument("trial_id", metavar="ID", help="the trial's id")
     report = commands.add_parser(
         "report",
         help="write one self-contained HTML page: timeline, objective by trial, failures",
-        description="Write an HTML picture of the run (no network needed to view it).",
+        description="Write an HTML picture of the run (no network needed to view it): the "
+        "experiment's current version, or --all-versions. "
+        "Example: async-consumer report -o report.html",
     )
     _read_store_option(report)
     report.add_argument(
@@ -166,7 +180,13 @@ def add_reading_commands(commands: _Commands) -> None:
     maximize_option(report)
     all_versions_option(report)
     _add_trials_command(commands)
-    logs = commands.add_parser("logs", help="print a trial's stdout (or stderr) log")
+    logs = commands.add_parser(
+        "logs",
+        help="print a trial's stdout (or stderr) log",
+        description="Print a trial's stdout (or --stderr) log as it is: its last attempt's, "
+        "or --attempt N's; --tail N for the last lines, --follow while it runs. "
+        "Example: async-consumer logs 5c1e --stderr --tail 20",
+    )
     _read_store_option(logs)
     logs.add_argument("trial_id", metavar="ID", help="the trial's id")
     logs.add_argument("--stderr", action="store_true", help="the stderr log instead of stdout")

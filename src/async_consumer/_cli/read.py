@@ -15,6 +15,7 @@ from .._ranking import best_trial
 from .._report.build import write_report
 from .._trial.paths import trial_paths
 from ..stores import TrialStore, store_from_url
+from .advice import plural
 from .checks import UsageError, find_trial, read_store_url
 from .experiment import direction_of
 from .logfile import FOLLOW_POLL, copy_from, tail_offset
@@ -55,9 +56,8 @@ class _Scope:
         """The line that says how many trials were left out ("" if none)."""
         if not left_out:
             return ""
-        those = "trial" if left_out == 1 else "trials"
         return (
-            f"{left_out} {those} of other versions or experiments not {verb} "
+            f"{plural(left_out, 'trial')} of other versions or experiments not {verb} "
             f"(--all-versions {verb} them)"
         )
 
@@ -172,7 +172,7 @@ async def report(args: argparse.Namespace, view: View) -> int:
             store, args.output, title=args.title, maximize=maximize, keep=scope.keeps
         )
         left_out = sum((await store.counts()).values()) - count
-    view.note(f"wrote {args.output} ({count} {'trial' if count == 1 else 'trials'})")
+    view.note(f"wrote {args.output} ({plural(count, 'trial')})")
     view.note(scope.note(left_out, "shown"))
     return EXIT_OK
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .._fleet import WorkerInfo
 from .._models import Outcome, Status, StoredTrial, Trial, TrialStatus
 from .._supervise.lines import tail
+from .advice import plural
 from .fleet_view import worker_lines, worker_rows
 from .progress import LiveBar, progress_bar
 
@@ -94,7 +95,7 @@ def _table(
     except ImportError:
         return False
     total = sum(counts.values())
-    title = f"{total} trials ({ran} run now)"
+    title = f"{plural(total, 'trial')} ({ran} run now)"
     table = Table(title=title, show_header=False, title_justify="left")
     for status in TrialStatus:
         if counts.get(str(status)):
@@ -200,7 +201,7 @@ class View:
             self._plain_summary(counts.total(), counts, best, slowest, worker.ran)
         if worker.rejected:
             print(
-                f"{worker.rejected} late results rejected (another worker had the trial)",
+                f"{plural(worker.rejected, 'late result')} rejected (another worker had the trial)",
                 flush=True,
             )
 
@@ -213,7 +214,7 @@ class View:
         ran: int,
     ) -> None:
         parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        print(f"{total} trials: {parts} ({ran} run now)", flush=True)
+        print(f"{plural(total, 'trial')}: {parts} ({ran} run now)", flush=True)
         if best is not None:
             print(_best_line(best), flush=True)
         if slowest and not self.quiet:

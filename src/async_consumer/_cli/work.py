@@ -21,7 +21,7 @@ from .._worker import Worker
 from ..stores import TrialStore, open_store, store_from_url
 from ..stores._retrying import Outage, RetryingStore
 from .adding import Added, add_in_chunks
-from .advice import advice, parse_rerun
+from .advice import advice, parse_rerun, plural
 from .args import run_options
 from .checks import check_program, writable_dir
 from .described import consumer_from, default_store_url
@@ -186,11 +186,16 @@ async def run(args: argparse.Namespace, view: View) -> int:
 
 def _note_added(view: View, run: Added, *, rerun: bool) -> None:
     if run.added < run.total:
+        counts = run.counts
+        to_run = counts[TrialStatus.NEW] + counts[TrialStatus.INTERRUPTED] - run.added
+        done = counts[TrialStatus.COMPLETED]
         view.note(
-            f"resuming: {run.total - run.added} of {run.total} trials were already in the store"
+            f"resuming: {run.total - run.added} of {plural(run.total, 'trial')} were already in "
+            f"the store ({done} completed, {to_run} to run"
+            + (f", {counts[TrialStatus.BROKEN]} broken)" if counts[TrialStatus.BROKEN] else ")")
         )
     if rerun:
-        view.note(f"running again: {run.again} trials (their earlier attempts are kept)")
+        view.note(f"running again: {plural(run.again, 'trial')} (their earlier attempts are kept)")
 
 
 async def add(args: argparse.Namespace, view: View) -> int:
@@ -204,7 +209,9 @@ async def add(args: argparse.Namespace, view: View) -> int:
             # 5,000 trials a transaction: a fifth of the commits (each writes the id index's
             # pages again), for a few MB that only ``add`` holds (a run's memory stays flat)
             added = await add_in_chunks(store, checked, version=version, count=False, together=5)
-            view.note(f"added {added.added} trials ({added.total - added.added} already there)")
+            view.note(
+                f"added {plural(added.added, 'trial')} ({added.total - added.added} already there)"
+            )
     return EXIT_OK
 
 
