@@ -23,7 +23,7 @@ from async_consumer._experiment import Experiment
 from async_consumer._models import TrialStatus
 from async_consumer.stores import store_from_url
 
-from .conftest import wait_until
+from .conftest import WRITE_RESULT, wait_until
 
 # objective = x, so the highest x is the best when maximising
 OBJECTIVE_X = (
@@ -508,3 +508,32 @@ def test_missing_results_names_the_file(tmp_path: Path) -> None:
 
     message = anyio.run(run)
     assert message.startswith("results.json: file is empty") and "<file>" not in message
+
+
+@pytest.mark.anyio
+async def test_a_trial_id_used_again_keeps_the_earlier_attempts_files(tmp_path: Path) -> None:
+    """A second program's t0 takes attempt 2: the first program's attempts/1 is left as it was."""
+    say = [sys.executable, "-c", "import sys; print(sys.argv[1]); " + WRITE_RESULT, "{word}"]
+    first = await Consumer(say, base_dir=tmp_path).run(Trial(id="t0", params={"word": "one"}))
+    second = await Consumer(say, base_dir=tmp_path).run(Trial(id="t0", params={"word": "one"}))
+    assert (first.attempt, second.attempt) == (1, 2)
+    assert first.stdout_path != second.stdout_path
+    assert Path(first.stdout_path).read_text() == "one\n"  # not overwritten
+    assert Path(second.stdout_path).read_text() == "one\n"
+
+
+@pytest.mark.anyio
+async def test_a_trial_id_used_again_with_other_params_is_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A trial directory whose earlier attempt ran other parameters gets a warning naming it."""
+    command = [sys.executable, "-c", WRITE_RESULT, "{lr}"]
+    with caplog.at_level("WARNING", logger="async_consumer"):
+        await Consumer(command, base_dir=tmp_path).run(Trial(id="t0", params={"lr": 0.1}))
+        await Consumer(command, base_dir=tmp_path).run(Trial(id="t0", params={"lr": 0.1}))
+        assert "other parameters" not in caplog.text  # the same trial again: no warning
+        await Consumer(command, base_dir=tmp_path).run(Trial(id="t0", params={"lr": 0.2}))
+    warned = [r.getMessage() for r in caplog.records if "other parameters" in r.getMessage()]
+    assert len(warned) == 1
+    assert "holds an earlier trial's files with other parameters (attempt 2:" in warned[0]
+    assert '"lr": 0.1' in warned[0]
