@@ -164,7 +164,10 @@ def test_every_command_counts_the_current_version(
     assert main(["status", "--store", store, "--all-versions", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["counts"] == {"completed": 6}
     assert main(["report", "--store", store, "-o", str(tmp_path / "r.html")]) == 0
-    assert capsys.readouterr().err.startswith(f"wrote {tmp_path / 'r.html'} (3 trials)\n")
+    assert capsys.readouterr().err == (
+        f"wrote {tmp_path / 'r.html'} (3 trials)\n"
+        "3 trials of other versions or experiments not shown (--all-versions shows them)\n"
+    )
     assert main(["trials", "--store", store, "--json"]) == 0
     assert len(_json_lines(capsys.readouterr().out)) == 3
     assert main(["trials", "--store", store, "--all-versions", "--json"]) == 0

@@ -53,12 +53,13 @@ class _Scope:
         return trial.experiment == self.name and version_of(trial, latest) == latest
 
     def note(self, left_out: int, verb: str) -> str:
-        """The line that says how many trials were left out ("" if none)."""
+        """The line that says how many trials were left out ("" if none); ``verb``: "show"."""
         if not left_out:
             return ""
+        done = "shown" if verb == "show" else f"{verb}ed"
         return (
-            f"{plural(left_out, 'trial')} of other versions or experiments not {verb} "
-            f"(--all-versions {verb} them)"
+            f"{plural(left_out, 'trial')} of other versions or experiments not {done} "
+            f"(--all-versions {verb}s them)"
         )
 
 
@@ -94,7 +95,7 @@ async def status(args: argparse.Namespace, view: View) -> int:
             counts, best = await store.counts(), await store.best(maximize=view.maximize)
         else:  # a later version: its trials are told apart by their ids, so they are read
             counts, best, left_out = await _tally_kept(store, scope, maximize=view.maximize)
-            view.note(scope.note(left_out, "counted"))
+            view.note(scope.note(left_out, "count"))
         running = [t for t in await store.list(TrialStatus.RESERVED) if scope.keeps(t)]
         view.status(counts, running, await store.workers(), best=best)
     return EXIT_OK
@@ -173,7 +174,7 @@ async def report(args: argparse.Namespace, view: View) -> int:
         )
         left_out = sum((await store.counts()).values()) - count
     view.note(f"wrote {args.output} ({plural(count, 'trial')})")
-    view.note(scope.note(left_out, "shown"))
+    view.note(scope.note(left_out, "show"))
     return EXIT_OK
 
 
@@ -194,7 +195,7 @@ async def trials(args: argparse.Namespace, view: View) -> int:
         scope = await _scope(args, store)
         versions = await _versions(store, stored) if args.all_versions else None
     shown = [t for t in stored if scope.keeps(t)]
-    view.note(scope.note(len(stored) - len(shown), "shown"))
+    view.note(scope.note(len(stored) - len(shown), "show"))
     names = {name for t in shown for name in t.trial.params}
     if args.sort not in SORT_KEYS and args.sort not in names:
         known = ", ".join([*SORT_KEYS, *sorted(names)])
