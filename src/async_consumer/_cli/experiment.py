@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .._experiment import Experiment, differences
@@ -120,12 +121,15 @@ async def _ever_started(store: TrialStore, recorded: Experiment) -> bool:
 
 
 async def experiment_version(
-    args: argparse.Namespace, store: TrialStore, options: frozenset[str] = frozenset()
+    args: argparse.Namespace,
+    store: TrialStore,
+    options: Callable[[], frozenset[str]] = frozenset,
 ) -> Chosen:
     """
     The version this run belongs to (recorded now if new), its direction, and a note.
 
-    ``options``: the options of ``run``, to recognise one given after ``--`` by mistake.
+    ``options()``: the options of ``run``, to recognise one given after ``--`` by mistake
+    (asked for only when the command differs from the recorded one).
 
     Raises:
         ExperimentChanged: the command, config or direction differs from the recorded
@@ -148,7 +152,7 @@ async def experiment_version(
     changes = differences(recorded, asked)
     if not changes:
         return Chosen(recorded.version, maximize)
-    _refuse_misplaced(recorded, asked, options)
+    _refuse_misplaced(recorded, asked, options())
     same_direction = recorded.maximize == asked.maximize
     if same_direction and not await _ever_started(store, recorded):
         again = asked.model_copy(update={"version": recorded.version})

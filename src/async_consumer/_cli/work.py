@@ -172,7 +172,7 @@ async def run(args: argparse.Namespace, view: View) -> int:
         rerun = parse_rerun(args.rerun) if args.rerun else frozenset()
         store_url = args.store or default_store_url(args.experiment)
         async with _linked_store(args, store_url) as store:
-            chosen = await experiment_version(args, store, run_options())
+            chosen = await experiment_version(args, store, run_options)
             args.experiment_version, view.maximize = chosen.version, chosen.maximize
             if chosen.note:
                 view.note(chosen.note)
