@@ -540,3 +540,15 @@ async def test_a_trial_id_used_again_with_other_params_is_warned(
     assert len(warned) == 1
     assert "holds an earlier trial's files with other parameters (attempt 2:" in warned[0]
     assert '"lr": 0.1' in warned[0]
+
+
+@pytest.mark.parametrize("flag", ["--maximize", "--minimize"])
+def test_launch_passes_the_direction_on_to_its_workers(flag: str) -> None:
+    """launch slurm forwards --maximize or --minimize once, as the flag alone."""
+    from async_consumer._cli.args import build_parser
+    from async_consumer._cli.launch import forwarded
+
+    argv = ["launch", "slurm", "--store", "sqlite:///s.db", "--workers", "2", flag, "--", "t"]
+    args = build_parser().parse_args(argv)
+    passed = forwarded(args, args.worker_options)
+    assert passed.count(flag) == 1 and "True" not in passed and "False" not in passed
