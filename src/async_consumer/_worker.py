@@ -176,17 +176,8 @@ class Worker:
     @property
     def is_halted(self) -> bool:
         """Whether the worker reserves no more trials (interrupted, ``max_broken``, an error)."""
-        return self._consumer.is_halted or self.is_broken_out or self._error is not None
-
-    @property
-    def is_broken_out(self) -> bool:
-        """Whether ``max_broken`` trials broke here, so the worker reserves no more."""
-        return self._max_broken is not None and self._tally.broken >= self._max_broken
-
-    @property
-    def max_broken(self) -> int | None:
-        """Reserve nothing more after this many broken outcomes (``None``: no limit)."""
-        return self._max_broken
+        broken_out = self._max_broken is not None and self._tally.broken >= self._max_broken
+        return self._consumer.is_halted or broken_out or self._error is not None
 
     @property
     def left_on(self) -> str | None:
@@ -233,11 +224,7 @@ class Worker:
                 tg.start_soon(self._until_error, self._reclaimer.run_forever)
                 tg.start_soon(self._presence.beat_forever)
                 lane = partial(self._until_error, self._run_lane, self._left_lane)
-                # with max_broken, no spare lanes: a spare would reserve the next trial as a
-                # script ends, before its outcome is counted (one more broken than asked at -j 1)
-                places = self.consumer.max_concurrency
-                count = places if self._max_broken is not None else lanes(places)
-                await run_copies(lane, count)  # plain tasks
+                await run_copies(lane, lanes(self.consumer.max_concurrency, self._max_broken))
                 tg.cancel_scope.cancel()
                 await self._until_error(self._leasing.release)
             log_traffic(self.consumer.beats, self._commits, self._tally.ran)

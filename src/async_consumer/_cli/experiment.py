@@ -143,25 +143,14 @@ async def experiment_version(
     maximize = recorded.maximize if flag is None else flag
     asked = await _asked(args, recorded.version + 1, maximize)
     if args.new_version:
-        await store.add_experiment(asked)
-        note = (
-            f"experiment {args.experiment!r} version {asked.version}: every trial runs "
-            f"again (the records of version {recorded.version} are kept)"
-        )
-        return Chosen(asked.version, maximize, note)
+        return await _new_version(store, recorded, asked)
     changes = differences(recorded, asked)
     if not changes:
         return Chosen(recorded.version, maximize)
     _refuse_misplaced(recorded, asked, options())
     same_direction = recorded.maximize == asked.maximize
     if same_direction and not await _ever_started(store, recorded):
-        again = asked.model_copy(update={"version": recorded.version})
-        await store.add_experiment(again, replace=True)
-        note = (
-            f"experiment {args.experiment!r}: no script of it ever started, so its command is "
-            f"now {shlex.join(asked.command)!r}"
-        )
-        return Chosen(recorded.version, maximize, note, replaced=True)
+        return await _replace(store, recorded, asked)
     msg = (
         f"experiment {args.experiment!r} (version {recorded.version}) ran another command: "
         f"{'; '.join(changes)}. Give a new --experiment NAME for a separate experiment, or "
@@ -169,6 +158,26 @@ async def experiment_version(
         f"trial runs again; the records of version {recorded.version} are kept)"
     )
     raise ExperimentChanged(msg)
+
+
+async def _new_version(store: TrialStore, recorded: Experiment, asked: Experiment) -> Chosen:
+    """Record ``asked`` as the experiment's next version (``--new-version``)."""
+    await store.add_experiment(asked)
+    note = (
+        f"experiment {recorded.name!r} version {asked.version}: every trial runs "
+        f"again (the records of version {recorded.version} are kept)"
+    )
+    return Chosen(asked.version, asked.maximize, note)
+
+
+async def _replace(store: TrialStore, recorded: Experiment, asked: Experiment) -> Chosen:
+    """Record ``asked``'s command as ``recorded``'s version's (no script of it ever started)."""
+    await store.add_experiment(asked.model_copy(update={"version": recorded.version}), replace=True)
+    note = (
+        f"experiment {recorded.name!r}: no script of it ever started, so its command is "
+        f"now {shlex.join(asked.command)!r}"
+    )
+    return Chosen(recorded.version, asked.maximize, note, replaced=True)
 
 
 def _refuse_misplaced(recorded: Experiment, asked: Experiment, options: frozenset[str]) -> None:

@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .._gctune import tune_gc
-from .args import build_parser, parse_command_line
+from .args import build_parser
+from .parser import parse_command_line
 
 if TYPE_CHECKING:
     from .view import View
@@ -81,28 +82,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose - args.quiet, view)
     try:
         return anyio.run(command, args, view)
-    except KeyboardInterrupt:  # Ctrl-C before the command's own handler (opening the store)
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:  # `status | head -4`: the reader has what it wanted
-        return _left_by_reader()
     except (UsageError, SourceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (ConsumerError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    except (KeyboardInterrupt, ConsumerError, OSError) as exc:
+        return _ended_by(exc)
     except BaseExceptionGroup as group:  # from a worker's lanes: the first error, on one line
         first = _first_error(group)
-        if isinstance(first, KeyboardInterrupt):
-            print("interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        if isinstance(first, BrokenPipeError):
-            return _left_by_reader()
-        if not isinstance(first, ConsumerError | OSError):
+        if not isinstance(first, KeyboardInterrupt | ConsumerError | OSError):
             raise
-        print(f"error: {first}", file=sys.stderr)
-        return EXIT_FAILED
+        return _ended_by(first)
+
+
+def _ended_by(exc: BaseException) -> int:
+    """The exit status of a command that ``exc`` ended, after its one line (if any)."""
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C before the command's own handler
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if isinstance(exc, BrokenPipeError):  # `status | head -4`: the reader has what it wanted
+        return _left_by_reader()
+    print(f"error: {exc}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _left_by_reader() -> int:

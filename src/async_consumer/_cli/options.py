@@ -139,6 +139,13 @@ def _add_trials_command(commands: _Commands) -> None:
 
 def add_reading_commands(commands: _Commands) -> None:
     """The commands that read a store: status, trials, show, report, logs."""
+    _add_status_and_show(commands)
+    _add_report_command(commands)
+    _add_trials_command(commands)
+    _add_logs_command(commands)
+
+
+def _add_status_and_show(commands: _Commands) -> None:
     status = commands.add_parser(
         "status",
         help="counts by status, the best trial so far, and the running trials",
@@ -161,6 +168,9 @@ def add_reading_commands(commands: _Commands) -> None:
     _read_store_option(show)
     _add_output_options(show)
     show.add_argument("trial_id", metavar="ID", help="the trial's id")
+
+
+def _add_report_command(commands: _Commands) -> None:
     report = commands.add_parser(
         "report",
         help="write one self-contained HTML page: timeline, objective by trial, failures",
@@ -179,7 +189,9 @@ def add_reading_commands(commands: _Commands) -> None:
     report.add_argument("--title", default="async-consumer run", help="the page's title")
     maximize_option(report)
     all_versions_option(report)
-    _add_trials_command(commands)
+
+
+def _add_logs_command(commands: _Commands) -> None:
     logs = commands.add_parser(
         "logs",
         help="print a trial's stdout (or stderr) log",

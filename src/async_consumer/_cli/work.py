@@ -133,7 +133,10 @@ async def _work(
             await view.redraw_while(worker.run)
     if worker.error is not None:
         raise worker.error
-    return await _conclude(store, view, worker, run, follow=follow, interrupted=bool(signals))
+    stopped = bool(signals)
+    return await _conclude(
+        store, view, worker, run, follow=follow, interrupted=stopped, max_broken=args.max_broken
+    )
 
 
 async def _conclude(
@@ -144,6 +147,7 @@ async def _conclude(
     *,
     follow: bool,
     interrupted: bool,
+    max_broken: int | None = None,
 ) -> int:
     """The end of a run or a worker: the summary, a line of advice per kind, the exit status."""
     # run: what this parameter set is, not everything in the store
@@ -154,7 +158,8 @@ async def _conclude(
         return EXIT_INTERRUPTED
     if ids is None:
         counts = await store.counts(worker.trial_ids)
-    limit = worker.max_broken if worker.is_broken_out else None
+    # halted, not interrupted, no error raised: the limit stopped it
+    limit = max_broken if worker.is_halted and max_broken is not None else None
     for line in advice(counts, follow=follow, max_broken=limit):
         view.note(line)
     # every trial of the parameter set counts, not only those run now

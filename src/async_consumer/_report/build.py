@@ -27,6 +27,7 @@ from .._ranking import best_trial, objective_of
 from .charts import COLOURS, Point, Span, duration_text, objective_svg, timeline_svg
 from .page import page
 from .params import params_svg
+from .results import completed_later, labelled, statistics
 
 if TYPE_CHECKING:
     from ..stores import TrialStore
@@ -61,18 +62,6 @@ def _clean(text: str) -> str:
 
 def _params(trial: StoredTrial) -> str:
     return ", ".join(f"{k}={json.dumps(v)}" for k, v in trial.trial.params.items())
-
-
-def _statistics(outcome: Outcome) -> dict[str, object]:
-    """What the script reported besides its objective (statistics, constraints...), by name."""
-    return {r.name: r.value for r in outcome.results if r.type != "objective"}
-
-
-def _labelled(trial: StoredTrial, outcome: Outcome) -> str:
-    """A point's label: the trial's parameters, then the other results its attempt reported."""
-    values = _statistics(outcome)
-    shown = ", ".join(f"{k}={json.dumps(v)[:40]}" for k, v in values.items())
-    return _params(trial) + (f" · {shown}" if shown else "")
 
 
 def _status(trial: StoredTrial, attempt: Attempt) -> str:
@@ -145,7 +134,7 @@ def _points(trials: Sequence[StoredTrial]) -> list[tuple[Point, StoredTrial]]:
                 continue
             if outcome.objective is not None:
                 end = _seconds(outcome.ended_at or attempt.heartbeat_at or attempt.reserved_at)
-                point = Point(trial.id, outcome.objective, _labelled(trial, outcome))
+                point = Point(trial.id, outcome.objective, labelled(trial, outcome))
                 done.append((end, point, trial))
     done.sort(key=lambda row: row[0])
     return [(point, trial) for _, point, trial in done]
@@ -170,7 +159,7 @@ def _header(trials: Sequence[StoredTrial], best: tuple[Point, StoredTrial] | Non
             f'<span class="chip">{escape(k)} = {escape(json.dumps(v)[:80])}</span>'
             for k, v in trial.trial.params.items()
         )
-        stats = _statistics(trial.outcome) if trial.outcome is not None else {}
+        stats = statistics(trial.outcome) if trial.outcome is not None else {}
         chips += "".join(
             f'<span class="chip result">{escape(k)}: {escape(json.dumps(v)[:80])}</span>'
             for k, v in stats.items()
@@ -192,25 +181,13 @@ def _failure_row(trial: StoredTrial, attempt: Attempt, outcome: Outcome) -> str:
     tail = _clean(outcome.stderr_tail)
     stderr = f'<div class="tail"><pre>{escape(tail)}</pre></div>' if tail else "—"
     status = outcome.status.value
-    later = _completed_later(trial, attempt)
+    later = completed_later(trial, attempt)
     return (
         f'<tr data-status="{status}"><td class="trial-id">{escape(trial.id)}</td>'
         f'<td class="n">{attempt.number}</td><td><span class="badge" style="--c:'
         f'{COLOURS[status]}">{status}</span>{later}</td><td>{escape(reason)}</td>'
         f'<td class="message">{escape(_clean(outcome.message))}</td><td>{stderr}</td></tr>'
     )
-
-
-def _completed_later(trial: StoredTrial, attempt: Attempt) -> str:
-    """A note in a failure's row when a later attempt of its trial completed ("" if none)."""
-    done = [
-        a.number
-        for a in trial.attempts
-        if a.number > attempt.number and a.outcome is not None and a.outcome.is_completed
-    ]
-    if not done:
-        return ""
-    return f' <span class="later">completed later (attempt {done[-1]})</span>'
 
 
 def _failures(trials: Sequence[StoredTrial]) -> str:
