@@ -114,6 +114,6 @@ def _reset_library_logger() -> Iterator[None]:
     """Undo the logging set-up that the CLI's ``main`` does, so caplog sees every record."""
     yield
     logger = logging.getLogger("async_consumer")
-    logger.handlers.clear()
+    logger.handlers[:] = [logging.NullHandler()]  # as the package leaves it
     logger.propagate = True
     logger.setLevel(logging.NOTSET)

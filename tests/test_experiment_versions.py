@@ -73,7 +73,7 @@ def test_another_experiment_name_is_separate(
     """A new --experiment name takes the new command at once."""
     assert _run(tmp_path, "--grid", "x=1", *_command("2")) == 0
     assert _run(tmp_path, "--experiment", "long", "--grid", "x=1", *_command("4")) == 0
-    assert "1 trials: 1 completed (1 run now)" in capsys.readouterr().out
+    assert "1 trial: 1 completed (1 run now)" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ from async_consumer._trial.readback import DEFAULT_MAX_RESULTS_BYTES, read_resul
 from async_consumer._trial.results import parse_results
 
 SHAPE = "results must be a JSON list"
-NO_OBJECTIVE = "<file>: No objective found"
+NO_OBJECTIVE = "results.json: No objective found"
 
 
 def entry(name: str, kind: str, value: object) -> dict[str, object]:
@@ -86,7 +86,7 @@ def test_nan_written_by_json_dump_is_refused(tmp_path: Path) -> None:
         json.dump(float("nan"), f)
     with pytest.raises(InvalidResults) as caught:
         read_results(path)
-    assert caught.value.problems == ["<file>: must be a finite number, not NaN"]
+    assert caught.value.problems == ["results.json: must be a finite number, not NaN"]
 
 
 @pytest.mark.parametrize(
@@ -149,27 +149,37 @@ def test_empty_content_is_missing_results(raw: bytes) -> None:
     """Empty or whitespace-only content means the script wrote no results."""
     with pytest.raises(MissingResults) as caught:
         parse_results(raw, path="r.json")
-    assert caught.value.problems == ["<file>: file is empty: the script wrote no results"]
+    assert caught.value.problems == ["results.json: file is empty: the script wrote no results"]
     assert caught.value.path == "r.json"
 
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        pytest.param(b'[{"name": "objective", "ty', "<file>: Invalid JSON: EOF", id="half-written"),
         pytest.param(
-            b"oops", "<file>: Invalid JSON: expected value at line 1 column 1", id="not-json"
+            b'[{"name": "objective", "ty', "results.json: Invalid JSON: EOF", id="half-written"
+        ),
+        pytest.param(
+            b"oops", "results.json: Invalid JSON: expected value at line 1 column 1", id="not-json"
         ),
         pytest.param(b"[1]\n]", "trailing characters at line 2 column 1", id="trailing"),
-        pytest.param(b"\xef\xbb\xbf0.5", "<file>: Invalid JSON", id="utf8-bom"),
+        pytest.param(b"\xef\xbb\xbf0.5", "results.json: Invalid JSON", id="utf8-bom"),
         pytest.param(b'["\xff"]', "not UTF-8: byte 0xff at offset 2", id="not-utf8-in-string"),
         pytest.param(b"0.5\xc3", "not UTF-8: byte 0xc3 at offset 3", id="not-utf8-truncated"),
         pytest.param(b"\xed\xa0\x80", "not UTF-8: byte 0xed at offset 0", id="utf8-surrogate"),
-        pytest.param(dumps(math.nan), "<file>: must be a finite number, not NaN", id="bare-nan"),
-        pytest.param(b"Infinity", "<file>: must be a finite number, not an inf", id="bare-inf"),
-        pytest.param(b"-Infinity", "<file>: must be a finite number, not an inf", id="bare-ninf"),
-        pytest.param(b"1e400", "<file>: must be a finite number, not an inf", id="overflow"),
-        pytest.param(b"9" * 400, "<file>: must be a finite number, not an inf", id="huge-int"),
+        pytest.param(
+            dumps(math.nan), "results.json: must be a finite number, not NaN", id="bare-nan"
+        ),
+        pytest.param(
+            b"Infinity", "results.json: must be a finite number, not an inf", id="bare-inf"
+        ),
+        pytest.param(
+            b"-Infinity", "results.json: must be a finite number, not an inf", id="bare-ninf"
+        ),
+        pytest.param(b"1e400", "results.json: must be a finite number, not an inf", id="overflow"),
+        pytest.param(
+            b"9" * 400, "results.json: must be a finite number, not an inf", id="huge-int"
+        ),
         pytest.param(b"null", SHAPE, id="null"),
         pytest.param(b'"1.0"', SHAPE, id="string"),
         pytest.param(b"true", SHAPE, id="bool"),
@@ -273,7 +283,7 @@ def test_one_message_lists_every_problem() -> None:
         "[0].value: must be a finite number, not a string",
         "[0].unit: Extra inputs are not permitted",
         "[1].value[1]: must be a finite number, not null",
-        '<file>: No objective found: one entry must have "type": "objective"',
+        'results.json: No objective found: one entry must have "type": "objective"',
     ]
     with pytest.raises(InvalidResults, match=r"\[0\]\.type: .*; \[1\]\.value\[1\]: "):
         parse_results(raw)
@@ -299,7 +309,9 @@ def test_bad_entries_and_two_objectives_are_all_listed() -> None:
 def test_deep_nesting_is_invalid_not_recursion_error(raw: bytes) -> None:
     """JSON nested 100,000 deep is InvalidResults, not a RecursionError."""
     [problem] = problems_of(raw)
-    assert problem.startswith("<file>: Invalid JSON: recursion limit exceeded at line 1 column")
+    assert problem.startswith(
+        "results.json: Invalid JSON: recursion limit exceeded at line 1 column"
+    )
 
 
 # the Result model
@@ -359,7 +371,7 @@ def test_symlink_is_refused(tmp_path: Path, target: str) -> None:
     link.symlink_to(target)
     with pytest.raises(InvalidResults) as caught:
         read_results(link)
-    assert caught.value.problems == ["<file>: is a symbolic link, not a regular file"]
+    assert caught.value.problems == ["results.json: is a symbolic link, not a regular file"]
 
 
 def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
@@ -378,7 +390,7 @@ def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     thread.start()
     thread.join(timeout=5)
     assert not thread.is_alive(), "read_results blocked on a FIFO"
-    assert [str(e) for e in errors] == ["<file>: is a named pipe (FIFO), not a regular file"]
+    assert [str(e) for e in errors] == ["results.json: is a named pipe (FIFO), not a regular file"]
 
 
 def test_directory_is_refused(tmp_path: Path) -> None:
@@ -417,7 +429,7 @@ def test_file_over_default_cap_is_refused_unread(tmp_path: Path) -> None:
         read_results(path)
     limit = DEFAULT_MAX_RESULTS_BYTES
     assert caught.value.problems == [
-        f"<file>: is {50 * 1024 * 1024} bytes, larger than the limit of {limit} bytes"
+        f"results.json: is {50 * 1024 * 1024} bytes, larger than the limit of {limit} bytes"
     ]
 
 

@@ -50,10 +50,13 @@ def test_trials_table_sorted_by_objective(store: str, capsys: pytest.CaptureFixt
 def test_trials_json_csv_maximize_and_parameter_sort(
     store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--json rows carry params; --csv has a column per parameter; --maximize flips "best"."""
-    assert main(["trials", "--store", store, "--sort", "objective", "--maximize", "--json"]) == 0
+    """--json rows carry params; --csv has a column per parameter; the recorded direction holds."""
+    # the run recorded "lower is better": --maximize contradicts it and is refused
+    assert main(["trials", "--store", store, "--sort", "objective", "--maximize"]) == 2
+    assert "ranks its trials with --minimize" in capsys.readouterr().err
+    assert main(["trials", "--store", store, "--sort", "objective", "--reverse", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["objective"] for r in rows] == [4.0, 4.0, 1.0, 0.0, None]
+    assert [r["objective"] for r in rows] == [None, 4.0, 4.0, 1.0, 0.0]
     assert rows[0]["params"]["opt"] == "adam" and rows[0]["attempts"] == 1
     assert main(["trials", "--store", store, "--csv", "--sort", "x", "--reverse"]) == 0
     table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))

@@ -13,7 +13,12 @@ the first public name asked for imports them all.
 
 # no ``from __future__ import annotations``: its name would be a public name of the door
 import importlib
+import logging as _logging
 import typing
+
+# a library logs where its application says, and nowhere unasked (the logging HOWTO's rule):
+# without a handler of its own, Python's last resort wrote its warnings to stderr
+_logging.getLogger("async_consumer").addHandler(_logging.NullHandler())
 
 if typing.TYPE_CHECKING:
     from ._admission import Place

@@ -32,9 +32,13 @@ SPARE_LANES = 8
 as soon as a script ends, while the lane of the trial that ended records its outcome."""
 
 
-def lanes(places: int) -> int:
-    """How many lanes a worker with this many places runs (a spare for each, up to eight)."""
-    return places + min(places, SPARE_LANES)
+def lanes(places: int, max_broken: int | None = None) -> int:
+    """
+    How many lanes (plain tasks) a worker with this many places runs: a spare for each, up to
+    eight, but none with ``max_broken`` (a spare reserves the next trial as a script ends,
+    before its outcome is counted: at ``-j 1``, one more broken trial than the limit).
+    """
+    return places + (min(places, SPARE_LANES) if max_broken is None else 0)
 
 
 class Place:

@@ -27,6 +27,8 @@ class Experiment(BaseModel):
         config: the config template's text, if there is one.
         code_version: the git state of the script's code when the version began, if known.
         created_at: when the store recorded it (the store's clock).
+        maximize: higher objectives are better (default: lower is better). Stored once, with
+            the version: every command that ranks the experiment's trials reads it here.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -37,6 +39,7 @@ class Experiment(BaseModel):
     config: str | None = None
     code_version: str | None = None
     created_at: datetime | None = None
+    maximize: bool = False
 
 
 def differences(recorded: Experiment, asked: Experiment) -> list[str]:
@@ -51,7 +54,13 @@ def differences(recorded: Experiment, asked: Experiment) -> list[str]:
         changes.append(f"the command was {_argv(recorded.command)}, now {_argv(asked.command)}")
     if recorded.config != asked.config:
         changes.append("the config template's text changed")
+    if recorded.maximize != asked.maximize:
+        changes.append(f"it was run with {_direction(recorded)}, now {_direction(asked)}")
     return changes
+
+
+def _direction(experiment: Experiment) -> str:
+    return "--maximize" if experiment.maximize else "--minimize"
 
 
 def _argv(argv: tuple[str, ...]) -> str:

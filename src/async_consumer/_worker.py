@@ -224,7 +224,7 @@ class Worker:
                 tg.start_soon(self._until_error, self._reclaimer.run_forever)
                 tg.start_soon(self._presence.beat_forever)
                 lane = partial(self._until_error, self._run_lane, self._left_lane)
-                await run_copies(lane, lanes(self.consumer.max_concurrency))  # plain tasks
+                await run_copies(lane, lanes(self.consumer.max_concurrency, self._max_broken))
                 tg.cancel_scope.cancel()
                 await self._until_error(self._leasing.release)
             log_traffic(self.consumer.beats, self._commits, self._tally.ran)

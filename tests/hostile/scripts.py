@@ -342,7 +342,7 @@ CASES: tuple[Case, ...] = (
         _BROKEN,
         Reason.MISSING_RESULTS,
         returncode=0,
-        message="<file>: ",
+        message="results.json: ",
     ),
     Case(
         # results first, then every descriptor the script may have; exits 0 holding them all

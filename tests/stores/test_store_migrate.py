@@ -205,3 +205,70 @@ async def test_postgres_v4_store_ranks_its_completed_trials() -> None:
     finally:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()
+
+
+async def _check_directions(store: TrialStore) -> None:
+    """The v5 experiment reads as minimising; a new version records its direction."""
+    from async_consumer._experiment import Experiment
+
+    old = await store.experiment("acc")
+    assert old is not None and old.command == ("python", "t.py") and old.maximize is False
+    assert await store.add_experiment(
+        Experiment(name="acc", version=2, command=("python", "t.py"), maximize=True)
+    )
+    new = await store.experiment("acc")
+    assert new is not None and (new.version, new.maximize) == (2, True)
+    fixed = Experiment(name="acc", version=2, command=("python", "u.py"), maximize=True)
+    assert not await store.add_experiment(fixed)  # there already: kept as it was
+    assert await store.add_experiment(fixed, replace=True)
+    assert await store.experiment("acc") == fixed.model_copy(update={"created_at": new.created_at})
+
+
+@pytest.mark.asyncio
+async def test_sqlite_v5_store_gets_experiment_directions(tmp_path: Path) -> None:
+    """A SQLite store of schema v5 opens; its experiments minimise, new ones keep --maximize."""
+    from async_consumer.stores import _sqlite_sql as q
+    from async_consumer.stores._sqlite_file import _statements
+
+    path = tmp_path / "v5.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for number, migration in enumerate(q.MIGRATIONS[:5], start=1):
+            for statement in _statements(migration):  # a trigger's body holds a ';'
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version VALUES (?)", (number,))
+        conn.execute(
+            "INSERT INTO experiments (name, version, command, created_at) VALUES (?, 1, ?, 0)",
+            ("acc", '["python", "t.py"]'),
+        )
+    conn.close()
+    async with SQLiteStore(path) as store:
+        await _check_directions(store)
+
+
+@pytest.mark.asyncio
+async def test_postgres_v5_store_gets_experiment_directions() -> None:
+    """A PostgreSQL schema of v5 opens; its experiments minimise, new ones keep --maximize."""
+    import asyncpg
+
+    from async_consumer.stores import _postgres_sql as sql
+
+    url = conftest.postgres_url()
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.execute(f'CREATE TABLE "{schema}".schema_version (version integer NOT NULL)')
+        for number in range(5):
+            await conn.execute(sql.migration(schema, number))
+            await conn.execute(f'INSERT INTO "{schema}".schema_version VALUES ($1)', number + 1)
+        await conn.execute(
+            f'INSERT INTO "{schema}".experiments (name, version, command) VALUES ($1, 1, $2)',
+            "acc",
+            '["python", "t.py"]',
+        )
+        async with await PostgresStore.open(url, schema=schema) as store:
+            await _check_directions(store)
+    finally:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._models import TrialStatus
 
-__all__ = ["advice", "parse_rerun"]
+__all__ = ["advice", "parse_rerun", "plural"]
 
 _RERUNNABLE = {"broken": TrialStatus.BROKEN, "interrupted": TrialStatus.INTERRUPTED}
 
@@ -24,8 +24,13 @@ def parse_rerun(text: str) -> frozenset[TrialStatus]:
     return frozenset(_RERUNNABLE[w] for w in words)
 
 
-def advice(counts: dict[TrialStatus, int], *, follow: bool = False) -> list[str]:
-    """One line for each kind of trial of the parameter set that did not complete."""
+def advice(
+    counts: dict[TrialStatus, int], *, follow: bool = False, max_broken: int | None = None
+) -> list[str]:
+    """
+    One line for each kind of trial of the parameter set that did not complete
+    (``max_broken``: the limit that stopped the run, if it did).
+    """
     lines = []
     interrupted = counts.get(TrialStatus.INTERRUPTED, 0)
     if interrupted and not follow:
@@ -38,10 +43,16 @@ def advice(counts: dict[TrialStatus, int], *, follow: bool = False) -> list[str]
     if broken:
         lines.append(
             f"{_trials(broken)} broken: once the script is fixed, run the same command with "
-            f"--rerun broken to run {_them(broken)} again (failed attempts are kept)"
+            f"--rerun broken placed before its -- (an option of run, not of the script) to run "
+            f"{_them(broken)} again (failed attempts are kept)"
         )
     waiting = counts.get(TrialStatus.NEW, 0) + counts.get(TrialStatus.RESERVED, 0)
-    if waiting:
+    if waiting and max_broken is not None:
+        lines.append(
+            f"{_trials(waiting)} not run: --max-broken {max_broken} stopped the run after "
+            f"{_trials(max_broken)} broke"
+        )
+    elif waiting:
         lines.append(f"{_trials(waiting)} not run yet or still running elsewhere")
     return lines
 
@@ -51,4 +62,9 @@ def _them(count: int) -> str:
 
 
 def _trials(count: int) -> str:
-    return f"{count} trial" if count == 1 else f"{count} trials"
+    return plural(count, "trial")
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 trial``, ``2 trials``: a count and its noun, in the right number."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

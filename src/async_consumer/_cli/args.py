@@ -8,17 +8,35 @@ only Python's start-up (the consumer the options describe: ``described.py``).
 from __future__ import annotations
 
 import argparse
+from typing import cast
 
 from .argtypes import count, positive_int, seconds
 from .launch_args import add_launch_parser, add_trial_time
 from .options import add_reading_commands, add_rerun_options, add_resume_options, maximize_option
+from .parser import Parser, Version
 
-__all__ = ["build_parser"]
+__all__ = ["build_parser", "run_options"]
 
 DESCRIPTION = (
     "async-consumer: run a black-box script once per hyperparameter trial, asynchronously."
 )
 """The command's one-line description (the first line of the package's docstring too)."""
+
+
+def _add_global_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``-v`` and ``-q``: before the command, or after it (then they count from there)."""
+    # after the command, a flag's default is no value at all, so the one before it stands
+    default = 0 if top else argparse.SUPPRESS
+    parser.add_argument("-v", "--verbose", action="count", default=default, help="more log output")
+    parser.add_argument("-q", "--quiet", action="count", default=default, help="less output")
+
+
+def _add_global_flags_everywhere(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                _add_global_flags(sub, top=False)
+                _add_global_flags_everywhere(sub)
 
 
 def _add_trial_options(parser: argparse.ArgumentParser) -> None:
@@ -146,7 +164,9 @@ def _add_worker_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "worker",
         help="run trials from a store until it is drained (many workers may share one store)",
         description="Pull trials from a store, run them and record their outcomes. Several "
-        "workers, on one machine or many, can share a store; a dead worker's trials are re-run.",
+        "workers, on one machine or many, can share a store; a dead worker's trials are re-run. "
+        "Example: async-consumer worker --store postgresql://me@db/search -j 4 -- python "
+        "train.py --lr {lr}",
     )
     _store_option(worker, required=True)
     _add_output_options(worker)
@@ -161,16 +181,27 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
     _add_execution_options(parser)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def run_options() -> frozenset[str]:
+    """The option strings of ``run`` (to recognise one given after ``--`` by mistake)."""
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    run = commands.choices["run"]
+    return frozenset(o for a in run._actions for o in a.option_strings if o.startswith("--"))
+
+
+def build_parser() -> Parser:
     """The parser of ``async-consumer``."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="async-consumer",
         description=DESCRIPTION,
         epilog="exit status: 0 all trials completed, 1 some did not, 2 bad usage, 130 interrupted",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    parser.add_argument("-q", "--quiet", action="count", default=0, help="less output")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_global_flags(parser, top=True)
+    parser.add_argument("--version", action=Version, nargs=0, help="print the version and exit")
+    # the subcommands' parsers are Parsers too (errors, guesses); typed as their base
+    commands = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", metavar="COMMAND"),
+    )
     run = commands.add_parser(
         "run",
         help="run a script once per trial, here and now (resumable)",
@@ -187,11 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     add = commands.add_parser(
         "add",
         help="put trials in a store, for workers to run",
-        description="Add trials to a store; trials already there are skipped.",
+        description="Add trials to a store; trials already there are skipped. Example: "
+        "async-consumer add --store postgresql://me@db/search --params trials.jsonl",
     )
     _add_trial_options(add)
     _store_option(add, required=True)
     _add_worker_command(commands)
     add_launch_parser(commands, _add_worker_options)
     add_reading_commands(commands)
+    _add_global_flags_everywhere(parser)
     return parser

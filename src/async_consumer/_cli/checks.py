@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from ..stores.sqlite import path_from_url
 from .described import default_store_url
 from .walk import pages
 
-__all__ = ["UsageError", "find_trial", "read_store_url", "writable_dir"]
+__all__ = ["UsageError", "check_program", "find_trial", "read_store_url", "writable_dir"]
 
 
 class UsageError(Exception):
@@ -37,6 +39,30 @@ def read_store_url(args: argparse.Namespace) -> str:
             msg = f"no store at {path}: nothing has run with it yet (check {hint})"
             raise UsageError(msg)
     return url
+
+
+def check_program(command: list[str], *, in_trial_dir: bool = False) -> None:
+    """
+    Make sure the command's program can be executed, before any trial is recorded.
+
+    A program given by a placeholder, or by a relative path that the trial's directory will
+    resolve (``--cd-trial-dir``), is left to the trials.
+
+    Raises:
+        UsageError: the program is not found on PATH, or is not an executable file.
+    """
+    program = command[0] if command else ""
+    if not program or "{" in program or (in_trial_dir and "/" in program and program[0] != "/"):
+        return
+    if "/" not in program:
+        if shutil.which(program) is None:
+            msg = f"cannot execute {program!r}: not found on PATH (nothing was run or recorded)"
+            raise UsageError(msg)
+        return
+    if not os.path.isfile(program) or not os.access(program, os.X_OK):
+        why = "not an executable file" if os.path.exists(program) else "no such file"
+        msg = f"cannot execute {program!r}: {why} (nothing was run or recorded)"
+        raise UsageError(msg)
 
 
 def writable_dir(path: str | Path) -> None:

@@ -33,6 +33,8 @@ def forwarded(args: argparse.Namespace, actions: Iterable[argparse.Action]) -> l
         )
         if isinstance(action, argparse._StoreTrueAction):
             argv.append(flag)
+        elif isinstance(action, argparse._StoreConstAction):  # --maximize or --minimize
+            argv += [flag] if value == action.const else []
         elif isinstance(action, argparse._AppendAction):
             argv += [f"{flag}={item}" for item in value]
         else:

@@ -115,7 +115,13 @@ def add_launch_parser(
     """
     worker = argparse.ArgumentParser(add_help=False)
     add_worker_options(worker)
-    launch = commands.add_parser("launch", help="start a fleet of workers with a cluster scheduler")
+    launch = commands.add_parser(
+        "launch",
+        help="start a fleet of workers with a cluster scheduler",
+        description="Start a fleet of workers that share a store, through a cluster's "
+        "scheduler (Slurm). Example: async-consumer launch slurm --store "
+        "postgresql://me@db/search --workers 8 -- python train.py --lr {lr}",
+    )
     schedulers = launch.add_subparsers(dest="scheduler", metavar="SCHEDULER", required=True)
     slurm = schedulers.add_parser(
         "slurm", help="a Slurm job array of workers", description=_LAUNCH, parents=[worker]

@@ -13,19 +13,23 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .._gctune import tune_gc
 from .args import build_parser
+from .parser import parse_command_line
 
 if TYPE_CHECKING:
     from .view import View
 
 __all__ = ["console", "main"]
 
-EXIT_FAILED, EXIT_USAGE = 1, 2  # 0 and 130: the commands' own (work.py)
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130  # 0: the commands' own (work.py)
+EXIT_BROKEN_PIPE = 141
+"""What a shell shows for a command that its reader left (128 + SIGPIPE), as ``head`` does."""
 
 Command = Callable[[argparse.Namespace, "View"], Awaitable[int]]
 
@@ -55,7 +59,7 @@ def _command(name: str) -> Command:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
@@ -73,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     view = View(
         json_output=getattr(args, "json", False),
         quiet=args.quiet > 0,
-        maximize=getattr(args, "maximize", False),
+        maximize=bool(getattr(args, "maximize", None)),  # the experiment's own, once read
     )
     configure_logging(args.verbose - args.quiet, view)
     try:
@@ -81,15 +85,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, SourceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (ConsumerError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    except (KeyboardInterrupt, ConsumerError, OSError) as exc:
+        return _ended_by(exc)
     except BaseExceptionGroup as group:  # from a worker's lanes: the first error, on one line
         first = _first_error(group)
-        if not isinstance(first, ConsumerError | OSError):
+        if not isinstance(first, KeyboardInterrupt | ConsumerError | OSError):
             raise
-        print(f"error: {first}", file=sys.stderr)
-        return EXIT_FAILED
+        return _ended_by(first)
+
+
+def _ended_by(exc: BaseException) -> int:
+    """The exit status of a command that ``exc`` ended, after its one line (if any)."""
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C before the command's own handler
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if isinstance(exc, BrokenPipeError):  # `status | head -4`: the reader has what it wanted
+        return _left_by_reader()
+    print(f"error: {exc}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _left_by_reader() -> int:
+    """Leave quietly when stdout's reader has gone: no error, nothing flushed at exit."""
+    # the interpreter flushes stdout as it exits: into /dev/null, not into the closed pipe
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

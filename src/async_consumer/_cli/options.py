@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from .argtypes import positive_int, seconds
+from .argtypes import count, positive_int, seconds
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -19,11 +19,27 @@ __all__ = ["add_reading_commands", "add_rerun_options", "add_resume_options", "m
 
 
 def maximize_option(parser: argparse.ArgumentParser) -> None:
-    """``--maximize``: higher objectives are better."""
-    parser.add_argument(
+    """
+    ``--maximize`` or ``--minimize`` (``args.maximize``: ``None`` when neither is given).
+
+    The experiment's first run records the direction; later commands read it from the store,
+    and a flag that contradicts it is refused.
+    """
+    direction = parser.add_mutually_exclusive_group()
+    direction.add_argument(
         "--maximize",
-        action="store_true",
-        help="higher objectives are better (default: lower is better)",
+        action="store_const",
+        const=True,
+        default=None,
+        help="higher objectives are better (recorded with the experiment by its first run; "
+        "later commands use the recorded direction)",
+    )
+    direction.add_argument(
+        "--minimize",
+        dest="maximize",
+        action="store_const",
+        const=False,
+        help="lower objectives are better (the default)",
     )
 
 
@@ -80,6 +96,16 @@ def _read_store_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def all_versions_option(parser: argparse.ArgumentParser) -> None:
+    """``--all-versions``: every trial in the store, not only the experiment's current version."""
+    parser.add_argument(
+        "--all-versions",
+        action="store_true",
+        help="every trial in the store, with its version (default: the experiment's current "
+        "version only)",
+    )
+
+
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="machine-readable output: one JSON object a line"
@@ -91,7 +117,8 @@ def _add_trials_command(commands: _Commands) -> None:
         "trials",
         help="every trial: id, status, objective, attempts, duration and parameters",
         description="List the trials of a store, one a line; ids may be abbreviated "
-        "elsewhere to any unique prefix.",
+        "elsewhere to any unique prefix. Example: async-consumer trials --sort objective "
+        "--limit 10",
     )
     _read_store_option(trials)
     trials.add_argument(
@@ -102,11 +129,7 @@ def _add_trials_command(commands: _Commands) -> None:
         "duration, or a parameter's name",
     )
     trials.add_argument("--reverse", action="store_true", help="the other way round")
-    trials.add_argument(
-        "--all-versions",
-        action="store_true",
-        help="every trial in the store (default: the experiment's current version only)",
-    )
+    all_versions_option(trials)
     trials.add_argument("--limit", type=positive_int, help="only the first N")
     shape = trials.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="one JSON object a line")
@@ -116,20 +139,44 @@ def _add_trials_command(commands: _Commands) -> None:
 
 def add_reading_commands(commands: _Commands) -> None:
     """The commands that read a store: status, trials, show, report, logs."""
+    _add_status_and_show(commands)
+    _add_report_command(commands)
+    _add_trials_command(commands)
+    _add_logs_command(commands)
+
+
+def _add_status_and_show(commands: _Commands) -> None:
     status = commands.add_parser(
-        "status", help="counts by status, the best trial so far, and the running trials"
+        "status",
+        help="counts by status, the best trial so far, and the running trials",
+        description="Count the experiment's trials by status (its current version; "
+        "--all-versions for every one), name the best so far in the experiment's recorded "
+        "direction, and list the running trials and the workers. "
+        "Example: async-consumer status --experiment acc",
     )
     _read_store_option(status)
     _add_output_options(status)
     maximize_option(status)
-    show = commands.add_parser("show", help="one trial: its attempts and the tail of its logs")
+    all_versions_option(status)
+    show = commands.add_parser(
+        "show",
+        help="one trial: its attempts and the tail of its logs",
+        description="Show one trial (its id or any unique prefix of it): status, parameters, "
+        "objective and other results, every attempt with its duration, the command line, and "
+        "the end of its logs. Example: async-consumer show 5c1e",
+    )
     _read_store_option(show)
     _add_output_options(show)
     show.add_argument("trial_id", metavar="ID", help="the trial's id")
+
+
+def _add_report_command(commands: _Commands) -> None:
     report = commands.add_parser(
         "report",
         help="write one self-contained HTML page: timeline, objective by trial, failures",
-        description="Write an HTML picture of the run (no network needed to view it).",
+        description="Write an HTML picture of the run (no network needed to view it): the "
+        "experiment's current version, or --all-versions. "
+        "Example: async-consumer report -o report.html",
     )
     _read_store_option(report)
     report.add_argument(
@@ -141,9 +188,32 @@ def add_reading_commands(commands: _Commands) -> None:
     )
     report.add_argument("--title", default="async-consumer run", help="the page's title")
     maximize_option(report)
-    _add_trials_command(commands)
-    logs = commands.add_parser("logs", help="print a trial's stdout (or stderr) log")
+    all_versions_option(report)
+
+
+def _add_logs_command(commands: _Commands) -> None:
+    logs = commands.add_parser(
+        "logs",
+        help="print a trial's stdout (or stderr) log",
+        description="Print a trial's stdout (or --stderr) log as it is: its last attempt's, "
+        "or --attempt N's; --tail N for the last lines, --follow while it runs. "
+        "Example: async-consumer logs 5c1e --stderr --tail 20",
+    )
     _read_store_option(logs)
     logs.add_argument("trial_id", metavar="ID", help="the trial's id")
     logs.add_argument("--stderr", action="store_true", help="the stderr log instead of stdout")
     logs.add_argument("--attempt", type=positive_int, help="which attempt (default: the last)")
+    logs.add_argument(
+        "--tail", type=count, metavar="N", help="only the last N lines (then --follow, if given)"
+    )
+    logs.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep printing what a running attempt appends, until it ends",
+    )
+    logs.add_argument(
+        "--base-dir",
+        default=".async-consumer/trials",
+        help="where the run keeps trial directories (to find a running attempt's log)",
+    )

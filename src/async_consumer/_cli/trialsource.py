@@ -87,7 +87,8 @@ class TrialSource:
             # the ids' hashes only while checking: a run does not keep them (nor their peak)
             repeats = self._check_into(checked, check).seal()
             if not len(checked):
-                raise UsageError(_NO_TRIALS)
+                empty = f"no trials: {self.params} holds none (one JSON object a line, or CSV rows)"
+                raise UsageError(empty if self.params else _NO_TRIALS)
             if repeats:
                 checked.find_repeat(repeats)
         except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .._fleet import WorkerInfo
 from .._models import Outcome, Status, StoredTrial, Trial, TrialStatus
 from .._supervise.lines import tail
+from .advice import plural
 from .fleet_view import worker_lines, worker_rows
 from .progress import LiveBar, progress_bar
 
@@ -25,7 +27,19 @@ __all__ = ["View"]
 _MARK = {"completed": "ok", "interrupted": "--", "lost": "??"}
 
 
-def _line(outcome: Outcome) -> str:
+_PARAMS_WIDTH = 60
+"""The most of a per-trial line that its parameters take (longer ones are cut, with ...)."""
+
+
+def _params_text(params: Mapping[str, Any] | None, width: int = _PARAMS_WIDTH) -> str:
+    """``lr=0.01 layers=2``, cut to ``width`` characters."""
+    if not params:
+        return ""
+    text = " ".join(f"{k}={json.dumps(v)}" for k, v in params.items())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _line(outcome: Outcome, params: Mapping[str, Any] | None = None) -> str:
     mark = _MARK.get(outcome.status, "!!")
     duration = f"{outcome.duration:.2f}s" if outcome.duration is not None else "-"
     if outcome.is_completed:
@@ -36,9 +50,9 @@ def _line(outcome: Outcome) -> str:
         if outcome.status is Status.BROKEN and last:  # the script's own last word, e.g. the error
             detail += f" | {last[0].strip()}"
         detail = detail[:200]
-    return (
-        f"{mark} {outcome.trial_id} #{outcome.attempt} {outcome.status:<11} {duration:>8}  {detail}"
-    )
+    shown = _params_text(params)
+    head = f"{mark} {outcome.trial_id} #{outcome.attempt} {outcome.status:<11} {duration:>8}"
+    return f"{head}  {shown}  {detail}" if shown else f"{head}  {detail}"
 
 
 def _params(stored: StoredTrial) -> str:
@@ -81,7 +95,7 @@ def _table(
     except ImportError:
         return False
     total = sum(counts.values())
-    title = f"{total} trials ({ran} run now)"
+    title = f"{plural(total, 'trial')} ({ran} run now)"
     table = Table(title=title, show_header=False, title_justify="left")
     for status in TrialStatus:
         if counts.get(str(status)):
@@ -122,8 +136,8 @@ class View:
             print(text, file=sys.stderr, flush=True)
 
     def note(self, text: str) -> None:
-        """A remark for the person at the terminal."""
-        if not self.quiet and not self.json:
+        """A remark for the person at the terminal (nothing for an empty one)."""
+        if text and not self.quiet and not self.json:
             self.log(text)
 
     def outcome(self, outcome: Outcome) -> None:
@@ -134,7 +148,8 @@ class View:
             trial = self.trial_of(outcome.trial_id)
             self._print(json.dumps(line if trial is None else {**line, "params": trial.params}))
         elif not self.quiet:
-            self._print(_line(outcome))
+            trial = self.trial_of(outcome.trial_id)  # which parameters, e.g. which lr broke
+            self._print(_line(outcome, trial.params if trial is not None else None))
         if self._bar is not None:
             self._bar.advance(sum(n for s, n in self._counts.items() if s != "completed"))
 
@@ -186,7 +201,7 @@ class View:
             self._plain_summary(counts.total(), counts, best, slowest, worker.ran)
         if worker.rejected:
             print(
-                f"{worker.rejected} late results rejected (another worker had the trial)",
+                f"{plural(worker.rejected, 'late result')} rejected (another worker had the trial)",
                 flush=True,
             )
 
@@ -199,7 +214,7 @@ class View:
         ran: int,
     ) -> None:
         parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        print(f"{total} trials: {parts} ({ran} run now)", flush=True)
+        print(f"{plural(total, 'trial')}: {parts} ({ran} run now)", flush=True)
         if best is not None:
             print(_best_line(best), flush=True)
         if slowest and not self.quiet:
@@ -248,13 +263,23 @@ class View:
             return
         print(f"trial {stored.id}: {stored.status}  (lost {stored.lost_count} times)")
         print(f"params: {_params(stored)}")
+        last = stored.outcome
+        if last is not None and last.is_completed:
+            objective = "none" if last.objective is None else f"{last.objective:g}"
+            print(f"objective: {objective}")
+            others = {r.name: r.value for r in last.results if r.type != "objective"}
+            if others:
+                print(f"results: {' '.join(f'{k}={json.dumps(v)}' for k, v in others.items())}")
         for attempt in stored.attempts:
             o = attempt.outcome
             how = "running" if o is None else f"{o.status} {o.reason or ''} {o.message}".strip()
+            took = "" if o is None or o.duration is None else f" ({o.duration:.2f}s)"
             print(
-                f"  attempt {attempt.number} on {attempt.worker} at {attempt.reserved_at:%Y-%m-%d %H:%M:%S}: {how}"
+                f"  attempt {attempt.number} on {attempt.worker} at "
+                f"{attempt.reserved_at:%Y-%m-%d %H:%M:%S}{took}: {how}"
             )
-        last = stored.outcome
+        if last is not None and last.argv:
+            print(f"argv: {shlex.join(last.argv)}")
         if last is not None:
             for name, path in (("stdout", last.stdout_path), ("stderr", last.stderr_path)):
                 text = tail(Path(path), 2048) if path else ""

@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 
+import anyio
+
 from .._consumer import Consumer
-from .._errors import ConsumerError
+from .._errors import ConsumerError, StoreUnavailable
 from .._models import TrialStatus
 from .._resume import ResumePolicy
 from .._signals import handle_signals
@@ -19,10 +21,11 @@ from .._worker import Worker
 from ..stores import TrialStore, open_store, store_from_url
 from ..stores._retrying import Outage, RetryingStore
 from .adding import Added, add_in_chunks
-from .advice import advice, parse_rerun
-from .checks import writable_dir
+from .advice import advice, parse_rerun, plural
+from .args import run_options
+from .checks import check_program, writable_dir
 from .described import consumer_from, default_store_url
-from .experiment import experiment_version
+from .experiment import command_of, experiment_version
 from .in_job import Placement, placement_of
 from .leave import early_signals, handle_worker_signals
 from .trialsource import TrialSource
@@ -54,12 +57,35 @@ def _make_worker(
     )
 
 
+FIRST_CONTACT = 5.0
+"""Seconds a store never reached yet is tried (a blip as it starts) before the command gives
+up: the outage limit's patience is for a store that was reached, and went away."""
+
+
+async def _reach(url: str, limit: float) -> TrialStore:
+    """
+    The store opened, tried for up to ``limit`` seconds (quietly: a wrong URL is one line).
+
+    Raises:
+        StoreUnavailable: it could not be reached in that time.
+    """
+    deadline, delay = anyio.current_time() + limit, 0.05
+    while True:
+        try:
+            return await open_store(url)
+        except StoreUnavailable as exc:
+            if anyio.current_time() + delay > deadline:
+                msg = f"the store was never reached (tried for {limit:g} s): {exc}"
+                raise StoreUnavailable(msg) from None
+        await anyio.sleep(delay)  # a backoff between tries, nothing to order
+        delay = min(delay * 2, 1.0)
+
+
 @asynccontextmanager
 async def _linked_store(args: argparse.Namespace, url: str) -> AsyncIterator[RetryingStore]:
     """The store a worker uses: opened, and every call retried while it is unreachable."""
-    outage = Outage(args.store_outage_limit)
-    store = await outage.call(lambda: open_store(url))
-    async with RetryingStore(store, outage=outage) as linked:
+    store = await _reach(url, min(FIRST_CONTACT, args.store_outage_limit))
+    async with RetryingStore(store, outage=Outage(args.store_outage_limit)) as linked:
         yield linked
 
 
@@ -107,7 +133,10 @@ async def _work(
             await view.redraw_while(worker.run)
     if worker.error is not None:
         raise worker.error
-    return await _conclude(store, view, worker, run, follow=follow, interrupted=bool(signals))
+    stopped = bool(signals)
+    return await _conclude(
+        store, view, worker, run, follow=follow, interrupted=stopped, max_broken=args.max_broken
+    )
 
 
 async def _conclude(
@@ -118,6 +147,7 @@ async def _conclude(
     *,
     follow: bool,
     interrupted: bool,
+    max_broken: int | None = None,
 ) -> int:
     """The end of a run or a worker: the summary, a line of advice per kind, the exit status."""
     # run: what this parameter set is, not everything in the store
@@ -128,7 +158,9 @@ async def _conclude(
         return EXIT_INTERRUPTED
     if ids is None:
         counts = await store.counts(worker.trial_ids)
-    for line in advice(counts, follow=follow):
+    # halted, not interrupted, no error raised: the limit stopped it
+    limit = max_broken if worker.is_halted and max_broken is not None else None
+    for line in advice(counts, follow=follow, max_broken=limit):
         view.note(line)
     # every trial of the parameter set counts, not only those run now
     failed = sum(counts.values()) != counts[TrialStatus.COMPLETED]
@@ -141,12 +173,16 @@ async def run(args: argparse.Namespace, view: View) -> int:
     source = TrialSource.of(args)
     checked = source.check(consumer.check)  # nor for bad parameters or unknown placeholders
     with checked:
+        check_program(command_of(args), in_trial_dir=args.cd_trial_dir)  # nor a typo in it
         rerun = parse_rerun(args.rerun) if args.rerun else frozenset()
         store_url = args.store or default_store_url(args.experiment)
         async with _linked_store(args, store_url) as store:
-            args.experiment_version, note = await experiment_version(args, store)
-            if note:
-                view.note(note)
+            chosen = await experiment_version(args, store, run_options)
+            args.experiment_version, view.maximize = chosen.version, chosen.maximize
+            if chosen.note:
+                view.note(chosen.note)
+            if chosen.replaced:  # trials that broke without starting run with the new command
+                rerun = rerun | {TrialStatus.BROKEN}
             run = await add_in_chunks(store, checked, version=args.experiment_version, rerun=rerun)
             checked.close()  # in the store now: the disk they took is not held for the run
             _note_added(view, run, rerun=bool(rerun))
@@ -155,11 +191,16 @@ async def run(args: argparse.Namespace, view: View) -> int:
 
 def _note_added(view: View, run: Added, *, rerun: bool) -> None:
     if run.added < run.total:
+        counts = run.counts
+        to_run = counts[TrialStatus.NEW] + counts[TrialStatus.INTERRUPTED] - run.added
+        done = counts[TrialStatus.COMPLETED]
         view.note(
-            f"resuming: {run.total - run.added} of {run.total} trials were already in the store"
+            f"resuming: {run.total - run.added} of {plural(run.total, 'trial')} were already in "
+            f"the store ({done} completed, {to_run} to run"
+            + (f", {counts[TrialStatus.BROKEN]} broken)" if counts[TrialStatus.BROKEN] else ")")
         )
     if rerun:
-        view.note(f"running again: {run.again} trials (their earlier attempts are kept)")
+        view.note(f"running again: {plural(run.again, 'trial')} (their earlier attempts are kept)")
 
 
 async def add(args: argparse.Namespace, view: View) -> int:
@@ -173,12 +214,15 @@ async def add(args: argparse.Namespace, view: View) -> int:
             # 5,000 trials a transaction: a fifth of the commits (each writes the id index's
             # pages again), for a few MB that only ``add`` holds (a run's memory stays flat)
             added = await add_in_chunks(store, checked, version=version, count=False, together=5)
-            view.note(f"added {added.added} trials ({added.total - added.added} already there)")
+            view.note(
+                f"added {plural(added.added, 'trial')} ({added.total - added.added} already there)"
+            )
     return EXIT_OK
 
 
 async def worker(args: argparse.Namespace, view: View) -> int:
     """``worker``: run a store's trials until it is drained, leaving when told to."""
+    check_program(command_of(args), in_trial_dir=args.cd_trial_dir)
     with early_signals() as early:
         place = await placement_of(args, os.environ)
         async with _linked_store(args, args.store) as store:

@@ -15,7 +15,7 @@ import os
 import re
 import secrets
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING
@@ -27,6 +27,7 @@ from .._ranking import best_trial, objective_of
 from .charts import COLOURS, Point, Span, duration_text, objective_svg, timeline_svg
 from .page import page
 from .params import params_svg
+from .results import completed_later, labelled, statistics
 
 if TYPE_CHECKING:
     from ..stores import TrialStore
@@ -133,7 +134,8 @@ def _points(trials: Sequence[StoredTrial]) -> list[tuple[Point, StoredTrial]]:
                 continue
             if outcome.objective is not None:
                 end = _seconds(outcome.ended_at or attempt.heartbeat_at or attempt.reserved_at)
-                done.append((end, Point(trial.id, outcome.objective, _params(trial)), trial))
+                point = Point(trial.id, outcome.objective, labelled(trial, outcome))
+                done.append((end, point, trial))
     done.sort(key=lambda row: row[0])
     return [(point, trial) for _, point, trial in done]
 
@@ -157,6 +159,11 @@ def _header(trials: Sequence[StoredTrial], best: tuple[Point, StoredTrial] | Non
             f'<span class="chip">{escape(k)} = {escape(json.dumps(v)[:80])}</span>'
             for k, v in trial.trial.params.items()
         )
+        stats = statistics(trial.outcome) if trial.outcome is not None else {}
+        chips += "".join(
+            f'<span class="chip result">{escape(k)}: {escape(json.dumps(v)[:80])}</span>'
+            for k, v in stats.items()
+        )
         cards.append(
             f'<div class="card best"><div class="label">best objective</div>'
             f'<div class="num" id="best-objective">{point.objective:.6g}</div>'
@@ -174,10 +181,11 @@ def _failure_row(trial: StoredTrial, attempt: Attempt, outcome: Outcome) -> str:
     tail = _clean(outcome.stderr_tail)
     stderr = f'<div class="tail"><pre>{escape(tail)}</pre></div>' if tail else "—"
     status = outcome.status.value
+    later = completed_later(trial, attempt)
     return (
         f'<tr data-status="{status}"><td class="trial-id">{escape(trial.id)}</td>'
         f'<td class="n">{attempt.number}</td><td><span class="badge" style="--c:'
-        f'{COLOURS[status]}">{status}</span></td><td>{escape(reason)}</td>'
+        f'{COLOURS[status]}">{status}</span>{later}</td><td>{escape(reason)}</td>'
         f'<td class="message">{escape(_clean(outcome.message))}</td><td>{stderr}</td></tr>'
     )
 
@@ -267,14 +275,18 @@ async def write_report(
     *,
     title: str = "async-consumer run",
     maximize: bool = False,
+    keep: Callable[[StoredTrial], bool] | None = None,
 ) -> int:
     """
     Write the report of every trial in ``store`` to ``path`` (atomically); return how many trials.
 
-    The page is written to a temporary file beside ``path`` and renamed over it, so a reader
-    never sees half a report.
+    ``keep``: only the trials it accepts (an experiment's version, say). The page is written
+    to a temporary file beside ``path`` and renamed over it, so a reader never sees half a
+    report.
     """
     trials = await store.list()
+    if keep is not None:
+        trials = [t for t in trials if keep(t)]
     text = render_report(trials, title=title, maximize=maximize)
     await anyio.to_thread.run_sync(_write_atomically, os.fspath(path), text)
     return len(trials)

@@ -28,6 +28,8 @@ code, pre, .trial-id { font-family: ui-monospace, "SFMono-Regular", Menlo, Conso
 .chips { display: flex; flex-wrap: wrap; gap: 4px; margin-top: 6px; }
 .chip { background: #efeafc; color: #4a3a8c; border-radius: 999px; padding: 1px 9px;
   font-size: 12px; overflow-wrap: anywhere; }
+.chip.result { background: #e6f4ea; color: #1e5631; }
+.later { display: block; font-size: 12px; color: #1e7d3a; margin-top: 2px; }
 section { background: var(--panel); border-radius: 10px; padding: 18px 22px; margin-top: 18px;
   box-shadow: 0 1px 2px rgb(0 0 0 / 6%); }
 .legend { display: flex; flex-wrap: wrap; gap: 16px; margin: 0 0 10px; font-size: 13px; }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 import stat
@@ -15,6 +17,8 @@ from .._models import Trial
 from .paths import TrialPaths
 
 __all__ = ["json_file", "open_log", "params_json", "prepare_files", "prepare_logs", "read_regular"]
+
+logger = logging.getLogger("async_consumer")
 
 
 def _write(path: str, data: bytes) -> None:
@@ -51,7 +55,9 @@ def prepare_files(
         if made is not None:
             made.add(parent)
     attempt_dir = os.path.dirname(text.results)
-    _own_dir(text.working_dir)  # kept as it is: the checkpoints of earlier attempts are there
+    # kept as it is: the checkpoints of earlier attempts are there
+    if not _own_dir(text.working_dir):
+        _warn_if_other_params(os.path.dirname(attempt_dir), params)
     _own_dir(os.path.dirname(attempt_dir))
     if not _own_dir(attempt_dir):
         # the same attempt again (a trial run twice outside a store): start from a clean slate
@@ -61,6 +67,33 @@ def prepare_files(
     _write(text.results, b"")  # Orion's client refuses to import if the file is missing
     if config is not None and text.config is not None:
         _write(text.config, config)
+
+
+def _warn_if_other_params(attempts_dir: str, params: bytes) -> None:
+    """
+    Warn when the latest earlier attempt in a trial's directory ran other parameters: a trial
+    id used again for another trial, whose checkpoints there are not this one's. (A warning,
+    not a refusal: a trial may be re-run with changed parameters on purpose.)
+    """
+    try:
+        numbers = sorted(int(n) for n in os.listdir(attempts_dir) if n.isdigit())
+    except OSError:
+        return
+    if not numbers:
+        return
+    earlier = read_regular(os.path.join(attempts_dir, str(numbers[-1]), "params.json"), 0, 1 << 20)
+    try:
+        same = not earlier or json.loads(earlier) == json.loads(params)
+    except ValueError:
+        same = False
+    if not same:
+        logger.warning(
+            "%s holds an earlier trial's files with other parameters (attempt %d: %s): its "
+            "checkpoints are not this trial's; give each trial an id of its own",
+            os.path.dirname(attempts_dir),
+            numbers[-1],
+            " ".join(earlier.decode(errors="replace").split())[:200],
+        )
 
 
 def _own_dir(path: str) -> bool:

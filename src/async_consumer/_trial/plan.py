@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
@@ -51,7 +52,13 @@ class Planner:
         Raises:
             TemplateError: an unknown placeholder, or a value that cannot be written.
         """
-        paths = trial_paths(self.base_dir, trial, self.config.suffix if self.config else None)
+        suffix = self.config.suffix if self.config else None
+        paths = trial_paths(self.base_dir, trial, suffix)
+        if lease is None and os.path.isdir(os.path.dirname(paths.text.results)):
+            # a trial id used again (a second run of a program whose trials are t0, t1...):
+            # the earlier run's attempt keeps its files; this one takes the next free number
+            trial = _free_attempt(self.base_dir, trial, suffix)
+            paths = trial_paths(self.base_dir, trial, suffix)
         names = _Names(
             trial_id=trial.id, attempt=trial.attempt, experiment=trial.experiment, paths=paths
         )
@@ -64,6 +71,15 @@ class Planner:
         """The plan of the attempt after ``plan``'s (a retry: never under a lease)."""
         trial = plan.trial.model_copy(update={"attempt": plan.trial.attempt + 1})
         return self.plan(trial, None)
+
+
+def _free_attempt(base_dir: Path, trial: Trial, suffix: str | None) -> Trial:
+    """``trial`` at the first attempt number, from its own, whose directory does not exist."""
+    number = trial.attempt
+    while os.path.isdir(os.path.dirname(trial_paths(base_dir, trial, suffix).text.results)):
+        number += 1
+        trial = trial.model_copy(update={"attempt": number})
+    return trial
 
 
 def _utf8(trial: Trial, config: str) -> bytes:

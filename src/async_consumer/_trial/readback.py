@@ -40,7 +40,7 @@ def read_results_below(
     attempt_dir = paths.results.parent
     dir_fd = _open_below(base_dir, attempt_dir)
     if dir_fd is None:
-        problem = f"<file>: the attempt's directory {attempt_dir} was removed or replaced"
+        problem = f"{WHOLE_FILE}: the attempt's directory {attempt_dir} was removed or replaced"
         return MissingResults(str(paths.results), [problem])
     try:
         return read_results(paths.results, max_bytes=max_bytes, dir_fd=dir_fd)

@@ -8,7 +8,7 @@ Three shapes are accepted, all written as UTF-8 JSON:
 * a mapping ``{"objective": 0.1, "accuracy": 0.9}``: the objective plus one statistic per other key.
 
 Each problem is one line ``location: what is wrong``, where the location is a path into the
-document (``[2].value``, ``accuracy``) or ``<file>`` for the file as a whole.
+document (``[2].value``, ``accuracy``) or ``results.json`` for the file as a whole.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .._numbers import FiniteFloat, ResultValue
 
 __all__ = ["WHOLE_FILE", "parse_results"]
 
-WHOLE_FILE = "<file>"
+WHOLE_FILE = "results.json"
 """The location of a problem with the file as a whole."""
 _SHAPE_MESSAGE = (
     'results must be a JSON list of {"name", "type", "value"} entries, '

@@ -36,6 +36,9 @@ async def open_store(url: str, *, max_lost: int = DEFAULT_MAX_LOST) -> TrialStor
         from .postgres import PostgresStore  # asyncpg is optional: imported when asked for
 
         return await PostgresStore.open(url, max_lost=max_lost)
+    if ":" not in url:  # a path: its file was meant (sqlite:////abs for an absolute one)
+        msg = f"store {url!r} is not a URL: for a SQLite file there, give sqlite:///{url}"
+        raise ValueError(msg)
     msg = f"unknown store URL scheme {scheme!r}: expected memory:, sqlite:/// or postgresql://"
     raise ValueError(msg)
 

@@ -173,8 +173,14 @@ class TrialStore(Protocol):
         """Return the latest recorded version of an experiment, or ``None``."""
         ...
 
-    async def add_experiment(self, experiment: Experiment) -> bool:
-        """Record a version of an experiment; ``False`` if that version was already there."""
+    async def add_experiment(self, experiment: Experiment, *, replace: bool = False) -> bool:
+        """
+        Record a version of an experiment; ``False`` if that version was already there.
+
+        With ``replace``, a version already there is overwritten (its command, config, code
+        version and direction; its creation time stays): the command line does this when no
+        attempt of the version ever started a script (a typo in the program, corrected).
+        """
         ...
 
     async def record_worker(self, worker: WorkerInfo, *, starting: bool = False) -> None:

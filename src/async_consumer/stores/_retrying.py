@@ -273,9 +273,11 @@ class RetryingStore(StoreBase):
         """The experiment's latest version; see ``TrialStore.experiment``."""
         return await self.outage.call(lambda: self.store.experiment(name))
 
-    async def add_experiment(self, experiment: Experiment) -> bool:
+    async def add_experiment(self, experiment: Experiment, *, replace: bool = False) -> bool:
         """Record an experiment version; see ``TrialStore.add_experiment``."""
-        return await self.outage.call(lambda: self.store.add_experiment(experiment))
+        return await self.outage.call(
+            lambda: self.store.add_experiment(experiment, replace=replace)
+        )
 
     async def record_worker(self, worker: WorkerInfo, *, starting: bool = False) -> None:
         """Register a worker or record its beat; see ``TrialStore.record_worker``."""

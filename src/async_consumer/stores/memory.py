@@ -284,11 +284,11 @@ class MemoryStore(MemoryBatches, StoreBase):
         versions = [e for (n, _), e in self._experiments.items() if n == name]
         return max(versions, key=lambda e: e.version, default=None)
 
-    async def add_experiment(self, experiment: Experiment) -> bool:
+    async def add_experiment(self, experiment: Experiment, *, replace: bool = False) -> bool:
         """Record a version of an experiment; see ``TrialStore.add_experiment``."""
         await anyio.lowlevel.checkpoint()
         key = (experiment.name, experiment.version)
-        if key in self._experiments:
+        if key in self._experiments and not replace:
             return False
         self._experiments[key] = experiment.model_copy(update={"created_at": datetime.now(UTC)})
         return True

@@ -275,10 +275,11 @@ class PostgresStore(PostgresBatches, StoreBase):
             row = await conn.fetchrow(self._q["experiment"], name)
         return None if row is None else load_experiment(tuple(row))
 
-    async def add_experiment(self, experiment: Experiment) -> bool:
+    async def add_experiment(self, experiment: Experiment, *, replace: bool = False) -> bool:
         """Record a version of an experiment; see ``TrialStore.add_experiment``."""
+        sql = self._q["replace_experiment" if replace else "add_experiment"]
         async with self._connection() as conn:
-            added = await conn.fetchval(self._q["add_experiment"], *dump_experiment(experiment))
+            added = await conn.fetchval(sql, *dump_experiment(experiment))
         return added is not None
 
 

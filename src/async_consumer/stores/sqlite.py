@@ -272,9 +272,8 @@ class SQLiteStore(SQLiteBatches, StoreBase):
         )
         return load_experiment(rows[0]) if rows else None
 
-    async def add_experiment(self, experiment: Experiment) -> bool:
+    async def add_experiment(self, experiment: Experiment, *, replace: bool = False) -> bool:
         """Record a version of an experiment; see ``TrialStore.add_experiment``."""
         args = dump_experiment(experiment)
-        return await self._run(
-            lambda: self._conn.execute(queries.ADD_EXPERIMENT, args).rowcount == 1
-        )
+        sql = queries.REPLACE_EXPERIMENT if replace else queries.ADD_EXPERIMENT
+        return await self._run(lambda: self._conn.execute(sql, args).rowcount == 1)
