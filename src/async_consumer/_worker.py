@@ -23,7 +23,7 @@ import anyio
 from ._admission import Place, lanes
 from ._commit import GroupCommit
 from ._consumer import Consumer
-from ._errors import LeaseLost, StoreError, TrialFilesError
+from ._errors import LeaseLost, StoreError, StoreUnavailable, TrialFilesError
 from ._fleet import WorkerInfo, WorkerState
 from ._leasing import Leasing, link_store
 from ._models import Lease, Outcome, Status, Trial
@@ -195,6 +195,7 @@ class Worker:
     def leave(self, signal_name: str) -> None:
         """Reserve nothing more, stop every running trial; what does not complete is preempted."""
         self._left_on = self._left_on or signal_name
+        self._store.outage.give_up()  # an outcome the store cannot take now stays on disk
         self._consumer.interrupt()
 
     def info(self) -> WorkerInfo:
@@ -238,7 +239,8 @@ class Worker:
         try:
             await work()
         except (StoreError, TrialFilesError) as exc:
-            self._error = self._error or exc
+            if not (isinstance(exc, StoreUnavailable) and self._left_on is not None):
+                self._error = self._error or exc  # (leaving, an unreachable store is no error)
             self._consumer.interrupt()
         if then is not None:
             then()
@@ -271,7 +273,10 @@ class Worker:
             await self._leasing.hand_back(lease, "its script interrupted itself earlier here")
             return
         try:
-            outcome = stopped_here(await self.consumer.run(lease, place=place), self._left_on)
+            outcome = await self._completed_earlier(lease)
+            if outcome is None:
+                outcome = await self.consumer.run(lease, place=place)
+            outcome = stopped_here(outcome, self._left_on)
         except TrialFilesError as exc:
             await self._leasing.give_back(lease, exc)
             return
@@ -292,9 +297,30 @@ class Worker:
             self._tally.rejected += 1
             logger.warning("result not recorded: %s", exc, extra={"trial_id": lease.trial_id})
             return
+        except StoreUnavailable as exc:
+            if self._left_on is None:
+                raise
+            # leaving: the attempt's files keep the outcome for the next holder of the trial
+            extra = {"trial_id": lease.trial_id}
+            logger.warning("outcome left on disk, the store unreachable: %s", exc, extra=extra)
+            return
         if delay is not None:
             log_retry(outcome, delay)
             await anyio.sleep(delay)
         self._tally.count(outcome, broken=outcome.status is Status.BROKEN and not requeue)
         if self._on_outcome is not None:
             self._on_outcome(outcome)
+
+    async def _completed_earlier(self, lease: Lease) -> Outcome | None:
+        """
+        The lease's outcome from an earlier attempt's files (see ``Consumer.completed_earlier``),
+        if the store holds no recorded result of that attempt; ``None``: the trial is to run.
+        """
+        outcome = self.consumer.completed_earlier(lease)
+        if outcome is None:
+            return None
+        stored = await self._store.get(lease.trial_id)
+        recorded = {a.number for a in stored.attempts if a.outcome and a.outcome.is_completed}
+        if recorded:
+            return None  # made new again after it completed (rerun): run it again
+        return outcome
