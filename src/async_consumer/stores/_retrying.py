@@ -207,9 +207,13 @@ class RetryingStore(StoreBase):
         """Interrupt these leases if still current; see ``TrialStore.reclaim_leases``."""
         return await self.outage.call(lambda: self.store.reclaim_leases(leases, message))
 
-    async def reclaim_stale(self, older_than: float, *, spare: str = "") -> builtins.list[str]:
+    async def reclaim_stale(
+        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
+    ) -> builtins.list[str]:
         """Interrupt stale leases; see ``TrialStore.reclaim_stale``."""
-        return await self.outage.call(lambda: self.store.reclaim_stale(older_than, spare=spare))
+        return await self.outage.call(
+            lambda: self.store.reclaim_stale(older_than, spare=spare, alive=alive)
+        )
 
     async def get(self, trial_id: str) -> StoredTrial:
         """Return one trial; see ``TrialStore.get``."""

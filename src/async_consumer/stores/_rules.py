@@ -24,6 +24,7 @@ __all__ = [
     "not_renewed",
     "settle",
     "settled_status",
+    "stalled_outcome",
     "unique_leases",
 ]
 
@@ -120,6 +121,26 @@ def lost_outcome(trial_id: str, attempt: int, older_than: float) -> Outcome:
         trial_id=trial_id,
         attempt=attempt,
         status=Status.LOST,
+        reason=Reason.LEASE_LOST,
+        message=message,
+    )
+
+
+def stalled_outcome(trial_id: str, attempt: int, older_than: float, alive: bool) -> Outcome:
+    """
+    The outcome recorded on an attempt whose stale lease the store reclaimed: lost, or, when
+    its holder is known to still run (``alive``), interrupted: no loss counted.
+    """
+    if not alive:
+        return lost_outcome(trial_id, attempt, older_than)
+    message = (
+        f"no heartbeat for {older_than:g} s or more while its worker still ran (frozen or "
+        "overloaded, not killed): the store reclaimed the lease, no loss counted"
+    )
+    return Outcome(
+        trial_id=trial_id,
+        attempt=attempt,
+        status=Status.INTERRUPTED,
         reason=Reason.LEASE_LOST,
         message=message,
     )

@@ -129,11 +129,14 @@ UPDATE trials SET lost_count = lost_count + :lost,
     status = CASE WHEN :lost AND lost_count + 1 > :max_lost THEN 'broken' ELSE :status END
 WHERE id = :id AND status = 'reserved' AND token = :token RETURNING status
 """
+_ALIVE = "holder IN (SELECT value FROM json_each(:alive))"
 RECLAIM = f"""
-UPDATE trials INDEXED BY trials_reserved SET lost_count = lost_count + 1,
-    status = CASE WHEN lost_count + 1 > :max_lost THEN 'broken' ELSE 'interrupted' END
+UPDATE trials INDEXED BY trials_reserved
+SET lost_count = lost_count + (CASE WHEN {_ALIVE} THEN 0 ELSE 1 END),
+    status = CASE WHEN NOT {_ALIVE} AND lost_count + 1 > :max_lost
+        THEN 'broken' ELSE 'interrupted' END
 WHERE status = 'reserved' AND heartbeat_at <= {NOW} - :older_than
-AND (:spare = '' OR holder != :spare) RETURNING id, token
+AND (:spare = '' OR holder != :spare) RETURNING id, token, {_ALIVE}
 """
 HELD = """
 SELECT id, token, holder FROM trials INDEXED BY trials_reserved

@@ -27,8 +27,8 @@ from ._rules import (
     check_max_lost,
     check_older_than,
     gone_outcome,
-    lost_outcome,
     settle,
+    stalled_outcome,
 )
 
 __all__ = ["MemoryStore"]
@@ -198,7 +198,9 @@ class MemoryStore(MemoryBatches, StoreBase):
         if record.status in PENDING:
             heapq.heappush(self._pending, (record.seq, record.trial.id))
 
-    async def reclaim_stale(self, older_than: float, *, spare: str = "") -> builtins.list[str]:
+    async def reclaim_stale(
+        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
+    ) -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         await anyio.lowlevel.checkpoint()
         limit = datetime.now(UTC) - timedelta(seconds=check_older_than(older_than))
@@ -211,7 +213,9 @@ class MemoryStore(MemoryBatches, StoreBase):
             and not (spare and record.holder == spare)
         ]
         for record in stale:
-            self._settle(record, lost_outcome(record.trial.id, len(record.attempts), older_than))
+            ran = record.holder in alive
+            number = len(record.attempts)
+            self._settle(record, stalled_outcome(record.trial.id, number, older_than, ran))
         return [record.trial.id for record in stale]
 
     async def get(self, trial_id: str) -> StoredTrial:

@@ -34,8 +34,8 @@ from ._rules import (
     check_older_than,
     check_outcome,
     gone_outcome,
-    lost_outcome,
     settled_status,
+    stalled_outcome,
 )
 
 __all__ = ["DEFAULT_POOL_SIZE", "PostgresStore"]
@@ -200,14 +200,20 @@ class PostgresStore(PostgresBatches, StoreBase):
             raise LeaseLost(lease.trial_id)
         return TrialStatus(new)
 
-    async def reclaim_stale(self, older_than: float, *, spare: str = "") -> builtins.list[str]:
+    async def reclaim_stale(
+        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
+    ) -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         seconds = float(check_older_than(older_than))
+        args = (self._max_lost, seconds, spare, builtins.list(alive))
         async with self._connection() as conn, conn.transaction():
-            rows = await conn.fetch(self._q["reclaim"], self._max_lost, seconds, spare)
-            ends = [(lost_outcome(i, n, older_than).model_dump_json(), i, n) for i, n in rows]
+            rows = await conn.fetch(self._q["reclaim"], *args)
+            ends = [
+                (stalled_outcome(i, n, older_than, ran).model_dump_json(), i, n)
+                for i, n, ran in rows
+            ]
             await conn.executemany(self._q["end"], ends)
-        return [trial_id for trial_id, _ in rows]
+        return [row[0] for row in rows]
 
     async def get(self, trial_id: str) -> StoredTrial:
         """Return one trial with its attempts; see ``TrialStore.get``."""

@@ -37,8 +37,8 @@ from ._rules import (
     check_older_than,
     check_outcome,
     gone_outcome,
-    lost_outcome,
     settled_status,
+    stalled_outcome,
 )
 from ._sqlite_file import connect, error, is_busy, path_from_url, transaction
 from ._sqlite_many import SQLiteBatches
@@ -187,17 +187,27 @@ class SQLiteStore(SQLiteBatches, StoreBase):
         sql = "UPDATE attempts SET outcome = ? WHERE trial_id = ? AND number = ?"
         self._conn.executemany(sql, rows)
 
-    async def reclaim_stale(self, older_than: float, *, spare: str = "") -> builtins.list[str]:
+    async def reclaim_stale(
+        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
+    ) -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         check_older_than(older_than)
-        return await self._run(lambda: self._reclaim(older_than, spare))
+        return await self._run(lambda: self._reclaim(older_than, spare, alive))
 
-    def _reclaim(self, older_than: float, spare: str) -> builtins.list[str]:
-        args = {"max_lost": self._max_lost, "older_than": older_than, "spare": spare}
+    def _reclaim(self, older_than: float, spare: str, alive: Collection[str]) -> builtins.list[str]:
+        args = {
+            "max_lost": self._max_lost,
+            "older_than": older_than,
+            "spare": spare,
+            "alive": json.dumps(builtins.list(alive)),
+        }
         rows = self._conn.execute(queries.RECLAIM, args).fetchall()
-        ends = [(lost_outcome(i, n, older_than).model_dump_json(), i, n) for i, n in rows]
+        ends = [
+            (stalled_outcome(i, n, older_than, bool(ran)).model_dump_json(), i, n)
+            for i, n, ran in rows
+        ]
         self._end_attempts(ends)
-        return [trial_id for trial_id, _ in rows]
+        return [row[0] for row in rows]
 
     async def get(self, trial_id: str) -> StoredTrial:
         """Return one trial with its attempts; see ``TrialStore.get``."""
