@@ -101,6 +101,9 @@ class BeatCoalescer:
         self.lateness: deque[float] = deque(maxlen=100_000)
         """Seconds from each tick's due time to its write's end."""
         self._kept: dict[Kept, None] = {}  # an ordered set: the next leader is the oldest
+        self.on_renewed: Callable[[float | None], None] | None = None
+        """Called with the time (``anyio.current_time``) of the oldest renewal of a lease kept
+        now, after each write and when the first lease is kept (``None``: none is kept)."""
         self._leader: Kept | None = None
         self._next_tick = -math.inf
 
@@ -121,7 +124,13 @@ class BeatCoalescer:
         failures = self.max_failures if max_failures is None else max_failures
         mine = Kept(lease, BeatState(self.interval, failures, lease.trial_id))
         self._kept[mine] = None
+        if len(self._kept) == 1:
+            self._tell_renewed()
         return mine
+
+    def _tell_renewed(self) -> None:
+        if self.on_renewed is not None:
+            self.on_renewed(min((kept.state.last_ok for kept in self._kept), default=None))
 
     async def hold(self, mine: Kept, on_lost: Callable[[str], None]) -> None:
         """
@@ -136,6 +145,8 @@ class BeatCoalescer:
                     await mine.wake  # no frame of its own: ten thousand tasks wait here
         finally:
             del self._kept[mine]
+            if not self._kept:
+                self._tell_renewed()
             if self._leader is None:
                 self._hand_over()
         if mine.lost is not None:
@@ -191,6 +202,7 @@ class BeatCoalescer:
                 else:
                     kept.state.succeeded(began)
             self._next_tick = began + self.interval
+            self._tell_renewed()
         self.writes += 1
         self.lateness.append(anyio.current_time() - due)
 

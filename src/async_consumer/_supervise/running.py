@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVarTuple, Unpack
 
 import anyio
@@ -24,6 +25,8 @@ class Running:
     """A trial whose script is running, so that it can be stopped from outside."""
 
     child: ChildProcess
+    started: float = field(default_factory=time.monotonic)
+    """When it started (``time.monotonic``)."""
     scope: anyio.CancelScope | None = None
     """What its wait runs in (its watchers' task group's, if any): cancelled to stop it."""
     abort: Abort | None = None

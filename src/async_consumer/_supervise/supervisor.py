@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Callable, Coroutine, KeysView, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -83,6 +84,10 @@ class Supervisor:
         self._watchdog: Watchdog | None = None
         self._halted = False
         self._killed = False  # kill() was called: a script spawned since is killed at once
+        self._leases_end = math.inf  # (time.monotonic) the watchdog stops the scripts from then
+        self._lapsed_at = -math.inf  # when the leases last ran out before a renewal came
+        if self.beats is not None and settings.watchdog:
+            self.beats.on_renewed = self._renewed
 
     @property
     def is_halted(self) -> bool:
@@ -154,6 +159,8 @@ class Supervisor:
                 running.abort = Abort(Status.BROKEN, Reason.TIMEOUT, message)
         finally:
             exit_ = await child.stop(self.settings.grace)
+            if running.abort is None and exit_ is not None and exit_.returncode < 0:
+                self._stopped_by_the_watchdog(running)
             del self._running[trial.id]
             if running.done is not None:
                 running.done.set()
@@ -240,6 +247,33 @@ class Supervisor:
             on_stall=running.stalled,
             on_error=running.metric_failed,
         )
+
+    def _renewed(self, oldest: float | None) -> None:
+        """
+        Tell the watchdog when the leases run out (``oldest``: when the least recently renewed
+        lease was renewed, ``None``: no lease kept), a quarter of an interval before the store
+        may give them to another worker (SIGTERM a quarter sooner, at most ``grace`` sooner).
+        """
+        if self._watchdog is None:
+            return
+        if time.monotonic() >= self._leases_end:  # renewed too late: the watchdog may have acted
+            self._lapsed_at = self._leases_end
+        if oldest is None:
+            self._leases_end = math.inf
+            self._watchdog.leases_end(math.inf, math.inf)
+            return
+        interval = self.settings.heartbeat
+        lease = interval * self.settings.heartbeat_failures
+        kill_at = time.monotonic() + oldest + lease - interval / 4 - anyio.current_time()
+        self._leases_end = term_at = kill_at - min(self.settings.grace, interval / 4)
+        self._watchdog.leases_end(term_at, kill_at)
+
+    def _stopped_by_the_watchdog(self, running: Running) -> None:
+        """A script killed by a signal after its lease ran out here: the watchdog's doing."""
+        ends = self._leases_end if time.monotonic() >= self._leases_end else self._lapsed_at
+        if ends >= running.started:
+            message = "its lease ran out by this host's clock: the watchdog stopped it"
+            running.abort = Abort(Status.LOST, Reason.LEASE_LOST, message)
 
     def _watch(self, pgid: int) -> Watchdog | None:
         if not self.settings.watchdog:
