@@ -92,16 +92,20 @@ async def run_attempt(parts: AttemptParts, plan: Plan) -> AttemptRecord:
         supervisor.check_not_running(trial.id)
     else:
         await supervisor.supersede(plan.lease)  # a new lease on a trial still running here
-    cwd = plan.paths.working_dir if parts.run_in_working_dir else None
-    record.code_version, changed = await parts.code.check(plan.argv, cwd)
-    if changed and _code_changed(parts.code, record):
-        return record
-    async with parts.slots.acquire(trial.slots) as granted:
-        record.slots = granted
-        child = await _start(parts, record, cwd)
-        if child is not None:
-            record.pid = child.pid
-            record.exit, record.abort = await supervisor.supervise(child, plan)
+    kept = supervisor.keep_lease(plan.lease)  # renewed from now, not from the spawn
+    try:
+        cwd = plan.paths.working_dir if parts.run_in_working_dir else None
+        record.code_version, changed = await parts.code.check(plan.argv, cwd)
+        if changed and _code_changed(parts.code, record):
+            return record
+        async with parts.slots.acquire(trial.slots) as granted:
+            record.slots = granted
+            child = await _start(parts, record, cwd)
+            if child is not None:
+                record.pid = child.pid
+                record.exit, record.abort = await supervisor.supervise(child, plan, kept)
+    finally:
+        supervisor.drop_lease(kept)  # (once supervised, already dropped: nothing to do)
     return record
 
 

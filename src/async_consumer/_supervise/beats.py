@@ -108,16 +108,22 @@ class BeatCoalescer:
         self._next_tick = -math.inf
 
     async def keep(
-        self, lease: Lease, on_lost: Callable[[str], None], *, max_failures: int | None = None
+        self,
+        lease: Lease,
+        on_lost: Callable[[str], None],
+        *,
+        max_failures: int | None = None,
+        kept: Kept | None = None,
     ) -> None:
         """
         Keep ``lease`` renewed until cancelled; call ``on_lost`` and return once it is gone.
 
         The first renewal comes about an interval after the call (the reservation counts as
-        a beat); the lease is gone when the store says so, or after the failures that end a
-        single beat loop (:class:`.heartbeat.BeatState`).
+        a beat), or after ``kept`` was entered (:meth:`enter`, its lease kept since); the lease
+        is gone when the store says so, or after the failures that end a single beat loop
+        (:class:`.heartbeat.BeatState`).
         """
-        await self.hold(self.enter(lease, max_failures=max_failures), on_lost)
+        await self.hold(kept or self.enter(lease, max_failures=max_failures), on_lost)
 
     def enter(self, lease: Lease, *, max_failures: int | None = None) -> Kept:
         """Count ``lease`` among those kept, for :meth:`hold` (whose task may start later)."""
@@ -131,6 +137,11 @@ class BeatCoalescer:
     def _tell_renewed(self) -> None:
         if self.on_renewed is not None:
             self.on_renewed(min((kept.state.last_ok for kept in self._kept), default=None))
+
+    def drop(self, mine: Kept) -> None:
+        """Stop keeping a lease :meth:`enter` counted and no task holds (its trial never ran)."""
+        if self._kept.pop(mine, 0) is None and not self._kept:
+            self._tell_renewed()
 
     async def hold(self, mine: Kept, on_lost: Callable[[str], None]) -> None:
         """

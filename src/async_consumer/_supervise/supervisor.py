@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Coroutine, KeysView, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -22,7 +23,7 @@ import anyio
 from .._models import Lease, Reason, Status
 from .._trial.classify import Abort
 from .._trial.plan import Plan
-from .beats import coalesced
+from .beats import Kept, coalesced
 from .echo import echo
 from .heartbeat import HeartbeatTarget, beat
 from .metrics import MetricCallback, MetricsTail, follow
@@ -141,8 +142,32 @@ class Supervisor:
                 spawners=self._spawners_now(),
             )
 
-    async def supervise(self, child: ChildProcess, plan: Plan) -> tuple[Exit | None, Abort | None]:
-        """Watch a started script until it ends or is stopped; how it ended, and why stopped."""
+    def keep_lease(self, lease: Lease | None) -> Kept | None:
+        """
+        Start renewing a lease now, before its script starts (``None``: it is renewed once the
+        script runs, by a beat loop of its own, or there is no lease).
+
+        The reservation counts as a beat, and the next is due an interval later, however long
+        the trial's files, slots and spawn take meanwhile: a spawn slowed by a busy machine must
+        not let the lease run out. Hand the result to :meth:`supervise`, or to
+        :meth:`drop_lease` if the script does not start.
+        """
+        if lease is None or self.settings.store is None or self.beats is None:
+            return None
+        return self.beats.enter(lease) if on_asyncio() else None
+
+    def drop_lease(self, kept: Kept | None) -> None:
+        """Stop renewing a lease :meth:`keep_lease` kept (its script did not start, or ended)."""
+        if kept is not None and self.beats is not None:
+            self.beats.drop(kept)
+
+    async def supervise(
+        self, child: ChildProcess, plan: Plan, kept: Kept | None = None
+    ) -> tuple[Exit | None, Abort | None]:
+        """
+        Watch a started script until it ends or is stopped; how it ended, and why stopped
+        (``kept``: its lease as :meth:`keep_lease` kept it, renewed until then).
+        """
         # one frame, not a helper's besides: ten thousand trials wait here at once
         trial, watchdog = plan.trial, self._watch(child.pid)
         running = self._running[trial.id] = Running(child)
@@ -153,7 +178,7 @@ class Supervisor:
         timeout = trial.timeout or self.settings.timeout
         deadline = math.inf if timeout is None else anyio.current_time() + timeout
         try:
-            timed_out = await self._wait(child, plan, running, deadline)
+            timed_out = await self._wait(child, plan, running, deadline, kept)
             if timed_out and running.abort is None:  # the deadline
                 message = f"timed out after {timeout:g} s"
                 running.abort = Abort(Status.BROKEN, Reason.TIMEOUT, message)
@@ -175,7 +200,12 @@ class Supervisor:
         return exit_, running.abort
 
     async def _wait(
-        self, child: ChildProcess, plan: Plan, running: Running, deadline: float
+        self,
+        child: ChildProcess,
+        plan: Plan,
+        running: Running,
+        deadline: float,
+        kept: Kept | None = None,
     ) -> bool:
         """
         Wait for the script to exit, with whatever watches it alongside (in tasks), or until
@@ -186,12 +216,12 @@ class Supervisor:
         lease = plan.lease if settings.store is not None else None
         grouped = lease is not None and (beats is None or not on_asyncio())  # a beat loop; trio
         if grouped or settings.echo or settings.follows:
-            return await self._wait_watched(plan, running, deadline, lease)
+            return await self._wait_watched(plan, running, deadline, lease, kept)
         with anyio.CancelScope() as scope:  # no task group
             running.watch(scope, deadline)
             beat = None
             if lease is not None and beats is not None:
-                kept = beats.enter(lease)
+                kept = kept or beats.enter(lease)
                 beat = PlainTask(beats.hold(kept, running.lost), scope, end=kept.end)
             try:
                 await child.wait()
@@ -201,14 +231,22 @@ class Supervisor:
         return scope.cancelled_caught
 
     async def _wait_watched(
-        self, plan: Plan, running: Running, deadline: float, lease: Lease | None
+        self,
+        plan: Plan,
+        running: Running,
+        deadline: float,
+        lease: Lease | None,
+        kept: Kept | None = None,
     ) -> bool:
         """:meth:`_wait` with watchers in a task group (the wait runs in its cancel scope)."""
         async with anyio.create_task_group() as tg:
             running.watch(tg.cancel_scope, deadline)
             watchers = Watchers(tg)
             if lease is not None:
-                watchers.start(self._beat(), lease, running.lost)
+                if kept is not None and self.beats is not None:
+                    watchers.start(partial(self.beats.keep, kept=kept), lease, running.lost)
+                else:
+                    watchers.start(self._beat(), lease, running.lost)
             if self.settings.echo:
                 watchers.start(echo, plan.trial.id, plan.paths.stdout, plan.paths.stderr)
             if self.settings.follows:
