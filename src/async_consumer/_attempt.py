@@ -170,11 +170,45 @@ def finish(parts: AttemptParts, record: AttemptRecord) -> Outcome:
         results = read_results_below(paths, parts.max_results_bytes, parts.base_dir)
     returncode = exit_.returncode if exit_ is not None else None
     verdict = classify(returncode, abort, interrupt_code=parts.interrupt_code, results=results)
+    if abort is None and verdict.status is Status.BROKEN:
+        verdict = _disk_full(record.plan.paths.text.working_dir, verdict)
     if record.plan.lease is not None and verdict.status is Status.COMPLETED:
         _write_exit(record.plan, returncode)
     outcome = _outcome(parts, record, verdict)
     _log(outcome)
     return outcome
+
+
+DISK_FULL_BELOW = 1 << 20
+"""Bytes free (to an ordinary user) under which a file system counts as full: a script that
+failed there is likely to have failed for want of space (``ENOSPC``)."""
+
+_MAY_FAIL_OF_A_FULL_DISK = (
+    Reason.EXIT_CODE,
+    Reason.SIGNAL,
+    Reason.MISSING_RESULTS,
+    Reason.INVALID_RESULTS,
+)
+
+
+def _disk_full(working_dir: str, verdict: Verdict) -> Verdict:
+    """
+    ``verdict`` of a script that failed, or ``interrupted``/``disk_full`` if its working
+    directory's file system is full now: a full disk is its host's fault, not the trial's.
+    """
+    if verdict.reason not in _MAY_FAIL_OF_A_FULL_DISK:
+        return verdict
+    try:
+        disk = os.statvfs(working_dir)
+    except OSError:
+        return verdict
+    free = disk.f_bavail * disk.f_frsize
+    if free >= DISK_FULL_BELOW:
+        return verdict
+    message = f"failed while its file system was full ({free} bytes free): {verdict.message}"
+    return Verdict(
+        Status.INTERRUPTED, Reason.DISK_FULL, message, (), verdict.returncode, verdict.signal
+    )
 
 
 def _write_exit(plan: Plan, returncode: int | None) -> None:

@@ -13,7 +13,9 @@ Lanes with nothing to reserve do not each poll the store: one of them does (see 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
 import random
 from collections import deque
 from collections.abc import Callable, Collection
@@ -209,6 +211,21 @@ class Leasing:
         )
         with anyio.CancelScope(shield=True):
             await self.store.finish(lease, outcome, requeue=True)
+        self._pause(lease, exc, "trial given back")
+
+    def disk_full(self, lease: Lease, directory: str) -> None:
+        """
+        A trial failed for want of space (recorded ``disk_full``): pause the lanes, as after a
+        failure to create trials' files, and count it with them.
+
+        Raises:
+            TrialFilesError: ``max_file_faults`` such faults in a row.
+        """
+        self._file_faults += 1
+        full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._pause(lease, TrialFilesError(directory, full), "the trial failed")
+
+    def _pause(self, lease: Lease, exc: TrialFilesError, what: str) -> None:
         if self._file_faults >= self.max_file_faults:
             raise exc
         delay = min(30.0, self.file_fault_backoff * 2.0 ** (self._file_faults - 1))
@@ -216,8 +233,9 @@ class Leasing:
         self._paused_until = max(self._paused_until, anyio.current_time() + delay)
         extra = {"trial_id": lease.trial_id}
         logger.warning(
-            "%s; trial given back, pausing %.1f s (%d/%d)",
+            "%s; %s, pausing %.1f s (%d/%d)",
             exc,
+            what,
             delay,
             self._file_faults,
             self.max_file_faults,

@@ -26,7 +26,7 @@ from ._consumer import Consumer
 from ._errors import LeaseLost, StoreError, StoreUnavailable, TrialFilesError
 from ._fleet import WorkerInfo, WorkerState
 from ._leasing import Leasing, link_store
-from ._models import Lease, Outcome, Status, Trial
+from ._models import Lease, Outcome, Reason, Status, Trial
 from ._presence import Presence
 from ._reclaim import Reclaimer
 from ._resume import ResumePolicy, interrupted_itself, stopped_here
@@ -241,7 +241,10 @@ class Worker:
         except (StoreError, TrialFilesError) as exc:
             if not (isinstance(exc, StoreUnavailable) and self._left_on is not None):
                 self._error = self._error or exc  # (leaving, an unreachable store is no error)
-            self._consumer.interrupt()
+            if not isinstance(exc, TrialFilesError):
+                self._consumer.interrupt()
+            # a disk this worker cannot use is no reason to stop the trials running: they end,
+            # and are recorded, while no lane starts another (the worker is halted)
         if then is not None:
             then()
 
@@ -283,7 +286,8 @@ class Worker:
         except BaseException as exc:  # nothing ran (or the caller's error): nothing kept
             await self._leasing.hand_back(lease, f"{type(exc).__name__}: {exc}")
             raise
-        self._leasing.started()
+        if outcome.reason is not Reason.DISK_FULL:
+            self._leasing.started()  # the disk is fine again
         if interrupted_itself(outcome):
             self._interrupted.add(outcome.trial_id)
         delay = retry_delay(self.consumer.retry, outcome, halted=self.is_halted)
@@ -310,6 +314,8 @@ class Worker:
         self._tally.count(outcome, broken=outcome.status is Status.BROKEN and not requeue)
         if self._on_outcome is not None:
             self._on_outcome(outcome)
+        if outcome.reason is Reason.DISK_FULL:
+            self._leasing.disk_full(lease, outcome.working_dir or str(self.consumer.base_dir))
 
     async def _completed_earlier(self, lease: Lease) -> Outcome | None:
         """
