@@ -12,7 +12,6 @@ Lanes with nothing to reserve do not each poll the store: one of them does (see 
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
@@ -24,8 +23,8 @@ from typing import Self
 import anyio
 
 from ._consumer import Consumer
-from ._errors import LeaseLost, TrialFilesError
-from ._models import Lease, Outcome, Reason, Status, TrialStatus
+from ._errors import TrialFilesError
+from ._models import Lease, TrialStatus
 from .stores import TrialStore
 from .stores._retrying import Outage, RetryingStore
 
@@ -183,34 +182,24 @@ class Leasing:
         self._file_faults = 0
 
     async def hand_back(self, lease: Lease, why: str) -> None:
-        """Give a trial back to the queue, not held (its attempt records why)."""
-        outcome = Outcome(
-            trial_id=lease.trial_id,
-            attempt=lease.trial.attempt,
-            status=Status.INTERRUPTED,
-            reason=Reason.CANCELLED,
-            message=f"not run: {why}",
-        )
-        with anyio.CancelScope(shield=True), contextlib.suppress(LeaseLost):
-            await self.store.finish(lease, outcome)
+        """
+        Give a trial whose attempt never started back to the queue, its attempt number with it
+        (``why`` is logged): an attempt that never ran uses up no number and counts nothing.
+        """
+        with anyio.CancelScope(shield=True):
+            await self.store.unreserve(lease)
+        logger.info("given back, not started: %s", why, extra={"trial_id": lease.trial_id})
 
     async def give_back(self, lease: Lease, exc: TrialFilesError) -> None:
         """
-        Requeue a trial this host could not start, without counting a loss; pause the lanes.
+        Hand back a trial this host could not start, without counting a loss; pause the lanes.
 
         Raises:
             TrialFilesError: ``max_file_faults`` failures in a row.
         """
         self._file_faults += 1
-        outcome = Outcome(
-            trial_id=lease.trial_id,
-            attempt=lease.trial.attempt,
-            status=Status.INTERRUPTED,
-            reason=Reason.HOST_FAULT,
-            message=f"not started: {exc}",
-        )
         with anyio.CancelScope(shield=True):
-            await self.store.finish(lease, outcome, requeue=True)
+            await self.store.unreserve(lease)
         self._pause(lease, exc, "trial given back")
 
     def disk_full(self, lease: Lease, directory: str) -> None:

@@ -279,13 +279,16 @@ class Worker:
             outcome = await self._completed_earlier(lease)
             if outcome is None:
                 outcome = await self.consumer.run(lease, place=place)
-            outcome = stopped_here(outcome, self._left_on)
         except TrialFilesError as exc:
             await self._leasing.give_back(lease, exc)
             return
         except BaseException as exc:  # nothing ran (or the caller's error): nothing kept
             await self._leasing.hand_back(lease, f"{type(exc).__name__}: {exc}")
             raise
+        if outcome.pid is None and outcome.status is Status.INTERRUPTED:  # it never started
+            await self._leasing.hand_back(lease, outcome.message)
+            return
+        outcome = stopped_here(outcome, self._left_on)
         if outcome.reason is not Reason.DISK_FULL:
             self._leasing.started()  # the disk is fine again
         if interrupted_itself(outcome):

@@ -93,3 +93,22 @@ async def test_a_stale_lease_of_a_live_holder_counts_no_loss(store: TrialStore) 
     # the trial is no suspect: a worker that runs other trials reserves it
     again = await store.reserve("w3", holder="h/300/555", suspects=False)
     assert again is not None and again.trial_id == "t0"
+
+
+@pytest.mark.asyncio
+async def test_unreserve_gives_the_attempt_number_back(store: TrialStore) -> None:
+    """A reservation undone leaves no attempt; the next one has the same number; fenced."""
+    await store.add(make_trials(1))
+    first = await store.reserve("w", holder="h/1/2")
+    assert first is not None
+    assert await store.unreserve(first) is True
+    assert await store.unreserve(first) is False  # no longer reserved: nothing changes
+    stored = await store.get("t0")
+    assert (stored.status, stored.lost_count, stored.attempts) == (TrialStatus.NEW, 0, ())
+    again = await store.reserve("w", holder="h/1/2")
+    assert again is not None and again.trial.attempt == first.trial.attempt == 1
+    await store.finish(again, outcome(again, Status.BROKEN))
+    third = await store.reserve("w")
+    assert third is None  # broken: not pending
+    stored = await store.get("t0")
+    assert [a.number for a in stored.attempts] == [1]

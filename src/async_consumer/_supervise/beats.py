@@ -131,17 +131,18 @@ class BeatCoalescer:
         mine = Kept(lease, BeatState(self.interval, failures, lease.trial_id))
         self._kept[mine] = None
         if len(self._kept) == 1:
-            self._tell_renewed()
+            self.tell_renewed()
         return mine
 
-    def _tell_renewed(self) -> None:
+    def tell_renewed(self) -> None:
+        """Call ``on_renewed`` now (the oldest renewal of the leases kept, ``None`` if none)."""
         if self.on_renewed is not None:
             self.on_renewed(min((kept.state.last_ok for kept in self._kept), default=None))
 
     def drop(self, mine: Kept) -> None:
         """Stop keeping a lease :meth:`enter` counted and no task holds (its trial never ran)."""
         if self._kept.pop(mine, 0) is None and not self._kept:
-            self._tell_renewed()
+            self.tell_renewed()
 
     async def hold(self, mine: Kept, on_lost: Callable[[str], None]) -> None:
         """
@@ -157,7 +158,7 @@ class BeatCoalescer:
         finally:
             del self._kept[mine]
             if not self._kept:
-                self._tell_renewed()
+                self.tell_renewed()
             if self._leader is None:
                 self._hand_over()
         if mine.lost is not None:
@@ -213,7 +214,7 @@ class BeatCoalescer:
                 else:
                     kept.state.succeeded(began)
             self._next_tick = began + self.interval
-            self._tell_renewed()
+            self.tell_renewed()
         self.writes += 1
         self.lateness.append(anyio.current_time() - due)
 

@@ -318,6 +318,8 @@ class Supervisor:
             return None
         if self._watchdog is None:
             self._watchdog = Watchdog(self.settings.grace)
+            if self.beats is not None:  # the leases kept so far, before the watchdog was there
+                self.beats.tell_renewed()
         self._watchdog.register(pgid)
         return self._watchdog
 

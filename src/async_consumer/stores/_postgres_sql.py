@@ -165,6 +165,15 @@ _QUERIES = {
             UPDATE {{s}}.attempts AS a SET outcome = done.outcome FROM done
             WHERE a.trial_id = done.id AND a.number = done.token
         ) SELECT id, token, status FROM done""",
+    "unreserve": """
+        WITH undone AS (
+            UPDATE {s}.trials SET status = CASE WHEN token > 1 THEN 'interrupted' ELSE 'new' END,
+                token = token - 1
+            WHERE id = $1 AND token = $2 AND status = 'reserved' RETURNING id
+        ), gone AS (
+            DELETE FROM {s}.attempts WHERE trial_id = $1 AND number = $2
+                AND EXISTS (SELECT 1 FROM undone)
+        ) SELECT count(*) FROM undone""",
     "held": """
         SELECT id, token, holder FROM {s}.trials
         WHERE status = 'reserved' AND starts_with(holder, $1) AND holder != ''""",

@@ -124,6 +124,14 @@ class TrialStore(Protocol):
         """
         ...
 
+    async def unreserve(self, lease: Lease) -> bool:
+        """
+        Undo a reservation whose attempt never started, if the lease is still current: the
+        trial is pending again, and its attempt number (the token) is given back, the attempt
+        gone from its record. ``False``: the lease had moved on, nothing changed.
+        """
+        ...
+
     async def reclaim_stale(
         self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
     ) -> builtins.list[str]:

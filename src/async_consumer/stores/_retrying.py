@@ -199,6 +199,13 @@ class RetryingStore(StoreBase):
             return None
         return began + self.lease_seconds
 
+    async def unreserve(self, lease: Lease) -> bool:
+        """Undo a reservation that never started; see ``TrialStore.unreserve``."""
+        try:
+            return await self.outage.call(lambda: self.store.unreserve(lease))
+        finally:
+            self._beaten.pop((lease.trial_id, lease.token), None)
+
     async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
         """The current leases held from ``prefix``; see ``TrialStore.held_leases``."""
         return await self.outage.call(lambda: self.store.held_leases(prefix))

@@ -109,6 +109,13 @@ ATTEMPT = """
 INSERT INTO attempts (trial_id, number, token, worker, host, reserved_at, heartbeat_at)
 VALUES (:trial_id, :token, :token, :worker, :host, :now, :now)
 """
+UNRESERVE = """
+UPDATE trials SET status = CASE WHEN token > 1 THEN 'interrupted' ELSE 'new' END,
+    token = token - 1
+WHERE id = :id AND token = :token AND status = 'reserved' RETURNING id
+"""
+"""Undo a reservation that never started (the attempt's number is given back)."""
+UNRESERVE_ATTEMPT = "DELETE FROM attempts WHERE trial_id = :id AND number = :token"
 BEAT_MANY = f"""
 UPDATE trials SET heartbeat_at = {NOW}
 FROM (SELECT value ->> 0 AS id, value ->> 1 AS token FROM json_each(?)) AS u

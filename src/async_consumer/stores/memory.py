@@ -115,6 +115,20 @@ class MemoryStore(MemoryBatches, StoreBase):
             for entry in passed:
                 heapq.heappush(self._pending, entry)
 
+    async def unreserve(self, lease: Lease) -> bool:
+        """Undo a reservation that never started; see ``TrialStore.unreserve``."""
+        await anyio.lowlevel.checkpoint()
+        record = self._records.get(lease.trial_id)
+        if record is None or record.status is not TrialStatus.RESERVED:
+            return False
+        if record.token != lease.token:
+            return False
+        record.token -= 1
+        record.attempts.pop()
+        record.status = TrialStatus.INTERRUPTED if record.attempts else TrialStatus.NEW
+        heapq.heappush(self._pending, (record.seq, record.trial.id))
+        return True
+
     async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
         """The current leases held from ``prefix``; see ``TrialStore.held_leases``."""
         await anyio.lowlevel.checkpoint()

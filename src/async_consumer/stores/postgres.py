@@ -171,6 +171,12 @@ class PostgresStore(PostgresBatches, StoreBase):
         text, token, lost = row
         return new_lease(load_trial(text, token), token, worker, lost)
 
+    async def unreserve(self, lease: Lease) -> bool:
+        """Undo a reservation that never started; see ``TrialStore.unreserve``."""
+        async with self._connection() as conn:
+            done = await conn.fetchval(self._q["unreserve"], lease.trial_id, lease.token)
+        return bool(done)
+
     async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
         """The current leases held from ``prefix``; see ``TrialStore.held_leases``."""
         async with self._connection() as conn:

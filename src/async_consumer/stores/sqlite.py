@@ -145,6 +145,17 @@ class SQLiteStore(SQLiteBatches, StoreBase):
         trial = load_trial(text, token)
         return new_lease(trial, token, worker, lost)
 
+    async def unreserve(self, lease: Lease) -> bool:
+        """Undo a reservation that never started; see ``TrialStore.unreserve``."""
+        return await self._run(lambda: self._unreserve(lease))
+
+    def _unreserve(self, lease: Lease) -> bool:
+        args = {"id": lease.trial_id, "token": lease.token}
+        if not self._conn.execute(queries.UNRESERVE, args).fetchall():
+            return False
+        self._conn.execute(queries.UNRESERVE_ATTEMPT, args)
+        return True
+
     async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
         """The current leases held from ``prefix``; see ``TrialStore.held_leases``."""
         rows = await self._run(
