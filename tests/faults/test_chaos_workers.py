@@ -25,13 +25,13 @@ from async_consumer.stores import store_from_url
 from ..conftest import is_alive
 
 # a checkpointing trial: "steps" steps of 0.1 s, its step kept in ckpt.json (written whole);
-# each run logs "trial attempt pid start|end"
+# each run logs "trial attempt pid start|step|end time"
 SCRIPT = """
 import json, os, pathlib, sys, time
 trial, attempt = os.environ['ASYNC_CONSUMER_TRIAL_ID'], os.environ['ASYNC_CONSUMER_ATTEMPT']
 def log(what):
     with open(sys.argv[1], 'a') as runs:
-        runs.write(f"{trial} {attempt} {os.getpid()} {what}\\n")
+        runs.write(f"{trial} {attempt} {os.getpid()} {what} {time.time()}\\n")
 log('start')
 here = pathlib.Path(os.environ['ORION_WORKING_DIR'])
 ckpt = here / 'ckpt.json'
@@ -43,6 +43,7 @@ while step < steps:
     tmp = here / f'ckpt.{os.getpid()}.tmp'
     tmp.write_text(json.dumps({'step': step}))
     tmp.rename(ckpt)
+    log('step')
 json.dump(float(steps), open(os.environ['ORION_RESULTS_PATH'], 'w'))
 log('end')
 """.replace("{", "{{").replace("}", "}}")
@@ -99,11 +100,27 @@ class Chaos:
             worker.kill()
 
 
-def _runs(path: Path) -> list[tuple[str, int, int, str]]:
+def _runs(path: Path) -> list[tuple[str, int, int, str, float]]:
     if not path.exists():
         return []
     rows = [line.split() for line in path.read_text().splitlines()]
-    return [(t, int(a), int(p), what) for t, a, p, what in (r for r in rows if len(r) == 4)]
+    return [
+        (t, int(a), int(p), what, float(at))
+        for t, a, p, what, at in (r for r in rows if len(r) == 5)
+    ]
+
+
+def _overlaps(ran: list[tuple[str, int, int, str, float]]) -> list[str]:
+    """The trials one of whose runs still worked (a step, its end) after a later run began."""
+    starts = {(t, pid): at for t, _, pid, what, at in ran if what == "start"}
+    late = set()
+    for trial, _, pid, what, at in ran:
+        if what == "start":
+            continue
+        began = starts[trial, pid]
+        if any(o == trial and p != pid and began < s < at for (o, p), s in starts.items()):
+            late.add(trial)
+    return sorted(late)
 
 
 async def _stored(url: str) -> list[StoredTrial]:
@@ -115,7 +132,8 @@ async def _stored(url: str) -> list[StoredTrial]:
 def test_chaos_breaks_no_healthy_trial(tmp_path: Path) -> None:
     """
     45 checkpointing trials, 3 workers of 3 lanes, 12 kills or freezes: every trial completes
-    exactly once, none is broken, and no trial's process outlives the workers.
+    exactly once, none is broken, no run goes on beside its re-run, and no trial's process
+    outlives the workers.
     """
     url = f"sqlite:///{tmp_path}/store.db"
     params = tmp_path / "params.jsonl"
@@ -127,10 +145,10 @@ def test_chaos_breaks_no_healthy_trial(tmp_path: Path) -> None:
             "--base-dir", str(tmp_path / "trials"), "--code-change", "ignore", "--",
             sys.executable, "-c", SCRIPT, str(runs), *STEPS]  # fmt: skip
     chaos = Chaos(argv, seed=25)
-    chaos.run(lambda: sum(what == "end" for *_, what in _runs(runs)) >= TRIALS)
+    chaos.run(lambda: sum(row[3] == "end" for row in _runs(runs)) >= TRIALS)
     stored = anyio.run(_stored, url)
     ran = _runs(runs)
-    pids = {pid for _, _, pid, _ in ran}
+    pids = {row[2] for row in ran}
     deadline = time.monotonic() + 30
     while any(is_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)  # the killed workers' watchdogs stop their trials after the grace
@@ -144,6 +162,7 @@ def test_chaos_breaks_no_healthy_trial(tmp_path: Path) -> None:
           f"outcomes {dict(reasons)}")  # fmt: skip
     assert all(b"Traceback" not in err for err in chaos.errors), chaos.errors
     assert not orphans
+    assert _overlaps(ran) == []  # no run went on beside its re-run
     assert len(stored) == TRIALS
     broken = [t.id for t in stored if t.status is TrialStatus.BROKEN]
     assert broken == []
