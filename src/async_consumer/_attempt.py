@@ -92,7 +92,7 @@ async def run_attempt(parts: AttemptParts, plan: Plan) -> AttemptRecord:
         supervisor.check_not_running(trial.id)
     else:
         await supervisor.supersede(plan.lease)  # a new lease on a trial still running here
-    kept = supervisor.keep_lease(plan.lease)  # renewed from now, not from the spawn
+    kept = supervisor.leases.keep(plan.lease)  # renewed from now, not from the spawn
     try:
         cwd = plan.paths.working_dir if parts.run_in_working_dir else None
         record.code_version, changed = await parts.code.check(plan.argv, cwd)
@@ -105,7 +105,7 @@ async def run_attempt(parts: AttemptParts, plan: Plan) -> AttemptRecord:
                 record.pid = child.pid
                 record.exit, record.abort = await supervisor.supervise(child, plan, kept)
     finally:
-        supervisor.drop_lease(kept)  # (once supervised, already dropped: nothing to do)
+        supervisor.leases.drop(kept)  # (once supervised, already dropped: nothing to do)
     return record
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Self
 
 from ._admission import Admission, Place
-from ._attempt import AttemptParts, left_completed
+from ._attempt import AttemptParts
 from ._batch import Batch, open_batch, run_map
 from ._models import Lease, Outcome, Trial
 from ._retry import RetryPolicy
@@ -233,17 +233,8 @@ class Consumer:
         return outcome
 
     def completed_earlier(self, lease: Lease) -> Outcome | None:
-        """
-        The lease's attempt completed from an earlier attempt's files, if one had ended with
-        valid results (exit 0) that never reached the store; ``None`` if the trial is to run.
-
-        The outcome (``completed``, its message naming the attempt) is the lease's to record.
-        The caller checks that the store has not recorded that attempt's result already (a
-        completed trial made new again with ``rerun`` is run again).
-        """
-        if lease.trial.attempt <= 1:
-            return None
-        return left_completed(self._parts, self._admission.plan_of(lease))
+        """The lease's outcome from an earlier attempt that completed unrecorded (its files)."""
+        return self._admission.completed_earlier(lease)
 
     def run_batch(
         self, trials: Iterable[Trial | Lease] = (), *, max_broken: int | None = None

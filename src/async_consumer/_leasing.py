@@ -24,7 +24,7 @@ import anyio
 
 from ._consumer import Consumer
 from ._errors import TrialFilesError
-from ._models import Lease, TrialStatus
+from ._models import Lease, Outcome, Reason, TrialStatus
 from .stores import TrialStore
 from .stores._retrying import Outage, RetryingStore
 
@@ -177,15 +177,8 @@ class Leasing:
             self._alone.set()
             self._alone = None
 
-    def started(self) -> None:
-        """A trial's files were created: the disk is fine again."""
-        self._file_faults = 0
-
     async def hand_back(self, lease: Lease, why: str) -> None:
-        """
-        Give a trial whose attempt never started back to the queue, its attempt number with it
-        (``why`` is logged): an attempt that never ran uses up no number and counts nothing.
-        """
+        """Give back a trial whose attempt never started, its attempt number with it (unused)."""
         with anyio.CancelScope(shield=True):
             await self.store.unreserve(lease)
         logger.info("given back, not started: %s", why, extra={"trial_id": lease.trial_id})
@@ -202,17 +195,20 @@ class Leasing:
             await self.store.unreserve(lease)
         self._pause(lease, exc, "trial given back")
 
-    def disk_full(self, lease: Lease, directory: str) -> None:
+    def ran(self, lease: Lease, outcome: Outcome) -> None:
         """
-        A trial failed for want of space (recorded ``disk_full``): pause the lanes, as after a
-        failure to create trials' files, and count it with them.
+        A trial ran (its outcome recorded): the disk is fine again, unless it failed for want of
+        space (``disk_full``): then the lanes pause, as after a failure to create trials' files.
 
         Raises:
             TrialFilesError: ``max_file_faults`` such faults in a row.
         """
+        if outcome.reason is not Reason.DISK_FULL:
+            self._file_faults = 0
+            return
         self._file_faults += 1
         full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self._pause(lease, TrialFilesError(directory, full), "the trial failed")
+        self._pause(lease, TrialFilesError(outcome.working_dir, full), "the trial failed")
 
     def _pause(self, lease: Lease, exc: TrialFilesError, what: str) -> None:
         if self._file_faults >= self.max_file_faults:
@@ -220,16 +216,8 @@ class Leasing:
         delay = min(30.0, self.file_fault_backoff * 2.0 ** (self._file_faults - 1))
         delay *= random.uniform(0.75, 1.25)
         self._paused_until = max(self._paused_until, anyio.current_time() + delay)
-        extra = {"trial_id": lease.trial_id}
-        logger.warning(
-            "%s; %s, pausing %.1f s (%d/%d)",
-            exc,
-            what,
-            delay,
-            self._file_faults,
-            self.max_file_faults,
-            extra=extra,
-        )
+        extra, counts = {"trial_id": lease.trial_id}, (self._file_faults, self.max_file_faults)
+        logger.warning("%s; %s, pausing %.1f s (%d/%d)", exc, what, delay, *counts, extra=extra)
 
     async def may_leave(self, interrupted: Collection[str] = ()) -> bool:
         """

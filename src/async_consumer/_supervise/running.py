@@ -12,6 +12,7 @@ import anyio.abc
 
 from .._models import Reason, Status
 from .._trial.classify import Abort
+from .beats import Kept
 from .metrics import MetricsTail
 from .process import ChildProcess
 
@@ -27,6 +28,8 @@ class Running:
     child: ChildProcess
     started: float = field(default_factory=time.monotonic)
     """When it started (``time.monotonic``)."""
+    kept: Kept | None = None
+    """Its lease, as the coalescer has kept it since the attempt began (``None``: from now)."""
     scope: anyio.CancelScope | None = None
     """What its wait runs in (its watchers' task group's, if any): cancelled to stop it."""
     abort: Abort | None = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import time
 from collections.abc import Callable, Coroutine, KeysView, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -26,11 +25,11 @@ from .._trial.plan import Plan
 from .beats import Kept, coalesced
 from .echo import echo
 from .heartbeat import HeartbeatTarget, beat
+from .leases import LocalLeases
 from .metrics import MetricCallback, MetricsTail, follow
 from .plain import PlainTask
 from .process import ChildProcess, Exit, on_asyncio
 from .running import Running, Watchers
-from .watchdog import Watchdog
 
 logger = logging.getLogger("async_consumer")
 
@@ -44,6 +43,9 @@ SPAWN_IN_THREADS = 64
 SPAWNERS = 4
 """Worker threads that start scripts at once (beside 2 CPU burners, 1,000 started 25 % sooner
 with 4 than with 2; more would pass the 10 threads a process may use)."""
+
+
+Keeper = Callable[[Lease, Callable[[str], None]], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +84,11 @@ class Supervisor:
         # for more execs at once; with few running, on the loop's thread (a hop costs 0.6 ms)
         self._spawners = anyio.CapacityLimiter(SPAWNERS)
         self._starting = anyio.Semaphore(2 * SPAWNERS)  # see starting()
-        self._watchdog: Watchdog | None = None
         self._halted = False
         self._killed = False  # kill() was called: a script spawned since is killed at once
-        self._leases_end = math.inf  # (time.monotonic) the watchdog stops the scripts from then
-        self._lapsed_at = -math.inf  # when the leases last ran out before a renewal came
-        if self.beats is not None and settings.watchdog:
-            self.beats.on_renewed = self._renewed
+        beats = None if settings.store is None else self.beats  # (no lease without a store)
+        self.leases = LocalLeases(beats, settings.heartbeat, settings.heartbeat_failures,
+                                  settings.grace, settings.watchdog)  # fmt: skip
 
     @property
     def is_halted(self) -> bool:
@@ -142,35 +142,13 @@ class Supervisor:
                 spawners=self._spawners_now(),
             )
 
-    def keep_lease(self, lease: Lease | None) -> Kept | None:
-        """
-        Start renewing a lease now, before its script starts (``None``: it is renewed once the
-        script runs, by a beat loop of its own, or there is no lease).
-
-        The reservation counts as a beat, and the next is due an interval later, however long
-        the trial's files, slots and spawn take meanwhile: a spawn slowed by a busy machine must
-        not let the lease run out. Hand the result to :meth:`supervise`, or to
-        :meth:`drop_lease` if the script does not start.
-        """
-        if lease is None or self.settings.store is None or self.beats is None:
-            return None
-        return self.beats.enter(lease) if on_asyncio() else None
-
-    def drop_lease(self, kept: Kept | None) -> None:
-        """Stop renewing a lease :meth:`keep_lease` kept (its script did not start, or ended)."""
-        if kept is not None and self.beats is not None:
-            self.beats.drop(kept)
-
     async def supervise(
         self, child: ChildProcess, plan: Plan, kept: Kept | None = None
     ) -> tuple[Exit | None, Abort | None]:
-        """
-        Watch a started script until it ends or is stopped; how it ended, and why stopped
-        (``kept``: its lease as :meth:`keep_lease` kept it, renewed until then).
-        """
+        """Watch a started script until it ends or is stopped; how it ended, and why stopped."""
         # one frame, not a helper's besides: ten thousand trials wait here at once
-        trial, watchdog = plan.trial, self._watch(child.pid)
-        running = self._running[trial.id] = Running(child)
+        trial, watchdog = plan.trial, self.leases.watch(child.pid)
+        running = self._running[trial.id] = Running(child, kept=kept)
         if self._halted:  # interrupted while it was being spawned: stopped at once
             running.abort_with(_INTERRUPTED)
             if self._killed:
@@ -178,14 +156,13 @@ class Supervisor:
         timeout = trial.timeout or self.settings.timeout
         deadline = math.inf if timeout is None else anyio.current_time() + timeout
         try:
-            timed_out = await self._wait(child, plan, running, deadline, kept)
+            timed_out = await self._wait(child, plan, running, deadline)
             if timed_out and running.abort is None:  # the deadline
                 message = f"timed out after {timeout:g} s"
                 running.abort = Abort(Status.BROKEN, Reason.TIMEOUT, message)
         finally:
             exit_ = await child.stop(self.settings.grace)
-            if running.abort is None and exit_ is not None and exit_.returncode < 0:
-                self._stopped_by_the_watchdog(running)
+            self.leases.explain(running, exit_)  # killed by the watchdog?
             del self._running[trial.id]
             if running.done is not None:
                 running.done.set()
@@ -200,12 +177,7 @@ class Supervisor:
         return exit_, running.abort
 
     async def _wait(
-        self,
-        child: ChildProcess,
-        plan: Plan,
-        running: Running,
-        deadline: float,
-        kept: Kept | None = None,
+        self, child: ChildProcess, plan: Plan, running: Running, deadline: float
     ) -> bool:
         """
         Wait for the script to exit, with whatever watches it alongside (in tasks), or until
@@ -216,12 +188,12 @@ class Supervisor:
         lease = plan.lease if settings.store is not None else None
         grouped = lease is not None and (beats is None or not on_asyncio())  # a beat loop; trio
         if grouped or settings.echo or settings.follows:
-            return await self._wait_watched(plan, running, deadline, lease, kept)
+            return await self._wait_watched(plan, running, deadline, lease)
         with anyio.CancelScope() as scope:  # no task group
             running.watch(scope, deadline)
             beat = None
             if lease is not None and beats is not None:
-                kept = kept or beats.enter(lease)
+                kept = running.kept or beats.enter(lease)
                 beat = PlainTask(beats.hold(kept, running.lost), scope, end=kept.end)
             try:
                 await child.wait()
@@ -231,22 +203,14 @@ class Supervisor:
         return scope.cancelled_caught
 
     async def _wait_watched(
-        self,
-        plan: Plan,
-        running: Running,
-        deadline: float,
-        lease: Lease | None,
-        kept: Kept | None = None,
+        self, plan: Plan, running: Running, deadline: float, lease: Lease | None
     ) -> bool:
         """:meth:`_wait` with watchers in a task group (the wait runs in its cancel scope)."""
         async with anyio.create_task_group() as tg:
             running.watch(tg.cancel_scope, deadline)
             watchers = Watchers(tg)
             if lease is not None:
-                if kept is not None and self.beats is not None:
-                    watchers.start(partial(self.beats.keep, kept=kept), lease, running.lost)
-                else:
-                    watchers.start(self._beat(), lease, running.lost)
+                watchers.start(self._beat(running.kept), lease, running.lost)
             if self.settings.echo:
                 watchers.start(echo, plan.trial.id, plan.paths.stdout, plan.paths.stderr)
             if self.settings.follows:
@@ -255,10 +219,10 @@ class Supervisor:
             watchers.stop()
         return tg.cancel_scope.cancelled_caught
 
-    def _beat(self) -> Callable[[Lease, Callable[[str], None]], Coroutine[Any, Any, None]]:
+    def _beat(self, kept: Kept | None) -> Keeper:
         """What keeps a lease renewed: the coalescer (one write a tick), or a beat loop."""
         if self.beats is not None:  # the store renews many leases at once
-            return self.beats.keep
+            return partial(self.beats.keep, kept=kept)
         return self._beat_alone
 
     async def _beat_alone(self, lease: Lease, on_lost: Callable[[str], None]) -> None:
@@ -285,43 +249,6 @@ class Supervisor:
             on_stall=running.stalled,
             on_error=running.metric_failed,
         )
-
-    def _renewed(self, oldest: float | None) -> None:
-        """
-        Tell the watchdog when the leases run out (``oldest``: when the least recently renewed
-        lease was renewed, ``None``: no lease kept), a quarter of an interval before the store
-        may give them to another worker (SIGTERM a quarter sooner, at most ``grace`` sooner).
-        """
-        if self._watchdog is None:
-            return
-        if time.monotonic() >= self._leases_end:  # renewed too late: the watchdog may have acted
-            self._lapsed_at = self._leases_end
-        if oldest is None:
-            self._leases_end = math.inf
-            self._watchdog.leases_end(math.inf, math.inf)
-            return
-        interval = self.settings.heartbeat
-        lease = interval * self.settings.heartbeat_failures
-        kill_at = time.monotonic() + oldest + lease - interval / 4 - anyio.current_time()
-        self._leases_end = term_at = kill_at - min(self.settings.grace, interval / 4)
-        self._watchdog.leases_end(term_at, kill_at)
-
-    def _stopped_by_the_watchdog(self, running: Running) -> None:
-        """A script killed by a signal after its lease ran out here: the watchdog's doing."""
-        ends = self._leases_end if time.monotonic() >= self._leases_end else self._lapsed_at
-        if ends >= running.started:
-            message = "its lease ran out by this host's clock: the watchdog stopped it"
-            running.abort = Abort(Status.LOST, Reason.LEASE_LOST, message)
-
-    def _watch(self, pgid: int) -> Watchdog | None:
-        if not self.settings.watchdog:
-            return None
-        if self._watchdog is None:
-            self._watchdog = Watchdog(self.settings.grace)
-            if self.beats is not None:  # the leases kept so far, before the watchdog was there
-                self.beats.tell_renewed()
-        self._watchdog.register(pgid)
-        return self._watchdog
 
     async def stop(self, trial_id: str) -> bool:
         """Stop a running trial; ``True`` once it is gone, ``False`` if it was not running."""
@@ -369,6 +296,4 @@ class Supervisor:
 
     def close(self) -> None:
         """Stop the watchdog process, if one was started."""
-        if self._watchdog is not None:
-            self._watchdog.close()
-            self._watchdog = None
+        self.leases.close()

@@ -35,7 +35,7 @@ from ._rules import (
     check_outcome,
     gone_outcome,
     settled_status,
-    stalled_outcome,
+    stalled_ends,
 )
 
 __all__ = ["DEFAULT_POOL_SIZE", "PostgresStore"]
@@ -174,8 +174,7 @@ class PostgresStore(PostgresBatches, StoreBase):
     async def unreserve(self, lease: Lease) -> bool:
         """Undo a reservation that never started; see ``TrialStore.unreserve``."""
         async with self._connection() as conn:
-            done = await conn.fetchval(self._q["unreserve"], lease.trial_id, lease.token)
-        return bool(done)
+            return bool(await conn.fetchval(self._q["unreserve"], lease.trial_id, lease.token))
 
     async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
         """The current leases held from ``prefix``; see ``TrialStore.held_leases``."""
@@ -206,19 +205,13 @@ class PostgresStore(PostgresBatches, StoreBase):
             raise LeaseLost(lease.trial_id)
         return TrialStatus(new)
 
-    async def reclaim_stale(
-        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
-    ) -> builtins.list[str]:
+    async def reclaim_stale(self, older_than: float, *, spare: str = "",
+                            alive: Collection[str] = ()) -> builtins.list[str]:  # fmt: skip
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         seconds = float(check_older_than(older_than))
-        args = (self._max_lost, seconds, spare, builtins.list(alive))
         async with self._connection() as conn, conn.transaction():
-            rows = await conn.fetch(self._q["reclaim"], *args)
-            ends = [
-                (stalled_outcome(i, n, older_than, ran).model_dump_json(), i, n)
-                for i, n, ran in rows
-            ]
-            await conn.executemany(self._q["end"], ends)
+            rows = await conn.fetch(self._q["reclaim"], self._max_lost, seconds, spare, [*alive])
+            await conn.executemany(self._q["end"], stalled_ends(rows, older_than))
         return [row[0] for row in rows]
 
     async def get(self, trial_id: str) -> StoredTrial:

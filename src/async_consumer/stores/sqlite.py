@@ -38,7 +38,7 @@ from ._rules import (
     check_outcome,
     gone_outcome,
     settled_status,
-    stalled_outcome,
+    stalled_ends,
 )
 from ._sqlite_file import connect, error, is_busy, path_from_url, transaction
 from ._sqlite_many import SQLiteBatches
@@ -206,17 +206,10 @@ class SQLiteStore(SQLiteBatches, StoreBase):
         return await self._run(lambda: self._reclaim(older_than, spare, alive))
 
     def _reclaim(self, older_than: float, spare: str, alive: Collection[str]) -> builtins.list[str]:
-        args = {
-            "max_lost": self._max_lost,
-            "older_than": older_than,
-            "spare": spare,
-            "alive": json.dumps(builtins.list(alive)),
-        }
+        live = json.dumps(builtins.list(alive))
+        args = {"max_lost": self._max_lost, "older_than": older_than, "spare": spare, "alive": live}
         rows = self._conn.execute(queries.RECLAIM, args).fetchall()
-        ends = [
-            (stalled_outcome(i, n, older_than, bool(ran)).model_dump_json(), i, n)
-            for i, n, ran in rows
-        ]
+        ends = stalled_ends(rows, older_than)
         self._end_attempts(ends)
         return [row[0] for row in rows]
 
