@@ -11,7 +11,7 @@ import pytest
 from async_consumer import Consumer, Trial
 from async_consumer._cli.main import main
 from async_consumer._errors import TrialFilesError
-from async_consumer._models import Reason, TrialStatus
+from async_consumer._models import TrialStatus
 from async_consumer._worker import Worker
 from async_consumer.stores import MemoryStore, SQLiteStore
 
@@ -105,9 +105,8 @@ async def test_a_worker_hands_back_a_trial_it_could_not_run(tmp_path: Path) -> N
     with pytest.raises(TrialFilesError, match="Not a directory"):
         await Worker(store, consumer, max_file_faults=1).run()
     stored = await store.get("t")
-    assert (stored.status, stored.lost_count) == (TrialStatus.INTERRUPTED, 0)
-    assert stored.outcome is not None and stored.outcome.reason is Reason.HOST_FAULT
-    assert "not started: cannot create trial files in" in stored.outcome.message
+    # never started: no attempt recorded, its number given back
+    assert (stored.status, stored.lost_count, stored.attempts) == (TrialStatus.NEW, 0, ())
 
 
 @pytest.mark.slow

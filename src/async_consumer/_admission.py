@@ -17,7 +17,7 @@ from typing import Self
 import anyio
 import anyio.lowlevel
 
-from ._attempt import AttemptParts, AttemptRecord, finish, run_attempt
+from ._attempt import AttemptParts, AttemptRecord, finish, left_completed, run_attempt
 from ._models import Lease, Outcome, Trial
 from ._retry import RetryPolicy, log_retry, retry_delay
 from ._trial.plan import Plan, Planner
@@ -108,6 +108,17 @@ class Admission:
         trial = item.trial if isinstance(item, Lease) else item
         self._parts.slots.check(trial.slots)
         return self._planner.plan(trial, lease)
+
+    def completed_earlier(self, lease: Lease) -> Outcome | None:
+        """
+        The lease's attempt completed from an earlier attempt's files, if one had ended with
+        valid results (exit 0) that never reached the store; ``None`` if the trial is to run.
+        The caller checks that the store has not recorded a completed result of the trial (one
+        made new again by ``rerun`` runs again).
+        """
+        if lease.trial.attempt <= 1:
+            return None
+        return left_completed(self._parts, self.plan_of(lease))
 
     async def run(
         self, plan: Plan, may_start: Callable[[], bool] | None, place: Place | None = None

@@ -9,7 +9,10 @@ while this one's results are read.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,13 +26,19 @@ from ._supervise.supervisor import Supervisor
 from ._trial.classify import Abort, Verdict, classify
 from ._trial.codeversion import CodeChangePolicy, CodeVersionWatch
 from ._trial.environment import EnvPolicy, contract_environment
+from ._trial.paths import ATTEMPTS, trial_paths
 from ._trial.plan import Plan
 from ._trial.readback import read_results_below
 from ._trial.workspace import TrialFiles
 
-__all__ = ["AttemptParts", "AttemptRecord", "finish", "run_attempt"]
+__all__ = ["EXIT_FILE", "AttemptParts", "AttemptRecord", "finish", "left_completed", "run_attempt"]
 
 logger = logging.getLogger("async_consumer")
+
+EXIT_FILE = "exit.json"
+"""Beside a leased attempt's results: how its script exited (``{"returncode": 0}``), written
+when it ends, so that the next holder of the trial can complete it from the results if its
+worker could not record them (the store unreachable until it had to leave, or it was killed)."""
 
 _NOT_STARTED = Abort(Status.INTERRUPTED, Reason.CANCELLED, "not started: interrupted")
 
@@ -83,16 +92,20 @@ async def run_attempt(parts: AttemptParts, plan: Plan) -> AttemptRecord:
         supervisor.check_not_running(trial.id)
     else:
         await supervisor.supersede(plan.lease)  # a new lease on a trial still running here
-    cwd = plan.paths.working_dir if parts.run_in_working_dir else None
-    record.code_version, changed = await parts.code.check(plan.argv, cwd)
-    if changed and _code_changed(parts.code, record):
-        return record
-    async with parts.slots.acquire(trial.slots) as granted:
-        record.slots = granted
-        child = await _start(parts, record, cwd)
-        if child is not None:
-            record.pid = child.pid
-            record.exit, record.abort = await supervisor.supervise(child, plan)
+    kept = supervisor.leases.keep(plan.lease)  # renewed from now, not from the spawn
+    try:
+        cwd = plan.paths.working_dir if parts.run_in_working_dir else None
+        record.code_version, changed = await parts.code.check(plan.argv, cwd)
+        if changed and _code_changed(parts.code, record):
+            return record
+        async with parts.slots.acquire(trial.slots) as granted:
+            record.slots = granted
+            child = await _start(parts, record, cwd)
+            if child is not None:
+                record.pid = child.pid
+                record.exit, record.abort = await supervisor.supervise(child, plan, kept)
+    finally:
+        supervisor.leases.drop(kept)  # (once supervised, already dropped: nothing to do)
     return record
 
 
@@ -157,9 +170,90 @@ def finish(parts: AttemptParts, record: AttemptRecord) -> Outcome:
         results = read_results_below(paths, parts.max_results_bytes, parts.base_dir)
     returncode = exit_.returncode if exit_ is not None else None
     verdict = classify(returncode, abort, interrupt_code=parts.interrupt_code, results=results)
+    if abort is None and verdict.status is Status.BROKEN:
+        verdict = _disk_full(record.plan.paths.text.working_dir, verdict)
+    if record.plan.lease is not None and verdict.status is Status.COMPLETED:
+        _write_exit(record.plan, returncode)
     outcome = _outcome(parts, record, verdict)
     _log(outcome)
     return outcome
+
+
+DISK_FULL_BELOW = 1 << 20
+"""Bytes free (to an ordinary user) under which a file system counts as full: a script that
+failed there is likely to have failed for want of space (``ENOSPC``)."""
+
+_MAY_FAIL_OF_A_FULL_DISK = (
+    Reason.EXIT_CODE,
+    Reason.SIGNAL,
+    Reason.MISSING_RESULTS,
+    Reason.INVALID_RESULTS,
+)
+
+
+def _disk_full(working_dir: str, verdict: Verdict) -> Verdict:
+    """
+    ``verdict`` of a script that failed, or ``interrupted``/``disk_full`` if its working
+    directory's file system is full now: a full disk is its host's fault, not the trial's.
+    """
+    if verdict.reason not in _MAY_FAIL_OF_A_FULL_DISK:
+        return verdict
+    try:
+        disk = os.statvfs(working_dir)
+    except OSError:
+        return verdict
+    free = disk.f_bavail * disk.f_frsize
+    if free >= DISK_FULL_BELOW:
+        return verdict
+    message = f"failed while its file system was full ({free} bytes free): {verdict.message}"
+    return Verdict(
+        Status.INTERRUPTED, Reason.DISK_FULL, message, (), verdict.returncode, verdict.signal
+    )
+
+
+def _write_exit(plan: Plan, returncode: int | None) -> None:
+    """Leave the script's exit status beside its results (a failure to write costs nothing)."""
+    path = os.path.join(os.path.dirname(plan.paths.text.results), EXIT_FILE)
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        try:
+            os.write(fd, json.dumps({"returncode": returncode}).encode())
+        finally:
+            os.close(fd)
+
+
+def left_completed(parts: AttemptParts, plan: Plan) -> Outcome | None:
+    """
+    The outcome of ``plan``'s attempt built from the newest earlier attempt that ended, if that
+    one exited 0 with valid results (:data:`EXIT_FILE`), else ``None``.
+
+    That attempt completed, but its outcome never reached the store: its worker left, or was
+    killed, before the store answered. The trial is completed from its files, not run again.
+    """
+    trial = plan.trial
+    for number in range(trial.attempt - 1, 0, -1):
+        earlier = trial_paths(parts.base_dir, trial.model_copy(update={"attempt": number}), None)
+        exit_path = os.path.join(plan.paths.text.working_dir, ATTEMPTS, str(number), EXIT_FILE)
+        try:
+            with open(exit_path, "rb") as file:
+                returncode = json.loads(file.read(256)).get("returncode")
+        except (OSError, ValueError, AttributeError):
+            continue  # it never ended here (not started, or killed with its worker)
+        if returncode != 0:
+            return None
+        results = read_results_below(earlier, parts.max_results_bytes, parts.base_dir)
+        verdict = classify(0, None, interrupt_code=parts.interrupt_code, results=results)
+        if verdict.status is not Status.COMPLETED:
+            return None
+        message = (
+            f"completed from attempt {number}'s results: its worker ended before recording them"
+        )
+        verdict = Verdict(Status.COMPLETED, None, message, verdict.results, 0)
+        record = AttemptRecord(plan, datetime.now(UTC))
+        outcome = _outcome(parts, record, verdict)
+        _log(outcome)
+        return outcome
+    return None
 
 
 def _outcome(parts: AttemptParts, record: AttemptRecord, verdict: Verdict) -> Outcome:

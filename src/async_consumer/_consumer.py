@@ -232,6 +232,10 @@ class Consumer:
         assert outcome is not None  # no gate: it always starts
         return outcome
 
+    def completed_earlier(self, lease: Lease) -> Outcome | None:
+        """The lease's outcome from an earlier attempt that completed unrecorded (its files)."""
+        return self._admission.completed_earlier(lease)
+
     def run_batch(
         self, trials: Iterable[Trial | Lease] = (), *, max_broken: int | None = None
     ) -> AbstractAsyncContextManager[Batch]:

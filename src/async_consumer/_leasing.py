@@ -12,8 +12,9 @@ Lanes with nothing to reserve do not each poll the store: one of them does (see 
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import logging
+import os
 import random
 from collections import deque
 from collections.abc import Callable, Collection
@@ -22,8 +23,8 @@ from typing import Self
 import anyio
 
 from ._consumer import Consumer
-from ._errors import LeaseLost, TrialFilesError
-from ._models import Lease, Outcome, Reason, Status, TrialStatus
+from ._errors import TrialFilesError
+from ._models import Lease, Outcome, Reason, TrialStatus
 from .stores import TrialStore
 from .stores._retrying import Outage, RetryingStore
 
@@ -176,53 +177,47 @@ class Leasing:
             self._alone.set()
             self._alone = None
 
-    def started(self) -> None:
-        """A trial's files were created: the disk is fine again."""
-        self._file_faults = 0
-
     async def hand_back(self, lease: Lease, why: str) -> None:
-        """Give a trial back to the queue, not held (its attempt records why)."""
-        outcome = Outcome(
-            trial_id=lease.trial_id,
-            attempt=lease.trial.attempt,
-            status=Status.INTERRUPTED,
-            reason=Reason.CANCELLED,
-            message=f"not run: {why}",
-        )
-        with anyio.CancelScope(shield=True), contextlib.suppress(LeaseLost):
-            await self.store.finish(lease, outcome)
+        """Give back a trial whose attempt never started, its attempt number with it (unused)."""
+        with anyio.CancelScope(shield=True):
+            await self.store.unreserve(lease)
+        logger.info("given back, not started: %s", why, extra={"trial_id": lease.trial_id})
 
     async def give_back(self, lease: Lease, exc: TrialFilesError) -> None:
         """
-        Requeue a trial this host could not start, without counting a loss; pause the lanes.
+        Hand back a trial this host could not start, without counting a loss; pause the lanes.
 
         Raises:
             TrialFilesError: ``max_file_faults`` failures in a row.
         """
         self._file_faults += 1
-        outcome = Outcome(
-            trial_id=lease.trial_id,
-            attempt=lease.trial.attempt,
-            status=Status.INTERRUPTED,
-            reason=Reason.HOST_FAULT,
-            message=f"not started: {exc}",
-        )
         with anyio.CancelScope(shield=True):
-            await self.store.finish(lease, outcome, requeue=True)
+            await self.store.unreserve(lease)
+        self._pause(lease, exc, "trial given back")
+
+    def ran(self, lease: Lease, outcome: Outcome) -> None:
+        """
+        A trial ran (its outcome recorded): the disk is fine again, unless it failed for want of
+        space (``disk_full``): then the lanes pause, as after a failure to create trials' files.
+
+        Raises:
+            TrialFilesError: ``max_file_faults`` such faults in a row.
+        """
+        if outcome.reason is not Reason.DISK_FULL:
+            self._file_faults = 0
+            return
+        self._file_faults += 1
+        full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._pause(lease, TrialFilesError(outcome.working_dir, full), "the trial failed")
+
+    def _pause(self, lease: Lease, exc: TrialFilesError, what: str) -> None:
         if self._file_faults >= self.max_file_faults:
             raise exc
         delay = min(30.0, self.file_fault_backoff * 2.0 ** (self._file_faults - 1))
         delay *= random.uniform(0.75, 1.25)
         self._paused_until = max(self._paused_until, anyio.current_time() + delay)
-        extra = {"trial_id": lease.trial_id}
-        logger.warning(
-            "%s; trial given back, pausing %.1f s (%d/%d)",
-            exc,
-            delay,
-            self._file_faults,
-            self.max_file_faults,
-            extra=extra,
-        )
+        extra, counts = {"trial_id": lease.trial_id}, (self._file_faults, self.max_file_faults)
+        logger.warning("%s; %s, pausing %.1f s (%d/%d)", exc, what, delay, *counts, extra=extra)
 
     async def may_leave(self, interrupted: Collection[str] = ()) -> bool:
         """

@@ -64,6 +64,9 @@ class Reason(StrEnum):
     HOST_FAULT = "host_fault"
     """The worker's host could not start it (its files could not be created): not the trial's
     fault, so it goes back to the queue without counting a loss."""
+    DISK_FULL = "disk_full"
+    """It failed while the file system of its working directory was full (checked when it
+    ended): the host's fault, not the script's, so it is interrupted and runs again."""
 
 
 class Trial(BaseModel):

@@ -5,13 +5,16 @@ Handing dead workers' trials back to the queue: at once for a dead process on th
 Any live worker does this on a timer, so a dead worker's trials are re-run even when no one
 happens to be reserving at that moment. A lease whose holder is a process of this host that is
 gone (its pid no longer runs, or runs a process started at another time) is reclaimed at the
-first look, not after three heartbeats: a rerun of a killed ``run`` resumes at once.
+first look, not after three heartbeats: a rerun of a killed ``run`` resumes at once. A stale
+lease whose holder is a process of this host that still runs (frozen, or too busy to beat) is
+reclaimed after ``lost_after`` heartbeats like any other, but counts no loss against its trial:
+the worker, not the trial, stopped; any worker may run it again at once, even a busy one.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import anyio
 
@@ -60,15 +63,23 @@ class Reclaimer:
         """Look now, then every interval, until cancelled (a store error is raised)."""
         while True:
             held = await self.store.held_leases(f"{self.host}/")
-            await self.reclaim_dead(held)
+            gone = {holder: is_gone(holder, self.host) for holder in {lease[2] for lease in held}}
+            await self.reclaim_dead(held, gone)
             await self.reclaim_orphans(held)
             if not self._is_just_back():
-                await self.reclaim_stale()
+                alive = [holder for holder, is_dead in gone.items() if not is_dead]
+                await self.reclaim_stale(alive)
             await anyio.sleep(self.interval)
 
-    async def reclaim_dead(self, held: Sequence[HeldLease]) -> list[str]:
-        """Reclaim the leases (of those ``held`` on this host) whose process is gone."""
-        gone = {holder: is_gone(holder, self.host) for holder in {lease[2] for lease in held}}
+    async def reclaim_dead(
+        self, held: Sequence[HeldLease], gone: Mapping[str, bool] | None = None
+    ) -> list[str]:
+        """
+        Reclaim the leases (of those ``held`` on this host) whose process is gone (``gone``:
+        whether each of their holders is, if already known).
+        """
+        if gone is None:
+            gone = {holder: is_gone(holder, self.host) for holder in {lease[2] for lease in held}}
         dead = [lease for lease in held if gone[lease[2]]]
         if not dead:
             return []
@@ -101,10 +112,14 @@ class Reclaimer:
             logger.warning("reclaimed: %s", message, extra={"trial_id": trial_id})
         return reclaimed
 
-    async def reclaim_stale(self) -> list[str]:
-        """Reclaim the leases whose last heartbeat is ``lost_after`` intervals old."""
+    async def reclaim_stale(self, alive: Collection[str] = ()) -> list[str]:
+        """
+        Reclaim the leases whose last heartbeat is ``lost_after`` intervals old; those held by
+        ``alive`` holders (processes of this host that still run: frozen or overloaded) count
+        no loss against their trials.
+        """
         older_than = self.lost_after * self.interval
-        reclaimed = await self.store.reclaim_stale(older_than, spare=self.spare)
+        reclaimed = await self.store.reclaim_stale(older_than, spare=self.spare, alive=alive)
         for trial_id in reclaimed:
             logger.warning(
                 "reclaimed from a worker that stopped beating", extra={"trial_id": trial_id}

@@ -23,12 +23,13 @@ import anyio
 from ._admission import Place, lanes
 from ._commit import GroupCommit
 from ._consumer import Consumer
-from ._errors import LeaseLost, StoreError, TrialFilesError
+from ._errors import StoreError, StoreUnavailable, TrialFilesError
 from ._fleet import WorkerInfo, WorkerState
 from ._leasing import Leasing, link_store
 from ._models import Lease, Outcome, Status, Trial
 from ._presence import Presence
 from ._reclaim import Reclaimer
+from ._recording import Recorder
 from ._resume import ResumePolicy, interrupted_itself, stopped_here
 from ._retry import log_retry, retry_delay
 from ._supervise.holder import holder_name
@@ -98,13 +99,13 @@ class Worker:
         self._host = host = socket.gethostname()
         self._name = name or f"{host}:{os.getpid()}"
         holder, faults = holder_name(host), (max_file_faults, self.file_fault_backoff)
-        self._commits = GroupCommit(link)
         self._leasing = leasing = Leasing(link, self._name, host, holder, *faults)
         known = leasing.holding.keys  # its own leases: spared, or orphans if it knows not of them
         self._reclaimer = Reclaimer(link, host, consumer.heartbeat, lost_after, holder, known)
         self._follow, self._poll, self._max_broken = follow, poll, max_broken
         self._on_outcome = on_outcome
         self._resume, self._tally = resume or ResumePolicy(), Tally()
+        self._recorder = Recorder(link, GroupCommit(link), self._tally, self._resume)
         self._interrupted: set[str] = set()
         self._job, self._reserve_until = (job_id, task_id), reserve_until
         self._left_on: str | None = None  # the signal it was told to leave by
@@ -195,6 +196,7 @@ class Worker:
     def leave(self, signal_name: str) -> None:
         """Reserve nothing more, stop every running trial; what does not complete is preempted."""
         self._left_on = self._left_on or signal_name
+        self._recorder.leave()  # an outcome the store cannot take now stays on disk
         self._consumer.interrupt()
 
     def info(self) -> WorkerInfo:
@@ -227,7 +229,7 @@ class Worker:
                 await run_copies(lane, lanes(self.consumer.max_concurrency, self._max_broken))
                 tg.cancel_scope.cancel()
                 await self._until_error(self._leasing.release)
-            log_traffic(self.consumer.beats, self._commits, self._tally.ran)
+            log_traffic(self.consumer.beats, self._recorder.commits, self._tally.ran)
         finally:
             await self._presence.record(state=WorkerState.EXITED)
         if self._error is not None:
@@ -238,8 +240,10 @@ class Worker:
         try:
             await work()
         except (StoreError, TrialFilesError) as exc:
-            self._error = self._error or exc
-            self._consumer.interrupt()
+            if not (isinstance(exc, StoreUnavailable) and self._left_on is not None):
+                self._error = self._error or exc  # (leaving, an unreachable store is no error)
+            if not isinstance(exc, TrialFilesError):  # a full disk: its running trials end
+                self._consumer.interrupt()
         if then is not None:
             then()
 
@@ -271,26 +275,21 @@ class Worker:
             await self._leasing.hand_back(lease, "its script interrupted itself earlier here")
             return
         try:
-            outcome = stopped_here(await self.consumer.run(lease, place=place), self._left_on)
+            outcome = await self._recorder.run(self.consumer, lease, place)
         except TrialFilesError as exc:
             await self._leasing.give_back(lease, exc)
             return
         except BaseException as exc:  # nothing ran (or the caller's error): nothing kept
             await self._leasing.hand_back(lease, f"{type(exc).__name__}: {exc}")
             raise
-        self._leasing.started()
+        if outcome is None:  # it never started (the worker halted first): undone
+            return
+        outcome = stopped_here(outcome, self._left_on)
         if interrupted_itself(outcome):
             self._interrupted.add(outcome.trial_id)
         delay = retry_delay(self.consumer.retry, outcome, halted=self.is_halted)
         requeue = delay is not None
-        try:
-            # shielded: a finish cancelled after its commit would lose the result
-            with anyio.CancelScope(shield=True):
-                hold = 0.0 if requeue else self._resume.hold(outcome)
-                await self._commits.finish(lease, outcome, requeue=requeue, hold=hold)
-        except LeaseLost as exc:
-            self._tally.rejected += 1
-            logger.warning("result not recorded: %s", exc, extra={"trial_id": lease.trial_id})
+        if not await self._recorder.finish(lease, outcome, requeue):
             return
         if delay is not None:
             log_retry(outcome, delay)
@@ -298,3 +297,4 @@ class Worker:
         self._tally.count(outcome, broken=outcome.status is Status.BROKEN and not requeue)
         if self._on_outcome is not None:
             self._on_outcome(outcome)
+        self._leasing.ran(lease, outcome)  # a full disk: a fault of this host

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import anyio
@@ -12,7 +12,7 @@ import pytest
 
 from async_consumer._errors import LeaseLost, StoreError, StoreUnavailable
 from async_consumer._models import Lease, Outcome, Status, Trial, TrialStatus
-from async_consumer.stores import MemoryStore, SQLiteStore
+from async_consumer.stores import Finish, MemoryStore, SQLiteStore
 from async_consumer.stores._retrying import Outage, RetryingStore
 
 
@@ -59,6 +59,10 @@ class Flaky(MemoryStore):
             msg = "connection reset after the commit"
             raise StoreUnavailable(msg)
         return status
+
+    async def finish_many(self, items: Sequence[Finish]) -> list[TrialStatus | LeaseLost]:
+        self._maybe_fail()
+        return await super().finish_many(items)
 
 
 def _link(store: Flaky, limit: float = 30.0) -> RetryingStore:
@@ -130,18 +134,56 @@ async def test_a_finish_committed_before_its_answer_was_lost_counts() -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_finish_is_retried_only_while_the_lease_can_be_valid() -> None:
-    """Once the lease has run out during an outage, the finish gives up as LeaseLost."""
+async def test_a_finish_outlives_its_lease_and_is_recorded() -> None:
+    """A finish is retried past its lease's local end: the store, back, records the outcome."""
+    flaky = Flaky()
+    await flaky.add([Trial(id="a"), Trial(id="b")])
+    link = _link(flaky)
+    link.lease_seconds = 0.001
+    a, b = await link.reserve_many("w", 2)
+    flaky.failures = 30
+    await anyio.sleep(0.01)  # the leases have run out by the local clock
+    done_a = Outcome(trial_id="a", attempt=1, status=Status.COMPLETED)
+    done_b = Outcome(trial_id="b", attempt=1, status=Status.COMPLETED)
+    with anyio.fail_after(10):
+        assert await link.finish(a, done_a) is TrialStatus.COMPLETED
+        flaky.failures = 30
+        assert await link.finish_many([Finish(b, done_b)]) == [TrialStatus.COMPLETED]
+    assert flaky.failures == 0
+    assert (await flaky.get("a")).outcome == done_a
+    assert (await flaky.get("b")).outcome == done_b
+
+
+@pytest.mark.asyncio
+async def test_a_late_finish_is_refused_once_the_lease_moved_on() -> None:
+    """The store, back, refuses a finish whose lease another worker took meanwhile."""
     flaky = Flaky()
     await flaky.add([Trial(id="a")])
     link = _link(flaky)
-    link.lease_seconds = 0.05
+    lease = await link.reserve("w")
+    assert lease is not None
+    await flaky.reclaim_stale(0.0)
+    assert await flaky.reserve("other") is not None
+    flaky.failures = 5
+    done = Outcome(trial_id="a", attempt=1, status=Status.COMPLETED)
+    with anyio.fail_after(10), pytest.raises(LeaseLost):
+        await link.finish(lease, done)
+
+
+@pytest.mark.asyncio
+async def test_a_leaving_worker_gives_up_its_finishes() -> None:
+    """After give_up, a finish the store does not take is given up at once."""
+    flaky = Flaky()
+    await flaky.add([Trial(id="a")])
+    link = _link(flaky)
     lease = await link.reserve("w")
     assert lease is not None
     flaky.failures = 10**9
+    link.outage.give_up()
     done = Outcome(trial_id="a", attempt=1, status=Status.COMPLETED)
-    with anyio.fail_after(10), pytest.raises(LeaseLost, match="until the lease ran out"):
+    with anyio.fail_after(10), pytest.raises(StoreUnavailable):
         await link.finish(lease, done)
+    assert flaky.failures == 10**9 - 1
 
 
 def test_the_outage_limit_must_be_positive() -> None:

@@ -68,3 +68,47 @@ async def test_a_trial_is_broken_at_its_third_loss_by_default(make_store: MakeSt
     stored = await store.get("t0")
     assert (stored.status, stored.lost_count) == (TrialStatus.BROKEN, 3)
     assert await store.reserve("w") is None
+
+
+@pytest.mark.asyncio
+async def test_a_stale_lease_of_a_live_holder_counts_no_loss(store: TrialStore) -> None:
+    """A stale lease whose holder still runs is interrupted without a loss; a silent one counts."""
+    await store.add(make_trials(2))
+    frozen = await store.reserve("w1", holder="h/100/555")
+    dead = await store.reserve("w2", holder="h/200/555")
+    assert frozen is not None and dead is not None
+    reclaimed = await store.reclaim_stale(0.0, alive=["h/100/555"])
+    assert sorted(reclaimed) == ["t0", "t1"]
+    alive, silent = await store.get("t0"), await store.get("t1")
+    assert (alive.status, alive.lost_count) == (TrialStatus.INTERRUPTED, 0)
+    last = alive.attempts[-1].outcome
+    assert last is not None and (last.status, last.reason) == (
+        Status.INTERRUPTED,
+        Reason.LEASE_LOST,
+    )
+    assert "still ran" in last.message
+    assert (silent.status, silent.lost_count) == (TrialStatus.INTERRUPTED, 1)
+    last = silent.attempts[-1].outcome
+    assert last is not None and last.status is Status.LOST
+    # the trial is no suspect: a worker that runs other trials reserves it
+    again = await store.reserve("w3", holder="h/300/555", suspects=False)
+    assert again is not None and again.trial_id == "t0"
+
+
+@pytest.mark.asyncio
+async def test_unreserve_gives_the_attempt_number_back(store: TrialStore) -> None:
+    """A reservation undone leaves no attempt; the next one has the same number; fenced."""
+    await store.add(make_trials(1))
+    first = await store.reserve("w", holder="h/1/2")
+    assert first is not None
+    assert await store.unreserve(first) is True
+    assert await store.unreserve(first) is False  # no longer reserved: nothing changes
+    stored = await store.get("t0")
+    assert (stored.status, stored.lost_count, stored.attempts) == (TrialStatus.NEW, 0, ())
+    again = await store.reserve("w", holder="h/1/2")
+    assert again is not None and again.trial.attempt == first.trial.attempt == 1
+    await store.finish(again, outcome(again, Status.BROKEN))
+    third = await store.reserve("w")
+    assert third is None  # broken: not pending
+    stored = await store.get("t0")
+    assert [a.number for a in stored.attempts] == [1]

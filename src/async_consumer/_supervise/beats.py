@@ -101,27 +101,48 @@ class BeatCoalescer:
         self.lateness: deque[float] = deque(maxlen=100_000)
         """Seconds from each tick's due time to its write's end."""
         self._kept: dict[Kept, None] = {}  # an ordered set: the next leader is the oldest
+        self.on_renewed: Callable[[float | None], None] | None = None
+        """Called with the time (``anyio.current_time``) of the oldest renewal of a lease kept
+        now, after each write and when the first lease is kept (``None``: none is kept)."""
         self._leader: Kept | None = None
         self._next_tick = -math.inf
 
     async def keep(
-        self, lease: Lease, on_lost: Callable[[str], None], *, max_failures: int | None = None
+        self,
+        lease: Lease,
+        on_lost: Callable[[str], None],
+        *,
+        max_failures: int | None = None,
+        kept: Kept | None = None,
     ) -> None:
         """
         Keep ``lease`` renewed until cancelled; call ``on_lost`` and return once it is gone.
 
         The first renewal comes about an interval after the call (the reservation counts as
-        a beat); the lease is gone when the store says so, or after the failures that end a
-        single beat loop (:class:`.heartbeat.BeatState`).
+        a beat), or after ``kept`` was entered (:meth:`enter`, its lease kept since); the lease
+        is gone when the store says so, or after the failures that end a single beat loop
+        (:class:`.heartbeat.BeatState`).
         """
-        await self.hold(self.enter(lease, max_failures=max_failures), on_lost)
+        await self.hold(kept or self.enter(lease, max_failures=max_failures), on_lost)
 
     def enter(self, lease: Lease, *, max_failures: int | None = None) -> Kept:
         """Count ``lease`` among those kept, for :meth:`hold` (whose task may start later)."""
         failures = self.max_failures if max_failures is None else max_failures
         mine = Kept(lease, BeatState(self.interval, failures, lease.trial_id))
         self._kept[mine] = None
+        if len(self._kept) == 1:
+            self.tell_renewed()
         return mine
+
+    def tell_renewed(self) -> None:
+        """Call ``on_renewed`` now (the oldest renewal of the leases kept, ``None`` if none)."""
+        if self.on_renewed is not None:
+            self.on_renewed(min((kept.state.last_ok for kept in self._kept), default=None))
+
+    def drop(self, mine: Kept) -> None:
+        """Stop keeping a lease :meth:`enter` counted and no task holds (its trial never ran)."""
+        if self._kept.pop(mine, 0) is None and not self._kept:
+            self.tell_renewed()
 
     async def hold(self, mine: Kept, on_lost: Callable[[str], None]) -> None:
         """
@@ -136,6 +157,8 @@ class BeatCoalescer:
                     await mine.wake  # no frame of its own: ten thousand tasks wait here
         finally:
             del self._kept[mine]
+            if not self._kept:
+                self.tell_renewed()
             if self._leader is None:
                 self._hand_over()
         if mine.lost is not None:
@@ -191,6 +214,7 @@ class BeatCoalescer:
                 else:
                     kept.state.succeeded(began)
             self._next_tick = began + self.interval
+            self.tell_renewed()
         self.writes += 1
         self.lateness.append(anyio.current_time() - due)
 

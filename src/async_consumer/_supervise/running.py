@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVarTuple, Unpack
 
 import anyio
@@ -11,6 +12,7 @@ import anyio.abc
 
 from .._models import Reason, Status
 from .._trial.classify import Abort
+from .beats import Kept
 from .metrics import MetricsTail
 from .process import ChildProcess
 
@@ -24,6 +26,10 @@ class Running:
     """A trial whose script is running, so that it can be stopped from outside."""
 
     child: ChildProcess
+    started: float = field(default_factory=time.monotonic)
+    """When it started (``time.monotonic``)."""
+    kept: Kept | None = None
+    """Its lease, as the coalescer has kept it since the attempt began (``None``: from now)."""
     scope: anyio.CancelScope | None = None
     """What its wait runs in (its watchers' task group's, if any): cancelled to stop it."""
     abort: Abort | None = None

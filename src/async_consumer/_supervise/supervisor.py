@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Coroutine, KeysView, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -21,14 +22,14 @@ import anyio
 from .._models import Lease, Reason, Status
 from .._trial.classify import Abort
 from .._trial.plan import Plan
-from .beats import coalesced
+from .beats import Kept, coalesced
 from .echo import echo
 from .heartbeat import HeartbeatTarget, beat
+from .leases import LocalLeases
 from .metrics import MetricCallback, MetricsTail, follow
 from .plain import PlainTask
 from .process import ChildProcess, Exit, on_asyncio
 from .running import Running, Watchers
-from .watchdog import Watchdog
 
 logger = logging.getLogger("async_consumer")
 
@@ -42,6 +43,9 @@ SPAWN_IN_THREADS = 64
 SPAWNERS = 4
 """Worker threads that start scripts at once (beside 2 CPU burners, 1,000 started 25 % sooner
 with 4 than with 2; more would pass the 10 threads a process may use)."""
+
+
+Keeper = Callable[[Lease, Callable[[str], None]], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +84,11 @@ class Supervisor:
         # for more execs at once; with few running, on the loop's thread (a hop costs 0.6 ms)
         self._spawners = anyio.CapacityLimiter(SPAWNERS)
         self._starting = anyio.Semaphore(2 * SPAWNERS)  # see starting()
-        self._watchdog: Watchdog | None = None
         self._halted = False
         self._killed = False  # kill() was called: a script spawned since is killed at once
+        beats = None if settings.store is None else self.beats  # (no lease without a store)
+        self.leases = LocalLeases(beats, settings.heartbeat, settings.heartbeat_failures,
+                                  settings.grace, settings.watchdog)  # fmt: skip
 
     @property
     def is_halted(self) -> bool:
@@ -136,11 +142,13 @@ class Supervisor:
                 spawners=self._spawners_now(),
             )
 
-    async def supervise(self, child: ChildProcess, plan: Plan) -> tuple[Exit | None, Abort | None]:
+    async def supervise(
+        self, child: ChildProcess, plan: Plan, kept: Kept | None = None
+    ) -> tuple[Exit | None, Abort | None]:
         """Watch a started script until it ends or is stopped; how it ended, and why stopped."""
         # one frame, not a helper's besides: ten thousand trials wait here at once
-        trial, watchdog = plan.trial, self._watch(child.pid)
-        running = self._running[trial.id] = Running(child)
+        trial, watchdog = plan.trial, self.leases.watch(child.pid)
+        running = self._running[trial.id] = Running(child, kept=kept)
         if self._halted:  # interrupted while it was being spawned: stopped at once
             running.abort_with(_INTERRUPTED)
             if self._killed:
@@ -154,6 +162,7 @@ class Supervisor:
                 running.abort = Abort(Status.BROKEN, Reason.TIMEOUT, message)
         finally:
             exit_ = await child.stop(self.settings.grace)
+            self.leases.explain(running, exit_)  # killed by the watchdog?
             del self._running[trial.id]
             if running.done is not None:
                 running.done.set()
@@ -184,7 +193,7 @@ class Supervisor:
             running.watch(scope, deadline)
             beat = None
             if lease is not None and beats is not None:
-                kept = beats.enter(lease)
+                kept = running.kept or beats.enter(lease)
                 beat = PlainTask(beats.hold(kept, running.lost), scope, end=kept.end)
             try:
                 await child.wait()
@@ -201,7 +210,7 @@ class Supervisor:
             running.watch(tg.cancel_scope, deadline)
             watchers = Watchers(tg)
             if lease is not None:
-                watchers.start(self._beat(), lease, running.lost)
+                watchers.start(self._beat(running.kept), lease, running.lost)
             if self.settings.echo:
                 watchers.start(echo, plan.trial.id, plan.paths.stdout, plan.paths.stderr)
             if self.settings.follows:
@@ -210,10 +219,10 @@ class Supervisor:
             watchers.stop()
         return tg.cancel_scope.cancelled_caught
 
-    def _beat(self) -> Callable[[Lease, Callable[[str], None]], Coroutine[Any, Any, None]]:
+    def _beat(self, kept: Kept | None) -> Keeper:
         """What keeps a lease renewed: the coalescer (one write a tick), or a beat loop."""
         if self.beats is not None:  # the store renews many leases at once
-            return self.beats.keep
+            return partial(self.beats.keep, kept=kept)
         return self._beat_alone
 
     async def _beat_alone(self, lease: Lease, on_lost: Callable[[str], None]) -> None:
@@ -240,14 +249,6 @@ class Supervisor:
             on_stall=running.stalled,
             on_error=running.metric_failed,
         )
-
-    def _watch(self, pgid: int) -> Watchdog | None:
-        if not self.settings.watchdog:
-            return None
-        if self._watchdog is None:
-            self._watchdog = Watchdog(self.settings.grace)
-        self._watchdog.register(pgid)
-        return self._watchdog
 
     async def stop(self, trial_id: str) -> bool:
         """Stop a running trial; ``True`` once it is gone, ``False`` if it was not running."""
@@ -295,6 +296,4 @@ class Supervisor:
 
     def close(self) -> None:
         """Stop the watchdog process, if one was started."""
-        if self._watchdog is not None:
-            self._watchdog.close()
-            self._watchdog = None
+        self.leases.close()

@@ -7,7 +7,10 @@ another worker starts once the lease expires. The watchdog is one small process 
 started with a pipe from it. The consumer writes ``+<pgid>`` when a trial's group starts and
 ``-<pgid>`` once it is gone. When the pipe reaches end of file (the consumer exited, however it
 died), the watchdog sends SIGTERM to every group still listed, waits up to the grace period,
-sends SIGKILL, and exits. It ignores SIGINT and SIGTERM (a Ctrl-C in the terminal reaches the
+sends SIGKILL, and exits. Told when the consumer's leases run out by its clock
+(:meth:`Watchdog.leases_end`, after each heartbeat write), it also stops every group then, unless
+told a later time first: a frozen consumer's trials do not run on beside their re-runs. It
+ignores SIGINT and SIGTERM (a Ctrl-C in the terminal reaches the
 consumer, which stops its trials itself), and lives in a session of its own.
 
 The watchdog itself is ``watchdog_main.py``, run by path so that it imports nothing but the
@@ -62,6 +65,13 @@ class Watchdog:
         text, self._forgotten = "".join(self._forgotten) + line, []
         with contextlib.suppress(BrokenPipeError):  # the watchdog is gone: nothing to tell
             os.write(self._pipe, text.encode())
+
+    def leases_end(self, term_at: float, kill_at: float) -> None:
+        """
+        The consumer's leases run out at ``kill_at`` (``time.monotonic``): unless told a later
+        time first, the watchdog sends every group SIGTERM at ``term_at``, SIGKILL at ``kill_at``.
+        """
+        self._send(f"@{term_at:.3f} {kill_at:.3f}\n")
 
     def register(self, pgid: int) -> None:
         """Watch a process group from now on (told at once, with the groups forgotten since)."""

@@ -1,14 +1,21 @@
 """
-The watchdog process (see ``_watchdog.py``): kill the listed process groups once stdin closes.
+The watchdog process (see ``watchdog.py``): kill the listed process groups once stdin closes,
+or once the consumer's leases run out.
 
 Reads ``+<pgid>`` and ``-<pgid>`` lines; at end of file, SIGTERM to every group still listed,
-the grace period, SIGKILL. Standard library only: it is started by path, not as a module of
-the package, so it costs no imports.
+the grace period, SIGKILL. A line ``@<term> <kill>`` (``time.monotonic`` seconds, the same
+clock in every process of the machine) says when the consumer's leases run out by its clock:
+if no later line comes first and the consumer is frozen (stopped: SIGSTOP, a debugger), every
+group listed gets SIGTERM at ``term`` and SIGKILL at ``kill``, before any other worker may take
+their trials. A consumer that runs, however slowly, stops its own trials when it learns that
+their leases are lost: a busy event loop must not cost healthy trials. Standard library only: it is started by path, not as a module of the package,
+so it costs no imports.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import select
 import signal
@@ -48,31 +55,79 @@ def _main(grace: float = 5.0, poll: float = POLL) -> None:
     hangup = select.poll()
     hangup.register(0, 0)  # no event asked for: only the pipe's hang-up (or an error) wakes it
     pending = b""
-    while (chunk := _read_when_due(0, hangup, poll)) is not None:
+    leases = _Leases()
+    while (chunk := _read_when_due(0, hangup, leases.wait(poll))) is not None:
         *lines, pending = (pending + chunk).split(b"\n")
         for line in lines:
             if line[:1] == b"+":
                 groups.add(int(line[1:]))
             elif line[:1] == b"-":
                 groups.discard(int(line[1:]))
+            elif line[:1] == b"@":
+                term, kill = line[1:].split()
+                leases.renewed(float(term), float(kill))
+        leases.enforce(groups)
     _kill_groups(groups, grace)
+
+
+class _Leases:
+    """When the consumer's leases run out by its clock, and the signals sent for it so far."""
+
+    def __init__(self) -> None:
+        self.term_at = self.kill_at = math.inf
+        self.sent: dict[int, int] = {}  # pgid -> the last signal sent for the leases' end
+
+    def renewed(self, term_at: float, kill_at: float) -> None:
+        self.term_at, self.kill_at = term_at, kill_at
+        self.sent.clear()
+
+    def wait(self, poll: float) -> float:
+        """Seconds until the next look: ``poll``, or less when a signal falls due sooner."""
+        due = self.kill_at if self.sent else self.term_at
+        return max(0.0, min(poll, due - time.monotonic()))
+
+    def enforce(self, groups: set[int]) -> None:
+        """Signal every group listed once the leases have run out (SIGTERM, then SIGKILL)."""
+        now = time.monotonic()
+        if now < self.term_at or not groups or not _is_stopped(os.getppid()):
+            return
+        sig = signal.SIGKILL if now >= self.kill_at else signal.SIGTERM
+        for pgid in groups:
+            if self.sent.get(pgid) != sig:
+                self.sent[pgid] = sig
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pgid, sig)
+
+
+def _is_stopped(pid: int) -> bool:
+    """Whether the process is stopped (``T``: SIGSTOP; ``t``: a debugger), as /proc says."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in (b"T", b"t")
 
 
 def _read_when_due(fd: int, hangup: select.poll, poll: float) -> bytes | None:
     """
-    What the pipe holds (``None`` at end of file), looked at every ``poll`` seconds, and at
-    once when the consumer's end closes (it exited, or died).
+    What the pipe holds (``None`` at end of file; empty after ``poll`` seconds with nothing),
+    looked at every ``poll`` seconds, and at once when the consumer's end closes (it exited,
+    or died).
 
     Never waiting for the pipe to be readable: a write by the consumer then wakes nobody, so it
     costs the consumer a copy, not a switch to this process for every trial started (a thousand
     starting together on two cores). The hang-up wakes it: a consumer that exits is not kept
     waiting for the next look (a tenth of a second on every run of the command).
     """
-    while True:
-        try:
-            return os.read(fd, 65536) or None
-        except BlockingIOError:
-            hangup.poll(poll * 1000)
+    try:
+        return os.read(fd, 65536) or None
+    except BlockingIOError:
+        hangup.poll(poll * 1000)
+    try:
+        return os.read(fd, 65536) or None
+    except BlockingIOError:
+        return b""
 
 
 if __name__ == "__main__":

@@ -55,6 +55,12 @@ class Outage:
         self.outages = 0
         """How many outages were logged."""
         self._logged = False
+        self.given_up = False
+        """Calls are no longer retried (see :meth:`give_up`)."""
+
+    def give_up(self) -> None:
+        """Retry nothing from now on: a call that fails raises (its worker is leaving)."""
+        self.given_up = True
 
     async def call(self, op: Callable[[], Awaitable[_T]], *, until: float | None = None) -> _T:
         """
@@ -62,7 +68,7 @@ class Outage:
 
         Raises:
             StoreUnavailable: the store has been away longer than ``limit``, or past ``until``
-                (``anyio.current_time``), whichever comes first.
+                (``anyio.current_time``), whichever comes first, or :meth:`give_up` was called.
         """
         delay, failures = self.backoff, 0
         while True:
@@ -71,6 +77,8 @@ class Outage:
             except StoreUnavailable as exc:
                 failures += 1
                 wait = self._failed(exc, failures, until)
+                if self.given_up:
+                    raise
                 await anyio.sleep(min(delay, wait) * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, self.max_backoff)
             else:

@@ -175,6 +175,15 @@ _QUERIES = {
             UPDATE {{s}}.attempts AS a SET outcome = done.outcome FROM done
             WHERE a.trial_id = done.id AND a.number = done.token
         ) SELECT id, token, status FROM done""",
+    "unreserve": """
+        WITH undone AS (
+            UPDATE {s}.trials SET status = CASE WHEN token > 1 THEN 'interrupted' ELSE 'new' END,
+                token = token - 1
+            WHERE id = $1 AND token = $2 AND status = 'reserved' RETURNING id
+        ), gone AS (
+            DELETE FROM {s}.attempts WHERE trial_id = $1 AND number = $2
+                AND EXISTS (SELECT 1 FROM undone)
+        ) SELECT count(*) FROM undone""",
     "held": """
         SELECT id, token, holder FROM {s}.trials
         WHERE status = 'reserved' AND starts_with(holder, $1) AND holder != ''""",
@@ -196,14 +205,16 @@ _QUERIES = {
             UPDATE {s}.attempts SET outcome = $6 FROM done WHERE trial_id = $1 AND number = $2
         ) SELECT status FROM done""",
     "reclaim": """
-        UPDATE {s}.trials SET lost_count = lost_count + 1,
-            status = CASE WHEN lost_count + 1 > $1 THEN 'broken' ELSE 'interrupted' END
+        UPDATE {s}.trials SET lost_count = lost_count
+                + CASE WHEN holder = ANY($4::text[]) THEN 0 ELSE 1 END,
+            status = CASE WHEN NOT holder = ANY($4::text[]) AND lost_count + 1 > $1
+                THEN 'broken' ELSE 'interrupted' END
         WHERE seq IN (
             SELECT seq FROM {s}.trials
             WHERE status = 'reserved' AND heartbeat_at <= now() - make_interval(secs => $2)
                 AND ($3::text = '' OR holder != $3::text)
             FOR UPDATE SKIP LOCKED
-        ) RETURNING id, token""",
+        ) RETURNING id, token, holder = ANY($4::text[])""",
     "end": "UPDATE {s}.attempts SET outcome = $1 WHERE trial_id = $2 AND number = $3",
     "get": _TRIALS.format(where="WHERE id = $1"),
     **{

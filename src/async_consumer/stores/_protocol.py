@@ -124,12 +124,24 @@ class TrialStore(Protocol):
         """
         ...
 
-    async def reclaim_stale(self, older_than: float, *, spare: str = "") -> builtins.list[str]:
+    async def unreserve(self, lease: Lease) -> bool:
+        """
+        Undo a reservation whose attempt never started, if the lease is still current: the
+        trial is pending again, and its attempt number (the token) is given back, the attempt
+        gone from its record. ``False``: the lease had moved on, nothing changed.
+        """
+        ...
+
+    async def reclaim_stale(
+        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
+    ) -> builtins.list[str]:
         """
         Interrupt reserved trials whose last beat is ``older_than`` seconds old or more.
 
         Leases whose holder is ``spare`` (when given) are left alone: a worker never reclaims
-        what it runs itself.
+        what it runs itself. Those whose holder is among ``alive`` (a process known to still
+        run: frozen or overloaded, not dead) are interrupted without counting a loss: the
+        trial did not kill its worker.
         """
         ...
 

@@ -29,11 +29,15 @@ class RetryingStore(StoreBase):
     """
     A store whose every call is retried through an :class:`Outage` while the store is away.
 
-    A ``finish`` is retried while the lease can still be valid: ``lease_seconds`` after its
-    last successful reservation or heartbeat (or, without ``lease_seconds``, for the whole
-    outage limit). If a finish that failed in flight was in fact committed, its retry is told
-    ``LeaseLost``; the link then reads the trial back and returns normally when the attempt
-    already holds this outcome, so a completed result is never reported as rejected.
+    A ``finish`` is retried until the store answers (up to the outage limit), however long
+    ago its lease was last renewed: the token fences it, so the store records the outcome if
+    the lease is still current and refuses it (``LeaseLost``) if the trial moved on; a local
+    timer never throws a finished result away. After ``outage.give_up()`` (the worker is
+    leaving), a call the store does not answer at once is given up (``StoreUnavailable``): a
+    finished attempt's files on disk keep its outcome for the next holder of the trial. If a finish that failed
+    in flight was in fact committed, its retry is told ``LeaseLost``; the link then reads the
+    trial back and returns normally when the attempt already holds this outcome, so a
+    completed result is never reported as rejected.
 
     Args:
         store: the store to call.
@@ -134,77 +138,41 @@ class RetryingStore(StoreBase):
                 raise
 
         try:
-            return await self.outage.call(once, until=self._lease_end(key))
+            return await self.outage.call(once)
         except LeaseLost:
             if not failed:
                 raise
             return await self._already_finished(lease, outcome)
-        except StoreUnavailable as exc:
-            if self.outage.down_since is not None and self._past_limit():
-                raise
-            msg = f"the store was unreachable until the lease ran out ({exc})"
-            raise LeaseLost(lease.trial_id, msg) from exc
         finally:
             self._beaten.pop(key, None)
 
     async def finish_many(self, items: Sequence[Finish]) -> builtins.list[TrialStatus | LeaseLost]:
         """
-        Record outcomes, each retried while its lease can be valid; see ``TrialStore.finish_many``.
+        Record outcomes, retried until the store answers; see ``TrialStore.finish_many``.
 
-        While the store is away, the batch is tried again until the first of its leases may
-        have run out; that item is answered ``LeaseLost`` and the others are tried on. Items a
-        try that failed in flight had in fact recorded are answered with the trial's status.
+        Items a try that failed in flight had in fact recorded are answered with the trial's
+        status.
         """
-        answers: dict[int, TrialStatus | LeaseLost] = {}
-        failed = [False]  # whether a try failed in flight (it may have been committed)
+        failed = False  # whether a try failed in flight (it may have been committed)
+
+        async def once() -> builtins.list[TrialStatus | LeaseLost]:
+            nonlocal failed
+            try:
+                return await self.store.finish_many(items)
+            except StoreUnavailable:
+                failed = True
+                raise
+
         try:
-            while len(answers) < len(items):
-                waiting = [place for place in range(len(items)) if place not in answers]
-                answers.update(await self._finish_some(items, waiting, failed))
+            got = await self.outage.call(once)
         finally:
             for item in items:
                 self._beaten.pop((item.lease.trial_id, item.lease.token), None)
-        return [answers[place] for place in range(len(items))]
-
-    async def _finish_some(
-        self, items: Sequence[Finish], waiting: builtins.list[int], failed: builtins.list[bool]
-    ) -> dict[int, TrialStatus | LeaseLost]:
-        """The answers of the waiting items: all of them, or those whose lease ran out."""
-        batch = [items[place] for place in waiting]
-
-        async def once() -> builtins.list[TrialStatus | LeaseLost]:
-            try:
-                return await self.store.finish_many(batch)
-            except StoreUnavailable:
-                failed[0] = True
-                raise
-
-        until = self._first_end(item.lease for item in batch)
-        try:
-            got = await self.outage.call(once, until=until)
-        except StoreUnavailable as exc:
-            if self._past_limit():
-                raise
-            return self._ran_out(items, waiting, exc)
-        if failed[0]:
+        if failed:
             got = [
-                await self._recorded(item, answer) for item, answer in zip(batch, got, strict=True)
+                await self._recorded(item, answer) for item, answer in zip(items, got, strict=True)
             ]
-        return dict(zip(waiting, got, strict=True))
-
-    def _ran_out(
-        self, items: Sequence[Finish], waiting: builtins.list[int], exc: StoreUnavailable
-    ) -> dict[int, TrialStatus | LeaseLost]:
-        """``LeaseLost`` for each waiting item whose lease may have run out by now."""
-        now, answers = anyio.current_time(), dict[int, TrialStatus | LeaseLost]()
-        msg = f"the store was unreachable until the lease ran out ({exc})"
-        for place in waiting:
-            lease = items[place].lease
-            end = self._lease_end((lease.trial_id, lease.token))
-            if end is not None and end <= now:
-                answers[place] = lost = LeaseLost(lease.trial_id, msg)
-                lost.__cause__ = exc
-        return answers
+        return got
 
     async def _recorded(
         self, item: Finish, answer: TrialStatus | LeaseLost
@@ -216,10 +184,6 @@ class RetryingStore(StoreBase):
             return await self._already_finished(item.lease, item.outcome)
         except LeaseLost:
             return answer
-
-    def _past_limit(self) -> bool:
-        down = self.outage.down_since
-        return down is not None and anyio.current_time() - down >= self.outage.limit
 
     async def _already_finished(self, lease: Lease, outcome: Outcome) -> TrialStatus:
         """The trial's status if this outcome was recorded by a try that seemed to fail."""
@@ -235,6 +199,13 @@ class RetryingStore(StoreBase):
             return None
         return began + self.lease_seconds
 
+    async def unreserve(self, lease: Lease) -> bool:
+        """Undo a reservation that never started; see ``TrialStore.unreserve``."""
+        try:
+            return await self.outage.call(lambda: self.store.unreserve(lease))
+        finally:
+            self._beaten.pop((lease.trial_id, lease.token), None)
+
     async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
         """The current leases held from ``prefix``; see ``TrialStore.held_leases``."""
         return await self.outage.call(lambda: self.store.held_leases(prefix))
@@ -243,9 +214,13 @@ class RetryingStore(StoreBase):
         """Interrupt these leases if still current; see ``TrialStore.reclaim_leases``."""
         return await self.outage.call(lambda: self.store.reclaim_leases(leases, message))
 
-    async def reclaim_stale(self, older_than: float, *, spare: str = "") -> builtins.list[str]:
+    async def reclaim_stale(
+        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
+    ) -> builtins.list[str]:
         """Interrupt stale leases; see ``TrialStore.reclaim_stale``."""
-        return await self.outage.call(lambda: self.store.reclaim_stale(older_than, spare=spare))
+        return await self.outage.call(
+            lambda: self.store.reclaim_stale(older_than, spare=spare, alive=alive)
+        )
 
     async def get(self, trial_id: str) -> StoredTrial:
         """Return one trial; see ``TrialStore.get``."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Collection, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .._models import Lease, Outcome, Reason, Status, TrialStatus
 from ._records import check_hold
@@ -24,6 +24,8 @@ __all__ = [
     "not_renewed",
     "settle",
     "settled_status",
+    "stalled_ends",
+    "stalled_outcome",
     "unique_leases",
 ]
 
@@ -123,6 +125,35 @@ def lost_outcome(trial_id: str, attempt: int, older_than: float) -> Outcome:
         reason=Reason.LEASE_LOST,
         message=message,
     )
+
+
+def stalled_outcome(trial_id: str, attempt: int, older_than: float, alive: bool) -> Outcome:
+    """
+    The outcome recorded on an attempt whose stale lease the store reclaimed: lost, or, when
+    its holder is known to still run (``alive``), interrupted: no loss counted.
+    """
+    if not alive:
+        return lost_outcome(trial_id, attempt, older_than)
+    message = (
+        f"no heartbeat for {older_than:g} s or more while its worker still ran (frozen or "
+        "overloaded, not killed): the store reclaimed the lease, no loss counted"
+    )
+    return Outcome(
+        trial_id=trial_id,
+        attempt=attempt,
+        status=Status.INTERRUPTED,
+        reason=Reason.LEASE_LOST,
+        message=message,
+    )
+
+
+def stalled_ends(rows: Iterable[Sequence[Any]], older_than: float) -> list[tuple[str, str, int]]:
+    """(outcome JSON, trial id, attempt) for each stale lease reclaimed, from ``(id, token,
+    alive)`` rows (see :func:`stalled_outcome`): what the store writes on those attempts."""
+    return [
+        (stalled_outcome(i, n, older_than, bool(alive)).model_dump_json(), i, n)
+        for i, n, alive in rows
+    ]
 
 
 def gone_outcome(trial_id: str, attempt: int, message: str) -> Outcome:

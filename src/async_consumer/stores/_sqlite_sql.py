@@ -119,6 +119,13 @@ ATTEMPT = """
 INSERT INTO attempts (trial_id, number, token, worker, host, reserved_at, heartbeat_at)
 VALUES (:trial_id, :token, :token, :worker, :host, :now, :now)
 """
+UNRESERVE = """
+UPDATE trials SET status = CASE WHEN token > 1 THEN 'interrupted' ELSE 'new' END,
+    token = token - 1
+WHERE id = :id AND token = :token AND status = 'reserved' RETURNING id
+"""
+"""Undo a reservation that never started (the attempt's number is given back)."""
+UNRESERVE_ATTEMPT = "DELETE FROM attempts WHERE trial_id = :id AND number = :token"
 BEAT_MANY = f"""
 UPDATE trials SET heartbeat_at = {NOW}
 FROM (SELECT value ->> 0 AS id, value ->> 1 AS token FROM json_each(?)) AS u
@@ -139,11 +146,14 @@ UPDATE trials SET lost_count = lost_count + :lost,
     status = CASE WHEN :lost AND lost_count + 1 > :max_lost THEN 'broken' ELSE :status END
 WHERE id = :id AND status = 'reserved' AND token = :token RETURNING status
 """
+_ALIVE = "holder IN (SELECT value FROM json_each(:alive))"
 RECLAIM = f"""
-UPDATE trials INDEXED BY trials_reserved SET lost_count = lost_count + 1,
-    status = CASE WHEN lost_count + 1 > :max_lost THEN 'broken' ELSE 'interrupted' END
+UPDATE trials INDEXED BY trials_reserved
+SET lost_count = lost_count + (CASE WHEN {_ALIVE} THEN 0 ELSE 1 END),
+    status = CASE WHEN NOT {_ALIVE} AND lost_count + 1 > :max_lost
+        THEN 'broken' ELSE 'interrupted' END
 WHERE status = 'reserved' AND heartbeat_at <= {NOW} - :older_than
-AND (:spare = '' OR holder != :spare) RETURNING id, token
+AND (:spare = '' OR holder != :spare) RETURNING id, token, {_ALIVE}
 """
 HELD = """
 SELECT id, token, holder FROM trials INDEXED BY trials_reserved

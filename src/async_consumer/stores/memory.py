@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import heapq
 import itertools
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, timedelta
 
 import anyio.lowlevel
@@ -16,6 +16,7 @@ from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, StoredTrial, Trial, TrialStatus
 from .._ranking import best_trial
 from ._memory_many import MemoryBatches
+from ._memory_reclaim import MemoryReclaims
 from ._memory_record import Record
 from ._protocol import Finish, HeldLease, StoreBase
 from ._records import check_rerun
@@ -25,16 +26,12 @@ from ._rules import (
     PENDING,
     check_finishes,
     check_max_lost,
-    check_older_than,
-    gone_outcome,
-    lost_outcome,
-    settle,
 )
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(MemoryBatches, StoreBase):
+class MemoryStore(MemoryBatches, MemoryReclaims, StoreBase):
     """
     A ``TrialStore`` kept in memory: nothing survives the process; works on asyncio and trio.
 
@@ -124,17 +121,6 @@ class MemoryStore(MemoryBatches, StoreBase):
             if r.status is TrialStatus.RESERVED and r.holder and r.holder.startswith(prefix)
         ]
 
-    async def reclaim_leases(self, leases: Sequence[HeldLease], message: str) -> builtins.list[str]:
-        """Interrupt these leases if still current; see ``TrialStore.reclaim_leases``."""
-        await anyio.lowlevel.checkpoint()
-        taken = []
-        for trial_id, token, _ in leases:
-            record = self._records.get(trial_id)
-            if record and record.status is TrialStatus.RESERVED and record.token == token:
-                self._settle(record, gone_outcome(trial_id, len(record.attempts), message))
-                taken.append(trial_id)
-        return taken
-
     def _lease(self, record: Record, worker: str, host: str) -> Lease:
         now = datetime.now(UTC)
         lost = record.lost_count
@@ -189,30 +175,6 @@ class MemoryStore(MemoryBatches, StoreBase):
         record.not_before = datetime.now(UTC) + timedelta(seconds=hold) if hold else None
         self._settle(record, item.outcome, item.requeue)
         return record.status
-
-    def _settle(self, record: Record, outcome: Outcome, requeue: bool = False) -> None:
-        record.end_attempt(outcome)
-        record.status, record.lost_count = settle(
-            outcome.status, record.lost_count, self._max_lost, requeue
-        )
-        if record.status in PENDING:
-            heapq.heappush(self._pending, (record.seq, record.trial.id))
-
-    async def reclaim_stale(self, older_than: float, *, spare: str = "") -> builtins.list[str]:
-        """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
-        await anyio.lowlevel.checkpoint()
-        limit = datetime.now(UTC) - timedelta(seconds=check_older_than(older_than))
-        stale = [
-            record
-            for record in self._records.values()
-            if record.status is TrialStatus.RESERVED
-            and record.heartbeat_at is not None
-            and record.heartbeat_at <= limit
-            and not (spare and record.holder == spare)
-        ]
-        for record in stale:
-            self._settle(record, lost_outcome(record.trial.id, len(record.attempts), older_than))
-        return [record.trial.id for record in stale]
 
     async def get(self, trial_id: str) -> StoredTrial:
         """Return one trial with its attempts; see ``TrialStore.get``."""

@@ -34,8 +34,8 @@ from ._rules import (
     check_older_than,
     check_outcome,
     gone_outcome,
-    lost_outcome,
     settled_status,
+    stalled_ends,
 )
 
 __all__ = ["DEFAULT_POOL_SIZE", "PostgresStore"]
@@ -171,6 +171,11 @@ class PostgresStore(PostgresBatches, StoreBase):
         text, token, lost = row
         return new_lease(load_trial(text, token), token, worker, lost)
 
+    async def unreserve(self, lease: Lease) -> bool:
+        """Undo a reservation that never started; see ``TrialStore.unreserve``."""
+        async with self._connection() as conn:
+            return bool(await conn.fetchval(self._q["unreserve"], lease.trial_id, lease.token))
+
     async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
         """The current leases held from ``prefix``; see ``TrialStore.held_leases``."""
         async with self._connection() as conn:
@@ -200,14 +205,14 @@ class PostgresStore(PostgresBatches, StoreBase):
             raise LeaseLost(lease.trial_id)
         return TrialStatus(new)
 
-    async def reclaim_stale(self, older_than: float, *, spare: str = "") -> builtins.list[str]:
+    async def reclaim_stale(self, older_than: float, *, spare: str = "",
+                            alive: Collection[str] = ()) -> builtins.list[str]:  # fmt: skip
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         seconds = float(check_older_than(older_than))
         async with self._connection() as conn, conn.transaction():
-            rows = await conn.fetch(self._q["reclaim"], self._max_lost, seconds, spare)
-            ends = [(lost_outcome(i, n, older_than).model_dump_json(), i, n) for i, n in rows]
-            await conn.executemany(self._q["end"], ends)
-        return [trial_id for trial_id, _ in rows]
+            rows = await conn.fetch(self._q["reclaim"], self._max_lost, seconds, spare, [*alive])
+            await conn.executemany(self._q["end"], stalled_ends(rows, older_than))
+        return [row[0] for row in rows]
 
     async def get(self, trial_id: str) -> StoredTrial:
         """Return one trial with its attempts; see ``TrialStore.get``."""

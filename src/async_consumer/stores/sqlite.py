@@ -37,8 +37,8 @@ from ._rules import (
     check_older_than,
     check_outcome,
     gone_outcome,
-    lost_outcome,
     settled_status,
+    stalled_ends,
 )
 from ._sqlite_file import connect, error, is_busy, path_from_url, transaction
 from ._sqlite_many import SQLiteBatches
@@ -145,6 +145,17 @@ class SQLiteStore(SQLiteBatches, StoreBase):
         trial = load_trial(text, token)
         return new_lease(trial, token, worker, lost)
 
+    async def unreserve(self, lease: Lease) -> bool:
+        """Undo a reservation that never started; see ``TrialStore.unreserve``."""
+        return await self._run(lambda: self._unreserve(lease))
+
+    def _unreserve(self, lease: Lease) -> bool:
+        args = {"id": lease.trial_id, "token": lease.token}
+        if not self._conn.execute(queries.UNRESERVE, args).fetchall():
+            return False
+        self._conn.execute(queries.UNRESERVE_ATTEMPT, args)
+        return True
+
     async def held_leases(self, prefix: str) -> builtins.list[HeldLease]:
         """The current leases held from ``prefix``; see ``TrialStore.held_leases``."""
         rows = await self._run(
@@ -187,17 +198,20 @@ class SQLiteStore(SQLiteBatches, StoreBase):
         sql = "UPDATE attempts SET outcome = ? WHERE trial_id = ? AND number = ?"
         self._conn.executemany(sql, rows)
 
-    async def reclaim_stale(self, older_than: float, *, spare: str = "") -> builtins.list[str]:
+    async def reclaim_stale(
+        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
+    ) -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         check_older_than(older_than)
-        return await self._run(lambda: self._reclaim(older_than, spare))
+        return await self._run(lambda: self._reclaim(older_than, spare, alive))
 
-    def _reclaim(self, older_than: float, spare: str) -> builtins.list[str]:
-        args = {"max_lost": self._max_lost, "older_than": older_than, "spare": spare}
+    def _reclaim(self, older_than: float, spare: str, alive: Collection[str]) -> builtins.list[str]:
+        live = json.dumps(builtins.list(alive))
+        args = {"max_lost": self._max_lost, "older_than": older_than, "spare": spare, "alive": live}
         rows = self._conn.execute(queries.RECLAIM, args).fetchall()
-        ends = [(lost_outcome(i, n, older_than).model_dump_json(), i, n) for i, n in rows]
+        ends = stalled_ends(rows, older_than)
         self._end_attempts(ends)
-        return [trial_id for trial_id, _ in rows]
+        return [row[0] for row in rows]
 
     async def get(self, trial_id: str) -> StoredTrial:
         """Return one trial with its attempts; see ``TrialStore.get``."""
