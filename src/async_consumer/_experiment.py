@@ -8,6 +8,7 @@ picks a new name or a new version, which runs every trial again and keeps the ol
 
 from __future__ import annotations
 
+import json
 import shlex
 from datetime import datetime
 
@@ -27,6 +28,8 @@ class Experiment(BaseModel):
         config: the config template's text, if there is one.
         code_version: the git state of the script's code when the version began, if known.
         created_at: when the store recorded it (the store's clock).
+        search: what it searches, if it is a search (the plan's JSON: its space, sampler,
+            pruner, seed, metric and total number of trials).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -37,6 +40,7 @@ class Experiment(BaseModel):
     config: str | None = None
     code_version: str | None = None
     created_at: datetime | None = None
+    search: str | None = None
 
 
 def differences(recorded: Experiment, asked: Experiment) -> list[str]:
@@ -51,6 +55,25 @@ def differences(recorded: Experiment, asked: Experiment) -> list[str]:
         changes.append(f"the command was {_argv(recorded.command)}, now {_argv(asked.command)}")
     if recorded.config != asked.config:
         changes.append("the config template's text changed")
+    changes.extend(_search_changes(recorded.search, asked.search))
+    return changes
+
+
+def _search_changes(recorded: str | None, asked: str | None) -> list[str]:
+    """What changes of the search: its space, sampler, pruner, seed or metric (not its total)."""
+    if recorded == asked:
+        return []
+    if recorded is None or asked is None:
+        return ["it was a search, now it is not" if asked is None else "it is a search now"]
+    was, now = json.loads(recorded), json.loads(asked)
+    changes = []
+    if was.get("space") != now.get("space"):
+        changes.append("the search space changed")
+    changes.extend(
+        f"the {key} was {was.get(key)}, now {now.get(key)}"
+        for key in ("sampler", "pruner", "seed", "metric")
+        if was.get(key) != now.get(key)
+    )
     return changes
 
 

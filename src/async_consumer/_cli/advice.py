@@ -40,6 +40,9 @@ def advice(counts: dict[TrialStatus, int], *, follow: bool = False) -> list[str]
             f"{_trials(broken)} broken: once the script is fixed, run the same command with "
             f"--rerun broken to run {_them(broken)} again (failed attempts are kept)"
         )
+    pruned = counts.get(TrialStatus.PRUNED, 0)
+    if pruned:
+        lines.append(f"{_trials(pruned)} pruned: stopped early by the search's pruner")
     waiting = counts.get(TrialStatus.NEW, 0) + counts.get(TrialStatus.RESERVED, 0)
     if waiting:
         lines.append(f"{_trials(waiting)} not run yet or still running elsewhere")

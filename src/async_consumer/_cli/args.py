@@ -47,6 +47,36 @@ def _add_trial_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_search_options(parser: argparse.ArgumentParser) -> None:
+    search = parser.add_argument_group("search (priors in the command: --lr~'loguniform(1e-5, 1)')")
+    search.add_argument(
+        "-n",
+        "--max-trials",
+        type=positive_int,
+        metavar="N",
+        help="the search's total number of trials, over every worker (default 100)",
+    )
+    search.add_argument(
+        "--space",
+        metavar="FILE",
+        help="a YAML or JSON file of priors, e.g. lr: loguniform(1e-5, 1)",
+    )
+    search.add_argument(
+        "--sampler",
+        help="random, or with Optuna: tpe (the default then), cmaes, gp, qmc, grid",
+    )
+    search.add_argument("--seed", type=int, help="the sampler's seed (a reproducible search)")
+    search.add_argument(
+        "--pruner",
+        help="with Optuna: median (the default then), asha, hyperband; or none",
+    )
+    search.add_argument(
+        "--metric",
+        metavar="KEY",
+        help="the key of a metrics line the pruner reads (default: the objective's name)",
+    )
+
+
 def _add_execution_options(parser: argparse.ArgumentParser) -> None:
     how = parser.add_argument_group("how each trial runs")
     how.add_argument(
@@ -150,6 +180,11 @@ def _add_worker_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     _store_option(worker, required=True)
     _add_output_options(worker)
+    worker.add_argument(
+        "--experiment",
+        default="default",
+        help="the experiment whose search the worker suggests for, if it is one (default: default)",
+    )
     _add_worker_options(worker)
 
 
@@ -179,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Example: async-consumer run --params grid.jsonl -j 4 -- python train.py --lr {lr}",
     )
     _add_trial_options(run)
+    _add_search_options(run)
     add_rerun_options(run)
     _store_option(run, required=False)
     _add_output_options(run)

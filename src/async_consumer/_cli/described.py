@@ -46,6 +46,8 @@ def consumer_from(args: argparse.Namespace, store: HeartbeatTarget | None = None
         SourceError: no command after ``--``, or a malformed ``--slots``.
     """
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    # a search's command and config template: its priors replaced by placeholders (searching.py)
+    command = getattr(args, "search_command", None) or command
     if not command:
         msg = "no command: put the script to run after --, e.g. -- python train.py --x {x}"
         raise SourceError(msg)
@@ -53,7 +55,7 @@ def consumer_from(args: argparse.Namespace, store: HeartbeatTarget | None = None
         command,
         base_dir=args.base_dir,
         run_in_working_dir=args.cd_trial_dir,
-        config_template=args.config_template,
+        config_template=getattr(args, "search_config", None) or args.config_template,
         env_deny=args.env_deny,
         timeout=args.timeout,
         grace=args.grace,

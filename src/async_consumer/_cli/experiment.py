@@ -44,6 +44,7 @@ async def _asked(args: argparse.Namespace, version: int) -> Experiment:
         command=tuple(command),
         config=config,
         code_version=code,
+        search=getattr(args, "search_plan", None),
     )
 
 

@@ -14,10 +14,12 @@ from .._consumer import Consumer
 from .._errors import ConsumerError
 from .._models import TrialStatus
 from .._resume import ResumePolicy
+from .._search.search import Search, SearchPlan
 from .._signals import handle_signals
 from .._worker import Worker
 from ..stores import TrialStore, open_store, store_from_url
 from ..stores._retrying import Outage, RetryingStore
+from . import searching
 from .adding import Added, add_in_chunks
 from .advice import advice, parse_rerun
 from .checks import writable_dir
@@ -40,6 +42,7 @@ def _make_worker(
     consumer: Consumer,
     view: View,
     place: Placement | None,
+    search: Search | None = None,
 ) -> Worker:
     """The worker the options describe, placed in its batch job when it runs in one."""
     resume = ResumePolicy(getattr(args, "resume_backoff", 5.0), getattr(args, "resume_max", 300.0))
@@ -50,6 +53,7 @@ def _make_worker(
         max_broken=args.max_broken,
         on_outcome=view.outcome,
         resume=resume,
+        search=search,
         **asdict(place or Placement()),  # name, job_id, task_id, reserve_until
     )
 
@@ -85,6 +89,7 @@ async def _work(
     run: Added | None = None,
     place: Placement | None = None,
     early: list[signal.Signals] | None = None,
+    search: Search | None = None,
 ) -> int:
     """
     Run a worker on the store until it is drained (or interrupted); ``run``: run's trials.
@@ -96,7 +101,7 @@ async def _work(
     writable_dir(consumer.base_dir)  # before anything is reserved
     await _check_waiting(store, consumer, run)
     follow = getattr(args, "follow", False)
-    worker = _make_worker(args, store, consumer, view, place)
+    worker = _make_worker(args, store, consumer, view, place, search)
     view.trial_of = worker.running_trial  # an outcome is shown while its lease is held
     watch = handle_signals(consumer) if place is None else handle_worker_signals(worker, early)
     async with consumer, watch as signals:
@@ -130,13 +135,18 @@ async def _conclude(
         counts = await store.counts(worker.trial_ids)
     for line in advice(counts, follow=follow):
         view.note(line)
-    # every trial of the parameter set counts, not only those run now
-    failed = sum(counts.values()) != counts[TrialStatus.COMPLETED]
+    # every trial of the parameter set counts, not only those run now; a pruned one is a
+    # search's decision, not a failure
+    done = counts[TrialStatus.COMPLETED] + counts.get(TrialStatus.PRUNED, 0)
+    failed = sum(counts.values()) != done
     return EXIT_FAILED if failed or worker.is_halted else EXIT_OK
 
 
 async def run(args: argparse.Namespace, view: View) -> int:
-    """``run``: add the parameter set's trials to the store, and run them."""
+    """``run``: add the parameter set's trials to the store, and run them (or search)."""
+    plan = searching.plan_of(args)  # a bad prior: nothing is recorded
+    if plan is not None:
+        return await _search(args, view, plan)
     consumer = consumer_from(args)  # a missing or bad command: nothing is recorded
     source = TrialSource.of(args)
     checked = source.check(consumer.check)  # nor for bad parameters or unknown placeholders
@@ -151,6 +161,22 @@ async def run(args: argparse.Namespace, view: View) -> int:
             checked.close()  # in the store now: the disk they took is not held for the run
             _note_added(view, run, rerun=bool(rerun))
             return await _work(args, store, view, run)
+
+
+async def _search(args: argparse.Namespace, view: View, plan: SearchPlan) -> int:
+    """``run`` with priors: record the search in the store, then suggest and run its trials."""
+    consumer_from(args)  # a missing or bad command: nothing is recorded
+    args.search_plan = plan.to_json()
+    store_url = args.store or default_store_url(args.experiment)
+    async with _linked_store(args, store_url) as store:
+        args.experiment_version, note = await experiment_version(args, store)
+        if note:
+            view.note(note)
+        view.note(
+            f"searching: {plan.n} trials, sampler {plan.sampler}, pruner {plan.pruner}, "
+            f"over {', '.join(plan.space.names)}"
+        )
+        return await _work(args, store, view, search=searching.search_of(args, store, plan))
 
 
 def _note_added(view: View, run: Added, *, rerun: bool) -> None:
@@ -182,4 +208,5 @@ async def worker(args: argparse.Namespace, view: View) -> int:
     with early_signals() as early:
         place = await placement_of(args, os.environ)
         async with _linked_store(args, args.store) as store:
-            return await _work(args, store, view, place=place, early=early)
+            search = await searching.search_for_worker(args, store)
+            return await _work(args, store, view, place=place, early=early, search=search)

@@ -40,7 +40,9 @@ class Metric(BaseModel):
     received_at: datetime
 
 
-MetricCallback = Callable[[Metric], None]
+MetricCallback = Callable[[Metric], object]
+"""Called with each metric line; answering ``True`` stops the trial (pruned), any other answer
+(``None``) lets it run on."""
 
 
 def _parse(line: bytes, trial_id: str, attempt: int) -> Metric | None:
@@ -99,6 +101,8 @@ class MetricsTail:
         self.attempt = attempt
         self.on_metric = on_metric
         self.error: Exception | None = None
+        self.stop: Metric | None = None
+        """The line whose callback answered ``True`` (stop the trial), if one did."""
         self._reader = LineFollower(path)
 
     def read(self, final: bool = False) -> bool:
@@ -121,9 +125,12 @@ class MetricsTail:
         if metric is None or self.on_metric is None or self.error is not None:
             return
         try:
-            self.on_metric(metric)
+            answer = self.on_metric(metric)
         except Exception as exc:  # noqa: BLE001 - the caller's error, kept to be re-raised
             self.error = exc
+            return
+        if answer is True and self.stop is None:
+            self.stop = metric
 
 
 async def follow(
@@ -133,12 +140,14 @@ async def follow(
     stall_timeout: float | None,
     on_stall: Callable[[str], None],
     on_error: Callable[[str], None],
+    on_stop: Callable[[str], None] | None = None,
     poll: float = 0.2,
 ) -> None:
     """
     Poll the metrics file and logs until cancelled; call ``on_stall`` once if progress stops.
 
-    ``on_error`` is called (and following ends) when ``on_metric`` raised.
+    ``on_error`` is called (and following ends) when ``on_metric`` raised; ``on_stop`` when it
+    answered ``True`` for a line (stop the trial: pruned).
     """
     if stall_timeout is not None:
         poll = min(poll, stall_timeout / 4)
@@ -149,6 +158,10 @@ async def follow(
         seen = tail.read()
         if tail.error is not None:
             on_error(f"on_metric raised {type(tail.error).__name__}: {tail.error}")
+            return
+        if tail.stop is not None and on_stop is not None:
+            shown = ", ".join(f"{k}={v}" for k, v in tail.stop.values.items())
+            on_stop(f"pruned at step {tail.stop.step}: {shown}")
             return
         new_sizes = [_size(p) for p in logs]
         if seen or new_sizes != sizes:

@@ -81,6 +81,8 @@ class Supervisor:
         self._spawners = anyio.CapacityLimiter(SPAWNERS)
         self._starting = anyio.Semaphore(2 * SPAWNERS)  # see starting()
         self._watchdog: Watchdog | None = None
+        self.hooks: dict[str, MetricCallback] = {}
+        """Metrics callbacks of single trials (by trial id), used instead of ``on_metric``."""
         self._halted = False
         self._killed = False  # kill() was called: a script spawned since is killed at once
 
@@ -161,7 +163,7 @@ class Supervisor:
                 watchdog.forget(child.pid)
                 if not self._running:  # nothing left to register soon: tell it now
                     watchdog.flush()
-            if running.metrics is not None and self.settings.on_metric is not None:
+            if running.metrics is not None and running.metrics.on_metric is not None:
                 running.metrics.drain()  # the lines written just before the script ended
         if running.metrics is not None and running.metrics.error is not None:
             raise running.metrics.error  # the orchestrator's own error, as itself
@@ -178,7 +180,7 @@ class Supervisor:
         settings, beats = self.settings, self.beats
         lease = plan.lease if settings.store is not None else None
         grouped = lease is not None and (beats is None or not on_asyncio())  # a beat loop; trio
-        if grouped or settings.echo or settings.follows:
+        if grouped or settings.echo or settings.follows or plan.trial.id in self.hooks:
             return await self._wait_watched(plan, running, deadline, lease)
         with anyio.CancelScope() as scope:  # no task group
             running.watch(scope, deadline)
@@ -204,7 +206,7 @@ class Supervisor:
                 watchers.start(self._beat(), lease, running.lost)
             if self.settings.echo:
                 watchers.start(echo, plan.trial.id, plan.paths.stdout, plan.paths.stderr)
-            if self.settings.follows:
+            if self.settings.follows or plan.trial.id in self.hooks:
                 watchers.start(self._follow, plan, running)
             await running.child.wait()
             watchers.stop()
@@ -229,9 +231,8 @@ class Supervisor:
 
     async def _follow(self, plan: Plan, running: Running) -> None:
         paths = plan.paths
-        tail = MetricsTail(
-            plan.trial.id, plan.trial.attempt, paths.metrics, self.settings.on_metric
-        )
+        on_metric = self.hooks.get(plan.trial.id, self.settings.on_metric)
+        tail = MetricsTail(plan.trial.id, plan.trial.attempt, paths.metrics, on_metric)
         running.metrics = tail
         await follow(
             tail=tail,
@@ -239,6 +240,7 @@ class Supervisor:
             stall_timeout=self.settings.stall_timeout,
             on_stall=running.stalled,
             on_error=running.metric_failed,
+            on_stop=running.pruned,
         )
 
     def _watch(self, pgid: int) -> Watchdog | None:

@@ -71,7 +71,17 @@ result of type ``objective`` whose value is a float (a JSON number written with 
 exponent: ``json`` keeps the text, ``jsonb`` would not), after turning an escaped NUL (from a
 script's stderr) into U+FFFD, which ``json`` cannot hold. The completed trials of an older store
 get theirs from their latest attempt's outcome."""
-MIGRATIONS: tuple[str, ...] = (TABLES_V1, JOURNEY_V2, WORKERS_V3, HOLDERS_V4, BEST_V5)
+SEARCH_V6 = "ALTER TABLE {s}.experiments ADD COLUMN search text"
+"""Version 6 (search): what an experiment version searches (its space, sampler, pruner, seed,
+metric and total, as JSON), so that every worker of the store suggests from the same plan."""
+MIGRATIONS: tuple[str, ...] = (
+    TABLES_V1,
+    JOURNEY_V2,
+    WORKERS_V3,
+    HOLDERS_V4,
+    BEST_V5,
+    SEARCH_V6,
+)
 """The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
 schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
 that a store written by an earlier release opens in this one. ``{s}`` is the quoted schema."""
@@ -224,11 +234,12 @@ _QUERIES = {
         UPDATE {s}.trials SET status = 'new', lost_count = 0, not_before = NULL
         WHERE id = ANY($1::text[]) AND status = ANY($2::text[])""",
     "experiment": """
-        SELECT name, version, command, config, code_version, created_at FROM {s}.experiments
+        SELECT name, version, command, config, code_version, created_at, search
+        FROM {s}.experiments
         WHERE name = $1 ORDER BY version DESC LIMIT 1""",
     "add_experiment": """
-        INSERT INTO {s}.experiments (name, version, command, config, code_version)
-        VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, version) DO NOTHING RETURNING 1""",
+        INSERT INTO {s}.experiments (name, version, command, config, code_version, search)
+        VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name, version) DO NOTHING RETURNING 1""",
 }
 
 

@@ -32,7 +32,9 @@ def check_hold(hold: float) -> float:
     return float(hold)
 
 
-def dump_experiment(experiment: Experiment) -> tuple[str, int, str, str | None, str | None]:
+def dump_experiment(
+    experiment: Experiment,
+) -> tuple[str, int, str, str | None, str | None, str | None]:
     """The values of an experiments row, but its creation time (the store's clock sets it)."""
     command = json.dumps(list(experiment.command))
     return (
@@ -41,12 +43,13 @@ def dump_experiment(experiment: Experiment) -> tuple[str, int, str, str | None, 
         command,
         experiment.config,
         experiment.code_version,
+        experiment.search,
     )
 
 
 def load_experiment(row: Sequence[object]) -> Experiment:
     """Rebuild an experiment from its row (the time as a datetime or seconds since the epoch)."""
-    name, version, command, config, code_version, created = row
+    name, version, command, config, code_version, created, search = row
     if isinstance(created, int | float):
         created = datetime.fromtimestamp(created, UTC)
     return Experiment.model_validate(
@@ -57,5 +60,6 @@ def load_experiment(row: Sequence[object]) -> Experiment:
             "config": config,
             "code_version": code_version,
             "created_at": created,
+            "search": search,
         }
     )

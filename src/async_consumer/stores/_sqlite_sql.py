@@ -63,7 +63,10 @@ database keeps it: whenever an attempt's outcome is written, a trigger copies it
 the trial if that is the trial's latest attempt, whatever writes it (a worker of an earlier
 release still running, too). The completed trials of an older store get theirs from their
 latest attempt's outcome."""
-MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, JOURNEY_V2, WORKERS_V3, HOLDERS_V4, BEST_V5)
+SEARCH_V6 = "ALTER TABLE experiments ADD COLUMN search TEXT"
+"""Version 6 (search): what an experiment version searches (its space, sampler, pruner, seed,
+metric and total, as JSON), so that every worker of the store suggests from the same plan."""
+MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, JOURNEY_V2, WORKERS_V3, HOLDERS_V4, BEST_V5, SEARCH_V6)
 """The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
 schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
 that a store written by an earlier release opens in this one."""
@@ -164,12 +167,12 @@ UPDATE trials SET status = 'new', lost_count = 0, not_before = NULL
 WHERE id IN (SELECT value FROM json_each(?)) AND status IN (SELECT value FROM json_each(?))
 """
 EXPERIMENT = """
-SELECT name, version, command, config, code_version, created_at FROM experiments
+SELECT name, version, command, config, code_version, created_at, search FROM experiments
 WHERE name = ? ORDER BY version DESC LIMIT 1
 """
 ADD_EXPERIMENT = f"""
-INSERT INTO experiments (name, version, command, config, code_version, created_at)
-VALUES (?, ?, ?, ?, ?, {NOW}) ON CONFLICT (name, version) DO NOTHING
+INSERT INTO experiments (name, version, command, config, code_version, search, created_at)
+VALUES (?, ?, ?, ?, ?, ?, {NOW}) ON CONFLICT (name, version) DO NOTHING
 """
 ATTEMPTS = """
 SELECT trial_id, number, token, worker, host, reserved_at, heartbeat_at, outcome FROM attempts

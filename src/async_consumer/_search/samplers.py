@@ -1,0 +1,300 @@
+"""
+Samplers (which parameters next) and pruners (stop this trial now?) over a search space.
+
+``random`` is built in: the ``k``-th trial's parameters are drawn from a generator seeded by
+``(seed, k)``, so that a search is the same whichever worker suggests which trial. The others
+are Optuna's, on an in-memory study that the store's finished trials are fed into
+(:class:`OptunaStudy`); the pruners are Optuna's too, asked after each value a script reports.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from pydantic import JsonValue
+
+from .._errors import SpaceError
+from .priors import Dimension
+from .space import Space
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = [
+    "PRUNERS",
+    "SAMPLERS",
+    "Finished",
+    "OptunaStudy",
+    "RandomSampler",
+    "default_pruner",
+    "default_sampler",
+    "has_optuna",
+]
+
+SAMPLERS: Final = ("random", "tpe", "cmaes", "gp", "qmc", "grid")
+PRUNERS: Final = ("median", "asha", "hyperband", "none")
+_EXTRA = "pip install 'async-consumer[optuna]'"
+
+
+def has_optuna() -> bool:
+    """Whether Optuna can be imported here."""
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def default_sampler() -> str:
+    """``tpe`` where Optuna is installed, else ``random``."""
+    return "tpe" if has_optuna() else "random"
+
+
+def default_pruner() -> str:
+    """``median`` where Optuna is installed, else ``none``."""
+    return "median" if has_optuna() else "none"
+
+
+def check_choice(sampler: str, pruner: str) -> None:
+    """
+    Refuse an unknown sampler or pruner, or one that needs Optuna where it is missing.
+
+    Raises:
+        SpaceError: one line naming the sampler or pruner (and the extra to install).
+    """
+    if sampler not in SAMPLERS:
+        msg = f"unknown sampler {sampler!r} (known: {', '.join(SAMPLERS)})"
+        raise SpaceError(msg)
+    if pruner not in PRUNERS:
+        msg = f"unknown pruner {pruner!r} (known: {', '.join(PRUNERS)})"
+        raise SpaceError(msg)
+    for kind, name in (("sampler", sampler), ("pruner", pruner)):
+        if name not in ("random", "none") and not has_optuna():
+            msg = f"the {kind} {name!r} needs Optuna: {_EXTRA}"
+            raise SpaceError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """
+    A trial of the search that ended, as the store knows it.
+
+    Attributes:
+        trial_id: its id.
+        params: its parameters.
+        state: ``complete``, ``pruned`` or ``fail``.
+        value: its objective (a completed trial's).
+        curve: the objective's value at each step its script reported, if known.
+    """
+
+    trial_id: str
+    params: Mapping[str, JsonValue]
+    state: str
+    value: float | None = None
+    curve: Mapping[int, float] = field(default_factory=dict)
+
+
+class RandomSampler:
+    """
+    Draws each dimension from its prior; with a ``seed``, the ``k``-th trial is always the same.
+
+    Args:
+        space: what to draw.
+        seed: makes the search reproducible (``None``: a different one each time).
+    """
+
+    def __init__(self, space: Space, seed: int | None = None) -> None:
+        self.space = space
+        self.seed = seed
+
+    def ask(self, index: int) -> dict[str, JsonValue]:
+        """The parameters of the search's ``index``-th trial (1 for the first)."""
+        rng = random.Random(f"{self.seed}:{index}") if self.seed is not None else random.Random()
+        return {dim.name: dim.sample(rng) for dim in self.space.dimensions}
+
+
+def _distribution(dim: Dimension) -> Any:
+    from optuna import distributions as d
+
+    if dim.prior == "choices":
+        return d.CategoricalDistribution(dim.choices)
+    if dim.prior == "normal":  # Optuna has no normal prior: its 3-sigma interval, uniform
+        low, high = dim.low - 3 * dim.high, dim.low + 3 * dim.high
+        if dim.discrete:
+            return d.IntDistribution(math.ceil(low), math.floor(high))
+        return d.FloatDistribution(low, high)
+    log = dim.prior == "loguniform"
+    if dim.discrete:
+        high = dim.high - 1 if dim.prior == "randint" else dim.high
+        return d.IntDistribution(math.ceil(dim.low), math.floor(high), log=log)
+    return d.FloatDistribution(dim.low, dim.high, log=log)
+
+
+def _grid(space: Space) -> dict[str, list[Any]]:
+    grid: dict[str, list[Any]] = {}
+    for dim in space.dimensions:
+        if dim.prior == "choices":
+            grid[dim.name] = list(dim.choices)
+        elif dim.discrete and dim.prior != "normal" and dim.high - dim.low <= 1000:
+            high = dim.high - 1 if dim.prior == "randint" else dim.high
+            grid[dim.name] = list(range(math.ceil(dim.low), math.floor(high) + 1))
+        elif dim.prior != "fidelity":
+            msg = f"{dim.name}: the grid sampler needs choices or a small discrete range"
+            raise SpaceError(msg)
+    return grid
+
+
+def _make_sampler(name: str, space: Space, seed: int | None) -> Any:
+    import optuna
+
+    samplers = optuna.samplers
+    if name == "tpe":
+        return samplers.TPESampler(seed=seed, constant_liar=True)
+    if name == "cmaes":
+        return samplers.CmaEsSampler(seed=seed)
+    if name == "gp":
+        return samplers.GPSampler(seed=seed)
+    if name == "qmc":
+        return samplers.QMCSampler(seed=seed)
+    if name == "grid":
+        return samplers.GridSampler(_grid(space), seed=seed)
+    return samplers.RandomSampler(seed=seed)
+
+
+def _make_pruner(name: str, max_resource: int | None) -> Any:
+    import optuna
+
+    pruners = optuna.pruners
+    if name == "median":
+        return pruners.MedianPruner(n_startup_trials=5)
+    if name == "asha":
+        return pruners.SuccessiveHalvingPruner()
+    if name == "hyperband":
+        return pruners.HyperbandPruner(max_resource=max_resource or "auto")
+    return pruners.NopPruner()
+
+
+class OptunaStudy:
+    """
+    An in-memory Optuna study over a space, fed the search's finished trials as they come.
+
+    Args:
+        space: the search space (a fidelity dimension is not sampled: it is set to its ``high``).
+        sampler: ``tpe``, ``cmaes``, ``gp``, ``qmc``, ``grid`` or ``random``.
+        pruner: ``median``, ``asha``, ``hyperband`` or ``none``.
+        seed: the sampler's seed.
+        maximize: higher objectives are better.
+    """
+
+    def __init__(
+        self,
+        space: Space,
+        sampler: str = "tpe",
+        pruner: str = "none",
+        *,
+        seed: int | None = None,
+        maximize: bool = False,
+    ) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        fidelity = [d for d in space.dimensions if d.prior == "fidelity"]
+        self.space = space
+        self.fixed: dict[str, JsonValue] = {d.name: d.sample(random.Random()) for d in fidelity}
+        self.distributions = {
+            d.name: _distribution(d) for d in space.dimensions if d.prior != "fidelity"
+        }
+        max_resource = int(fidelity[0].high) if fidelity else None
+        self.study: optuna.Study = optuna.create_study(
+            sampler=_make_sampler(sampler, space, seed),
+            pruner=_make_pruner(pruner, max_resource),
+            direction="maximize" if maximize else "minimize",
+        )
+        self._live: dict[str, optuna.Trial] = {}
+        self._steps: dict[str, set[int]] = {}  # the steps reported of each live trial
+        self._known: set[str] = set()
+
+    def ask(self) -> tuple[dict[str, JsonValue], Any]:
+        """New parameters, and the study's trial they belong to (see :meth:`bind`)."""
+        trial = self.study.ask(self.distributions)
+        return self._cast(trial.params), trial
+
+    def _cast(self, params: Mapping[str, Any]) -> dict[str, JsonValue]:
+        dims = {d.name: d for d in self.space.dimensions}
+        values: dict[str, JsonValue] = dict(self.fixed)
+        for name, value in params.items():
+            dim = dims[name]
+            values[name] = dim.cast(value) if dim.kind in ("real", "integer") else value
+        return values
+
+    def bind(self, trial_id: str, trial: Any) -> None:
+        """The store took ``trial``'s parameters as the trial ``trial_id``."""
+        self._live[trial_id] = trial
+        self._known.add(trial_id)
+
+    def discard(self, trial: Any) -> None:
+        """The store did not take ``trial``'s parameters (the search is full): forget them."""
+        import optuna
+
+        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    def adopt(self, trial_id: str, params: Mapping[str, JsonValue]) -> None:
+        """Follow a trial another process suggested, which runs here (for its pruner)."""
+        if trial_id in self._live:
+            return
+        sampled = {k: v for k, v in params.items() if k in self.distributions}
+        self.study.enqueue_trial(sampled, skip_if_exists=False)
+        self.bind(trial_id, self.study.ask(self.distributions))
+
+    def report(self, trial_id: str, step: int, value: float) -> bool:
+        """Report a trial's objective at ``step``; whether the pruner says to stop it."""
+        trial = self._live.get(trial_id)
+        steps = self._steps.setdefault(trial_id, set())
+        if trial is None or step in steps:
+            return False  # a step reported twice (a resumed attempt): the first one counts
+        steps.add(step)
+        trial.report(value, step)
+        return bool(trial.should_prune())
+
+    def feed(self, finished: Finished) -> None:
+        """Tell the study how a trial ended (once a trial; its own trial if it ran here)."""
+        import optuna
+
+        states = optuna.trial.TrialState
+        state = {"complete": states.COMPLETE, "pruned": states.PRUNED}.get(
+            finished.state, states.FAIL
+        )
+        trial = self._live.pop(finished.trial_id, None)
+        steps = self._steps.pop(finished.trial_id, set())
+        if trial is not None:
+            for step, value in finished.curve.items():
+                if step not in steps:
+                    trial.report(value, step)
+            final = finished.value if state == states.COMPLETE else None
+            self.study.tell(trial, final, state=state)
+            return
+        if finished.trial_id in self._known:
+            return
+        self._known.add(finished.trial_id)
+        params = {k: v for k, v in finished.params.items() if k in self.distributions}
+        if set(params) != set(self.distributions):
+            return  # not a point of this space (another version's): not the sampler's business
+        try:
+            past = optuna.trial.create_trial(
+                params=params,
+                distributions=self.distributions,
+                value=finished.value if state == states.COMPLETE else None,
+                state=state,
+                intermediate_values=dict(finished.curve),
+            )
+        except ValueError:
+            return  # a value outside this space's bounds: the same
+        self.study.add_trial(past)
+
+    def is_known(self, trial_id: str) -> bool:
+        """Whether the study was told of this trial (asked here, adopted or fed)."""
+        return trial_id in self._known
