@@ -9,7 +9,9 @@ are Optuna's, on an in-memory study that the store's finished trials are fed int
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +40,12 @@ __all__ = [
 SAMPLERS: Final = ("random", "tpe", "cmaes", "gp", "qmc", "grid")
 PRUNERS: Final = ("median", "asha", "hyperband", "none")
 _EXTRA = "pip install 'async-consumer[optuna]'"
+_NEEDS: Final = {
+    "cmaes": ("cmaes", _EXTRA),
+    "qmc": ("scipy", _EXTRA),
+    "gp": ("torch", "pip install torch (and 'async-consumer[optuna]')"),
+}
+"""What Optuna's samplers import besides Optuna itself, and how to install it."""
 
 
 def has_optuna() -> bool:
@@ -76,6 +84,10 @@ def check_choice(sampler: str, pruner: str) -> None:
         if name not in ("random", "none") and not has_optuna():
             msg = f"the {kind} {name!r} needs Optuna: {_EXTRA}"
             raise SpaceError(msg)
+    needs = _NEEDS.get(sampler)
+    if needs is not None and importlib.util.find_spec(needs[0]) is None:
+        msg = f"the sampler {sampler!r} needs {needs[0]}: {needs[1]}"
+        raise SpaceError(msg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +173,15 @@ def _make_sampler(name: str, space: Space, seed: int | None) -> Any:
     if name == "qmc":
         return samplers.QMCSampler(seed=seed)
     if name == "grid":
-        return samplers.GridSampler(_grid(space), seed=seed)
+
+        class Grid(samplers.GridSampler):
+            """Optuna's grid, without its ``study.stop()`` when the grid is done: the search's
+            total and :meth:`OptunaStudy.ask` end a search here, not an optimize loop."""
+
+            def after_trial(self, *args: object, **kwargs: object) -> None:
+                return None
+
+        return Grid(_grid(space), seed=seed)
     return samplers.RandomSampler(seed=seed)
 
 
@@ -209,17 +229,34 @@ class OptunaStudy:
             d.name: _distribution(d) for d in space.dimensions if d.prior != "fidelity"
         }
         max_resource = int(fidelity[0].high) if fidelity else None
+        # each process its own stream: several processes of one search must not all suggest
+        # the same points (the startup's random trials are the k-th trial's, see Search)
+        own = None if seed is None else (seed * 1_000_003 + os.getpid()) % 2**32
         self.study: optuna.Study = optuna.create_study(
-            sampler=_make_sampler(sampler, space, seed),
+            sampler=_make_sampler(sampler, space, own),
             pruner=_make_pruner(pruner, max_resource),
             direction="maximize" if maximize else "minimize",
         )
+        self.grid_size: int | None = None
+        """How many points the grid sampler has (``None``: another sampler)."""
+        if sampler == "grid":
+            self.grid_size = math.prod(len(values) for values in _grid(space).values())
         self._live: dict[str, optuna.Trial] = {}
         self._steps: dict[str, set[int]] = {}  # the steps reported of each live trial
-        self._known: set[str] = set()
+        self._done: set[str] = set()  # the trials it was told had finished
 
-    def ask(self) -> tuple[dict[str, JsonValue], Any]:
-        """New parameters, and the study's trial they belong to (see :meth:`bind`)."""
+    def ask(self) -> tuple[dict[str, JsonValue], Any] | None:
+        """
+        New parameters, and the study's trial they belong to (see :meth:`bind`); ``None``
+        when the sampler has nothing left to try (a grid whose every point was tried).
+        """
+        if self.grid_size is not None:
+            states = self.study_states()
+            tried = self.study.get_trials(
+                deepcopy=False, states=(states.COMPLETE, states.RUNNING, states.PRUNED)
+            )
+            if len(tried) >= self.grid_size:
+                return None
         trial = self.study.ask(self.distributions)
         return self._cast(trial.params), trial
 
@@ -231,10 +268,14 @@ class OptunaStudy:
             values[name] = dim.cast(value) if dim.kind in ("real", "integer") else value
         return values
 
+    @property
+    def finished(self) -> int:
+        """How many of the search's trials the study was told had finished."""
+        return len(self._done)
+
     def bind(self, trial_id: str, trial: Any) -> None:
         """The store took ``trial``'s parameters as the trial ``trial_id``."""
         self._live[trial_id] = trial
-        self._known.add(trial_id)
 
     def discard(self, trial: Any) -> None:
         """The store did not take ``trial``'s parameters (the search is full): forget them."""
@@ -242,13 +283,29 @@ class OptunaStudy:
 
         self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
-    def adopt(self, trial_id: str, params: Mapping[str, JsonValue]) -> None:
-        """Follow a trial another process suggested, which runs here (for its pruner)."""
-        if trial_id in self._live:
-            return
+    @property
+    def completed(self) -> int:
+        """How many completed trials the study knows (the sampler's evidence)."""
+        states = (self.study_states().COMPLETE,)
+        return len(self.study.get_trials(deepcopy=False, states=states))
+
+    @staticmethod
+    def study_states() -> Any:
+        """Optuna's trial states."""
+        import optuna
+
+        return optuna.trial.TrialState
+
+    def given(self, params: Mapping[str, JsonValue]) -> Any:
+        """The study's trial for parameters chosen elsewhere (see :meth:`bind`)."""
         sampled = {k: v for k, v in params.items() if k in self.distributions}
         self.study.enqueue_trial(sampled, skip_if_exists=False)
-        self.bind(trial_id, self.study.ask(self.distributions))
+        return self.study.ask(self.distributions)
+
+    def adopt(self, trial_id: str, params: Mapping[str, JsonValue]) -> None:
+        """Follow a trial another process suggested, which runs here (for its pruner)."""
+        if trial_id not in self._live:
+            self.bind(trial_id, self.given(params))
 
     def report(self, trial_id: str, step: int, value: float) -> bool:
         """Report a trial's objective at ``step``; whether the pruner says to stop it."""
@@ -268,6 +325,9 @@ class OptunaStudy:
         state = {"complete": states.COMPLETE, "pruned": states.PRUNED}.get(
             finished.state, states.FAIL
         )
+        if finished.trial_id in self._done:
+            return
+        self._done.add(finished.trial_id)
         trial = self._live.pop(finished.trial_id, None)
         steps = self._steps.pop(finished.trial_id, set())
         if trial is not None:
@@ -277,9 +337,6 @@ class OptunaStudy:
             final = finished.value if state == states.COMPLETE else None
             self.study.tell(trial, final, state=state)
             return
-        if finished.trial_id in self._known:
-            return
-        self._known.add(finished.trial_id)
         params = {k: v for k, v in finished.params.items() if k in self.distributions}
         if set(params) != set(self.distributions):
             return  # not a point of this space (another version's): not the sampler's business
@@ -295,6 +352,6 @@ class OptunaStudy:
             return  # a value outside this space's bounds: the same
         self.study.add_trial(past)
 
-    def is_known(self, trial_id: str) -> bool:
-        """Whether the study was told of this trial (asked here, adopted or fed)."""
-        return trial_id in self._known
+    def is_finished(self, trial_id: str) -> bool:
+        """Whether the study was told this trial had finished."""
+        return trial_id in self._done

@@ -34,6 +34,10 @@ from .space import Space
 __all__ = ["Search", "SearchPlan"]
 
 _FINISHED = (TrialStatus.COMPLETED, TrialStatus.PRUNED, TrialStatus.BROKEN)
+_MODELS = frozenset({"tpe", "gp", "cmaes"})  # samplers that learn from completed trials
+
+STARTUP = 10
+"""Completed trials a model-based sampler (TPE, GP, CMA-ES) waits for, drawing at random."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +128,6 @@ class Search:
             else None
         )
         self._next: int | None = None  # every k below it is taken
-        self._seen: tuple[int, ...] | None = None  # the finished counts the study was fed up to
         self._lock = anyio.Lock()
         self._objective_name: str | None = plan.metric
         self.pruned: dict[str, int] = {}
@@ -156,8 +159,12 @@ class Search:
             handle = None
             if self.study is not None:
                 await self._feed()
-                if self.plan.sampler != "random":
-                    params, handle = await anyio.to_thread.run_sync(self.study.ask)
+                if self.plan.sampler != "random" and not self._starting():
+                    asked = await anyio.to_thread.run_sync(self.study.ask)
+                    if asked is None:  # nothing left to try: the search is complete
+                        self._next = self.plan.n + 1
+                        return False
+                    params, handle = asked
             while self._next <= self.plan.n:
                 k = self._next
                 self._next += 1
@@ -178,6 +185,15 @@ class Search:
                 self.study.discard(handle)
             return False
 
+    def _starting(self) -> bool:
+        """
+        Whether the model-based sampler has too little evidence yet (fewer completed trials
+        than :data:`STARTUP`): the k-th trial is then the random sampler's, so that processes
+        starting together try different points, the same ones whichever process suggests.
+        """
+        assert self.study is not None
+        return self.plan.sampler in _MODELS and self.study.completed < STARTUP
+
     def _random(self, k: int) -> dict[str, JsonValue]:
         params = self.random.ask(k)
         if self.study is not None:
@@ -197,17 +213,16 @@ class Search:
     async def _feed(self) -> None:
         """Feed the study the search's trials that finished since it was last fed."""
         assert self.study is not None
-        counts = await self.store.counts()
-        seen = tuple(counts[status] for status in _FINISHED)
-        if seen == self._seen:
-            return
-        self._seen = seen
+        assert self._next is not None
+        counts = await self.store.counts([self.id_of(k) for k in range(1, self._next)])
+        if sum(counts[status] for status in _FINISHED) <= self.study.finished:
+            return  # every finished trial of the search is known here (those run here are)
         for status in _FINISHED:
             offset = 0
             while page := await self.store.list(status, offset=offset, limit=500):
                 offset += len(page)
                 for stored in page:
-                    if self.is_mine(stored.id) and not self.study.is_known(stored.id):
+                    if self.is_mine(stored.id) and not self.study.is_finished(stored.id):
                         self.study.feed(self._finished(stored))
 
     def _finished(self, stored: StoredTrial) -> Finished:
