@@ -43,6 +43,20 @@ def _busy(outcomes: list[Outcome], jobs: int) -> tuple[float, float, float]:
     return work, wall, work / (wall * jobs)
 
 
+def _ideal(outcomes: list[Outcome], jobs: int) -> float:
+    """
+    Busy fraction of the same durations, in the same order, each started the instant a slot
+    frees (no gap at all): what any loop that cannot foresee durations reaches at best.
+    """
+    ordered = sorted((o for o in outcomes if o.started_at), key=lambda o: o.started_at)
+    slots = [0.0] * jobs
+    for outcome in ordered:
+        slots.sort()
+        slots[0] += outcome.duration or 0.0
+    work = sum(o.duration or 0.0 for o in ordered)
+    return work / (max(slots) * jobs)
+
+
 def _search(args: argparse.Namespace, code: str, directory: Path) -> list[Outcome]:
     """``async-consumer run -n`` as a user runs it; the outcomes from its store."""
     store = directory / "search.db"
@@ -102,6 +116,10 @@ def main() -> None:
             work, wall, busy = _busy(outcomes, args.jobs)
             rows.append(busy)
             print(f"{name:<28}{work:>9.1f}{wall:>9.1f}{busy:>8.1%}")
+            if not rows[1:]:
+                print(
+                    f"{'  no gaps, same order':<28}{'':>9}{'':>9}{_ideal(outcomes, args.jobs):>8.1%}"
+                )
     print(f"busy ratio, search / batches: {rows[0] / rows[1]:.2f}")
 
 

@@ -113,11 +113,7 @@ class Consumer:
         positive(max_concurrency=max_concurrency, max_results_bytes=max_results_bytes)
         check_limits(grace, interrupt_code, heartbeat_failures)
         check_callback(on_metric)
-        config = (
-            config_template
-            if config_template is None or isinstance(config_template, ConfigTemplate)
-            else ConfigTemplate.load(config_template)
-        )
+        config = None if config_template is None else ConfigTemplate.of(config_template)
         self._planner = Planner(CommandTemplate(command), config, Path(base_dir).absolute())
         self._supervisor = Supervisor(
             Supervision(
@@ -227,12 +223,10 @@ class Consumer:
         """
         Run a trial's script until it ends, and return the outcome of its last attempt.
 
-        A :class:`Lease` runs once, its heartbeat kept by ``store``; a :class:`Trial` is retried
-        as ``retry`` says. A failing script is an outcome, never an exception. Cancelling the
-        caller stops the script's whole process group, then re-raises the cancellation. With a
-        ``place`` already held (:meth:`place`), the script does not wait for one. ``on_metric``
-        is this trial's own metrics callback (instead of the consumer's): answering ``True``
-        for a line stops the trial, which ends interrupted with reason ``pruned``.
+        A :class:`Lease` runs once, its heartbeat kept by ``store``; a :class:`Trial` is retried as
+        ``retry`` says. A failing script is an outcome, never an exception. Cancelling the caller
+        stops the script's whole process group, then re-raises the cancellation. A held ``place``
+        (:meth:`place`) is not waited for. Its own ``on_metric`` answering ``True`` prunes it.
 
         Raises:
             TemplateError: the command or config names an unknown placeholder (nothing started).
@@ -240,18 +234,7 @@ class Consumer:
             ValueError: a trial with the same id is already running in this consumer, or
                 ``place`` is another consumer's.
         """
-        plan = self._admission.plan_of(trial)
-        if on_metric is None:
-            outcome = await self._admission.run(plan, None, place)
-        else:
-            check_callback(on_metric)
-            trial_id = plan.trial.id
-            self._supervisor.check_not_running(trial_id)
-            self._supervisor.hooks[trial_id] = on_metric
-            try:
-                outcome = await self._admission.run(plan, None, place)
-            finally:
-                self._supervisor.hooks.pop(trial_id, None)
+        outcome = await self._admission.run(self._admission.plan_of(trial, on_metric), None, place)
         assert outcome is not None  # no gate: it always starts
         return outcome
 

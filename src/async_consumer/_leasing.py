@@ -128,10 +128,6 @@ class Leasing:
         else:
             await self._polled.wait()
 
-    def refill(self) -> None:
-        """A trial was just added (a search suggested one): the next reservation asks the store."""
-        self._empty_until = 0.0
-
     def nudge(self) -> None:
         """The idle lanes look again now, not at the next poll (a lane found the store drained)."""
         self._nudged.set()

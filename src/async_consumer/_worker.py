@@ -31,7 +31,6 @@ from ._presence import Presence
 from ._reclaim import Reclaimer
 from ._resume import ResumePolicy, interrupted_itself, stopped_here
 from ._retry import log_retry, retry_delay
-from ._search.search import Search
 from ._supervise.holder import holder_name
 from ._supervise.plain import run_copies
 from ._tally import Tally
@@ -68,8 +67,6 @@ class Worker:
         job_id, task_id: the scheduler's job it runs in (a Slurm array's id), and its index there.
         reserve_until: reserve no trial after this time (seconds since the epoch): a trial
             started later could not finish before the job's end.
-        search: a search whose next trial a lane with nothing to reserve suggests into the
-            store (every worker of the search may), and whose pruner watches the trials here.
     """
 
     _said_out_of_time = False  # the "too late" line is logged once, by the first lane to stop
@@ -92,7 +89,6 @@ class Worker:
         job_id: str | None = None,
         task_id: str | None = None,
         reserve_until: float | None = None,
-        search: Search | None = None,
     ) -> None:
         if lost_after <= 1:
             msg = f"lost_after must be more than 1 heartbeat, not {lost_after}"
@@ -114,7 +110,6 @@ class Worker:
         self._left_on: str | None = None  # the signal it was told to leave by
         self._error: Exception | None = None  # the error that ends it early
         self._presence = Presence(store, self.info, consumer.heartbeat)
-        self._search = search
 
     # -- configuration and counts, read-only -----------------------------------------------
 
@@ -261,10 +256,6 @@ class Worker:
                 skip = () if self._follow else self._interrupted
                 async with self.consumer.place() as place:  # a trial reserved starts at once
                     lease = await leasing.reserve(skip, self._follow, self._stopping, lane)
-                    if lease is None and await self._suggested():
-                        lease = await leasing.reserve(skip, self._follow, self._stopping, lane)
-                        if lease is None:
-                            continue  # another worker's lane took it: suggest again, no idling
                     if lease is not None:
                         try:
                             await self._run(lease, place)
@@ -275,23 +266,12 @@ class Worker:
                     return
                 await leasing.idle(lane, self._poll)
 
-    async def _suggested(self) -> bool:
-        """Whether the search (if any) added a trial for a lane that found none to reserve."""
-        if self._search is None or self._stopping():
-            return False
-        if not await self._search.suggest():
-            return False
-        self._leasing.refill()
-        return True
-
     async def _run(self, lease: Lease, place: Place) -> None:
         if not self._follow and lease.trial_id in self._interrupted:
             await self._leasing.hand_back(lease, "its script interrupted itself earlier here")
             return
         try:
-            watch = self._search.watch(lease.trial) if self._search is not None else None
-            ran = await self.consumer.run(lease, place=place, on_metric=watch)
-            outcome = stopped_here(ran, self._left_on)
+            outcome = stopped_here(await self.consumer.run(lease, place=place), self._left_on)
         except TrialFilesError as exc:
             await self._leasing.give_back(lease, exc)
             return
@@ -315,8 +295,6 @@ class Worker:
         if delay is not None:
             log_retry(outcome, delay)
             await anyio.sleep(delay)
-        if self._search is not None and not requeue:
-            self._search.ended(outcome)
         self._tally.count(outcome, broken=outcome.status is Status.BROKEN and not requeue)
         if self._on_outcome is not None:
             self._on_outcome(outcome)

@@ -7,6 +7,7 @@ import argparse
 from .._consumer import Consumer
 from .._retry import RetryPolicy
 from .._supervise.heartbeat import HeartbeatTarget
+from .._supervise.metrics import MetricCallback
 from .._trial.paths import safe_name
 from .sources import SourceError, parse_assignment
 
@@ -38,7 +39,11 @@ def default_store_url(experiment: str) -> str:
     return f"sqlite:///.async-consumer/{safe_name(experiment)}.db"
 
 
-def consumer_from(args: argparse.Namespace, store: HeartbeatTarget | None = None) -> Consumer:
+def consumer_from(
+    args: argparse.Namespace,
+    store: HeartbeatTarget | None = None,
+    on_metric: MetricCallback | None = None,
+) -> Consumer:
     """
     The consumer that the command's options describe.
 
@@ -62,6 +67,7 @@ def consumer_from(args: argparse.Namespace, store: HeartbeatTarget | None = None
         store=store,
         heartbeat=args.heartbeat,
         stall_timeout=args.stall_timeout,
+        on_metric=on_metric,
         slots=_slot_pools(args.slots),
         retry=RetryPolicy.of(args.retries),
         code_change=args.code_change,

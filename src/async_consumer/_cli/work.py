@@ -15,10 +15,11 @@ from .._errors import ConsumerError
 from .._models import TrialStatus
 from .._resume import ResumePolicy
 from .._search.search import Search, SearchPlan
+from .._search.store import SearchingStore
 from .._signals import handle_signals
 from .._worker import Worker
 from ..stores import TrialStore, open_store, store_from_url
-from ..stores._retrying import Outage, RetryingStore
+from ..stores._retrying import Outage
 from . import searching
 from .adding import Added, add_in_chunks
 from .advice import advice, parse_rerun
@@ -42,7 +43,6 @@ def _make_worker(
     consumer: Consumer,
     view: View,
     place: Placement | None,
-    search: Search | None = None,
 ) -> Worker:
     """The worker the options describe, placed in its batch job when it runs in one."""
     resume = ResumePolicy(getattr(args, "resume_backoff", 5.0), getattr(args, "resume_max", 300.0))
@@ -53,17 +53,19 @@ def _make_worker(
         max_broken=args.max_broken,
         on_outcome=view.outcome,
         resume=resume,
-        search=search,
         **asdict(place or Placement()),  # name, job_id, task_id, reserve_until
     )
 
 
 @asynccontextmanager
-async def _linked_store(args: argparse.Namespace, url: str) -> AsyncIterator[RetryingStore]:
-    """The store a worker uses: opened, and every call retried while it is unreachable."""
+async def _linked_store(args: argparse.Namespace, url: str) -> AsyncIterator[SearchingStore]:
+    """
+    The store a worker uses: opened, and every call retried while it is unreachable; a search
+    (once given to it) adds its next trial where none waits.
+    """
     outage = Outage(args.store_outage_limit)
     store = await outage.call(lambda: open_store(url))
-    async with RetryingStore(store, outage=outage) as linked:
+    async with SearchingStore(store, outage=outage) as linked:
         yield linked
 
 
@@ -97,11 +99,13 @@ async def _work(
     With a ``place`` (the ``worker`` command), signals make the worker leave, its trials left
     for other workers to resume (``early``: those that came while it started).
     """
-    consumer = consumer_from(args, store)
+    if search is not None and isinstance(store, SearchingStore):
+        store.search = search
+    consumer = consumer_from(args, store, on_metric=search.report if search else None)
     writable_dir(consumer.base_dir)  # before anything is reserved
     await _check_waiting(store, consumer, run)
     follow = getattr(args, "follow", False)
-    worker = _make_worker(args, store, consumer, view, place, search)
+    worker = _make_worker(args, store, consumer, view, place)
     view.trial_of = worker.running_trial  # an outcome is shown while its lease is held
     watch = handle_signals(consumer) if place is None else handle_worker_signals(worker, early)
     async with consumer, watch as signals:

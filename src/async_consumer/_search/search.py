@@ -15,84 +15,29 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import anyio
 from pydantic import JsonValue
 
-from .._errors import DuplicateTrial, SpaceError
+from .._errors import DuplicateTrial
 from .._models import Outcome, Reason, Status, StoredTrial, Trial, TrialStatus
 from .._supervise.metrics import Metric
 from .._trial.paths import ATTEMPTS
 from ..stores import TrialStore
-from .samplers import Finished, OptunaStudy, RandomSampler, check_choice
-from .space import Space
+from .plan import SearchPlan
+from .samplers import Finished, RandomSampler
+from .study import OptunaStudy
 
-__all__ = ["Search", "SearchPlan"]
+__all__ = ["Search", "SearchPlan"]  # SearchPlan: from .plan, here for its users
 
 _FINISHED = (TrialStatus.COMPLETED, TrialStatus.PRUNED, TrialStatus.BROKEN)
 _MODELS = frozenset({"tpe", "gp", "cmaes"})  # samplers that learn from completed trials
 
 STARTUP = 10
 """Completed trials a model-based sampler (TPE, GP, CMA-ES) waits for, drawing at random."""
-
-
-@dataclass(frozen=True, slots=True)
-class SearchPlan:
-    """
-    What an experiment searches, as its record in the store keeps it.
-
-    Attributes:
-        space: the dimensions and their priors.
-        sampler: ``random``, ``tpe``, ``cmaes``, ``gp``, ``qmc`` or ``grid``.
-        pruner: ``median``, ``asha``, ``hyperband`` or ``none``.
-        n: the experiment's total number of trials.
-        seed: the sampler's seed (``None``: none).
-        metric: the key of a metrics line the pruner reads (``None``: the objective's name).
-    """
-
-    space: Space
-    sampler: str
-    pruner: str
-    n: int
-    seed: int | None = None
-    metric: str | None = None
-
-    def __post_init__(self) -> None:
-        check_choice(self.sampler, self.pruner)
-        if self.n < 1:
-            msg = f"-n must be 1 or more, not {self.n}"
-            raise SpaceError(msg)
-
-    def to_json(self) -> str:
-        """The plan as its experiment's record keeps it."""
-        return json.dumps(
-            {
-                "space": self.space.spec(),
-                "sampler": self.sampler,
-                "pruner": self.pruner,
-                "n": self.n,
-                "seed": self.seed,
-                "metric": self.metric,
-            },
-            sort_keys=True,
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> SearchPlan:
-        """The plan an experiment's record keeps."""
-        data = json.loads(text)
-        return cls(
-            space=Space.of(data["space"]),
-            sampler=data["sampler"],
-            pruner=data["pruner"],
-            n=data["n"],
-            seed=data.get("seed"),
-            metric=data.get("metric"),
-        )
 
 
 class Search:
@@ -266,23 +211,23 @@ class Search:
 
     # -- pruning the trials that run here ----------------------------------------------------
 
-    def watch(self, trial: Trial) -> Callable[[Metric], bool] | None:
-        """The metrics callback that reports ``trial``'s objective to the pruner (``None``: no pruner)."""
-        study = self.study
-        if study is None or self.plan.pruner == "none":
-            return None
-        study.adopt(trial.id, trial.params)
+    def adopt(self, trial: Trial) -> None:
+        """Follow a trial leased here with the pruner (asked for elsewhere, or here)."""
+        if self.study is not None and self.plan.pruner != "none":
+            self.study.adopt(trial.id, trial.params)
 
-        def report(metric: Metric) -> bool:
-            value = self._value_of(metric.values)
-            if metric.step is None or value is None:
-                return False
-            if study.report(trial.id, metric.step, value):
-                self.pruned[trial.id] = metric.step
-                return True
+    def report(self, metric: Metric) -> bool:
+        """
+        The consumer's metrics callback: report a trial's objective at a step to the pruner;
+        ``True`` (stop the trial) when the pruner says so.
+        """
+        value = self._value_of(metric.values)
+        if self.study is None or metric.step is None or value is None:
             return False
-
-        return report
+        if not self.study.report(metric.trial_id, metric.step, value):
+            return False
+        self.pruned[metric.trial_id] = metric.step
+        return True
 
     def ended(self, outcome: Outcome) -> None:
         """Tell the study how a trial that ran here ended (not an attempt that runs again)."""

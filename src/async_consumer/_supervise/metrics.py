@@ -91,7 +91,7 @@ class MetricsTail:
     Each line is handed to ``on_metric`` once, in order. The last read (:meth:`drain`) comes
     after the script's process group is gone, so lines written just before exit arrive too.
     An exception raised by ``on_metric`` is kept in :attr:`error` (the caller re-raises it) and
-    no further line is handed out.
+    no further line is handed out; nor after it answered ``True`` (kept in :attr:`stop`).
     """
 
     def __init__(
@@ -123,6 +123,8 @@ class MetricsTail:
     def _deliver(self, line: bytes) -> None:
         metric = _parse(line, self.trial_id, self.attempt)
         if metric is None or self.on_metric is None or self.error is not None:
+            return
+        if self.stop is not None:  # the trial is being stopped: nothing more is asked
             return
         try:
             answer = self.on_metric(metric)

@@ -81,8 +81,6 @@ class Supervisor:
         self._spawners = anyio.CapacityLimiter(SPAWNERS)
         self._starting = anyio.Semaphore(2 * SPAWNERS)  # see starting()
         self._watchdog: Watchdog | None = None
-        self.hooks: dict[str, MetricCallback] = {}
-        """Metrics callbacks of single trials (by trial id), used instead of ``on_metric``."""
         self._halted = False
         self._killed = False  # kill() was called: a script spawned since is killed at once
 
@@ -180,7 +178,7 @@ class Supervisor:
         settings, beats = self.settings, self.beats
         lease = plan.lease if settings.store is not None else None
         grouped = lease is not None and (beats is None or not on_asyncio())  # a beat loop; trio
-        if grouped or settings.echo or settings.follows or plan.trial.id in self.hooks:
+        if grouped or settings.echo or settings.follows or plan.on_metric is not None:
             return await self._wait_watched(plan, running, deadline, lease)
         with anyio.CancelScope() as scope:  # no task group
             running.watch(scope, deadline)
@@ -206,7 +204,7 @@ class Supervisor:
                 watchers.start(self._beat(), lease, running.lost)
             if self.settings.echo:
                 watchers.start(echo, plan.trial.id, plan.paths.stdout, plan.paths.stderr)
-            if self.settings.follows or plan.trial.id in self.hooks:
+            if self.settings.follows or plan.on_metric is not None:
                 watchers.start(self._follow, plan, running)
             await running.child.wait()
             watchers.stop()
@@ -231,7 +229,7 @@ class Supervisor:
 
     async def _follow(self, plan: Plan, running: Running) -> None:
         paths = plan.paths
-        on_metric = self.hooks.get(plan.trial.id, self.settings.on_metric)
+        on_metric = plan.on_metric or self.settings.on_metric
         tail = MetricsTail(plan.trial.id, plan.trial.attempt, paths.metrics, on_metric)
         running.metrics = tail
         await follow(

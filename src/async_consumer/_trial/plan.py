@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from .._errors import TemplateError
 from .._models import Lease, Trial
@@ -25,6 +26,8 @@ class Plan:
     argv: list[str]
     params_json: bytes
     config_bytes: bytes | None
+    on_metric: Callable[[Any], object] | None = None
+    """The trial's own metrics callback (instead of the consumer's): see ``Consumer.run``."""
 
 
 class _Names(TypedDict):
@@ -63,7 +66,7 @@ class Planner:
     def next_attempt(self, plan: Plan) -> Plan:
         """The plan of the attempt after ``plan``'s (a retry: never under a lease)."""
         trial = plan.trial.model_copy(update={"attempt": plan.trial.attempt + 1})
-        return self.plan(trial, None)
+        return replace(self.plan(trial, None), on_metric=plan.on_metric)
 
 
 def _utf8(trial: Trial, config: str) -> bytes:
