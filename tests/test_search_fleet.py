@@ -107,3 +107,38 @@ def test_a_killed_process_loses_nothing_and_nothing_overshoots(
     trials = anyio.run(_trials, store_url)
     assert sorted(trials) == sorted(f"default-{k}" for k in range(1, 25))
     assert all(status is TrialStatus.COMPLETED for status, _ in trials.values())
+
+
+async def _has_search(url: str) -> bool:
+    async with store_from_url(url) as store:
+        recorded = await store.experiment("default")
+    return recorded is not None and recorded.search is not None
+
+
+@pytest.mark.slow
+def test_a_worker_takes_part_in_the_search_of_its_store(store_url: str, tmp_path: Path) -> None:
+    """``worker --experiment`` suggests from the store's plan beside the run: -n in all."""
+    # -j 1 and half a second a trial: the run alone would take 8 s, the worker joins long before
+    options = ("-n", "16", "--sampler", "random", "--seed", "4", "-j", "1")
+    run = _run(store_url, tmp_path, *options, sleep=0.5)
+    deadline = time.monotonic() + 120  # only ends a failing test
+    while not anyio.run(_has_search, store_url):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    argv = [sys.executable, "-m", "async_consumer._cli", "-q", "worker", "--store", store_url]
+    argv += ["--experiment", "default", "-j", "2", "--base-dir", str(tmp_path / "trials")]
+    argv += ["--", sys.executable, "-c", BOWL, "-x~uniform(-100, 100)", "-y~uniform(-100, 100)"]
+    env = {**os.environ, "SLEEP": "0.5"}
+    worker = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    for process in (run, worker):
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err.decode()
+
+    async def workers() -> set[str]:
+        async with store_from_url(store_url) as store:
+            return {a.worker for t in await store.list() for a in t.attempts}
+
+    trials = anyio.run(_trials, store_url)
+    assert sorted(trials) == sorted(f"default-{k}" for k in range(1, 17))
+    assert all(status is TrialStatus.COMPLETED for status, _ in trials.values())
+    assert len(anyio.run(workers)) == 2  # the run and the worker both ran trials

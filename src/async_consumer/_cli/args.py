@@ -180,16 +180,16 @@ def _add_worker_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     _store_option(worker, required=True)
     _add_output_options(worker)
-    worker.add_argument(
-        "--experiment",
-        default="default",
-        help="the experiment whose search the worker suggests for, if it is one (default: default)",
-    )
     _add_worker_options(worker)
 
 
 def _add_worker_options(parser: argparse.ArgumentParser) -> None:
     """A worker's options but ``--store`` and ``--json``: ``launch`` passes them on."""
+    parser.add_argument(
+        "--experiment",
+        default="default",
+        help="the experiment whose search the worker suggests for, if it is one (default: default)",
+    )
     add_resume_options(parser)
     maximize_option(parser)
     add_trial_time(parser)
