@@ -130,3 +130,10 @@ def test_run_prunes_from_live_metrics(tmp_path: Path, capsys: pytest.CaptureFixt
     counts = json.loads(capsys.readouterr().out)["counts"]
     assert counts["pruned"] == sum(plan)  # type: ignore[arg-type]
     assert counts["completed"] == 20 - sum(plan)  # type: ignore[arg-type]
+    assert main(["trials", "--store", url, "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sum(row["status"] == "pruned" for row in rows) == sum(plan)  # type: ignore[arg-type]
+    page = tmp_path / "report.html"
+    assert main(["report", "--store", url, "-o", str(page)]) == 0
+    card = f'data-status="pruned" style="--c:#8e6bbf"><div class="num">{sum(plan)}</div>'  # type: ignore[arg-type]
+    assert card in page.read_text()

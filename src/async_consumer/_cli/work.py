@@ -101,7 +101,8 @@ async def _work(
     """
     if search is not None and isinstance(store, SearchingStore):
         store.search = search
-    consumer = consumer_from(args, store, on_metric=search.report if search else None)
+    on_metric = search.report if search is not None and search.plan.pruner != "none" else None
+    consumer = consumer_from(args, store, on_metric=on_metric)
     writable_dir(consumer.base_dir)  # before anything is reserved
     await _check_waiting(store, consumer, run)
     follow = getattr(args, "follow", False)

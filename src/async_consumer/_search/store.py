@@ -16,7 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from .._errors import LeaseLost
-from .._models import Lease, Outcome, TrialStatus
+from .._models import Lease, Outcome, Reason, Status, TrialStatus
 from ..stores import TrialStore
 from ..stores._outage import Outage
 from ..stores._protocol import Finish
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from .search import Search
 
 __all__ = ["SearchingStore"]
+
+_FOR_GOOD = (Status.COMPLETED, Status.BROKEN)
 
 
 class SearchingStore(RetryingStore):
@@ -99,15 +101,28 @@ class SearchingStore(RetryingStore):
     ) -> TrialStatus:
         """Record an outcome, and tell the search how its trial ended."""
         status = await super().finish(lease, outcome, requeue=requeue, hold=hold)
-        if self.search is not None and not requeue:
-            self.search.ended(outcome)
+        if not requeue:
+            await self._ended([outcome])
         return status
 
     async def finish_many(self, items: Sequence[Finish]) -> builtins.list[TrialStatus | LeaseLost]:
         """Record outcomes, and tell the search how the trials recorded ended."""
         answers = await super().finish_many(items)
-        if self.search is not None:
-            for item, answer in zip(items, answers, strict=True):
-                if not isinstance(answer, LeaseLost) and not item.requeue:
-                    self.search.ended(item.outcome)
+        pairs = zip(items, answers, strict=True)
+        await self._ended(
+            [i.outcome for i, a in pairs if not (isinstance(a, LeaseLost) or i.requeue)]
+        )
         return answers
+
+    async def _ended(self, outcomes: builtins.list[Outcome]) -> None:
+        """
+        Tell the search how these trials ended; for each that ended for good, suggest the next
+        trial now: the lane the next free place goes to then finds it waiting, and starts it
+        without waiting for the sampler (a spare, off the path from one script to the next).
+        """
+        if self.search is None:
+            return
+        for outcome in outcomes:
+            self.search.ended(outcome)
+            if outcome.status in _FOR_GOOD or outcome.reason is Reason.PRUNED:
+                await self.search.suggest()
