@@ -213,7 +213,7 @@ class Search:
 
     def adopt(self, trial: Trial) -> None:
         """Follow a trial leased here with the pruner (asked for elsewhere, or here)."""
-        if self.study is not None and self.plan.pruner != "none":
+        if self.study is not None and self.plan.pruner != "none" and self.is_mine(trial.id):
             self.study.adopt(trial.id, trial.params)
 
     def report(self, metric: Metric) -> bool:
@@ -229,7 +229,7 @@ class Search:
         self.pruned[metric.trial_id] = metric.step
         return True
 
-    def ended(self, outcome: Outcome) -> None:
+    def ended(self, outcome: Outcome, params: Mapping[str, JsonValue]) -> None:
         """Tell the study how a trial that ran here ended (not an attempt that runs again)."""
         if self.study is None:
             return
@@ -245,7 +245,8 @@ class Search:
             state = "fail"
         else:
             return  # interrupted or lost: it runs again
-        self.study.feed(Finished(outcome.trial_id, {}, state, outcome.objective))
+        if self.is_mine(outcome.trial_id):
+            self.study.feed(Finished(outcome.trial_id, params, state, outcome.objective))
 
 
 def _is_number(value: object) -> bool:

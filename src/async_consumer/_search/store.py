@@ -102,19 +102,21 @@ class SearchingStore(RetryingStore):
         """Record an outcome, and tell the search how its trial ended."""
         status = await super().finish(lease, outcome, requeue=requeue, hold=hold)
         if not requeue:
-            await self._ended([outcome])
+            await self._ended([(lease, outcome)])
         return status
 
     async def finish_many(self, items: Sequence[Finish]) -> builtins.list[TrialStatus | LeaseLost]:
         """Record outcomes, and tell the search how the trials recorded ended."""
         answers = await super().finish_many(items)
-        pairs = zip(items, answers, strict=True)
-        await self._ended(
-            [i.outcome for i, a in pairs if not (isinstance(a, LeaseLost) or i.requeue)]
-        )
+        ended = [
+            (item.lease, item.outcome)
+            for item, answer in zip(items, answers, strict=True)
+            if not (isinstance(answer, LeaseLost) or item.requeue)
+        ]
+        await self._ended(ended)
         return answers
 
-    async def _ended(self, outcomes: builtins.list[Outcome]) -> None:
+    async def _ended(self, ended: builtins.list[tuple[Lease, Outcome]]) -> None:
         """
         Tell the search how these trials ended; for each that ended for good, suggest the next
         trial now: the lane the next free place goes to then finds it waiting, and starts it
@@ -122,7 +124,7 @@ class SearchingStore(RetryingStore):
         """
         if self.search is None:
             return
-        for outcome in outcomes:
-            self.search.ended(outcome)
+        for lease, outcome in ended:
+            self.search.ended(outcome, lease.trial.params)
             if outcome.status in _FOR_GOOD or outcome.reason is Reason.PRUNED:
                 await self.search.suggest()
