@@ -33,6 +33,7 @@ if typing.TYPE_CHECKING:
         MissingResults,
         ResultsError,
         SlotError,
+        SpaceError,
         StoreError,
         TemplateError,
         TrialNotFound,
@@ -54,6 +55,9 @@ if typing.TYPE_CHECKING:
     from ._ranking import best_trial
     from ._resume import ResumePolicy
     from ._retry import RetryPolicy
+    from ._search.optimize import optimize, pruning_callback
+    from ._search.search import Search, SearchPlan
+    from ._search.space import Space
     from ._signals import handle_signals
     from ._supervise.heartbeat import HeartbeatTarget
     from ._supervise.metrics import Metric
@@ -89,7 +93,11 @@ __all__ = [
     "ResultsError",
     "ResumePolicy",
     "RetryPolicy",
+    "Search",
+    "SearchPlan",
     "SlotError",
+    "Space",
+    "SpaceError",
     "Status",
     "StoreError",
     "StoredTrial",
@@ -104,7 +112,9 @@ __all__ = [
     "best_trial",
     "handle_signals",
     "install_child_watcher",
+    "optimize",
     "parse_results",
+    "pruning_callback",
     "read_results",
     "tune_gc",
 ]
@@ -139,7 +149,11 @@ _ORIGINS = {
     "ResultsError": "._errors",
     "ResumePolicy": "._resume",
     "RetryPolicy": "._retry",
+    "Search": "._search.search",
+    "SearchPlan": "._search.search",
     "SlotError": "._errors",
+    "Space": "._search.space",
+    "SpaceError": "._errors",
     "Status": "._models",
     "StoreError": "._errors",
     "StoredTrial": "._models",
@@ -154,7 +168,9 @@ _ORIGINS = {
     "best_trial": "._ranking",
     "handle_signals": "._signals",
     "install_child_watcher": "._supervise.process",
+    "optimize": "._search.optimize",
     "parse_results": "._trial.results",
+    "pruning_callback": "._search.optimize",
     "read_results": "._trial.readback",
     "tune_gc": "._gctune",
 }

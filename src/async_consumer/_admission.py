@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Self
 
 import anyio
@@ -20,6 +21,7 @@ import anyio.lowlevel
 from ._attempt import AttemptParts, AttemptRecord, finish, left_completed, run_attempt
 from ._models import Lease, Outcome, Trial
 from ._retry import RetryPolicy, log_retry, retry_delay
+from ._supervise.metrics import MetricCallback, check_callback
 from ._trial.plan import Plan, Planner
 
 __all__ = ["SPARE_LANES", "Admission", "Place", "lanes"]
@@ -96,9 +98,9 @@ class Admission:
         """A place among the ``max_concurrency``, not yet taken (``async with`` takes it)."""
         return Place(self._limiter)
 
-    def plan_of(self, item: Trial | Lease) -> Plan:
+    def plan_of(self, item: Trial | Lease, on_metric: MetricCallback | None = None) -> Plan:
         """
-        Check a trial (or a lease's) and plan its first attempt.
+        Check a trial (or a lease's) and plan its first attempt (``on_metric``: its own).
 
         Raises:
             TemplateError: an unknown placeholder in the command or the config template.
@@ -107,7 +109,10 @@ class Admission:
         lease = item if isinstance(item, Lease) else None
         trial = item.trial if isinstance(item, Lease) else item
         self._parts.slots.check(trial.slots)
-        return self._planner.plan(trial, lease)
+        if on_metric is None:
+            return self._planner.plan(trial, lease)
+        check_callback(on_metric)
+        return replace(self._planner.plan(trial, lease), on_metric=on_metric)
 
     def completed_earlier(self, lease: Lease) -> Outcome | None:
         """

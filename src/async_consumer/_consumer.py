@@ -86,7 +86,7 @@ class Consumer:
         *,
         base_dir: str | os.PathLike[str] = ".async-consumer/trials",
         run_in_working_dir: bool = False,
-        config_template: str | os.PathLike[str] | None = None,
+        config_template: str | os.PathLike[str] | ConfigTemplate | None = None,
         env: Mapping[str, str] | None = None,
         env_allow: Iterable[str] | None = None,
         env_deny: Iterable[str] = (),
@@ -113,7 +113,7 @@ class Consumer:
         positive(max_concurrency=max_concurrency, max_results_bytes=max_results_bytes)
         check_limits(grace, interrupt_code, heartbeat_failures)
         check_callback(on_metric)
-        config = None if config_template is None else ConfigTemplate.load(config_template)
+        config = None if config_template is None else ConfigTemplate.of(config_template)
         self._planner = Planner(CommandTemplate(command), config, Path(base_dir).absolute())
         self._supervisor = Supervisor(
             Supervision(
@@ -213,14 +213,20 @@ class Consumer:
         """
         return self._admission.place()
 
-    async def run(self, trial: Trial | Lease, *, place: Place | None = None) -> Outcome:
+    async def run(
+        self,
+        trial: Trial | Lease,
+        *,
+        place: Place | None = None,
+        on_metric: MetricCallback | None = None,
+    ) -> Outcome:
         """
         Run a trial's script until it ends, and return the outcome of its last attempt.
 
-        A :class:`Lease` runs once, its heartbeat kept by ``store``; a :class:`Trial` is retried
-        as ``retry`` says. A failing script is an outcome, never an exception. Cancelling the
-        caller stops the script's whole process group, then re-raises the cancellation. With a
-        ``place`` already held (:meth:`place`), the script does not wait for one.
+        A :class:`Lease` runs once, its heartbeat kept by ``store``; a :class:`Trial` is retried as
+        ``retry`` says. A failing script is an outcome, never an exception. Cancelling the caller
+        stops the script's whole process group, then re-raises the cancellation. A held ``place``
+        (:meth:`place`) is not waited for. Its own ``on_metric`` answering ``True`` prunes it.
 
         Raises:
             TemplateError: the command or config names an unknown placeholder (nothing started).
@@ -228,7 +234,7 @@ class Consumer:
             ValueError: a trial with the same id is already running in this consumer, or
                 ``place`` is another consumer's.
         """
-        outcome = await self._admission.run(self._admission.plan_of(trial), None, place)
+        outcome = await self._admission.run(self._admission.plan_of(trial, on_metric), None, place)
         assert outcome is not None  # no gate: it always starts
         return outcome
 

@@ -7,6 +7,7 @@ Exceptions are for misuse and for the infrastructure::
     ConsumerError
     ├── TemplateError (also ValueError)   a command or config template cannot be rendered
     ├── SlotError (also ValueError)       a trial asks for more slots than exist
+    ├── SpaceError (also ValueError)      a search space's prior cannot be parsed or is impossible
     ├── TrialFilesError (also OSError)    this host cannot create a trial's files (disk full...)
     ├── StoreError                        a trial store failed or was misused
     │   ├── StoreUnavailable              the store cannot be reached now (worth a retry)
@@ -32,6 +33,10 @@ class TemplateError(ConsumerError, ValueError):
 
 class SlotError(ConsumerError, ValueError):
     """A trial asks for more slots of a kind than the consumer has."""
+
+
+class SpaceError(ConsumerError, ValueError):
+    """A search space's prior (``--lr~'loguniform(1e-5, 1)'``) cannot be parsed, or is impossible."""
 
 
 class StoreError(ConsumerError):

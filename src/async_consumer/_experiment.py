@@ -8,6 +8,7 @@ picks a new name or a new version, which runs every trial again and keeps the ol
 
 from __future__ import annotations
 
+import json
 import shlex
 from datetime import datetime
 
@@ -29,6 +30,8 @@ class Experiment(BaseModel):
         created_at: when the store recorded it (the store's clock).
         maximize: higher objectives are better (default: lower is better). Stored once, with
             the version: every command that ranks the experiment's trials reads it here.
+        search: what it searches, if it is a search (the plan's JSON: its space, sampler,
+            pruner, seed, metric and total number of trials).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -40,6 +43,7 @@ class Experiment(BaseModel):
     code_version: str | None = None
     created_at: datetime | None = None
     maximize: bool = False
+    search: str | None = None
 
 
 def differences(recorded: Experiment, asked: Experiment) -> list[str]:
@@ -56,6 +60,25 @@ def differences(recorded: Experiment, asked: Experiment) -> list[str]:
         changes.append("the config template's text changed")
     if recorded.maximize != asked.maximize:
         changes.append(f"it was run with {_direction(recorded)}, now {_direction(asked)}")
+    changes.extend(_search_changes(recorded.search, asked.search))
+    return changes
+
+
+def _search_changes(recorded: str | None, asked: str | None) -> list[str]:
+    """What changes of the search: its space, sampler, pruner, seed or metric (not its total)."""
+    if recorded == asked:
+        return []
+    if recorded is None or asked is None:
+        return ["it was a search, now it is not" if asked is None else "it is a search now"]
+    was, now = json.loads(recorded), json.loads(asked)
+    changes = []
+    if was.get("space") != now.get("space"):
+        changes.append("the search space changed")
+    changes.extend(
+        f"the {key} was {was.get(key)}, now {now.get(key)}"
+        for key in ("sampler", "pruner", "seed", "metric")
+        if was.get(key) != now.get(key)
+    )
     return changes
 
 

@@ -61,6 +61,9 @@ class Reason(StrEnum):
     PREEMPTED = "preempted"
     """The worker was told to leave (SIGTERM, Slurm's early warning) and stopped the attempt:
     not the script's doing, so any worker may resume it at once."""
+    PRUNED = "pruned"
+    """A search's pruner stopped it: its metrics said it would not beat the others. Never run
+    again (its trial's status is ``pruned``)."""
     HOST_FAULT = "host_fault"
     """The worker's host could not start it (its files could not be created): not the trial's
     fault, so it goes back to the queue without counting a loss."""
@@ -193,6 +196,8 @@ class TrialStatus(StrEnum):
     COMPLETED = "completed"
     BROKEN = "broken"
     INTERRUPTED = "interrupted"
+    PRUNED = "pruned"
+    """Stopped by a search's pruner (its attempt: interrupted, reason ``pruned``); final."""
 
 
 class Lease(BaseModel):

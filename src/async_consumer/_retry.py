@@ -17,7 +17,9 @@ DEFAULT_RETRY_REASONS = frozenset({Reason.LEASE_LOST, Reason.SIGNAL})
 """Lost leases and signals (the OOM killer, a node's hiccup) are worth another try by default;
 invalid results or changed code would fail the same way again."""
 
-_NEVER = frozenset({Reason.INVALID_RESULTS, Reason.CODE_CHANGED, Reason.STOPPED, Reason.CANCELLED})
+_NEVER = frozenset(
+    {Reason.INVALID_RESULTS, Reason.CODE_CHANGED, Reason.STOPPED, Reason.CANCELLED, Reason.PRUNED}
+)
 
 
 @dataclass(frozen=True, slots=True)

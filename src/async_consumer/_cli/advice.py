@@ -46,6 +46,9 @@ def advice(
             f"--rerun broken placed before its -- (an option of run, not of the script) to run "
             f"{_them(broken)} again (failed attempts are kept)"
         )
+    pruned = counts.get(TrialStatus.PRUNED, 0)
+    if pruned:
+        lines.append(f"{_trials(pruned)} pruned: stopped early by the search's pruner")
     waiting = counts.get(TrialStatus.NEW, 0) + counts.get(TrialStatus.RESERVED, 0)
     if waiting and max_broken is not None:
         lines.append(

@@ -65,6 +65,36 @@ def _add_trial_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_search_options(parser: argparse.ArgumentParser) -> None:
+    search = parser.add_argument_group("search (priors in the command: --lr~'loguniform(1e-5, 1)')")
+    search.add_argument(
+        "-n",
+        "--max-trials",
+        type=positive_int,
+        metavar="N",
+        help="the search's total number of trials, over every worker (default 100)",
+    )
+    search.add_argument(
+        "--space",
+        metavar="FILE",
+        help="a YAML or JSON file of priors, e.g. lr: loguniform(1e-5, 1)",
+    )
+    search.add_argument(
+        "--sampler",
+        help="random, or with Optuna: tpe (the default then), cmaes, gp, qmc, grid",
+    )
+    search.add_argument("--seed", type=int, help="the sampler's seed (a reproducible search)")
+    search.add_argument(
+        "--pruner",
+        help="with Optuna: median (the default then), asha, hyperband; or none",
+    )
+    search.add_argument(
+        "--metric",
+        metavar="KEY",
+        help="the key of a metrics line the pruner reads (default: the objective's name)",
+    )
+
+
 def _add_execution_options(parser: argparse.ArgumentParser) -> None:
     how = parser.add_argument_group("how each trial runs")
     how.add_argument(
@@ -175,6 +205,11 @@ def _add_worker_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 def _add_worker_options(parser: argparse.ArgumentParser) -> None:
     """A worker's options but ``--store`` and ``--json``: ``launch`` passes them on."""
+    parser.add_argument(
+        "--experiment",
+        default="default",
+        help="the experiment whose search the worker suggests for, if it is one (default: default)",
+    )
     add_resume_options(parser)
     maximize_option(parser)
     add_trial_time(parser)
@@ -186,6 +221,23 @@ def run_options() -> frozenset[str]:
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     run = commands.choices["run"]
     return frozenset(o for a in run._actions for o in a.option_strings if o.startswith("--"))
+
+
+def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run a script once per trial, here and now (resumable)",
+        description="Run COMMAND once per trial and report the outcomes. Trials are kept in a "
+        "store, so running the same command again resumes: completed trials are not run twice. "
+        "Example: async-consumer run --params grid.jsonl -j 4 -- python train.py --lr {lr}",
+    )
+    _add_trial_options(run)
+    _add_search_options(run)
+    add_rerun_options(run)
+    _store_option(run, required=False)
+    _add_output_options(run)
+    maximize_option(run)
+    _add_execution_options(run)
 
 
 def build_parser() -> Parser:
@@ -202,19 +254,7 @@ def build_parser() -> Parser:
         "argparse._SubParsersAction[argparse.ArgumentParser]",
         parser.add_subparsers(dest="command", metavar="COMMAND"),
     )
-    run = commands.add_parser(
-        "run",
-        help="run a script once per trial, here and now (resumable)",
-        description="Run COMMAND once per trial and report the outcomes. Trials are kept in a "
-        "store, so running the same command again resumes: completed trials are not run twice. "
-        "Example: async-consumer run --params grid.jsonl -j 4 -- python train.py --lr {lr}",
-    )
-    _add_trial_options(run)
-    add_rerun_options(run)
-    _store_option(run, required=False)
-    _add_output_options(run)
-    maximize_option(run)
-    _add_execution_options(run)
+    _add_run_command(commands)
     add = commands.add_parser(
         "add",
         help="put trials in a store, for workers to run",

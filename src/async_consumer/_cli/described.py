@@ -7,6 +7,7 @@ import argparse
 from .._consumer import Consumer
 from .._retry import RetryPolicy
 from .._supervise.heartbeat import HeartbeatTarget
+from .._supervise.metrics import MetricCallback
 from .._trial.paths import safe_name
 from .sources import SourceError, parse_assignment
 
@@ -38,7 +39,11 @@ def default_store_url(experiment: str) -> str:
     return f"sqlite:///.async-consumer/{safe_name(experiment)}.db"
 
 
-def consumer_from(args: argparse.Namespace, store: HeartbeatTarget | None = None) -> Consumer:
+def consumer_from(
+    args: argparse.Namespace,
+    store: HeartbeatTarget | None = None,
+    on_metric: MetricCallback | None = None,
+) -> Consumer:
     """
     The consumer that the command's options describe.
 
@@ -46,6 +51,8 @@ def consumer_from(args: argparse.Namespace, store: HeartbeatTarget | None = None
         SourceError: no command after ``--``, or a malformed ``--slots``.
     """
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    # a search's command and config template: its priors replaced by placeholders (searching.py)
+    command = getattr(args, "search_command", None) or command
     if not command:
         msg = "no command: put the script to run after --, e.g. -- python train.py --x {x}"
         raise SourceError(msg)
@@ -53,13 +60,14 @@ def consumer_from(args: argparse.Namespace, store: HeartbeatTarget | None = None
         command,
         base_dir=args.base_dir,
         run_in_working_dir=args.cd_trial_dir,
-        config_template=args.config_template,
+        config_template=getattr(args, "search_config", None) or args.config_template,
         env_deny=args.env_deny,
         timeout=args.timeout,
         grace=args.grace,
         store=store,
         heartbeat=args.heartbeat,
         stall_timeout=args.stall_timeout,
+        on_metric=on_metric,
         slots=_slot_pools(args.slots),
         retry=RetryPolicy.of(args.retries),
         code_change=args.code_change,

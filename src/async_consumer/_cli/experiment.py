@@ -89,6 +89,7 @@ async def _asked(args: argparse.Namespace, version: int, maximize: bool) -> Expe
         config=config,
         code_version=code,
         maximize=maximize,
+        search=getattr(args, "search_plan", None),
     )
 
 

@@ -97,6 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _ended_by(exc: BaseException) -> int:
     """The exit status of a command that ``exc`` ended, after its one line (if any)."""
     if isinstance(exc, KeyboardInterrupt):  # Ctrl-C before the command's own handler
+        # a connection cut short by it (asyncpg's, mid-handshake) may leave a future whose
+        # error asyncio reports when it is collected: the one line below says it all
+        import logging
+
+        logging.getLogger("asyncio").disabled = True
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     if isinstance(exc, BrokenPipeError):  # `status | head -4`: the reader has what it wanted

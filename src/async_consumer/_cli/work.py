@@ -16,10 +16,13 @@ from .._consumer import Consumer
 from .._errors import ConsumerError, StoreUnavailable
 from .._models import TrialStatus
 from .._resume import ResumePolicy
+from .._search.search import Search, SearchPlan
+from .._search.store import SearchingStore
 from .._signals import handle_signals
 from .._worker import Worker
 from ..stores import TrialStore, open_store, store_from_url
-from ..stores._retrying import Outage, RetryingStore
+from ..stores._retrying import Outage
+from . import searching
 from .adding import Added, add_in_chunks
 from .advice import advice, parse_rerun, plural
 from .args import run_options
@@ -82,10 +85,13 @@ async def _reach(url: str, limit: float) -> TrialStore:
 
 
 @asynccontextmanager
-async def _linked_store(args: argparse.Namespace, url: str) -> AsyncIterator[RetryingStore]:
-    """The store a worker uses: opened, and every call retried while it is unreachable."""
+async def _linked_store(args: argparse.Namespace, url: str) -> AsyncIterator[SearchingStore]:
+    """
+    The store a worker uses: opened (a store never reached fails fast), and every call retried
+    while it is unreachable; a search (once given to it) adds its next trial where none waits.
+    """
     store = await _reach(url, min(FIRST_CONTACT, args.store_outage_limit))
-    async with RetryingStore(store, outage=Outage(args.store_outage_limit)) as linked:
+    async with SearchingStore(store, outage=Outage(args.store_outage_limit)) as linked:
         yield linked
 
 
@@ -111,6 +117,7 @@ async def _work(
     run: Added | None = None,
     place: Placement | None = None,
     early: list[signal.Signals] | None = None,
+    search: Search | None = None,
 ) -> int:
     """
     Run a worker on the store until it is drained (or interrupted); ``run``: run's trials.
@@ -118,7 +125,10 @@ async def _work(
     With a ``place`` (the ``worker`` command), signals make the worker leave, its trials left
     for other workers to resume (``early``: those that came while it started).
     """
-    consumer = consumer_from(args, store)
+    if search is not None and isinstance(store, SearchingStore):
+        store.search = search
+    on_metric = search.report if search is not None and search.plan.pruner != "none" else None
+    consumer = consumer_from(args, store, on_metric=on_metric)
     writable_dir(consumer.base_dir)  # before anything is reserved
     await _check_waiting(store, consumer, run)
     follow = getattr(args, "follow", False)
@@ -162,13 +172,18 @@ async def _conclude(
     limit = max_broken if worker.is_halted and max_broken is not None else None
     for line in advice(counts, follow=follow, max_broken=limit):
         view.note(line)
-    # every trial of the parameter set counts, not only those run now
-    failed = sum(counts.values()) != counts[TrialStatus.COMPLETED]
+    # every trial of the parameter set counts, not only those run now; a pruned one is a
+    # search's decision, not a failure
+    done = counts[TrialStatus.COMPLETED] + counts.get(TrialStatus.PRUNED, 0)
+    failed = sum(counts.values()) != done
     return EXIT_FAILED if failed or worker.is_halted else EXIT_OK
 
 
 async def run(args: argparse.Namespace, view: View) -> int:
-    """``run``: add the parameter set's trials to the store, and run them."""
+    """``run``: add the parameter set's trials to the store, and run them (or search)."""
+    plan = searching.plan_of(args)  # a bad prior: nothing is recorded
+    if plan is not None:
+        return await _search(args, view, plan)
     consumer = consumer_from(args)  # a missing or bad command: nothing is recorded
     source = TrialSource.of(args)
     checked = source.check(consumer.check)  # nor for bad parameters or unknown placeholders
@@ -187,6 +202,25 @@ async def run(args: argparse.Namespace, view: View) -> int:
             checked.close()  # in the store now: the disk they took is not held for the run
             _note_added(view, run, rerun=bool(rerun))
             return await _work(args, store, view, run)
+
+
+async def _search(args: argparse.Namespace, view: View, plan: SearchPlan) -> int:
+    """``run`` with priors: record the search in the store, then suggest and run its trials."""
+    consumer_from(args)  # a missing or bad command: nothing is recorded
+    check_program(command_of(args), in_trial_dir=args.cd_trial_dir)  # nor a typo in it
+    args.search_plan = plan.to_json()
+    store_url = args.store or default_store_url(args.experiment)
+    async with _linked_store(args, store_url) as store:
+        chosen = await experiment_version(args, store, run_options)
+        args.experiment_version, view.maximize = chosen.version, chosen.maximize
+        if chosen.note:
+            view.note(chosen.note)
+        view.note(
+            f"searching: {plan.n} trials, sampler {plan.sampler}, pruner {plan.pruner}, "
+            f"over {', '.join(plan.space.names)}"
+        )
+        search = searching.search_of(args, store, plan, maximize=chosen.maximize)
+        return await _work(args, store, view, search=search)
 
 
 def _note_added(view: View, run: Added, *, rerun: bool) -> None:
@@ -226,4 +260,5 @@ async def worker(args: argparse.Namespace, view: View) -> int:
     with early_signals() as early:
         place = await placement_of(args, os.environ)
         async with _linked_store(args, args.store) as store:
-            return await _work(args, store, view, place=place, early=early)
+            search = await searching.search_for_worker(args, store)
+            return await _work(args, store, view, place=place, early=early, search=search)

@@ -40,6 +40,7 @@ _CARDS = (
     (TrialStatus.COMPLETED, "completed", COLOURS["completed"]),
     (TrialStatus.BROKEN, "broken", COLOURS["broken"]),
     (TrialStatus.INTERRUPTED, "interrupted", COLOURS["interrupted"]),
+    (TrialStatus.PRUNED, "pruned", "#8e6bbf"),
     (TrialStatus.RESERVED, "running", COLOURS["running"]),
     (TrialStatus.NEW, "waiting", "#c3c8d0"),
 )
@@ -147,6 +148,7 @@ def _header(trials: Sequence[StoredTrial], best: tuple[Point, StoredTrial] | Non
         f'style="--c:{colour}">'
         f'<div class="num">{counts[status]}</div><div class="label">{label}</div></div>'
         for status, label, colour in _CARDS
+        if counts[status] or status is not TrialStatus.PRUNED  # pruned: a search's only
     ]
     if best is None:
         cards.append(

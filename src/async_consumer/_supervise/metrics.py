@@ -40,7 +40,9 @@ class Metric(BaseModel):
     received_at: datetime
 
 
-MetricCallback = Callable[[Metric], None]
+MetricCallback = Callable[[Metric], object]
+"""Called with each metric line; answering ``True`` stops the trial (pruned), any other answer
+(``None``) lets it run on."""
 
 
 def _parse(line: bytes, trial_id: str, attempt: int) -> Metric | None:
@@ -89,7 +91,7 @@ class MetricsTail:
     Each line is handed to ``on_metric`` once, in order. The last read (:meth:`drain`) comes
     after the script's process group is gone, so lines written just before exit arrive too.
     An exception raised by ``on_metric`` is kept in :attr:`error` (the caller re-raises it) and
-    no further line is handed out.
+    no further line is handed out; nor after it answered ``True`` (kept in :attr:`stop`).
     """
 
     def __init__(
@@ -99,6 +101,8 @@ class MetricsTail:
         self.attempt = attempt
         self.on_metric = on_metric
         self.error: Exception | None = None
+        self.stop: Metric | None = None
+        """The line whose callback answered ``True`` (stop the trial), if one did."""
         self._reader = LineFollower(path)
 
     def read(self, final: bool = False) -> bool:
@@ -120,10 +124,15 @@ class MetricsTail:
         metric = _parse(line, self.trial_id, self.attempt)
         if metric is None or self.on_metric is None or self.error is not None:
             return
+        if self.stop is not None:  # the trial is being stopped: nothing more is asked
+            return
         try:
-            self.on_metric(metric)
+            answer = self.on_metric(metric)
         except Exception as exc:  # noqa: BLE001 - the caller's error, kept to be re-raised
             self.error = exc
+            return
+        if answer is True and self.stop is None:
+            self.stop = metric
 
 
 async def follow(
@@ -133,12 +142,14 @@ async def follow(
     stall_timeout: float | None,
     on_stall: Callable[[str], None],
     on_error: Callable[[str], None],
+    on_stop: Callable[[str], None] | None = None,
     poll: float = 0.2,
 ) -> None:
     """
     Poll the metrics file and logs until cancelled; call ``on_stall`` once if progress stops.
 
-    ``on_error`` is called (and following ends) when ``on_metric`` raised.
+    ``on_error`` is called (and following ends) when ``on_metric`` raised; ``on_stop`` when it
+    answered ``True`` for a line (stop the trial: pruned).
     """
     if stall_timeout is not None:
         poll = min(poll, stall_timeout / 4)
@@ -149,6 +160,10 @@ async def follow(
         seen = tail.read()
         if tail.error is not None:
             on_error(f"on_metric raised {type(tail.error).__name__}: {tail.error}")
+            return
+        if tail.stop is not None and on_stop is not None:
+            shown = ", ".join(f"{k}={v}" for k, v in tail.stop.values.items())
+            on_stop(f"pruned at step {tail.stop.step}: {shown}")
             return
         new_sizes = [_size(p) for p in logs]
         if seen or new_sizes != sizes:

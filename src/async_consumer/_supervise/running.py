@@ -60,6 +60,10 @@ class Running:
         """Stop the script: ``on_metric`` raised (the error reaches the caller after the stop)."""
         self.abort_with(Abort(Status.INTERRUPTED, Reason.CANCELLED, message))
 
+    def pruned(self, message: str) -> None:
+        """Stop the script: the metrics callback answered that it should stop (a pruner)."""
+        self.abort_with(Abort(Status.INTERRUPTED, Reason.PRUNED, message))
+
     def stalled(self, message: str) -> None:
         """Stop the script: it made no progress for too long (the metrics follower's callback)."""
         self.abort_with(Abort(Status.BROKEN, Reason.STALLED, message))

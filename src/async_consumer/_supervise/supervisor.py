@@ -170,7 +170,7 @@ class Supervisor:
                 watchdog.forget(child.pid)
                 if not self._running:  # nothing left to register soon: tell it now
                     watchdog.flush()
-            if running.metrics is not None and self.settings.on_metric is not None:
+            if running.metrics is not None and running.metrics.on_metric is not None:
                 running.metrics.drain()  # the lines written just before the script ended
         if running.metrics is not None and running.metrics.error is not None:
             raise running.metrics.error  # the orchestrator's own error, as itself
@@ -187,7 +187,7 @@ class Supervisor:
         settings, beats = self.settings, self.beats
         lease = plan.lease if settings.store is not None else None
         grouped = lease is not None and (beats is None or not on_asyncio())  # a beat loop; trio
-        if grouped or settings.echo or settings.follows:
+        if grouped or settings.echo or settings.follows or plan.on_metric is not None:
             return await self._wait_watched(plan, running, deadline, lease)
         with anyio.CancelScope() as scope:  # no task group
             running.watch(scope, deadline)
@@ -213,7 +213,7 @@ class Supervisor:
                 watchers.start(self._beat(running.kept), lease, running.lost)
             if self.settings.echo:
                 watchers.start(echo, plan.trial.id, plan.paths.stdout, plan.paths.stderr)
-            if self.settings.follows:
+            if self.settings.follows or plan.on_metric is not None:
                 watchers.start(self._follow, plan, running)
             await running.child.wait()
             watchers.stop()
@@ -238,9 +238,8 @@ class Supervisor:
 
     async def _follow(self, plan: Plan, running: Running) -> None:
         paths = plan.paths
-        tail = MetricsTail(
-            plan.trial.id, plan.trial.attempt, paths.metrics, self.settings.on_metric
-        )
+        on_metric = plan.on_metric or self.settings.on_metric
+        tail = MetricsTail(plan.trial.id, plan.trial.attempt, paths.metrics, on_metric)
         running.metrics = tail
         await follow(
             tail=tail,
@@ -248,6 +247,7 @@ class Supervisor:
             stall_timeout=self.settings.stall_timeout,
             on_stall=running.stalled,
             on_error=running.metric_failed,
+            on_stop=running.pruned,
         )
 
     async def stop(self, trial_id: str) -> bool:

@@ -196,6 +196,11 @@ class ConfigTemplate:
             raise TemplateError(msg) from exc
         return cls(path=path, data=data, is_yaml=suffix != ".json")
 
+    @classmethod
+    def of(cls, template: str | os.PathLike[str] | ConfigTemplate) -> ConfigTemplate:
+        """``template`` itself, or the template read from that file (see :meth:`load`)."""
+        return template if isinstance(template, ConfigTemplate) else cls.load(template)
+
     @property
     def suffix(self) -> str:
         """The extension of the rendered file."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from .._errors import TemplateError
 from .._models import Lease, Trial
@@ -26,6 +27,8 @@ class Plan:
     argv: list[str]
     params_json: bytes
     config_bytes: bytes | None
+    on_metric: Callable[[Any], object] | None = None
+    """The trial's own metrics callback (instead of the consumer's): see ``Consumer.run``."""
 
 
 class _Names(TypedDict):
@@ -70,7 +73,7 @@ class Planner:
     def next_attempt(self, plan: Plan) -> Plan:
         """The plan of the attempt after ``plan``'s (a retry: never under a lease)."""
         trial = plan.trial.model_copy(update={"attempt": plan.trial.attempt + 1})
-        return self.plan(trial, None)
+        return replace(self.plan(trial, None), on_metric=plan.on_metric)
 
 
 def _free_attempt(base_dir: Path, trial: Trial, suffix: str | None) -> Trial:

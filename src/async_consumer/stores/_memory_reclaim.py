@@ -39,7 +39,7 @@ class MemoryReclaims:
     def _settle(self, record: Record, outcome: Outcome, requeue: bool = False) -> None:
         record.end_attempt(outcome)
         record.status, record.lost_count = settle(
-            outcome.status, record.lost_count, self._max_lost, requeue
+            outcome.status, record.lost_count, self._max_lost, requeue, outcome.reason
         )
         if record.status in PENDING:
             heapq.heappush(self._pending, (record.seq, record.trial.id))

@@ -82,7 +82,10 @@ def _columns(items: Sequence[Finish], max_lost: int) -> tuple[object, ...]:
         [item.lease.token for item in items],
         max_lost,
         [int(item.outcome.status is Status.LOST) for item in items],
-        [settled_status(item.outcome.status, item.requeue).value for item in items],
+        [
+            settled_status(item.outcome.status, item.requeue, item.outcome.reason).value
+            for item in items
+        ],
         [item.outcome.model_dump_json() for item in items],
         [float(item.hold) for item in items],
     )

@@ -74,6 +74,9 @@ get theirs from their latest attempt's outcome."""
 DIRECTION_V6 = "ALTER TABLE {s}.experiments ADD COLUMN maximize boolean NOT NULL DEFAULT false"
 """Version 6: each experiment version's direction (true: higher objectives are better), so
 that every command ranks its trials as the run that recorded it did."""
+SEARCH_V7 = "ALTER TABLE {s}.experiments ADD COLUMN search text"
+"""Version 7 (search): what an experiment version searches (its space, sampler, pruner, seed,
+metric and total, as JSON), so that every worker of the store suggests from the same plan."""
 MIGRATIONS: tuple[str, ...] = (
     TABLES_V1,
     JOURNEY_V2,
@@ -81,6 +84,7 @@ MIGRATIONS: tuple[str, ...] = (
     HOLDERS_V4,
     BEST_V5,
     DIRECTION_V6,
+    SEARCH_V7,
 )
 """The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
 schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
@@ -245,17 +249,20 @@ _QUERIES = {
         UPDATE {s}.trials SET status = 'new', lost_count = 0, not_before = NULL
         WHERE id = ANY($1::text[]) AND status = ANY($2::text[])""",
     "experiment": """
-        SELECT name, version, command, config, code_version, created_at, maximize
+        SELECT name, version, command, config, code_version, created_at, maximize, search
         FROM {s}.experiments
         WHERE name = $1 ORDER BY version DESC LIMIT 1""",
     "add_experiment": """
-        INSERT INTO {s}.experiments (name, version, command, config, code_version, maximize)
-        VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name, version) DO NOTHING RETURNING 1""",
+        INSERT INTO {s}.experiments
+            (name, version, command, config, code_version, maximize, search)
+        VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name, version) DO NOTHING RETURNING 1""",
     "replace_experiment": """
-        INSERT INTO {s}.experiments (name, version, command, config, code_version, maximize)
-        VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name, version) DO UPDATE SET
+        INSERT INTO {s}.experiments
+            (name, version, command, config, code_version, maximize, search)
+        VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name, version) DO UPDATE SET
             command = excluded.command, config = excluded.config,
-            code_version = excluded.code_version, maximize = excluded.maximize RETURNING 1""",
+            code_version = excluded.code_version, maximize = excluded.maximize,
+            search = excluded.search RETURNING 1""",
 }
 
 

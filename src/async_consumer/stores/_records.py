@@ -34,7 +34,7 @@ def check_hold(hold: float) -> float:
 
 def dump_experiment(
     experiment: Experiment,
-) -> tuple[str, int, str, str | None, str | None, bool]:
+) -> tuple[str, int, str, str | None, str | None, bool, str | None]:
     """The values of an experiments row, but its creation time (the store's clock sets it)."""
     command = json.dumps(list(experiment.command))
     return (
@@ -44,12 +44,13 @@ def dump_experiment(
         experiment.config,
         experiment.code_version,
         experiment.maximize,
+        experiment.search,
     )
 
 
 def load_experiment(row: Sequence[object]) -> Experiment:
     """Rebuild an experiment from its row (the time as a datetime or seconds since the epoch)."""
-    name, version, command, config, code_version, created, maximize = row
+    name, version, command, config, code_version, created, maximize, search = row
     if isinstance(created, int | float):
         created = datetime.fromtimestamp(created, UTC)
     return Experiment.model_validate(
@@ -61,5 +62,6 @@ def load_experiment(row: Sequence[object]) -> Experiment:
             "code_version": code_version,
             "created_at": created,
             "maximize": bool(maximize),
+            "search": search,
         }
     )

@@ -100,17 +100,25 @@ def not_renewed(leases: Sequence[Lease], renewed: Collection[tuple[str, int]]) -
     return [lease.trial_id for lease in leases if (lease.trial_id, lease.token) not in renewed]
 
 
-def settled_status(status: Status, requeue: bool = False) -> TrialStatus:
+def settled_status(
+    status: Status, requeue: bool = False, reason: Reason | None = None
+) -> TrialStatus:
     """The trial's status after an attempt ends so, before counting losses against ``max_lost``."""
+    if reason is Reason.PRUNED and status is Status.INTERRUPTED:
+        return TrialStatus.PRUNED  # final: a pruned trial never runs again
     return TrialStatus.INTERRUPTED if requeue else _SETTLED[status]
 
 
 def settle(
-    status: Status, lost_count: int, max_lost: int, requeue: bool = False
+    status: Status,
+    lost_count: int,
+    max_lost: int,
+    requeue: bool = False,
+    reason: Reason | None = None,
 ) -> tuple[TrialStatus, int]:
     """Return the trial's new status and lost count once an attempt ended with ``status``."""
     if status is not Status.LOST:
-        return settled_status(status, requeue), lost_count
+        return settled_status(status, requeue, reason), lost_count
     lost_count += 1
     return (TrialStatus.BROKEN if lost_count > max_lost else TrialStatus.INTERRUPTED), lost_count
 

@@ -66,6 +66,9 @@ latest attempt's outcome."""
 DIRECTION_V6 = "ALTER TABLE experiments ADD COLUMN maximize INTEGER NOT NULL DEFAULT 0"
 """Version 6: each experiment version's direction (1: higher objectives are better), so that
 every command ranks its trials as the run that recorded it did."""
+SEARCH_V7 = "ALTER TABLE experiments ADD COLUMN search TEXT"
+"""Version 7 (search): what an experiment version searches (its space, sampler, pruner, seed,
+metric and total, as JSON), so that every worker of the store suggests from the same plan."""
 MIGRATIONS: tuple[str, ...] = (
     SCHEMA_V1,
     JOURNEY_V2,
@@ -73,6 +76,7 @@ MIGRATIONS: tuple[str, ...] = (
     HOLDERS_V4,
     BEST_V5,
     DIRECTION_V6,
+    SEARCH_V7,
 )
 """The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
 schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
@@ -184,18 +188,20 @@ UPDATE trials SET status = 'new', lost_count = 0, not_before = NULL
 WHERE id IN (SELECT value FROM json_each(?)) AND status IN (SELECT value FROM json_each(?))
 """
 EXPERIMENT = """
-SELECT name, version, command, config, code_version, created_at, maximize FROM experiments
-WHERE name = ? ORDER BY version DESC LIMIT 1
+SELECT name, version, command, config, code_version, created_at, maximize, search
+FROM experiments WHERE name = ? ORDER BY version DESC LIMIT 1
 """
 ADD_EXPERIMENT = f"""
-INSERT INTO experiments (name, version, command, config, code_version, maximize, created_at)
-VALUES (?, ?, ?, ?, ?, ?, {NOW}) ON CONFLICT (name, version) DO NOTHING
+INSERT INTO experiments
+    (name, version, command, config, code_version, maximize, search, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, {NOW}) ON CONFLICT (name, version) DO NOTHING
 """
 REPLACE_EXPERIMENT = f"""
-INSERT INTO experiments (name, version, command, config, code_version, maximize, created_at)
-VALUES (?, ?, ?, ?, ?, ?, {NOW}) ON CONFLICT (name, version) DO UPDATE SET
+INSERT INTO experiments
+    (name, version, command, config, code_version, maximize, search, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, {NOW}) ON CONFLICT (name, version) DO UPDATE SET
     command = excluded.command, config = excluded.config, code_version = excluded.code_version,
-    maximize = excluded.maximize
+    maximize = excluded.maximize, search = excluded.search
 """
 ATTEMPTS = """
 SELECT trial_id, number, token, worker, host, reserved_at, heartbeat_at, outcome FROM attempts

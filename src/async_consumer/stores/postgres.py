@@ -196,7 +196,7 @@ class PostgresStore(PostgresBatches, StoreBase):
     ) -> TrialStatus:
         """Record the attempt's outcome; see ``TrialStore.finish``."""
         check_outcome(lease, outcome)
-        status = settled_status(outcome.status, requeue)
+        status = settled_status(outcome.status, requeue, outcome.reason)
         lost = int(outcome.status is Status.LOST)
         args = (lost, self._max_lost, status.value, outcome.model_dump_json(), check_hold(hold))
         async with self._connection() as conn:

@@ -184,7 +184,7 @@ class SQLiteStore(SQLiteBatches, StoreBase):
         return await self._run(lambda: self._finish(lease, outcome, requeue, hold))
 
     def _finish(self, lease: Lease, outcome: Outcome, requeue: bool, hold: float) -> TrialStatus:
-        status = settled_status(outcome.status, requeue)
+        status = settled_status(outcome.status, requeue, outcome.reason)
         lost = int(outcome.status is Status.LOST)
         args = {"id": lease.trial_id, "token": lease.token, "lost": lost, "status": status.value}
         args.update(max_lost=self._max_lost, hold=check_hold(hold))

@@ -1,0 +1,67 @@
+"""What an experiment searches: its space, sampler, pruner, total and seed, as its record keeps it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from .._errors import SpaceError
+from .samplers import check_choice
+from .space import Space
+
+__all__ = ["SearchPlan"]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPlan:
+    """
+    What an experiment searches, as its record in the store keeps it.
+
+    Attributes:
+        space: the dimensions and their priors.
+        sampler: ``random``, ``tpe``, ``cmaes``, ``gp``, ``qmc`` or ``grid``.
+        pruner: ``median``, ``asha``, ``hyperband`` or ``none``.
+        n: the experiment's total number of trials.
+        seed: the sampler's seed (``None``: none).
+        metric: the key of a metrics line the pruner reads (``None``: the objective's name).
+    """
+
+    space: Space
+    sampler: str
+    pruner: str
+    n: int
+    seed: int | None = None
+    metric: str | None = None
+
+    def __post_init__(self) -> None:
+        check_choice(self.sampler, self.pruner)
+        if self.n < 1:
+            msg = f"-n must be 1 or more, not {self.n}"
+            raise SpaceError(msg)
+
+    def to_json(self) -> str:
+        """The plan as its experiment's record keeps it."""
+        return json.dumps(
+            {
+                "space": self.space.spec(),
+                "sampler": self.sampler,
+                "pruner": self.pruner,
+                "n": self.n,
+                "seed": self.seed,
+                "metric": self.metric,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> SearchPlan:
+        """The plan an experiment's record keeps."""
+        data = json.loads(text)
+        return cls(
+            space=Space.of(data["space"]),
+            sampler=data["sampler"],
+            pruner=data["pruner"],
+            n=data["n"],
+            seed=data.get("seed"),
+            metric=data.get("metric"),
+        )

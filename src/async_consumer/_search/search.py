@@ -1,0 +1,253 @@
+"""
+A search that lives in the store: any worker with a free place suggests the next trial.
+
+The search's ``k``-th trial has the id ``<experiment>-<k>`` (``-v<version>`` after the first
+version), for ``k`` from 1 to ``n``. Suggesting is adding that trial: the store's unique ids make
+``n`` the total over every worker (two workers asking for the same ``k`` get one trial, and the
+one that lost takes ``k + 1``), and a worker killed while it suggests leaves either the trial,
+new in the store for any worker to run, or nothing. The sampler is fed the search's finished
+trials from the store (other workers', earlier runs'), read again only when the store's counts
+of finished trials change. No process holds anything the search needs but the store.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+from pydantic import JsonValue
+
+from .._errors import DuplicateTrial
+from .._models import Outcome, Reason, Status, StoredTrial, Trial, TrialStatus
+from .._supervise.metrics import Metric
+from .._trial.paths import ATTEMPTS
+from ..stores import TrialStore
+from .plan import SearchPlan
+from .samplers import Finished, RandomSampler
+from .study import OptunaStudy
+
+__all__ = ["Search", "SearchPlan"]  # SearchPlan: from .plan, here for its users
+
+_FINISHED = (TrialStatus.COMPLETED, TrialStatus.PRUNED, TrialStatus.BROKEN)
+_MODELS = frozenset({"tpe", "gp", "cmaes"})  # samplers that learn from completed trials
+
+STARTUP = 10
+"""Completed trials a model-based sampler (TPE, GP, CMA-ES) waits for, drawing at random."""
+
+
+class Search:
+    """
+    Suggests trials into a store for a search plan, and prunes the ones that run here.
+
+    Args:
+        store: the experiment's store, shared with every other worker of the search.
+        plan: the space, sampler, pruner and total.
+        experiment: the experiment's name; ``version``: its version (ids of its own).
+        maximize: higher objectives are better (the experiment's direction).
+        slots: the slots each trial asks for.
+    """
+
+    def __init__(
+        self,
+        store: TrialStore,
+        plan: SearchPlan,
+        *,
+        experiment: str = "default",
+        version: int = 1,
+        maximize: bool = False,
+        slots: Mapping[str, int] | None = None,
+    ) -> None:
+        self.store, self.plan = store, plan
+        self.experiment, self.version, self.maximize = experiment, version, maximize
+        self.slots = dict(slots or {})
+        self.random = RandomSampler(plan.space, plan.seed)
+        uses_optuna = plan.sampler != "random" or plan.pruner != "none"
+        self.study = (
+            OptunaStudy(plan.space, plan.sampler, plan.pruner, seed=plan.seed, maximize=maximize)
+            if uses_optuna
+            else None
+        )
+        self._next: int | None = None  # every k below it is taken
+        self._lock = anyio.Lock()
+        self._objective_name: str | None = plan.metric
+        self.pruned: dict[str, int] = {}
+        """The trials this search pruned here, and the step each was pruned at."""
+
+    def id_of(self, k: int) -> str:
+        """The id of the search's ``k``-th trial."""
+        suffix = f"-v{self.version}" if self.version > 1 else ""
+        return f"{self.experiment}-{k}{suffix}"
+
+    def is_mine(self, trial_id: str) -> bool:
+        """Whether the trial is one of this search's."""
+        suffix = f"-v{self.version}" if self.version > 1 else ""
+        pattern = re.escape(self.experiment) + r"-\d+" + re.escape(suffix)
+        return re.fullmatch(pattern, trial_id) is not None
+
+    async def suggest(self) -> bool:
+        """
+        Add the search's next trial to the store; ``False`` once it has all ``n`` trials.
+
+        Raises:
+            StoreError: the store failed (a ``DuplicateTrial`` is a race lost, not an error).
+        """
+        async with self._lock:
+            if self._next is None:
+                self._next = await self._count_taken() + 1
+            if self._next > self.plan.n:
+                return False
+            handle = None
+            if self.study is not None:
+                await self._feed()
+                if self.plan.sampler != "random" and not self._starting():
+                    asked = await anyio.to_thread.run_sync(self.study.ask)
+                    if asked is None:  # nothing left to try: the search is complete
+                        self._next = self.plan.n + 1
+                        return False
+                    params, handle = asked
+            while self._next <= self.plan.n:
+                k = self._next
+                self._next += 1
+                if handle is None:
+                    params = self._random(k)
+                if await self._add(
+                    Trial(
+                        id=self.id_of(k),
+                        params=params,
+                        experiment=self.experiment,
+                        slots=self.slots,
+                    )
+                ):
+                    if handle is not None and self.study is not None:
+                        self.study.bind(self.id_of(k), handle)
+                    return True
+            if handle is not None and self.study is not None:
+                self.study.discard(handle)
+            return False
+
+    def _starting(self) -> bool:
+        """
+        Whether the model-based sampler has too little evidence yet (fewer completed trials
+        than :data:`STARTUP`): the k-th trial is then the random sampler's, so that processes
+        starting together try different points, the same ones whichever process suggests.
+        """
+        assert self.study is not None
+        return self.plan.sampler in _MODELS and self.study.completed < STARTUP
+
+    def _random(self, k: int) -> dict[str, JsonValue]:
+        params = self.random.ask(k)
+        if self.study is not None:
+            params.update(self.study.fixed)
+        return params
+
+    async def _add(self, trial: Trial) -> bool:
+        try:
+            return await self.store.add([trial], exist_ok=True) == 1
+        except DuplicateTrial:
+            return False  # another worker took this k with other parameters
+
+    async def _count_taken(self) -> int:
+        counts = await self.store.counts([self.id_of(k) for k in range(1, self.plan.n + 1)])
+        return sum(counts.values())
+
+    async def _feed(self) -> None:
+        """Feed the study the search's trials that finished since it was last fed."""
+        assert self.study is not None
+        assert self._next is not None
+        counts = await self.store.counts([self.id_of(k) for k in range(1, self._next)])
+        if sum(counts[status] for status in _FINISHED) <= self.study.finished:
+            return  # every finished trial of the search is known here (those run here are)
+        for status in _FINISHED:
+            offset = 0
+            while page := await self.store.list(status, offset=offset, limit=500):
+                offset += len(page)
+                for stored in page:
+                    if self.is_mine(stored.id) and not self.study.is_finished(stored.id):
+                        self.study.feed(self._finished(stored))
+
+    def _finished(self, stored: StoredTrial) -> Finished:
+        outcome = stored.outcome
+        state = {TrialStatus.COMPLETED: "complete", TrialStatus.PRUNED: "pruned"}
+        curve = self._curve(outcome) if outcome is not None else {}
+        value = outcome.objective if outcome is not None else None
+        return Finished(
+            stored.id, stored.trial.params, state.get(stored.status, "fail"), value, curve
+        )
+
+    def _curve(self, outcome: Outcome) -> dict[int, float]:
+        """The objective at each step, from the attempt's metrics file (if this host sees it)."""
+        if not outcome.working_dir:
+            return {}
+        path = Path(outcome.working_dir) / ATTEMPTS / str(outcome.attempt) / "metrics.jsonl"
+        curve: dict[int, float] = {}
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return {}
+        for line in lines:
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                step, value = data.get("step"), self._value_of(data)
+                if isinstance(step, int) and value is not None:
+                    curve.setdefault(step, value)
+        return curve
+
+    def _value_of(self, values: Mapping[str, Any]) -> float | None:
+        """The objective's value in a metrics line: ``metric``'s key, else the only number."""
+        name = self._objective_name
+        if name is None:
+            numbers = [k for k, v in values.items() if k != "step" and _is_number(v)]
+            name = numbers[0] if len(numbers) == 1 else "objective"
+        value = values.get(name)
+        return float(value) if isinstance(value, int | float) and _is_number(value) else None
+
+    # -- pruning the trials that run here ----------------------------------------------------
+
+    def adopt(self, trial: Trial) -> None:
+        """Follow a trial leased here with the pruner (asked for elsewhere, or here)."""
+        if self.study is not None and self.plan.pruner != "none" and self.is_mine(trial.id):
+            self.study.adopt(trial.id, trial.params)
+
+    def report(self, metric: Metric) -> bool:
+        """
+        The consumer's metrics callback: report a trial's objective at a step to the pruner;
+        ``True`` (stop the trial) when the pruner says so.
+        """
+        value = self._value_of(metric.values)
+        if self.study is None or metric.step is None or value is None:
+            return False
+        if not self.study.report(metric.trial_id, metric.step, value):
+            return False
+        self.pruned[metric.trial_id] = metric.step
+        return True
+
+    def ended(self, outcome: Outcome, params: Mapping[str, JsonValue]) -> None:
+        """Tell the study how a trial that ran here ended (not an attempt that runs again)."""
+        if self.study is None:
+            return
+        if self._objective_name is None:
+            for result in outcome.results:
+                if result.type == "objective":
+                    self._objective_name = result.name
+        if outcome.status is Status.COMPLETED:
+            state = "complete"
+        elif outcome.reason is Reason.PRUNED:
+            state = "pruned"
+        elif outcome.status is Status.BROKEN:
+            state = "fail"
+        else:
+            return  # interrupted or lost: it runs again
+        if self.is_mine(outcome.trial_id):
+            self.study.feed(Finished(outcome.trial_id, params, state, outcome.objective))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,130 @@
+"""
+A worker's store that a search keeps filled: where nothing waits, the search suggests a trial.
+
+:class:`SearchingStore` is the worker's link to its store (a :class:`RetryingStore`) with a
+search behind it: a reservation that finds nothing to lease has the search add its next trial,
+and leases that, until the search has its ``n`` trials; every lease's trial is followed by the
+search's pruner; every recorded outcome is told to the sampler. The worker itself is unchanged:
+to it, the store simply does not run dry before the search is complete.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Collection, Sequence
+from functools import partial
+from typing import TYPE_CHECKING
+
+from .._errors import LeaseLost
+from .._models import Lease, Outcome, Reason, Status, TrialStatus
+from ..stores import TrialStore
+from ..stores._outage import Outage
+from ..stores._protocol import Finish
+from ..stores._retrying import RetryingStore
+
+if TYPE_CHECKING:
+    from .search import Search
+
+__all__ = ["SearchingStore"]
+
+_FOR_GOOD = (Status.COMPLETED, Status.BROKEN)
+
+
+class SearchingStore(RetryingStore):
+    """
+    A :class:`RetryingStore` whose reservations a search refills (``search`` ``None``: none).
+
+    Args:
+        store: the store of the experiment.
+        outage: the reachability state to share.
+        search: the search to suggest trials and follow them (may be set later).
+    """
+
+    def __init__(
+        self, store: TrialStore, *, outage: Outage | None = None, search: Search | None = None
+    ) -> None:
+        super().__init__(store, outage=outage)
+        self.search = search
+
+    async def reserve(
+        self,
+        worker: str,
+        *,
+        host: str = "",
+        skip: Collection[str] = (),
+        hold: bool = True,
+        holder: str = "",
+        suspects: bool = True,
+    ) -> Lease | None:
+        """Lease a trial; where none waits, the search's next one (see ``TrialStore.reserve``)."""
+        reserve = partial(
+            super().reserve,
+            worker,
+            host=host,
+            skip=skip,
+            hold=hold,
+            holder=holder,
+            suspects=suspects,
+        )
+        lease = await reserve()
+        while lease is None and self.search is not None and await self.search.suggest():
+            lease = await reserve()
+        if lease is not None and self.search is not None:
+            self.search.adopt(lease.trial)
+        return lease
+
+    async def reserve_many(
+        self,
+        worker: str,
+        n: int,
+        *,
+        host: str = "",
+        skip: Collection[str] = (),
+        hold: bool = True,
+        holder: str = "",
+        suspects: bool = True,
+    ) -> builtins.list[Lease]:
+        """Lease up to ``n`` trials, the search's next ones where too few wait."""
+        reserve = partial(
+            super().reserve_many, worker, host=host, skip=skip, hold=hold, holder=holder
+        )
+        leases = await reserve(n, suspects=suspects)
+        while len(leases) < n and self.search is not None and await self.search.suggest():
+            leases += await reserve(n - len(leases), suspects=suspects)
+        if self.search is not None:
+            for lease in leases:
+                self.search.adopt(lease.trial)
+        return leases
+
+    async def finish(
+        self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
+    ) -> TrialStatus:
+        """Record an outcome, and tell the search how its trial ended."""
+        status = await super().finish(lease, outcome, requeue=requeue, hold=hold)
+        if not requeue:
+            await self._ended([(lease, outcome)])
+        return status
+
+    async def finish_many(self, items: Sequence[Finish]) -> builtins.list[TrialStatus | LeaseLost]:
+        """Record outcomes, and tell the search how the trials recorded ended."""
+        answers = await super().finish_many(items)
+        ended = [
+            (item.lease, item.outcome)
+            for item, answer in zip(items, answers, strict=True)
+            if not (isinstance(answer, LeaseLost) or item.requeue)
+        ]
+        await self._ended(ended)
+        return answers
+
+    async def _ended(self, ended: builtins.list[tuple[Lease, Outcome]]) -> None:
+        """
+        Tell the search how these trials ended; for each that ended for good, suggest the next
+        trial now: the lane the next free place goes to then finds it waiting, and starts it
+        without waiting for the sampler (a spare, off the path from one script to the next).
+        """
+        if self.search is None:
+            return
+        for lease, outcome in ended:
+            self.search.ended(outcome, lease.trial.params)
+            if outcome.status in _FOR_GOOD or outcome.reason is Reason.PRUNED:
+                await self.search.suggest()

@@ -1,0 +1,277 @@
+"""
+Optuna's samplers and pruners on an in-memory study over a search space, fed the search's
+finished trials (of every process) as they come: what ``tpe``, ``cmaes``, ``gp``, ``qmc``,
+``grid`` and the pruners ``median``, ``asha``, ``hyperband`` run on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import JsonValue
+
+from .._errors import SpaceError
+from .dimension import Dimension
+from .samplers import Finished
+from .space import Space
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["OptunaStudy", "Shape"]
+
+
+def _distribution(dim: Dimension) -> Any:
+    from optuna import distributions as d
+
+    if dim.prior == "choices":
+        return d.CategoricalDistribution(dim.choices)
+    if dim.prior == "normal":  # Optuna has no normal prior: its 3-sigma interval, uniform
+        low, high = dim.low - 3 * dim.high, dim.low + 3 * dim.high
+        if dim.discrete:
+            return d.IntDistribution(math.ceil(low), math.floor(high))
+        return d.FloatDistribution(low, high)
+    log = dim.prior == "loguniform"
+    if dim.discrete:
+        high = dim.high - 1 if dim.prior == "randint" else dim.high
+        return d.IntDistribution(math.ceil(dim.low), math.floor(high), log=log)
+    return d.FloatDistribution(dim.low, dim.high, log=log)
+
+
+def _grid(space: Space) -> dict[str, list[Any]]:
+    grid: dict[str, list[Any]] = {}
+    for dim in space.dimensions:
+        if dim.prior == "choices":
+            grid[dim.name] = list(dim.choices)
+        elif dim.discrete and dim.prior != "normal" and dim.high - dim.low <= 1000:
+            high = dim.high - 1 if dim.prior == "randint" else dim.high
+            grid[dim.name] = list(range(math.ceil(dim.low), math.floor(high) + 1))
+        elif dim.prior != "fidelity":
+            msg = f"{dim.name}: the grid sampler needs choices or a small discrete range"
+            raise SpaceError(msg)
+    return grid
+
+
+def _make_sampler(name: str, space: Space, seed: int | None) -> Any:
+    import optuna
+
+    samplers = optuna.samplers
+    if name == "tpe":
+        return samplers.TPESampler(seed=seed, constant_liar=True)
+    if name == "cmaes":
+        return samplers.CmaEsSampler(seed=seed)
+    if name == "gp":
+        return samplers.GPSampler(seed=seed)
+    if name == "qmc":
+        return samplers.QMCSampler(seed=seed)
+    if name == "grid":
+
+        class Grid(samplers.GridSampler):
+            """Optuna's grid, without its ``study.stop()`` when the grid is done: the search's
+            total and :meth:`OptunaStudy.ask` end a search here, not an optimize loop."""
+
+            def after_trial(self, *args: object, **kwargs: object) -> None:
+                return None
+
+        return Grid(_grid(space), seed=seed)
+    return samplers.RandomSampler(seed=seed)
+
+
+def _make_pruner(name: str, max_resource: int | None) -> Any:
+    import optuna
+
+    pruners = optuna.pruners
+    if name == "median":
+        return pruners.MedianPruner(n_startup_trials=5)
+    if name == "asha":
+        return pruners.SuccessiveHalvingPruner()
+    if name == "hyperband":
+        return pruners.HyperbandPruner(max_resource=max_resource or "auto")
+    return pruners.NopPruner()
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """
+    A space as Optuna's distributions, and how a sampled point becomes a trial's parameters.
+
+    Attributes:
+        distributions: each sampled dimension's Optuna distribution (a fidelity is not one).
+        fixed: the values every trial gets as they are (a fidelity: its ``high``).
+    """
+
+    space: Space
+    distributions: dict[str, Any]
+    fixed: dict[str, JsonValue]
+
+    @classmethod
+    def of(cls, space: Space) -> Shape:
+        """The shape of ``space`` (Optuna must be installed)."""
+        fidelity = [d for d in space.dimensions if d.prior == "fidelity"]
+        fixed: dict[str, JsonValue] = {d.name: d.sample(random.Random()) for d in fidelity}
+        sampled = {d.name: _distribution(d) for d in space.dimensions if d.prior != "fidelity"}
+        return cls(space, sampled, fixed)
+
+    def cast(self, params: Mapping[str, Any]) -> dict[str, JsonValue]:
+        """Optuna's point as the parameters of a trial: rounded to each prior's precision."""
+        dims = {d.name: d for d in self.space.dimensions}
+        values: dict[str, JsonValue] = dict(self.fixed)
+        for name, value in params.items():
+            dim = dims[name]
+            values[name] = dim.cast(value) if dim.kind in ("real", "integer") else value
+        return values
+
+
+class OptunaStudy:
+    """
+    An in-memory Optuna study over a space, fed the search's finished trials as they come.
+
+    Args:
+        space: the search space (a fidelity dimension is not sampled: it is set to its ``high``).
+        sampler: ``tpe``, ``cmaes``, ``gp``, ``qmc``, ``grid`` or ``random``.
+        pruner: ``median``, ``asha``, ``hyperband`` or ``none``.
+        seed: the sampler's seed.
+        maximize: higher objectives are better.
+    """
+
+    def __init__(
+        self,
+        space: Space,
+        sampler: str = "tpe",
+        pruner: str = "none",
+        *,
+        seed: int | None = None,
+        maximize: bool = False,
+    ) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        fidelity = [d for d in space.dimensions if d.prior == "fidelity"]
+        self.space = space
+        self.shape = Shape.of(space)
+        self.fixed = self.shape.fixed
+        self.distributions = self.shape.distributions
+        max_resource = int(fidelity[0].high) if fidelity else None
+        # each process its own stream: several processes of one search must not all suggest
+        # the same points (the startup's random trials are the k-th trial's, see Search)
+        own = None if seed is None else (seed * 1_000_003 + os.getpid()) % 2**32
+        self.study: optuna.Study = optuna.create_study(
+            sampler=_make_sampler(sampler, space, own),
+            pruner=_make_pruner(pruner, max_resource),
+            direction="maximize" if maximize else "minimize",
+        )
+        self.grid_size: int | None = None
+        """How many points the grid sampler has (``None``: another sampler)."""
+        if sampler == "grid":
+            self.grid_size = math.prod(len(values) for values in _grid(space).values())
+        self._live: dict[str, optuna.Trial] = {}
+        self._steps: dict[str, set[int]] = {}  # the steps reported of each live trial
+        self._done: set[str] = set()  # the trials it was told had finished
+
+    def ask(self) -> tuple[dict[str, JsonValue], Any] | None:
+        """
+        New parameters, and the study's trial they belong to (see :meth:`bind`); ``None``
+        when the sampler has nothing left to try (a grid whose every point was tried).
+        """
+        if self.grid_size is not None:
+            states = self.study_states()
+            tried = self.study.get_trials(
+                deepcopy=False, states=(states.COMPLETE, states.RUNNING, states.PRUNED)
+            )
+            if len(tried) >= self.grid_size:
+                return None
+        trial = self.study.ask(self.distributions)
+        return self.shape.cast(trial.params), trial
+
+    @property
+    def finished(self) -> int:
+        """How many of the search's trials the study was told had finished."""
+        return len(self._done)
+
+    def bind(self, trial_id: str, trial: Any) -> None:
+        """The store took ``trial``'s parameters as the trial ``trial_id``."""
+        self._live[trial_id] = trial
+
+    def discard(self, trial: Any) -> None:
+        """The store did not take ``trial``'s parameters (the search is full): forget them."""
+        import optuna
+
+        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    @property
+    def completed(self) -> int:
+        """How many completed trials the study knows (the sampler's evidence)."""
+        states = (self.study_states().COMPLETE,)
+        return len(self.study.get_trials(deepcopy=False, states=states))
+
+    @staticmethod
+    def study_states() -> Any:
+        """Optuna's trial states."""
+        import optuna
+
+        return optuna.trial.TrialState
+
+    def given(self, params: Mapping[str, JsonValue]) -> Any:
+        """The study's trial for parameters chosen elsewhere (see :meth:`bind`)."""
+        sampled = {k: v for k, v in params.items() if k in self.distributions}
+        self.study.enqueue_trial(sampled, skip_if_exists=False)
+        return self.study.ask(self.distributions)
+
+    def adopt(self, trial_id: str, params: Mapping[str, JsonValue]) -> None:
+        """Follow a trial another process suggested, which runs here (for its pruner)."""
+        if trial_id not in self._live:
+            self.bind(trial_id, self.given(params))
+
+    def report(self, trial_id: str, step: int, value: float) -> bool:
+        """Report a trial's objective at ``step``; whether the pruner says to stop it."""
+        trial = self._live.get(trial_id)
+        steps = self._steps.setdefault(trial_id, set())
+        if trial is None or step in steps:
+            return False  # a step reported twice (a resumed attempt): the first one counts
+        steps.add(step)
+        trial.report(value, step)
+        return bool(trial.should_prune())
+
+    def feed(self, finished: Finished) -> None:
+        """Tell the study how a trial ended (once a trial; its own trial if it ran here)."""
+        import optuna
+
+        states = optuna.trial.TrialState
+        state = {"complete": states.COMPLETE, "pruned": states.PRUNED}.get(
+            finished.state, states.FAIL
+        )
+        if finished.trial_id in self._done:
+            return
+        self._done.add(finished.trial_id)
+        trial = self._live.pop(finished.trial_id, None)
+        steps = self._steps.pop(finished.trial_id, set())
+        if trial is not None:
+            for step, value in finished.curve.items():
+                if step not in steps:
+                    trial.report(value, step)
+            final = finished.value if state == states.COMPLETE else None
+            self.study.tell(trial, final, state=state)
+            return
+        params = {k: v for k, v in finished.params.items() if k in self.distributions}
+        if set(params) != set(self.distributions):
+            return  # not a point of this space (another version's): not the sampler's business
+        try:
+            past = optuna.trial.create_trial(
+                params=params,
+                distributions=self.distributions,
+                value=finished.value if state == states.COMPLETE else None,
+                state=state,
+                intermediate_values=dict(finished.curve),
+            )
+        except ValueError:
+            return  # a value outside this space's bounds: the same
+        self.study.add_trial(past)
+
+    def is_finished(self, trial_id: str) -> bool:
+        """Whether the study was told this trial had finished."""
+        return trial_id in self._done
