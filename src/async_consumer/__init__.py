@@ -25,6 +25,7 @@ if typing.TYPE_CHECKING:
         InvalidResults,
         LaunchError,
         LeaseLost,
+        LimitsUnavailable,
         MissingResults,
         ResultsError,
         SlotError,
@@ -35,6 +36,7 @@ if typing.TYPE_CHECKING:
     from ._experiment import Experiment
     from ._fleet import WorkerInfo, WorkerState
     from ._gctune import tune_gc
+    from ._limits import Limits
     from ._models import (
         Attempt,
         Lease,
@@ -50,6 +52,7 @@ if typing.TYPE_CHECKING:
     from ._resume import ResumePolicy
     from ._retry import RetryPolicy
     from ._signals import handle_signals
+    from ._supervise.contain import Containment, ContainmentMode
     from ._supervise.heartbeat import HeartbeatTarget
     from ._supervise.metrics import Metric
     from ._supervise.process import install_child_watcher
@@ -68,6 +71,8 @@ __all__ = [
     "ConfigTemplate",
     "Consumer",
     "ConsumerError",
+    "Containment",
+    "ContainmentMode",
     "DuplicateTrial",
     "Experiment",
     "HeartbeatTarget",
@@ -75,6 +80,8 @@ __all__ = [
     "LaunchError",
     "Lease",
     "LeaseLost",
+    "Limits",
+    "LimitsUnavailable",
     "Metric",
     "MissingResults",
     "Outcome",
@@ -118,6 +125,8 @@ _ORIGINS = {
     "ConfigTemplate": "._trial.command",
     "Consumer": "._consumer",
     "ConsumerError": "._errors",
+    "Containment": "._supervise.contain",
+    "ContainmentMode": "._supervise.contain",
     "DuplicateTrial": "._errors",
     "Experiment": "._experiment",
     "HeartbeatTarget": "._supervise.heartbeat",
@@ -125,6 +134,8 @@ _ORIGINS = {
     "LaunchError": "._errors",
     "Lease": "._models",
     "LeaseLost": "._errors",
+    "Limits": "._limits",
+    "LimitsUnavailable": "._errors",
     "Metric": "._supervise.metrics",
     "MissingResults": "._errors",
     "Outcome": "._models",

@@ -9,6 +9,7 @@ while this one's results are read.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ __all__ = ["AttemptParts", "AttemptRecord", "finish", "run_attempt"]
 
 logger = logging.getLogger("async_consumer")
 
+MIB = 1 << 20
 _NOT_STARTED = Abort(Status.INTERRUPTED, Reason.CANCELLED, "not started: interrupted")
 
 
@@ -157,15 +159,39 @@ def finish(parts: AttemptParts, record: AttemptRecord) -> Outcome:
         results = read_results_below(paths, parts.max_results_bytes, parts.base_dir)
     returncode = exit_.returncode if exit_ is not None else None
     verdict = classify(returncode, abort, interrupt_code=parts.interrupt_code, results=results)
+    if exit_ is not None and abort is None and verdict.status is not Status.COMPLETED:
+        verdict = _out_of_memory(parts, exit_, verdict)
     outcome = _outcome(parts, record, verdict)
     _log(outcome)
     return outcome
+
+
+def _out_of_memory(parts: AttemptParts, exit_: Exit, verdict: Verdict) -> Verdict:
+    """
+    The verdict of a failed attempt whose cgroup counted an OOM kill: ``out_of_memory``.
+
+    Only the cgroup's counter says so, never a SIGKILL alone (anyone may send one).
+    """
+    box = exit_.box
+    if box is None or box.oom_kills == 0:
+        return verdict
+    limit = parts.supervisor.settings.containment.limits.memory
+    peak = box.peak_memory_bytes
+    message = "killed by the kernel for going over its memory limit"
+    if limit is not None:
+        message += f" of {limit / MIB:.0f} MiB"
+    if peak is not None:
+        message += f" (peak {peak / MIB:.0f} MiB)"
+    return dataclasses.replace(
+        verdict, status=Status.BROKEN, reason=Reason.OUT_OF_MEMORY, message=message
+    )
 
 
 def _outcome(parts: AttemptParts, record: AttemptRecord, verdict: Verdict) -> Outcome:
     plan, pid = record.plan, record.pid
     paths = plan.paths.text
     usage = record.exit.usage if record.exit is not None else None
+    box = record.exit.box if record.exit is not None else None
     started = pid is not None
     return Outcome(
         trial_id=plan.trial.id,
@@ -186,6 +212,7 @@ def _outcome(parts: AttemptParts, record: AttemptRecord, verdict: Verdict) -> Ou
         ended_at=datetime.now(UTC),
         cpu_seconds=usage.cpu_seconds if usage else None,
         peak_rss_bytes=usage.peak_rss_bytes if usage else None,
+        peak_memory_bytes=box.peak_memory_bytes if box else None,
         working_dir=paths.working_dir,
         stdout_path=paths.stdout if started else "",
         stderr_path=paths.stderr if started else "",

@@ -7,6 +7,7 @@ Exceptions are for misuse and for the infrastructure::
     ConsumerError
     ├── TemplateError (also ValueError)   a command or config template cannot be rendered
     ├── SlotError (also ValueError)       a trial asks for more slots than exist
+    ├── LimitsUnavailable (also ValueError) limits asked for that this machine cannot enforce
     ├── TrialFilesError (also OSError)    this host cannot create a trial's files (disk full...)
     ├── StoreError                        a trial store failed or was misused
     │   ├── StoreUnavailable              the store cannot be reached now (worth a retry)
@@ -32,6 +33,14 @@ class TemplateError(ConsumerError, ValueError):
 
 class SlotError(ConsumerError, ValueError):
     """A trial asks for more slots of a kind than the consumer has."""
+
+
+class LimitsUnavailable(ConsumerError, ValueError):
+    """
+    Limits per trial were asked for (memory, CPUs, processes) that nothing on this machine can
+    enforce: no cgroup the consumer may make with the controllers needed. Raised before anything
+    starts; a trial is never run unlimited instead.
+    """
 
 
 class StoreError(ConsumerError):

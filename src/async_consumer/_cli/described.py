@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .._consumer import Consumer
+from .._limits import Limits
 from .._retry import RetryPolicy
 from .._supervise.heartbeat import HeartbeatTarget
 from .._trial.paths import safe_name
@@ -68,4 +69,6 @@ def consumer_from(args: argparse.Namespace, store: HeartbeatTarget | None = None
         watchdog=True,
         echo=args.echo,
         child_watcher=True,
+        limits=Limits(memory=args.memory, cpus=args.cpus, pids=args.pids),
+        containment=args.containment,
     )

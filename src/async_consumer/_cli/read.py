@@ -9,6 +9,7 @@ import anyio
 
 from .._models import TrialStatus
 from .._report.build import write_report
+from .._supervise.contain import describe_here
 from ..stores import store_from_url
 from .checks import UsageError, find_trial, read_store_url
 from .sources import version_of
@@ -27,6 +28,7 @@ async def status(args: argparse.Namespace, view: View) -> int:
         counts, best = await store.counts(), await store.best(maximize=args.maximize)
         running = await store.list(TrialStatus.RESERVED)
         view.status(counts, running, await store.workers(), best=best)
+    view.note(f"on this host, {describe_here()}")
     return EXIT_OK
 
 

@@ -94,6 +94,7 @@ async def _work(
     """
     consumer = consumer_from(args, store)
     writable_dir(consumer.base_dir)  # before anything is reserved
+    view.note(consumer.containment.describe())
     await _check_waiting(store, consumer, run)
     follow = getattr(args, "follow", False)
     worker = _make_worker(args, store, consumer, view, place)

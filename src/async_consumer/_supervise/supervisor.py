@@ -22,6 +22,7 @@ from .._models import Lease, Reason, Status
 from .._trial.classify import Abort
 from .._trial.plan import Plan
 from .beats import coalesced
+from .contain import Containment, check_executable
 from .echo import echo
 from .heartbeat import HeartbeatTarget, beat
 from .metrics import MetricCallback, MetricsTail, follow
@@ -58,6 +59,7 @@ class Supervision:
     echo: bool
     watchdog: bool
     child_watcher: bool
+    containment: Containment
 
     @property
     def follows(self) -> bool:
@@ -123,18 +125,32 @@ class Supervisor:
         env: Mapping[str, str],
         logs: tuple[BinaryIO, BinaryIO],
     ) -> ChildProcess:
-        """Start a script with these logs (closed here once the child has its own copies)."""
+        """
+        Start a script in a box of its own (see :mod:`.contain`) with these logs (closed here
+        once the child has its own copies).
+        """
         stdout, stderr = logs
         with stdout, stderr:
-            return await ChildProcess.start(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdout=stdout,
-                stderr=stderr,
-                child_watcher=self.settings.child_watcher,
-                spawners=self._spawners_now(),
-            )
+            box = self.settings.containment.box()
+            try:
+                boxed, boxed_env = box.wrap(argv, env)
+                if boxed[:1] != list(argv[:1]):  # behind a wrapper: its exec's error, now
+                    check_executable(argv[0], cwd, env)
+                child = await ChildProcess.start(
+                    boxed,
+                    cwd=cwd,
+                    env=boxed_env,
+                    stdout=stdout,
+                    stderr=stderr,
+                    child_watcher=self.settings.child_watcher,
+                    spawners=self._spawners_now(),
+                )
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await box.close()
+                raise
+            child.box = box
+            return child
 
     async def supervise(self, child: ChildProcess, plan: Plan) -> tuple[Exit | None, Abort | None]:
         """Watch a started script until it ends or is stopped; how it ended, and why stopped."""
