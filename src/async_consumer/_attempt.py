@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ._models import Outcome, Reason, Status
 from ._slots import SlotPool
+from ._supervise.contain import BoxUsage
 from ._supervise.lines import tail
 from ._supervise.process import ChildProcess, Exit
 from ._supervise.supervisor import Supervisor
@@ -159,29 +160,31 @@ def finish(parts: AttemptParts, record: AttemptRecord) -> Outcome:
         results = read_results_below(paths, parts.max_results_bytes, parts.base_dir)
     returncode = exit_.returncode if exit_ is not None else None
     verdict = classify(returncode, abort, interrupt_code=parts.interrupt_code, results=results)
-    if exit_ is not None and abort is None and verdict.status is not Status.COMPLETED:
-        verdict = _out_of_memory(parts, exit_, verdict)
+    if exit_ is not None and exit_.box is not None and verdict.status is not Status.COMPLETED:
+        verdict = _box_verdict(parts, exit_.box, verdict, stopped=abort is not None)
     outcome = _outcome(parts, record, verdict)
     _log(outcome)
     return outcome
 
 
-def _out_of_memory(parts: AttemptParts, exit_: Exit, verdict: Verdict) -> Verdict:
+def _box_verdict(parts: AttemptParts, box: BoxUsage, verdict: Verdict, *, stopped: bool) -> Verdict:
     """
-    The verdict of a failed attempt whose cgroup counted an OOM kill: ``out_of_memory``.
+    The verdict of a failed attempt, told what its cgroup saw: ``out_of_memory`` if it counted
+    an OOM kill (and the attempt was not stopped first), forks refused by the process limit.
 
-    Only the cgroup's counter says so, never a SIGKILL alone (anyone may send one).
+    Only the cgroup's counter makes an OOM, never a SIGKILL alone (anyone may send one).
     """
-    box = exit_.box
-    if box is None or box.oom_kills == 0:
+    if box.forks_refused:
+        message = f"{verdict.message}; {box.forks_refused} forks refused by its process limit"
+        verdict = dataclasses.replace(verdict, message=message)
+    if stopped or box.oom_kills == 0:
         return verdict
     limit = parts.supervisor.settings.containment.limits.memory
-    peak = box.peak_memory_bytes
     message = "killed by the kernel for going over its memory limit"
     if limit is not None:
         message += f" of {limit / MIB:.0f} MiB"
-    if peak is not None:
-        message += f" (peak {peak / MIB:.0f} MiB)"
+    if box.peak_memory_bytes is not None:
+        message += f" (peak {box.peak_memory_bytes / MIB:.0f} MiB)"
     return dataclasses.replace(
         verdict, status=Status.BROKEN, reason=Reason.OUT_OF_MEMORY, message=message
     )

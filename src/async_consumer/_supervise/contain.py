@@ -412,12 +412,15 @@ class _Cgroup:
 
     async def close(self) -> BoxUsage | None:
         """Kill every member, wait until none is left, read the usage, remove the cgroup."""
+        killed: set[int] = set()
         delay = 0.001
         with anyio.move_on_after(KILL_BOUND):
-            while _members(self._tracker):
+            while members := _members(self._tracker):
+                killed.update(members)
                 await self._kill()
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 0.05)
+        _reap_ours(killed)
         usage = self._usage()
         self._remove()
         return usage
@@ -563,6 +566,16 @@ class _Marked:
                     done, _ = os.waitpid(pid, os.WNOHANG)
                     left = left or done == 0
         return left or any(_alive(pid) for pid in killed)
+
+
+def _reap_ours(killed: set[int]) -> None:
+    """Reap the killed processes that came back to us (we are a subreaper): none stays a zombie."""
+    if not killed:
+        return
+    for pid in _children(os.getpid()):
+        if pid in killed:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
 
 
 def _alive(pid: int) -> bool:
