@@ -13,14 +13,14 @@ trial is also put in a box the script cannot leave, chosen once per consumer:
   cgroup is killed (v2: ``cgroup.kill``; v1: freeze, SIGKILL every member, thaw) and removed.
 - ``subreaper``: no cgroup can be made. The consumer becomes the subreaper of its descendants
   (``PR_SET_CHILD_SUBREAPER``), so a process whose parent dies comes back to it instead of to
-  init. Each trial's processes carry a mark, the soft limit of ``RLIMIT_RTTIME`` set to a number
-  of the trial's own (by ``prlimit`` in front of the command; the limit only concerns real-time
-  scheduled processes, and a very large one changes nothing for them either). Limits are
+  init. Each trial's processes carry a mark: the soft limit of ``RLIMIT_LOCKS`` set to a number
+  of the trial's own (by a ``/bin/sh`` in front of the command, ``ulimit -S -w``), a limit that
+  Linux has not enforced since 2.4.25, so the mark changes nothing for the script. Limits are
   inherited by every child and kept across ``exec``, whatever environment the new image gets:
   the environment is not a safe mark, since ``/proc/<pid>/environ`` shows only the block a
   process image started with, and a daemon that re-executes itself with a cleared environment
-  (``env -i``, ``execve(path, argv, {})``) drops it. The mark is also put in the environment
-  (``ASYNC_CONSUMER_CONTAINMENT_MARK``), the only mark where ``prlimit`` is missing. When a
+  (``env -i``, ``execve(path, argv, {})``) drops it. The mark is in the environment too
+  (``ASYNC_CONSUMER_CONTAINMENT_MARK``), for a script that raises its own limit. When a
   trial ends, the consumer's children that carry its mark, and all their descendants, are
   stopped (SIGSTOP, so that none forks meanwhile), killed, and reaped.
 - ``session``: neither (not Linux): the process group only, as before.
@@ -74,9 +74,11 @@ KILL_BOUND = 5.0
 """Seconds to wait for a killed trial's processes to be gone (in D state: long)."""
 CPU_PERIOD_US = 100_000
 _PR_SET_CHILD_SUBREAPER = 36
-_MARK_BASE = 0x4143 << 48  # "AC": about 5e18 microseconds of real-time CPU, i.e. no limit
+_MARK_BASE = 0x4143 << 48  # "AC": above any count of file locks (a limit Linux ignores)
 _serials = itertools.count(1)
 # the command's first, then the cgroup.procs files to join, then "--" and the command
+# the mark, then the command
+_MARK = 'ulimit -S -w "$1" || exit 125; shift; exec "$@"'
 _JOIN = 'for f; do shift; [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; done; exec "$@"'
 
 
@@ -103,6 +105,10 @@ class Box(Protocol):
 
     def wrap(self, argv: Sequence[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
         """The command and environment that start the script inside the box."""
+        ...
+
+    def started(self, pid: int) -> None:
+        """The script started in the box, as ``pid``."""
         ...
 
     def kill_now(self) -> None:
@@ -178,7 +184,7 @@ class Containment:
         self.mode = mode
         self.limits = limits
         self._directories = dict(directories)  # v1: controller -> our cgroup; v2: "" -> ours
-        self._prlimit = shutil.which("prlimit") if mode is ContainmentMode.SUBREAPER else None
+        self._leaders: set[int] = set()  # the running scripts (subreaper): never escaped ones
 
     def describe(self) -> str:
         """One line: the mode, where its cgroups go, and the limits."""
@@ -188,7 +194,7 @@ class Containment:
         elif self.mode is ContainmentMode.CGROUP_V1:
             where = f" ({', '.join(sorted(self._directories))})"
         elif self.mode is ContainmentMode.SUBREAPER:
-            where = " (marked by prlimit)" if self._prlimit else " (marked by the environment)"
+            where = " (trials marked by their RLIMIT_LOCKS)"
         limits = f", limits {self.limits.describe()}" if not self.limits.is_empty else ""
         return f"containment: {self.mode}{where}{limits}"
 
@@ -198,7 +204,7 @@ class Containment:
         if self.mode is ContainmentMode.SUBREAPER:
             _become_subreaper()  # with the first trial: choosing changes nothing
             mark = _MARK_BASE + ((os.getpid() & 0x3FFFFF) << 24) + (serial & 0xFFFFFF)
-            return _Marked(mark, self._prlimit)
+            return _Marked(mark, self._leaders)
         if self.mode is ContainmentMode.SESSION:
             return _Session()
         name = f"async-consumer-{os.getpid()}-{serial}"
@@ -274,9 +280,8 @@ def _fit_v1(limits: Limits, v1: dict[str, Path]) -> tuple[str | None, dict[str, 
     missing = sorted(c for c in needed if not _writable(v1.get(c)))
     if missing:
         return f"no writable v1 hierarchy for {', '.join(missing)}", {}
-    # memory and pids without a limit too: the peak memory, OOM kills and refused forks
-    wanted = needed | {c for c in ("memory", "pids") if _writable(v1.get(c))}
-    return None, {c: v1[c] for c in wanted}
+    # only those needed: a memory cgroup costs 0.3 ms a trial to make and remove
+    return None, {c: v1[c] for c in needed}
 
 
 def _fit_v2(limits: Limits, v2: Path | None) -> tuple[str | None, dict[str, Path]]:
@@ -402,6 +407,9 @@ class _Cgroup:
         """The directory whose ``cgroup.procs`` lists every member (freezer's in v1)."""
         return self._directories["" if self._mode is ContainmentMode.CGROUP_V2 else "freezer"]
 
+    def started(self, pid: int) -> None:
+        """Nothing to note: the cgroup knows its members."""
+
     def kill_now(self) -> None:
         """SIGKILL every member now (v2: ``cgroup.kill``)."""
         if self._mode is ContainmentMode.CGROUP_V2:
@@ -507,10 +515,10 @@ def _children(pid: int) -> list[int]:
 
 
 def _mark_of(pid: int) -> int | None:
-    """The mark a process carries: its ``RLIMIT_RTTIME`` soft limit, else its environment's."""
+    """The mark a process carries: its ``RLIMIT_LOCKS`` soft limit, else its environment's."""
     with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/limits") as file:
         for line in file:
-            if line.startswith("Max realtime timeout"):
+            if line.startswith("Max file locks"):
                 soft = line[26:].split()[0]
                 if soft.isdigit() and int(soft) >= _MARK_BASE:
                     return int(soft)
@@ -525,20 +533,29 @@ def _mark_of(pid: int) -> int | None:
 class _Marked:
     """One trial's mark (subreaper mode)."""
 
-    def __init__(self, mark: int, prlimit: str | None) -> None:
+    def __init__(self, mark: int, leaders: set[int]) -> None:
         self._mark = mark
-        self._prlimit = prlimit
+        self._leaders = leaders  # shared by the consumer's boxes: not looked at for marks
+        self._leader: int | None = None
+
+    def started(self, pid: int) -> None:
+        """Its script is a child of ours that did not escape: not one to look at."""
+        self._leader = pid
+        self._leaders.add(pid)
 
     def wrap(self, argv: Sequence[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
-        """``prlimit`` sets the mark and execs the command; the environment carries it too."""
+        """``/bin/sh`` sets the mark and execs the command; the environment carries it too."""
         marked = {**env, MARK_ENV: str(self._mark)}
-        if self._prlimit is None:
-            return list(argv), marked
-        return [self._prlimit, f"--rttime={self._mark}:", "--", *argv], marked
+        return ["/bin/sh", "-c", _MARK, "async-consumer", str(self._mark), *argv], marked
 
     def _escaped(self) -> list[int]:
         """The trial's processes that came back to us, and all their descendants."""
-        found = [pid for pid in _children(os.getpid()) if _mark_of(pid) == self._mark]
+        leaders = self._leaders
+        found = [
+            pid
+            for pid in _children(os.getpid())
+            if pid not in leaders and _mark_of(pid) == self._mark
+        ]
         for pid in found:  # grows as it goes: breadth first
             found.extend(_children(pid))
         return found
@@ -549,6 +566,8 @@ class _Marked:
 
     async def close(self) -> None:
         """Stop every escaped process (so none forks), kill them, reap those that are ours."""
+        if self._leader is not None:
+            self._leaders.discard(self._leader)
         stopped: set[int] = set()
         with anyio.move_on_after(KILL_BOUND):
             while found := [pid for pid in self._escaped() if pid not in stopped]:
@@ -593,6 +612,9 @@ class _Session:
     def wrap(self, argv: Sequence[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
         """The command as it is."""
         return list(argv), dict(env)
+
+    def started(self, pid: int) -> None:
+        """Nothing to note."""
 
     def kill_now(self) -> None:
         """Nothing beyond the group."""

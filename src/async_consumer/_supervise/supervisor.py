@@ -149,6 +149,7 @@ class Supervisor:
                 with anyio.CancelScope(shield=True):
                     await box.close()
                 raise
+            box.started(child.pid)
             child.box = box
             return child
 
