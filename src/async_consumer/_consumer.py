@@ -304,7 +304,10 @@ class Consumer:
         self._supervisor.kill()
 
     def close(self) -> None:
-        """Stop the watchdog process, if one was started (trials must have ended)."""
+        """
+        Stop the watchdog process, if one was started, and let go of the subreaper flag, if
+        held (trials must have ended).
+        """
         self._supervisor.close()
 
     async def __aenter__(self) -> Self:

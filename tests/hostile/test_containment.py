@@ -9,11 +9,12 @@ command lines) and removes its cgroups, whatever happened.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -306,3 +307,73 @@ def test_an_unknown_containment_is_refused() -> None:
     """A containment name that does not exist is a ValueError naming the choices."""
     with pytest.raises(ValueError, match="expected one of auto, cgroup"):
         Consumer(["true"], containment="jail")
+
+
+_DYING_CONSUMER = """
+import sys, anyio
+from async_consumer import Consumer, Trial
+async def main() -> None:
+    consumer = Consumer([sys.executable, "-c", sys.argv[1], "timeout"], base_dir=sys.argv[2],
+                        containment=sys.argv[3], grace=0.2, watchdog=True)
+    await consumer.run(Trial(id="dies"))
+anyio.run(main)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+def test_a_sigkilled_consumer_leaves_no_escaped_process(
+    mode: str, token: str, tmp_path: Path
+) -> None:
+    """SIGKILL to the consumer: its watchdog empties the trial's box too, and removes its cgroup."""
+    _need(mode)
+    code = escape_code("daemon", token)
+    consumer = subprocess.Popen([sys.executable, "-c", _DYING_CONSUMER, code, str(tmp_path), mode])
+    try:
+        pidfile = tmp_path / "default" / "dies" / "escaped.pid"
+        anyio.run(_until, pidfile.exists)
+        escaped = int(pidfile.read_text())
+        assert escaped in left_running(token)
+        consumer.kill()
+        consumer.wait()
+        anyio.run(_until, lambda: not left_running(token))
+        leftover = [
+            d
+            for d in Path("/sys/fs/cgroup").rglob(f"async-consumer-{consumer.pid}-*")
+            if d.is_dir()
+        ]
+        assert leftover == []
+    finally:
+        consumer.kill()
+        consumer.wait()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    with anyio.fail_after(60):  # bounds only a failing test
+        while not condition():
+            await anyio.sleep(0.02)
+
+
+def test_the_subreaper_flag_is_held_only_while_a_consumer_is_open(tmp_path: Path) -> None:
+    """A process is its descendants' subreaper while a subreaper-mode consumer is open, not after."""
+    _need("subreaper")
+    libc = ctypes.CDLL(None, use_errno=True)
+    flag = ctypes.c_int(-1)
+
+    def is_subreaper() -> bool:
+        assert libc.prctl(37, ctypes.byref(flag), 0, 0, 0) == 0  # PR_GET_CHILD_SUBREAPER
+        return bool(flag.value)
+
+    assert not is_subreaper()
+    consumer = Consumer(
+        ["sh", "-c", "echo 1 > $ORION_RESULTS_PATH"], base_dir=tmp_path, containment="subreaper"
+    )
+
+    async def scenario() -> bool:
+        async with consumer:
+            outcome = await consumer.run(Trial(id="t"))
+            assert outcome.is_completed
+            return is_subreaper()
+
+    assert anyio.run(scenario)
+    assert not is_subreaper()

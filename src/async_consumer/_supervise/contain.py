@@ -111,6 +111,10 @@ class Box(Protocol):
         """The script started in the box, as ``pid``."""
         ...
 
+    def traces(self) -> tuple[str, ...]:
+        """What the watchdog needs to empty the box: ``c<cgroup directory>``, ``m<mark>``."""
+        ...
+
     def kill_now(self) -> None:
         """SIGKILL what is in the box at once, without waiting (a second Ctrl-C)."""
         ...
@@ -185,6 +189,16 @@ class Containment:
         self.limits = limits
         self._directories = dict(directories)  # v1: controller -> our cgroup; v2: "" -> ours
         self._leaders: set[int] = set()  # the running scripts (subreaper): never escaped ones
+        self._subreaper = False  # this consumer holds the process's subreaper flag
+
+    def close(self) -> None:
+        """
+        Let go of the subreaper flag (subreaper mode; the last consumer holding it clears it):
+        a process that no longer runs trials gets no orphans. Trials must have ended.
+        """
+        if self._subreaper:
+            self._subreaper = False
+            _release_subreaper()
 
     def describe(self) -> str:
         """One line: the mode, where its cgroups go, and the limits."""
@@ -201,8 +215,9 @@ class Containment:
     def box(self) -> Box:
         """A new trial's box (a cgroup made now, or a mark)."""
         serial = next(_serials)
-        if self.mode is ContainmentMode.SUBREAPER:
-            _become_subreaper()  # with the first trial: choosing changes nothing
+        if self.mode is ContainmentMode.SUBREAPER and not self._subreaper:
+            _hold_subreaper()  # with the first trial: choosing changes nothing
+            self._subreaper = True
             mark = _MARK_BASE + ((os.getpid() & 0x3FFFFF) << 24) + (serial & 0xFFFFFF)
             return _Marked(mark, self._leaders)
         if self.mode is ContainmentMode.SESSION:
@@ -410,6 +425,10 @@ class _Cgroup:
     def started(self, pid: int) -> None:
         """Nothing to note: the cgroup knows its members."""
 
+    def traces(self) -> tuple[str, ...]:
+        """Its directories, for the watchdog."""
+        return tuple(f"c{directory}" for directory in self._directories.values())
+
     def kill_now(self) -> None:
         """SIGKILL every member now (v2: ``cgroup.kill``)."""
         if self._mode is ContainmentMode.CGROUP_V2:
@@ -489,19 +508,29 @@ def _warn(message: str) -> None:
 # --- the subreaper and its marks -------------------------------------------------------------
 
 
-_subreaper = False
+_subreaper_holders = 0  # consumers in subreaper mode that started a trial and are not closed
 
 
-def _become_subreaper() -> None:
-    """Make this process the subreaper of its descendants (once; Linux 3.4 and later)."""
-    global _subreaper
-    if _subreaper:
-        return
+def _set_subreaper(on: bool) -> None:
+    """Make this process its descendants' subreaper, or no longer (Linux 3.4 and later)."""
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
         code = ctypes.get_errno()
         raise OSError(code, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(code)}")
-    _subreaper = True
+
+
+def _hold_subreaper() -> None:
+    global _subreaper_holders  # a process-wide property, held by consumers
+    if _subreaper_holders == 0:
+        _set_subreaper(True)
+    _subreaper_holders += 1
+
+
+def _release_subreaper() -> None:
+    global _subreaper_holders
+    _subreaper_holders -= 1
+    if _subreaper_holders == 0:
+        _set_subreaper(False)
 
 
 def _children(pid: int) -> list[int]:
@@ -537,6 +566,10 @@ class _Marked:
         self._mark = mark
         self._leaders = leaders  # shared by the consumer's boxes: not looked at for marks
         self._leader: int | None = None
+
+    def traces(self) -> tuple[str, ...]:
+        """Its mark, for the watchdog."""
+        return (f"m{self._mark}",)
 
     def started(self, pid: int) -> None:
         """Its script is a child of ours that did not escape: not one to look at."""
@@ -615,6 +648,10 @@ class _Session:
 
     def started(self, pid: int) -> None:
         """Nothing to note."""
+
+    def traces(self) -> tuple[str, ...]:
+        """Nothing beyond the group."""
+        return ()
 
     def kill_now(self) -> None:
         """Nothing beyond the group."""

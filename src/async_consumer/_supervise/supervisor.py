@@ -156,7 +156,7 @@ class Supervisor:
     async def supervise(self, child: ChildProcess, plan: Plan) -> tuple[Exit | None, Abort | None]:
         """Watch a started script until it ends or is stopped; how it ended, and why stopped."""
         # one frame, not a helper's besides: ten thousand trials wait here at once
-        trial, watchdog = plan.trial, self._watch(child.pid)
+        trial, watchdog = plan.trial, self._watch(child)
         running = self._running[trial.id] = Running(child)
         if self._halted:  # interrupted while it was being spawned: stopped at once
             running.abort_with(_INTERRUPTED)
@@ -258,12 +258,12 @@ class Supervisor:
             on_error=running.metric_failed,
         )
 
-    def _watch(self, pgid: int) -> Watchdog | None:
+    def _watch(self, child: ChildProcess) -> Watchdog | None:
         if not self.settings.watchdog:
             return None
         if self._watchdog is None:
             self._watchdog = Watchdog(self.settings.grace)
-        self._watchdog.register(pgid)
+        self._watchdog.register(child.pid, () if child.box is None else child.box.traces())
         return self._watchdog
 
     async def stop(self, trial_id: str) -> bool:
@@ -311,7 +311,8 @@ class Supervisor:
             running.child.kill_now()
 
     def close(self) -> None:
-        """Stop the watchdog process, if one was started."""
+        """Stop the watchdog process, if one was started; let go of the subreaper flag."""
+        self.settings.containment.close()
         if self._watchdog is not None:
             self._watchdog.close()
             self._watchdog = None
