@@ -52,7 +52,6 @@ if typing.TYPE_CHECKING:
     from ._resume import ResumePolicy
     from ._retry import RetryPolicy
     from ._signals import handle_signals
-    from ._supervise.contain import Containment, ContainmentMode
     from ._supervise.heartbeat import HeartbeatTarget
     from ._supervise.metrics import Metric
     from ._supervise.process import install_child_watcher
@@ -71,8 +70,6 @@ __all__ = [
     "ConfigTemplate",
     "Consumer",
     "ConsumerError",
-    "Containment",
-    "ContainmentMode",
     "DuplicateTrial",
     "Experiment",
     "HeartbeatTarget",
@@ -125,8 +122,6 @@ _ORIGINS = {
     "ConfigTemplate": "._trial.command",
     "Consumer": "._consumer",
     "ConsumerError": "._errors",
-    "Containment": "._supervise.contain",
-    "ContainmentMode": "._supervise.contain",
     "DuplicateTrial": "._errors",
     "Experiment": "._experiment",
     "HeartbeatTarget": "._supervise.heartbeat",

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from ._models import Outcome, Reason, Status
 from ._slots import SlotPool
+from ._supervise.boxed import BoxedChild
 from ._supervise.contain import BoxUsage
 from ._supervise.lines import tail
-from ._supervise.process import ChildProcess, Exit
+from ._supervise.process import Exit
 from ._supervise.supervisor import Supervisor
 from ._trial.classify import Abort, Verdict, classify
 from ._trial.codeversion import CodeChangePolicy, CodeVersionWatch
@@ -67,6 +68,8 @@ class AttemptRecord:
     pid: int | None = None
     exit: Exit | None = None
     abort: Abort | None = None
+    box: BoxUsage | None = None
+    """What the trial's cgroup saw (peak memory, OOM kills, refused forks), once removed."""
 
 
 async def run_attempt(parts: AttemptParts, plan: Plan) -> AttemptRecord:
@@ -96,12 +99,11 @@ async def run_attempt(parts: AttemptParts, plan: Plan) -> AttemptRecord:
         if child is not None:
             record.pid = child.pid
             record.exit, record.abort = await supervisor.supervise(child, plan)
+            record.box = child.usage
     return record
 
 
-async def _start(
-    parts: AttemptParts, record: AttemptRecord, cwd: Path | None
-) -> ChildProcess | None:
+async def _start(parts: AttemptParts, record: AttemptRecord, cwd: Path | None) -> BoxedChild | None:
     """
     Make the attempt's files and start its script, in one of the places for scripts about to
     start; ``None`` (and the record aborted) if it did not start.
@@ -160,8 +162,8 @@ def finish(parts: AttemptParts, record: AttemptRecord) -> Outcome:
         results = read_results_below(paths, parts.max_results_bytes, parts.base_dir)
     returncode = exit_.returncode if exit_ is not None else None
     verdict = classify(returncode, abort, interrupt_code=parts.interrupt_code, results=results)
-    if exit_ is not None and exit_.box is not None and verdict.status is not Status.COMPLETED:
-        verdict = _box_verdict(parts, exit_.box, verdict, stopped=abort is not None)
+    if record.box is not None and verdict.status is not Status.COMPLETED:
+        verdict = _box_verdict(parts, record.box, verdict, stopped=abort is not None)
     outcome = _outcome(parts, record, verdict)
     _log(outcome)
     return outcome
@@ -194,7 +196,7 @@ def _outcome(parts: AttemptParts, record: AttemptRecord, verdict: Verdict) -> Ou
     plan, pid = record.plan, record.pid
     paths = plan.paths.text
     usage = record.exit.usage if record.exit is not None else None
-    box = record.exit.box if record.exit is not None else None
+    box = record.box
     started = pid is not None
     return Outcome(
         trial_id=plan.trial.id,

@@ -20,13 +20,12 @@ from typing import Self
 from ._admission import Admission, Place
 from ._attempt import AttemptParts
 from ._batch import Batch, open_batch, run_map
-from ._limits import Limits
 from ._models import Lease, Outcome, Trial
 from ._retry import RetryPolicy
 from ._settings import check_limits, positive
 from ._slots import SlotPool
 from ._supervise.beats import BeatCoalescer
-from ._supervise.contain import Containment, choose
+from ._supervise.contain import Limits, choose
 from ._supervise.heartbeat import HeartbeatTarget
 from ._supervise.metrics import MetricCallback, check_callback
 from ._supervise.supervisor import Supervision, Supervisor
@@ -78,16 +77,8 @@ class Consumer:
         child_watcher: on asyncio, install :func:`install_child_watcher` with the first
             script (a process-wide change, so off unless asked for; the command turns it on).
             Trials do not need it: their scripts are reaped by the consumer itself.
-        limits: what each trial may use (:class:`Limits`: memory, CPUs, processes), enforced
-            by the kernel through the trial's own cgroup.
-        containment: how a trial's processes are kept together, so that none outlives it:
-            ``auto`` (the default: ``ASYNC_CONSUMER_CONTAINMENT`` if set, else the first of
-            ``cgroup-v1``, ``cgroup-v2``, ``subreaper`` that works here), or one of those,
-            ``cgroup`` (either version) or ``session`` (the process group only).
-
-    Raises:
-        LimitsUnavailable: ``limits`` asked for that this machine cannot enforce.
-        ValueError: a bad setting, or a ``containment`` this machine does not have.
+        limits: what each trial may use (:class:`Limits`), or :class:`LimitsUnavailable`.
+        containment: how no process outlives its trial: ``auto`` or a mode (README).
 
     Its configuration is fixed once made: make another consumer to run with other settings.
     """
@@ -175,11 +166,6 @@ class Consumer:
     def base_dir(self) -> Path:
         """Where trial working directories are created (absolute)."""
         return self._planner.base_dir
-
-    @property
-    def containment(self) -> Containment:
-        """How trials are contained (``containment.mode``, ``.limits``, ``.describe()``)."""
-        return self._supervisor.settings.containment
 
     @property
     def retry(self) -> RetryPolicy:
@@ -304,10 +290,7 @@ class Consumer:
         self._supervisor.kill()
 
     def close(self) -> None:
-        """
-        Stop the watchdog process, if one was started, and let go of the subreaper flag, if
-        held (trials must have ended).
-        """
+        """Stop the watchdog process, if one was started (trials must have ended)."""
         self._supervisor.close()
 
     async def __aenter__(self) -> Self:

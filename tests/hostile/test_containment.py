@@ -22,7 +22,6 @@ import pytest
 
 from async_consumer import (
     Consumer,
-    ContainmentMode,
     Limits,
     LimitsUnavailable,
     Outcome,
@@ -31,7 +30,7 @@ from async_consumer import (
     Trial,
 )
 from async_consumer._cli.main import main
-from async_consumer._supervise.contain import CONTAINMENT_ENV, choose
+from async_consumer._supervise.contain import CONTAINMENT_ENV, ContainmentMode, choose
 
 from .escapes import BOMB, ESCAPES, HOG, SPIN, cleanup, escape_code, left_running
 
@@ -87,7 +86,7 @@ def test_no_escape_outlives_its_trial(
         grace=0.2,
         timeout=0.5 if ending == "timeout" else 60,
     )
-    assert consumer.containment.mode == ContainmentMode(mode)
+    assert choose(mode, Limits()).mode == ContainmentMode(mode)
     trial = Trial(id=kind, params={"code": escape_code(kind, token), "ending": ending})
     outcome = anyio.run(_run_one, consumer, trial)
     escaped = int((Path(outcome.working_dir) / "escaped.pid").read_text())
@@ -255,7 +254,7 @@ def test_the_v2_hierarchy_tracks_and_kills_with_cgroup_kill(token: str, tmp_path
     consumer = Consumer(
         [sys.executable, "-c", "{code}", "exit"], base_dir=tmp_path, containment="cgroup-v2"
     )
-    directory = consumer.containment.describe().rsplit(" under ", 1)[1]
+    directory = choose("cgroup-v2", Limits()).describe().rsplit(" under ", 1)[1]
     before = {p.name for p in Path(directory).iterdir() if p.is_dir()}
     outcome = anyio.run(_run_one, consumer, _python(escape_code("daemon", token)))
     assert outcome.is_completed, outcome.stderr_tail
@@ -354,8 +353,8 @@ async def _until(condition: Callable[[], bool]) -> None:
             await anyio.sleep(0.02)
 
 
-def test_the_subreaper_flag_is_held_only_while_a_consumer_is_open(tmp_path: Path) -> None:
-    """A process is its descendants' subreaper while a subreaper-mode consumer is open, not after."""
+def test_the_subreaper_flag_is_held_only_while_marked_trials_run(tmp_path: Path) -> None:
+    """The consumer is its descendants' subreaper while a subreaper-mode trial runs, not after."""
     _need("subreaper")
     libc = ctypes.CDLL(None, use_errno=True)
     flag = ctypes.c_int(-1)
@@ -364,16 +363,33 @@ def test_the_subreaper_flag_is_held_only_while_a_consumer_is_open(tmp_path: Path
         assert libc.prctl(37, ctypes.byref(flag), 0, 0, 0) == 0  # PR_GET_CHILD_SUBREAPER
         return bool(flag.value)
 
-    assert not is_subreaper()
-    consumer = Consumer(
-        ["sh", "-c", "echo 1 > $ORION_RESULTS_PATH"], base_dir=tmp_path, containment="subreaper"
+    go, started = tmp_path / "go", tmp_path / "started"
+    script = (
+        f"touch {started}; while [ ! -e {go} ]; do sleep 0.01; done; echo 1 > $ORION_RESULTS_PATH"
     )
+    consumer = Consumer(["sh", "-c", script], base_dir=tmp_path, containment="subreaper")
+    assert not is_subreaper()
 
     async def scenario() -> bool:
-        async with consumer:
-            outcome = await consumer.run(Trial(id="t"))
-            assert outcome.is_completed
-            return is_subreaper()
+        async with consumer, anyio.create_task_group() as tg:
+            tg.start_soon(consumer.run, Trial(id="t"))
+            await _until(started.exists)
+            held = is_subreaper()
+            go.touch()
+        return held
 
     assert anyio.run(scenario)
     assert not is_subreaper()
+
+
+def test_a_worker_refuses_limits_it_cannot_enforce_before_opening_its_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``worker --pids`` without a cgroup: one line, exit 2, the store not even created."""
+    monkeypatch.setenv(CONTAINMENT_ENV, "subreaper")
+    store = tmp_path / "w.db"
+    status = main(["worker", "--store", f"sqlite:///{store}", "--pids", "64", "--", "true"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and "cannot enforce --pids 64" in err
+    assert not store.exists()

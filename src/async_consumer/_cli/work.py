@@ -21,7 +21,7 @@ from ..stores._retrying import Outage, RetryingStore
 from .adding import Added, add_in_chunks
 from .advice import advice, parse_rerun
 from .checks import writable_dir
-from .described import consumer_from, default_store_url
+from .described import consumer_from, containment_line, default_store_url
 from .experiment import experiment_version
 from .in_job import Placement, placement_of
 from .leave import early_signals, handle_worker_signals
@@ -94,7 +94,7 @@ async def _work(
     """
     consumer = consumer_from(args, store)
     writable_dir(consumer.base_dir)  # before anything is reserved
-    view.note(consumer.containment.describe())
+    view.note(containment_line(args))
     await _check_waiting(store, consumer, run)
     follow = getattr(args, "follow", False)
     worker = _make_worker(args, store, consumer, view, place)
@@ -180,6 +180,7 @@ async def add(args: argparse.Namespace, view: View) -> int:
 
 async def worker(args: argparse.Namespace, view: View) -> int:
     """``worker``: run a store's trials until it is drained, leaving when told to."""
+    consumer_from(args)  # a bad command, or limits not enforceable here: no store opened
     with early_signals() as early:
         place = await placement_of(args, os.environ)
         async with _linked_store(args, args.store) as store:

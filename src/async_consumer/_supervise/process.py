@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import os
 import signal
@@ -35,7 +34,6 @@ from anyio.abc import Process
 
 from . import childwatch as _childwatch
 from .childwatch import ResourceUsage, exited, unwatch, usage_from
-from .contain import Box, BoxUsage
 
 __all__ = ["ChildProcess", "Exit", "group_is_alive", "install_child_watcher", "on_asyncio"]
 
@@ -48,8 +46,6 @@ class Exit:
 
     returncode: int
     usage: ResourceUsage | None = None
-    box: BoxUsage | None = None
-    """What the trial's cgroup saw (peak memory, OOM kills), read when it was removed."""
 
 
 def on_asyncio() -> bool:
@@ -123,8 +119,6 @@ class ChildProcess:
         self._pidfd = _open_pidfd(pid)
         self._waiting = False  # a task is waiting on the pidfd (only one may)
         self._waited: anyio.Event | None = None  # made only if a second task waits meanwhile
-        self.box: Box | None = None
-        """The trial's box (its cgroup, or its mark): emptied and removed by :meth:`stop`."""
 
     @classmethod
     async def start(
@@ -219,35 +213,27 @@ class ChildProcess:
             _ = self._handle.returncode
 
     def kill_now(self) -> None:
-        """SIGKILL the whole group, and what is in the trial's box, at once (a second Ctrl-C)."""
+        """SIGKILL the whole group at once (a second Ctrl-C)."""
         _signal_group(self.pid, signal.SIGKILL)
-        if self.box is not None:
-            self.box.kill_now()
 
     async def stop(self, grace: float) -> Exit | None:
         """
         Make sure nothing of the group is left running, then return how the leader ended.
 
         Shielded from cancellation: SIGTERM to the group if anything is alive, up to ``grace``
-        seconds for the whole group to exit, SIGKILL to the group, then a bounded reap; then
-        what is left in the trial's box (processes that left the group) is killed and the box
-        removed. Returns ``None`` only if the leader could not be reaped within the bound.
+        seconds for the whole group to exit, SIGKILL to the group, then a bounded reap. Returns
+        ``None`` only if the leader could not be reaped within the bound.
         """
-        # the common case: the script ended and left nothing in its group
-        if self.exit is None or group_is_alive(self.pid):
-            with anyio.CancelScope(shield=True):
+        if self.exit is not None and not group_is_alive(self.pid):
+            return self.exit  # the common case: the script ended and left nothing behind
+        with anyio.CancelScope(shield=True):
+            if self.exit is None or group_is_alive(self.pid):
                 _signal_group(self.pid, signal.SIGTERM)
                 with anyio.move_on_after(grace):
                     await self._wait_group()
                 _signal_group(self.pid, signal.SIGKILL)
                 with anyio.move_on_after(REAP_BOUND):
                     await self._wait_group()
-        if self.box is not None:
-            box, self.box = self.box, None
-            with anyio.CancelScope(shield=True):
-                used = await box.close()
-            if used is not None and self.exit is not None:
-                self.exit = dataclasses.replace(self.exit, box=used)
         return self.exit
 
     async def _wait_group(self) -> None:

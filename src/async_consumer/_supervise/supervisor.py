@@ -22,7 +22,8 @@ from .._models import Lease, Reason, Status
 from .._trial.classify import Abort
 from .._trial.plan import Plan
 from .beats import coalesced
-from .contain import Containment, check_executable
+from .boxed import BoxedChild
+from .contain import Containment
 from .echo import echo
 from .heartbeat import HeartbeatTarget, beat
 from .metrics import MetricCallback, MetricsTail, follow
@@ -124,39 +125,16 @@ class Supervisor:
         cwd: Path | None,
         env: Mapping[str, str],
         logs: tuple[BinaryIO, BinaryIO],
-    ) -> ChildProcess:
-        """
-        Start a script in a box of its own (see :mod:`.contain`) with these logs (closed here
-        once the child has its own copies).
-        """
-        stdout, stderr = logs
-        with stdout, stderr:
-            box = self.settings.containment.box()
-            try:
-                boxed, boxed_env = box.wrap(argv, env)
-                if boxed[:1] != list(argv[:1]):  # behind a wrapper: its exec's error, now
-                    check_executable(argv[0], cwd, env)
-                child = await ChildProcess.start(
-                    boxed,
-                    cwd=cwd,
-                    env=boxed_env,
-                    stdout=stdout,
-                    stderr=stderr,
-                    child_watcher=self.settings.child_watcher,
-                    spawners=self._spawners_now(),
-                )
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await box.close()
-                raise
-            box.started(child.pid)
-            child.box = box
-            return child
+    ) -> BoxedChild:
+        """Start a script in a box of its own with these logs (closed once the child has its own)."""
+        return await BoxedChild.start_boxed(
+            argv, cwd, env, logs, self.settings, self._spawners_now()
+        )
 
-    async def supervise(self, child: ChildProcess, plan: Plan) -> tuple[Exit | None, Abort | None]:
+    async def supervise(self, child: BoxedChild, plan: Plan) -> tuple[Exit | None, Abort | None]:
         """Watch a started script until it ends or is stopped; how it ended, and why stopped."""
         # one frame, not a helper's besides: ten thousand trials wait here at once
-        trial, watchdog = plan.trial, self._watch(child)
+        trial, watchdog = plan.trial, self._watch(child.pid, child.traces())
         running = self._running[trial.id] = Running(child)
         if self._halted:  # interrupted while it was being spawned: stopped at once
             running.abort_with(_INTERRUPTED)
@@ -258,12 +236,12 @@ class Supervisor:
             on_error=running.metric_failed,
         )
 
-    def _watch(self, child: ChildProcess) -> Watchdog | None:
+    def _watch(self, pgid: int, box: tuple[str, ...]) -> Watchdog | None:
         if not self.settings.watchdog:
             return None
         if self._watchdog is None:
             self._watchdog = Watchdog(self.settings.grace)
-        self._watchdog.register(child.pid, () if child.box is None else child.box.traces())
+        self._watchdog.register(pgid, box)
         return self._watchdog
 
     async def stop(self, trial_id: str) -> bool:
@@ -311,8 +289,7 @@ class Supervisor:
             running.child.kill_now()
 
     def close(self) -> None:
-        """Stop the watchdog process, if one was started; let go of the subreaper flag."""
-        self.settings.containment.close()
+        """Stop the watchdog process, if one was started."""
         if self._watchdog is not None:
             self._watchdog.close()
             self._watchdog = None
