@@ -54,12 +54,12 @@ class BoxedChild(ChildProcess):
         Raises:
             OSError: the program does not exist or cannot be executed (the box is removed).
         """
-        box = settings.containment.box()
-        try:
-            boxed, boxed_env = box.wrap(argv, env)
-            if boxed[:1] != list(argv[:1]):  # behind a wrapper: its exec's error, now
-                check_executable(argv[0], cwd, env)
-            with logs[0] as stdout, logs[1] as stderr:
+        with logs[0] as stdout, logs[1] as stderr:
+            box = settings.containment.box()
+            try:
+                boxed, boxed_env = box.wrap(argv, env)
+                if boxed[:1] != list(argv[:1]):  # behind a wrapper: its exec's error, now
+                    check_executable(argv[0], cwd, env)
                 child = await cls.start(
                     boxed,
                     cwd=cwd,
@@ -69,10 +69,10 @@ class BoxedChild(ChildProcess):
                     child_watcher=settings.child_watcher,
                     spawners=spawners,
                 )
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await box.close()
-            raise
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await box.close()
+                raise
         assert isinstance(child, BoxedChild)  # start makes an instance of cls
         box.started(child.pid)
         child.box = box
