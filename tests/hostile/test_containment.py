@@ -335,13 +335,15 @@ def test_a_sigkilled_consumer_leaves_no_escaped_process(
         assert escaped in left_running(token)
         consumer.kill()
         consumer.wait()
-        anyio.run(_until, lambda: not left_running(token))
-        leftover = [
-            d
-            for d in Path("/sys/fs/cgroup").rglob(f"async-consumer-{consumer.pid}-*")
-            if d.is_dir()
-        ]
-        assert leftover == []
+
+        def cgroups_left() -> list[Path]:
+            found = Path("/sys/fs/cgroup").rglob(f"async-consumer-{consumer.pid}-*")
+            return [directory for directory in found if directory.is_dir()]
+
+        # the watchdog kills, then removes the cgroups: wait for both (the bound ends a failure)
+        anyio.run(_until, lambda: not left_running(token) and not cgroups_left())
+        assert left_running(token) == []
+        assert cgroups_left() == []
     finally:
         consumer.kill()
         consumer.wait()
