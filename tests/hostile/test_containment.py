@@ -9,6 +9,7 @@ command lines) and removes its cgroups, whatever happened.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import random
@@ -395,3 +396,28 @@ def test_a_worker_refuses_limits_it_cannot_enforce_before_opening_its_store(
     assert status == 2
     assert err.count("\n") == 1 and "cannot enforce --pids 64" in err
     assert not store.exists()
+
+
+@pytest.mark.parametrize("mode", ["cgroup-v1", "cgroup-v2"])
+def test_the_cgroups_a_dead_consumer_left_are_swept(mode: str, token: str, tmp_path: Path) -> None:
+    """A consumer killed with its watchdog left a trial's cgroup: the next one empties and removes it."""
+    _need(mode)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no process has now
+    parent = choose(mode, Limits())._directories["freezer" if mode == "cgroup-v1" else ""]
+    stale = parent / f"async-consumer-{gone.pid}-1"
+    stale.mkdir()
+    left = subprocess.Popen(["sleep", f"3{token}.25"], start_new_session=True)
+    try:
+        (stale / "cgroup.procs").write_text(str(left.pid))
+        consumer = Consumer(["true"], base_dir=tmp_path, containment=mode)
+        outcome = anyio.run(_run_one, consumer, Trial(id="t"))
+        assert outcome.status is Status.BROKEN  # wrote no results: what matters is below
+        assert left.wait(timeout=30) == -9
+        assert not stale.exists()
+    finally:
+        left.kill()
+        left.wait()
+        if stale.exists():
+            with contextlib.suppress(OSError):
+                stale.rmdir()

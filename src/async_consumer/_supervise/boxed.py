@@ -55,6 +55,7 @@ class BoxedChild(ChildProcess):
             OSError: the program does not exist or cannot be executed (the box is removed).
         """
         with logs[0] as stdout, logs[1] as stderr:
+            await settings.containment.sweep()
             box = settings.containment.box()
             try:
                 boxed, boxed_env = box.wrap(argv, env)

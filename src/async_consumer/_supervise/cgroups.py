@@ -26,7 +26,7 @@ import anyio
 from .._limits import Limits
 from .marks import KILL_BOUND, reap_ours, signal_all, until
 
-__all__ = ["BoxUsage", "Cgroup", "own_cgroups", "read_file", "writable", "write_file"]
+__all__ = ["BoxUsage", "Cgroup", "own_cgroups", "read_file", "sweep", "writable", "write_file"]
 
 CPU_PERIOD_US = 100_000
 # the cgroup.procs files to join, then "--" and the command
@@ -255,3 +255,40 @@ class Cgroup:
 
 def _warn(message: str) -> None:
     logging.getLogger("async_consumer").warning("%s", message)
+
+
+async def sweep(parents: Mapping[str, Path]) -> None:
+    """
+    Remove the trial cgroups of consumers of this host that died without removing them (a
+    SIGKILL to the consumer and its watchdog), killing what is left in them first. A cgroup is
+    another consumer's while a process with the pid in its name exists: left alone.
+    """
+    for parent in parents.values():
+        with contextlib.suppress(OSError), os.scandir(parent) as entries:
+            for entry in entries:
+                if _is_dead_consumers(entry.name):
+                    await _empty_and_remove(Path(entry.path))
+
+
+def _is_dead_consumers(name: str) -> bool:
+    """Whether ``name`` is a trial cgroup's (``async-consumer-<pid>-<n>``) of a gone process."""
+    parts = name.split("-")
+    if not name.startswith("async-consumer-") or len(parts) != 4 or not parts[2].isdigit():
+        return False
+    return not os.path.exists(f"/proc/{parts[2]}")
+
+
+async def _empty_and_remove(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        if (directory / "cgroup.kill").exists():
+            write_file(directory / "cgroup.kill", "1")
+        elif _members(directory) and (directory / "freezer.state").exists():
+            write_file(directory / "freezer.state", "FROZEN")
+            signal_all(_members(directory), signal.SIGKILL)
+            write_file(directory / "freezer.state", "THAWED")
+        else:
+            signal_all(_members(directory), signal.SIGKILL)
+    with anyio.move_on_after(KILL_BOUND):
+        await until(lambda: not _members(directory))
+    with contextlib.suppress(OSError):  # still busy (a member in D state): left
+        os.rmdir(directory)

@@ -45,7 +45,7 @@ from typing import Protocol
 
 from .._errors import LimitsUnavailable
 from .._limits import Limits
-from .cgroups import BoxUsage, Cgroup, own_cgroups, read_file, writable, write_file
+from .cgroups import BoxUsage, Cgroup, own_cgroups, read_file, sweep, writable, write_file
 from .marks import Marked, mark_for
 
 __all__ = [
@@ -109,6 +109,7 @@ class Containment:
         self.limits = limits
         self._directories = dict(directories)  # v1: controller -> our cgroup; v2: "" -> ours
         self._leaders: set[int] = set()  # the running scripts (subreaper): never escaped ones
+        self._swept = False
 
     def describe(self) -> str:
         """One line: the mode, where its cgroups go, and the limits."""
@@ -121,6 +122,12 @@ class Containment:
             where = " (trials marked by their RLIMIT_LOCKS)"
         limits = f", limits {self.limits.describe()}" if not self.limits.is_empty else ""
         return f"containment: {self.mode}{where}{limits}"
+
+    async def sweep(self) -> None:
+        """Once, before the first trial: remove the cgroups that dead consumers left here."""
+        if not self._swept and self.mode in (ContainmentMode.CGROUP_V1, ContainmentMode.CGROUP_V2):
+            self._swept = True
+            await sweep(self._directories)
 
     def box(self) -> Box:
         """A new trial's box (a cgroup made now, or a mark)."""
