@@ -30,6 +30,7 @@ if typing.TYPE_CHECKING:
         InvalidResults,
         LaunchError,
         LeaseLost,
+        LimitsUnavailable,
         MissingResults,
         ResultsError,
         SlotError,
@@ -41,6 +42,7 @@ if typing.TYPE_CHECKING:
     from ._experiment import Experiment
     from ._fleet import WorkerInfo, WorkerState
     from ._gctune import tune_gc
+    from ._limits import Limits
     from ._models import (
         Attempt,
         Lease,
@@ -84,6 +86,8 @@ __all__ = [
     "LaunchError",
     "Lease",
     "LeaseLost",
+    "Limits",
+    "LimitsUnavailable",
     "Metric",
     "MissingResults",
     "Outcome",
@@ -140,6 +144,8 @@ _ORIGINS = {
     "LaunchError": "._errors",
     "Lease": "._models",
     "LeaseLost": "._errors",
+    "Limits": "._limits",
+    "LimitsUnavailable": "._errors",
     "Metric": "._supervise.metrics",
     "MissingResults": "._errors",
     "Outcome": "._models",

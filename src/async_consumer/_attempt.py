@@ -10,6 +10,7 @@ while this one's results are read.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -20,8 +21,10 @@ from pathlib import Path
 
 from ._models import Outcome, Reason, Status
 from ._slots import SlotPool
+from ._supervise.boxed import BoxedChild
+from ._supervise.contain import BoxUsage
 from ._supervise.lines import tail
-from ._supervise.process import ChildProcess, Exit
+from ._supervise.process import Exit
 from ._supervise.supervisor import Supervisor
 from ._trial.classify import Abort, Verdict, classify
 from ._trial.codeversion import CodeChangePolicy, CodeVersionWatch
@@ -39,6 +42,8 @@ EXIT_FILE = "exit.json"
 """Beside a leased attempt's results: how its script exited (``{"returncode": 0}``), written
 when it ends, so that the next holder of the trial can complete it from the results if its
 worker could not record them (the store unreachable until it had to leave, or it was killed)."""
+
+MIB = 1 << 20
 
 _NOT_STARTED = Abort(Status.INTERRUPTED, Reason.CANCELLED, "not started: interrupted")
 
@@ -73,6 +78,8 @@ class AttemptRecord:
     pid: int | None = None
     exit: Exit | None = None
     abort: Abort | None = None
+    box: BoxUsage | None = None
+    """What the trial's cgroup saw (peak memory, OOM kills, refused forks), once removed."""
 
 
 async def run_attempt(parts: AttemptParts, plan: Plan) -> AttemptRecord:
@@ -104,14 +111,13 @@ async def run_attempt(parts: AttemptParts, plan: Plan) -> AttemptRecord:
             if child is not None:
                 record.pid = child.pid
                 record.exit, record.abort = await supervisor.supervise(child, plan, kept)
+                record.box = child.usage
     finally:
         supervisor.leases.drop(kept)  # (once supervised, already dropped: nothing to do)
     return record
 
 
-async def _start(
-    parts: AttemptParts, record: AttemptRecord, cwd: Path | None
-) -> ChildProcess | None:
+async def _start(parts: AttemptParts, record: AttemptRecord, cwd: Path | None) -> BoxedChild | None:
     """
     Make the attempt's files and start its script, in one of the places for scripts about to
     start; ``None`` (and the record aborted) if it did not start.
@@ -170,6 +176,8 @@ def finish(parts: AttemptParts, record: AttemptRecord) -> Outcome:
         results = read_results_below(paths, parts.max_results_bytes, parts.base_dir)
     returncode = exit_.returncode if exit_ is not None else None
     verdict = classify(returncode, abort, interrupt_code=parts.interrupt_code, results=results)
+    if record.box is not None and verdict.status is not Status.COMPLETED:
+        verdict = _box_verdict(parts, record.box, verdict, stopped=abort is not None)
     if abort is None and verdict.status is Status.BROKEN:
         verdict = _disk_full(record.plan.paths.text.working_dir, verdict)
     if record.plan.lease is not None and verdict.status is Status.COMPLETED:
@@ -256,10 +264,34 @@ def left_completed(parts: AttemptParts, plan: Plan) -> Outcome | None:
     return None
 
 
+def _box_verdict(parts: AttemptParts, box: BoxUsage, verdict: Verdict, *, stopped: bool) -> Verdict:
+    """
+    The verdict of a failed attempt, told what its cgroup saw: ``out_of_memory`` if it counted
+    an OOM kill (and the attempt was not stopped first), forks refused by the process limit.
+
+    Only the cgroup's counter makes an OOM, never a SIGKILL alone (anyone may send one).
+    """
+    if box.forks_refused:
+        message = f"{verdict.message}; {box.forks_refused} forks refused by its process limit"
+        verdict = dataclasses.replace(verdict, message=message)
+    if stopped or box.oom_kills == 0:
+        return verdict
+    limit = parts.supervisor.settings.containment.limits.memory
+    message = "killed by the kernel for going over its memory limit"
+    if limit is not None:
+        message += f" of {limit / MIB:.0f} MiB"
+    if box.peak_memory_bytes is not None:
+        message += f" (peak {box.peak_memory_bytes / MIB:.0f} MiB)"
+    return dataclasses.replace(
+        verdict, status=Status.BROKEN, reason=Reason.OUT_OF_MEMORY, message=message
+    )
+
+
 def _outcome(parts: AttemptParts, record: AttemptRecord, verdict: Verdict) -> Outcome:
     plan, pid = record.plan, record.pid
     paths = plan.paths.text
     usage = record.exit.usage if record.exit is not None else None
+    box = record.box
     started = pid is not None
     return Outcome(
         trial_id=plan.trial.id,
@@ -280,6 +312,7 @@ def _outcome(parts: AttemptParts, record: AttemptRecord, verdict: Verdict) -> Ou
         ended_at=datetime.now(UTC),
         cpu_seconds=usage.cpu_seconds if usage else None,
         peak_rss_bytes=usage.peak_rss_bytes if usage else None,
+        peak_memory_bytes=box.peak_memory_bytes if box else None,
         working_dir=paths.working_dir,
         stdout_path=paths.stdout if started else "",
         stderr_path=paths.stderr if started else "",

@@ -25,6 +25,7 @@ from ._retry import RetryPolicy
 from ._settings import check_limits, positive
 from ._slots import SlotPool
 from ._supervise.beats import BeatCoalescer
+from ._supervise.contain import Limits, choose
 from ._supervise.heartbeat import HeartbeatTarget
 from ._supervise.metrics import MetricCallback, check_callback
 from ._supervise.supervisor import Supervision, Supervisor
@@ -76,6 +77,8 @@ class Consumer:
         child_watcher: on asyncio, install :func:`install_child_watcher` with the first
             script (a process-wide change, so off unless asked for; the command turns it on).
             Trials do not need it: their scripts are reaped by the consumer itself.
+        limits: what each trial may use (:class:`Limits`), or :class:`LimitsUnavailable`.
+        containment: how no process outlives its trial: ``auto`` or a mode (README).
 
     Its configuration is fixed once made: make another consumer to run with other settings.
     """
@@ -108,6 +111,8 @@ class Consumer:
         watchdog: bool = False,
         echo: bool = False,
         child_watcher: bool = False,
+        limits: Limits | None = None,
+        containment: str = "auto",
     ) -> None:
         positive(timeout=timeout, heartbeat=heartbeat, stall_timeout=stall_timeout)
         positive(max_concurrency=max_concurrency, max_results_bytes=max_results_bytes)
@@ -127,6 +132,7 @@ class Consumer:
                 echo=echo,
                 watchdog=watchdog,
                 child_watcher=child_watcher,
+                containment=choose(containment, limits or Limits()),
             )
         )
         self._code = CodeVersionWatch(CodeChangePolicy(code_change))

@@ -8,6 +8,7 @@ Exceptions are for misuse and for the infrastructure::
     ├── TemplateError (also ValueError)   a command or config template cannot be rendered
     ├── SlotError (also ValueError)       a trial asks for more slots than exist
     ├── SpaceError (also ValueError)      a search space's prior cannot be parsed or is impossible
+    ├── LimitsUnavailable (also ValueError) limits asked for that this machine cannot enforce
     ├── TrialFilesError (also OSError)    this host cannot create a trial's files (disk full...)
     ├── StoreError                        a trial store failed or was misused
     │   ├── StoreUnavailable              the store cannot be reached now (worth a retry)
@@ -37,6 +38,14 @@ class SlotError(ConsumerError, ValueError):
 
 class SpaceError(ConsumerError, ValueError):
     """A search space's prior (``--lr~'loguniform(1e-5, 1)'``) cannot be parsed, or is impossible."""
+
+
+class LimitsUnavailable(ConsumerError, ValueError):
+    """
+    Limits per trial were asked for (memory, CPUs, processes) that nothing on this machine can
+    enforce: no cgroup the consumer may make with the controllers needed. Raised before anything
+    starts; a trial is never run unlimited instead.
+    """
 
 
 class StoreError(ConsumerError):

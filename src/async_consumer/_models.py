@@ -64,6 +64,9 @@ class Reason(StrEnum):
     PRUNED = "pruned"
     """A search's pruner stopped it: its metrics said it would not beat the others. Never run
     again (its trial's status is ``pruned``)."""
+    OUT_OF_MEMORY = "out_of_memory"
+    """The kernel killed a process of the trial for going over its memory limit (its cgroup's
+    OOM counter says so; a SIGKILL alone is not taken for it)."""
     HOST_FAULT = "host_fault"
     """The worker's host could not start it (its files could not be created): not the trial's
     fault, so it goes back to the queue without counting a loss."""
@@ -162,6 +165,8 @@ class Outcome(BaseModel):
     ended_at: datetime | None = None
     cpu_seconds: float | None = None
     peak_rss_bytes: int | None = None
+    peak_memory_bytes: int | None = None
+    """The peak memory of the trial's cgroup, all its processes together (cgroup modes)."""
     working_dir: str = ""
     stdout_path: str = ""
     stderr_path: str = ""

@@ -57,7 +57,7 @@ class Case:
     """The trial's own timeout; ``None`` keeps the consumer's generous one."""
     copies: int = 5
     escapes: bool = False
-    """Its recorded processes left the trial's process group: the consumer cannot reach them."""
+    """Its recorded processes left the trial's process group: only its cgroup or mark holds them."""
 
     @property
     def code(self) -> str:

@@ -189,20 +189,19 @@ def test_group_members_are_all_killed(batch: BatchRun) -> None:
         assert batch.alive[tid] == []
 
 
-def test_a_new_session_or_group_escapes(batch: BatchRun) -> None:
+def test_a_new_session_or_group_ends_with_its_trial(batch: BatchRun) -> None:
     """
-    A process that leaves the trial's group (setsid, setpgid) outlives it: the documented limit.
+    A process that leaves the trial's group (setsid, setpgid) ends with the trial all the same.
 
-    The consumer signals the process group it started (``killpg``); a descendant that moved to
-    another group or session is out of its reach, and the fixture kills it.
+    ``killpg`` does not reach it; the trial's cgroup (or, without one, the trial's mark on it
+    and the consumer as its subreaper) does.
     """
     escaping = [c for c in CASES if c.escapes]
     assert {c.name for c in escaping} == {"setsid-daemon", "setpgid-child"}
     for case in escaping:
         for outcome in batch.of(case):
-            pids = batch.pids[outcome.trial_id]
-            assert len(pids) == 1
-            assert batch.alive[outcome.trial_id] == pids
+            assert len(batch.pids[outcome.trial_id]) == 1
+            assert batch.alive[outcome.trial_id] == []
 
 
 def test_exhausted_descriptors_are_the_scripts_own(batch: BatchRun) -> None:

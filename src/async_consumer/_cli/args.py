@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import cast
 
-from .argtypes import count, positive_int, seconds
+from .argtypes import count, cpus, positive_int, seconds, size
 from .launch_args import add_launch_parser, add_trial_time
 from .options import add_reading_commands, add_rerun_options, add_resume_options, maximize_option
 from .parser import Parser, Version
@@ -127,11 +127,29 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
         help="retry a trial lost or killed by a signal up to this many times (default 0)",
     )
     _add_script_options(how)
+    _add_limit_options(parser)
     parser.add_argument(
         "argv",
         nargs=argparse.REMAINDER,
         metavar="-- COMMAND",
         help="the command after --, with {placeholders}",
+    )
+
+
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    """Limits per trial, and how its processes are kept together."""
+    limits = parser.add_argument_group(
+        "limits per trial (enforced by the kernel, through a cgroup for each trial)"
+    )
+    limits.add_argument("--memory", type=size, metavar="SIZE", help="memory, e.g. 2G")
+    limits.add_argument("--cpus", type=cpus, metavar="N", help="CPUs' worth of time, e.g. 1.5")
+    limits.add_argument("--pids", type=positive_int, metavar="N", help="processes, e.g. 512")
+    limits.add_argument(
+        "--containment",
+        choices=["auto", "cgroup", "cgroup-v1", "cgroup-v2", "subreaper", "session"],
+        default="auto",
+        help="how no process outlives its trial (default auto: a cgroup where one can be "
+        "made, else the subreaper; or $ASYNC_CONSUMER_CONTAINMENT)",
     )
 
 

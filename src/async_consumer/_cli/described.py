@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 
 from .._consumer import Consumer
+from .._limits import Limits
 from .._retry import RetryPolicy
+from .._supervise.contain import choose
 from .._supervise.heartbeat import HeartbeatTarget
 from .._supervise.metrics import MetricCallback
 from .._trial.paths import safe_name
 from .sources import SourceError, parse_assignment
 
-__all__ = ["consumer_from", "default_store_url", "slot_demand"]
+__all__ = ["consumer_from", "containment_line", "default_store_url", "slot_demand"]
 
 
 def _slot_pools(assignments: list[str]) -> dict[str, list[str]]:
@@ -76,4 +78,15 @@ def consumer_from(
         watchdog=True,
         echo=args.echo,
         child_watcher=True,
+        limits=_limits(args),
+        containment=args.containment,
     )
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(memory=args.memory, cpus=args.cpus, pids=args.pids)
+
+
+def containment_line(args: argparse.Namespace) -> str:
+    """The containment the options give, as the line shown at start-up."""
+    return choose(args.containment, _limits(args)).describe()

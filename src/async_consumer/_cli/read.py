@@ -13,6 +13,7 @@ from .._experiment import Experiment
 from .._models import StoredTrial, TrialStatus
 from .._ranking import best_trial
 from .._report.build import write_report
+from .._supervise.contain import describe_here
 from .._trial.paths import trial_paths
 from ..stores import TrialStore, store_from_url
 from .advice import plural
@@ -98,6 +99,7 @@ async def status(args: argparse.Namespace, view: View) -> int:
             view.note(scope.note(left_out, "count"))
         running = [t for t in await store.list(TrialStatus.RESERVED) if scope.keeps(t)]
         view.status(counts, running, await store.workers(), best=best)
+    view.note(f"on this host, {describe_here()}")
     return EXIT_OK
 
 

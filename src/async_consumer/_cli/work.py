@@ -27,7 +27,7 @@ from .adding import Added, add_in_chunks
 from .advice import advice, parse_rerun, plural
 from .args import run_options
 from .checks import check_program, writable_dir
-from .described import consumer_from, default_store_url
+from .described import consumer_from, containment_line, default_store_url
 from .experiment import command_of, experiment_version
 from .in_job import Placement, placement_of
 from .leave import early_signals, handle_worker_signals
@@ -130,6 +130,7 @@ async def _work(
     on_metric = search.report if search is not None and search.plan.pruner != "none" else None
     consumer = consumer_from(args, store, on_metric=on_metric)
     writable_dir(consumer.base_dir)  # before anything is reserved
+    view.note(containment_line(args))
     await _check_waiting(store, consumer, run)
     follow = getattr(args, "follow", False)
     worker = _make_worker(args, store, consumer, view, place)
@@ -257,6 +258,7 @@ async def add(args: argparse.Namespace, view: View) -> int:
 async def worker(args: argparse.Namespace, view: View) -> int:
     """``worker``: run a store's trials until it is drained, leaving when told to."""
     check_program(command_of(args), in_trial_dir=args.cd_trial_dir)
+    consumer_from(args)  # a bad command, or limits not enforceable here: no store opened
     with early_signals() as early:
         place = await placement_of(args, os.environ)
         async with _linked_store(args, args.store) as store:

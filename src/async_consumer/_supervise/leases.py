@@ -59,15 +59,15 @@ class LocalLeases:
         if kept is not None and self.beats is not None:
             self.beats.drop(kept)
 
-    def watch(self, pgid: int) -> Watchdog | None:
-        """Have the watchdog (started now if need be) watch a script's process group."""
+    def watch(self, pgid: int, box: tuple[str, ...] = ()) -> Watchdog | None:
+        """Have the watchdog (started now if need be) watch a script's process group and box."""
         if not self._wants_watchdog:
             return None
         if self.watchdog is None:
             self.watchdog = Watchdog(self.grace)
             if self.beats is not None:  # the leases kept so far, before the watchdog was there
                 self.beats.tell_renewed()
-        self.watchdog.register(pgid)
+        self.watchdog.register(pgid, box)
         return self.watchdog
 
     def _renewed(self, oldest: float | None) -> None:

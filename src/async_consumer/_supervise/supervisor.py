@@ -23,6 +23,8 @@ from .._models import Lease, Reason, Status
 from .._trial.classify import Abort
 from .._trial.plan import Plan
 from .beats import Kept, coalesced
+from .boxed import BoxedChild
+from .contain import Containment
 from .echo import echo
 from .heartbeat import HeartbeatTarget, beat
 from .leases import LocalLeases
@@ -62,6 +64,7 @@ class Supervision:
     echo: bool
     watchdog: bool
     child_watcher: bool
+    containment: Containment
 
     @property
     def follows(self) -> bool:
@@ -128,26 +131,18 @@ class Supervisor:
         cwd: Path | None,
         env: Mapping[str, str],
         logs: tuple[BinaryIO, BinaryIO],
-    ) -> ChildProcess:
-        """Start a script with these logs (closed here once the child has its own copies)."""
-        stdout, stderr = logs
-        with stdout, stderr:
-            return await ChildProcess.start(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdout=stdout,
-                stderr=stderr,
-                child_watcher=self.settings.child_watcher,
-                spawners=self._spawners_now(),
-            )
+    ) -> BoxedChild:
+        """Start a script in a box of its own with these logs (closed once the child has its own)."""
+        return await BoxedChild.start_boxed(
+            argv, cwd, env, logs, self.settings, self._spawners_now()
+        )
 
     async def supervise(
-        self, child: ChildProcess, plan: Plan, kept: Kept | None = None
+        self, child: BoxedChild, plan: Plan, kept: Kept | None = None
     ) -> tuple[Exit | None, Abort | None]:
         """Watch a started script until it ends or is stopped; how it ended, and why stopped."""
         # one frame, not a helper's besides: ten thousand trials wait here at once
-        trial, watchdog = plan.trial, self.leases.watch(child.pid)
+        trial, watchdog = plan.trial, self.leases.watch(child.pid, child.traces())
         running = self._running[trial.id] = Running(child, kept=kept)
         if self._halted:  # interrupted while it was being spawned: stopped at once
             running.abort_with(_INTERRUPTED)

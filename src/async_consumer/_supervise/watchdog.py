@@ -4,14 +4,16 @@ A watchdog process that kills a dead consumer's trials.
 Trials run in sessions of their own, so when the consumer is killed with SIGKILL (the OOM killer,
 ``kill -9``, a node's supervisor) nothing stops them: they would run on beside the re-run that
 another worker starts once the lease expires. The watchdog is one small process per consumer,
-started with a pipe from it. The consumer writes ``+<pgid>`` when a trial's group starts and
-``-<pgid>`` once it is gone. When the pipe reaches end of file (the consumer exited, however it
-died), the watchdog sends SIGTERM to every group still listed, waits up to the grace period,
-sends SIGKILL, and exits. Told when the consumer's leases run out by its clock
-(:meth:`Watchdog.leases_end`, after each heartbeat write), it also stops every group then, unless
-told a later time first: a frozen consumer's trials do not run on beside their re-runs. It
-ignores SIGINT and SIGTERM (a Ctrl-C in the terminal reaches the
-consumer, which stops its trials itself), and lives in a session of its own.
+started with a pipe from it. The consumer writes ``+<pgid>`` when a trial's group starts
+(with its box's cgroups or mark after tabs, see :mod:`.contain`) and ``-<pgid>`` once it is
+gone. When the pipe reaches end of file (the consumer exited, however it died), the watchdog
+sends SIGTERM to every group still listed, waits up to the grace period, sends SIGKILL, kills
+what is left in their boxes (processes that left the group) and removes their cgroups, and
+exits. Told when the consumer's leases run out by its clock (:meth:`Watchdog.leases_end`, after
+each heartbeat write), it also stops every group then, unless told a later time first: a frozen
+consumer's trials do not run on beside their re-runs. It ignores SIGINT and SIGTERM (a Ctrl-C in
+the terminal reaches the consumer, which stops its trials itself), and lives in a session of its
+own.
 
 The watchdog itself is ``watchdog_main.py``, run by path so that it imports nothing but the
 standard library.
@@ -73,9 +75,12 @@ class Watchdog:
         """
         self._send(f"@{term_at:.3f} {kill_at:.3f}\n")
 
-    def register(self, pgid: int) -> None:
-        """Watch a process group from now on (told at once, with the groups forgotten since)."""
-        self._send(f"+{pgid}\n")
+    def register(self, pgid: int, box: tuple[str, ...] = ()) -> None:
+        """
+        Watch a process group from now on (told at once, with the groups forgotten since), and
+        the trial's box: ``c<directory>`` for each of its cgroups, ``m<mark>`` for its mark.
+        """
+        self._send("\t".join((f"+{pgid}", *box)) + "\n")
 
     def forget(self, pgid: int) -> None:
         """

@@ -3,12 +3,15 @@ The watchdog process (see ``watchdog.py``): kill the listed process groups once 
 or once the consumer's leases run out.
 
 Reads ``+<pgid>`` and ``-<pgid>`` lines; at end of file, SIGTERM to every group still listed,
-the grace period, SIGKILL. A line ``@<term> <kill>`` (``time.monotonic`` seconds, the same
-clock in every process of the machine) says when the consumer's leases run out by its clock:
-if no later line comes first and the consumer is frozen (stopped: SIGSTOP, a debugger), every
-group listed gets SIGTERM at ``term`` and SIGKILL at ``kill``, before any other worker may take
-their trials. A consumer that runs, however slowly, stops its own trials when it learns that
-their leases are lost: a busy event loop must not cost healthy trials. Standard library only: it is started by path, not as a module of the package,
+the grace period, SIGKILL. A ``+`` line may name the trial's box after tabs: ``c<directory>``
+for each of its cgroups, ``m<mark>`` for its mark (subreaper mode); what is in a box still listed
+is killed too (a process that left the group), and its cgroups removed. A line ``@<term> <kill>``
+(``time.monotonic`` seconds, the same clock in every process of the machine) says when the
+consumer's leases run out by its clock: if no later line comes first and the consumer is frozen
+(stopped: SIGSTOP, a debugger), every group listed gets SIGTERM at ``term`` and SIGKILL at
+``kill``, before any other worker may take their trials. A consumer that runs, however slowly,
+stops its own trials when it learns that their leases are lost: a busy event loop must not cost
+healthy trials. Standard library only: it is started by path, not as a module of the package,
 so it costs no imports.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import pathlib
 import select
 import signal
 import sys
@@ -39,6 +43,88 @@ def _kill_groups(groups: set[int], grace: float) -> None:
             os.killpg(pgid, signal.SIGKILL)
 
 
+def _members(directory: pathlib.Path) -> list[int]:
+    try:
+        return [int(pid) for pid in (directory / "cgroup.procs").read_text().split()]
+    except OSError:
+        return []
+
+
+def _kill_cgroup(directories: list[pathlib.Path]) -> None:
+    """Kill everything in a trial's cgroup (v2: cgroup.kill; v1: frozen first) and remove it."""
+    deadline = time.monotonic() + 5.0
+    while any(_members(d) for d in directories) and time.monotonic() < deadline:
+        for directory in directories:
+            with contextlib.suppress(OSError):
+                if (directory / "cgroup.kill").exists():
+                    (directory / "cgroup.kill").write_text("1")
+                elif (directory / "freezer.state").exists():
+                    _freeze_and_kill(directory)
+                else:
+                    _kill_all(_members(directory))
+        time.sleep(0.01)
+    for directory in directories:
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+
+
+def _freeze_and_kill(directory: pathlib.Path) -> None:
+    state = directory / "freezer.state"
+    state.write_text("FROZEN")
+    try:
+        deadline = time.monotonic() + 1.0
+        while state.read_text().strip() != "FROZEN" and time.monotonic() < deadline:
+            time.sleep(0.001)
+        _kill_all(_members(directory))
+    finally:
+        state.write_text("THAWED")
+
+
+def _kill_all(pids: list[int], sig: signal.Signals = signal.SIGKILL) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def _marked(marks: set[int]) -> list[int]:
+    """The processes whose soft RLIMIT_LOCKS is one of ``marks`` (a trial's mark)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        with (
+            contextlib.suppress(OSError, ValueError, IndexError),
+            open(f"/proc/{name}/limits") as limits,
+        ):
+            for line in limits:
+                if line.startswith("Max file locks"):
+                    soft = line[26:].split()[0]
+                    if soft.isdigit() and int(soft) in marks:
+                        found.append(int(name))
+                    break
+    return found
+
+
+def _kill_marked(marks: set[int]) -> None:
+    """Stop every marked process until none is new (none forks meanwhile), then kill them."""
+    stopped: set[int] = set()
+    deadline = time.monotonic() + 5.0
+    while (found := set(_marked(marks)) - stopped) and time.monotonic() < deadline:
+        _kill_all(list(found), signal.SIGSTOP)
+        stopped |= found
+    _kill_all(list(stopped))
+
+
+def _kill_boxes(boxes: list[list[str]]) -> None:
+    marks = {int(trace[1:]) for box in boxes for trace in box if trace[:1] == "m"}
+    if marks:
+        _kill_marked(marks)
+    for box in boxes:
+        cgroup = [pathlib.Path(trace[1:]) for trace in box if trace[:1] == "c"]
+        if cgroup:
+            _kill_cgroup(cgroup)
+
+
 def _exists(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -50,7 +136,7 @@ def _exists(pgid: int) -> bool:
 def _main(grace: float = 5.0, poll: float = POLL) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    groups: set[int] = set()
+    groups: dict[int, list[str]] = {}  # pgid -> its box's traces
     os.set_blocking(0, False)
     hangup = select.poll()
     hangup.register(0, 0)  # no event asked for: only the pipe's hang-up (or an error) wakes it
@@ -60,14 +146,16 @@ def _main(grace: float = 5.0, poll: float = POLL) -> None:
         *lines, pending = (pending + chunk).split(b"\n")
         for line in lines:
             if line[:1] == b"+":
-                groups.add(int(line[1:]))
+                pgid, *box = os.fsdecode(line[1:]).split("\t")
+                groups[int(pgid)] = box
             elif line[:1] == b"-":
-                groups.discard(int(line[1:]))
+                groups.pop(int(line[1:]), None)
             elif line[:1] == b"@":
                 term, kill = line[1:].split()
                 leases.renewed(float(term), float(kill))
-        leases.enforce(groups)
-    _kill_groups(groups, grace)
+        leases.enforce(set(groups))
+    _kill_groups(set(groups), grace)
+    _kill_boxes([box for box in groups.values() if box])
 
 
 class _Leases:
