@@ -7,6 +7,10 @@ processes, as in production: each opens its own store (its own connection or poo
 together behind a barrier, and a row's rate is every cycle over the time from the first start to
 the last finish. The "tasks" row runs asyncio tasks sharing one process and one pool instead.
 
+``--cache`` times reserve, heartbeat_many and finish on a direct connection with asyncpg's
+statement cache (its default, 100) and without it (the store's own setting, 0, which PgBouncer in
+transaction mode needs), rounds interleaved: medians of each call and their ratio.
+
 ``--many`` times instead 1,000 heartbeats one by one against one ``heartbeat_many`` of the
 same 1,000 leases, rounds interleaved, on each store (medians, and their ratio).
 """
@@ -267,6 +271,67 @@ def many_rows(server: str | None, count: int = 1000, rounds: int = 7) -> None:
     print(f"{count:,} heartbeats one by one / one heartbeat_many: {', '.join(ratios)}")
 
 
+async def _timed_cycles(store: TrialStore, prefix: str, count: int) -> dict[str, list[float]]:
+    """Seconds of each call of ``count`` reserve, heartbeat_many, finish cycles."""
+    await store.add(Trial(id=f"{prefix}-{i}", params={"lr": 0.01}) for i in range(count))
+    times: dict[str, list[float]] = {"reserve": [], "heartbeat_many": [], "finish": []}
+    for _ in range(count):
+        start = time.perf_counter()
+        lease = await store.reserve("bench", host="bench")
+        times["reserve"].append(time.perf_counter() - start)
+        assert lease is not None
+        start = time.perf_counter()
+        assert await store.heartbeat_many([lease]) == []
+        times["heartbeat_many"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        await store.finish(lease, _outcome(lease))
+        times["finish"].append(time.perf_counter() - start)
+    return times
+
+
+async def _cache_times(
+    server: str, schema: str, rounds: int, count: int
+) -> dict[int, dict[str, list[float]]]:
+    import asyncpg
+
+    from async_consumer.stores import PostgresStore
+
+    sizes = (100, 0)
+    pools = {
+        size: await asyncpg.create_pool(server, min_size=1, max_size=2, statement_cache_size=size)
+        for size in sizes
+    }
+    times: dict[int, dict[str, list[float]]] = {size: {} for size in sizes}
+    try:
+        stores = {size: await PostgresStore.open(pools[size], schema=schema) for size in sizes}
+        for n in range(rounds):  # interleaved: both see the same load on the machine
+            for size in sizes if n % 2 else sizes[::-1]:
+                for call, seconds in (
+                    await _timed_cycles(stores[size], f"{size}-{n}", count)
+                ).items():
+                    times[size].setdefault(call, []).extend(seconds)
+    finally:
+        for pool in pools.values():
+            await pool.close()
+    return times
+
+
+def cache_rows(server: str, rounds: int = 10, count: int = 100) -> None:
+    """Print each call's median with and without asyncpg's statement cache, and the ratio."""
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    try:
+        times = anyio.run(_cache_times, server, schema, rounds, count)
+    finally:
+        anyio.run(_drop, server, [schema])
+    print(f"{rounds * count} calls each, direct connection; medians in ms")
+    print(f"{'call':<15} {'cache 100':>10} {'cache 0':>10} {'0 / 100':>8}")
+    for call in times[0]:
+        cached, uncached = statistics.median(times[100][call]), statistics.median(times[0][call])
+        print(
+            f"{call:<15} {cached * 1000:>10.3f} {uncached * 1000:>10.3f} {uncached / cached:>7.2f}x"
+        )
+
+
 def main() -> None:
     """Run every row and print the table and the reserve ratio."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
@@ -274,8 +339,12 @@ def main() -> None:
     parser.add_argument("--finished", type=int, default=100_000)
     parser.add_argument("--postgres", default=os.environ.get("ASYNC_CONSUMER_TEST_POSTGRES_URL"))
     parser.add_argument("--many", action="store_true", help="batched heartbeats against single")
+    parser.add_argument("--cache", action="store_true", help="asyncpg's statement cache or not")
     args = parser.parse_args()
     print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    if args.cache:
+        cache_rows(args.postgres)
+        return
     if args.many:
         many_rows(args.postgres)
         return
