@@ -73,21 +73,32 @@ def assert_each_completed_once(trials: list[StoredTrial], count: int) -> None:
         assert done[0] is trial.attempts[-1]
 
 
-def admin(port: int, command: str) -> list[list[str]]:
-    """The rows of a PgBouncer admin console command (``SHOW CLIENTS``), through psql."""
+def psql(url: str, command: str) -> list[list[str]]:
+    """The rows of a command, through psql (PgBouncer's admin console takes simple queries only)."""
+    parts = urlsplit(url)
     done = subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "pgbouncer",
-         "-AtF", "\t", "-c", command],
+        ["psql", "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432),
+         "-U", parts.username or "postgres", "-d", parts.path.lstrip("/"), "-AtF", "\t",
+         "-c", command],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     return [line.split("\t") for line in done.stdout.splitlines()]
 
 
 class ClientSampler:
-    """The most client connections each application held at once on a PgBouncer, in a thread."""
+    """
+    The most connections each application (a worker) held at once, in a thread: as PostgreSQL
+    counts them (``pg_stat_activity``) or, through PgBouncer, as PgBouncer does (``SHOW CLIENTS``).
+    """
 
-    def __init__(self, port: int, prefix: str) -> None:
-        self.port, self.prefix = port, prefix
+    def __init__(self, url: str, prefix: str, *, pooled: bool) -> None:
+        self.prefix = prefix
+        if pooled:
+            self.url = urlsplit(url)._replace(path="/pgbouncer").geturl()
+            self.command = "SHOW CLIENTS"
+        else:
+            self.url = urlsplit(url)._replace(query="").geturl()
+            self.command = "SELECT application_name FROM pg_stat_activity"
         self.most: Counter[str] = Counter()
         self.samples = 0
         self._stop = threading.Event()
@@ -96,7 +107,7 @@ class ClientSampler:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            rows = admin(self.port, "SHOW CLIENTS")
+            rows = psql(self.url, self.command)
             now = Counter(row[-1] for row in rows if row[-1].startswith(self.prefix))
             for name, count in now.items():
                 self.most[name] = max(self.most[name], count)
@@ -109,17 +120,19 @@ class ClientSampler:
 
 
 @pytest.mark.slow
-def test_workers_through_pgbouncer_hold_two_connections_each(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["postgres", "pgbouncer"])
+def test_workers_hold_two_connections_each_whatever_their_lanes(kind: str, tmp_path: Path) -> None:
     """
-    4 workers x -j 8 through PgBouncer in transaction mode, with PgBouncer's URL and nothing
-    else: every trial completes once, and no worker holds more than 2 connections.
+    4 workers x -j 8, on PostgreSQL or through PgBouncer in transaction mode (with PgBouncer's
+    URL and nothing else): every trial completes once, and no worker holds more than 2
+    connections.
     """
-    base = pgbouncer_url()
+    base = pgbouncer_url() if kind == "pgbouncer" else postgres_url()
     schema = f"bounce_{uuid.uuid4().hex[:12]}"
     url = f"{base}?schema={schema}"
     count = 96
     add_trials(url, count)
-    sampler = ClientSampler(urlsplit(base).port or 6432, f"ac_{schema}")
+    sampler = ClientSampler(base, f"ac_{schema}", pooled=kind == "pgbouncer")
     try:
         workers = [
             worker(with_query(url, application_name=f"ac_{schema}_{i}"), tmp_path, f"w{i}",
@@ -135,7 +148,7 @@ def test_workers_through_pgbouncer_hold_two_connections_each(tmp_path: Path) -> 
         assert process.returncode == 0, err
         assert "Traceback" not in err
     assert_each_completed_once(trials, count)
-    print(f"through PgBouncer: most connections a worker held {dict(sampler.most)}")  # noqa: T201
+    print(f"{kind}: most connections a worker held {dict(sampler.most)}")  # noqa: T201
     assert sampler.samples > 0
     assert all(0 < most <= 2 for most in sampler.most.values()), sampler.most
 
