@@ -13,6 +13,7 @@ __all__ = [
     "DEFAULT_POOL_SIZE",
     "DRIVER_ERRORS",
     "STATEMENT_CACHE_SIZE",
+    "OneTripConnection",
     "connect_pool",
     "split_url",
     "translate",
@@ -27,6 +28,55 @@ STATEMENT_CACHE_SIZE = 0
 in transaction mode (PgBouncer 1.18 sends each transaction to any of its server connections,
 where a statement prepared on another one does not exist). asyncpg then parses each query in the
 same round trip that runs it; ``benchmarks/store.py --cache`` measures what that costs."""
+
+_KEPT_STATEMENTS = 256
+"""How many queries' descriptions a connection keeps (the store has about 40 a schema)."""
+
+
+class OneTripConnection(asyncpg.Connection):  # type: ignore[misc]
+    """
+    An asyncpg connection that runs each query in one round trip without its statement cache.
+
+    Without the cache, asyncpg describes a query in a round trip of its own before it runs it,
+    and ends that round trip with Flush, not Sync: a pooler in transaction mode keeps the
+    server connection for the client across both round trips and everything the client does
+    in between. On a busy machine, slow clients then hold every server connection of the pool
+    and the others queue (reservations and finishes waited seconds; leases ran out). This
+    connection keeps each query's description (its unnamed statement, which asyncpg has marked
+    to be parsed again with every run): a query is sent once as Parse, Bind, Execute and Sync,
+    and nothing is left on the server after it.
+    """
+
+    __slots__ = ("_described",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._described: dict[tuple[object, ...], Any] = {}
+
+    async def _get_statement(
+        self,
+        query: str,
+        timeout: float | None,  # noqa: ASYNC109 - asyncpg's own signature
+        *,
+        named: object = False,
+        **kwargs: Any,
+    ) -> Any:
+        if named or not kwargs.get("use_cache", True):
+            return await super()._get_statement(query, timeout, named=named, **kwargs)
+        key = (query, kwargs.get("record_class"), kwargs.get("ignore_custom_codec", False))
+        statement = self._described.get(key)
+        if statement is None or statement.closed:
+            statement = await super()._get_statement(query, timeout, named=named, **kwargs)
+            if statement.name == "" and not statement.prepared:  # parsed again with each run
+                if len(self._described) >= _KEPT_STATEMENTS:
+                    self._described.clear()
+                self._described[key] = statement
+        return statement
+
+    def _drop_local_statement_cache(self) -> None:
+        self._described.clear()
+        super()._drop_local_statement_cache()
+
 
 DRIVER_ERRORS = (
     asyncpg.PostgresError,
@@ -99,6 +149,7 @@ async def connect_pool(url: str, max_connections: int) -> Any:
             max_size=max_connections,
             reset=_keep_session,
             statement_cache_size=STATEMENT_CACHE_SIZE,
+            connection_class=OneTripConnection,
         )
         return await pool
     except DRIVER_ERRORS as exc:
