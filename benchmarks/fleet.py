@@ -348,7 +348,8 @@ def _real_figures(
         "trials completed": f"{len(completed)} / {args.trials}",
         "lost (not completed)": args.trials - len(completed),
         "run more than once": sum(1 for n in starts.values() if n > 1),
-        "healthy trials reclaimed": reclaimed + sum(e.count("reclaimed") for e in errors),
+        "healthy trials reclaimed": f"{reclaimed} attempts ended lease_lost or lost; "
+        f"{sum(e.count('reclaimed') for e in errors)} reclaims logged by workers",
         "most server connections (pg_stat_activity)": f"{most_servers} ({samples} samples)",
         "heartbeat writes / s": f"{sum(writes) / span:.1f} over the trials' {span:.0f} s "
         f"(workers / interval = {args.workers / args.heartbeat:.1f}; {len(writes)} workers told)",

@@ -40,8 +40,8 @@ class OneTripConnection(asyncpg.Connection):  # type: ignore[misc]
     Without the cache, asyncpg describes a query in a round trip of its own before it runs it,
     and ends that round trip with Flush, not Sync: a pooler in transaction mode keeps the
     server connection for the client across both round trips and everything the client does
-    in between. On a busy machine, slow clients then hold every server connection of the pool
-    and the others queue (reservations and finishes waited seconds; leases ran out). This
+    in between: on a busy machine, slow clients hold the pool's server connections while the
+    others queue, and a direct connection pays a round trip more a query. This
     connection keeps each query's description (its unnamed statement, which asyncpg has marked
     to be parsed again with every run): a query is sent once as Parse, Bind, Execute and Sync,
     and nothing is left on the server after it.

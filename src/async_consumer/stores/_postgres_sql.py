@@ -114,7 +114,7 @@ _QUERIES = {
     "create_schema": "CREATE SCHEMA IF NOT EXISTS {s}",
     "version_table": "CREATE TABLE IF NOT EXISTS {s}.schema_version (version integer NOT NULL)",
     "version": "SELECT max(version) FROM {s}.schema_version",
-    "version_table_exists": "SELECT to_regclass($1) IS NOT NULL",
+    "version_table_exists": "SELECT to_regclass('{s}.schema_version') IS NOT NULL",
     "set_version": "INSERT INTO {s}.schema_version VALUES ($1)",
     "add": """
         INSERT INTO {s}.trials (id, trial)
@@ -195,10 +195,6 @@ _QUERIES = {
                 AND ($3::text = '' OR holder != $3::text)
             FOR UPDATE SKIP LOCKED
         ) RETURNING id, token""",
-    "any_stale": """
-        SELECT EXISTS (SELECT FROM {s}.trials
-            WHERE status = 'reserved' AND heartbeat_at <= now() - make_interval(secs => $1)
-                AND ($2::text = '' OR holder != $2::text))""",
     "end": "UPDATE {s}.attempts SET outcome = $1 WHERE trial_id = $2 AND number = $3",
     "get": _TRIALS.format(where="WHERE id = $1"),
     **{

@@ -107,8 +107,10 @@ class PostgresStore(PostgresBatches, StoreBase):
         return store
 
     async def _migrate(self) -> None:
-        async with self._connection() as conn:
-            if await self._is_current(conn):
+        async with self._connection() as conn:  # at this version: two reads, no lock to queue on
+            if await conn.fetchval(self._q["version_table_exists"]) and (
+                await conn.fetchval(self._q["version"]) == queries.SCHEMA_VERSION
+            ):
                 return
         async with self._connection() as conn, conn.transaction():
             # two workers opening at once must not both create the tables
@@ -122,20 +124,6 @@ class PostgresStore(PostgresBatches, StoreBase):
             for number in range(version, queries.SCHEMA_VERSION):
                 await conn.execute(queries.migration(self._schema, number))
                 await conn.execute(self._q["set_version"], number + 1)
-
-    async def _is_current(self, conn: Any) -> bool:
-        """
-        Whether the tables are there at this version: two reads, no lock, no transaction.
-
-        A fleet that starts together would otherwise queue on the lock of ``_migrate`` one
-        worker after another, each holding a connection while it waits: through a pooler in
-        transaction mode, that is every server connection of the pool, and every other call
-        waits behind them (reservations and finishes stalled for seconds).
-        """
-        table = f"{queries.quote(self._schema)}.schema_version"
-        if not await conn.fetchval(self._q["version_table_exists"], table):
-            return False
-        return bool(await conn.fetchval(self._q["version"]) == queries.SCHEMA_VERSION)
 
     async def aclose(self) -> None:
         """Close the connection pool, if the store opened it."""
@@ -220,10 +208,6 @@ class PostgresStore(PostgresBatches, StoreBase):
     async def reclaim_stale(self, older_than: float, *, spare: str = "") -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         seconds = float(check_older_than(older_than))
-        async with self._connection() as conn:
-            # most looks find nothing: one read, and no transaction holding a connection
-            if not await conn.fetchval(self._q["any_stale"], seconds, spare):
-                return []
         async with self._connection() as conn, conn.transaction():
             rows = await conn.fetch(self._q["reclaim"], self._max_lost, seconds, spare)
             ends = [(lost_outcome(i, n, older_than).model_dump_json(), i, n) for i, n in rows]
