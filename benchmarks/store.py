@@ -7,6 +7,11 @@ processes, as in production: each opens its own store (its own connection or poo
 together behind a barrier, and a row's rate is every cycle over the time from the first start to
 the last finish. The "tasks" row runs asyncio tasks sharing one process and one pool instead.
 
+``--cache`` times reserve, heartbeat_many and finish on a direct connection with asyncpg's
+statement cache (its default, 100), without it (0, which PgBouncer in transaction mode needs),
+and with the store's own connection (cache off, each query in one round trip), rounds
+interleaved: medians of each call and their ratios.
+
 ``--many`` times instead 1,000 heartbeats one by one against one ``heartbeat_many`` of the
 same 1,000 leases, rounds interleaved, on each store (medians, and their ratio).
 """
@@ -26,6 +31,7 @@ from datetime import UTC, datetime
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -267,6 +273,79 @@ def many_rows(server: str | None, count: int = 1000, rounds: int = 7) -> None:
     print(f"{count:,} heartbeats one by one / one heartbeat_many: {', '.join(ratios)}")
 
 
+async def _timed_cycles(store: TrialStore, prefix: str, count: int) -> dict[str, list[float]]:
+    """Seconds of each call of ``count`` reserve, heartbeat_many, finish cycles."""
+    await store.add(Trial(id=f"{prefix}-{i}", params={"lr": 0.01}) for i in range(count))
+    times: dict[str, list[float]] = {"reserve": [], "heartbeat_many": [], "finish": []}
+    for _ in range(count):
+        start = time.perf_counter()
+        lease = await store.reserve("bench", host="bench")
+        times["reserve"].append(time.perf_counter() - start)
+        assert lease is not None
+        start = time.perf_counter()
+        assert await store.heartbeat_many([lease]) == []
+        times["heartbeat_many"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        await store.finish(lease, _outcome(lease))
+        times["finish"].append(time.perf_counter() - start)
+    return times
+
+
+CACHE_SETTINGS = ("cache 100", "cache 0", "store's")
+"""asyncpg's default; its cache off alone; the store's own connection (cache off, one round trip)."""
+
+
+async def _cache_pool(server: str, setting: str) -> Any:
+    import asyncpg
+
+    from async_consumer.stores._postgres_link import connect_pool
+
+    if setting == "store's":
+        return await connect_pool(server, 2)
+    size = 100 if setting == "cache 100" else 0
+    return await asyncpg.create_pool(server, min_size=1, max_size=2, statement_cache_size=size)
+
+
+async def _cache_times(
+    server: str, schema: str, rounds: int, count: int
+) -> dict[str, dict[str, list[float]]]:
+    from async_consumer.stores import PostgresStore
+
+    pools = {setting: await _cache_pool(server, setting) for setting in CACHE_SETTINGS}
+    times: dict[str, dict[str, list[float]]] = {setting: {} for setting in CACHE_SETTINGS}
+    try:
+        stores = {s: await PostgresStore.open(pools[s], schema=schema) for s in CACHE_SETTINGS}
+        for n in range(rounds):  # interleaved: each sees the same load on the machine
+            order = CACHE_SETTINGS[n % 3 :] + CACHE_SETTINGS[: n % 3]
+            for setting in order:
+                cycles = await _timed_cycles(stores[setting], f"{n}-{setting[-3:]}", count)
+                for call, seconds in cycles.items():
+                    times[setting].setdefault(call, []).extend(seconds)
+    finally:
+        for pool in pools.values():
+            await pool.close()
+    return times
+
+
+def cache_rows(server: str, rounds: int = 12, count: int = 100) -> None:
+    """Print each call's median with and without asyncpg's statement cache, and the ratios."""
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    try:
+        times = anyio.run(_cache_times, server, schema, rounds, count)
+    finally:
+        anyio.run(_drop, server, [schema])
+    print(f"{rounds * count} calls each, direct connection; medians in ms")
+    print(
+        f"{'call':<15} {'cache 100':>10} {'cache 0':>10} {'store':>10} {'0/100':>7} {'store/100':>9}"
+    )
+    for call in times["cache 100"]:
+        cached, off, ours = (statistics.median(times[s][call]) for s in CACHE_SETTINGS)
+        print(
+            f"{call:<15} {cached * 1000:>10.3f} {off * 1000:>10.3f} {ours * 1000:>10.3f}"
+            f" {off / cached:>6.2f}x {ours / cached:>8.2f}x"
+        )
+
+
 def main() -> None:
     """Run every row and print the table and the reserve ratio."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
@@ -274,8 +353,12 @@ def main() -> None:
     parser.add_argument("--finished", type=int, default=100_000)
     parser.add_argument("--postgres", default=os.environ.get("ASYNC_CONSUMER_TEST_POSTGRES_URL"))
     parser.add_argument("--many", action="store_true", help="batched heartbeats against single")
+    parser.add_argument("--cache", action="store_true", help="asyncpg's statement cache or not")
     args = parser.parse_args()
     print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    if args.cache:
+        cache_rows(args.postgres)
+        return
     if args.many:
         many_rows(args.postgres)
         return

@@ -13,8 +13,12 @@ import pytest_asyncio
 from async_consumer._models import Lease, Outcome, Status, Trial
 from async_consumer.stores import MemoryStore, PostgresStore, SQLiteStore, TrialStore
 
+from ..bouncer import pgbouncer_url
+
 MakeStore = Callable[..., Awaitable[TrialStore]]
-KINDS = ["memory", "sqlite", "postgres"]
+KINDS = ["memory", "sqlite", "postgres", "pgbouncer"]
+"""``pgbouncer``: the PostgreSQL store through PgBouncer in transaction mode, with the URL as a
+user writes it (PgBouncer's port, nothing else)."""
 
 
 def postgres_url() -> str:
@@ -55,7 +59,7 @@ def outcome(lease: Lease, status: Status = Status.COMPLETED, **fields: object) -
 async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MakeStore]:
     """Opens fresh, isolated stores of one kind; closes (and drops) them after the test."""
     kind: str = request.param
-    url = postgres_url() if kind == "postgres" else ""
+    url = {"postgres": postgres_url, "pgbouncer": pgbouncer_url}.get(kind, str)()
     opened: list[TrialStore] = []
     schemas: list[str] = []
 

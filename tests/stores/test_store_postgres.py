@@ -154,3 +154,30 @@ async def test_a_store_made_by_the_previous_code_opens(schema: str) -> None:
         await store.finish(lease, outcome(lease), hold=10)
         assert await store.add_experiment(Experiment(name="e", command=("x",)))
         assert (await store.counts(["old"]))[TrialStatus.COMPLETED] == 1
+
+
+@pytest.mark.asyncio
+async def test_store_leaves_no_prepared_statement_on_its_connection(schema: str) -> None:
+    """
+    Every call leaves nothing on the server connection once it is done (PgBouncer in
+    transaction mode hands the connection to another client next), and each query is sent in
+    one round trip: a call after the first ones of its kind prepares nothing.
+    """
+    store = await PostgresStore.open(postgres_url(), schema=schema, max_connections=1)
+    async with store:
+        await store.add(make_trials(3))
+        lease = await store.reserve("w")
+        assert lease is not None
+        assert await store.heartbeat_many([lease]) == []
+        await store.finish(lease, outcome(lease))
+        assert await store.reclaim_stale(60.0) == []
+        async with store._pool.acquire() as conn:
+            prepared = await conn.fetchval("SELECT count(*) FROM pg_prepared_statements")
+            assert prepared == 0
+            # the queries seen before are described already: one round trip each from now on
+            described = len(conn._described)
+        lease = await store.reserve("w")
+        assert lease is not None
+        assert await store.heartbeat_many([lease]) == []
+        async with store._pool.acquire() as conn:
+            assert len(conn._described) == described

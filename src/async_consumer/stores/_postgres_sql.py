@@ -128,6 +128,7 @@ _QUERIES = {
     "create_schema": "CREATE SCHEMA IF NOT EXISTS {s}",
     "version_table": "CREATE TABLE IF NOT EXISTS {s}.schema_version (version integer NOT NULL)",
     "version": "SELECT max(version) FROM {s}.schema_version",
+    "version_table_exists": "SELECT to_regclass('{s}.schema_version') IS NOT NULL",
     "set_version": "INSERT INTO {s}.schema_version VALUES ($1)",
     "add": """
         INSERT INTO {s}.trials (id, trial)

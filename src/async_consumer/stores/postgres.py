@@ -107,6 +107,11 @@ class PostgresStore(PostgresBatches, StoreBase):
         return store
 
     async def _migrate(self) -> None:
+        async with self._connection() as conn:  # at this version: two reads, no lock to queue on
+            if await conn.fetchval(self._q["version_table_exists"]) and (
+                await conn.fetchval(self._q["version"]) == queries.SCHEMA_VERSION
+            ):
+                return
         async with self._connection() as conn, conn.transaction():
             # two workers opening at once must not both create the tables
             await conn.execute(self._q["lock"], f"async_consumer:{self._schema}")
