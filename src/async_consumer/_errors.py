@@ -12,6 +12,7 @@ Exceptions are for misuse and for the infrastructure::
     ├── TrialFilesError (also OSError)    this host cannot create a trial's files (disk full...)
     ├── StoreError                        a trial store failed or was misused
     │   ├── StoreUnavailable              the store cannot be reached now (worth a retry)
+    │   │   └── StoreBusy                 it answered, but serves no one more now (too many clients)
     │   ├── LeaseLost                     a heartbeat or finish came with a stale fencing token
     │   ├── TrialNotFound (also KeyError) no trial with that id in the store
     │   └── DuplicateTrial                a trial with that id already exists
@@ -60,6 +61,14 @@ class StoreUnavailable(StoreError):
     Worth a retry: a worker retries the call with backoff until the store has been unreachable
     longer than its limit, and raises this error then. Every other ``StoreError`` (a schema from
     a newer version, bad credentials) is not retried.
+    """
+
+
+class StoreBusy(StoreUnavailable):
+    """
+    The store answered, but takes no more connections now: too many clients, a server starting
+    up or shutting down, a pooler whose server is away. It was reached: a command waits this out
+    as any outage, where a store never reached at all (a wrong port or host) fails fast.
     """
 
 

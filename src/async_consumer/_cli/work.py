@@ -13,7 +13,7 @@ from dataclasses import asdict
 import anyio
 
 from .._consumer import Consumer
-from .._errors import ConsumerError, StoreUnavailable
+from .._errors import ConsumerError, StoreBusy, StoreUnavailable
 from .._models import TrialStatus
 from .._resume import ResumePolicy
 from .._search.search import Search, SearchPlan
@@ -65,17 +65,20 @@ FIRST_CONTACT = 5.0
 up: the outage limit's patience is for a store that was reached, and went away."""
 
 
-async def _reach(url: str, limit: float) -> TrialStore:
+async def _reach(url: str, outage: Outage, limit: float) -> TrialStore:
     """
-    The store opened, tried for up to ``limit`` seconds (quietly: a wrong URL is one line).
+    The store opened, tried for up to ``limit`` seconds (quietly: a wrong URL is one line); a
+    store that answers but is busy (too many clients) was reached: waited out as an outage.
 
     Raises:
-        StoreUnavailable: it could not be reached in that time.
+        StoreUnavailable: it could not be reached in that time, or was busy past the outage.
     """
     deadline, delay = anyio.current_time() + limit, 0.05
     while True:
         try:
             return await open_store(url)
+        except StoreBusy:
+            return await outage.call(lambda: open_store(url))
         except StoreUnavailable as exc:
             if anyio.current_time() + delay > deadline:
                 msg = f"the store was never reached (tried for {limit:g} s): {exc}"
@@ -90,8 +93,9 @@ async def _linked_store(args: argparse.Namespace, url: str) -> AsyncIterator[Sea
     The store a worker uses: opened (a store never reached fails fast), and every call retried
     while it is unreachable; a search (once given to it) adds its next trial where none waits.
     """
-    store = await _reach(url, min(FIRST_CONTACT, args.store_outage_limit))
-    async with SearchingStore(store, outage=Outage(args.store_outage_limit)) as linked:
+    outage = Outage(args.store_outage_limit)
+    store = await _reach(url, outage, min(FIRST_CONTACT, args.store_outage_limit))
+    async with SearchingStore(store, outage=outage) as linked:
         yield linked
 
 

@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from .._errors import StoreError, StoreUnavailable
+from .._errors import StoreBusy, StoreError, StoreUnavailable
 
 __all__ = [
     "DEFAULT_POOL_SIZE",
@@ -122,7 +122,12 @@ def translate(exc: Exception, what: str) -> StoreError:
     )
     if isinstance(exc, asyncpg.exceptions.ProtocolViolationError):
         transient = not any(refusal in str(exc) for refusal in _POOLER_REFUSALS)
-    kind = StoreUnavailable if transient else StoreError
+    if not transient:
+        kind: type[StoreError] = StoreError
+    elif isinstance(exc, asyncpg.PostgresError):  # the server (or PgBouncer) answered
+        kind = StoreBusy
+    else:
+        kind = StoreUnavailable
     return kind(f"{what}: {type(exc).__name__}: {exc}")
 
 
