@@ -20,8 +20,20 @@ QUADRATIC = (
 
 def _run(store: Path, *args: str, prior: str = "uniform(-5, 5)") -> int:
     command = ["--", sys.executable, "-c", QUADRATIC, f"-x~{prior}"]
+    trials = str(store.parent / "trials")  # the test's own: never the shared default
     return main(
-        ["-q", "run", "--store", f"sqlite:///{store}", "--sampler", "random", *args, *command]
+        [
+            "-q",
+            "run",
+            "--store",
+            f"sqlite:///{store}",
+            "--base-dir",
+            trials,
+            "--sampler",
+            "random",
+            *args,
+            *command,
+        ]
     )
 
 
@@ -123,6 +135,7 @@ def test_config_template_priors_are_filled_per_trial(tmp_path: Path) -> None:
     )
     store = tmp_path / "s.db"
     args = ["-q", "run", "--store", f"sqlite:///{store}", "--sampler", "random", "-n", "3"]
+    args += ["--base-dir", str(tmp_path / "trials")]  # the test's own: never the shared default
     args += ["--config-template", str(template), "--", sys.executable, "-c", read, "{config_file}"]
     assert main(args) == 0
     trials = _params(store)

@@ -89,7 +89,7 @@ class Chaos:
                 self.kills += 1
             else:
                 victim.send_signal(signal.SIGSTOP)
-                time.sleep(2.0)  # frozen past its lease (1.5 s)
+                time.sleep(4.0)  # frozen past its lease (3 s)
                 victim.send_signal(signal.SIGCONT)
                 self.freezes += 1
         deadline = time.monotonic() + 180
@@ -141,7 +141,7 @@ def test_chaos_breaks_no_healthy_trial(tmp_path: Path) -> None:
     assert main(["-q", "add", "--store", url, "--params", str(params)]) == 0
     runs = tmp_path / "runs.txt"
     argv = [sys.executable, "-m", "async_consumer._cli", "-q", "worker", "--store", url,
-            "-j", str(LANES), "--heartbeat", "0.5", "--grace", "0.5",
+            "-j", str(LANES), "--heartbeat", "1", "--grace", "0.5",
             "--base-dir", str(tmp_path / "trials"), "--code-change", "ignore", "--",
             sys.executable, "-c", SCRIPT, str(runs), *STEPS]  # fmt: skip
     chaos = Chaos(argv, seed=25)
