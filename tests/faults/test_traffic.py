@@ -206,6 +206,7 @@ async def test_a_lease_whose_reply_was_lost_is_reclaimed_by_its_own_worker() -> 
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # its own CPU burners are the load it measures, not three suites beside it
 def test_500_trials_beating_every_fifth_of_a_second_beside_cpu_burners(
     tmp_path: Path, store_url: str
 ) -> None:
