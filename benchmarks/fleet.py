@@ -55,8 +55,8 @@ import anyio
 
 from async_consumer._fleet import WorkerInfo
 from async_consumer._models import Lease, Outcome, Result, Status, Trial
-from async_consumer.stores import PostgresStore, store_from_url
-from async_consumer.stores._postgres_link import connect_pool
+from async_consumer.stores import PostgresStore, Reservation, store_from_url
+from async_consumer.stores._postgres_connection import connect_pool
 
 COMMAND = shutil.which("async-consumer") or str(Path(sys.executable).with_name("async-consumer"))
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -414,7 +414,9 @@ class SimWorker:
         await anyio.sleep(random.uniform(0, args.heartbeat))  # a fleet's starts are spread
         name, host, holder = self.info.name, self.info.host, self.holder
         await self.timed("record_worker", lambda: store.record_worker(self.info, starting=True))
-        lease = await self.timed("reserve", lambda: store.reserve(name, host=host, holder=holder))
+        lease = await self.timed(
+            "reserve", lambda: store.reserve(name, Reservation(host=host, holder=holder))
+        )
         ends = anyio.current_time() + args.trial
         tick = anyio.current_time() + args.heartbeat
         while anyio.current_time() < until:
@@ -428,7 +430,7 @@ class SimWorker:
                 ):
                     self.tally.finished += 1
                 lease = await self.timed(
-                    "reserve", lambda: store.reserve(name, host=host, holder=holder)
+                    "reserve", lambda: store.reserve(name, Reservation(host=host, holder=holder))
                 )
                 ends = now + args.trial
             if now >= tick:

@@ -36,7 +36,7 @@ from typing import Any
 import anyio
 
 from async_consumer._models import Lease, Outcome, Result, Status, Trial
-from async_consumer.stores import TrialStore, open_store
+from async_consumer.stores import Reservation, TrialStore, open_store
 
 Span = tuple[float, float, int]
 """When a worker started and ended (``time.monotonic``, one clock for every process), and its cycles."""
@@ -56,7 +56,7 @@ def _outcome(lease: Lease) -> Outcome:
 
 
 async def _drain(store: TrialStore, worker: str, counts: list[int]) -> None:
-    while (lease := await store.reserve(worker, host="bench")) is not None:
+    while (lease := await store.reserve(worker, Reservation(host="bench"))) is not None:
         await store.heartbeat(lease)
         await store.finish(lease, _outcome(lease))
         counts.append(1)
@@ -279,7 +279,7 @@ async def _timed_cycles(store: TrialStore, prefix: str, count: int) -> dict[str,
     times: dict[str, list[float]] = {"reserve": [], "heartbeat_many": [], "finish": []}
     for _ in range(count):
         start = time.perf_counter()
-        lease = await store.reserve("bench", host="bench")
+        lease = await store.reserve("bench", Reservation(host="bench"))
         times["reserve"].append(time.perf_counter() - start)
         assert lease is not None
         start = time.perf_counter()
@@ -298,7 +298,7 @@ CACHE_SETTINGS = ("cache 100", "cache 0", "store's")
 async def _cache_pool(server: str, setting: str) -> Any:
     import asyncpg
 
-    from async_consumer.stores._postgres_link import connect_pool
+    from async_consumer.stores._postgres_connection import connect_pool
 
     if setting == "store's":
         return await connect_pool(server, 2)

@@ -31,7 +31,7 @@ import anyio
 
 from async_consumer._fleet import WorkerInfo
 from async_consumer._models import Lease, Outcome, Result, Status, Trial
-from async_consumer.stores import PostgresStore
+from async_consumer.stores import PostgresStore, Reservation
 
 EXPERIMENTS = 11
 """The measured experiment and the 10 beside it."""
@@ -141,7 +141,7 @@ class Bench:
             ]
         )
         lease = await self.timed(
-            "reserve", lambda: store.reserve("bench", host="benchhost", holder=HOLDER)
+            "reserve", lambda: store.reserve("bench", Reservation(host="benchhost", holder=HOLDER))
         )
         assert lease is not None
         self.held.append(lease)

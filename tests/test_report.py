@@ -15,7 +15,7 @@ import pytest
 from async_consumer import Attempt, Outcome, Reason, Result, Status, StoredTrial, Trial, TrialStatus
 from async_consumer._report.build import render_report, write_report
 from async_consumer._report.charts import COLOURS, Span, assign_lanes, duration_text
-from async_consumer.stores import MemoryStore, SQLiteStore
+from async_consumer.stores import MemoryStore, Reservation, SQLiteStore
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 HOSTILE = "<script>alert(1)</script>"
@@ -401,7 +401,7 @@ async def test_write_report_through_a_sqlite_store(tmp_path: Path) -> None:
     async with SQLiteStore(tmp_path / "store.db") as store:
         await store.add([Trial(id=f"t{i}", params={"x": i}) for i in range(3)])
         for i, status in enumerate([Status.COMPLETED, Status.BROKEN]):
-            lease = await store.reserve("w1", host="h")
+            lease = await store.reserve("w1", Reservation(host="h"))
             assert lease is not None
             results = [Result(name="o", type="objective", value=i)] if i == 0 else []
             outcome = Outcome(

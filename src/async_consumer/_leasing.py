@@ -25,7 +25,7 @@ import anyio
 from ._consumer import Consumer
 from ._errors import TrialFilesError
 from ._models import Lease, Outcome, Reason, TrialStatus
-from .stores import TrialStore
+from .stores import Reservation, TrialStore
 from .stores._retrying import Outage, RetryingStore
 
 __all__ = ["Lane", "Leasing", "link_store"]
@@ -147,14 +147,10 @@ class Leasing:
 
     async def _reserve_for(self, lanes: int, skip: Collection[str], hold: bool) -> None:
         """Reserve for ``lanes`` lanes into ``_ready`` (just one when idle: it may be a suspect)."""
-        store, name, host, holder = self.store, self.name, self.host, self.holder
-        if not self.holding:
-            lease = await store.reserve(name, host=host, skip=skip, hold=hold, holder=holder)
-            leases = [] if lease is None else [lease]
-        else:
-            leases = await store.reserve_many(
-                name, lanes, host=host, skip=skip, hold=hold, holder=holder, suspects=False
-            )
+        # a suspect is reserved only by a worker that holds nothing else: it runs alone
+        idle = not self.holding
+        request = Reservation(self.host, skip, hold, self.holder, suspects=idle)
+        leases = await self.store.reserve_many(self.name, 1 if idle else lanes, request)
         self.holding.update(((lease.trial_id, lease.token), lease) for lease in leases)
         self.by_id.update((lease.trial_id, lease) for lease in leases)
         if leases and leases[0].lost_count:

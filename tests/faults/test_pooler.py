@@ -190,7 +190,7 @@ def test_a_database_that_does_not_exist_through_pgbouncer_ends_the_worker(
 def test_pgbouncer_errors_worth_a_retry(message: str, transient: bool) -> None:
     """PgBouncer's errors (all SQLSTATE 08P01) are outages unless no retry can mend them."""
     asyncpg = pytest.importorskip("asyncpg")
-    from async_consumer.stores._postgres_link import translate
+    from async_consumer.stores._postgres_connection import translate
 
     error = translate(asyncpg.exceptions.ProtocolViolationError(message), "PostgreSQL store")
     assert isinstance(error, StoreError)

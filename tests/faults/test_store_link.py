@@ -12,7 +12,7 @@ import pytest
 
 from async_consumer._errors import LeaseLost, StoreError, StoreUnavailable
 from async_consumer._models import Lease, Outcome, Status, Trial, TrialStatus
-from async_consumer.stores import Finish, MemoryStore, SQLiteStore
+from async_consumer.stores import Finish, MemoryStore, Reservation, SQLiteStore
 from async_consumer.stores._retrying import Outage, RetryingStore
 
 
@@ -30,20 +30,11 @@ class Flaky(MemoryStore):
             self.failures -= 1
             raise self.error
 
-    async def reserve(
-        self,
-        worker: str,
-        *,
-        host: str = "",
-        skip: Collection[str] = (),
-        hold: bool = True,
-        holder: str = "",
-        suspects: bool = True,
-    ) -> Lease | None:
+    async def reserve_many(
+        self, worker: str, n: int, request: Reservation = Reservation()
+    ) -> list[Lease]:
         self._maybe_fail()
-        return await super().reserve(
-            worker, host=host, skip=skip, hold=hold, holder=holder, suspects=suspects
-        )
+        return await super().reserve_many(worker, n, request)
 
     async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
         self._maybe_fail()
@@ -208,7 +199,7 @@ def test_the_outage_limit_must_be_positive() -> None:
 def test_postgres_errors_worth_a_retry(name: str, transient: bool) -> None:
     """PostgreSQL errors are StoreUnavailable when a retry may mend them, else StoreError."""
     asyncpg = pytest.importorskip("asyncpg")
-    from async_consumer.stores._postgres_link import translate as _translate
+    from async_consumer.stores._postgres_connection import translate as _translate
 
     error = _translate(getattr(asyncpg.exceptions, name)("boom"), "PostgreSQL store")
     assert isinstance(error, StoreError)
@@ -224,7 +215,7 @@ def test_postgres_errors_worth_a_retry(name: str, transient: bool) -> None:
 def test_socket_errors_are_worth_a_retry(exc: OSError, transient: bool) -> None:
     """A refused or reset connection is StoreUnavailable."""
     pytest.importorskip("asyncpg")
-    from async_consumer.stores._postgres_link import translate as _translate
+    from async_consumer.stores._postgres_connection import translate as _translate
 
     assert isinstance(_translate(exc, "x"), StoreUnavailable) is transient
 

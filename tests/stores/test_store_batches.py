@@ -9,7 +9,7 @@ import pytest
 
 from async_consumer._errors import LeaseLost
 from async_consumer._models import Lease, Reason, Status, TrialStatus
-from async_consumer.stores import Finish, TrialStore
+from async_consumer.stores import Finish, Reservation, TrialStore
 
 from .conftest import MakeStore, make_trials, outcome
 
@@ -82,7 +82,7 @@ async def test_reserve_many_in_order_with_attempts(store: TrialStore) -> None:
     first = await store.reserve("w")
     assert first is not None
     await store.finish(first, outcome(first, Status.INTERRUPTED))  # t0 waits again, first
-    leases = await store.reserve_many("w2", 10, host="h", holder="h/1/2")
+    leases = await store.reserve_many("w2", 10, Reservation(host="h", holder="h/1/2"))
     assert [lease.trial_id for lease in leases] == ["t0", "t1", "t2", "t3", "t4"]
     assert [lease.token for lease in leases] == [2, 1, 1, 1, 1]
     assert [lease.trial.attempt for lease in leases] == [2, 1, 1, 1, 1]
@@ -108,10 +108,10 @@ async def test_reserve_many_follows_reserves_rules(make_store: MakeStore) -> Non
     t0, t1 = await _reserve(store, 2)
     await store.finish(t0, outcome(t0, Status.INTERRUPTED), hold=3600)  # held back
     await store.reclaim_leases([("t1", t1.token, "")], "gone")  # a suspect
-    leases = await store.reserve_many("w", 10, skip={"t3"}, suspects=False)
+    leases = await store.reserve_many("w", 10, Reservation(skip={"t3"}, suspects=False))
     assert [lease.trial_id for lease in leases] == ["t2", "t4", "t5"]
     assert [lease.trial_id for lease in await store.reserve_many("w", 10)] == ["t1", "t3"]
-    (held,) = await store.reserve_many("w", 10, hold=False)
+    (held,) = await store.reserve_many("w", 10, Reservation(hold=False))
     assert (held.trial_id, held.trial.attempt) == ("t0", 2)
 
 
@@ -168,7 +168,9 @@ async def test_finish_many_keeps_requeue_hold_and_max_lost(make_store: MakeStore
     assert (await store.get("t2")).lost_count == 1
     assert (await store.get("t0")).attempts[0].outcome == broken
     assert [lease.trial_id for lease in await store.reserve_many("w", 3)] == ["t0"]
-    assert [lease.trial_id for lease in await store.reserve_many("w", 3, hold=False)] == ["t1"]
+    assert [
+        lease.trial_id for lease in await store.reserve_many("w", 3, Reservation(hold=False))
+    ] == ["t1"]
 
 
 async def test_finish_many_checks_every_item_before_writing(store: TrialStore) -> None:
@@ -187,7 +189,7 @@ async def test_reclaim_stale_spares_its_own_holder(store: TrialStore) -> None:
     """Leases of the spared holder are left alone; every other stale lease is reclaimed."""
     await store.add(make_trials(4))
     for holder in ("h/1/100", "h/2/100", "", "h/1/1000"):
-        assert await store.reserve("w", holder=holder) is not None
+        assert await store.reserve("w", Reservation(holder=holder)) is not None
     assert sorted(await store.reclaim_stale(0.0, spare="h/1/100")) == ["t1", "t2", "t3"]
     assert await store.held_leases("h/") == [("t0", 1, "h/1/100")]
     assert await store.reclaim_stale(0.0) == ["t0"]

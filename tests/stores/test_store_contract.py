@@ -8,7 +8,7 @@ import pytest
 
 from async_consumer._errors import DuplicateTrial, LeaseLost, TrialNotFound
 from async_consumer._models import Outcome, Reason, Result, Status, Trial, TrialStatus
-from async_consumer.stores import TrialStore
+from async_consumer.stores import Reservation, TrialStore
 
 from .conftest import make_trials, outcome
 
@@ -65,7 +65,7 @@ async def test_exist_ok_skips_only_equal_params(store: TrialStore) -> None:
 async def test_reserve_oldest_first(store: TrialStore) -> None:
     """Reserve hands out trials in insertion order, each with token and attempt 1."""
     await store.add(make_trials(2))
-    first, second = await store.reserve("w1", host="h1"), await store.reserve("w2")
+    first, second = await store.reserve("w1", Reservation(host="h1")), await store.reserve("w2")
     assert first is not None and second is not None
     assert (first.trial_id, first.token, first.worker) == ("t0", 1, "w1")
     assert first.trial == Trial(id="t0", params={"x": 0}, attempt=1)
@@ -78,7 +78,7 @@ async def test_reserve_records_an_attempt(store: TrialStore) -> None:
     """A reservation makes the trial reserved and opens an attempt with worker, host and times."""
     await store.add(make_trials(1))
     before = datetime.now(UTC)
-    lease = await store.reserve("w1", host="h1")
+    lease = await store.reserve("w1", Reservation(host="h1"))
     assert lease is not None
     got = await store.get("t0")
     assert (got.status, got.token, got.worker) == (TrialStatus.RESERVED, 1, "w1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from async_consumer._models import Reason, Status, TrialStatus
-from async_consumer.stores import TrialStore
+from async_consumer.stores import Reservation, TrialStore
 from async_consumer.stores._rules import DEFAULT_MAX_LOST
 
 from .conftest import MakeStore, make_trials, outcome
@@ -15,8 +15,8 @@ from .conftest import MakeStore, make_trials, outcome
 async def test_held_leases_name_their_holder(store: TrialStore) -> None:
     """A lease taken with a holder is listed by the holder's host prefix, and only while held."""
     await store.add(make_trials(3))
-    mine = await store.reserve("w1", host="h", holder="h/100/555")
-    other = await store.reserve("w2", host="elsewhere", holder="elsewhere/100/555")
+    mine = await store.reserve("w1", Reservation(host="h", holder="h/100/555"))
+    other = await store.reserve("w2", Reservation(host="elsewhere", holder="elsewhere/100/555"))
     anonymous = await store.reserve("w3")
     assert mine is not None and other is not None and anonymous is not None
     assert await store.held_leases("h/") == [("t0", mine.token, "h/100/555")]
@@ -28,7 +28,7 @@ async def test_held_leases_name_their_holder(store: TrialStore) -> None:
 async def test_reclaim_leases_is_fenced_and_counts_a_loss(store: TrialStore) -> None:
     """Only the current token is reclaimed; the attempt ends lost with the reason given."""
     await store.add(make_trials(1))
-    lease = await store.reserve("w", holder="h/1/2")
+    lease = await store.reserve("w", Reservation(holder="h/1/2"))
     assert lease is not None
     assert await store.reclaim_leases([("t0", lease.token + 1, "h/1/2")], "gone") == []
     assert await store.reclaim_leases([("t0", lease.token, "h/1/2")], "its worker is gone") == [
@@ -49,9 +49,9 @@ async def test_a_busy_worker_passes_suspects_over(make_store: MakeStore) -> None
     first = await store.reserve("w")
     assert first is not None
     await store.reclaim_stale(0.0)  # t0 lost once: a suspect
-    fresh = await store.reserve("w", suspects=False)
+    fresh = await store.reserve("w", Reservation(suspects=False))
     assert fresh is not None and (fresh.trial_id, fresh.lost_count) == ("t1", 0)
-    assert await store.reserve("w", suspects=False) is None
+    assert await store.reserve("w", Reservation(suspects=False)) is None
     suspect = await store.reserve("w")
     assert suspect is not None and (suspect.trial_id, suspect.lost_count) == ("t0", 1)
 
@@ -74,8 +74,8 @@ async def test_a_trial_is_broken_at_its_third_loss_by_default(make_store: MakeSt
 async def test_a_stale_lease_of_a_live_holder_counts_no_loss(store: TrialStore) -> None:
     """A stale lease whose holder still runs is interrupted without a loss; a silent one counts."""
     await store.add(make_trials(2))
-    frozen = await store.reserve("w1", holder="h/100/555")
-    dead = await store.reserve("w2", holder="h/200/555")
+    frozen = await store.reserve("w1", Reservation(holder="h/100/555"))
+    dead = await store.reserve("w2", Reservation(holder="h/200/555"))
     assert frozen is not None and dead is not None
     reclaimed = await store.reclaim_stale(0.0, alive=["h/100/555"])
     assert sorted(reclaimed) == ["t0", "t1"]
@@ -91,7 +91,7 @@ async def test_a_stale_lease_of_a_live_holder_counts_no_loss(store: TrialStore) 
     last = silent.attempts[-1].outcome
     assert last is not None and last.status is Status.LOST
     # the trial is no suspect: a worker that runs other trials reserves it
-    again = await store.reserve("w3", holder="h/300/555", suspects=False)
+    again = await store.reserve("w3", Reservation(holder="h/300/555", suspects=False))
     assert again is not None and again.trial_id == "t0"
 
 
@@ -99,13 +99,13 @@ async def test_a_stale_lease_of_a_live_holder_counts_no_loss(store: TrialStore) 
 async def test_unreserve_gives_the_attempt_number_back(store: TrialStore) -> None:
     """A reservation undone leaves no attempt; the next one has the same number; fenced."""
     await store.add(make_trials(1))
-    first = await store.reserve("w", holder="h/1/2")
+    first = await store.reserve("w", Reservation(holder="h/1/2"))
     assert first is not None
     assert await store.unreserve(first) is True
     assert await store.unreserve(first) is False  # no longer reserved: nothing changes
     stored = await store.get("t0")
     assert (stored.status, stored.lost_count, stored.attempts) == (TrialStatus.NEW, 0, ())
-    again = await store.reserve("w", holder="h/1/2")
+    again = await store.reserve("w", Reservation(holder="h/1/2"))
     assert again is not None and again.trial.attempt == first.trial.attempt == 1
     await store.finish(again, outcome(again, Status.BROKEN))
     third = await store.reserve("w")

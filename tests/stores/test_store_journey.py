@@ -9,7 +9,7 @@ import pytest
 
 from async_consumer._experiment import Experiment
 from async_consumer._models import Reason, Status, TrialStatus
-from async_consumer.stores import SQLiteStore, TrialStore
+from async_consumer.stores import Reservation, SQLiteStore, TrialStore
 
 from .conftest import make_trials, outcome
 
@@ -24,7 +24,7 @@ async def test_a_held_trial_waits_and_a_rerun_takes_it_now(store: TrialStore) ->
     interrupted = outcome(lease, Status.INTERRUPTED, reason=Reason.EXIT_CODE)
     assert await store.finish(lease, interrupted, hold=3600) is TrialStatus.INTERRUPTED
     assert await store.reserve("w") is None
-    again = await store.reserve("w", hold=False)
+    again = await store.reserve("w", Reservation(hold=False))
     assert again is not None and again.trial.attempt == 2
     await store.finish(again, outcome(again, Status.INTERRUPTED), hold=0)
     third = await store.reserve("w")  # not held: taken at once
@@ -34,9 +34,9 @@ async def test_a_held_trial_waits_and_a_rerun_takes_it_now(store: TrialStore) ->
 async def test_skip_passes_over_trials(store: TrialStore) -> None:
     """Trials in ``skip`` are passed over, the next one is leased."""
     await store.add(make_trials(3))
-    lease = await store.reserve("w", skip=["t0", "t1"])
+    lease = await store.reserve("w", Reservation(skip=["t0", "t1"]))
     assert lease is not None and lease.trial_id == "t2"
-    assert await store.reserve("w", skip=["t0", "t1"]) is None
+    assert await store.reserve("w", Reservation(skip=["t0", "t1"])) is None
     first = await store.reserve("w")
     assert first is not None and first.trial_id == "t0"
 

@@ -10,7 +10,7 @@ import pytest
 
 from async_consumer._errors import LeaseLost, StoreUnavailable
 from async_consumer._models import Lease, Status, TrialStatus
-from async_consumer.stores import Finish, MemoryStore
+from async_consumer.stores import Finish, MemoryStore, Reservation
 from async_consumer.stores._retrying import Outage, RetryingStore
 
 from .conftest import make_trials, outcome
@@ -126,6 +126,6 @@ async def test_reclaim_stale_passes_spare_through() -> None:
     flaky = Flaky()
     await flaky.add(make_trials(2))
     link = RetryingStore(flaky)
-    await link.reserve("w", holder="me")
-    await link.reserve("w", holder="other")
+    await link.reserve("w", Reservation(holder="me"))
+    await link.reserve("w", Reservation(holder="other"))
     assert await link.reclaim_stale(0.0, spare="me") == ["t1"]

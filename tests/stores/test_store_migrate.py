@@ -10,7 +10,7 @@ import pytest
 
 from async_consumer._models import Outcome, TrialStatus
 from async_consumer._ranking import best_trial
-from async_consumer.stores import PostgresStore, SQLiteStore, TrialStore
+from async_consumer.stores import PostgresStore, Reservation, SQLiteStore, TrialStore
 
 from . import conftest
 
@@ -27,7 +27,7 @@ async def _check_migrated(store: TrialStore) -> None:
     """The old rows are all there, without a holder; the new columns work."""
     assert [t.id for t in await store.list()] == ["old", "new"]
     assert await store.held_leases("") == []  # v1 leases have no holder: never judged gone
-    lease = await store.reserve("w2", host="h", holder="h/1/2")
+    lease = await store.reserve("w2", Reservation(host="h", holder="h/1/2"))
     assert lease is not None and lease.trial_id == "new"
     assert await store.held_leases("h/") == [("new", 1, "h/1/2")]
     assert (await store.get("old")).status is TrialStatus.RESERVED

@@ -93,7 +93,7 @@ async def test_reserve_picks_through_the_pending_index(tmp_path: Path) -> None:
                 row[3]
                 for row in conn.execute(
                     f"EXPLAIN QUERY PLAN {q.RESERVE}",
-                    {"worker": "w", "skip": "[]", "hold": 1, "holder": "", "suspects": 0},
+                    {"worker": "w", "n": 1, "skip": "[]", "hold": 1, "holder": "", "suspects": 0},
                 )
             )
             assert "USING INDEX trials_pending" in plan

@@ -1,7 +1,7 @@
 """
 A worker's store that a search keeps filled: where nothing waits, the search suggests a trial.
 
-:class:`SearchingStore` is the worker's link to its store (a :class:`RetryingStore`) with a
+:class:`SearchingStore` is the worker's retrying store (a :class:`RetryingStore`) with a
 search behind it: a reservation that finds nothing to lease has the search add its next trial,
 and leases that, until the search has its ``n`` trials; every lease's trial is followed by the
 search's pruner; every recorded outcome is told to the sampler. The worker itself is unchanged:
@@ -11,15 +11,14 @@ to it, the store simply does not run dry before the search is complete.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Collection, Sequence
-from functools import partial
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .._errors import LeaseLost
 from .._models import Lease, Outcome, Reason, Status, TrialStatus
 from ..stores import TrialStore
 from ..stores._outage import Outage
-from ..stores._protocol import Finish
+from ..stores._protocol import Finish, Reservation
 from ..stores._retrying import RetryingStore
 
 if TYPE_CHECKING:
@@ -46,51 +45,13 @@ class SearchingStore(RetryingStore):
         super().__init__(store, outage=outage)
         self.search = search
 
-    async def reserve(
-        self,
-        worker: str,
-        *,
-        host: str = "",
-        skip: Collection[str] = (),
-        hold: bool = True,
-        holder: str = "",
-        suspects: bool = True,
-    ) -> Lease | None:
-        """Lease a trial; where none waits, the search's next one (see ``TrialStore.reserve``)."""
-        reserve = partial(
-            super().reserve,
-            worker,
-            host=host,
-            skip=skip,
-            hold=hold,
-            holder=holder,
-            suspects=suspects,
-        )
-        lease = await reserve()
-        while lease is None and self.search is not None and await self.search.suggest():
-            lease = await reserve()
-        if lease is not None and self.search is not None:
-            self.search.adopt(lease.trial)
-        return lease
-
     async def reserve_many(
-        self,
-        worker: str,
-        n: int,
-        *,
-        host: str = "",
-        skip: Collection[str] = (),
-        hold: bool = True,
-        holder: str = "",
-        suspects: bool = True,
+        self, worker: str, n: int, request: Reservation = Reservation()
     ) -> builtins.list[Lease]:
         """Lease up to ``n`` trials, the search's next ones where too few wait."""
-        reserve = partial(
-            super().reserve_many, worker, host=host, skip=skip, hold=hold, holder=holder
-        )
-        leases = await reserve(n, suspects=suspects)
+        leases = await super().reserve_many(worker, n, request)
         while len(leases) < n and self.search is not None and await self.search.suggest():
-            leases += await reserve(n - len(leases), suspects=suspects)
+            leases += await super().reserve_many(worker, n - len(leases), request)
         if self.search is not None:
             for lease in leases:
                 self.search.adopt(lease.trial)

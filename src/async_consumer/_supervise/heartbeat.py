@@ -94,7 +94,7 @@ class BeatState:
     def failed(self, exc: Exception) -> str | None:
         """Note a failed beat; why the trial is lost, or ``None`` to retry in a third."""
         problem = "timed out" if isinstance(exc, TimeoutError) else f"{exc!r}"
-        # an unreachable store is logged once by the worker's store link, not once a trial
+        # an unreachable store is logged once by the worker's retrying store, not once a trial
         if not isinstance(exc, TimeoutError | StoreUnavailable):
             self.failures += 1
             extra = {"trial_id": self.trial_id}

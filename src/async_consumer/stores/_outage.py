@@ -28,7 +28,7 @@ DEFAULT_OUTAGE_LIMIT = 300.0
 
 class Outage:
     """
-    Whether the store is reachable, as every call through one link has seen it.
+    Whether the store is reachable, as every call through one retrying store has seen it.
 
     Args:
         limit: seconds the store may stay unreachable before calls give up.

@@ -109,12 +109,10 @@ PICK = """
     SELECT seq FROM {s}.trials WHERE status IN ('new', 'interrupted')
     AND (NOT $4::boolean OR not_before IS NULL OR not_before <= now())
     AND NOT (id = ANY($3::text[])) AND ($6::boolean OR lost_count = 0)
-    ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"""
-"""How ``reserve`` picks a trial: the first entry of the partial index of pending trials that no
-other transaction holds, however many finished trials the table has (without ``$6``, trials
+    ORDER BY seq LIMIT $7::integer FOR UPDATE SKIP LOCKED"""
+"""How ``reserve`` picks its ``$7`` trials: the first entries of the partial index of pending
+trials that no other transaction holds, however many finished trials the table has (without ``$6``, trials
 that lost a lease before are passed over)."""
-PICK_MANY = PICK.replace("LIMIT 1", "LIMIT $7::integer")
-"""``PICK`` for up to ``$7`` trials at once."""
 _LOCKED = """
         SELECT t.id, t.token FROM {s}.trials AS t
         JOIN unnest($1::text[], $2::integer[]) AS u (id, token)
@@ -136,17 +134,7 @@ _QUERIES = {
         ORDER BY n ON CONFLICT (id) DO NOTHING RETURNING id""",
     "known": "SELECT id, trial FROM {s}.trials WHERE id = ANY($1::text[])",
     "reserve": """
-        WITH leased AS (
-            UPDATE {s}.trials SET status = 'reserved', token = token + 1, worker = $1,
-                holder = $5, heartbeat_at = now(), not_before = NULL
-            WHERE seq = ({pick}) RETURNING id, trial, token, heartbeat_at, lost_count
-        ), attempt AS (
-            INSERT INTO {s}.attempts (trial_id, number, token, worker, host, reserved_at,
-                heartbeat_at)
-            SELECT id, token, token, $1, $2, heartbeat_at, heartbeat_at FROM leased
-        ) SELECT trial, token, lost_count FROM leased""",
-    "reserve_many": """
-        WITH picked AS MATERIALIZED ({pick_many}), leased AS (
+        WITH picked AS MATERIALIZED ({pick}), leased AS (
             UPDATE {s}.trials SET status = 'reserved', token = token + 1, worker = $1,
                 holder = $5, heartbeat_at = now(), not_before = NULL
             WHERE seq IN (SELECT seq FROM picked)
@@ -283,7 +271,7 @@ def quote(schema: str) -> str:
 def queries(schema: str) -> dict[str, str]:
     """Every query of the store for one schema (values are always parameters)."""
     quoted = quote(schema)
-    picks = {"pick": PICK.format(s=quoted), "pick_many": PICK_MANY.format(s=quoted)}
+    picks = {"pick": PICK.format(s=quoted)}
     return {name: text.format(s=quoted, **picks) for name, text in _QUERIES.items()}
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import abc
 import builtins
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import NamedTuple, Protocol, Self
 
@@ -11,11 +13,35 @@ from .._errors import LeaseLost
 from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Lease, Outcome, StoredTrial, Trial, TrialStatus
+from ._rules import check_finishes
 
-__all__ = ["Finish", "HeldLease", "StoreBase", "TrialStore"]
+__all__ = ["Finish", "HeldLease", "Reservation", "StoreBase", "TrialStore"]
 
 HeldLease = tuple[str, int, str]
 """A current lease as ``(trial id, token, holder)``; the holder is ``host/pid/start``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """
+    What a reservation asks of the store, passed unchanged through every layer to the store.
+
+    Args:
+        host: the host the attempt runs on, recorded with it.
+        skip: ids of trials to pass over. The store reads it when it reserves, so a caller may
+            keep adding to the collection it gave.
+        hold: whether a trial held back by ``finish(..., hold=)`` is passed over until its time
+            comes; false for a researcher's explicit rerun.
+        holder: the holding process, ``host/pid/process-start`` (see ``HeldLease``).
+        suspects: whether a suspect (a trial that lost a lease before) may be reserved; a busy
+            worker leaves suspects to an idle one.
+    """
+
+    host: str = ""
+    skip: Collection[str] = ()
+    hold: bool = True
+    holder: str = ""
+    suspects: bool = True
 
 
 class Finish(NamedTuple):
@@ -41,42 +67,24 @@ class TrialStore(Protocol):
         """Add new trials, all or none; return how many were added (see ``DuplicateTrial``)."""
         ...
 
-    async def reserve(
-        self,
-        worker: str,
-        *,
-        host: str = "",
-        skip: Collection[str] = (),
-        hold: bool = True,
-        holder: str = "",
-        suspects: bool = True,
-    ) -> Lease | None:
+    async def reserve(self, worker: str, request: Reservation = Reservation()) -> Lease | None:
         """
-        Lease the oldest new or interrupted trial, or return ``None`` if there is none.
-
-        Trials in ``skip`` are passed over; so is a trial held back by ``finish(..., hold=)``
-        until its time comes, unless ``hold`` is false (a researcher's explicit rerun).
-        ``holder`` names the holding process (see ``HeldLease``); without ``suspects``, trials
-        that lost a lease before are passed over (a busy worker leaves them to an idle one).
+        Lease the oldest new or interrupted trial that ``request`` allows, or return ``None``
+        if there is none: a batch of one (see ``reserve_many``).
         """
         ...
 
     async def reserve_many(
-        self,
-        worker: str,
-        n: int,
-        *,
-        host: str = "",
-        skip: Collection[str] = (),
-        hold: bool = True,
-        holder: str = "",
-        suspects: bool = True,
+        self, worker: str, n: int, request: Reservation = Reservation()
     ) -> builtins.list[Lease]:
         """
-        Lease up to ``n`` trials in one transaction, as ``n`` calls of ``reserve`` would.
+        Lease up to ``n`` trials in one transaction, the oldest first, each with its own token
+        and a new attempt; fewer (or none) when fewer are waiting. ``n`` below 1 is a
+        ``ValueError``.
 
-        The oldest first, under the same rules and arguments, each with its own token and a new
-        attempt; fewer (or none) when fewer are waiting. ``n`` below 1 is a ``ValueError``.
+        Trials in ``request.skip`` are passed over; so is a trial held back by
+        ``finish(..., hold=)`` until its time comes, unless ``request.hold`` is false, and,
+        without ``request.suspects``, a trial that lost a lease before.
         """
         ...
 
@@ -222,22 +230,55 @@ class TrialStore(Protocol):
     ) -> None: ...
 
 
-class StoreBase:
+class StoreBase(abc.ABC):
     """
-    What every store shares: a single heartbeat is a batch of one, and the store is an async
-    context manager that closes itself on exit.
+    What every store shares: one reservation, one heartbeat are each a batch of one; a batch of
+    finishes is recorded one by one unless the store writes it at once; and the store is an
+    async context manager that closes itself on exit.
     """
 
+    @abc.abstractmethod
+    async def reserve_many(
+        self, worker: str, n: int, request: Reservation = Reservation()
+    ) -> builtins.list[Lease]:
+        """Lease up to ``n`` trials; see ``TrialStore.reserve_many``."""
+
+    @abc.abstractmethod
     async def heartbeat_many(self, leases: Sequence[Lease]) -> builtins.list[str]:
-        """Renew each lease still ours; return the ids of those that are not (each store's own)."""
-        raise NotImplementedError
+        """Renew each lease still current; see ``TrialStore.heartbeat_many``."""
+
+    @abc.abstractmethod
+    async def finish(
+        self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
+    ) -> TrialStatus:
+        """Record the attempt's outcome; see ``TrialStore.finish``."""
+
+    async def reserve(self, worker: str, request: Reservation = Reservation()) -> Lease | None:
+        """Lease a trial; see ``TrialStore.reserve``."""
+        leases = await self.reserve_many(worker, 1, request)  # one lease is a batch of one
+        return leases[0] if leases else None
 
     async def heartbeat(self, lease: Lease) -> None:
         """Record that the lease's holder is alive; see ``TrialStore.heartbeat``."""
         if await self.heartbeat_many([lease]):  # one beat is a batch of one
             raise LeaseLost(lease.trial_id)
 
-    async def aclose(self) -> None:
+    async def finish_many(self, items: Sequence[Finish]) -> builtins.list[TrialStatus | LeaseLost]:
+        """
+        Record several outcomes, one ``finish`` after another; see ``TrialStore.finish_many``.
+
+        A store that can write a batch at once (in one transaction) overrides this.
+        """
+        check_finishes(items)
+        answers: builtins.list[TrialStatus | LeaseLost] = []
+        for lease, outcome, requeue, hold in items:
+            try:
+                answers.append(await self.finish(lease, outcome, requeue=requeue, hold=hold))
+            except LeaseLost as exc:  # a repeat of an item of this batch is lost too
+                answers.append(exc)
+        return answers
+
+    async def aclose(self) -> None:  # noqa: B027 - a store without connections has none to close
         """Release the store's connections."""
 
     async def __aenter__(self) -> Self:

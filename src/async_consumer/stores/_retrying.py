@@ -1,11 +1,11 @@
 """
-A worker's link to its store: calls retried while the store is unreachable, up to a limit.
+A store whose calls are retried while the store is unreachable, up to a limit.
 
 Stores raise ``StoreUnavailable`` for what is worth a retry (a refused, reset or terminated
 connection, a restarting server, too many connections, a busy or failing SQLite file) and plain
-``StoreError`` for what is not (a newer schema, bad credentials). The link retries the former with
-capped exponential backoff and full jitter, logs one line when the store goes away and one when
-it is back, and gives up only when it has been away longer than ``limit``.
+``StoreError`` for what is not (a newer schema, bad credentials). A ``RetryingStore`` retries
+the former with capped exponential backoff and full jitter, logs one line when the store goes
+away and one when it is back, and gives up only when it has been away longer than ``limit``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Lease, Outcome, StoredTrial, Trial, TrialStatus
 from ._outage import DEFAULT_OUTAGE_LIMIT, Outage
-from ._protocol import Finish, HeldLease, StoreBase, TrialStore
+from ._protocol import Finish, HeldLease, Reservation, StoreBase, TrialStore
 
 __all__ = ["DEFAULT_OUTAGE_LIMIT", "Outage", "RetryingStore"]
 
@@ -35,7 +35,7 @@ class RetryingStore(StoreBase):
     timer never throws a finished result away. After ``outage.give_up()`` (the worker is
     leaving), a call the store does not answer at once is given up (``StoreUnavailable``): a
     finished attempt's files on disk keep its outcome for the next holder of the trial. If a finish that failed
-    in flight was in fact committed, its retry is told ``LeaseLost``; the link then reads the
+    in flight was in fact committed, its retry is told ``LeaseLost``; the store then reads the
     trial back and returns normally when the attempt already holds this outcome, so a
     completed result is never reported as rejected.
 
@@ -54,7 +54,7 @@ class RetryingStore(StoreBase):
         self._beaten: dict[tuple[str, int], float] = {}  # lease -> when its last beat began
 
     async def aclose(self) -> None:
-        """Close the store behind the link."""
+        """Close the store behind it."""
         await self.store.aclose()
 
     async def add(self, trials: Iterable[Trial], *, exist_ok: bool = False) -> int:
@@ -62,45 +62,12 @@ class RetryingStore(StoreBase):
         batch = builtins.list(trials)
         return await self.outage.call(lambda: self.store.add(batch, exist_ok=exist_ok))
 
-    async def reserve(
-        self,
-        worker: str,
-        *,
-        host: str = "",
-        skip: Collection[str] = (),
-        hold: bool = True,
-        holder: str = "",
-        suspects: bool = True,
-    ) -> Lease | None:
-        """Lease a trial; see ``TrialStore.reserve``."""
-        began = anyio.current_time()
-        lease = await self.outage.call(
-            lambda: self.store.reserve(
-                worker, host=host, skip=skip, hold=hold, holder=holder, suspects=suspects
-            )
-        )
-        if lease is not None:
-            self._beaten[lease.trial_id, lease.token] = began
-        return lease
-
     async def reserve_many(
-        self,
-        worker: str,
-        n: int,
-        *,
-        host: str = "",
-        skip: Collection[str] = (),
-        hold: bool = True,
-        holder: str = "",
-        suspects: bool = True,
+        self, worker: str, n: int, request: Reservation = Reservation()
     ) -> builtins.list[Lease]:
         """Lease up to ``n`` trials; see ``TrialStore.reserve_many``."""
         began = anyio.current_time()
-        leases = await self.outage.call(
-            lambda: self.store.reserve_many(
-                worker, n, host=host, skip=skip, hold=hold, holder=holder, suspects=suspects
-            )
-        )
+        leases = await self.outage.call(lambda: self.store.reserve_many(worker, n, request))
         for lease in leases:
             self._beaten[lease.trial_id, lease.token] = began
         return leases

@@ -1,16 +1,21 @@
-"""How stores keep trials and attempts as rows: JSON text and tuples, to models and back."""
+"""How stores keep trials, attempts, workers and experiments as rows: JSON text and tuples, to
+models and back."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
+from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, StoredTrial, Trial, TrialStatus
 
 __all__ = [
+    "dump_experiment",
     "dump_trial",
     "load_attempt",
+    "load_experiment",
     "load_stored",
     "load_trial",
     "load_worker",
@@ -98,3 +103,38 @@ def load_worker(row: Sequence[object]) -> WorkerInfo:
     """Rebuild a worker from a row: ``WORKER_FIELDS``, then its start and its last beat."""
     fields = dict(zip((*WORKER_FIELDS, "started_at", "beat_at"), row, strict=True))
     return WorkerInfo.model_validate(fields)
+
+
+def dump_experiment(
+    experiment: Experiment,
+) -> tuple[str, int, str, str | None, str | None, bool, str | None]:
+    """The values of an experiments row, but its creation time (the store's clock sets it)."""
+    command = json.dumps(list(experiment.command))
+    return (
+        experiment.name,
+        experiment.version,
+        command,
+        experiment.config,
+        experiment.code_version,
+        experiment.maximize,
+        experiment.search,
+    )
+
+
+def load_experiment(row: Sequence[object]) -> Experiment:
+    """Rebuild an experiment from its row (the time as a datetime or seconds since the epoch)."""
+    name, version, command, config, code_version, created, maximize, search = row
+    if isinstance(created, int | float):
+        created = datetime.fromtimestamp(created, UTC)
+    return Experiment.model_validate(
+        {
+            "name": name,
+            "version": version,
+            "command": json.loads(str(command)),
+            "config": config,
+            "code_version": code_version,
+            "created_at": created,
+            "maximize": bool(maximize),
+            "search": search,
+        }
+    )

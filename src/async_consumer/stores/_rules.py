@@ -1,12 +1,12 @@
-"""The rules every store shares: argument checks, how an ended attempt settles a trial."""
+"""The rules every store shares: argument checks, and how an ended attempt settles a trial."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._models import Lease, Outcome, Reason, Status, TrialStatus
-from ._records import check_hold
 
 if TYPE_CHECKING:
     from ._protocol import Finish
@@ -16,9 +16,11 @@ __all__ = [
     "PENDING",
     "check_count",
     "check_finishes",
+    "check_hold",
     "check_max_lost",
     "check_older_than",
     "check_outcome",
+    "check_rerun",
     "gone_outcome",
     "lost_outcome",
     "not_renewed",
@@ -43,6 +45,26 @@ _SETTLED = {
     Status.INTERRUPTED: TrialStatus.INTERRUPTED,
     Status.LOST: TrialStatus.INTERRUPTED,
 }
+
+
+RERUNNABLE = frozenset({TrialStatus.BROKEN, TrialStatus.INTERRUPTED})
+
+
+def check_rerun(statuses: Collection[TrialStatus]) -> list[str]:
+    """The statuses as text, if each may be run again; else raise ``ValueError``."""
+    wrong = sorted(str(s) for s in statuses if s not in RERUNNABLE)
+    if wrong:
+        msg = f"only broken and interrupted trials can be run again, not {', '.join(wrong)}"
+        raise ValueError(msg)
+    return sorted(str(s) for s in statuses)
+
+
+def check_hold(hold: float) -> float:
+    """Return ``hold`` if it is a finite number of seconds, 0 or more; else raise ``ValueError``."""
+    if not (hold >= 0 and math.isfinite(hold)):
+        msg = f"hold must be a finite number of seconds, 0 or more, not {hold}"
+        raise ValueError(msg)
+    return float(hold)
 
 
 def check_max_lost(max_lost: int) -> int:
@@ -126,13 +148,7 @@ def settle(
 def lost_outcome(trial_id: str, attempt: int, older_than: float) -> Outcome:
     """The outcome recorded on an attempt whose lease the store reclaimed."""
     message = f"no heartbeat for {older_than:g} s or more; the store reclaimed the lease"
-    return Outcome(
-        trial_id=trial_id,
-        attempt=attempt,
-        status=Status.LOST,
-        reason=Reason.LEASE_LOST,
-        message=message,
-    )
+    return gone_outcome(trial_id, attempt, message)
 
 
 def stalled_outcome(trial_id: str, attempt: int, older_than: float, alive: bool) -> Outcome:

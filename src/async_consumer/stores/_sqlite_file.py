@@ -15,7 +15,7 @@ __all__ = ["connect", "error", "is_busy", "path_from_url", "transaction"]
 _T = TypeVar("_T")
 
 _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
-# worth a retry later (by a worker's store link): busy or locked for long, or an I/O error
+# worth a retry later (by a worker's retrying store): busy or locked for long, or an I/O error
 _TRANSIENT = {*_BUSY, sqlite3.SQLITE_IOERR}
 # a busy database blocks the event loop at most this long per try; then we back off with anyio.sleep
 _BUSY_TIMEOUT_MS = 10

@@ -101,24 +101,19 @@ SELECT seq FROM trials INDEXED BY trials_pending WHERE status IN ('new', 'interr
 AND (NOT :hold OR not_before IS NULL OR not_before <= {NOW})
 AND id NOT IN (SELECT value FROM json_each(:skip))
 AND (:suspects OR lost_count = 0)
-ORDER BY seq LIMIT 1
+ORDER BY seq LIMIT :n
 """
-"""The query ``reserve`` picks a trial with: the first entry of the partial index of pending
-trials, however many finished ones the table holds (without ``INDEXED BY`` and before
+"""The query ``reserve`` picks its ``:n`` trials with: the first entries of the partial index of
+pending trials, however many finished ones the table holds (without ``INDEXED BY`` and before
 ``ANALYZE``, SQLite prefers the status index and sorts every pending trial). Without
 ``suspects``, trials that lost a lease before are passed over."""
 RESERVE = f"""
 UPDATE trials SET status = 'reserved', token = token + 1, worker = :worker, holder = :holder,
     heartbeat_at = {NOW}, not_before = NULL
-WHERE seq = ({PICK}) RETURNING id, trial, token, heartbeat_at, lost_count
-"""
-RESERVE_MANY = f"""
-UPDATE trials SET status = 'reserved', token = token + 1, worker = :worker, holder = :holder,
-    heartbeat_at = {NOW}, not_before = NULL
-WHERE seq IN ({PICK.replace("LIMIT 1", "LIMIT :n")})
+WHERE seq IN ({PICK})
 RETURNING seq, id, trial, token, heartbeat_at, lost_count
 """
-"""``RESERVE`` for up to ``:n`` trials at once (the rows come back in no set order)."""
+"""Reserve up to ``:n`` trials at once (the rows come back in no set order)."""
 ATTEMPT = """
 INSERT INTO attempts (trial_id, number, token, worker, host, reserved_at, heartbeat_at)
 VALUES (:trial_id, :token, :token, :worker, :host, :now, :now)

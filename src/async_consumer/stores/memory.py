@@ -5,7 +5,8 @@ from __future__ import annotations
 import builtins
 import heapq
 import itertools
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import anyio.lowlevel
@@ -15,25 +16,65 @@ from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, StoredTrial, Trial, TrialStatus
 from .._ranking import best_trial
-from ._memory_many import MemoryBatches
-from ._memory_reclaim import MemoryReclaims
-from ._memory_record import Record
-from ._protocol import Finish, HeldLease, StoreBase
-from ._records import check_rerun
+from ._protocol import Finish, HeldLease, Reservation, StoreBase
 from ._rows import new_lease, zero_counts
 from ._rules import (
     DEFAULT_MAX_LOST,
     PENDING,
+    check_count,
     check_finishes,
     check_max_lost,
+    check_older_than,
+    check_rerun,
+    gone_outcome,
+    settle,
+    stalled_outcome,
 )
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(MemoryBatches, MemoryReclaims, StoreBase):
+@dataclass(slots=True)
+class Record:
+    """One trial of a memory store, as the store changes it in place."""
+
+    seq: int
+    trial: Trial
+    status: TrialStatus = TrialStatus.NEW
+    token: int = 0
+    worker: str | None = None
+    heartbeat_at: datetime | None = None
+    lost_count: int = 0
+    holder: str = ""
+    attempts: builtins.list[Attempt] = field(default_factory=builtins.list)
+    not_before: datetime | None = None
+
+    def stored(self) -> StoredTrial:
+        """The trial as a store returns it, with every attempt."""
+        trial = self.trial.model_copy(update={"attempt": max(len(self.attempts), 1)})
+        return StoredTrial(
+            trial=trial,
+            status=self.status,
+            token=self.token,
+            worker=self.worker,
+            heartbeat_at=self.heartbeat_at,
+            lost_count=self.lost_count,
+            attempts=tuple(self.attempts),
+        )
+
+    def end_attempt(self, outcome: Outcome) -> None:
+        """Record the outcome on the latest attempt."""
+        last = self.attempts[-1]
+        update = {"outcome": outcome, "heartbeat_at": self.heartbeat_at}
+        self.attempts[-1] = last.model_copy(update=update)
+
+
+class MemoryStore(StoreBase):
     """
     A ``TrialStore`` kept in memory: nothing survives the process; works on asyncio and trio.
+
+    No call awaits between its steps, so no other task sees one half done: in one process,
+    that is what a transaction is.
 
     Args:
         max_lost: how many times a trial may lose its lease before it is marked broken.
@@ -65,34 +106,15 @@ class MemoryStore(MemoryBatches, MemoryReclaims, StoreBase):
             heapq.heappush(self._pending, (seq, trial.id))
         return len(fresh)
 
-    async def reserve(
-        self,
-        worker: str,
-        *,
-        host: str = "",
-        skip: Collection[str] = (),
-        hold: bool = True,
-        holder: str = "",
-        suspects: bool = True,
-    ) -> Lease | None:
-        """Lease the oldest new or interrupted trial; see ``TrialStore.reserve``."""
-        await anyio.lowlevel.checkpoint()
-        leases = self._reserve(
-            1, worker, host=host, skip=skip, hold=hold, holder=holder, suspects=suspects
-        )
-        return leases[0] if leases else None
-
-    def _reserve(
-        self,
-        n: int,
-        worker: str,
-        *,
-        host: str,
-        skip: Collection[str],
-        hold: bool,
-        holder: str,
-        suspects: bool,
+    async def reserve_many(
+        self, worker: str, n: int, request: Reservation = Reservation()
     ) -> builtins.list[Lease]:
+        """Lease up to ``n`` trials at once; see ``TrialStore.reserve_many``."""
+        check_count(n)
+        await anyio.lowlevel.checkpoint()
+        return self._reserve(n, worker, request)
+
+    def _reserve(self, n: int, worker: str, request: Reservation) -> builtins.list[Lease]:
         now, passed, leases = datetime.now(UTC), [], builtins.list[Lease]()
         try:
             while self._pending and len(leases) < n:
@@ -100,13 +122,13 @@ class MemoryStore(MemoryBatches, MemoryReclaims, StoreBase):
                 record = self._records[entry[1]]
                 if record.status not in PENDING:
                     continue  # a stale entry: the trial was reserved since
-                held = hold and record.not_before is not None and record.not_before > now
-                suspect = not suspects and record.lost_count  # left for an idle worker
-                if held or suspect or record.trial.id in skip:
+                held = request.hold and record.not_before is not None and record.not_before > now
+                suspect = not request.suspects and record.lost_count  # left for an idle worker
+                if held or suspect or record.trial.id in request.skip:
                     passed.append(entry)
                     continue
-                record.holder = holder
-                leases.append(self._lease(record, worker, host))
+                record.holder = request.holder
+                leases.append(self._lease(record, worker, request.host))
             return leases
         finally:
             for entry in passed:
@@ -148,10 +170,18 @@ class MemoryStore(MemoryBatches, MemoryReclaims, StoreBase):
             raise LeaseLost(lease.trial_id)
         return record
 
-    async def heartbeat(self, lease: Lease) -> None:
-        """Record that the lease's holder is alive; see ``TrialStore.heartbeat``."""
+    async def heartbeat_many(self, leases: Sequence[Lease]) -> builtins.list[str]:
+        """Renew the leases still current; see ``TrialStore.heartbeat_many``."""
+        if not leases:
+            return []
         await anyio.lowlevel.checkpoint()
-        self._beat(lease)
+        lost = []
+        for lease in leases:
+            try:
+                self._beat(lease)
+            except LeaseLost:
+                lost.append(lease.trial_id)
+        return lost
 
     def _beat(self, lease: Lease) -> None:
         record = self._held(lease)
@@ -165,16 +195,64 @@ class MemoryStore(MemoryBatches, MemoryReclaims, StoreBase):
     ) -> TrialStatus:
         """Record the attempt's outcome; see ``TrialStore.finish``."""
         await anyio.lowlevel.checkpoint()
-        item = Finish(lease, outcome, requeue, hold)
-        check_finishes([item])
-        return self._finish(item)
-
-    def _finish(self, item: Finish) -> TrialStatus:
-        record = self._held(item.lease)
-        hold = item.hold
+        check_finishes([Finish(lease, outcome, requeue, hold)])
+        record = self._held(lease)
         record.not_before = datetime.now(UTC) + timedelta(seconds=hold) if hold else None
-        self._settle(record, item.outcome, item.requeue)
+        self._settle(record, outcome, requeue)
         return record.status
+
+    async def reclaim_leases(self, leases: Sequence[HeldLease], message: str) -> builtins.list[str]:
+        """Interrupt these leases if still current; see ``TrialStore.reclaim_leases``."""
+        await anyio.lowlevel.checkpoint()
+        taken = []
+        for trial_id, token, _ in leases:
+            record = self._records.get(trial_id)
+            if record and record.status is TrialStatus.RESERVED and record.token == token:
+                self._settle(record, gone_outcome(trial_id, len(record.attempts), message))
+                taken.append(trial_id)
+        return taken
+
+    def _settle(self, record: Record, outcome: Outcome, requeue: bool = False) -> None:
+        record.end_attempt(outcome)
+        record.status, record.lost_count = settle(
+            outcome.status, record.lost_count, self._max_lost, requeue, outcome.reason
+        )
+        if record.status in PENDING:
+            heapq.heappush(self._pending, (record.seq, record.trial.id))
+
+    async def reclaim_stale(
+        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
+    ) -> builtins.list[str]:
+        """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
+        await anyio.lowlevel.checkpoint()
+        limit = datetime.now(UTC) - timedelta(seconds=check_older_than(older_than))
+        stale = [
+            record
+            for record in self._records.values()
+            if record.status is TrialStatus.RESERVED
+            and record.heartbeat_at is not None
+            and record.heartbeat_at <= limit
+            and not (spare and record.holder == spare)
+        ]
+        for record in stale:
+            ran = record.holder in alive
+            number = len(record.attempts)
+            self._settle(record, stalled_outcome(record.trial.id, number, older_than, ran))
+        return [record.trial.id for record in stale]
+
+    async def unreserve(self, lease: Lease) -> bool:
+        """Undo a reservation that never started; see ``TrialStore.unreserve``."""
+        await anyio.lowlevel.checkpoint()
+        record = self._records.get(lease.trial_id)
+        if record is None or record.status is not TrialStatus.RESERVED:
+            return False
+        if record.token != lease.token:
+            return False
+        record.token -= 1
+        record.attempts.pop()
+        record.status = TrialStatus.INTERRUPTED if record.attempts else TrialStatus.NEW
+        heapq.heappush(self._pending, (record.seq, record.trial.id))
+        return True
 
     async def get(self, trial_id: str) -> StoredTrial:
         """Return one trial with its attempts; see ``TrialStore.get``."""

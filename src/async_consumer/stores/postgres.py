@@ -13,37 +13,22 @@ from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _postgres_sql as queries
-from ._postgres_link import DEFAULT_POOL_SIZE, DRIVER_ERRORS, connect_pool, split_url, translate
-from ._postgres_many import PostgresBatches
-from ._protocol import HeldLease, StoreBase
-from ._records import check_hold, check_rerun, dump_experiment, load_experiment
-from ._rows import (
-    dump_trial,
-    load_attempt,
-    load_stored,
-    load_trial,
-    load_worker,
-    new_lease,
-    same_params,
-    worker_row,
-    zero_counts,
+from . import _rows, _rules
+from ._postgres_connection import (
+    DEFAULT_POOL_SIZE,
+    DRIVER_ERRORS,
+    connect_pool,
+    split_url,
+    translate,
 )
-from ._rules import (
-    DEFAULT_MAX_LOST,
-    check_max_lost,
-    check_older_than,
-    check_outcome,
-    gone_outcome,
-    settled_status,
-    stalled_ends,
-)
+from ._protocol import Finish, HeldLease, Reservation, StoreBase
 
 __all__ = ["DEFAULT_POOL_SIZE", "PostgresStore"]
 
 _DEFAULT = "async_consumer"
 
 
-class PostgresStore(PostgresBatches, StoreBase):
+class PostgresStore(StoreBase):
     """
     A ``TrialStore`` in PostgreSQL, for workers on many hosts; asyncio only (asyncpg).
 
@@ -53,7 +38,12 @@ class PostgresStore(PostgresBatches, StoreBase):
     """
 
     def __init__(
-        self, pool: Any, *, schema: str, max_lost: int = DEFAULT_MAX_LOST, owns_pool: bool = False
+        self,
+        pool: Any,
+        *,
+        schema: str,
+        max_lost: int = _rules.DEFAULT_MAX_LOST,
+        owns_pool: bool = False,
     ) -> None:
         """
         Use a pool whose schema :meth:`open` has prepared; prefer :meth:`open`.
@@ -67,7 +57,7 @@ class PostgresStore(PostgresBatches, StoreBase):
         self._pool = pool
         self._q = queries.queries(schema)
         self._schema = schema
-        self._max_lost = check_max_lost(max_lost)
+        self._max_lost = _rules.check_max_lost(max_lost)
         self._owns_pool = owns_pool
 
     @classmethod
@@ -76,7 +66,7 @@ class PostgresStore(PostgresBatches, StoreBase):
         dsn: str | Any,
         *,
         schema: str | None = None,
-        max_lost: int = DEFAULT_MAX_LOST,
+        max_lost: int = _rules.DEFAULT_MAX_LOST,
         max_connections: int | None = None,
     ) -> Self:
         """
@@ -96,7 +86,7 @@ class PostgresStore(PostgresBatches, StoreBase):
         name = schema or from_url or _DEFAULT
         # refuse bad arguments before connecting, so that no pool is left open
         queries.quote(name)
-        check_max_lost(max_lost)
+        _rules.check_max_lost(max_lost)
         pool = await connect_pool(url, max_connections) if url else dsn
         store = cls(pool, schema=name, max_lost=max_lost, owns_pool=bool(url))
         try:
@@ -149,7 +139,7 @@ class PostgresStore(PostgresBatches, StoreBase):
             return 0
         ids = [trial.id for trial in batch]
         async with self._connection() as conn, conn.transaction():
-            rows = await conn.fetch(self._q["add"], ids, [dump_trial(t) for t in batch])
+            rows = await conn.fetch(self._q["add"], ids, [_rows.dump_trial(t) for t in batch])
             added = Counter(row[0] for row in rows)
             clashes = [t for t in batch if not _take(added, t.id)]
             if clashes:
@@ -157,24 +147,18 @@ class PostgresStore(PostgresBatches, StoreBase):
                 _check_clashes(clashes, known, exist_ok=exist_ok)
         return len(rows)
 
-    async def reserve(
-        self,
-        worker: str,
-        *,
-        host: str = "",
-        skip: Collection[str] = (),
-        hold: bool = True,
-        holder: str = "",
-        suspects: bool = True,
-    ) -> Lease | None:
-        """Lease the oldest new or interrupted trial; see ``TrialStore.reserve``."""
-        args = (worker, host, builtins.list(skip), hold, holder, suspects)
+    async def reserve_many(
+        self, worker: str, n: int, request: Reservation = Reservation()
+    ) -> builtins.list[Lease]:
+        """Lease up to ``n`` trials at once; see ``TrialStore.reserve_many``."""
+        skip, suspects = builtins.list(request.skip), request.suspects
+        args = (worker, request.host, skip, request.hold, request.holder, suspects)
         async with self._connection() as conn:
-            row = await conn.fetchrow(self._q["reserve"], *args)
-        if row is None:
-            return None
-        text, token, lost = row
-        return new_lease(load_trial(text, token), token, worker, lost)
+            rows = await conn.fetch(self._q["reserve"], *args, _rules.check_count(n))
+        return [
+            _rows.new_lease(_rows.load_trial(text, token), token, worker, lost)
+            for text, token, lost in rows
+        ]
 
     async def unreserve(self, lease: Lease) -> bool:
         """Undo a reservation that never started; see ``TrialStore.unreserve``."""
@@ -192,7 +176,7 @@ class PostgresStore(PostgresBatches, StoreBase):
         ids, tokens = [lease[0] for lease in leases], [lease[1] for lease in leases]
         async with self._connection() as conn, conn.transaction():
             rows = await conn.fetch(self._q["reclaim_leases"], self._max_lost, ids, tokens)
-            ends = [(gone_outcome(i, n, message).model_dump_json(), i, n) for i, n in rows]
+            ends = [(_rules.gone_outcome(i, n, message).model_dump_json(), i, n) for i, n in rows]
             await conn.executemany(self._q["end"], ends)
         return [trial_id for trial_id, _ in rows]
 
@@ -200,23 +184,55 @@ class PostgresStore(PostgresBatches, StoreBase):
         self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
     ) -> TrialStatus:
         """Record the attempt's outcome; see ``TrialStore.finish``."""
-        check_outcome(lease, outcome)
-        status = settled_status(outcome.status, requeue, outcome.reason)
+        _rules.check_outcome(lease, outcome)
+        status = _rules.settled_status(outcome.status, requeue, outcome.reason)
         lost = int(outcome.status is Status.LOST)
-        args = (lost, self._max_lost, status.value, outcome.model_dump_json(), check_hold(hold))
+        args = (
+            lost,
+            self._max_lost,
+            status.value,
+            outcome.model_dump_json(),
+            _rules.check_hold(hold),
+        )
         async with self._connection() as conn:
             new = await conn.fetchval(self._q["finish"], lease.trial_id, lease.token, *args)
         if new is None:
             raise LeaseLost(lease.trial_id)
         return TrialStatus(new)
 
-    async def reclaim_stale(self, older_than: float, *, spare: str = "",
-                            alive: Collection[str] = ()) -> builtins.list[str]:  # fmt: skip
+    async def heartbeat_many(self, leases: Sequence[Lease]) -> builtins.list[str]:
+        """Renew the leases still current; see ``TrialStore.heartbeat_many``."""
+        if not leases:
+            return []
+        ids, tokens = [lease.trial_id for lease in leases], [lease.token for lease in leases]
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._q["beat_many"], ids, tokens)
+        return _rules.not_renewed(leases, {(trial_id, token) for trial_id, token in rows})
+
+    async def finish_many(self, items: Sequence[Finish]) -> builtins.list[TrialStatus | LeaseLost]:
+        """Record several outcomes at once; see ``TrialStore.finish_many``."""
+        _rules.check_finishes(items)
+        if not items:
+            return []
+        # a repeat of a lease in the batch is sent once: the statement would apply one at random
+        firsts = [items[place] for place in _rules.unique_leases(items)]
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._q["finish_many"], *_columns(firsts, self._max_lost))
+        done = {(trial_id, token): TrialStatus(status) for trial_id, token, status in rows}
+        answers: builtins.list[TrialStatus | LeaseLost] = []
+        for item in items:
+            status = done.pop((item.lease.trial_id, item.lease.token), None)
+            answers.append(LeaseLost(item.lease.trial_id) if status is None else status)
+        return answers
+
+    async def reclaim_stale(
+        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
+    ) -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
-        seconds = float(check_older_than(older_than))
+        seconds = float(_rules.check_older_than(older_than))
         async with self._connection() as conn, conn.transaction():
             rows = await conn.fetch(self._q["reclaim"], self._max_lost, seconds, spare, [*alive])
-            await conn.executemany(self._q["end"], stalled_ends(rows, older_than))
+            await conn.executemany(self._q["end"], _rules.stalled_ends(rows, older_than))
         return [row[0] for row in rows]
 
     async def get(self, trial_id: str) -> StoredTrial:
@@ -246,8 +262,8 @@ class PostgresStore(PostgresBatches, StoreBase):
             rows = await conn.fetch(self._q["attempts"], ids) if ids else []
         attempts: dict[str, builtins.list[Attempt]] = {trial_id: [] for trial_id in ids}
         for trial_id, *row in rows:
-            attempts[trial_id].append(load_attempt(row))
-        return [load_stored(row, attempts[trial_id]) for trial_id, *row in trials]
+            attempts[trial_id].append(_rows.load_attempt(row))
+        return [_rows.load_stored(row, attempts[trial_id]) for trial_id, *row in trials]
 
     async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
         """Return how many trials are in each status; see ``TrialStore.counts``."""
@@ -256,7 +272,7 @@ class PostgresStore(PostgresBatches, StoreBase):
                 rows = await conn.fetch(self._q["counts"])
             else:
                 rows = await conn.fetch(self._q["counts_of"], builtins.list(ids))
-        counts = zero_counts()
+        counts = _rows.zero_counts()
         counts.update((TrialStatus(status), count) for status, count in rows)
         return counts
 
@@ -264,17 +280,17 @@ class PostgresStore(PostgresBatches, StoreBase):
         """Register a worker or record its beat; see ``TrialStore.record_worker``."""
         query = self._q["register_worker" if starting else "beat_worker"]
         async with self._connection() as conn:
-            await conn.execute(query, *worker_row(worker))
+            await conn.execute(query, *_rows.worker_row(worker))
 
     async def workers(self) -> builtins.list[WorkerInfo]:
         """Return every worker that registered; see ``TrialStore.workers``."""
         async with self._connection() as conn:
             rows = await conn.fetch(self._q["workers"])
-        return [load_worker(tuple(row)) for row in rows]
+        return [_rows.load_worker(tuple(row)) for row in rows]
 
     async def rerun(self, ids: Collection[str], statuses: Collection[TrialStatus]) -> int:
         """Make broken or interrupted trials new again; see ``TrialStore.rerun``."""
-        chosen = check_rerun(statuses)
+        chosen = _rules.check_rerun(statuses)
         async with self._connection() as conn:
             done = await conn.execute(self._q["rerun"], builtins.list(ids), chosen)
         return int(done.split()[-1])
@@ -283,13 +299,13 @@ class PostgresStore(PostgresBatches, StoreBase):
         """The latest version of an experiment; see ``TrialStore.experiment``."""
         async with self._connection() as conn:
             row = await conn.fetchrow(self._q["experiment"], name)
-        return None if row is None else load_experiment(tuple(row))
+        return None if row is None else _rows.load_experiment(tuple(row))
 
     async def add_experiment(self, experiment: Experiment, *, replace: bool = False) -> bool:
         """Record a version of an experiment; see ``TrialStore.add_experiment``."""
         sql = self._q["replace_experiment" if replace else "add_experiment"]
         async with self._connection() as conn:
-            added = await conn.fetchval(sql, *dump_experiment(experiment))
+            added = await conn.fetchval(sql, *_rows.dump_experiment(experiment))
         return added is not None
 
 
@@ -302,5 +318,21 @@ def _take(added: Counter[str], trial_id: str) -> bool:
 
 def _check_clashes(clashes: builtins.list[Trial], known: dict[str, str], *, exist_ok: bool) -> None:
     for trial in clashes:
-        if not (exist_ok and same_params(known[trial.id], trial)):
+        if not (exist_ok and _rows.same_params(known[trial.id], trial)):
             raise DuplicateTrial(trial.id)
+
+
+def _columns(items: Sequence[Finish], max_lost: int) -> tuple[object, ...]:
+    """The arrays (and ``max_lost``) of the ``finish_many`` statement, in its parameters' order."""
+    return (
+        [item.lease.trial_id for item in items],
+        [item.lease.token for item in items],
+        max_lost,
+        [int(item.outcome.status is Status.LOST) for item in items],
+        [
+            _rules.settled_status(item.outcome.status, item.requeue, item.outcome.reason).value
+            for item in items
+        ],
+        [item.outcome.model_dump_json() for item in items],
+        [float(item.hold) for item in items],
+    )

@@ -17,38 +17,17 @@ from .._errors import DuplicateTrial, LeaseLost, TrialNotFound
 from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
+from . import _rows, _rules
 from . import _sqlite_sql as queries
-from ._protocol import HeldLease, StoreBase
-from ._records import check_hold, check_rerun, dump_experiment, load_experiment
-from ._rows import (
-    dump_trial,
-    load_attempt,
-    load_stored,
-    load_trial,
-    load_worker,
-    new_lease,
-    same_params,
-    worker_row,
-    zero_counts,
-)
-from ._rules import (
-    DEFAULT_MAX_LOST,
-    check_max_lost,
-    check_older_than,
-    check_outcome,
-    gone_outcome,
-    settled_status,
-    stalled_ends,
-)
+from ._protocol import Finish, HeldLease, Reservation, StoreBase
 from ._sqlite_file import connect, error, is_busy, path_from_url, transaction
-from ._sqlite_many import SQLiteBatches
 
 __all__ = ["SQLiteStore", "path_from_url"]
 
 _T = TypeVar("_T")
 
 
-class SQLiteStore(SQLiteBatches, StoreBase):
+class SQLiteStore(StoreBase):
     """
     A ``TrialStore`` in one SQLite file, safe for several worker processes on one host.
 
@@ -66,9 +45,9 @@ class SQLiteStore(SQLiteBatches, StoreBase):
     """
 
     def __init__(
-        self, path: str | Path, max_lost: int = DEFAULT_MAX_LOST, *, busy_wait: float = 60.0
+        self, path: str | Path, max_lost: int = _rules.DEFAULT_MAX_LOST, *, busy_wait: float = 60.0
     ) -> None:
-        self._max_lost = check_max_lost(max_lost)
+        self._max_lost = _rules.check_max_lost(max_lost)
         self._busy_wait = busy_wait
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -108,42 +87,49 @@ class SQLiteStore(SQLiteBatches, StoreBase):
             if trial.id in fresh:
                 same = fresh[trial.id].params == trial.params
             elif trial.id in known:
-                same = same_params(known[trial.id], trial)
+                same = _rows.same_params(known[trial.id], trial)
             else:
                 fresh[trial.id] = trial
                 continue
             if not (exist_ok and same):
                 raise DuplicateTrial(trial.id)
-        rows = ((trial.id, dump_trial(trial)) for trial in fresh.values())
+        rows = ((trial.id, _rows.dump_trial(trial)) for trial in fresh.values())
         self._conn.executemany("INSERT INTO trials (id, trial) VALUES (?, ?)", rows)
         return len(fresh)
 
-    async def reserve(
-        self,
-        worker: str,
-        *,
-        host: str = "",
-        skip: Collection[str] = (),
-        hold: bool = True,
-        holder: str = "",
-        suspects: bool = True,
-    ) -> Lease | None:
-        """Lease the oldest new or interrupted trial; see ``TrialStore.reserve``."""
-        args = {"worker": worker, "hold": hold, "holder": holder, "suspects": suspects}
-        return await self._run(lambda: self._reserve(args, host, skip))
+    async def reserve_many(
+        self, worker: str, n: int, request: Reservation = Reservation()
+    ) -> builtins.list[Lease]:
+        """Lease up to ``n`` trials at once; see ``TrialStore.reserve_many``."""
+        _rules.check_count(n)
+        return await self._run(lambda: self._reserve_many(worker, n, request))
 
-    def _reserve(self, args: dict[str, object], host: str, skip: Collection[str]) -> Lease | None:
+    def _reserve_many(self, worker: str, n: int, request: Reservation) -> builtins.list[Lease]:
         # ``skip`` is read now, in the transaction: a caller may have added to it meanwhile
-        args = {**args, "skip": json.dumps(builtins.list(skip))}
-        rows = self._conn.execute(queries.RESERVE, args).fetchall()
-        if not rows:
-            return None
-        trial_id, text, token, now, lost = rows[0]
-        worker = str(args["worker"])
-        attempt = {"trial_id": trial_id, "token": token, "worker": worker, "host": host, "now": now}
-        self._conn.execute(queries.ATTEMPT, attempt)
-        trial = load_trial(text, token)
-        return new_lease(trial, token, worker, lost)
+        args = {
+            "worker": worker,
+            "n": n,
+            "hold": request.hold,
+            "holder": request.holder,
+            "suspects": request.suspects,
+            "skip": json.dumps(builtins.list(request.skip)),
+        }
+        rows = sorted(self._conn.execute(queries.RESERVE, args).fetchall())
+        attempts = [
+            {
+                "trial_id": trial_id,
+                "token": token,
+                "worker": worker,
+                "host": request.host,
+                "now": now,
+            }
+            for _, trial_id, _, token, now, _ in rows
+        ]
+        self._conn.executemany(queries.ATTEMPT, attempts)
+        return [
+            _rows.new_lease(_rows.load_trial(text, token), token, worker, lost)
+            for _, _, text, token, _, lost in rows
+        ]
 
     async def unreserve(self, lease: Lease) -> bool:
         """Undo a reservation that never started; see ``TrialStore.unreserve``."""
@@ -172,7 +158,7 @@ class SQLiteStore(SQLiteBatches, StoreBase):
         for trial_id, token, _ in leases:
             args = {"id": trial_id, "token": token, "max_lost": self._max_lost}
             taken += self._conn.execute(queries.RECLAIM_LEASE, args).fetchall()
-        ends = [(gone_outcome(i, n, message).model_dump_json(), i, n) for i, n in taken]
+        ends = [(_rules.gone_outcome(i, n, message).model_dump_json(), i, n) for i, n in taken]
         self._end_attempts(ends)
         return [trial_id for trial_id, _ in taken]
 
@@ -180,19 +166,45 @@ class SQLiteStore(SQLiteBatches, StoreBase):
         self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
     ) -> TrialStatus:
         """Record the attempt's outcome; see ``TrialStore.finish``."""
-        check_outcome(lease, outcome)
+        _rules.check_outcome(lease, outcome)
         return await self._run(lambda: self._finish(lease, outcome, requeue, hold))
 
     def _finish(self, lease: Lease, outcome: Outcome, requeue: bool, hold: float) -> TrialStatus:
-        status = settled_status(outcome.status, requeue, outcome.reason)
+        status = _rules.settled_status(outcome.status, requeue, outcome.reason)
         lost = int(outcome.status is Status.LOST)
         args = {"id": lease.trial_id, "token": lease.token, "lost": lost, "status": status.value}
-        args.update(max_lost=self._max_lost, hold=check_hold(hold))
+        args.update(max_lost=self._max_lost, hold=_rules.check_hold(hold))
         rows = self._conn.execute(queries.FINISH, args).fetchall()
         if not rows:
             raise LeaseLost(lease.trial_id)
         self._end_attempts([(outcome.model_dump_json(), lease.trial_id, lease.token)])
         return TrialStatus(rows[0][0])
+
+    async def heartbeat_many(self, leases: Sequence[Lease]) -> builtins.list[str]:
+        """Renew the leases still current; see ``TrialStore.heartbeat_many``."""
+        if not leases:
+            return []
+        pairs = json.dumps([(lease.trial_id, lease.token) for lease in leases])
+        return await self._run(lambda: self._beat_many(leases, pairs))
+
+    def _beat_many(self, leases: Sequence[Lease], pairs: str) -> builtins.list[str]:
+        renewed = self._conn.execute(queries.BEAT_MANY, (pairs,)).fetchall()
+        self._conn.execute(queries.BEAT_ATTEMPTS, (json.dumps(renewed),))
+        return _rules.not_renewed(leases, {(trial_id, token) for trial_id, token, _ in renewed})
+
+    async def finish_many(self, items: Sequence[Finish]) -> builtins.list[TrialStatus | LeaseLost]:
+        """Record several outcomes at once; see ``TrialStore.finish_many``."""
+        _rules.check_finishes(items)
+        if not items:
+            return []
+        return await self._run(lambda: [self._finish_or_lost(item) for item in items])
+
+    def _finish_or_lost(self, item: Finish) -> TrialStatus | LeaseLost:
+        # fenced one by one: a lost item writes nothing, and a repeat of an item finds it done
+        try:
+            return self._finish(*item)
+        except LeaseLost as exc:
+            return exc
 
     def _end_attempts(self, rows: builtins.list[tuple[str, str, int]]) -> None:
         sql = "UPDATE attempts SET outcome = ? WHERE trial_id = ? AND number = ?"
@@ -202,14 +214,14 @@ class SQLiteStore(SQLiteBatches, StoreBase):
         self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
     ) -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
-        check_older_than(older_than)
+        _rules.check_older_than(older_than)
         return await self._run(lambda: self._reclaim(older_than, spare, alive))
 
     def _reclaim(self, older_than: float, spare: str, alive: Collection[str]) -> builtins.list[str]:
         live = json.dumps(builtins.list(alive))
         args = {"max_lost": self._max_lost, "older_than": older_than, "spare": spare, "alive": live}
         rows = self._conn.execute(queries.RECLAIM, args).fetchall()
-        ends = stalled_ends(rows, older_than)
+        ends = _rules.stalled_ends(rows, older_than)
         self._end_attempts(ends)
         return [row[0] for row in rows]
 
@@ -250,8 +262,8 @@ class SQLiteStore(SQLiteBatches, StoreBase):
         bound = () if whole else (json.dumps(builtins.list(attempts)),)
         sql = f"{queries.ATTEMPTS}{in_trials} ORDER BY trial_id, number"
         for trial_id, *row in self._conn.execute(sql, bound):
-            attempts[trial_id].append(load_attempt(row))
-        return [load_stored(row, attempts[trial_id]) for trial_id, *row in trials]
+            attempts[trial_id].append(_rows.load_attempt(row))
+        return [_rows.load_stored(row, attempts[trial_id]) for trial_id, *row in trials]
 
     async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
         """Return how many trials are in each status; see ``TrialStore.counts``."""
@@ -260,23 +272,23 @@ class SQLiteStore(SQLiteBatches, StoreBase):
             sql, args = queries.COUNTS_OF, json.dumps(builtins.list(ids))
         bound = (args,) if ids is not None else ()
         rows = await self._run(lambda: self._conn.execute(sql, bound).fetchall(), write=False)
-        counts = zero_counts()
+        counts = _rows.zero_counts()
         counts.update((TrialStatus(status), count) for status, count in rows)
         return counts
 
     async def record_worker(self, worker: WorkerInfo, *, starting: bool = False) -> None:
         """Register a worker or record its beat; see ``TrialStore.record_worker``."""
         sql = queries.REGISTER_WORKER if starting else queries.BEAT_WORKER
-        await self._run(lambda: self._conn.execute(sql, worker_row(worker)))
+        await self._run(lambda: self._conn.execute(sql, _rows.worker_row(worker)))
 
     async def workers(self) -> builtins.list[WorkerInfo]:
         """Return every worker that registered; see ``TrialStore.workers``."""
         rows = await self._run(lambda: self._conn.execute(queries.WORKERS).fetchall(), write=False)
-        return [load_worker(row) for row in rows]
+        return [_rows.load_worker(row) for row in rows]
 
     async def rerun(self, ids: Collection[str], statuses: Collection[TrialStatus]) -> int:
         """Make broken or interrupted trials new again; see ``TrialStore.rerun``."""
-        args = (json.dumps(builtins.list(ids)), json.dumps(check_rerun(statuses)))
+        args = (json.dumps(builtins.list(ids)), json.dumps(_rules.check_rerun(statuses)))
         return await self._run(lambda: self._conn.execute(queries.RERUN, args).rowcount)
 
     async def experiment(self, name: str) -> Experiment | None:
@@ -284,10 +296,10 @@ class SQLiteStore(SQLiteBatches, StoreBase):
         rows = await self._run(
             lambda: self._conn.execute(queries.EXPERIMENT, (name,)).fetchall(), write=False
         )
-        return load_experiment(rows[0]) if rows else None
+        return _rows.load_experiment(rows[0]) if rows else None
 
     async def add_experiment(self, experiment: Experiment, *, replace: bool = False) -> bool:
         """Record a version of an experiment; see ``TrialStore.add_experiment``."""
-        args = dump_experiment(experiment)
+        args = _rows.dump_experiment(experiment)
         sql = queries.REPLACE_EXPERIMENT if replace else queries.ADD_EXPERIMENT
         return await self._run(lambda: self._conn.execute(sql, args).rowcount == 1)
