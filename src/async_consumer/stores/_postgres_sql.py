@@ -72,23 +72,11 @@ exponent: ``json`` keeps the text, ``jsonb`` would not), after turning an escape
 script's stderr) into U+FFFD, which ``json`` cannot hold. The completed trials of an older store
 get theirs from their latest attempt's outcome."""
 DIRECTION_V6 = "ALTER TABLE {s}.experiments ADD COLUMN maximize boolean NOT NULL DEFAULT false"
-"""Version 6: each experiment version's direction (true: higher objectives are better), so
-that every command ranks its trials as the run that recorded it did."""
+"""Version 6: each experiment version's direction, as in SQLite (``_sqlite_sql.DIRECTION_V6``)."""
 SEARCH_V7 = "ALTER TABLE {s}.experiments ADD COLUMN search text"
-"""Version 7 (search): what an experiment version searches (its space, sampler, pruner, seed,
-metric and total, as JSON), so that every worker of the store suggests from the same plan."""
-MIGRATIONS: tuple[str, ...] = (
-    TABLES_V1,
-    JOURNEY_V2,
-    WORKERS_V3,
-    HOLDERS_V4,
-    BEST_V5,
-    DIRECTION_V6,
-    SEARCH_V7,
-)
-"""The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
-schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
-that a store written by an earlier release opens in this one. ``{s}`` is the quoted schema."""
+"""Version 7: each experiment version's search plan, as in SQLite (``_sqlite_sql.SEARCH_V7``)."""
+MIGRATIONS = (TABLES_V1, JOURNEY_V2, WORKERS_V3, HOLDERS_V4, BEST_V5, DIRECTION_V6, SEARCH_V7)
+"""The schema's history, as ``_sqlite_sql.MIGRATIONS``; ``{s}`` is the quoted schema."""
 SCHEMA_VERSION = len(MIGRATIONS)
 _WORKER_COLUMNS = "name, host, pid, job_id, task_id, running, state"
 _RECORD_WORKER = """

@@ -6,7 +6,8 @@ import math
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._models import Lease, Outcome, Reason, Status, TrialStatus
+from .._errors import TrialNotFound
+from .._models import Lease, Outcome, Reason, Status, StoredTrial, TrialStatus
 
 if TYPE_CHECKING:
     from ._protocol import Finish
@@ -28,6 +29,7 @@ __all__ = [
     "settled_status",
     "stalled_ends",
     "stalled_outcome",
+    "the_trial",
     "unique_leases",
 ]
 
@@ -50,51 +52,53 @@ _SETTLED = {
 RERUNNABLE = frozenset({TrialStatus.BROKEN, TrialStatus.INTERRUPTED})
 
 
+def _require(valid: bool, message: str) -> None:
+    """Raise ``ValueError(message)`` unless the argument checked is ``valid``."""
+    if not valid:
+        raise ValueError(message)
+
+
 def check_rerun(statuses: Collection[TrialStatus]) -> list[str]:
     """The statuses as text, if each may be run again; else raise ``ValueError``."""
     wrong = sorted(str(s) for s in statuses if s not in RERUNNABLE)
-    if wrong:
-        msg = f"only broken and interrupted trials can be run again, not {', '.join(wrong)}"
-        raise ValueError(msg)
+    _require(
+        not wrong, f"only broken and interrupted trials can be run again, not {', '.join(wrong)}"
+    )
     return sorted(str(s) for s in statuses)
 
 
 def check_hold(hold: float) -> float:
     """Return ``hold`` if it is a finite number of seconds, 0 or more; else raise ``ValueError``."""
-    if not (hold >= 0 and math.isfinite(hold)):
-        msg = f"hold must be a finite number of seconds, 0 or more, not {hold}"
-        raise ValueError(msg)
+    _require(
+        hold >= 0 and math.isfinite(hold),
+        f"hold must be a finite number of seconds, 0 or more, not {hold}",
+    )
     return float(hold)
 
 
 def check_max_lost(max_lost: int) -> int:
     """Return ``max_lost`` if it is a count, else raise ``ValueError``."""
-    if max_lost < 0:
-        msg = f"max_lost must be 0 or more, not {max_lost}"
-        raise ValueError(msg)
+    _require(max_lost >= 0, f"max_lost must be 0 or more, not {max_lost}")
     return max_lost
 
 
 def check_older_than(older_than: float) -> float:
     """Return ``older_than`` if it is a duration, else raise ``ValueError``."""
-    if not older_than >= 0:
-        msg = f"older_than must be 0 or more seconds, not {older_than}"
-        raise ValueError(msg)
+    _require(older_than >= 0, f"older_than must be 0 or more seconds, not {older_than}")
     return older_than
 
 
 def check_outcome(lease: Lease, outcome: Outcome) -> None:
     """Raise ``ValueError`` if the outcome belongs to another trial than the lease."""
-    if outcome.trial_id != lease.trial_id:
-        msg = f"outcome of trial {outcome.trial_id!r} given for lease on {lease.trial_id!r}"
-        raise ValueError(msg)
+    _require(
+        outcome.trial_id == lease.trial_id,
+        f"outcome of trial {outcome.trial_id!r} given for lease on {lease.trial_id!r}",
+    )
 
 
 def check_count(n: int) -> int:
     """Return ``n`` if at least one trial is asked for, else raise ``ValueError``."""
-    if n < 1:
-        msg = f"n must be 1 or more, not {n}"
-        raise ValueError(msg)
+    _require(n >= 1, f"n must be 1 or more, not {n}")
     return n
 
 
@@ -162,13 +166,7 @@ def stalled_outcome(trial_id: str, attempt: int, older_than: float, alive: bool)
         f"no heartbeat for {older_than:g} s or more while its worker still ran (frozen or "
         "overloaded, not killed): the store reclaimed the lease, no loss counted"
     )
-    return Outcome(
-        trial_id=trial_id,
-        attempt=attempt,
-        status=Status.INTERRUPTED,
-        reason=Reason.LEASE_LOST,
-        message=message,
-    )
+    return gone_outcome(trial_id, attempt, message, Status.INTERRUPTED)
 
 
 def stalled_ends(rows: Iterable[Sequence[Any]], older_than: float) -> list[tuple[str, str, int]]:
@@ -180,12 +178,24 @@ def stalled_ends(rows: Iterable[Sequence[Any]], older_than: float) -> list[tuple
     ]
 
 
-def gone_outcome(trial_id: str, attempt: int, message: str) -> Outcome:
-    """The outcome recorded on an attempt whose holding process is known to be gone."""
+def gone_outcome(
+    trial_id: str, attempt: int, message: str, status: Status = Status.LOST
+) -> Outcome:
+    """
+    The outcome recorded on an attempt whose lease the store took back: lost, as when its
+    holding process is known to be gone, unless ``status`` says otherwise.
+    """
     return Outcome(
         trial_id=trial_id,
         attempt=attempt,
-        status=Status.LOST,
+        status=status,
         reason=Reason.LEASE_LOST,
         message=message,
     )
+
+
+def the_trial(found: Sequence[StoredTrial], trial_id: str) -> StoredTrial:
+    """The one trial ``get`` found, or ``TrialNotFound`` if it found none."""
+    if not found:
+        raise TrialNotFound(trial_id)
+    return found[0]

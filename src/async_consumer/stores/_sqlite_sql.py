@@ -69,15 +69,7 @@ every command ranks its trials as the run that recorded it did."""
 SEARCH_V7 = "ALTER TABLE experiments ADD COLUMN search TEXT"
 """Version 7 (search): what an experiment version searches (its space, sampler, pruner, seed,
 metric and total, as JSON), so that every worker of the store suggests from the same plan."""
-MIGRATIONS: tuple[str, ...] = (
-    SCHEMA_V1,
-    JOURNEY_V2,
-    WORKERS_V3,
-    HOLDERS_V4,
-    BEST_V5,
-    DIRECTION_V6,
-    SEARCH_V7,
-)
+MIGRATIONS = (SCHEMA_V1, JOURNEY_V2, WORKERS_V3, HOLDERS_V4, BEST_V5, DIRECTION_V6, SEARCH_V7)
 """The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
 schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
 that a store written by an earlier release opens in this one."""

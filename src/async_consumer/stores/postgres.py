@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Self
 
-from .._errors import DuplicateTrial, LeaseLost, StoreError, TrialNotFound
+from .._errors import DuplicateTrial, LeaseLost, StoreError
 from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
@@ -238,9 +238,7 @@ class PostgresStore(StoreBase):
     async def get(self, trial_id: str) -> StoredTrial:
         """Return one trial with its attempts; see ``TrialStore.get``."""
         found = await self._select("get", trial_id)
-        if not found:
-            raise TrialNotFound(trial_id)
-        return found[0]
+        return _rules.the_trial(found, trial_id)
 
     async def list(
         self, status: TrialStatus | None = None, *, offset: int = 0, limit: int | None = None

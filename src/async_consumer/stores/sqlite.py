@@ -13,7 +13,7 @@ from typing import TypeVar
 import anyio
 import anyio.lowlevel
 
-from .._errors import DuplicateTrial, LeaseLost, TrialNotFound
+from .._errors import DuplicateTrial, LeaseLost
 from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
@@ -228,9 +228,7 @@ class SQLiteStore(StoreBase):
     async def get(self, trial_id: str) -> StoredTrial:
         """Return one trial with its attempts; see ``TrialStore.get``."""
         found = await self._run(lambda: self._select(" WHERE id = ?", (trial_id,)), write=False)
-        if not found:
-            raise TrialNotFound(trial_id)
-        return found[0]
+        return _rules.the_trial(found, trial_id)
 
     async def list(
         self, status: TrialStatus | None = None, *, offset: int = 0, limit: int | None = None
