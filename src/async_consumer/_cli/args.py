@@ -2,7 +2,7 @@
 The command line's options.
 
 The parser alone: it imports nothing of the library, so that ``--help`` and a usage error cost
-only Python's start-up (the consumer the options describe: ``described.py``).
+only Python's start-up (the consumer the options describe: ``consumer_setup.py``).
 """
 
 from __future__ import annotations
