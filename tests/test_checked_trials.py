@@ -11,7 +11,7 @@ import pydantic
 import pytest
 
 from async_consumer._cli.main import main
-from async_consumer._cli.sources import TrialMaker, _loads, trial_id
+from async_consumer._cli.trial_params import TrialMaker, _loads, trial_id
 from async_consumer._cli.trialsource import TrialSource
 from async_consumer._models import Trial
 from async_consumer.stores import SQLiteStore

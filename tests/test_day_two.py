@@ -18,7 +18,7 @@ import pytest
 
 from async_consumer import Consumer, Trial, Worker
 from async_consumer._cli.main import main
-from async_consumer._cli.sources import trial_id
+from async_consumer._cli.trial_params import trial_id
 from async_consumer._experiment import Experiment
 from async_consumer._models import TrialStatus
 from async_consumer.stores import store_from_url

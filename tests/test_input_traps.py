@@ -134,7 +134,7 @@ def test_read_commands_default_to_the_run_store_and_take_id_prefixes(
 
 def test_an_id_prefix_is_found_a_page_at_a_time() -> None:
     """A prefix is matched over the whole store, read a page at a time; ambiguity is counted."""
-    from async_consumer._cli.checks import UsageError, find_trial
+    from async_consumer._cli.usage_checks import UsageError, find_trial
 
     async def main_() -> None:
         store = MemoryStore()

@@ -1,7 +1,8 @@
-"""The public door: one import, everything named in ``__all__``."""
+"""The public API: one import, everything named in ``__all__``, and nothing else."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import tempfile
@@ -12,14 +13,103 @@ import pytest
 
 import async_consumer
 import async_consumer.stores
+from async_consumer._errors import ConsumerError
+
+PUBLIC_NAMES = [
+    "Attempt",
+    "Batch",
+    "CodeChangePolicy",
+    "CommandTemplate",
+    "ConfigTemplate",
+    "Consumer",
+    "ConsumerError",
+    "DuplicateTrial",
+    "Experiment",
+    "HeartbeatTarget",
+    "InvalidResults",
+    "LaunchError",
+    "Lease",
+    "LeaseLost",
+    "Limits",
+    "LimitsUnavailable",
+    "Metric",
+    "MissingResults",
+    "Outcome",
+    "Place",
+    "Reason",
+    "Result",
+    "ResultsError",
+    "ResumePolicy",
+    "RetryPolicy",
+    "Search",
+    "SearchPlan",
+    "SlotError",
+    "Space",
+    "SpaceError",
+    "Status",
+    "StoreBusy",
+    "StoreError",
+    "StoreUnavailable",
+    "StoredTrial",
+    "TemplateError",
+    "Trial",
+    "TrialFilesError",
+    "TrialNotFound",
+    "TrialPaths",
+    "TrialStatus",
+    "Worker",
+    "WorkerInfo",
+    "WorkerState",
+    "best_trial",
+    "handle_signals",
+    "install_child_watcher",
+    "optimize",
+    "parse_results",
+    "pruning_callback",
+    "read_results",
+    "tune_gc",
+]
+"""Every public name, written out: a name missing from the package fails the test."""
 
 
-def test_public_names_are_exported() -> None:
-    """Every public name of the package is in a sorted ``__all__``, and nothing else."""
-    # dir(), not vars(): the door imports its names on first use (the command's start-up)
+def test_public_names_are_the_written_list() -> None:
+    """``__all__`` is sorted and holds exactly the names written out here."""
+    assert sorted(PUBLIC_NAMES) == PUBLIC_NAMES
+    assert async_consumer.__all__ == PUBLIC_NAMES
+
+
+def test_nothing_else_is_public() -> None:
+    """Every public name of the package but its subpackage is in ``__all__``, and each is there."""
+    # dir(), not vars(): the package imports its public names on first use (the command's start-up)
     public = {n for n in dir(async_consumer) if not n.startswith("_")}
     modules = {n for n in public if type(getattr(async_consumer, n)).__name__ == "module"}
-    assert async_consumer.__all__ == sorted(public - modules)
+    assert sorted(public - modules) == PUBLIC_NAMES
+    assert all(getattr(async_consumer, name) is not None for name in PUBLIC_NAMES)
+
+
+def test_type_checkers_see_the_same_names() -> None:
+    """The imports under ``TYPE_CHECKING`` name the same names and modules as ``_ORIGINS``."""
+    tree = ast.parse(Path(async_consumer.__file__).read_text())
+    guarded = next(n for n in tree.body if isinstance(n, ast.If))
+    imported = {
+        alias.name: f"{'.' * node.level}{node.module}"
+        for node in guarded.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if alias.asname == alias.name  # ``X as X``: an explicit re-export
+    }
+    assert imported == async_consumer._ORIGINS
+    assert len(guarded.body) == len(PUBLIC_NAMES)
+
+
+def test_every_error_a_user_can_meet_is_public() -> None:
+    """Each class of the exception tree is exported."""
+    tree, found = [ConsumerError], set()
+    while tree:
+        error = tree.pop()
+        found.add(error.__name__)
+        tree += error.__subclasses__()
+    assert found <= set(PUBLIC_NAMES)
 
 
 def test_public_classes_say_they_come_from_the_package() -> None:

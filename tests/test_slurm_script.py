@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from async_consumer._cli.in_job import placement_of
+from async_consumer._cli.batch_job import placement_of
 from async_consumer._cli.main import main
 from async_consumer._slurm.job import SlurmJob, parse_end_time, parse_kill_wait
 from async_consumer._slurm.script import FleetSpec, batch_script, slurm_seconds

@@ -16,7 +16,7 @@ OFF_THE_RUN_PATH = (
     "asyncpg",
     "async_consumer._report",
     "async_consumer._slurm",
-    "async_consumer._cli.read",
+    "async_consumer._cli.read_commands",
     "async_consumer._cli.launch",
     "async_consumer.stores.memory",
     "async_consumer.stores.postgres",

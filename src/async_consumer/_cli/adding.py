@@ -7,7 +7,7 @@ from collections.abc import Collection
 
 from .._models import TrialStatus
 from ..stores import TrialStore
-from .checked import CheckedTrials
+from .checked_trials import CheckedTrials
 from .idset import IdSet
 
 __all__ = ["Added", "add_in_chunks"]

@@ -1,8 +1,9 @@
 """
-The command line's options.
+The command line's parser: its global options, and the commands ``run``, ``add`` and ``worker``
+(the reading commands' parsers: ``read_args.py``; ``launch``'s: ``launch_args.py``).
 
 The parser alone: it imports nothing of the library, so that ``--help`` and a usage error cost
-only Python's start-up (the consumer the options describe: ``described.py``).
+only Python's start-up (the consumer the options describe: ``consumer_setup.py``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import cast
 
 from .argtypes import count, cpus, positive_int, seconds, size
 from .launch_args import add_launch_parser, add_trial_time
-from .options import add_reading_commands, add_rerun_options, add_resume_options, maximize_option
 from .parser import Parser, Version
+from .read_args import add_reading_commands, maximize_option
 
 __all__ = ["build_parser", "run_options"]
 
@@ -228,10 +229,50 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
         default="default",
         help="the experiment whose search the worker suggests for, if it is one (default: default)",
     )
-    add_resume_options(parser)
+    _add_resume_options(parser)
     maximize_option(parser)
     add_trial_time(parser)
     _add_execution_options(parser)
+
+
+def _add_rerun_options(run: argparse.ArgumentParser) -> None:
+    """``run --rerun`` and ``run --new-version``."""
+    run.add_argument(
+        "--rerun",
+        metavar="STATUSES",
+        help="run these trials again, as new attempts: broken, interrupted or "
+        "broken,interrupted (earlier attempts are kept)",
+    )
+    run.add_argument(
+        "--new-version",
+        action="store_true",
+        help="start a new version of the experiment (e.g. after changing the "
+        "command): every trial runs again, the old version's records are kept",
+    )
+
+
+def _add_resume_options(worker: argparse.ArgumentParser) -> None:
+    """``worker --follow`` and how it resumes trials whose script interrupted itself."""
+    worker.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep waiting for new trials, and resume interrupted ones",
+    )
+    worker.add_argument(
+        "--resume-backoff",
+        type=seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="a trial whose script exited with the interrupt code waits this "
+        "long before it is resumed, doubled each attempt (default 5)",
+    )
+    worker.add_argument(
+        "--resume-max",
+        type=seconds,
+        default=300.0,
+        metavar="SECONDS",
+        help="the longest such wait (default 300)",
+    )
 
 
 def run_options() -> frozenset[str]:
@@ -251,7 +292,7 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     _add_trial_options(run)
     _add_search_options(run)
-    add_rerun_options(run)
+    _add_rerun_options(run)
     _store_option(run, required=False)
     _add_output_options(run)
     maximize_option(run)

@@ -25,8 +25,8 @@ from .._models import Reason
 from .._trial.codeversion import code_version, script_directory
 from .._trial.command import ConfigTemplate
 from ..stores import TrialStore
-from .sources import version_of
-from .walk import pages
+from .store_pages import pages
+from .trial_params import version_of
 
 __all__ = [
     "Chosen",

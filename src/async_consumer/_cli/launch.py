@@ -15,7 +15,7 @@ import anyio
 from .._errors import LaunchError
 from .._slurm.job import kill_wait
 from .._slurm.script import FleetSpec, batch_script, slurm_seconds
-from .described import consumer_from
+from .consumer_setup import consumer_from
 from .view import View
 
 __all__ = ["forwarded", "launch", "worker_command"]

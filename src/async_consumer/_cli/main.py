@@ -44,14 +44,14 @@ def _command(name: str) -> Command:
         from .launch import launch
 
         return launch
-    from . import read
+    from . import read_commands
 
     reading: dict[str, Command] = {
-        "status": read.status,
-        "show": read.show,
-        "logs": read.logs,
-        "report": read.report,
-        "trials": read.trials,
+        "status": read_commands.status,
+        "show": read_commands.show,
+        "logs": read_commands.logs,
+        "report": read_commands.report,
+        "trials": read_commands.trials,
     }
     return reading[name]
 
@@ -66,9 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import anyio
 
     from .._errors import ConsumerError
-    from .checks import UsageError
     from .console import configure_logging
-    from .sources import SourceError
+    from .trial_params import SourceError
+    from .usage_checks import UsageError
     from .view import View
 
     command = _command(args.command)

@@ -14,9 +14,9 @@ from .._search.search import Search, SearchPlan
 from .._search.space import Space, rewrite_command, rewrite_config
 from .._trial.command import ConfigTemplate
 from ..stores import TrialStore
-from .checks import UsageError
-from .described import slot_demand
+from .consumer_setup import slot_demand
 from .experiment import command_of
+from .usage_checks import UsageError
 
 __all__ = ["DEFAULT_TRIALS", "plan_of", "search_for_worker", "search_of"]
 

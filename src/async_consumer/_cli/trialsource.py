@@ -3,7 +3,7 @@ The trials of ``--params`` and ``--grid``, read once, checked whole, never held 
 
 A command checks every line of its parameter file (its JSON or CSV, that no trial repeats
 another, that the command can be rendered for it) before anything is recorded, keeping the
-checked trials on disk (:class:`~.checked.CheckedTrials`); they are then added to the store in
+checked trials on disk (:class:`~.checked_trials.CheckedTrials`); they are then added to the store in
 chunks of :data:`CHUNK`, without reading the file again. Memory follows the chunk, not the
 file: a 100,000-line file costs 8 bytes a line (the ids' hashes) beyond one chunk.
 """
@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterator
 from pydantic import JsonValue
 
 from .._models import Trial
-from .checked import CheckedTrials
-from .checks import UsageError
-from .described import slot_demand
+from .checked_trials import CheckedTrials
+from .consumer_setup import slot_demand
 from .idset import IdSet
-from .sources import TrialMaker, grid_params, id_at, read_params
+from .trial_params import TrialMaker, grid_params, id_at, read_params
+from .usage_checks import UsageError
 
 __all__ = ["CHUNK", "TrialSource"]
 

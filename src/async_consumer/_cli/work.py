@@ -26,14 +26,14 @@ from . import searching
 from .adding import Added, add_in_chunks
 from .advice import advice, parse_rerun, plural
 from .args import run_options
-from .checks import check_program, writable_dir
-from .described import consumer_from, containment_line, default_store_url
+from .batch_job import Placement, placement_of
+from .consumer_setup import consumer_from, containment_line, default_store_url
 from .experiment import command_of, experiment_version
-from .in_job import Placement, placement_of
 from .leave import early_signals, handle_worker_signals
+from .store_pages import holds_only, pages, tally
 from .trialsource import TrialSource
+from .usage_checks import check_program, writable_dir
 from .view import View
-from .walk import holds_only, pages, tally
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "add", "run", "worker"]
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from .sources import parse_assignment
+from .trial_params import parse_assignment
 
 __all__ = ["Placement", "placement_of"]
 

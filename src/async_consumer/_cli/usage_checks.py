@@ -12,8 +12,8 @@ from .._errors import TrialNotFound
 from .._models import StoredTrial
 from ..stores import TrialStore
 from ..stores.sqlite import path_from_url
-from .described import default_store_url
-from .walk import pages
+from .consumer_setup import default_store_url
+from .store_pages import pages
 
 __all__ = ["UsageError", "check_program", "find_trial", "read_store_url", "writable_dir"]
 

@@ -17,13 +17,13 @@ from .._supervise.contain import describe_here
 from .._trial.paths import trial_paths
 from ..stores import TrialStore, store_from_url
 from .advice import plural
-from .checks import UsageError, find_trial, read_store_url
 from .experiment import direction_of
 from .logfile import FOLLOW_POLL, copy_from, tail_offset
-from .sources import version_of
+from .store_pages import pages
 from .table import SORT_KEYS, render_trials, sort_trials
+from .trial_params import version_of
+from .usage_checks import UsageError, find_trial, read_store_url
 from .view import View
-from .walk import pages
 
 __all__ = ["logs", "report", "show", "status", "trials"]
 

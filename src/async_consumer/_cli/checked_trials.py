@@ -19,7 +19,7 @@ from typing import Self, cast
 from pydantic import JsonValue
 
 from .._models import Trial
-from .sources import SourceError, TrialMaker, id_at
+from .trial_params import SourceError, TrialMaker, id_at
 
 __all__ = ["CheckedTrials", "Row"]
 

@@ -11,7 +11,7 @@ from .._supervise.contain import choose
 from .._supervise.heartbeat import HeartbeatTarget
 from .._supervise.metrics import MetricCallback
 from .._trial.paths import safe_name
-from .sources import SourceError, parse_assignment
+from .trial_params import SourceError, parse_assignment
 
 __all__ = ["consumer_from", "containment_line", "default_store_url", "slot_demand"]
 

@@ -1,6 +1,6 @@
 """
-The options of the experiment journey: reruns and versions for ``run``, resuming for ``worker``,
-and the commands that read a store (``status``, ``trials``, ``show``, ``report``, ``logs``).
+The parsers of the commands that read a store (``status``, ``trials``, ``show``, ``report``,
+``logs``), and ``--maximize``, which ``run`` shares with them.
 """
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from .argtypes import count, positive_int, seconds
+from .argtypes import count, positive_int
 
 if TYPE_CHECKING:
     from typing import TypeAlias
 
     _Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
-__all__ = ["add_reading_commands", "add_rerun_options", "add_resume_options", "maximize_option"]
+__all__ = ["add_reading_commands", "maximize_option"]
 
 
 def maximize_option(parser: argparse.ArgumentParser) -> None:
@@ -40,46 +40,6 @@ def maximize_option(parser: argparse.ArgumentParser) -> None:
         action="store_const",
         const=False,
         help="lower objectives are better (the default)",
-    )
-
-
-def add_rerun_options(run: argparse.ArgumentParser) -> None:
-    """``run --rerun`` and ``run --new-version``."""
-    run.add_argument(
-        "--rerun",
-        metavar="STATUSES",
-        help="run these trials again, as new attempts: broken, interrupted or "
-        "broken,interrupted (earlier attempts are kept)",
-    )
-    run.add_argument(
-        "--new-version",
-        action="store_true",
-        help="start a new version of the experiment (e.g. after changing the "
-        "command): every trial runs again, the old version's records are kept",
-    )
-
-
-def add_resume_options(worker: argparse.ArgumentParser) -> None:
-    """``worker --follow`` and how it resumes trials whose script interrupted itself."""
-    worker.add_argument(
-        "--follow",
-        action="store_true",
-        help="keep waiting for new trials, and resume interrupted ones",
-    )
-    worker.add_argument(
-        "--resume-backoff",
-        type=seconds,
-        default=5.0,
-        metavar="SECONDS",
-        help="a trial whose script exited with the interrupt code waits this "
-        "long before it is resumed, doubled each attempt (default 5)",
-    )
-    worker.add_argument(
-        "--resume-max",
-        type=seconds,
-        default=300.0,
-        metavar="SECONDS",
-        help="the longest such wait (default 300)",
     )
 
 

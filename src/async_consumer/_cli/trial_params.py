@@ -1,4 +1,4 @@
-"""Trials from files and from the command line: JSONL, CSV, and grids."""
+"""Trials' parameters from files and from the command line (JSONL, CSV, grids), and their ids."""
 
 from __future__ import annotations
 
