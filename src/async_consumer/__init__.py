@@ -69,7 +69,7 @@ if typing.TYPE_CHECKING:
     from ._trial.paths import TrialPaths
     from ._trial.readback import read_results
     from ._trial.results import parse_results
-    from ._worker import Worker
+    from ._worker.worker import Worker
 
 __all__ = [
     "Attempt",
@@ -168,7 +168,7 @@ _ORIGINS = {
     "TrialNotFound": "._errors",
     "TrialPaths": "._trial.paths",
     "TrialStatus": "._models",
-    "Worker": "._worker",
+    "Worker": "._worker.worker",
     "WorkerInfo": "._fleet",
     "WorkerState": "._fleet",
     "best_trial": "._ranking",

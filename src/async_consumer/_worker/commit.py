@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from ._errors import LeaseLost
-from ._models import Lease, Outcome, TrialStatus
-from .stores import Finish
-from .stores._retrying import RetryingStore
+from .._errors import LeaseLost
+from .._models import Lease, Outcome, TrialStatus
+from ..stores import Finish
+from ..stores._retrying import RetryingStore
 
 __all__ = ["GroupCommit"]
 

@@ -9,14 +9,14 @@ import logging
 
 import anyio
 
-from ._admission import Place
-from ._commit import GroupCommit
-from ._consumer import Consumer
-from ._errors import LeaseLost, StoreUnavailable
-from ._models import Lease, Outcome, Status
-from ._resume import ResumePolicy
-from ._tally import Tally
-from .stores._retrying import RetryingStore
+from .._admission import Place
+from .._consumer import Consumer
+from .._errors import LeaseLost, StoreUnavailable
+from .._models import Lease, Outcome, Status
+from .._resume import ResumePolicy
+from ..stores._retrying import RetryingStore
+from .commit import GroupCommit
+from .tally import Tally
 
 __all__ = ["Recorder"]
 

@@ -18,9 +18,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 import anyio
 
-from ._supervise.holder import is_gone
-from .stores._protocol import HeldLease
-from .stores._retrying import RetryingStore
+from .._supervise.holder import is_gone
+from ..stores._protocol import HeldLease
+from ..stores._retrying import RetryingStore
 
 __all__ = ["Reclaimer"]
 

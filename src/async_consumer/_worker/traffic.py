@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import statistics
 
-from ._commit import GroupCommit
-from ._supervise.beats import BeatCoalescer
+from .._supervise.beats import BeatCoalescer
+from .commit import GroupCommit
 
 __all__ = ["log_traffic"]
 

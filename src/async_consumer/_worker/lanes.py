@@ -22,11 +22,11 @@ from typing import Self
 
 import anyio
 
-from ._consumer import Consumer
-from ._errors import TrialFilesError
-from ._models import Lease, Outcome, Reason, TrialStatus
-from .stores import TrialStore
-from .stores._retrying import Outage, RetryingStore
+from .._consumer import Consumer
+from .._errors import TrialFilesError
+from .._models import Lease, Outcome, Reason, TrialStatus
+from ..stores import TrialStore
+from ..stores._retrying import Outage, RetryingStore
 
 __all__ = ["Lane", "Leasing", "link_store"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._models import Outcome
+from .._models import Outcome
 
 __all__ = ["Tally"]
 

@@ -20,24 +20,24 @@ from functools import partial
 
 import anyio
 
-from ._admission import Place, lanes
-from ._commit import GroupCommit
-from ._consumer import Consumer
-from ._errors import StoreError, StoreUnavailable, TrialFilesError
-from ._fleet import WorkerInfo, WorkerState
-from ._leasing import Leasing, link_store
-from ._models import Lease, Outcome, Status, Trial
-from ._presence import Presence
-from ._reclaim import Reclaimer
-from ._recording import Recorder
-from ._resume import ResumePolicy, interrupted_itself, stopped_here
-from ._retry import log_retry, retry_delay
-from ._supervise.holder import holder_name
-from ._supervise.plain import run_copies
-from ._tally import Tally
-from ._traffic import log_traffic
-from .stores import TrialStore
-from .stores._retrying import DEFAULT_OUTAGE_LIMIT, RetryingStore
+from .._admission import Place, lanes
+from .._consumer import Consumer
+from .._errors import StoreError, StoreUnavailable, TrialFilesError
+from .._fleet import WorkerInfo, WorkerState
+from .._models import Lease, Outcome, Status, Trial
+from .._resume import ResumePolicy, interrupted_itself, stopped_here
+from .._retry import log_retry, retry_delay
+from .._supervise.holder import holder_name
+from .._supervise.plain import run_copies
+from ..stores import TrialStore
+from ..stores._retrying import DEFAULT_OUTAGE_LIMIT, RetryingStore
+from .commit import GroupCommit
+from .lanes import Leasing, link_store
+from .presence import Presence
+from .reclaim import Reclaimer
+from .recording import Recorder
+from .tally import Tally
+from .traffic import log_traffic
 
 __all__ = ["Worker"]
 
