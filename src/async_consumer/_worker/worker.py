@@ -36,8 +36,7 @@ from .lanes import Leasing, link_store
 from .presence import Presence
 from .reclaim import Reclaimer
 from .recording import Recorder
-from .tally import Tally
-from .traffic import log_traffic
+from .tally import Tally, log_traffic
 
 __all__ = ["Worker"]
 
