@@ -27,7 +27,7 @@ from pathlib import Path
 import anyio
 
 from async_consumer import Consumer, Outcome, Trial, TrialStatus
-from async_consumer._worker import Worker
+from async_consumer._worker.worker import Worker
 from async_consumer.stores import SQLiteStore
 
 TRIAL = 'echo "$ORION_TRIAL_ID" >> "$1"; echo 1 > "$ORION_RESULTS_PATH"'

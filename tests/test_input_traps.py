@@ -12,7 +12,7 @@ from async_consumer import Consumer, Trial
 from async_consumer._cli.main import main
 from async_consumer._errors import TrialFilesError
 from async_consumer._models import TrialStatus
-from async_consumer._worker import Worker
+from async_consumer._worker.worker import Worker
 from async_consumer.stores import MemoryStore, SQLiteStore
 
 from .conftest import WRITE_RESULT

@@ -13,7 +13,7 @@ from async_consumer import Consumer
 from async_consumer._cli.main import main
 from async_consumer._models import Outcome, Reason, Status, TrialStatus
 from async_consumer._resume import ResumePolicy
-from async_consumer._worker import Worker
+from async_consumer._worker.worker import Worker
 from async_consumer.stores import MemoryStore, SQLiteStore
 
 from .conftest import WRITE_RESULT

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from async_consumer import Consumer, Trial
-from async_consumer._worker import Worker
+from async_consumer._worker.worker import Worker
 from async_consumer.stores import MemoryStore
 
 TRIALS = 200

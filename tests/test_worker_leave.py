@@ -26,8 +26,8 @@ from async_consumer import (
 )
 from async_consumer._cli.leave import early_signals, handle_worker_signals
 from async_consumer._cli.main import main
-from async_consumer._presence import Presence
-from async_consumer._worker import Worker
+from async_consumer._worker.presence import Presence
+from async_consumer._worker.worker import Worker
 from async_consumer.stores import MemoryStore, store_from_url
 
 from .conftest import is_alive, python

@@ -72,7 +72,7 @@ if typing.TYPE_CHECKING:
     from ._trial.paths import TrialPaths as TrialPaths
     from ._trial.readback import read_results as read_results
     from ._trial.results import parse_results as parse_results
-    from ._worker import Worker as Worker
+    from ._worker.worker import Worker as Worker
 
 
 __version__ = "0.1.0"
@@ -121,7 +121,7 @@ _ORIGINS = {
     "TrialNotFound": "._errors",
     "TrialPaths": "._trial.paths",
     "TrialStatus": "._models",
-    "Worker": "._worker",
+    "Worker": "._worker.worker",
     "WorkerInfo": "._fleet",
     "WorkerState": "._fleet",
     "best_trial": "._ranking",

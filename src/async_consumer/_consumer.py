@@ -36,7 +36,7 @@ from ._trial.plan import Planner
 from ._trial.readback import DEFAULT_MAX_RESULTS_BYTES
 from ._trial.workspace import TrialFiles
 
-__all__ = ["Consumer"]
+__all__ = ["Consumer", "beats_of"]
 
 
 class Consumer:
@@ -183,11 +183,6 @@ class Consumer:
         return self._supervisor.settings.store
 
     @property
-    def beats(self) -> BeatCoalescer | None:
-        """What renews the running trials' leases, one write a tick, if ``store`` renews many."""
-        return self._supervisor.beats
-
-    @property
     def heartbeat(self) -> float:
         """Seconds between two heartbeats."""
         return self._supervisor.settings.heartbeat
@@ -308,3 +303,11 @@ class Consumer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def beats_of(consumer: Consumer) -> BeatCoalescer | None:
+    """
+    What renews the consumer's running trials' leases, one write a tick, if its store renews
+    many: for the worker's traffic log, not part of the public ``Consumer``.
+    """
+    return consumer._supervisor.beats

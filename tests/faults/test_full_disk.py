@@ -16,7 +16,7 @@ import pytest
 
 from async_consumer import Consumer, Reason, Status, Trial, TrialStatus
 from async_consumer._errors import TrialFilesError
-from async_consumer._worker import Worker
+from async_consumer._worker.worker import Worker
 from async_consumer.stores import SQLiteStore
 
 from ..conftest import python, wait_until

@@ -15,8 +15,8 @@ import anyio
 import pytest
 
 from async_consumer import Consumer, Lease, Outcome, Status, Trial, TrialStatus, Worker
-from async_consumer._leasing import Lane, Leasing
-from async_consumer._reclaim import Reclaimer
+from async_consumer._worker.lanes import Lane, Leasing
+from async_consumer._worker.reclaim import Reclaimer
 from async_consumer.stores import MemoryStore, Reservation, TrialStore, open_store
 from async_consumer.stores._retrying import RetryingStore
 

@@ -15,7 +15,7 @@ import pytest
 
 from async_consumer import Consumer, Reason, Status, Trial, TrialStatus
 from async_consumer._cli.main import main
-from async_consumer._worker import Worker
+from async_consumer._worker.worker import Worker
 from async_consumer.stores import store_from_url
 
 from ..conftest import python

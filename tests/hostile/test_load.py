@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 from async_consumer import Consumer, StoredTrial, Trial, TrialStatus
-from async_consumer._worker import Worker
+from async_consumer._worker.worker import Worker
 from async_consumer.stores import SQLiteStore
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager, contextmanager
 
 import anyio
 
-from .._worker import Worker
+from .._worker.worker import Worker
 
 __all__ = ["early_signals", "handle_worker_signals"]
 

@@ -20,7 +20,7 @@ from .fleet_view import worker_lines, worker_rows
 from .progress import LiveBar, progress_bar
 
 if TYPE_CHECKING:
-    from .._worker import Worker
+    from .._worker.worker import Worker
 
 __all__ = ["View"]
 

@@ -19,7 +19,7 @@ from .._resume import ResumePolicy
 from .._search.search import Search, SearchPlan
 from .._search.store import SearchingStore
 from .._signals import handle_signals
-from .._worker import Worker
+from .._worker.worker import Worker
 from ..stores import TrialStore, open_store, store_from_url
 from ..stores._retrying import Outage
 from . import searching

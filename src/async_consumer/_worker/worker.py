@@ -2,8 +2,8 @@
 The pull loop: reserve a trial from the store, run it, record its outcome; reclaim dead leases.
 
 Each lane takes a place (one of ``max_concurrency``), then reserves a trial and runs it; spare
-lanes start trials while others record outcomes (:func:`._admission.lanes`, :mod:`._leasing`,
-:mod:`._commit`); a reclaimer takes stale leases (:mod:`._reclaim`). An unreachable store is
+lanes start trials while others record outcomes (:func:`.._admission.lanes`, :mod:`.lanes`,
+:mod:`.recording`); a reclaimer takes stale leases (:mod:`.reclaim`). An unreachable store is
 waited for (up to ``outage_limit`` s); an error not the trials' own stops its trials, gives
 them back, and is raised.
 """
@@ -20,26 +20,26 @@ from functools import partial
 
 import anyio
 
-from ._admission import Place, lanes
-from ._commit import GroupCommit
-from ._consumer import Consumer
-from ._errors import StoreError, StoreUnavailable, TrialFilesError
-from ._fleet import WorkerInfo, WorkerState
-from ._leasing import Leasing, link_store
-from ._models import Lease, Outcome, Status, Trial
-from ._presence import Presence
-from ._reclaim import Reclaimer
-from ._recording import Recorder
-from ._resume import ResumePolicy, interrupted_itself, stopped_here
-from ._retry import log_retry, retry_delay
-from ._supervise.holder import holder_name
-from ._supervise.plain import run_copies
-from ._tally import Tally
-from ._traffic import log_traffic
-from .stores import TrialStore
-from .stores._retrying import DEFAULT_OUTAGE_LIMIT, RetryingStore
+from .._admission import Place, lanes
+from .._consumer import Consumer, beats_of
+from .._errors import StoreError, StoreUnavailable, TrialFilesError
+from .._fleet import WorkerInfo, WorkerState
+from .._models import Lease, Outcome, Status, Trial
+from .._resume import ResumePolicy, interrupted_itself, stopped_here
+from .._retry import log_retry, retry_delay
+from .._supervise.holder import holder_name
+from .._supervise.plain import run_copies
+from ..stores import TrialStore
+from ..stores._retrying import DEFAULT_OUTAGE_LIMIT, Outage, RetryingStore
+from .commit import GroupCommit
+from .file_faults import FileFaults
+from .lanes import Leasing
+from .presence import Presence
+from .reclaim import Reclaimer
+from .recording import Recorder
+from .tally import Tally, log_traffic
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "retrying_store"]
 
 logger = logging.getLogger("async_consumer")
 Done = Callable[[], None] | None
@@ -70,8 +70,8 @@ class Worker:
             started later could not finish before the job's end.
     """
 
-    _said_out_of_time = False  # the "too late" line is logged once, by the first lane to stop
-    file_fault_backoff = 0.5  # seconds of the first pause after a file fault (then doubled)
+    file_fault_backoff = 0.5
+    """Seconds of the first pause after a file fault (then doubled)."""
 
     def __init__(
         self,
@@ -94,29 +94,42 @@ class Worker:
         if lost_after <= 1:
             msg = f"lost_after must be more than 1 heartbeat, not {lost_after}"
             raise ValueError(msg)
-        self._store = link = link_store(store, consumer, outage_limit, lost_after)
+        retrying = retrying_store(store, consumer, outage_limit, lost_after)
+        host = socket.gethostname()
+        holder = holder_name(host)
+        self._store = retrying
         self._consumer = consumer
-        self._host = host = socket.gethostname()
+        self._host = host
         self._name = name or f"{host}:{os.getpid()}"
-        holder, faults = holder_name(host), (max_file_faults, self.file_fault_backoff)
-        self._leasing = leasing = Leasing(link, self._name, host, holder, *faults)
-        known = leasing.holding.keys  # its own leases: spared, or orphans if it knows not of them
-        self._reclaimer = Reclaimer(link, host, consumer.heartbeat, lost_after, holder, known)
-        self._follow, self._poll, self._max_broken = follow, poll, max_broken
+        self._file_faults = FileFaults(max_file_faults, self.file_fault_backoff)
+        self._leasing = Leasing(retrying, self._name, host, holder, self._file_faults)
+        # the reclaimer spares the worker's own leases, or takes those it knows not of (orphans)
+        known = self._leasing.holding.keys
+        self._reclaimer = Reclaimer(retrying, host, consumer.heartbeat, lost_after, holder, known)
+        self._follow = follow
+        self._poll = poll
+        self._max_broken = max_broken
         self._on_outcome = on_outcome
-        self._resume, self._tally = resume or ResumePolicy(), Tally()
-        self._recorder = Recorder(link, GroupCommit(link), self._tally, self._resume)
+        self._resume = resume or ResumePolicy()
+        self._tally = Tally()
+        self._recorder = Recorder(retrying, GroupCommit(retrying), self._tally, self._resume)
         self._interrupted: set[str] = set()
-        self._job, self._reserve_until = (job_id, task_id), reserve_until
-        self._left_on: str | None = None  # the signal it was told to leave by
-        self._error: Exception | None = None  # the error that ends it early
+        self._job_id = job_id
+        self._task_id = task_id
+        self._reserve_until = reserve_until
+        self._left_on: str | None = None
+        """The signal the worker was told to leave by."""
+        self._error: Exception | None = None
+        """The error that ends the worker early."""
+        self._said_out_of_time = False
+        """Whether the "too late" line was logged (once, by the first lane to stop)."""
         self._presence = Presence(store, self.info, consumer.heartbeat)
 
     # -- configuration and counts, read-only -----------------------------------------------
 
     @property
     def store(self) -> RetryingStore:
-        """Where the trials are (through the link that waits out outages)."""
+        """Where the trials are (wrapped so as to wait out outages)."""
         return self._store
 
     @property
@@ -205,8 +218,8 @@ class Worker:
             name=self._name,
             host=self._host,
             pid=os.getpid(),
-            job_id=self._job[0],
-            task_id=self._job[1],
+            job_id=self._job_id,
+            task_id=self._task_id,
             running=len(self._consumer.running),
             state=WorkerState.STOPPING if self._stopping() else WorkerState.RUNNING,
         )
@@ -229,7 +242,7 @@ class Worker:
                 await run_copies(lane, lanes(self.consumer.max_concurrency, self._max_broken))
                 tg.cancel_scope.cancel()
                 await self._until_error(self._leasing.release)
-            log_traffic(self.consumer.beats, self._recorder.commits, self._tally.ran)
+            log_traffic(beats_of(self.consumer), self._recorder.commits, self._tally.ran)
         finally:
             await self._presence.record(state=WorkerState.EXITED)
         if self._error is not None:
@@ -240,15 +253,18 @@ class Worker:
         try:
             await work()
         except (StoreError, TrialFilesError) as exc:
+            # leaving, an unreachable store is no error
             if not (isinstance(exc, StoreUnavailable) and self._left_on is not None):
-                self._error = self._error or exc  # (leaving, an unreachable store is no error)
-            if not isinstance(exc, TrialFilesError):  # a full disk: its running trials end
+                self._error = self._error or exc
+            # after file faults the running trials run to their end; a store error stops them
+            if not isinstance(exc, TrialFilesError):
                 self._consumer.interrupt()
         if then is not None:
             then()
 
     def _left_lane(self) -> None:
-        self._leasing.nudge()  # the idle lanes look now, not at their next poll (it may halt)
+        # the idle lanes look now, not at their next poll (the worker may have halted)
+        self._leasing.nudge()
         if self.is_out_of_time and not self._said_out_of_time:
             self._said_out_of_time = True
             logger.warning("too late to start another trial before the job ends: leaving")
@@ -258,7 +274,8 @@ class Worker:
         with leasing.lane() as lane:
             while not self._stopping():
                 skip = () if self._follow else self._interrupted
-                async with self.consumer.place() as place:  # a trial reserved starts at once
+                # the place first, so that a trial reserved starts at once
+                async with self.consumer.place() as place:
                     lease = await leasing.reserve(skip, self._follow, self._stopping, lane)
                     if lease is not None:
                         try:
@@ -279,11 +296,12 @@ class Worker:
         except TrialFilesError as exc:
             await self._leasing.give_back(lease, exc)
             return
-        except BaseException as exc:  # nothing ran (or the caller's error): nothing kept
+        except BaseException as exc:
+            # nothing ran (or the error is the caller's): nothing is kept
             await self._leasing.hand_back(lease, f"{type(exc).__name__}: {exc}")
             raise
-        if outcome is None:  # it never started (the worker halted first): undone
-            return
+        if outcome is None:
+            return  # it never started (the worker halted first): its reservation is undone
         outcome = stopped_here(outcome, self._left_on)
         if interrupted_itself(outcome):
             self._interrupted.add(outcome.trial_id)
@@ -297,4 +315,23 @@ class Worker:
         self._tally.count(outcome, broken=outcome.status is Status.BROKEN and not requeue)
         if self._on_outcome is not None:
             self._on_outcome(outcome)
-        self._leasing.ran(lease, outcome)  # a full disk: a fault of this host
+        self._file_faults.ran(lease, outcome)
+
+
+def retrying_store(
+    store: TrialStore, consumer: Consumer, outage_limit: float, lost_after: float
+) -> RetryingStore:
+    """
+    The worker's store, wrapped in a :class:`RetryingStore` that waits out outages.
+
+    A store already wrapped is used as it is. When the consumer's heartbeats go through the same
+    wrapper, it knows when each lease was last renewed, so a finish is retried for as long as
+    its lease can be valid; else for the whole outage limit.
+    """
+    if isinstance(store, RetryingStore):
+        retrying = store
+    else:
+        retrying = RetryingStore(store, outage=Outage(outage_limit))
+    if retrying.lease_seconds is None and consumer.store is retrying:
+        retrying.lease_seconds = lost_after * consumer.heartbeat
+    return retrying

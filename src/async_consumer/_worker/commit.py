@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from ._errors import LeaseLost
-from ._models import Lease, Outcome, TrialStatus
-from .stores import Finish
-from .stores._retrying import RetryingStore
+from .._errors import LeaseLost
+from .._models import Lease, Outcome, TrialStatus
+from ..stores import Finish
+from ..stores._retrying import RetryingStore
 
 __all__ = ["GroupCommit"]
 
@@ -35,7 +35,7 @@ class GroupCommit:
     Records outcomes through ``store.finish_many``, those that arrive together in one write.
 
     Args:
-        store: the worker's link to the store (it retries through outages).
+        store: the worker's store, wrapped to wait out outages.
     """
 
     def __init__(self, store: RetryingStore) -> None:
@@ -48,8 +48,9 @@ class GroupCommit:
         self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
     ) -> TrialStatus:
         """
-        Record an attempt's outcome, as ``TrialStore.finish`` does (shielded: once asked, the
-        write happens even if the caller is cancelled meanwhile).
+        Record an attempt's outcome, as ``TrialStore.finish`` does.
+
+        Shielded: once asked, the write happens even if the caller is cancelled meanwhile.
 
         Raises:
             LeaseLost: the lease moved on before the outcome was written.

@@ -18,9 +18,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 import anyio
 
-from ._supervise.holder import is_gone
-from .stores._protocol import HeldLease
-from .stores._retrying import RetryingStore
+from .._supervise.holder import is_gone
+from ..stores._protocol import HeldLease
+from ..stores._retrying import RetryingStore
 
 __all__ = ["Reclaimer"]
 
@@ -32,7 +32,7 @@ class Reclaimer:
     Reclaims stale leases, and dead local holders' leases, every ``interval`` seconds.
 
     Args:
-        store: the worker's link to the store (its outage state is read).
+        store: the worker's store, wrapped to wait out outages (its outage state is read).
         host: this host's name, as lease holders carry it.
         interval: seconds between two looks (the heartbeat interval).
         lost_after: a lease is stale after this many intervals without a beat.
@@ -57,13 +57,14 @@ class Reclaimer:
         self.lost_after = lost_after
         self.spare = spare
         self.known = known
-        self._unknown: set[tuple[str, int]] = set()  # our leases we did not know of, last look
+        self._unknown: set[tuple[str, int]] = set()
+        """Our own leases (trial id, token) we did not know of, at the last look."""
 
     async def run_forever(self) -> None:
         """Look now, then every interval, until cancelled (a store error is raised)."""
         while True:
             held = await self.store.held_leases(f"{self.host}/")
-            gone = {holder: is_gone(holder, self.host) for holder in {lease[2] for lease in held}}
+            gone = self._gone(held)
             await self.reclaim_dead(held, gone)
             await self.reclaim_orphans(held)
             if not self._is_just_back():
@@ -75,17 +76,22 @@ class Reclaimer:
         self, held: Sequence[HeldLease], gone: Mapping[str, bool] | None = None
     ) -> list[str]:
         """
-        Reclaim the leases (of those ``held`` on this host) whose process is gone (``gone``:
-        whether each of their holders is, if already known).
+        Reclaim the leases (of those ``held`` on this host) whose process is gone.
+
+        ``gone`` tells whether each of their holders is, if that is already known.
         """
         if gone is None:
-            gone = {holder: is_gone(holder, self.host) for holder in {lease[2] for lease in held}}
-        dead = [lease for lease in held if gone[lease[2]]]
+            gone = self._gone(held)
+        dead = [(trial_id, token, holder) for trial_id, token, holder in held if gone[holder]]
         if not dead:
             return []
-        pids = sorted({lease[2].split("/")[-2] for lease in dead})
+        pids = sorted({holder.split("/")[-2] for _, _, holder in dead})
         message = f"its worker on this host (pid {', '.join(pids)}) is gone"
         return await self._reclaim(dead, message)
+
+    def _gone(self, held: Sequence[HeldLease]) -> dict[str, bool]:
+        """Whether the process of each holder of ``held`` (leases of this host) is gone."""
+        return {holder: is_gone(holder, self.host) for holder in {h for _, _, h in held}}
 
     async def reclaim_orphans(self, held: Sequence[HeldLease]) -> list[str]:
         """
@@ -114,9 +120,10 @@ class Reclaimer:
 
     async def reclaim_stale(self, alive: Collection[str] = ()) -> list[str]:
         """
-        Reclaim the leases whose last heartbeat is ``lost_after`` intervals old; those held by
-        ``alive`` holders (processes of this host that still run: frozen or overloaded) count
-        no loss against their trials.
+        Reclaim the leases whose last heartbeat is ``lost_after`` intervals old.
+
+        Those held by ``alive`` holders (processes of this host that still run: frozen or
+        overloaded) count no loss against their trials.
         """
         older_than = self.lost_after * self.interval
         reclaimed = await self.store.reclaim_stale(older_than, spare=self.spare, alive=alive)
@@ -133,5 +140,6 @@ class Reclaimer:
         The other workers were most likely cut off too: their beats need a lease's time to get
         through again before their trials may be called stale.
         """
-        back_at, lease = self.store.outage.back_at, self.store.lease_seconds or 0.0
+        back_at = self.store.outage.back_at
+        lease = self.store.lease_seconds or 0.0
         return back_at is not None and anyio.current_time() - back_at < lease

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import anyio
 
-from ._fleet import WorkerInfo, WorkerState
-from .stores import TrialStore
+from .._fleet import WorkerInfo, WorkerState
+from ..stores import TrialStore
 
 __all__ = ["Presence"]
 

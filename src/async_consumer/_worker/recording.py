@@ -9,14 +9,14 @@ import logging
 
 import anyio
 
-from ._admission import Place
-from ._commit import GroupCommit
-from ._consumer import Consumer
-from ._errors import LeaseLost, StoreUnavailable
-from ._models import Lease, Outcome, Status
-from ._resume import ResumePolicy
-from ._tally import Tally
-from .stores._retrying import RetryingStore
+from .._admission import Place
+from .._consumer import Consumer
+from .._errors import LeaseLost, StoreUnavailable
+from .._models import Lease, Outcome, Status
+from .._resume import ResumePolicy
+from ..stores._retrying import RetryingStore
+from .commit import GroupCommit
+from .tally import Tally
 
 __all__ = ["Recorder"]
 
@@ -29,7 +29,10 @@ class Recorder:
     def __init__(
         self, store: RetryingStore, commits: GroupCommit, tally: Tally, resume: ResumePolicy
     ) -> None:
-        self.store, self.commits, self.tally, self.resume = store, commits, tally, resume
+        self.store = store
+        self.commits = commits
+        self.tally = tally
+        self.resume = resume
         self.leaving = False
         """Whether the worker is leaving (:meth:`leave`)."""
 
@@ -40,14 +43,16 @@ class Recorder:
 
     async def finish(self, lease: Lease, outcome: Outcome, requeue: bool) -> bool:
         """
-        Record the outcome (back in the queue if ``requeue``, else held as ``resume`` says);
+        Record the outcome (back in the queue if ``requeue``, else held as ``resume`` says).
+
         ``False`` if the store refused it (the lease moved on), or could not be reached while
         the worker leaves (:meth:`leave`; the attempt's files keep it then).
 
         Raises:
             StoreUnavailable: the store stayed away past the outage limit (not leaving).
         """
-        extra, hold = {"trial_id": lease.trial_id}, 0.0 if requeue else self.resume.hold(outcome)
+        extra = {"trial_id": lease.trial_id}
+        hold = 0.0 if requeue else self.resume.hold(outcome)
         try:
             # shielded: a finish cancelled after its commit would lose the result
             with anyio.CancelScope(shield=True):
@@ -65,9 +70,10 @@ class Recorder:
 
     async def run(self, consumer: Consumer, lease: Lease, place: Place) -> Outcome | None:
         """
-        The lease's outcome: from an earlier attempt's files (:meth:`completed_earlier`), or
-        by running it; ``None`` if it never started (halted first): the reservation is undone,
-        its attempt number given back.
+        The lease's outcome: from an earlier attempt's files (:meth:`completed_earlier`), or run.
+
+        ``None`` if it never started (the worker halted first): the reservation is undone, its
+        attempt number given back.
         """
         outcome = await self.completed_earlier(consumer, lease)
         if outcome is not None:
@@ -82,9 +88,10 @@ class Recorder:
 
     async def completed_earlier(self, consumer: Consumer, lease: Lease) -> Outcome | None:
         """
-        The lease's outcome from an earlier attempt's files (see ``Consumer.completed_earlier``),
-        unless the store holds a completed result of the trial (made new again by ``rerun``: it
-        runs again); ``None``: the trial is to run.
+        The lease's outcome from an earlier attempt's files (see ``Consumer.completed_earlier``).
+
+        ``None``, the trial is to run: no such files, or the store holds a completed result of
+        the trial (it was made new again by ``rerun``: it runs again).
         """
         outcome = consumer.completed_earlier(lease)
         if outcome is None:

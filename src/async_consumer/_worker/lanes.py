@@ -1,34 +1,32 @@
 """
-Which trial a worker leases next, and when: suspects run alone, a failing disk pauses the lanes.
+A worker's lanes, coordinated: they reserve together, idle together, and leave together.
 
-A *suspect* is a trial that lost a lease before: its worker may have died of it. Only a worker
-with nothing else running reserves one, and it reserves nothing more while the suspect runs, so
-that if the suspect kills this worker no healthy trial is lost with it, and the death is charged
-to the suspect alone. A host that cannot create trials' files gives each trial back and pauses
-every lane (0.5 s, doubling), and gives up after ``max_file_faults`` failures in a row.
-
-Lanes with nothing to reserve do not each poll the store: one of them does (see :meth:`idle`).
+Lanes asking for a trial at the same time are served by one reservation (see
+:meth:`Leasing.reserve`); lanes with nothing to reserve do not each poll the store: one of them
+does for them all (see :meth:`Leasing.idle`); and lanes that may leave share one count of the
+store (see :meth:`Leasing.is_drained`). Ten thousand lanes thus cost the store and the event loop
+about what one costs. Which trials may be reserved at all is decided beside: a suspect runs alone
+(:mod:`.alone`), and a host that cannot create trials' files pauses every lane
+(:mod:`.file_faults`).
 """
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
-import random
 from collections import deque
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Self
 
 import anyio
 
-from ._consumer import Consumer
-from ._errors import TrialFilesError
-from ._models import Lease, Outcome, Reason, TrialStatus
-from .stores import Reservation, TrialStore
-from .stores._retrying import Outage, RetryingStore
+from .._errors import TrialFilesError
+from .._models import Lease, TrialStatus
+from ..stores import Reservation, TrialStore
+from .alone import Alone
+from .file_faults import FileFaults
 
-__all__ = ["Lane", "Leasing", "link_store"]
+__all__ = ["Lane", "Leasing"]
 
 logger = logging.getLogger("async_consumer")
 
@@ -38,10 +36,11 @@ class Leasing:
     Reserves trials for a worker's lanes and gives back those this host could not start.
 
     Args:
-        store: the worker's store (its link).
-        name: the worker's name; ``host``: its host; ``holder``: its ``host/pid/start``.
-        max_file_faults: failures in a row to create trials' files before giving up.
-        file_fault_backoff: seconds of the first pause after such a failure (then doubled).
+        store: the worker's store (one that waits out outages).
+        name: the worker's name.
+        host: the worker's host.
+        holder: the worker's process, as its leases name it (``host/pid/start``).
+        file_faults: the host's file faults, which pause every lane (default: a fresh count).
     """
 
     empty_for = 0.2
@@ -53,28 +52,33 @@ class Leasing:
         name: str,
         host: str,
         holder: str,
-        max_file_faults: int = 5,
-        file_fault_backoff: float = 0.5,
+        file_faults: FileFaults | None = None,
     ) -> None:
-        self.store, self.name, self.host, self.holder = store, name, host, holder
-        self.max_file_faults = max_file_faults
-        self.file_fault_backoff = file_fault_backoff
-        self._alone: anyio.Event | None = None  # set when the suspect running alone has ended
-        self._reserving = anyio.Lock()
-        self._asking = 0  # lanes asking for a lease now
-        self._ready: deque[Lease] = deque()  # reserved for a lane that has not taken it yet
+        self.store = store
+        self.name = name
+        self.host = host
+        self.holder = holder
+        self.file_faults = file_faults or FileFaults()
         self.holding: dict[tuple[str, int], Lease] = {}
         """The leases reserved and not yet done, by (trial id, token)."""
         self.by_id: dict[str, Lease] = {}
         """The same, by trial id (the newest lease of a trial reserved again meanwhile)."""
-        self._empty_until = 0.0  # no lane asks the store again before (it had nothing)
+        self._alone = Alone()
+        self._reserving = anyio.Lock()
+        self._asking = 0
+        """Lanes asking for a lease now."""
+        self._ready: deque[Lease] = deque()
+        """Leases reserved for a lane that has not taken them yet."""
+        self._empty_until = 0.0
+        """No lane asks the store again before this time: it had nothing."""
         self._counting = anyio.Lock()
-        self._counted: tuple[float, dict[TrialStatus, int]] | None = None  # (taken at, counts)
-        self._file_faults = 0  # in a row
-        self._paused_until = 0.0  # no lane reserves before (a pause after a file fault)
-        self._poller: Lane | None = None  # the idle lane that polls for the others
-        self._polled = anyio.Event()  # set when the poller stops idling: the others look again
-        self._nudged = anyio.Event()  # set to make the poller look at once
+        self._counted: _Counts | None = None
+        self._poller: Lane | None = None
+        """The idle lane that polls for the others."""
+        self._polled = anyio.Event()
+        """Set when the poller stops idling: the others look again."""
+        self._nudged = anyio.Event()
+        """Set to make the poller look at once."""
 
     async def reserve(
         self,
@@ -92,14 +96,13 @@ class Leasing:
         suspect is reserved alone, by an idle worker). ``lane`` (from :meth:`lane`), given a
         lease, stops idling (:meth:`busy`).
         """
-        await anyio.sleep(max(0.0, self._paused_until - anyio.current_time()))
+        await self.file_faults.wait()
         if anyio.current_time() < self._empty_until:
             return None  # the store had nothing a moment ago: a thousand idle lanes ask once
         self._asking += 1
         try:
             async with self._reserving:
-                while self._alone is not None:
-                    await self._alone.wait()
+                await self._alone.wait()
                 if stop():  # each reservation is an attempt: none for a lane that will not run it
                     return None
                 if not self._ready:
@@ -153,8 +156,7 @@ class Leasing:
         leases = await self.store.reserve_many(self.name, 1 if idle else lanes, request)
         self.holding.update(((lease.trial_id, lease.token), lease) for lease in leases)
         self.by_id.update((lease.trial_id, lease) for lease in leases)
-        if leases and leases[0].lost_count:
-            self._alone = anyio.Event()
+        self._alone.reserved(leases)
         self._ready.extend(leases)
 
     async def release(self) -> None:
@@ -169,14 +171,11 @@ class Leasing:
         self.holding.pop((lease.trial_id, lease.token), None)
         if self.by_id.get(lease.trial_id) is lease:
             del self.by_id[lease.trial_id]
-        if lease.lost_count and self._alone is not None:
-            self._alone.set()
-            self._alone = None
+        self._alone.done(lease)
 
     async def hand_back(self, lease: Lease, why: str) -> None:
         """Give back a trial whose attempt never started, its attempt number with it (unused)."""
-        with anyio.CancelScope(shield=True):
-            await self.store.unreserve(lease)
+        await self._unreserve(lease)
         logger.info("given back, not started: %s", why, extra={"trial_id": lease.trial_id})
 
     async def give_back(self, lease: Lease, exc: TrialFilesError) -> None:
@@ -184,42 +183,23 @@ class Leasing:
         Hand back a trial this host could not start, without counting a loss; pause the lanes.
 
         Raises:
-            TrialFilesError: ``max_file_faults`` failures in a row.
+            TrialFilesError: the ``file_faults`` limit reached, failures in a row.
         """
-        self._file_faults += 1
+        await self._unreserve(lease)
+        self.file_faults.failed(lease, exc, "trial given back")
+
+    async def _unreserve(self, lease: Lease) -> None:
+        """Undo the lease's reservation (shielded: once asked, it is done even if cancelled)."""
         with anyio.CancelScope(shield=True):
             await self.store.unreserve(lease)
-        self._pause(lease, exc, "trial given back")
-
-    def ran(self, lease: Lease, outcome: Outcome) -> None:
-        """
-        A trial ran (its outcome recorded): the disk is fine again, unless it failed for want of
-        space (``disk_full``): then the lanes pause, as after a failure to create trials' files.
-
-        Raises:
-            TrialFilesError: ``max_file_faults`` such faults in a row.
-        """
-        if outcome.reason is not Reason.DISK_FULL:
-            self._file_faults = 0
-            return
-        self._file_faults += 1
-        full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self._pause(lease, TrialFilesError(outcome.working_dir, full), "the trial failed")
-
-    def _pause(self, lease: Lease, exc: TrialFilesError, what: str) -> None:
-        if self._file_faults >= self.max_file_faults:
-            raise exc
-        delay = min(30.0, self.file_fault_backoff * 2.0 ** (self._file_faults - 1))
-        delay *= random.uniform(0.75, 1.25)
-        self._paused_until = max(self._paused_until, anyio.current_time() + delay)
-        extra, counts = {"trial_id": lease.trial_id}, (self._file_faults, self.max_file_faults)
-        logger.warning("%s; %s, pausing %.1f s (%d/%d)", exc, what, delay, *counts, extra=extra)
 
     async def may_leave(self, interrupted: Collection[str] = ()) -> bool:
         """
-        Whether a lane that found nothing to reserve may leave: none of this worker's trials
-        is running (they may come back to the queue) and the store is drained; then the idle
-        lanes look too, at once (one count for them all, not one a lane as each trial ends).
+        Whether a lane that found nothing to reserve may leave; if so, the idle lanes look too.
+
+        It may when none of this worker's trials is running (they may come back to the queue)
+        and the store is drained. The idle lanes then look at once: one count for them all, not
+        one a lane as each trial ends.
         """
         if self.holding or not await self.is_drained(interrupted):
             return False
@@ -244,20 +224,29 @@ class Leasing:
 
     async def _counts(self) -> dict[TrialStatus, int]:
         """
-        The store's counts, taken at most ``empty_for`` seconds before this call began: lanes
-        asking together share one query. Safe for :meth:`is_drained`: a trial this worker has
-        since reserved counts as waiting and is held, one it ended still counts as waiting (a
-        lane idles, never leaves too soon); other processes' changes are seen ``empty_for``
+        The store's counts, taken at most ``empty_for`` seconds before this call began.
+
+        Lanes asking together share one query. Safe for :meth:`is_drained`: a trial this worker
+        has since reserved counts as waiting and is held, one it ended still counts as waiting
+        (a lane idles, never leaves too soon); other processes' changes are seen ``empty_for``
         seconds late, as :meth:`reserve` sees them after the store had nothing.
         """
-        oldest = anyio.current_time() - self.empty_for  # counts taken since will do
+        oldest = anyio.current_time() - self.empty_for
         async with self._counting:
-            if self._counted is not None and self._counted[0] >= oldest:
-                return self._counted[1]
+            if self._counted is not None and self._counted.taken_at >= oldest:
+                return self._counted.counts
             began = anyio.current_time()
             counts = await self.store.counts()
-            self._counted = (began, counts)
+            self._counted = _Counts(began, counts)
             return counts
+
+
+@dataclass(frozen=True, slots=True)
+class _Counts:
+    """The store's counts of trials by status, and when (by anyio's clock) they were taken."""
+
+    taken_at: float
+    counts: dict[TrialStatus, int]
 
 
 class Lane:
@@ -273,19 +262,3 @@ class Lane:
 
     def __exit__(self, *exc_info: object) -> None:
         self._leasing.busy(self)
-
-
-def link_store(
-    store: TrialStore, consumer: Consumer, limit: float, lost_after: float
-) -> RetryingStore:
-    """
-    The store behind a link that waits out outages.
-
-    When the consumer's heartbeats go through the same link, it knows when each lease was last
-    renewed, so a finish is retried for as long as its lease can be valid; else for the whole
-    outage limit.
-    """
-    link = store if isinstance(store, RetryingStore) else RetryingStore(store, outage=Outage(limit))
-    if link.lease_seconds is None and consumer.store is link:
-        link.lease_seconds = lost_after * consumer.heartbeat
-    return link
