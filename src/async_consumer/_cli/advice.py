@@ -24,6 +24,18 @@ def parse_rerun(text: str) -> frozenset[TrialStatus]:
     return frozenset(_RERUNNABLE[w] for w in words)
 
 
+_ADVICE = {
+    TrialStatus.INTERRUPTED: "{trials} interrupted (the script exited with the interrupt code): "
+    "run the same command again to resume {them} (a `worker --follow` on this store resumes "
+    "{them} by itself, after a backoff)",
+    TrialStatus.BROKEN: "{trials} broken: once the script is fixed, run the same command with "
+    "--rerun broken placed before its -- (an option of run, not of the script) to run {them} "
+    "again (failed attempts are kept)",
+    TrialStatus.PRUNED: "{trials} pruned: stopped early by the search's pruner",
+}
+"""What to do about the trials of each status that did not complete."""
+
+
 def advice(
     counts: dict[TrialStatus, int], *, follow: bool = False, max_broken: int | None = None
 ) -> list[str]:
@@ -32,23 +44,11 @@ def advice(
     (``max_broken``: the limit that stopped the run, if it did).
     """
     lines = []
-    interrupted = counts.get(TrialStatus.INTERRUPTED, 0)
-    if interrupted and not follow:
-        lines.append(
-            f"{_trials(interrupted)} interrupted (the script exited with the interrupt code): "
-            f"run the same command again to resume {_them(interrupted)} (a `worker --follow` "
-            f"on this store resumes {_them(interrupted)} by itself, after a backoff)"
-        )
-    broken = counts.get(TrialStatus.BROKEN, 0)
-    if broken:
-        lines.append(
-            f"{_trials(broken)} broken: once the script is fixed, run the same command with "
-            f"--rerun broken placed before its -- (an option of run, not of the script) to run "
-            f"{_them(broken)} again (failed attempts are kept)"
-        )
-    pruned = counts.get(TrialStatus.PRUNED, 0)
-    if pruned:
-        lines.append(f"{_trials(pruned)} pruned: stopped early by the search's pruner")
+    for status, text in _ADVICE.items():
+        n = counts.get(status, 0)
+        # a following worker resumes interrupted trials by itself
+        if n and not (follow and status is TrialStatus.INTERRUPTED):
+            lines.append(text.format(trials=_trials(n), them=_them(n)))
     waiting = counts.get(TrialStatus.NEW, 0) + counts.get(TrialStatus.RESERVED, 0)
     if waiting and max_broken is not None:
         lines.append(

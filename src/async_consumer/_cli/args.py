@@ -14,7 +14,13 @@ from typing import cast
 from .argtypes import count, cpus, positive_int, seconds, size
 from .launch_args import add_launch_parser, add_trial_time
 from .parser import Parser, Version
-from .read_args import add_reading_commands, maximize_option
+from .read_args import (
+    add_reading_commands,
+    experiment_option,
+    json_option,
+    maximize_option,
+    store_option,
+)
 
 __all__ = ["build_parser", "run_options"]
 
@@ -47,23 +53,21 @@ def _add_trial_options(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="parameters: one JSON object a line (.jsonl), or a .csv with a header",
     )
-    trials.add_argument(
-        "--grid",
-        action="append",
-        default=[],
-        metavar="NAME=V1,V2",
-        help="a grid axis; repeat for more axes (every combination runs)",
+    _add_repeatable(
+        trials, "--grid", "NAME=V1,V2", "a grid axis; repeat for more axes (every combination runs)"
     )
-    trials.add_argument(
-        "--experiment", default="default", help="experiment name (default: default)"
-    )
-    trials.add_argument(
+    experiment_option(trials)
+    _add_repeatable(
+        trials,
         "--slots-per-trial",
-        action="append",
-        default=[],
-        metavar="KIND=N",
-        help="slots each trial needs (default: 1 of each kind given with --slots)",
+        "KIND=N",
+        "slots each trial needs (default: 1 of each kind given with --slots)",
     )
+
+
+def _add_repeatable(group: argparse._ActionsContainer, flag: str, metavar: str, text: str) -> None:
+    """An option given once per value: a list of the values given, empty if none is."""
+    group.add_argument(flag, action="append", default=[], metavar=metavar, help=text)
 
 
 def _add_search_options(parser: argparse.ArgumentParser) -> None:
@@ -156,12 +160,11 @@ def _add_limit_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_script_options(how: argparse._ArgumentGroup) -> None:
     """The options about a script's slots, files, directory, environment and output."""
-    how.add_argument(
+    _add_repeatable(
+        how,
         "--slots",
-        action="append",
-        default=[],
-        metavar="KIND=ID,ID",
-        help="resources to share out, e.g. gpu=0,1,2,3 (seen as CUDA_VISIBLE_DEVICES)",
+        "KIND=ID,ID",
+        "resources to share out, e.g. gpu=0,1,2,3 (seen as CUDA_VISIBLE_DEVICES)",
     )
     how.add_argument(
         "--config-template",
@@ -183,28 +186,11 @@ def _add_script_options(how: argparse._ArgumentGroup) -> None:
     how.add_argument(
         "--echo", action="store_true", help="show each script's output, prefixed with its trial id"
     )
-    how.add_argument(
+    _add_repeatable(
+        how,
         "--env-deny",
-        action="append",
-        default=[],
-        metavar="PATTERN",
-        help="keep variables matching PATTERN (e.g. 'PG*') from the scripts",
-    )
-
-
-def _add_output_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--json", action="store_true", help="machine-readable output: one JSON object a line"
-    )
-
-
-def _store_option(parser: argparse.ArgumentParser, required: bool) -> None:
-    parser.add_argument(
-        "--store",
-        required=required,
-        metavar="URL",
-        help="sqlite:///path.db, postgresql://user@host/db or memory:"
-        + ("" if required else " (default: sqlite:///.async-consumer/EXPERIMENT.db)"),
+        "PATTERN",
+        "keep variables matching PATTERN (e.g. 'PG*') from the scripts",
     )
 
 
@@ -217,8 +203,8 @@ def _add_worker_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "Example: async-consumer worker --store postgresql://me@db/search -j 4 -- python "
         "train.py --lr {lr}",
     )
-    _store_option(worker, required=True)
-    _add_output_options(worker)
+    store_option(worker, default=None)
+    json_option(worker)
     _add_worker_options(worker)
 
 
@@ -293,8 +279,8 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     _add_trial_options(run)
     _add_search_options(run)
     _add_rerun_options(run)
-    _store_option(run, required=False)
-    _add_output_options(run)
+    store_option(run, default="sqlite:///.async-consumer/EXPERIMENT.db")
+    json_option(run)
     maximize_option(run)
     _add_execution_options(run)
 
@@ -321,7 +307,7 @@ def build_parser() -> Parser:
         "async-consumer add --store postgresql://me@db/search --params trials.jsonl",
     )
     _add_trial_options(add)
-    _store_option(add, required=True)
+    store_option(add, default=None)
     _add_worker_command(commands)
     add_launch_parser(commands, _add_worker_options)
     add_reading_commands(commands)

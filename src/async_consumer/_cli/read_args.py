@@ -1,6 +1,7 @@
 """
 The parsers of the commands that read a store (``status``, ``trials``, ``show``, ``report``,
-``logs``), and ``--maximize``, which ``run`` shares with them.
+``logs``), and the options ``run`` shares with them: ``--store``, ``--experiment``, ``--json``
+and ``--maximize``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ if TYPE_CHECKING:
 
     _Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
-__all__ = ["add_reading_commands", "maximize_option"]
+__all__ = [
+    "add_reading_commands",
+    "experiment_option",
+    "json_option",
+    "maximize_option",
+    "store_option",
+]
 
 
 def maximize_option(parser: argparse.ArgumentParser) -> None:
@@ -43,17 +50,39 @@ def maximize_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _read_store_option(parser: argparse.ArgumentParser) -> None:
+def store_option(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """``--store``: required when it has no ``default`` (which its help then describes)."""
     parser.add_argument(
         "--store",
+        required=default is None,
         metavar="URL",
-        help="sqlite:///path.db, postgresql://user@host/db or memory: "
-        "(default: the store run uses here, sqlite:///.async-consumer/EXPERIMENT.db)",
+        help="sqlite:///path.db, postgresql://user@host/db or memory:"
+        + ("" if default is None else f" (default: {default})"),
     )
-    # the experiment names the default store, as it does for run
+
+
+def experiment_option(parser: argparse._ActionsContainer) -> None:
+    """``--experiment``: the experiment's name, which also names its default store."""
     parser.add_argument(
         "--experiment", default="default", help="experiment name (default: default)"
     )
+
+
+def json_option(parser: argparse.ArgumentParser) -> None:
+    """``--json``: machine-readable output."""
+    parser.add_argument(
+        "--json", action="store_true", help="machine-readable output: one JSON object a line"
+    )
+
+
+def _reading_parser(
+    commands: _Commands, name: str, *, help: str, description: str
+) -> argparse.ArgumentParser:
+    """A reading command's parser, with the options that find its store."""
+    parser = commands.add_parser(name, help=help, description=description)
+    store_option(parser, "the store run uses here, sqlite:///.async-consumer/EXPERIMENT.db")
+    experiment_option(parser)
+    return parser
 
 
 def all_versions_option(parser: argparse.ArgumentParser) -> None:
@@ -66,21 +95,15 @@ def all_versions_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_output_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--json", action="store_true", help="machine-readable output: one JSON object a line"
-    )
-
-
 def _add_trials_command(commands: _Commands) -> None:
-    trials = commands.add_parser(
+    trials = _reading_parser(
+        commands,
         "trials",
         help="every trial: id, status, objective, attempts, duration and parameters",
         description="List the trials of a store, one a line; ids may be abbreviated "
         "elsewhere to any unique prefix. Example: async-consumer trials --sort objective "
         "--limit 10",
     )
-    _read_store_option(trials)
     trials.add_argument(
         "--sort",
         default="added",
@@ -106,7 +129,8 @@ def add_reading_commands(commands: _Commands) -> None:
 
 
 def _add_status_and_show(commands: _Commands) -> None:
-    status = commands.add_parser(
+    status = _reading_parser(
+        commands,
         "status",
         help="counts by status, the best trial so far, and the running trials",
         description="Count the experiment's trials by status (its current version; "
@@ -114,31 +138,30 @@ def _add_status_and_show(commands: _Commands) -> None:
         "direction, and list the running trials and the workers. "
         "Example: async-consumer status --experiment acc",
     )
-    _read_store_option(status)
-    _add_output_options(status)
+    json_option(status)
     maximize_option(status)
     all_versions_option(status)
-    show = commands.add_parser(
+    show = _reading_parser(
+        commands,
         "show",
         help="one trial: its attempts and the tail of its logs",
         description="Show one trial (its id or any unique prefix of it): status, parameters, "
         "objective and other results, every attempt with its duration, the command line, and "
         "the end of its logs. Example: async-consumer show 5c1e",
     )
-    _read_store_option(show)
-    _add_output_options(show)
+    json_option(show)
     show.add_argument("trial_id", metavar="ID", help="the trial's id")
 
 
 def _add_report_command(commands: _Commands) -> None:
-    report = commands.add_parser(
+    report = _reading_parser(
+        commands,
         "report",
         help="write one self-contained HTML page: timeline, objective by trial, failures",
         description="Write an HTML picture of the run (no network needed to view it): the "
         "experiment's current version, or --all-versions. "
         "Example: async-consumer report -o report.html",
     )
-    _read_store_option(report)
     report.add_argument(
         "-o",
         "--output",
@@ -152,14 +175,14 @@ def _add_report_command(commands: _Commands) -> None:
 
 
 def _add_logs_command(commands: _Commands) -> None:
-    logs = commands.add_parser(
+    logs = _reading_parser(
+        commands,
         "logs",
         help="print a trial's stdout (or stderr) log",
         description="Print a trial's stdout (or --stderr) log as it is: its last attempt's, "
         "or --attempt N's; --tail N for the last lines, --follow while it runs. "
         "Example: async-consumer logs 5c1e --stderr --tail 20",
     )
-    _read_store_option(logs)
     logs.add_argument("trial_id", metavar="ID", help="the trial's id")
     logs.add_argument("--stderr", action="store_true", help="the stderr log instead of stdout")
     logs.add_argument("--attempt", type=positive_int, help="which attempt (default: the last)")

@@ -184,6 +184,23 @@ async def _conclude(
     return EXIT_FAILED if failed or worker.is_halted else EXIT_OK
 
 
+@asynccontextmanager
+async def _versioned_store(
+    args: argparse.Namespace, view: View
+) -> AsyncIterator[tuple[SearchingStore, bool]]:
+    """
+    ``run``'s store, linked, once the experiment's version is chosen (recorded now if new) and
+    its direction and note are given to ``view``; with whether it replaced the recorded command.
+    """
+    store_url = args.store or default_store_url(args.experiment)
+    async with _linked_store(args, store_url) as store:
+        chosen = await experiment_version(args, store, run_options)
+        args.experiment_version, view.maximize = chosen.version, chosen.maximize
+        if chosen.note:
+            view.note(chosen.note)
+        yield store, chosen.replaced
+
+
 async def run(args: argparse.Namespace, view: View) -> int:
     """``run``: add the parameter set's trials to the store, and run them (or search)."""
     plan = searching.plan_of(args)  # a bad prior: nothing is recorded
@@ -195,13 +212,8 @@ async def run(args: argparse.Namespace, view: View) -> int:
     with checked:
         check_program(command_of(args), in_trial_dir=args.cd_trial_dir)  # nor a typo in it
         rerun = parse_rerun(args.rerun) if args.rerun else frozenset()
-        store_url = args.store or default_store_url(args.experiment)
-        async with _linked_store(args, store_url) as store:
-            chosen = await experiment_version(args, store, run_options)
-            args.experiment_version, view.maximize = chosen.version, chosen.maximize
-            if chosen.note:
-                view.note(chosen.note)
-            if chosen.replaced:  # trials that broke without starting run with the new command
+        async with _versioned_store(args, view) as (store, replaced):
+            if replaced:  # trials that broke without starting run with the new command
                 rerun = rerun | {TrialStatus.BROKEN}
             run = await add_in_chunks(store, checked, version=args.experiment_version, rerun=rerun)
             checked.close()  # in the store now: the disk they took is not held for the run
@@ -214,17 +226,12 @@ async def _search(args: argparse.Namespace, view: View, plan: SearchPlan) -> int
     consumer_from(args)  # a missing or bad command: nothing is recorded
     check_program(command_of(args), in_trial_dir=args.cd_trial_dir)  # nor a typo in it
     args.search_plan = plan.to_json()
-    store_url = args.store or default_store_url(args.experiment)
-    async with _linked_store(args, store_url) as store:
-        chosen = await experiment_version(args, store, run_options)
-        args.experiment_version, view.maximize = chosen.version, chosen.maximize
-        if chosen.note:
-            view.note(chosen.note)
+    async with _versioned_store(args, view) as (store, _):
         view.note(
             f"searching: {plan.n} trials, sampler {plan.sampler}, pruner {plan.pruner}, "
             f"over {', '.join(plan.space.names)}"
         )
-        search = searching.search_of(args, store, plan, maximize=chosen.maximize)
+        search = searching.search_of(args, store, plan, maximize=view.maximize)
         return await _work(args, store, view, search=search)
 
 

@@ -111,6 +111,7 @@ class FleetSpec:
                 raise ValueError(msg)
 
     def _words(self) -> list[tuple[str, str]]:
+        """The options given, whose value is one word: each with its flag."""
         named = [
             ("--partition", self.partition),
             ("--account", self.account),
@@ -127,10 +128,8 @@ class FleetSpec:
             ("--cpus-per-task", self.cpus_per_worker),
             ("--mem", self.mem),
             ("--time", self.time),
-            ("--partition", self.partition),
-            ("--account", self.account),
-            ("--chdir", self.chdir),
-            ("--output", self.output),
+            # the one-word options but the job name, written first
+            *((name, word) for name, word in self._words() if name != "--job-name"),
         ]
         options += [f"{name}={value}" for name, value in pairs if value is not None]
         if self.gpus_per_worker is not None:

@@ -143,12 +143,13 @@ class ChildProcess:
         Raises:
             OSError: the program does not exist or cannot be executed.
         """
+        options = _options(cwd, env, stdout, stderr)
         if not on_asyncio():
-            return await cls._start_on_trio(argv, cwd, env, stdout, stderr)
+            return await cls._start_on_trio(argv, options)
         if child_watcher:
             _childwatch.install()
         # as asyncio's create_subprocess_exec, minus its child watcher (which would reap it)
-        spawn = functools.partial(_spawn, argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+        spawn = functools.partial(_spawn, argv, options)
         if spawners is None:  # on the loop's thread: nothing to shield, nothing awaited
             popen = spawn()
         else:
@@ -160,17 +161,9 @@ class ChildProcess:
         return cls(popen.pid, None)
 
     @classmethod
-    async def _start_on_trio(
-        cls,
-        argv: Sequence[str],
-        cwd: Path | None,
-        env: Mapping[str, str],
-        stdout: BinaryIO,
-        stderr: BinaryIO,
-    ) -> ChildProcess:
+    async def _start_on_trio(cls, argv: Sequence[str], options: _Options) -> ChildProcess:
         # trio reaps only inside Process.wait() (or reading returncode), which we call after
         # wait4: the launch stays anyio's (a worker thread, off the event loop)
-        options = _options(cwd, env, stdout, stderr)
         process = await anyio.open_process(list(argv), **options)
         return cls(process.pid, process)
 
@@ -244,16 +237,9 @@ class ChildProcess:
             delay = min(delay * 2, 0.1)
 
 
-def _spawn(
-    argv: Sequence[str],
-    *,
-    cwd: Path | None,
-    env: Mapping[str, str],
-    stdout: BinaryIO,
-    stderr: BinaryIO,
-) -> subprocess.Popen[bytes]:
+def _spawn(argv: Sequence[str], options: _Options) -> subprocess.Popen[bytes]:
     """Start the child with the options ``anyio.open_process`` is given on trio."""
-    return subprocess.Popen(list(argv), **_options(cwd, env, stdout, stderr))
+    return subprocess.Popen(list(argv), **options)
 
 
 class _Options(TypedDict):

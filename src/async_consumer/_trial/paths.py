@@ -7,7 +7,7 @@ import os
 import re
 from os import PathLike
 from pathlib import Path
-from typing import NamedTuple, TypeAlias
+from typing import ClassVar, NamedTuple, TypeAlias, overload
 
 from .._models import Trial
 
@@ -30,6 +30,33 @@ class PathTexts(NamedTuple):
     stdout: str
     stderr: str
     config: str | None = None
+
+
+class _AsPath:
+    """A read-only :class:`TrialPaths` attribute: the ``text`` of the same name, as a ``Path``."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type[TrialPaths], name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, paths: None, owner: type[TrialPaths]) -> _AsPath: ...
+    @overload
+    def __get__(self, paths: TrialPaths, owner: type[TrialPaths] | None = None) -> Path: ...
+    def __get__(
+        self, paths: TrialPaths | None, owner: type[TrialPaths] | None = None
+    ) -> Path | _AsPath:
+        if paths is None:
+            return self
+        text: str = getattr(paths.text, self._name)
+        return Path(text)
+
+    def __set__(self, paths: TrialPaths, value: object) -> None:
+        # read-only, as a property without a setter is (and so shown with its doc by help())
+        msg = f"TrialPaths is read-only: cannot set {self._name!r}"
+        raise AttributeError(msg)
 
 
 class TrialPaths:
@@ -85,35 +112,19 @@ class TrialPaths:
         fields = ", ".join(f"{k}={v!r}" for k, v in self.text._asdict().items())
         return f"TrialPaths({fields})"
 
-    @property
-    def working_dir(self) -> Path:
-        """The trial's working directory, shared by its attempts."""
-        return Path(self.text.working_dir)
-
-    @property
-    def results(self) -> Path:
-        """The results file the script writes (``ORION_RESULTS_PATH``)."""
-        return Path(self.text.results)
-
-    @property
-    def params(self) -> Path:
-        """The trial's parameters as JSON (``params.json``)."""
-        return Path(self.text.params)
-
-    @property
-    def metrics(self) -> Path:
-        """The metrics file the script may append to, a JSON object a line."""
-        return Path(self.text.metrics)
-
-    @property
-    def stdout(self) -> Path:
-        """The script's standard output."""
-        return Path(self.text.stdout)
-
-    @property
-    def stderr(self) -> Path:
-        """The script's standard error."""
-        return Path(self.text.stderr)
+    # each a Path made from text on each read (class-level descriptors)
+    working_dir: ClassVar[_AsPath] = _AsPath(
+        "The trial's working directory, shared by its attempts."
+    )
+    results: ClassVar[_AsPath] = _AsPath(
+        "The results file the script writes (``ORION_RESULTS_PATH``)."
+    )
+    params: ClassVar[_AsPath] = _AsPath("The trial's parameters as JSON (``params.json``).")
+    metrics: ClassVar[_AsPath] = _AsPath(
+        "The metrics file the script may append to, a JSON object a line."
+    )
+    stdout: ClassVar[_AsPath] = _AsPath("The script's standard output.")
+    stderr: ClassVar[_AsPath] = _AsPath("The script's standard error.")
 
     @property
     def config(self) -> Path | None:
