@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ._models import Outcome, Reason, Status
 from ._slots import SlotPool
-from ._supervise.boxed import BoxedChild
+from ._supervise.boxed import BoxedChild, Launch
 from ._supervise.contain import BoxUsage
 from ._supervise.lines import tail
 from ._supervise.process import Exit
@@ -133,7 +133,7 @@ async def _start(parts: AttemptParts, record: AttemptRecord, cwd: Path | None) -
             # as long as the script runs (7 KiB a trial); the contract's part is made again
             # for the outcome, not kept either (0.5 KiB)
             env = {**parts.env.base(), **_contract(parts, record)}
-            return await supervisor.start(plan.argv, cwd, env, logs)
+            return await supervisor.start(Launch(plan.argv, cwd, env, logs))
         except OSError as exc:
             message = f"cannot execute {plan.argv[0]!r}: {exc.strerror or exc}"
             record.abort = Abort(Status.BROKEN, Reason.NOT_EXECUTABLE, message)

@@ -11,14 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, NamedTuple, Protocol
 
 import anyio
 
 from .contain import Box, BoxUsage, Containment, check_executable
 from .process import ChildProcess, Exit
 
-__all__ = ["BoxedChild"]
+__all__ = ["BoxedChild", "Launch"]
+
+
+class Launch(NamedTuple):
+    """A script to start: its command, where, with which whole environment, and its open logs."""
+
+    argv: Sequence[str]
+    cwd: Path | None
+    env: Mapping[str, str]
+    logs: tuple[BinaryIO, BinaryIO]
+    """Its stdout and stderr files, closed once the child has its own copies."""
 
 
 class _Settings(Protocol):
@@ -39,22 +49,17 @@ class BoxedChild(ChildProcess):
 
     @classmethod
     async def start_boxed(
-        cls,
-        argv: Sequence[str],
-        cwd: Path | None,
-        env: Mapping[str, str],
-        logs: tuple[BinaryIO, BinaryIO],
-        settings: _Settings,
-        spawners: anyio.CapacityLimiter | None = None,
+        cls, launch: Launch, settings: _Settings, spawners: anyio.CapacityLimiter | None = None
     ) -> BoxedChild:
         """
-        Start ``argv`` as :meth:`ChildProcess.start` does, in a new box of ``settings``, with
-        these logs (closed here once the child has its own copies).
+        Start ``launch`` as :meth:`ChildProcess.start` does, in a new box of ``settings``, with
+        its logs (closed here once the child has its own copies).
 
         Raises:
             OSError: the program does not exist or cannot be executed (the box is removed).
         """
-        with logs[0] as stdout, logs[1] as stderr:
+        argv, cwd, env, (out, err) = launch
+        with out as stdout, err as stderr:
             await settings.containment.sweep()
             box = settings.containment.box()
             try:

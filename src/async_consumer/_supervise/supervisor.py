@@ -10,12 +10,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Coroutine, KeysView, Mapping, Sequence
+from collections.abc import Callable, Coroutine, KeysView
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import anyio
 
@@ -23,7 +22,7 @@ from .._models import Lease, Reason, Status
 from .._trial.classify import Abort
 from .._trial.plan import Plan
 from .beats import Kept, coalesced
-from .boxed import BoxedChild
+from .boxed import BoxedChild, Launch
 from .contain import Containment
 from .echo import echo
 from .heartbeat import HeartbeatTarget, beat
@@ -125,17 +124,9 @@ class Supervisor:
         """The threads a script starts in now (``None``: on the loop's thread, few running)."""
         return self._spawners if len(self._running) >= SPAWN_IN_THREADS else None
 
-    async def start(
-        self,
-        argv: Sequence[str],
-        cwd: Path | None,
-        env: Mapping[str, str],
-        logs: tuple[BinaryIO, BinaryIO],
-    ) -> BoxedChild:
-        """Start a script in a box of its own with these logs (closed once the child has its own)."""
-        return await BoxedChild.start_boxed(
-            argv, cwd, env, logs, self.settings, self._spawners_now()
-        )
+    async def start(self, launch: Launch) -> BoxedChild:
+        """Start a script in a box of its own (its logs closed once the child has its own)."""
+        return await BoxedChild.start_boxed(launch, self.settings, self._spawners_now())
 
     async def supervise(
         self, child: BoxedChild, plan: Plan, kept: Kept | None = None

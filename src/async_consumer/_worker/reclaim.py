@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import anyio
 
@@ -27,6 +28,7 @@ __all__ = ["Reclaimer"]
 logger = logging.getLogger("async_consumer")
 
 
+@dataclass(eq=False)
 class Reclaimer:
     """
     Reclaims stale leases, and dead local holders' leases, every ``interval`` seconds.
@@ -42,23 +44,14 @@ class Reclaimer:
             ended as lost by the trial's beat loop, which knows whether the trial still runs).
     """
 
-    def __init__(
-        self,
-        store: RetryingStore,
-        host: str,
-        interval: float,
-        lost_after: float,
-        spare: str = "",
-        known: Callable[[], Collection[tuple[str, int]]] = frozenset,
-    ) -> None:
-        self.store = store
-        self.host = host
-        self.interval = interval
-        self.lost_after = lost_after
-        self.spare = spare
-        self.known = known
-        self._unknown: set[tuple[str, int]] = set()
-        """Our own leases (trial id, token) we did not know of, at the last look."""
+    store: RetryingStore
+    host: str
+    interval: float
+    lost_after: float
+    spare: str = ""
+    known: Callable[[], Collection[tuple[str, int]]] = frozenset
+    _unknown: set[tuple[str, int]] = field(default_factory=set, init=False)
+    """Our own leases (trial id, token) we did not know of, at the last look."""
 
     async def run_forever(self) -> None:
         """Look now, then every interval, until cancelled (a store error is raised)."""

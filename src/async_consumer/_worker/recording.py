@@ -6,6 +6,7 @@ and a result an earlier attempt left on disk taken instead of a run.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 import anyio
 
@@ -23,18 +24,16 @@ __all__ = ["Recorder"]
 logger = logging.getLogger("async_consumer")
 
 
+@dataclass(eq=False)
 class Recorder:
     """Writes a worker's outcomes; counts those the store refused (``tally.rejected``)."""
 
-    def __init__(
-        self, store: RetryingStore, commits: GroupCommit, tally: Tally, resume: ResumePolicy
-    ) -> None:
-        self.store = store
-        self.commits = commits
-        self.tally = tally
-        self.resume = resume
-        self.leaving = False
-        """Whether the worker is leaving (:meth:`leave`)."""
+    store: RetryingStore
+    commits: GroupCommit
+    tally: Tally
+    resume: ResumePolicy
+    leaving: bool = field(default=False, init=False)
+    """Whether the worker is leaving (:meth:`leave`)."""
 
     def leave(self) -> None:
         """The worker leaves: the store's calls are retried no more, finishes not waited for."""
