@@ -103,8 +103,11 @@ async def test_failures_do_not_stop_the_batch(make_consumer: ConsumerFactory) ->
     trials = [Trial(id=str(i), params={"kind": "bad" if i == 1 else "good"}) for i in range(4)]
     outcomes = await consumer.map(trials)
     assert [o.status if o else None for o in outcomes] == [
-        Status.COMPLETED, Status.BROKEN, Status.COMPLETED, Status.COMPLETED
-    ]  # fmt: skip
+        Status.COMPLETED,
+        Status.BROKEN,
+        Status.COMPLETED,
+        Status.COMPLETED,
+    ]
 
 
 @pytest.mark.anyio

@@ -97,9 +97,18 @@ async def test_orion_script(make_consumer: ConsumerFactory, tmp_path: Path) -> N
     A script written for Orion runs unchanged: it sees the ORION_* variables, completes with its
     objective, is interrupted when it calls interrupt_trial or gets SIGTERM, and resumes.
     """
-    command = [sys.executable, str(EXAMPLES / "orion_script.py"), "--lr", "{lr}",
-               "--epochs", "{epochs}", "--seconds-per-epoch", "{pace}",
-               "--interrupt-if-lr-above", "0.5"]  # fmt: skip
+    command = [
+        sys.executable,
+        str(EXAMPLES / "orion_script.py"),
+        "--lr",
+        "{lr}",
+        "--epochs",
+        "{epochs}",
+        "--seconds-per-epoch",
+        "{pace}",
+        "--interrupt-if-lr-above",
+        "0.5",
+    ]
     consumer = make_consumer(command, interrupt_code=75)  # not Orion's 130: read from the env
 
     def trial(trial_id: str, lr: float, epochs: int = 2, attempt: int = 1) -> Trial:
@@ -121,21 +130,33 @@ async def test_orion_script(make_consumer: ConsumerFactory, tmp_path: Path) -> N
 
     best, ok, too_high, preempted = (outcomes[i] for i in ("best", "ok", "too-high", "preempted"))
     assert (best.status, best.objective, ok.status, ok.objective) == (
-        Status.COMPLETED, 0.0, Status.COMPLETED, 1.0,
-    )  # fmt: skip
+        Status.COMPLETED,
+        0.0,
+        Status.COMPLETED,
+        1.0,
+    )
     assert best.results[0].model_dump() == {"name": "objective", "type": "objective", "value": 0.0}
     assert (too_high.status, too_high.reason, too_high.returncode) == (
-        Status.INTERRUPTED, Reason.EXIT_CODE, 75,
-    )  # fmt: skip
+        Status.INTERRUPTED,
+        Reason.EXIT_CODE,
+        75,
+    )
     assert (preempted.status, preempted.reason, preempted.returncode) == (
-        Status.INTERRUPTED, Reason.STOPPED, 75,
-    )  # fmt: skip
+        Status.INTERRUPTED,
+        Reason.STOPPED,
+        75,
+    )
     assert "received SIGTERM: interrupting" in Path(preempted.stdout_path).read_text()
     for outcome in outcomes.values():
         assert {key for key in outcome.env if key.startswith("ORION_")} == {
-            "ORION_TRIAL_ID", "ORION_WORKING_DIR", "ORION_RESULTS_PATH", "ORION_INTERRUPT_CODE",
-            "ORION_EXPERIMENT_NAME", "ORION_EXPERIMENT_ID", "ORION_EXPERIMENT_VERSION",
-        }  # fmt: skip
+            "ORION_TRIAL_ID",
+            "ORION_WORKING_DIR",
+            "ORION_RESULTS_PATH",
+            "ORION_INTERRUPT_CODE",
+            "ORION_EXPERIMENT_NAME",
+            "ORION_EXPERIMENT_ID",
+            "ORION_EXPERIMENT_VERSION",
+        }
         assert outcome.env["ORION_INTERRUPT_CODE"] == "75"
         seen = Path(outcome.stdout_path).read_text()
         assert f"trial {outcome.trial_id} of experiment orion-demo" in seen
@@ -184,8 +205,13 @@ def test_worker_fleet(tmp_path: Path) -> None:
     try:
         result = subprocess.run(
             ["bash", str(EXAMPLES / "worker_fleet.sh"), url],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         stored = anyio.run(_stored, url)
     finally:
         anyio.run(drop_schema, base, schema)

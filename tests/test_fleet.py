@@ -53,12 +53,42 @@ async def _stored(url: str) -> list:  # type: ignore[type-arg]
         return await store.list()
 
 
-def _worker(url: str, tmp_path: Path, name: str, runs: Path, first: float, later: float,
-            heartbeat: float, jobs: int = 4) -> subprocess.Popen[bytes]:  # fmt: skip
-    argv = [sys.executable, "-m", "async_consumer._cli", "-q", "worker", "--store", url,
-            "-j", str(jobs), "--heartbeat", str(heartbeat), "--grace", "0.5",
-            "--base-dir", str(tmp_path / name), "--code-change", "ignore", "--",
-            sys.executable, "-c", SCRIPT, str(runs), str(first), str(later)]  # fmt: skip
+def _worker(
+    url: str,
+    tmp_path: Path,
+    name: str,
+    runs: Path,
+    first: float,
+    later: float,
+    heartbeat: float,
+    jobs: int = 4,
+) -> subprocess.Popen[bytes]:
+    argv = [
+        sys.executable,
+        "-m",
+        "async_consumer._cli",
+        "-q",
+        "worker",
+        "--store",
+        url,
+        "-j",
+        str(jobs),
+        "--heartbeat",
+        str(heartbeat),
+        "--grace",
+        "0.5",
+        "--base-dir",
+        str(tmp_path / name),
+        "--code-change",
+        "ignore",
+        "--",
+        sys.executable,
+        "-c",
+        SCRIPT,
+        str(runs),
+        str(first),
+        str(later),
+    ]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -164,8 +194,26 @@ def test_hostile_trials_roundtrip(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps({"id": h, "v": h}) + "\n" for h in hostile))
     code = "import json, os, sys; assert sys.argv[1] == os.environ['ORION_TRIAL_ID']; json.dump(1, open(os.environ['ORION_RESULTS_PATH'], 'w'))"
     url = f"sqlite:///{tmp_path}/h.db"
-    assert main(["-q", "run", "--store", url, "--params", str(path), "--base-dir", str(tmp_path / "t"),
-                 "--", sys.executable, "-c", code, "{v}"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "run",
+                "--store",
+                url,
+                "--params",
+                str(path),
+                "--base-dir",
+                str(tmp_path / "t"),
+                "--",
+                sys.executable,
+                "-c",
+                code,
+                "{v}",
+            ]
+        )
+        == 0
+    )
     stored = {s.id: s for s in anyio.run(_stored, url)}
     assert sorted(stored) == sorted(hostile)
     assert all(

@@ -71,10 +71,28 @@ def test_installed_command_interrupt_loop_ends(tmp_path: Path) -> None:
     """The real command on a script that always exits 130: it ends, one attempt per trial."""
     exe = str(Path(sys.executable).with_name("async-consumer"))
     result = subprocess.run(
-        [exe, "run", "--grid", "x=1,2,3", "-j", "3", "--store", f"sqlite:///{tmp_path}/store.db",
-         "--base-dir", str(tmp_path / "trials"), "--", sys.executable, "-c", INTERRUPT, "{x}"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            exe,
+            "run",
+            "--grid",
+            "x=1,2,3",
+            "-j",
+            "3",
+            "--store",
+            f"sqlite:///{tmp_path}/store.db",
+            "--base-dir",
+            str(tmp_path / "trials"),
+            "--",
+            sys.executable,
+            "-c",
+            INTERRUPT,
+            "{x}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 1, result.stderr
     assert "3 trials interrupted" in result.stderr
     assert sorted(anyio.run(_attempts, tmp_path).values()) == [1, 1, 1]
@@ -158,8 +176,14 @@ async def test_following_worker_resumes_after_the_backoff(tmp_path: Path) -> Non
         if outcome.is_completed:
             done.set()
 
-    worker = Worker(store, consumer, follow=True, poll=0.05, on_outcome=on_outcome,
-                    resume=ResumePolicy(backoff=0.5))  # fmt: skip
+    worker = Worker(
+        store,
+        consumer,
+        follow=True,
+        poll=0.05,
+        on_outcome=on_outcome,
+        resume=ResumePolicy(backoff=0.5),
+    )
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run)
@@ -207,10 +231,28 @@ def test_a_following_worker_resumes_with_backoff(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path}/store.db"
     assert main(["add", "--store", store, "--grid", "x=1,2"]) == 0
     worker = subprocess.Popen(
-        [exe, "worker", "--follow", "--store", store, "-j", "2", "--resume-backoff", "0.5",
-         "--base-dir", str(tmp_path / "trials"), "--", sys.executable, "-c", RESUMABLE, "{x}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            exe,
+            "worker",
+            "--follow",
+            "--store",
+            store,
+            "-j",
+            "2",
+            "--resume-backoff",
+            "0.5",
+            "--base-dir",
+            str(tmp_path / "trials"),
+            "--",
+            sys.executable,
+            "-c",
+            RESUMABLE,
+            "{x}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         anyio.run(_wait_for, tmp_path / "store.db", TrialStatus.COMPLETED, 2, worker)
     finally:

@@ -29,8 +29,14 @@ async def test_a_running_trial_holds_little_memory(tmp_path: Path) -> None:
     store = MemoryStore()
     await store.add([Trial(id=f"t{n:03d}") for n in range(TRIALS)])
     sh = shutil.which("sh") or "/bin/sh"
-    consumer = Consumer([sh, "-c", "exec sleep 60"], base_dir=tmp_path, store=store,
-                        max_concurrency=TRIALS, heartbeat=5.0, grace=5.0)  # fmt: skip
+    consumer = Consumer(
+        [sh, "-c", "exec sleep 60"],
+        base_dir=tmp_path,
+        store=store,
+        max_concurrency=TRIALS,
+        heartbeat=5.0,
+        grace=5.0,
+    )
     worker = Worker(store, consumer)
     tracemalloc.start()
     try:

@@ -28,8 +28,9 @@ async def test_value_reaches_script_byte_for_byte(
 ) -> None:
     """A hostile parameter value arrives as one argv item, unchanged, and nothing is executed."""
     code = "import sys, json, os; open(os.environ['ORION_WORKING_DIR'] + '/argv.json', 'w').write(json.dumps(sys.argv[1:]))"
-    consumer = make_consumer([*python(code + "\n" + WRITE_RESULT), "{v}", "--v={v}"],
-                             run_in_working_dir=True)  # fmt: skip
+    consumer = make_consumer(
+        [*python(code + "\n" + WRITE_RESULT), "{v}", "--v={v}"], run_in_working_dir=True
+    )
     outcome = await consumer.run(Trial(id="t", params={"v": HOSTILE}))
     assert outcome.status is Status.COMPLETED
     argv = json.loads((Path(outcome.working_dir) / "argv.json").read_text())
@@ -136,8 +137,13 @@ async def test_environment_contract(
     """Every documented variable and its Orion alias is set; Orion-style results are read."""
     monkeypatch.setenv("PARENT_VAR", "kept")
     monkeypatch.setenv("SECRET_TOKEN", "hidden")
-    consumer = make_consumer(python(ENV_DUMP), env={"EXTRA": "1"}, env_deny=["SECRET_*"],
-                             experiment_id="exp-id", experiment_version=4)  # fmt: skip
+    consumer = make_consumer(
+        python(ENV_DUMP),
+        env={"EXTRA": "1"},
+        env_deny=["SECRET_*"],
+        experiment_id="exp-id",
+        experiment_version=4,
+    )
     trial = Trial(id="t7", params={"lr": 0.1}, experiment="exp", attempt=2)
     outcome = await consumer.run(trial)
     assert outcome.status is Status.COMPLETED, outcome.message
@@ -147,15 +153,28 @@ async def test_environment_contract(
     env = json.loads((wd / "env.json").read_text())
     own = wd / "attempts" / "2"  # the attempt's own files, inside the trial's working directory
     expected = {
-        "TRIAL_ID": "t7", "ATTEMPT": "2", "WORKING_DIR": str(wd),
-        "RESULTS_PATH": str(own / "results.json"), "PARAMS_PATH": str(own / "params.json"),
-        "METRICS_PATH": str(own / "metrics.jsonl"), "INTERRUPT_CODE": "130",
-        "EXPERIMENT_NAME": "exp", "EXPERIMENT_ID": "exp-id", "EXPERIMENT_VERSION": "4",
-    }  # fmt: skip
+        "TRIAL_ID": "t7",
+        "ATTEMPT": "2",
+        "WORKING_DIR": str(wd),
+        "RESULTS_PATH": str(own / "results.json"),
+        "PARAMS_PATH": str(own / "params.json"),
+        "METRICS_PATH": str(own / "metrics.jsonl"),
+        "INTERRUPT_CODE": "130",
+        "EXPERIMENT_NAME": "exp",
+        "EXPERIMENT_ID": "exp-id",
+        "EXPERIMENT_VERSION": "4",
+    }
     for name, value in expected.items():
         assert env["ASYNC_CONSUMER_" + name] == value, name
-    orion = ["TRIAL_ID", "WORKING_DIR", "RESULTS_PATH", "INTERRUPT_CODE", "EXPERIMENT_NAME",
-             "EXPERIMENT_ID", "EXPERIMENT_VERSION"]  # fmt: skip
+    orion = [
+        "TRIAL_ID",
+        "WORKING_DIR",
+        "RESULTS_PATH",
+        "INTERRUPT_CODE",
+        "EXPERIMENT_NAME",
+        "EXPERIMENT_ID",
+        "EXPERIMENT_VERSION",
+    ]
     for name in orion:
         assert env["ORION_" + name] == expected[name], name
     assert env["results_exists_empty"] == "True"
@@ -302,8 +321,9 @@ async def test_a_cancelled_wait_leaves_the_child_to_the_next(tmp_path: Path) -> 
     gate = tmp_path / "gate"
     code = f"import os, sys, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.01)\nsys.exit(4)"
     with _log(tmp_path / "out") as out:
-        child = await ChildProcess.start(python(code), cwd=None, env=os.environ, stdout=out,
-                                         stderr=out)  # fmt: skip
+        child = await ChildProcess.start(
+            python(code), cwd=None, env=os.environ, stdout=out, stderr=out
+        )
     exits: list[Exit] = []
 
     async def wait() -> None:

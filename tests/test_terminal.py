@@ -37,16 +37,33 @@ def tmux() -> Iterator[str]:
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed")
     name = f"ac-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "110", "-y", "40",
-                    "bash --norc --noprofile"], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            "tmux",
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            "110",
+            "-y",
+            "40",
+            "bash --norc --noprofile",
+        ],
+        check=True,
+    )
     yield name
     subprocess.run(["tmux", "kill-session", "-t", name], check=False)
 
 
 def _screen(session: str) -> list[str]:
     """Every line of the pane, scrollback included, as the user would read it."""
-    text = subprocess.run(["tmux", "capture-pane", "-p", "-J", "-t", session, "-S", "-"],
-                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    text = subprocess.run(
+        ["tmux", "capture-pane", "-p", "-J", "-t", session, "-S", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [line.rstrip() for line in text.splitlines() if line.strip()]
 
 
@@ -56,8 +73,10 @@ def test_the_screen_stays_clean(tmux: str, tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     exe = Path(sys.executable).with_name("async-consumer")
-    command = (f"cd {tmp_path} && {exe} run --grid x=1,2,3,4,5,6 -j 2 --retries 1 -- "
-               f"{sys.executable} {script} {{x}}; echo EXIT=$?")  # fmt: skip
+    command = (
+        f"cd {tmp_path} && {exe} run --grid x=1,2,3,4,5,6 -j 2 --retries 1 -- "
+        f"{sys.executable} {script} {{x}}; echo EXIT=$?"
+    )
     subprocess.run(["tmux", "send-keys", "-t", tmux, command, "Enter"], check=True)
     deadline = time.monotonic() + 120
     while not any(line.startswith("EXIT=") for line in _screen(tmux)):

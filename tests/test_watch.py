@@ -78,8 +78,13 @@ async def test_lease_lost_kills_the_trial(make_consumer: ConsumerFactory) -> Non
 async def test_failing_heartbeats_end_as_lost(make_consumer: ConsumerFactory) -> None:
     """Heartbeats that keep failing are retried, then the trial counts as lost."""
     store = Beats(fail="t")
-    consumer = make_consumer([*python(SLEEP_THEN_RESULT), "60"], store=store, heartbeat=0.15,
-                             heartbeat_failures=3, grace=0.3)  # fmt: skip
+    consumer = make_consumer(
+        [*python(SLEEP_THEN_RESULT), "60"],
+        store=store,
+        heartbeat=0.15,
+        heartbeat_failures=3,
+        grace=0.3,
+    )
     with anyio.fail_after(10):
         outcome = await consumer.run(_lease("t"))
     assert outcome.status is Status.LOST
@@ -109,8 +114,13 @@ async def test_hanging_heartbeat_does_not_delay_others(
             await super().heartbeat(lease)
 
     store = Watching(hang="stuck")
-    consumer = make_consumer([*python(WAIT_FOR_GATE_THEN_RESULT), "{gate}"], store=store,
-                             heartbeat=0.1, max_concurrency=2, grace=0.3)  # fmt: skip
+    consumer = make_consumer(
+        [*python(WAIT_FOR_GATE_THEN_RESULT), "{gate}"],
+        store=store,
+        heartbeat=0.1,
+        max_concurrency=2,
+        grace=0.3,
+    )
     stuck = Lease(trial=Trial(id="stuck", params={"gate": "/nonexistent"}), token=1, worker="w")
     fine = Lease(trial=Trial(id="fine", params={"gate": str(gate)}), token=1, worker="w")
     with anyio.fail_after(30):
@@ -185,12 +195,31 @@ def test_sigint_to_cli_leaves_no_process(tmp_path: Path) -> None:
         " time.sleep(60)"
     )
     cli = subprocess.Popen(
-        [sys.executable, "-m", "async_consumer._cli", "run", "--params", str(params), "-j", "4",
-         "--grace", "0.5", "--base-dir", str(tmp_path / "trials"),
-         "--store", f"sqlite:///{tmp_path}/store.db", "--",
-         sys.executable, "-c", script, str(marker), "{i}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "async_consumer._cli",
+            "run",
+            "--params",
+            str(params),
+            "-j",
+            "4",
+            "--grace",
+            "0.5",
+            "--base-dir",
+            str(tmp_path / "trials"),
+            "--store",
+            f"sqlite:///{tmp_path}/store.db",
+            "--",
+            sys.executable,
+            "-c",
+            script,
+            str(marker),
+            "{i}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     for _ in range(500):
         if len(os.listdir(marker)) == 4:
             break

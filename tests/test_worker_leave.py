@@ -57,9 +57,25 @@ TRAIN = textwrap.dedent("""
 def _worker(url: str, tmp_path: Path, runs: Path, steps: int) -> subprocess.Popen[str]:
     script = tmp_path / "train.py"
     script.write_text(TRAIN)
-    argv = [sys.executable, "-m", "async_consumer._cli", "worker", "--store", url, "-j", "2",
-            "--base-dir", str(tmp_path / "trials"), "--code-change", "ignore", "--",
-            sys.executable, str(script), str(runs), str(steps)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "async_consumer._cli",
+        "worker",
+        "--store",
+        url,
+        "-j",
+        "2",
+        "--base-dir",
+        str(tmp_path / "trials"),
+        "--code-change",
+        "ignore",
+        "--",
+        sys.executable,
+        str(script),
+        str(runs),
+        str(steps),
+    ]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -115,8 +131,9 @@ async def test_leaving_records_the_attempt_preempted(tmp_path: Path) -> None:
         pathlib.Path({str(ready)!r}).touch()
         time.sleep(30)
     """
-    consumer = Consumer(python(script), base_dir=tmp_path, store=store, max_concurrency=1,
-                        heartbeat=5.0, grace=10.0)  # fmt: skip
+    consumer = Consumer(
+        python(script), base_dir=tmp_path, store=store, max_concurrency=1, heartbeat=5.0, grace=10.0
+    )
     worker = Worker(store, consumer)
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.run)
@@ -155,8 +172,24 @@ async def test_no_reservation_after_reserve_until(tmp_path: Path) -> None:
 def test_status_shows_the_workers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """status counts the workers by state and lists the live ones; --json lists all."""
     url = f"sqlite:///{tmp_path}/store.db"
-    assert main(["run", "--store", url, "--grid", "x=1", "--base-dir", str(tmp_path), "--",
-                 *python("import json, os; json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "run",
+                "--store",
+                url,
+                "--grid",
+                "x=1",
+                "--base-dir",
+                str(tmp_path),
+                "--",
+                *python(
+                    "import json, os; json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))"
+                ),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["status", "--store", url]) == 0
     assert "workers: 1 exited" in capsys.readouterr().out

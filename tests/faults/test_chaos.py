@@ -33,10 +33,31 @@ json.dump(float(os.getpid()), open(os.environ['ORION_RESULTS_PATH'], 'w'))
 
 
 def _worker(url: str, tmp_path: Path, name: str, runs: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "async_consumer._cli", "worker", "--store", url,
-            "-j", "4", "--heartbeat", "2", "--grace", "0.5", "--store-outage-limit", "60",
-            "--base-dir", str(tmp_path / name), "--code-change", "ignore", "--",
-            sys.executable, "-c", SCRIPT, str(runs)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "async_consumer._cli",
+        "worker",
+        "--store",
+        url,
+        "-j",
+        "4",
+        "--heartbeat",
+        "2",
+        "--grace",
+        "0.5",
+        "--store-outage-limit",
+        "60",
+        "--base-dir",
+        str(tmp_path / name),
+        "--code-change",
+        "ignore",
+        "--",
+        sys.executable,
+        "-c",
+        SCRIPT,
+        str(runs),
+    ]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -62,8 +83,10 @@ class Terminator:
         import asyncpg
 
         conn = await asyncpg.connect(self.url)
-        query = ("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-                 "WHERE application_name = $1")  # fmt: skip
+        query = (
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = $1"
+        )
         try:
             while not self._stop.is_set():
                 self.terminated += await conn.fetchval(query, self.application)
@@ -157,6 +180,8 @@ def _summary(stored: list, ran: list[tuple[str, int, int]], errors: list[str], k
     outages = sum(e.count("store unreachable") for e in errors)
     backs = sum(e.count("reachable again") for e in errors)
     rejected = sum(e.count("result not recorded") for e in errors)
-    return (f"chaos: {len(stored)} trials, {attempts} attempts, {len(ran)} runs, "
-            f"outcomes {dict(reasons)}, {killed} backends terminated, {outages} outages logged, "
-            f"{backs} recoveries logged, {rejected} results rejected")  # fmt: skip
+    return (
+        f"chaos: {len(stored)} trials, {attempts} attempts, {len(ran)} runs, "
+        f"outcomes {dict(reasons)}, {killed} backends terminated, {outages} outages logged, "
+        f"{backs} recoveries logged, {rejected} results rejected"
+    )

@@ -50,11 +50,32 @@ class Fleet:
     def start(self) -> None:
         """One more worker (its attempts carry its name, ``host:pid``)."""
         name = f"w{len(self.workers)}"
-        argv = [sys.executable, "-m", "async_consumer._cli", "worker", "--store", self.url,
-                "-j", str(JOBS), "--heartbeat", str(HEARTBEAT),
-                "--grace", "0.5", "--store-outage-limit", "120", "--code-change", "ignore",
-                "--base-dir", str(self.tmp_path / "trials"), "--",
-                "sh", "-c", SCRIPT, "trial", str(self.runs)]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "async_consumer._cli",
+            "worker",
+            "--store",
+            self.url,
+            "-j",
+            str(JOBS),
+            "--heartbeat",
+            str(HEARTBEAT),
+            "--grace",
+            "0.5",
+            "--store-outage-limit",
+            "120",
+            "--code-change",
+            "ignore",
+            "--base-dir",
+            str(self.tmp_path / "trials"),
+            "--",
+            "sh",
+            "-c",
+            SCRIPT,
+            "trial",
+            str(self.runs),
+        ]
         err = (self.tmp_path / f"{name}.err").open("wb")
         self.workers.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err))
         err.close()
@@ -93,8 +114,11 @@ def _terminate_backends(bouncer: Bouncer, server: str) -> int:
     pids = [int(row[15]) for row in rows if len(row) > 15 and row[15].isdigit()]
     if not pids:
         return 0
-    ended = psql(server, f"SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM "
-                         f"unnest(ARRAY[{','.join(map(str, pids))}]) AS pid")  # fmt: skip
+    ended = psql(
+        server,
+        f"SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM "
+        f"unnest(ARRAY[{','.join(map(str, pids))}]) AS pid",
+    )
     return int(ended[0][0])
 
 
@@ -217,8 +241,10 @@ def _summary(
                 reasons[str(attempt.outcome.reason or attempt.outcome.status)] += 1
     outages = sum(e.count("store unreachable") for e in errors.values())
     again = f"{max(waits) / HEARTBEAT:.1f}" if waits else "-"
-    return (f"chaos at scale: {len(stored)} trials, {sum(len(t.attempts) for t in stored)} "
-            f"attempts, {len(ran)} runs, outcomes {dict(reasons)}; killed {len(fleet.killed)} "
-            f"workers, PgBouncer restarted {bouncer.restarts}x, {terminated} backends "
-            f"terminated, {outages} outages logged; the killed workers' {len(waits)} trials "
-            f"started again at most {again} heartbeats after their last beat")  # fmt: skip
+    return (
+        f"chaos at scale: {len(stored)} trials, {sum(len(t.attempts) for t in stored)} "
+        f"attempts, {len(ran)} runs, outcomes {dict(reasons)}; killed {len(fleet.killed)} "
+        f"workers, PgBouncer restarted {bouncer.restarts}x, {terminated} backends "
+        f"terminated, {outages} outages logged; the killed workers' {len(waits)} trials "
+        f"started again at most {again} heartbeats after their last beat"
+    )

@@ -140,10 +140,31 @@ def test_chaos_breaks_no_healthy_trial(tmp_path: Path) -> None:
     params.write_text("".join(json.dumps({"id": f"t{i:02d}"}) + "\n" for i in range(TRIALS)))
     assert main(["-q", "add", "--store", url, "--params", str(params)]) == 0
     runs = tmp_path / "runs.txt"
-    argv = [sys.executable, "-m", "async_consumer._cli", "-q", "worker", "--store", url,
-            "-j", str(LANES), "--heartbeat", "1", "--grace", "0.5",
-            "--base-dir", str(tmp_path / "trials"), "--code-change", "ignore", "--",
-            sys.executable, "-c", SCRIPT, str(runs), *STEPS]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "async_consumer._cli",
+        "-q",
+        "worker",
+        "--store",
+        url,
+        "-j",
+        str(LANES),
+        "--heartbeat",
+        "1",
+        "--grace",
+        "0.5",
+        "--base-dir",
+        str(tmp_path / "trials"),
+        "--code-change",
+        "ignore",
+        "--",
+        sys.executable,
+        "-c",
+        SCRIPT,
+        str(runs),
+        *STEPS,
+    ]
     chaos = Chaos(argv, seed=25)
     chaos.run(lambda: sum(row[3] == "end" for row in _runs(runs)) >= TRIALS)
     stored = anyio.run(_stored, url)
@@ -158,8 +179,8 @@ def test_chaos_breaks_no_healthy_trial(tmp_path: Path) -> None:
         f"{a.outcome.status}/{a.outcome.reason}" for t in stored for a in t.attempts if a.outcome
     )
     # the figures of the run, for the record (seen with pytest -s)
-    print(f"chaos: {chaos.kills} kills, {chaos.freezes} freezes, {len(ran)} log lines, "  # noqa: T201
-          f"outcomes {dict(reasons)}")  # fmt: skip
+    figures = f"chaos: {chaos.kills} kills, {chaos.freezes} freezes, {len(ran)} log lines"
+    print(f"{figures}, outcomes {dict(reasons)}")  # noqa: T201
     assert all(b"Traceback" not in err for err in chaos.errors), chaos.errors
     assert not orphans
     assert _overlaps(ran) == []  # no run went on beside its re-run

@@ -64,10 +64,25 @@ def test_32_workers_with_8_lanes_share_one_database(tmp_path: Path) -> None:
             await store.add(Trial(id=f"t{i:03d}") for i in range(TRIALS))
 
     anyio.run(add)
-    argv = [sys.executable, "-m", "async_consumer._cli", "-q", "worker", "--store",
-            f"{url}&pool_size=1&application_name={application}", "-j", str(JOBS),
-            "--base-dir", str(tmp_path / "trials"), "--code-change", "ignore", "--",
-            sys.executable, "-c", SCRIPT]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "async_consumer._cli",
+        "-q",
+        "worker",
+        "--store",
+        f"{url}&pool_size=1&application_name={application}",
+        "-j",
+        str(JOBS),
+        "--base-dir",
+        str(tmp_path / "trials"),
+        "--code-change",
+        "ignore",
+        "--",
+        sys.executable,
+        "-c",
+        SCRIPT,
+    ]
     sampler = Sampler(base, application)
     try:
         workers = [

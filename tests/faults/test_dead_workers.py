@@ -56,9 +56,31 @@ def test_a_killed_run_resumes_at_once(tmp_path: Path) -> None:
     """A ``run`` SIGKILLed mid-trial and run again resumes its trials at once, not after 3 beats."""
     runs = tmp_path / "runs.txt"
     url = f"sqlite:///{tmp_path}/store.db"
-    argv = [sys.executable, "-m", "async_consumer._cli", "-q", "run", "--store", url,
-            "--grid", "x=1,2", "-j", "2", "--base-dir", str(tmp_path / "trials"), "--heartbeat", "60",
-            "--code-change", "ignore", "--", sys.executable, "-c", SCRIPT, str(runs), "slow"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "async_consumer._cli",
+        "-q",
+        "run",
+        "--store",
+        url,
+        "--grid",
+        "x=1,2",
+        "-j",
+        "2",
+        "--base-dir",
+        str(tmp_path / "trials"),
+        "--heartbeat",
+        "60",
+        "--code-change",
+        "ignore",
+        "--",
+        sys.executable,
+        "-c",
+        SCRIPT,
+        str(runs),
+        "slow",
+    ]
     first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert _wait_for(lambda: len(_lines(runs)) == 2, 60), first.communicate()[1]
     first.send_signal(signal.SIGKILL)
@@ -132,14 +154,37 @@ def test_a_poison_trial_is_contained(tmp_path: Path) -> None:
     lines += ['{"id": "poison"}'] + [f'{{"id": "h{i:02d}"}}' for i in range(30, 60)]
     params.write_text("\n".join(lines) + "\n")
     assert main(["-q", "add", "--store", url, "--params", str(params)]) == 0
-    argv = [sys.executable, "-m", "async_consumer._cli", "-q", "worker", "--store", url,
-            "-j", "3", "--base-dir", str(tmp_path / "trials"), "--code-change", "ignore",
-            "--grace", "0.5", "--", sys.executable, "-c", SCRIPT, str(runs), "fast"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "async_consumer._cli",
+        "-q",
+        "worker",
+        "--store",
+        url,
+        "-j",
+        "3",
+        "--base-dir",
+        str(tmp_path / "trials"),
+        "--code-change",
+        "ignore",
+        "--grace",
+        "0.5",
+        "--",
+        sys.executable,
+        "-c",
+        SCRIPT,
+        str(runs),
+        "fast",
+    ]
     supervisor = Supervisor(argv, 4)
     supervisor.join(timeout=120)
     stored = {t.id: t for t in anyio.run(_stored, url)}
-    lost = sum(a.outcome is not None and a.outcome.status is Status.LOST for t in stored.values()
-               for a in t.attempts)  # fmt: skip
+    lost = sum(
+        a.outcome is not None and a.outcome.status is Status.LOST
+        for t in stored.values()
+        for a in t.attempts
+    )
     print(f"poison: {supervisor.deaths} worker deaths, {lost} attempts lost")  # noqa: T201
     assert stored["poison"].status is TrialStatus.BROKEN
     assert supervisor.deaths <= 3

@@ -47,8 +47,11 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs with 256 KiB left free (skipped where mounting is not allowed)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-                          capture_output=True, check=False)  # fmt: skip
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
@@ -71,8 +74,15 @@ def _write_forever(fd: int) -> None:
 
 
 def _consumer(store: SQLiteStore, disk: Path, marks: Path) -> Consumer:
-    return Consumer([*python(SCRIPT), str(marks)], base_dir=disk / "trials", store=store,
-                    heartbeat=0.5, max_concurrency=2, grace=0.5, code_change="ignore")  # fmt: skip
+    return Consumer(
+        [*python(SCRIPT), str(marks)],
+        base_dir=disk / "trials",
+        store=store,
+        heartbeat=0.5,
+        max_concurrency=2,
+        grace=0.5,
+        code_change="ignore",
+    )
 
 
 @pytest.mark.slow

@@ -56,11 +56,29 @@ class Fleet:
     def worker(self) -> subprocess.Popen[bytes]:
         script = self.tmp_path / "trial.py"
         script.write_text(SCRIPT)
-        argv = [sys.executable, "-m", "async_consumer._cli", "worker", "--store", self.proxied,
-                "-j", str(LANES), "--heartbeat", str(HEARTBEAT), "--grace", "0.5",
-                "--base-dir", str(self.tmp_path / "trials"), "--code-change", "ignore",
-                "--", sys.executable, str(script),
-                str(self.tmp_path / "runs.txt"), str(self.tmp_path / "go")]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "async_consumer._cli",
+            "worker",
+            "--store",
+            self.proxied,
+            "-j",
+            str(LANES),
+            "--heartbeat",
+            str(HEARTBEAT),
+            "--grace",
+            "0.5",
+            "--base-dir",
+            str(self.tmp_path / "trials"),
+            "--code-change",
+            "ignore",
+            "--",
+            sys.executable,
+            str(script),
+            str(self.tmp_path / "runs.txt"),
+            str(self.tmp_path / "go"),
+        ]
         return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def exits_written(self) -> int:

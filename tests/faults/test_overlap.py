@@ -34,9 +34,27 @@ json.dump(1.0 if alone else 0.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))
 
 
 def _worker(url: str, tmp_path: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "async_consumer._cli", "worker", "--store", url,
-            "--heartbeat", "0.5", "--grace", "0.5", "--base-dir", str(tmp_path / "trials"),
-            "--code-change", "ignore", "--", sys.executable, "-c", SCRIPT, str(tmp_path)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "async_consumer._cli",
+        "worker",
+        "--store",
+        url,
+        "--heartbeat",
+        "0.5",
+        "--grace",
+        "0.5",
+        "--base-dir",
+        str(tmp_path / "trials"),
+        "--code-change",
+        "ignore",
+        "--",
+        sys.executable,
+        "-c",
+        SCRIPT,
+        str(tmp_path),
+    ]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

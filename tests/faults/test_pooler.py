@@ -31,9 +31,27 @@ SCRIPT = 'echo "$ASYNC_CONSUMER_ATTEMPT" >"$ORION_RESULTS_PATH"'
 
 def worker(url: str, tmp_path: Path, name: str, *options: str) -> subprocess.Popen[str]:
     """An ``async-consumer worker`` process on ``url``, its stderr piped."""
-    argv = [sys.executable, "-m", "async_consumer._cli", "worker", "--store", url,
-            "--grace", "0.5", "--store-outage-limit", "120", "--base-dir", str(tmp_path / name),
-            "--code-change", "ignore", *options, "--", "sh", "-c", SCRIPT]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "async_consumer._cli",
+        "worker",
+        "--store",
+        url,
+        "--grace",
+        "0.5",
+        "--store-outage-limit",
+        "120",
+        "--base-dir",
+        str(tmp_path / name),
+        "--code-change",
+        "ignore",
+        *options,
+        "--",
+        "sh",
+        "-c",
+        SCRIPT,
+    ]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -77,11 +95,25 @@ def psql(url: str, command: str) -> list[list[str]]:
     """The rows of a command, through psql (PgBouncer's admin console takes simple queries only)."""
     parts = urlsplit(url)
     done = subprocess.run(
-        ["psql", "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432),
-         "-U", parts.username or "postgres", "-d", parts.path.lstrip("/"), "-AtF", "\t",
-         "-c", command],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            "psql",
+            "-h",
+            parts.hostname or "127.0.0.1",
+            "-p",
+            str(parts.port or 5432),
+            "-U",
+            parts.username or "postgres",
+            "-d",
+            parts.path.lstrip("/"),
+            "-AtF",
+            "\t",
+            "-c",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return [line.split("\t") for line in done.stdout.splitlines()]
 
 
@@ -135,10 +167,11 @@ def test_workers_hold_two_connections_each_whatever_their_lanes(kind: str, tmp_p
     sampler = ClientSampler(base, f"ac_{schema}", pooled=kind == "pgbouncer")
     try:
         workers = [
-            worker(with_query(url, application_name=f"ac_{schema}_{i}"), tmp_path, f"w{i}",
-                   "-j", "8")
+            worker(
+                with_query(url, application_name=f"ac_{schema}_{i}"), tmp_path, f"w{i}", "-j", "8"
+            )
             for i in range(4)
-        ]  # fmt: skip
+        ]
         errors = [w.communicate(timeout=300)[1] for w in workers]
         trials = stored(url)
     finally:
@@ -261,8 +294,11 @@ def limited_role(server: str) -> Iterator[str]:
             await conn.close()
 
     database = urlsplit(server).path.lstrip("/")
-    anyio.run(run, f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 2",
-              f'GRANT CREATE ON DATABASE "{database}" TO {role}')  # fmt: skip
+    anyio.run(
+        run,
+        f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 2",
+        f'GRANT CREATE ON DATABASE "{database}" TO {role}',
+    )
     try:
         yield role
     finally:
@@ -335,8 +371,10 @@ def test_a_database_refusing_connections_is_an_outage_waited_out(kind: str, tmp_
             with refusal.hold():
                 process = worker(store, tmp_path, "w", "-j", "4")
                 lines, reader = _lines_of(process)
-                _wait_for(lambda: any("store unreachable" in line for line in lines),
-                          "the worker never said the store was unreachable")  # fmt: skip
+                _wait_for(
+                    lambda: any("store unreachable" in line for line in lines),
+                    "the worker never said the store was unreachable",
+                )
             process.wait(timeout=120)
             reader.join(timeout=30)
             assert process.stderr is not None

@@ -33,9 +33,15 @@ async def test_a_lease_waiting_to_start_is_renewed(tmp_path: Path) -> None:
     """
     store = MemoryStore()
     await store.add([Trial(id="a", slots={"gpu": 1}), Trial(id="b", slots={"gpu": 1})])
-    consumer = Consumer([*python(SCRIPT), str(tmp_path)], base_dir=tmp_path / "trials",
-                        store=store, heartbeat=0.1, max_concurrency=2, slots={"gpu": ["0"]},
-                        code_change="ignore")  # fmt: skip
+    consumer = Consumer(
+        [*python(SCRIPT), str(tmp_path)],
+        base_dir=tmp_path / "trials",
+        store=store,
+        heartbeat=0.1,
+        max_concurrency=2,
+        slots={"gpu": ["0"]},
+        code_change="ignore",
+    )
     leases = [await store.reserve("w"), await store.reserve("w")]
     reclaimed: list[str] = []
 

@@ -59,8 +59,10 @@ def test_an_outage_shorter_than_the_lease_loses_nothing(tmp_path: Path) -> None:
     server = urlsplit(base)
     schema = f"faults_{uuid.uuid4().hex[:12]}"
     started = tmp_path / "started"
-    script = f"import json, os, pathlib, time; pathlib.Path({str(started)!r}).touch(); " \
-             "time.sleep(3); json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))"  # fmt: skip
+    script = (
+        f"import json, os, pathlib, time; pathlib.Path({str(started)!r}).touch(); "
+        "time.sleep(3); json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))"
+    )
 
     async def add() -> None:
         async with store_from_url(f"{base}?schema={schema}") as store:
@@ -70,9 +72,23 @@ def test_an_outage_shorter_than_the_lease_loses_nothing(tmp_path: Path) -> None:
     try:
         with running_proxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
             url = server._replace(netloc=f"{server.username}@127.0.0.1:{proxy.port}").geturl()
-            argv = [sys.executable, "-m", "async_consumer._cli", "worker", "--store",
-                    f"{url}?schema={schema}", "--heartbeat", "1.5", "--base-dir",
-                    str(tmp_path / "trials"), *WORKER, "--", sys.executable, "-c", script]  # fmt: skip
+            argv = [
+                sys.executable,
+                "-m",
+                "async_consumer._cli",
+                "worker",
+                "--store",
+                f"{url}?schema={schema}",
+                "--heartbeat",
+                "1.5",
+                "--base-dir",
+                str(tmp_path / "trials"),
+                *WORKER,
+                "--",
+                sys.executable,
+                "-c",
+                script,
+            ]
             worker = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             _wait_for_file(started, worker)
             proxy.cut()
@@ -113,8 +129,15 @@ async def test_a_trial_reclaimed_while_it_runs(tmp_path: Path, connect: OpenStor
     store, other = await connect(), await connect()
     await store.add([Trial(id="a")])
     code = python(_FIRST_RUN_WAITS.format(first=str(first)))
-    consumer = Consumer(code, base_dir=tmp_path / "trials", store=store, heartbeat=0.3,
-                        max_concurrency=2, grace=0.5, code_change="ignore")  # fmt: skip
+    consumer = Consumer(
+        code,
+        base_dir=tmp_path / "trials",
+        store=store,
+        heartbeat=0.3,
+        max_concurrency=2,
+        grace=0.5,
+        code_change="ignore",
+    )
     worker = Worker(store, consumer, poll=0.05, lost_after=1000)  # only the test reclaims
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
@@ -149,8 +172,14 @@ async def test_a_new_lease_on_a_running_trial_stops_the_old_run(tmp_path: Path) 
     new = await store.reserve("w")
     assert isinstance(new, Lease)
     code = python(_FIRST_RUN_WAITS.format(first=str(first)))
-    consumer = Consumer(code, base_dir=tmp_path / "trials", store=store, heartbeat=30,
-                        grace=0.5, code_change="ignore")  # fmt: skip
+    consumer = Consumer(
+        code,
+        base_dir=tmp_path / "trials",
+        store=store,
+        heartbeat=30,
+        grace=0.5,
+        code_change="ignore",
+    )
     outcomes = {}
 
     async def run(lease: Lease) -> None:
@@ -172,8 +201,11 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A tiny tmpfs, already full (skipped where mounting is not allowed)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-                          capture_output=True, check=False)  # fmt: skip
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
@@ -185,9 +217,11 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.slow
 def test_a_full_disk_is_the_hosts_fault_not_the_trials(
-    tmp_path: Path, full_disk: Path, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    full_disk: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     """
     ENOSPC creating trials' files: each trial goes back to the queue without a loss, the worker
     backs off, then exits 1 with one line naming the directory; no trial is lease_lost.
@@ -195,8 +229,20 @@ def test_a_full_disk_is_the_hosts_fault_not_the_trials(
     monkeypatch.setattr(Worker, "file_fault_backoff", 0.05)
     url = f"sqlite:///{tmp_path}/store.db"
     assert main(["add", "--store", url, "--grid", "x=1,2,3"]) == 0
-    argv = ["worker", "--store", url, "-j", "2", "--base-dir", str(full_disk / "trials"),
-            *WORKER, "--", sys.executable, "-c", "pass"]  # fmt: skip
+    argv = [
+        "worker",
+        "--store",
+        url,
+        "-j",
+        "2",
+        "--base-dir",
+        str(full_disk / "trials"),
+        *WORKER,
+        "--",
+        sys.executable,
+        "-c",
+        "pass",
+    ]
     assert main(argv) == 1
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]

@@ -140,8 +140,10 @@ class Fleet:
         if not self.runs.exists():
             return []
         lines = (line.split() for line in self.runs.read_text().splitlines())
-        return [Event(t, int(a), int(p), k, float(at), int(s), task)
-                for t, a, p, k, at, s, task in lines]  # fmt: skip
+        return [
+            Event(t, int(a), int(p), k, float(at), int(s), task)
+            for t, a, p, k, at, s, task in lines
+        ]
 
     def wait_for(self, condition: Callable[[], bool], what: str) -> None:
         """Poll what the jobs report until ``condition()`` holds; fail after ``JOB_SECONDS``."""

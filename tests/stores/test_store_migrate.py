@@ -72,7 +72,7 @@ async def test_postgres_v1_store_is_migrated() -> None:
             VALUES ('old', '{{"id": "old", "params": {{}}}}', 'reserved', 1, 'w', now()),
                    ('new', '{{"id": "new", "params": {{}}}}', 'new', 0, NULL, NULL);
             INSERT INTO "{schema}".attempts VALUES ('old', 1, 1, 'w', 'h', now(), now(), NULL);
-            INSERT INTO "{schema}".schema_version VALUES (1)""")  # fmt: skip
+            INSERT INTO "{schema}".schema_version VALUES (1)""")
         async with await PostgresStore.open(url, schema=schema) as store:
             await _check_migrated(store)
         assert (

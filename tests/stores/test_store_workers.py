@@ -25,9 +25,16 @@ V1_POSTGRES = pg.TABLES_V1
 
 def _worker(name: str = "slurm:41_2", running: int = 1, **fields: object) -> WorkerInfo:
     return WorkerInfo.model_validate(
-        {"name": name, "host": "node7", "pid": 123, "job_id": "41", "task_id": "2",
-         "running": running, **fields}
-    )  # fmt: skip
+        {
+            "name": name,
+            "host": "node7",
+            "pid": 123,
+            "job_id": "41",
+            "task_id": "2",
+            "running": running,
+            **fields,
+        }
+    )
 
 
 @pytest.mark.asyncio
@@ -75,8 +82,10 @@ async def test_sqlite_store_of_version_1_migrates(tmp_path: Path) -> None:
     _v1_sqlite(path)
     conn = sqlite3.connect(path)
     trial = make_trials(1)[0]
-    conn.execute("INSERT INTO trials (id, trial) VALUES (?, ?)",
-                 (trial.id, trial.model_dump_json(exclude={"attempt"})))  # fmt: skip
+    conn.execute(
+        "INSERT INTO trials (id, trial) VALUES (?, ?)",
+        (trial.id, trial.model_dump_json(exclude={"attempt"})),
+    )
     conn.commit()
     conn.close()
     async with SQLiteStore(path) as store:
@@ -108,8 +117,11 @@ async def test_postgres_store_of_version_1_migrates() -> None:
         await conn.execute(f'CREATE TABLE "{schema}".schema_version (version integer NOT NULL)')
         await conn.execute(f'INSERT INTO "{schema}".schema_version VALUES (1)')
         trial = make_trials(1)[0]
-        await conn.execute(f'INSERT INTO "{schema}".trials (id, trial) VALUES ($1, $2)',
-                           trial.id, trial.model_dump_json(exclude={"attempt"}))  # fmt: skip
+        await conn.execute(
+            f'INSERT INTO "{schema}".trials (id, trial) VALUES ($1, $2)',
+            trial.id,
+            trial.model_dump_json(exclude={"attempt"}),
+        )
         async with await PostgresStore.open(url, schema=schema) as store:
             await _works_after_migration(store)
         versions = await conn.fetch(f'SELECT version FROM "{schema}".schema_version ORDER BY 1')
