@@ -23,7 +23,7 @@ from async_consumer._experiment import Experiment
 from async_consumer._models import TrialStatus
 from async_consumer.stores import store_from_url
 
-from .conftest import WRITE_RESULT, wait_until
+from .conftest import WRITE_RESULT, wait_until_sync
 
 # objective = x, so the highest x is the best when maximising
 OBJECTIVE_X = (
@@ -366,7 +366,9 @@ def test_logs_follow_prints_a_running_trials_output_until_it_ends(tmp_path: Path
     log = tmp_path / ".async-consumer/trials/default" / trial_id({"x": 1}) / "attempts/1/stdout.log"
     with subprocess.Popen(run, cwd=tmp_path, stdout=subprocess.DEVNULL) as running:
         try:
-            anyio.run(wait_until, lambda: log.is_file() and "first" in log.read_text())
+            wait_until_sync(
+                lambda: log.is_file() and "first" in log.read_text(), "the trial's first line"
+            )
             follow = _command_line("logs", trial_id({"x": 1}), "--follow")
             with subprocess.Popen(follow, cwd=tmp_path, stdout=subprocess.PIPE, text=True) as logs:
                 assert logs.stdout is not None

@@ -7,8 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -17,8 +15,7 @@ import pytest
 from async_consumer import Reason, Status, Trial, TrialStatus
 from async_consumer.stores import store_from_url
 
-from .conftest import is_alive, wait_for
-from .stores.conftest import drop_schema, postgres_url
+from .conftest import is_alive, wait_until_sync
 
 # each run appends "trial-id attempt pid worker-pid" to a shared file, then works for a while
 SCRIPT = """
@@ -29,18 +26,6 @@ duration = float(sys.argv[2]) if os.environ['ASYNC_CONSUMER_ATTEMPT'] == '1' els
 time.sleep(duration)
 json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))
 """.replace("{", "{{").replace("}", "}}")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh store shared by the workers of one test."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/fleet.db"
-        return
-    schema = f"fleet_{uuid.uuid4().hex[:12]}"
-    base = postgres_url()
-    yield f"{base}?schema={schema}"
-    anyio.run(drop_schema, base, schema)
 
 
 async def _add(url: str, count: int, prefix: str = "t") -> None:
@@ -117,7 +102,9 @@ def test_crash_of_a_worker(store_url: str, tmp_path: Path) -> None:
     b = _worker(store_url, tmp_path, "b", runs, 0.3, 0.3, heartbeat=0.5)
     # a holds leases when it is killed: it has started runs of its own (a slow start on a busy
     # machine could leave all the first runs to b)
-    wait_for(lambda: len(_runs(runs)) >= 16 and _runs_by(runs, a.pid) >= 4, 60, "16 runs")
+    wait_until_sync(
+        lambda: len(_runs(runs)) >= 16 and _runs_by(runs, a.pid) >= 4, "16 runs, 4 of them by a"
+    )
     assert _runs_by(runs, a.pid) >= 4
     a.send_signal(signal.SIGKILL)
     a.communicate()
@@ -143,7 +130,7 @@ def test_fencing_of_a_frozen_worker(store_url: str, tmp_path: Path) -> None:
     anyio.run(_add, store_url, 1)
     runs = tmp_path / "runs.log"
     a = _worker(store_url, tmp_path, "a", runs, 4.0, 0.2, heartbeat=0.4, jobs=1)
-    wait_for(lambda: len(_runs(runs)) == 1, 20, "the first run")
+    wait_until_sync(lambda: len(_runs(runs)) == 1, "the first run")
     a.send_signal(signal.SIGSTOP)
     try:
         b = _worker(store_url, tmp_path, "b", runs, 4.0, 0.2, heartbeat=0.4, jobs=1)
@@ -173,7 +160,7 @@ def test_no_false_takeover(store_url: str, tmp_path: Path) -> None:
     anyio.run(_add, store_url, 1)
     runs = tmp_path / "runs.log"
     a = _worker(store_url, tmp_path, "a", runs, 20.0, 0.1, heartbeat=1.0, jobs=1)
-    wait_for(lambda: len(_runs(runs)) == 1, 20, "the first run")
+    wait_until_sync(lambda: len(_runs(runs)) == 1, "the first run")
     b = _worker(store_url, tmp_path, "b", runs, 20.0, 0.1, heartbeat=1.0, jobs=1)
     a.communicate(timeout=60)
     b.communicate(timeout=60)

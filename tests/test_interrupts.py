@@ -16,7 +16,7 @@ from async_consumer._resume import ResumePolicy
 from async_consumer._worker import Worker
 from async_consumer.stores import MemoryStore, SQLiteStore
 
-from .conftest import WRITE_RESULT
+from .conftest import WRITE_RESULT, wait_until
 
 INTERRUPT = "import sys; sys.exit(130)"
 # interrupted on its first attempt (a checkpoint-and-exit), completes when resumed
@@ -215,13 +215,12 @@ async def _wait_for(
     path: Path, status: TrialStatus, count: int, process: subprocess.Popen[str]
 ) -> None:
     """Poll the store until ``count`` trials have ``status`` (the worker must stay alive)."""
-    with anyio.fail_after(120):
-        while True:
-            async with SQLiteStore(path) as store:
-                if (await store.counts())[status] >= count:
-                    return
-            assert process.poll() is None, process.communicate()
-            await anyio.sleep(0.1)  # polling the store, not ordering events
+
+    async def reached() -> bool:
+        async with SQLiteStore(path) as store:
+            return (await store.counts())[status] >= count
+
+    await wait_until(reached, f"{count} trials {status}", alive=process, every=0.1)
 
 
 @pytest.mark.slow
@@ -277,8 +276,7 @@ async def test_a_preempted_trial_is_resumed_by_another_worker_at_once(tmp_path: 
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
             tg.start_soon(Worker(store, consumer).run)
-            while not started.exists():
-                await anyio.sleep(0.05)  # polling for the script's start
+            await wait_until(started.exists, "the script to start")
             consumer.interrupt()  # what the worker does on SIGTERM (Slurm's preemption signal)
     stored = await store.get("long")
     assert stored.status is TrialStatus.INTERRUPTED

@@ -13,6 +13,8 @@ from async_consumer import Consumer, Trial
 from async_consumer._worker import Worker
 from async_consumer.stores import MemoryStore
 
+from .conftest import wait_until
+
 TRIALS = 200
 HANG = 60  # seconds: only a hang guard, never a bound on how fast anything is
 BOUND = 14 * 1024
@@ -43,9 +45,7 @@ async def test_a_running_trial_holds_little_memory(tmp_path: Path) -> None:
         before = tracemalloc.take_snapshot()
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run)
-            with anyio.fail_after(HANG):
-                while len(consumer.running) < TRIALS:
-                    await anyio.sleep(0.01)  # polling for every script to be running
+            await wait_until(lambda: len(consumer.running) >= TRIALS, "every script to run")
             during = tracemalloc.take_snapshot()
             consumer.interrupt()
     finally:

@@ -17,7 +17,14 @@ from async_consumer import Outcome, Reason, Status, Trial
 from async_consumer._supervise import supervisor
 from async_consumer._supervise.process import ChildProcess, Exit
 
-from .conftest import WRITE_RESULT, ConsumerFactory, children_of, is_alive, python
+from .conftest import (
+    WRITE_RESULT,
+    ConsumerFactory,
+    children_of,
+    is_alive,
+    python,
+    wait_until,
+)
 
 HOSTILE = "sp ace 'q\"uote $(touch pwned) `touch pwned2` ; rm -rf x\nnew line ünï ☃"
 
@@ -84,8 +91,10 @@ async def test_cancel_kills_grandchildren(make_consumer: ConsumerFactory, tmp_pa
                 outcome = await consumer.run(Trial(id="t"))
 
             tg.start_soon(run)
-            while not pids_file.exists() or len(pids_file.read_text().split()) < 2:
-                await anyio.sleep(0.02)  # polling a file the script writes, not ordering by time
+            await wait_until(
+                lambda: pids_file.exists() and len(pids_file.read_text().split()) >= 2,
+                "the script's two pids",
+            )
             pids = _pids(pids_file.parent)
             assert all(is_alive(pid) for pid in pids)
             tg.cancel_scope.cancel()
@@ -245,8 +254,7 @@ async def test_no_thread_per_child(make_consumer: ConsumerFactory, tmp_path: Pat
         async with anyio.create_task_group() as tg:
             for i in range(40):
                 tg.start_soon(consumer.run, Trial(id=f"t{i}"))
-            while len(consumer.running) < 40:
-                await anyio.sleep(0.01)
+            await wait_until(lambda: len(consumer.running) >= 40, "forty scripts to run")
             peak = threading.active_count()
             gate.touch()
     # at most the few threads that create trial files (scripts start on the loop below 64)

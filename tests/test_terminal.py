@@ -6,17 +6,17 @@ import io
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import anyio
 import pytest
 from rich.console import Console
 from rich.progress import Progress
 
 from async_consumer._cli.progress import LiveBar, eta_text
+
+from .conftest import wait_until, wait_until_sync
 
 # x = 3, 6: broken; x = 4: killed by SIGKILL on its first attempt (retried, a log record)
 SCRIPT = """
@@ -78,10 +78,9 @@ def test_the_screen_stays_clean(tmux: str, tmp_path: Path) -> None:
         f"{sys.executable} {script} {{x}}; echo EXIT=$?"
     )
     subprocess.run(["tmux", "send-keys", "-t", tmux, command, "Enter"], check=True)
-    deadline = time.monotonic() + 120
-    while not any(line.startswith("EXIT=") for line in _screen(tmux)):
-        assert time.monotonic() < deadline, "\n".join(_screen(tmux))
-        time.sleep(0.2)  # polling the screen, not ordering events
+    wait_until_sync(
+        lambda: any(line.startswith("EXIT=") for line in _screen(tmux)), "the run's exit", every=0.2
+    )
     lines = _screen(tmux)
     shown = "\n".join(lines)
     assert "EXIT=1" in lines, shown
@@ -133,9 +132,7 @@ async def test_the_bar_is_redrawn_while_trials_run_and_their_error_is_raised_as_
 
     async def work() -> None:
         bar.line("ok shown by the redraw")
-        with anyio.fail_after(30):  # the loop draws every 0.1 s; 30 s: a very loaded machine
-            while "ok shown by the redraw" not in out.getvalue():
-                await anyio.sleep(0.01)  # polling the output, not ordering events
+        await wait_until(lambda: "ok shown by the redraw" in out.getvalue(), "the redraw")
         raise KeyError("the worker's own error")
 
     with _bar(out) as progress:

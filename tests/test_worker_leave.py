@@ -30,7 +30,7 @@ from async_consumer._presence import Presence
 from async_consumer._worker import Worker
 from async_consumer.stores import MemoryStore, store_from_url
 
-from .conftest import is_alive, python
+from .conftest import is_alive, python, wait_until, wait_until_sync
 
 # checkpoints its step on SIGTERM and exits with the interrupt code; resumes from it; logs the
 # step it started from once it has made one more
@@ -92,9 +92,7 @@ def test_a_signalled_worker_leaves_its_trials_to_others(
     url, runs = f"sqlite:///{tmp_path}/store.db", tmp_path / "runs.log"
     assert main(["add", "--store", url, "--grid", "x=1,2,3"]) == 0
     first = _worker(url, tmp_path, runs, steps=400)  # 20 s: only a signal ends these
-    deadline = time.monotonic() + 60
-    while len(_lines(runs)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling what the scripts report, not ordering by time
+    wait_until_sync(lambda: len(_lines(runs)) >= 2, "two trials to start", alive=first)
     first.send_signal(signum)
     _, err = first.communicate(timeout=60)
     assert first.returncode == 130, err
@@ -137,8 +135,7 @@ async def test_leaving_records_the_attempt_preempted(tmp_path: Path) -> None:
     worker = Worker(store, consumer)
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.run)
-        while not ready.exists():
-            await anyio.sleep(0.01)  # polling for the script to be ready
+        await wait_until(ready.exists, "the script to be ready")
         worker.leave("SIGTERM")
     by_id = {t.id: t for t in await store.list()}
     first = by_id["a"].outcome

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
@@ -19,7 +19,7 @@ import pytest
 from async_consumer import Status, Trial
 from async_consumer.stores import store_from_url
 
-from ..stores.conftest import drop_schema, postgres_url
+from ..conftest import NewSchema, postgres_url, wait_until_sync
 from .proxy import running_proxy
 
 # each run appends "trial attempt pid" to a shared file, works a little, writes its objective
@@ -70,6 +70,10 @@ def _runs(runs: Path) -> list[tuple[str, int, int]]:
     ]
 
 
+def _began(runs: Path, count: int) -> bool:
+    return len(_runs(runs)) >= count
+
+
 class Terminator:
     """Terminates the test's own backends (by application name) every 0.5 s, in a thread."""
 
@@ -103,24 +107,15 @@ class Terminator:
         self._thread.join(timeout=10)
 
 
-def _wait_for(condition: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)  # polling what the processes report, not ordering by time
-    return True
-
-
 @pytest.mark.slow
-def test_chaos_on_postgres(tmp_path: Path) -> None:
+def test_chaos_on_postgres(tmp_path: Path, new_schema: NewSchema) -> None:
     """
     150 trials, 3 workers, a proxy cut twice for 2 s and backends terminated every 0.5 s: every
     worker survives, every trial completes exactly once, no result comes from a stale lease.
     """
     base = postgres_url()
     server = urlsplit(base)
-    schema = f"chaos_{uuid.uuid4().hex[:12]}"
+    schema = new_schema()
     application = f"async_consumer_{schema}"
     direct = f"{base}?schema={schema}"
     count = 150
@@ -131,21 +126,18 @@ def test_chaos_on_postgres(tmp_path: Path) -> None:
 
     anyio.run(add)
     runs = tmp_path / "runs.txt"
-    try:
-        with running_proxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
-            netloc = f"{server.username}@127.0.0.1:{proxy.port}"
-            url = f"{server._replace(netloc=netloc).geturl()}?schema={schema}&application_name={application}"
-            with Terminator(base, application) as terminator:
-                workers = [_worker(url, tmp_path, f"w{i}", runs) for i in range(3)]
-                for done in (20, 75):  # cut twice, while trials run
-                    assert _wait_for(lambda n=done: len(_runs(runs)) >= n, 120)
-                    proxy.cut()
-                    time.sleep(2.0)  # the outage itself
-                    proxy.restore()
-                errors = [w.communicate(timeout=180)[1].decode() for w in workers]
-            stored = anyio.run(_stored, direct)
-    finally:
-        anyio.run(drop_schema, base, schema)
+    with running_proxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
+        netloc = f"{server.username}@127.0.0.1:{proxy.port}"
+        url = f"{server._replace(netloc=netloc).geturl()}?schema={schema}&application_name={application}"
+        with Terminator(base, application) as terminator:
+            workers = [_worker(url, tmp_path, f"w{i}", runs) for i in range(3)]
+            for done in (20, 75):  # cut twice, while trials run
+                wait_until_sync(partial(_began, runs, done), f"{done} runs")
+                proxy.cut()
+                time.sleep(2.0)  # the outage itself
+                proxy.restore()
+            errors = [w.communicate(timeout=180)[1].decode() for w in workers]
+        stored = anyio.run(_stored, direct)
     ran = _runs(runs)
     # the figures of the run, for the record (seen with pytest -s)
     print(_summary(stored, ran, errors, terminator.terminated))  # noqa: T201

@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import pytest
 from async_consumer import Status, StoredTrial, Trial
 
 from ..bouncer import Bouncer, running_pgbouncer
-from ..stores.conftest import drop_schema, postgres_url
+from ..conftest import NewSchema, postgres_url, wait_until_sync
 from .test_pooler import psql
 
 WORKERS, JOBS, TRIALS, HEARTBEAT = 16, 4, 500, 3.0
@@ -101,11 +100,11 @@ def _runs(runs: Path) -> list[tuple[str, int, int]]:
 
 
 def _wait_for_runs(runs: Path, count: int, fleet: Fleet) -> None:
-    deadline = time.monotonic() + 180  # a bound that only ends a failing test
-    while len(_runs(runs)) < count:
-        assert time.monotonic() < deadline, f"fewer than {count} runs began"
+    def begun() -> bool:
         assert any(w.poll() is None for w in fleet.workers), "every worker has left"
-        time.sleep(0.05)  # polling what the scripts report, not ordering events
+        return len(_runs(runs)) >= count
+
+    wait_until_sync(begun, f"{count} runs to begin", every=0.05)
 
 
 def _terminate_backends(bouncer: Bouncer, server: str) -> int:
@@ -150,7 +149,7 @@ async def _stored(url: str) -> list[StoredTrial]:
 
 
 @pytest.mark.slow
-def test_chaos_at_scale_through_pgbouncer(tmp_path: Path) -> None:
+def test_chaos_at_scale_through_pgbouncer(tmp_path: Path, new_schema: NewSchema) -> None:
     """
     16 workers x -j 4 through PgBouncer, 500 trials; during the run 2 workers are SIGKILLed
     and replaced, PgBouncer is restarted, and every backend behind it is terminated: every
@@ -158,7 +157,7 @@ def test_chaos_at_scale_through_pgbouncer(tmp_path: Path) -> None:
     no worker prints a traceback.
     """
     server = postgres_url()
-    schema = f"chaos_scale_{uuid.uuid4().hex[:10]}"
+    schema = new_schema()
     direct = f"{server}?schema={schema}"
 
     async def add() -> None:
@@ -170,24 +169,21 @@ def test_chaos_at_scale_through_pgbouncer(tmp_path: Path) -> None:
     anyio.run(add)
     runs = tmp_path / "runs.txt"
     terminated = 0
-    try:
-        with running_pgbouncer(server, pool_size=16, max_client_conn=200) as bouncer:
-            fleet = Fleet(f"{bouncer.url}?schema={schema}", tmp_path, runs)
-            for _ in range(WORKERS):
-                fleet.start()
-            _wait_for_runs(runs, 60, fleet)
-            fleet.kill_one()
-            _wait_for_runs(runs, 150, fleet)
-            bouncer.restart()
-            _wait_for_runs(runs, 250, fleet)
-            terminated = _terminate_backends(bouncer, server)
-            _wait_for_runs(runs, 330, fleet)
-            fleet.kill_one()
-            for worker in fleet.workers:
-                worker.wait(timeout=300)
-            stored = anyio.run(_stored, direct)
-    finally:
-        anyio.run(drop_schema, server, schema)
+    with running_pgbouncer(server, pool_size=16, max_client_conn=200) as bouncer:
+        fleet = Fleet(f"{bouncer.url}?schema={schema}", tmp_path, runs)
+        for _ in range(WORKERS):
+            fleet.start()
+        _wait_for_runs(runs, 60, fleet)
+        fleet.kill_one()
+        _wait_for_runs(runs, 150, fleet)
+        bouncer.restart()
+        _wait_for_runs(runs, 250, fleet)
+        terminated = _terminate_backends(bouncer, server)
+        _wait_for_runs(runs, 330, fleet)
+        fleet.kill_one()
+        for worker in fleet.workers:
+            worker.wait(timeout=300)
+        stored = anyio.run(_stored, direct)
     ran = _runs(runs)
     errors = {f"w{i}": fleet.stderr(i) for i in range(len(fleet.workers))}
     print(_summary(stored, ran, errors, fleet, terminated, bouncer))  # noqa: T201

@@ -6,7 +6,6 @@ import asyncio
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
 
 import anyio
@@ -15,7 +14,7 @@ import pytest
 from async_consumer import Status, Trial, TrialStatus
 from async_consumer.stores import store_from_url
 
-from ..stores.conftest import drop_schema, postgres_url
+from ..conftest import NewSchema, postgres_url
 
 WORKERS, JOBS, TRIALS = 32, 8, 96
 SCRIPT = "import json, os; json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))"
@@ -49,13 +48,13 @@ class Sampler:
 
 
 @pytest.mark.slow
-def test_32_workers_with_8_lanes_share_one_database(tmp_path: Path) -> None:
+def test_32_workers_with_8_lanes_share_one_database(tmp_path: Path, new_schema: NewSchema) -> None:
     """
     32 workers x -j 8 on one database hold at most one connection each (``pool_size=1``), and
     every worker ends well with every trial completed once.
     """
     base = postgres_url()
-    schema = f"crowd_{uuid.uuid4().hex[:12]}"
+    schema = new_schema()
     application = f"async_consumer_{schema}"
     url = f"{base}?schema={schema}"
 
@@ -93,7 +92,6 @@ def test_32_workers_with_8_lanes_share_one_database(tmp_path: Path) -> None:
         stored = anyio.run(_stored, url)
     finally:
         sampler.stop()
-        anyio.run(drop_schema, base, schema)
     for worker, err in zip(workers, errors, strict=True):
         assert worker.returncode == 0, err
         assert "Traceback" not in err

@@ -15,6 +15,8 @@ import pytest
 from async_consumer import Reason, Status, TrialStatus
 from async_consumer.stores import store_from_url
 
+from ..conftest import wait_until_sync
+
 # each run appends "trial attempt pid"; attempt 1 of a trial named slow* sleeps for a minute
 SCRIPT = """
 import json, os, sys, time
@@ -35,15 +37,6 @@ def _lines(path: Path) -> list[tuple[str, int]]:
     if not path.exists():
         return []
     return [(t, int(a)) for t, a, _ in (line.split() for line in path.read_text().splitlines())]
-
-
-def _wait_for(condition: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)  # polling what the processes report, not ordering by time
-    return True
 
 
 async def _stored(url: str):  # type: ignore[no-untyped-def]
@@ -82,13 +75,13 @@ def test_a_killed_run_resumes_at_once(tmp_path: Path) -> None:
         "slow",
     ]
     first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert _wait_for(lambda: len(_lines(runs)) == 2, 60), first.communicate()[1]
+    wait_until_sync(lambda: len(_lines(runs)) == 2, "both trials to start", alive=first)
     first.send_signal(signal.SIGKILL)
     first.communicate()
     started = time.monotonic()
     rerun = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        assert _wait_for(lambda: any(a == 2 for _, a in _lines(runs)), 120)
+        wait_until_sync(lambda: any(a == 2 for _, a in _lines(runs)), "a second attempt")
         resumed_after = time.monotonic() - started
         _, err = rerun.communicate(timeout=60)
     finally:

@@ -109,8 +109,10 @@ async def test_a_full_disk_charges_no_trial_and_cancels_none(
                         await worker.run()
 
                 tg.start_soon(run)
-                await wait_until((marks / "long-started").exists)
-                await wait_until(lambda: worker.is_halted)  # it gave up on its disk...
+                await wait_until((marks / "long-started").exists, "the long trial to start")
+                await wait_until(
+                    lambda: worker.is_halted, "the worker to halt"
+                )  # it gave up on its disk...
                 assert worker.running_trial("long") is not None  # ...and "long" still runs
                 (marks / "go").touch()
         stored = {t.id: t for t in await store.list()}

@@ -5,10 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from async_consumer._errors import StoreError, StoreUnavailable
 from async_consumer.stores import store_from_url
 
 from ..bouncer import pgbouncer_url, running_pgbouncer
-from ..stores.conftest import drop_schema, postgres_url
+from ..conftest import NewSchema, postgres_url, wait_until_sync
 
 # a shell trial (about a millisecond): the pooler and the store are what is tested
 SCRIPT = 'echo "$ASYNC_CONSUMER_ATTEMPT" >"$ORION_RESULTS_PATH"'
@@ -153,14 +152,16 @@ class ClientSampler:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["postgres", "pgbouncer"])
-def test_workers_hold_two_connections_each_whatever_their_lanes(kind: str, tmp_path: Path) -> None:
+def test_workers_hold_two_connections_each_whatever_their_lanes(
+    kind: str, tmp_path: Path, new_schema: NewSchema
+) -> None:
     """
     4 workers x -j 8, on PostgreSQL or through PgBouncer in transaction mode (with PgBouncer's
     URL and nothing else): every trial completes once, and no worker holds more than 2
     connections.
     """
     base = pgbouncer_url() if kind == "pgbouncer" else postgres_url()
-    schema = f"bounce_{uuid.uuid4().hex[:12]}"
+    schema = new_schema()
     url = f"{base}?schema={schema}"
     count = 96
     add_trials(url, count)
@@ -176,7 +177,6 @@ def test_workers_hold_two_connections_each_whatever_their_lanes(kind: str, tmp_p
         trials = stored(url)
     finally:
         sampler.stop()
-        anyio.run(drop_schema, base, schema)
     for process, err in zip(workers, errors, strict=True):
         assert process.returncode == 0, err
         assert "Traceback" not in err
@@ -341,13 +341,6 @@ def _lines_of(process: subprocess.Popen[str]) -> tuple[list[str], threading.Thre
     return lines, thread
 
 
-def _wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 120  # a bound that only ends a failing test
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)  # polling what the worker reports, not ordering events
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "kind",
@@ -357,31 +350,30 @@ def _wait_for(condition: Callable[[], bool], what: str) -> None:
         pytest.param("postgres-through-pgbouncer", id="postgres-refusing-pgbouncer"),
     ],
 )
-def test_a_database_refusing_connections_is_an_outage_waited_out(kind: str, tmp_path: Path) -> None:
+def test_a_database_refusing_connections_is_an_outage_waited_out(
+    kind: str, tmp_path: Path, new_schema: NewSchema
+) -> None:
     """
     While the database (or PgBouncer) refuses every new connection, a worker waits with
     backoff and says so once; when it accepts them again, the worker runs every trial.
     """
     with refusing(kind) as (url, own, refusal):
-        schema = f"refused_{uuid.uuid4().hex[:12]}"
+        schema = new_schema()
         store = f"{url}?schema={schema}"
         count = 12
-        try:
-            add_trials(f"{own}?schema={schema}", count)
-            with refusal.hold():
-                process = worker(store, tmp_path, "w", "-j", "4")
-                lines, reader = _lines_of(process)
-                _wait_for(
-                    lambda: any("store unreachable" in line for line in lines),
-                    "the worker never said the store was unreachable",
-                )
-            process.wait(timeout=120)
-            reader.join(timeout=30)
-            assert process.stderr is not None
-            process.stderr.close()
-            trials = stored(store)
-        finally:
-            anyio.run(drop_schema, postgres_url(), schema)
+        add_trials(f"{own}?schema={schema}", count)
+        with refusal.hold():
+            process = worker(store, tmp_path, "w", "-j", "4")
+            lines, reader = _lines_of(process)
+            wait_until_sync(
+                lambda: any("store unreachable" in line for line in lines),
+                "the worker to say the store is unreachable",
+            )
+        process.wait(timeout=120)
+        reader.join(timeout=30)
+        assert process.stderr is not None
+        process.stderr.close()
+        trials = stored(store)
     err = "".join(lines)
     assert process.returncode == 0, err
     assert "Traceback" not in err

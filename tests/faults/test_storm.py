@@ -52,7 +52,7 @@ async def test_a_lease_waiting_to_start_is_renewed(tmp_path: Path) -> None:
     async with anyio.create_task_group() as tg:
         for lease in leases:
             tg.start_soon(run, lease)
-        await wait_until((tmp_path / "a-started").exists)
+        await wait_until((tmp_path / "a-started").exists, "trial a to start")
         # twenty heartbeats with "b" waiting for the slot: a lease of ten would run out twice
         for _ in range(20):
             await anyio.sleep(0.1)  # the time a lease needs to run out, not an ordering

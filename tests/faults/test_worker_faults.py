@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,7 @@ from async_consumer._cli.main import main
 from async_consumer._worker import Worker
 from async_consumer.stores import store_from_url
 
-from ..conftest import python
-from ..stores.conftest import drop_schema, postgres_url
+from ..conftest import NewSchema, postgres_url, python, wait_until, wait_until_sync
 from .conftest import OpenStore
 from .proxy import running_proxy
 
@@ -53,11 +53,13 @@ def test_a_store_error_no_retry_mends_ends_the_worker_at_once(
 
 
 @pytest.mark.slow
-def test_an_outage_shorter_than_the_lease_loses_nothing(tmp_path: Path) -> None:
+def test_an_outage_shorter_than_the_lease_loses_nothing(
+    tmp_path: Path, new_schema: NewSchema
+) -> None:
     """The store cut for 2 s while a 3 s trial runs: it completes once, and the worker lives."""
     base = postgres_url()
     server = urlsplit(base)
-    schema = f"faults_{uuid.uuid4().hex[:12]}"
+    schema = new_schema()
     started = tmp_path / "started"
     script = (
         f"import json, os, pathlib, time; pathlib.Path({str(started)!r}).touch(); "
@@ -69,35 +71,32 @@ def test_an_outage_shorter_than_the_lease_loses_nothing(tmp_path: Path) -> None:
             await store.add([Trial(id="long")])
 
     anyio.run(add)
-    try:
-        with running_proxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
-            url = server._replace(netloc=f"{server.username}@127.0.0.1:{proxy.port}").geturl()
-            argv = [
-                sys.executable,
-                "-m",
-                "async_consumer._cli",
-                "worker",
-                "--store",
-                f"{url}?schema={schema}",
-                "--heartbeat",
-                "1.5",
-                "--base-dir",
-                str(tmp_path / "trials"),
-                *WORKER,
-                "--",
-                sys.executable,
-                "-c",
-                script,
-            ]
-            worker = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            _wait_for_file(started, worker)
-            proxy.cut()
-            _sleep(2.0)  # the outage itself
-            proxy.restore()
-            _, err = worker.communicate(timeout=60)
-        stored = anyio.run(_get, f"{base}?schema={schema}", "long")
-    finally:
-        anyio.run(drop_schema, base, schema)
+    with running_proxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
+        url = server._replace(netloc=f"{server.username}@127.0.0.1:{proxy.port}").geturl()
+        argv = [
+            sys.executable,
+            "-m",
+            "async_consumer._cli",
+            "worker",
+            "--store",
+            f"{url}?schema={schema}",
+            "--heartbeat",
+            "1.5",
+            "--base-dir",
+            str(tmp_path / "trials"),
+            *WORKER,
+            "--",
+            sys.executable,
+            "-c",
+            script,
+        ]
+        worker = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_until_sync(started.exists, "the trial to start", alive=worker)
+        proxy.cut()
+        time.sleep(2.0)  # the outage itself
+        proxy.restore()
+        _, err = worker.communicate(timeout=60)
+    stored = anyio.run(_get, f"{base}?schema={schema}", "long")
     assert worker.returncode == 0, err.decode()
     assert b"Traceback" not in err
     assert stored.status is TrialStatus.COMPLETED
@@ -142,8 +141,7 @@ async def test_a_trial_reclaimed_while_it_runs(tmp_path: Path, connect: OpenStor
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run)
-            while not first.exists():
-                await anyio.sleep(0.02)  # polling what the script reports
+            await wait_until(first.exists, "the first attempt to start")
             assert await other.reclaim_stale(0.0) == ["a"]
     stored = await other.get("a")
     assert stored.status is TrialStatus.COMPLETED
@@ -188,8 +186,7 @@ async def test_a_new_lease_on_a_running_trial_stops_the_old_run(tmp_path: Path) 
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
             tg.start_soon(run, old)
-            while not first.exists():
-                await anyio.sleep(0.02)  # polling what the script reports
+            await wait_until(first.exists, "the first attempt to start")
             await run(new)
     assert outcomes[old.token].reason is Reason.LEASE_LOST
     assert "leased the trial again" in outcomes[old.token].message
@@ -283,15 +280,3 @@ async def _get(url: str, trial_id: str):  # type: ignore[no-untyped-def]
 async def _list(url: str):  # type: ignore[no-untyped-def]
     async with store_from_url(url) as store:
         return await store.list()
-
-
-def _wait_for_file(path: Path, process: subprocess.Popen[bytes]) -> None:
-    while not path.exists():
-        assert process.poll() is None, process.communicate()[1].decode()
-        _sleep(0.02)  # polling what the script reports
-
-
-def _sleep(seconds: float) -> None:
-    import time
-
-    time.sleep(seconds)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -14,32 +12,12 @@ from async_consumer._models import Lease, Outcome, Status, Trial
 from async_consumer.stores import MemoryStore, PostgresStore, SQLiteStore, TrialStore
 
 from ..bouncer import pgbouncer_url
+from ..conftest import NewSchema, postgres_url
 
 MakeStore = Callable[..., Awaitable[TrialStore]]
 KINDS = ["memory", "sqlite", "postgres", "pgbouncer"]
 """``pgbouncer``: the PostgreSQL store through PgBouncer in transaction mode, with the URL as a
 user writes it (PgBouncer's port, nothing else)."""
-
-
-def postgres_url() -> str:
-    """The test server's URL; without one, skip the test, or fail it in CI (.ci/run sets one)."""
-    url = os.environ.get("ASYNC_CONSUMER_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("CI") or os.environ.get("ASYNC_CONSUMER_REQUIRE_POSTGRES"):
-            pytest.fail("PostgreSQL is required here: set ASYNC_CONSUMER_TEST_POSTGRES_URL")
-        pytest.skip("set ASYNC_CONSUMER_TEST_POSTGRES_URL to run the PostgreSQL store tests")
-    return url
-
-
-async def drop_schema(url: str, schema: str) -> None:
-    """Remove a test's PostgreSQL schema and everything in it."""
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
 
 
 def make_trials(count: int, prefix: str = "t") -> list[Trial]:
@@ -56,12 +34,13 @@ def outcome(lease: Lease, status: Status = Status.COMPLETED, **fields: object) -
 
 
 @pytest_asyncio.fixture(params=KINDS)
-async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MakeStore]:
-    """Opens fresh, isolated stores of one kind; closes (and drops) them after the test."""
+async def make_store(
+    request: pytest.FixtureRequest, tmp_path: Path, new_schema: NewSchema
+) -> AsyncIterator[MakeStore]:
+    """Opens fresh, isolated stores of one kind; closes them after the test."""
     kind: str = request.param
     url = {"postgres": postgres_url, "pgbouncer": pgbouncer_url}.get(kind, str)()
     opened: list[TrialStore] = []
-    schemas: list[str] = []
 
     async def make(max_lost: int = 3) -> TrialStore:  # the contract tests were written for 3
         store: TrialStore
@@ -70,16 +49,13 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         elif kind == "sqlite":
             store = SQLiteStore(tmp_path / f"store{len(opened)}.db", max_lost=max_lost)
         else:
-            schemas.append(f"test_{uuid.uuid4().hex[:16]}")
-            store = await PostgresStore.open(url, schema=schemas[-1], max_lost=max_lost)
+            store = await PostgresStore.open(url, schema=new_schema(), max_lost=max_lost)
         opened.append(store)
         return store
 
     yield make
     for store in opened:
         await store.aclose()
-    for schema in schemas:
-        await drop_schema(url, schema)
 
 
 @pytest_asyncio.fixture

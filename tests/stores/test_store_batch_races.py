@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import anyio
@@ -16,7 +15,8 @@ import async_consumer.stores
 from async_consumer._models import TrialStatus
 from async_consumer.stores import Finish, PostgresStore, SQLiteStore, TrialStore
 
-from .conftest import drop_schema, make_trials, outcome, postgres_url
+from ..conftest import NewSchema, postgres_url
+from .conftest import make_trials, outcome
 
 SRC = str(Path(async_consumer.stores.__file__).parents[2])
 WORKER = """
@@ -85,9 +85,9 @@ async def _add(store: TrialStore, count: int) -> None:
 
 @pytest.mark.asyncio
 @pytest.mark.slow
-async def test_two_postgres_stores_reserving_many_never_share() -> None:
+async def test_two_postgres_stores_reserving_many_never_share(new_schema: NewSchema) -> None:
     """Two stores (two pools) on one schema, each with three tasks, run every trial once."""
-    url, schema = postgres_url(), f"test_{uuid.uuid4().hex[:16]}"
+    url, schema = postgres_url(), new_schema()
     stores: list[TrialStore] = []
     try:
         stores += [await PostgresStore.open(url, schema=schema) for _ in range(2)]
@@ -104,13 +104,14 @@ async def test_two_postgres_stores_reserving_many_never_share() -> None:
     finally:
         for store in stores:
             await store.aclose()
-        await drop_schema(url, schema)
 
 
 @pytest.mark.asyncio
-async def test_a_beat_and_a_group_commit_over_the_same_leases_never_deadlock() -> None:
+async def test_a_beat_and_a_group_commit_over_the_same_leases_never_deadlock(
+    new_schema: NewSchema,
+) -> None:
     """A beat and a finish of the same leases in opposite orders, at once, both go through."""
-    url, schema = postgres_url(), f"test_{uuid.uuid4().hex[:16]}"
+    url, schema = postgres_url(), new_schema()
     stores: list[TrialStore] = []
     try:
         stores += [await PostgresStore.open(url, schema=schema) for _ in range(2)]
@@ -125,4 +126,3 @@ async def test_a_beat_and_a_group_commit_over_the_same_leases_never_deadlock() -
     finally:
         for store in stores:
             await store.aclose()
-        await drop_schema(url, schema)
