@@ -1,4 +1,4 @@
-"""Day two with the command line (issue 26): what an experiment remembers, and cheap mistakes."""
+"""Day two with the command line: what an experiment remembers, and cheap mistakes."""
 
 from __future__ import annotations
 
@@ -102,7 +102,10 @@ def test_a_program_not_found_records_nothing(
 
 
 async def _store_of_a_typo(url: str, base_dir: Path) -> None:
-    """What the code before issue 26 left: every trial broken, no script ever started."""
+    """
+    A store as a worker leaves it when it runs a mistyped command unchecked: every trial broken,
+    no script ever started.
+    """
     typo = ("nosuchprog-26", "{x}")
     async with store_from_url(url) as store:
         await store.add_experiment(Experiment(name="default", command=typo))

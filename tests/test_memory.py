@@ -18,10 +18,9 @@ from .conftest import wait_until
 TRIALS = 200
 HANG = 60  # seconds: only a hang guard, never a bound on how fast anything is
 BOUND = 14 * 1024
-"""Bytes of Python objects a leased, running trial may hold, its lane included: 11.4 KiB now;
-18.8 KiB before its paths were kept as text and its lane and lease by plain tasks (seventh session),
-23.5 KiB before the heartbeat's wake-up, the wait's cancel scope, the watchers' scopes, the
-Popen and the pidfd's wait were made lighter."""
+"""Bytes of Python objects a leased, running trial may hold, its lane included: a worker runs
+thousands at once, so each one's cost bounds how many fit. A running trial holds about 11.4 KiB;
+the bound leaves room for allocator noise, not for a new per-trial object of any size."""
 
 
 @pytest.mark.slow

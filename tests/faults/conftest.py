@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
+import pytest
 import pytest_asyncio
 
 from async_consumer.stores import TrialStore, open_store
@@ -23,3 +28,37 @@ async def connect(store_url: str) -> AsyncIterator[OpenStore]:
     yield make
     for store in opened:
         await store.aclose()
+
+
+@contextmanager
+def full_tmpfs(mount: Path, size: str, free: int = 0) -> Iterator[Path]:
+    """
+    A tmpfs of ``size`` mounted at ``mount``, filled by a file ``filler`` until only ``free``
+    bytes are left; unmounted after. Where mounting is not allowed the test is skipped, but
+    in CI (which runs as root, and can mount) it fails.
+    """
+    mount.mkdir()
+    argv = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)]
+    done = subprocess.run(argv, capture_output=True, check=False)
+    if done.returncode != 0:
+        problem = f"cannot mount a tmpfs here: {done.stderr.decode().strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    try:
+        filler = mount / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        try:
+            with pytest.raises(OSError, match="No space left"):
+                _write_forever(fd)
+        finally:
+            os.close(fd)
+        os.truncate(filler, max(0, filler.stat().st_size - free))
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _write_forever(fd: int) -> None:
+    while True:
+        os.write(fd, b"x" * 4096)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from async_consumer._worker import Worker
 from async_consumer.stores import store_from_url
 
 from ..conftest import NewSchema, postgres_url, python, wait_until, wait_until_sync
-from .conftest import OpenStore
+from .conftest import OpenStore, full_tmpfs
 from .proxy import running_proxy
 
 WORKER = ["--code-change", "ignore", "--grace", "0.5"]
@@ -195,21 +194,9 @@ async def test_a_new_lease_on_a_running_trial_stops_the_old_run(tmp_path: Path) 
 
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A tiny tmpfs, already full (skipped where mounting is not allowed)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        _fill(mount / "filler")
+    """A tiny tmpfs, already full."""
+    with full_tmpfs(tmp_path / "disk", "64k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.mark.slow
@@ -255,21 +242,6 @@ def test_a_full_disk_is_the_hosts_fault_not_the_trials(
     assert reasons <= {Reason.DISK_FULL}
     assert all(a.outcome is not None and a.outcome.pid for t in stored for a in t.attempts)
     assert Status.LOST not in {a.outcome.status for t in stored for a in t.attempts if a.outcome}
-
-
-def _fill(path: Path) -> None:
-    """Write to ``path`` until its file system is full."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
-    try:
-        with pytest.raises(OSError, match="No space left"):
-            _write_forever(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_forever(fd: int) -> None:
-    while True:
-        os.write(fd, b"x" * 4096)
 
 
 async def _get(url: str, trial_id: str):  # type: ignore[no-untyped-def]

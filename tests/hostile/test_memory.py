@@ -78,8 +78,8 @@ def test_a_runs_memory_does_not_grow_with_its_parameter_file(tmp_path: Path) -> 
     ``run`` on a 50,000-line file peaks below 1.5 times its peak on a 1,000-line file.
 
     Both run about the same trials (stopped after 50 outcomes), read, add and summarise their
-    whole file. Before the file was read in chunks the ratio was 5 (52 and 257 MiB); a busy
-    machine changes timings, not what is resident.
+    whole file. A file read whole would give a ratio near 5 (52 and 257 MiB); a busy machine
+    changes timings, not what is resident.
     """
     small = _peak_rss_of_run(tmp_path, 1000, 50)
     large = _peak_rss_of_run(tmp_path, 50_000, 50)
