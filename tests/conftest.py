@@ -214,6 +214,11 @@ def python(code: str) -> list[str]:
     return [sys.executable, "-c", textwrap.dedent(code)]
 
 
+def cli(*args: str) -> list[str]:
+    """A command that runs this package's command line with ``args``, in a child process."""
+    return [sys.executable, "-m", "async_consumer._cli", *args]
+
+
 def is_alive(pid: int) -> bool:
     """Whether a process exists and is not a zombie."""
     try:

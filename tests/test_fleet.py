@@ -15,7 +15,7 @@ import pytest
 from async_consumer import Reason, Status, Trial, TrialStatus
 from async_consumer.stores import store_from_url
 
-from .conftest import is_alive, wait_until_sync
+from .conftest import cli, is_alive, wait_until_sync
 
 # each run appends "trial-id attempt pid worker-pid" to a shared file, then works for a while
 SCRIPT = """
@@ -48,32 +48,10 @@ def _worker(
     heartbeat: float,
     jobs: int = 4,
 ) -> subprocess.Popen[bytes]:
-    argv = [
-        sys.executable,
-        "-m",
-        "async_consumer._cli",
-        "-q",
-        "worker",
-        "--store",
-        url,
-        "-j",
-        str(jobs),
-        "--heartbeat",
-        str(heartbeat),
-        "--grace",
-        "0.5",
-        "--base-dir",
-        str(tmp_path / name),
-        "--code-change",
-        "ignore",
-        "--",
-        sys.executable,
-        "-c",
-        SCRIPT,
-        str(runs),
-        str(first),
-        str(later),
-    ]
+    argv = cli("-q", "worker", "--store", url, "-j", str(jobs))
+    argv += ["--heartbeat", str(heartbeat), "--grace", "0.5"]
+    argv += ["--base-dir", str(tmp_path / name), "--code-change", "ignore"]
+    argv += ["--", sys.executable, "-c", SCRIPT, str(runs), str(first), str(later)]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

@@ -13,7 +13,15 @@ import pytest
 
 from async_consumer import Lease, LeaseLost, Metric, Reason, Status, Trial
 
-from .conftest import WRITE_RESULT, ConsumerFactory, children_of, is_alive, python
+from .conftest import (
+    WRITE_RESULT,
+    ConsumerFactory,
+    children_of,
+    cli,
+    is_alive,
+    python,
+    wait_until_sync,
+)
 
 SLEEP_THEN_RESULT = "import time, sys; time.sleep(float(sys.argv[1]))\n" + WRITE_RESULT
 WAIT_FOR_GATE_THEN_RESULT = (
@@ -194,45 +202,16 @@ def test_sigint_to_cli_leaves_no_process(tmp_path: Path) -> None:
         "import os, sys, time; open(os.path.join(sys.argv[1], str(os.getpid())), 'w').close();"
         " time.sleep(60)"
     )
-    cli = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "async_consumer._cli",
-            "run",
-            "--params",
-            str(params),
-            "-j",
-            "4",
-            "--grace",
-            "0.5",
-            "--base-dir",
-            str(tmp_path / "trials"),
-            "--store",
-            f"sqlite:///{tmp_path}/store.db",
-            "--",
-            sys.executable,
-            "-c",
-            script,
-            str(marker),
-            "{i}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    for _ in range(500):
-        if len(os.listdir(marker)) == 4:
-            break
-        try:
-            cli.wait(timeout=0.02)
-        except subprocess.TimeoutExpired:
-            continue
-        break
+    argv = cli("run", "--params", str(params), "-j", "4", "--grace", "0.5")
+    argv += ["--base-dir", str(tmp_path / "trials"), "--store", f"sqlite:///{tmp_path}/store.db"]
+    argv += ["--", sys.executable, "-c", script, str(marker), "{i}"]
+    run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_until_sync(lambda: len(os.listdir(marker)) == 4, "four scripts to start", alive=run)
     pids = [int(p) for p in os.listdir(marker)]
-    assert len(pids) == 4, cli.stderr.read() if cli.stderr else ""
-    cli.send_signal(signal.SIGINT)
-    out, err = cli.communicate(timeout=10)
-    assert cli.returncode == 130, err
+    assert len(pids) == 4
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=10)
+    assert run.returncode == 130, err
     assert b"4 interrupted" in out
     assert not any(is_alive(pid) for pid in pids)
-    assert children_of(cli.pid) == []
+    assert children_of(run.pid) == []

@@ -30,7 +30,7 @@ from async_consumer._presence import Presence
 from async_consumer._worker import Worker
 from async_consumer.stores import MemoryStore, store_from_url
 
-from .conftest import is_alive, python, wait_until, wait_until_sync
+from .conftest import cli, is_alive, python, wait_until, wait_until_sync
 
 # checkpoints its step on SIGTERM and exits with the interrupt code; resumes from it; logs the
 # step it started from once it has made one more
@@ -57,25 +57,9 @@ TRAIN = textwrap.dedent("""
 def _worker(url: str, tmp_path: Path, runs: Path, steps: int) -> subprocess.Popen[str]:
     script = tmp_path / "train.py"
     script.write_text(TRAIN)
-    argv = [
-        sys.executable,
-        "-m",
-        "async_consumer._cli",
-        "worker",
-        "--store",
-        url,
-        "-j",
-        "2",
-        "--base-dir",
-        str(tmp_path / "trials"),
-        "--code-change",
-        "ignore",
-        "--",
-        sys.executable,
-        str(script),
-        str(runs),
-        str(steps),
-    ]
+    argv = cli("worker", "--store", url, "-j", "2", "--base-dir")
+    argv += [str(tmp_path / "trials"), "--code-change", "ignore"]
+    argv += ["--", sys.executable, str(script), str(runs), str(steps)]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -19,7 +19,7 @@ import pytest
 from async_consumer import Status, Trial
 from async_consumer.stores import store_from_url
 
-from ..conftest import NewSchema, postgres_url, wait_until_sync
+from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
 from .proxy import running_proxy
 
 # each run appends "trial attempt pid" to a shared file, works a little, writes its objective
@@ -33,31 +33,10 @@ json.dump(float(os.getpid()), open(os.environ['ORION_RESULTS_PATH'], 'w'))
 
 
 def _worker(url: str, tmp_path: Path, name: str, runs: Path) -> subprocess.Popen[bytes]:
-    argv = [
-        sys.executable,
-        "-m",
-        "async_consumer._cli",
-        "worker",
-        "--store",
-        url,
-        "-j",
-        "4",
-        "--heartbeat",
-        "2",
-        "--grace",
-        "0.5",
-        "--store-outage-limit",
-        "60",
-        "--base-dir",
-        str(tmp_path / name),
-        "--code-change",
-        "ignore",
-        "--",
-        sys.executable,
-        "-c",
-        SCRIPT,
-        str(runs),
-    ]
+    argv = cli("worker", "--store", url, "-j", "4", "--heartbeat", "2")
+    argv += ["--grace", "0.5", "--store-outage-limit", "60"]
+    argv += ["--base-dir", str(tmp_path / name), "--code-change", "ignore"]
+    argv += ["--", sys.executable, "-c", SCRIPT, str(runs)]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

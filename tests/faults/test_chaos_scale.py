@@ -16,7 +16,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -27,7 +26,7 @@ import pytest
 from async_consumer import Status, StoredTrial, Trial
 
 from ..bouncer import Bouncer, running_pgbouncer
-from ..conftest import NewSchema, postgres_url, wait_until_sync
+from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
 from .test_pooler import psql
 
 WORKERS, JOBS, TRIALS, HEARTBEAT = 16, 4, 500, 3.0
@@ -49,32 +48,11 @@ class Fleet:
     def start(self) -> None:
         """One more worker (its attempts carry its name, ``host:pid``)."""
         name = f"w{len(self.workers)}"
-        argv = [
-            sys.executable,
-            "-m",
-            "async_consumer._cli",
-            "worker",
-            "--store",
-            self.url,
-            "-j",
-            str(JOBS),
-            "--heartbeat",
-            str(HEARTBEAT),
-            "--grace",
-            "0.5",
-            "--store-outage-limit",
-            "120",
-            "--code-change",
-            "ignore",
-            "--base-dir",
-            str(self.tmp_path / "trials"),
-            "--",
-            "sh",
-            "-c",
-            SCRIPT,
-            "trial",
-            str(self.runs),
-        ]
+        argv = cli("worker", "--store", self.url, "-j", str(JOBS))
+        argv += ["--heartbeat", str(HEARTBEAT), "--grace", "0.5"]
+        argv += ["--store-outage-limit", "120", "--code-change", "ignore"]
+        argv += ["--base-dir", str(self.tmp_path / "trials")]
+        argv += ["--", "sh", "-c", SCRIPT, "trial", str(self.runs)]
         err = (self.tmp_path / f"{name}.err").open("wb")
         self.workers.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err))
         err.close()

@@ -22,7 +22,7 @@ from async_consumer import Status, StoredTrial, TrialStatus
 from async_consumer._cli.main import main
 from async_consumer.stores import store_from_url
 
-from ..conftest import is_alive, wait_until_sync
+from ..conftest import cli, is_alive, wait_until_sync
 
 # a checkpointing trial: "steps" steps of 0.1 s, its step kept in ckpt.json (written whole);
 # each run logs "trial attempt pid start|step|end time"
@@ -140,31 +140,10 @@ def test_chaos_breaks_no_healthy_trial(tmp_path: Path) -> None:
     params.write_text("".join(json.dumps({"id": f"t{i:02d}"}) + "\n" for i in range(TRIALS)))
     assert main(["-q", "add", "--store", url, "--params", str(params)]) == 0
     runs = tmp_path / "runs.txt"
-    argv = [
-        sys.executable,
-        "-m",
-        "async_consumer._cli",
-        "-q",
-        "worker",
-        "--store",
-        url,
-        "-j",
-        str(LANES),
-        "--heartbeat",
-        "1",
-        "--grace",
-        "0.5",
-        "--base-dir",
-        str(tmp_path / "trials"),
-        "--code-change",
-        "ignore",
-        "--",
-        sys.executable,
-        "-c",
-        SCRIPT,
-        str(runs),
-        *STEPS,
-    ]
+    argv = cli("-q", "worker", "--store", url, "-j", str(LANES))
+    argv += ["--heartbeat", "1", "--grace", "0.5", "--base-dir"]
+    argv += [str(tmp_path / "trials"), "--code-change", "ignore"]
+    argv += ["--", sys.executable, "-c", SCRIPT, str(runs), *STEPS]
     chaos = Chaos(argv, seed=25)
     chaos.run(lambda: sum(row[3] == "end" for row in _runs(runs)) >= TRIALS)
     stored = anyio.run(_stored, url)

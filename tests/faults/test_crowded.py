@@ -14,7 +14,7 @@ import pytest
 from async_consumer import Status, Trial, TrialStatus
 from async_consumer.stores import store_from_url
 
-from ..conftest import NewSchema, postgres_url
+from ..conftest import NewSchema, cli, postgres_url
 
 WORKERS, JOBS, TRIALS = 32, 8, 96
 SCRIPT = "import json, os; json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))"
@@ -63,25 +63,11 @@ def test_32_workers_with_8_lanes_share_one_database(tmp_path: Path, new_schema: 
             await store.add(Trial(id=f"t{i:03d}") for i in range(TRIALS))
 
     anyio.run(add)
-    argv = [
-        sys.executable,
-        "-m",
-        "async_consumer._cli",
-        "-q",
-        "worker",
-        "--store",
-        f"{url}&pool_size=1&application_name={application}",
-        "-j",
-        str(JOBS),
-        "--base-dir",
-        str(tmp_path / "trials"),
-        "--code-change",
-        "ignore",
-        "--",
-        sys.executable,
-        "-c",
-        SCRIPT,
-    ]
+    argv = cli("-q", "worker", "--store")
+    argv += [f"{url}&pool_size=1&application_name={application}"]
+    argv += ["-j", str(JOBS), "--base-dir", str(tmp_path / "trials")]
+    argv += ["--code-change", "ignore"]
+    argv += ["--", sys.executable, "-c", SCRIPT]
     sampler = Sampler(base, application)
     try:
         workers = [

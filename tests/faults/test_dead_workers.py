@@ -15,7 +15,7 @@ import pytest
 from async_consumer import Reason, Status, TrialStatus
 from async_consumer.stores import store_from_url
 
-from ..conftest import wait_until_sync
+from ..conftest import cli, wait_until_sync
 
 # each run appends "trial attempt pid"; attempt 1 of a trial named slow* sleeps for a minute
 SCRIPT = """
@@ -49,31 +49,10 @@ def test_a_killed_run_resumes_at_once(tmp_path: Path) -> None:
     """A ``run`` SIGKILLed mid-trial and run again resumes its trials at once, not after 3 beats."""
     runs = tmp_path / "runs.txt"
     url = f"sqlite:///{tmp_path}/store.db"
-    argv = [
-        sys.executable,
-        "-m",
-        "async_consumer._cli",
-        "-q",
-        "run",
-        "--store",
-        url,
-        "--grid",
-        "x=1,2",
-        "-j",
-        "2",
-        "--base-dir",
-        str(tmp_path / "trials"),
-        "--heartbeat",
-        "60",
-        "--code-change",
-        "ignore",
-        "--",
-        sys.executable,
-        "-c",
-        SCRIPT,
-        str(runs),
-        "slow",
-    ]
+    argv = cli("-q", "run", "--store", url, "--grid", "x=1,2")
+    argv += ["-j", "2", "--base-dir", str(tmp_path / "trials")]
+    argv += ["--heartbeat", "60", "--code-change", "ignore"]
+    argv += ["--", sys.executable, "-c", SCRIPT, str(runs), "slow"]
     first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_until_sync(lambda: len(_lines(runs)) == 2, "both trials to start", alive=first)
     first.send_signal(signal.SIGKILL)
@@ -147,29 +126,10 @@ def test_a_poison_trial_is_contained(tmp_path: Path) -> None:
     lines += ['{"id": "poison"}'] + [f'{{"id": "h{i:02d}"}}' for i in range(30, 60)]
     params.write_text("\n".join(lines) + "\n")
     assert main(["-q", "add", "--store", url, "--params", str(params)]) == 0
-    argv = [
-        sys.executable,
-        "-m",
-        "async_consumer._cli",
-        "-q",
-        "worker",
-        "--store",
-        url,
-        "-j",
-        "3",
-        "--base-dir",
-        str(tmp_path / "trials"),
-        "--code-change",
-        "ignore",
-        "--grace",
-        "0.5",
-        "--",
-        sys.executable,
-        "-c",
-        SCRIPT,
-        str(runs),
-        "fast",
-    ]
+    argv = cli("-q", "worker", "--store", url, "-j", "3", "--base-dir")
+    argv += [str(tmp_path / "trials"), "--code-change", "ignore"]
+    argv += ["--grace", "0.5"]
+    argv += ["--", sys.executable, "-c", SCRIPT, str(runs), "fast"]
     supervisor = Supervisor(argv, 4)
     supervisor.join(timeout=120)
     stored = {t.id: t for t in anyio.run(_stored, url)}

@@ -20,7 +20,7 @@ import pytest
 from async_consumer import Status, StoredTrial, Trial, TrialStatus
 from async_consumer.stores import store_from_url
 
-from ..conftest import NewSchema, postgres_url, wait_until_sync
+from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
 from .proxy import Proxy, running_proxy
 
 # each run logs its start, waits for the test's go, then writes its result and exits
@@ -55,29 +55,11 @@ class Fleet:
     def worker(self) -> subprocess.Popen[bytes]:
         script = self.tmp_path / "trial.py"
         script.write_text(SCRIPT)
-        argv = [
-            sys.executable,
-            "-m",
-            "async_consumer._cli",
-            "worker",
-            "--store",
-            self.proxied,
-            "-j",
-            str(LANES),
-            "--heartbeat",
-            str(HEARTBEAT),
-            "--grace",
-            "0.5",
-            "--base-dir",
-            str(self.tmp_path / "trials"),
-            "--code-change",
-            "ignore",
-            "--",
-            sys.executable,
-            str(script),
-            str(self.tmp_path / "runs.txt"),
-            str(self.tmp_path / "go"),
-        ]
+        argv = cli("worker", "--store", self.proxied, "-j", str(LANES))
+        argv += ["--heartbeat", str(HEARTBEAT), "--grace", "0.5"]
+        argv += ["--base-dir", str(self.tmp_path / "trials"), "--code-change", "ignore"]
+        argv += ["--", sys.executable, str(script), str(self.tmp_path / "runs.txt")]
+        argv += [str(self.tmp_path / "go")]
         return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def exits_written(self) -> int:

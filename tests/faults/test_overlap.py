@@ -14,7 +14,7 @@ import pytest
 from async_consumer import Reason, Status, TrialStatus
 from async_consumer.stores import store_from_url
 
-from ..conftest import wait_until_sync
+from ..conftest import cli, wait_until_sync
 
 # every run logs "attempt pid start <time>"; attempt 1 (the frozen worker's) then runs on until
 # stopped; attempt 2 reports whether attempt 1's process was gone when it started (1.0) or not
@@ -36,27 +36,10 @@ json.dump(1.0 if alone else 0.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))
 
 
 def _worker(url: str, tmp_path: Path) -> subprocess.Popen[bytes]:
-    argv = [
-        sys.executable,
-        "-m",
-        "async_consumer._cli",
-        "worker",
-        "--store",
-        url,
-        "--heartbeat",
-        "0.5",
-        "--grace",
-        "0.5",
-        "--base-dir",
-        str(tmp_path / "trials"),
-        "--code-change",
-        "ignore",
-        "--",
-        sys.executable,
-        "-c",
-        SCRIPT,
-        str(tmp_path),
-    ]
+    argv = cli("worker", "--store", url, "--heartbeat", "0.5")
+    argv += ["--grace", "0.5", "--base-dir", str(tmp_path / "trials")]
+    argv += ["--code-change", "ignore"]
+    argv += ["--", sys.executable, "-c", SCRIPT, str(tmp_path)]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

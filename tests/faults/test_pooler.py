@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import uuid
 from collections import Counter
@@ -22,7 +21,7 @@ from async_consumer._errors import StoreError, StoreUnavailable
 from async_consumer.stores import store_from_url
 
 from ..bouncer import pgbouncer_url, running_pgbouncer
-from ..conftest import NewSchema, postgres_url, wait_until_sync
+from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
 
 # a shell trial (about a millisecond): the pooler and the store are what is tested
 SCRIPT = 'echo "$ASYNC_CONSUMER_ATTEMPT" >"$ORION_RESULTS_PATH"'
@@ -30,27 +29,10 @@ SCRIPT = 'echo "$ASYNC_CONSUMER_ATTEMPT" >"$ORION_RESULTS_PATH"'
 
 def worker(url: str, tmp_path: Path, name: str, *options: str) -> subprocess.Popen[str]:
     """An ``async-consumer worker`` process on ``url``, its stderr piped."""
-    argv = [
-        sys.executable,
-        "-m",
-        "async_consumer._cli",
-        "worker",
-        "--store",
-        url,
-        "--grace",
-        "0.5",
-        "--store-outage-limit",
-        "120",
-        "--base-dir",
-        str(tmp_path / name),
-        "--code-change",
-        "ignore",
-        *options,
-        "--",
-        "sh",
-        "-c",
-        SCRIPT,
-    ]
+    argv = cli("worker", "--store", url, "--grace", "0.5", "--store-outage-limit")
+    argv += ["120", "--base-dir", str(tmp_path / name), "--code-change", "ignore"]
+    argv += [*options]
+    argv += ["--", "sh", "-c", SCRIPT]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 

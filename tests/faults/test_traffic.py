@@ -20,6 +20,7 @@ from async_consumer._reclaim import Reclaimer
 from async_consumer.stores import MemoryStore, TrialStore, open_store
 from async_consumer.stores._retrying import RetryingStore
 
+from ..conftest import cli
 from .conftest import OpenStore
 
 SCRIPT = "import json, os; json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))"
@@ -224,27 +225,10 @@ def test_500_trials_beating_every_fifth_of_a_second_beside_cpu_burners(
     params = tmp_path / "params.jsonl"
     params.write_text("".join(json.dumps({"i": i}) + "\n" for i in range(500)))
     trial = f"echo '{RESULT}' > \"$ORION_RESULTS_PATH\"; exec sleep 3"
-    argv = [
-        sys.executable,
-        "-m",
-        "async_consumer._cli",
-        "-v",
-        "run",
-        "--params",
-        str(params),
-        "-j",
-        "500",
-        "--heartbeat",
-        "0.2",
-        "--store",
-        store_url,
-        "--base-dir",
-        str(tmp_path / "trials"),
-        "--",
-        "sh",
-        "-c",
-        trial,
-    ]
+    argv = cli("-v", "run", "--params", str(params), "-j", "500")
+    argv += ["--heartbeat", "0.2", "--store", store_url, "--base-dir"]
+    argv += [str(tmp_path / "trials")]
+    argv += ["--", "sh", "-c", trial]
     # the heartbeat traffic is measured with trials in their process groups alone: a cgroup per
     # trial (the default as root) adds its own start-up cost, measured by containment.py
     env = {**os.environ, "ASYNC_CONSUMER_CONTAINMENT": "session"}

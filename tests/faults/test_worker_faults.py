@@ -18,7 +18,7 @@ from async_consumer._cli.main import main
 from async_consumer._worker import Worker
 from async_consumer.stores import store_from_url
 
-from ..conftest import NewSchema, postgres_url, python, wait_until, wait_until_sync
+from ..conftest import NewSchema, cli, postgres_url, python, wait_until, wait_until_sync
 from .conftest import OpenStore, full_tmpfs
 from .proxy import running_proxy
 
@@ -72,23 +72,9 @@ def test_an_outage_shorter_than_the_lease_loses_nothing(
     anyio.run(add)
     with running_proxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
         url = server._replace(netloc=f"{server.username}@127.0.0.1:{proxy.port}").geturl()
-        argv = [
-            sys.executable,
-            "-m",
-            "async_consumer._cli",
-            "worker",
-            "--store",
-            f"{url}?schema={schema}",
-            "--heartbeat",
-            "1.5",
-            "--base-dir",
-            str(tmp_path / "trials"),
-            *WORKER,
-            "--",
-            sys.executable,
-            "-c",
-            script,
-        ]
+        argv = cli("worker", "--store", f"{url}?schema={schema}")
+        argv += ["--heartbeat", "1.5", "--base-dir", str(tmp_path / "trials"), *WORKER]
+        argv += ["--", sys.executable, "-c", script]
         worker = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_until_sync(started.exists, "the trial to start", alive=worker)
         proxy.cut()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import cli
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,24 +41,9 @@ def _peak_rss_of_run(tmp_path: Path, lines: int, outcomes: int) -> int:
     work.mkdir()
     params = work / "p.jsonl"
     params.write_text("".join(json.dumps({"x": i, "name": f"t{i}"}) + "\n" for i in range(lines)))
-    argv = [
-        sys.executable,
-        "-m",
-        "async_consumer._cli",
-        "run",
-        "-j",
-        "8",
-        "--params",
-        str(params),
-        "--store",
-        f"sqlite:///{work}/s.db",
-        "--base-dir",
-        str(work / "t"),
-        "--",
-        "sh",
-        "-c",
-        'echo 1 > "$ORION_RESULTS_PATH"',
-    ]
+    argv = cli("run", "-j", "8", "--params", str(params), "--store")
+    argv += [f"sqlite:///{work}/s.db", "--base-dir", str(work / "t")]
+    argv += ["--", "sh", "-c", 'echo 1 > "$ORION_RESULTS_PATH"']
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert child.stdout is not None
     seen = 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-import sys
 from collections import defaultdict
 from typing import Any
 
@@ -12,24 +11,15 @@ import pytest
 
 from async_consumer import Reason, Status, TrialStatus
 
+from ..conftest import cli
 from .conftest import Event, Fleet, processes_mentioning, squeue, status
 
 pytestmark = pytest.mark.slow
 
 
 def _launch(fleet: Fleet, *options: str, command: list[str]) -> str:
-    argv = [
-        sys.executable,
-        "-m",
-        "async_consumer._cli",
-        "launch",
-        "slurm",
-        "--store",
-        fleet.url,
-        *options,
-        "--",
-        *command,
-    ]
+    argv = cli("launch", "slurm", "--store", fleet.url, *options)
+    argv += ["--", *command]
     done = subprocess.run(argv, cwd=fleet.workdir, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     job = done.stdout.strip()
@@ -171,24 +161,9 @@ def test_early_warning_starts_nothing_more(fleet: Fleet) -> None:
 def test_dry_run_script_submitted_by_hand(fleet: Fleet) -> None:
     """The script --dry-run prints is a valid batch script: submitted with sbatch, it drains."""
     fleet.add(6)
-    argv = [
-        sys.executable,
-        "-m",
-        "async_consumer._cli",
-        "launch",
-        "slurm",
-        "--store",
-        fleet.url,
-        "--workers",
-        "2",
-        "--time",
-        "5",
-        "--signal-before",
-        "30",
-        "--dry-run",
-        "--",
-        *fleet.train(steps=1, pause=0.05),
-    ]
+    argv = cli("launch", "slurm", "--store", fleet.url, "--workers", "2")
+    argv += ["--time", "5", "--signal-before", "30", "--dry-run"]
+    argv += ["--", *fleet.train(steps=1, pause=0.05)]
     done = subprocess.run(argv, cwd=fleet.workdir, capture_output=True, text=True, check=True)
     script = fleet.workdir / "fleet.sbatch"
     script.write_text(done.stdout)
@@ -209,18 +184,8 @@ def test_dry_run_script_submitted_by_hand(fleet: Fleet) -> None:
 def test_no_trial_starts_too_near_the_end_of_the_job(fleet: Fleet) -> None:
     """With --trial-time longer than the job has left, a worker starts nothing and leaves."""
     fleet.add(2)
-    worker = [
-        sys.executable,
-        "-m",
-        "async_consumer._cli",
-        "worker",
-        "--store",
-        fleet.url,
-        "--trial-time",
-        "600",
-        "--",
-        *fleet.train(1, 0.01),
-    ]
+    worker = cli("worker", "--store", fleet.url, "--trial-time", "600")
+    worker += ["--", *fleet.train(1, 0.01)]
     script = fleet.workdir / "late.sbatch"
     script.write_text(f"#!/bin/bash\n#SBATCH --time=2\nexec {shlex.join(worker)}\n")
     submitted = subprocess.run(
@@ -319,18 +284,8 @@ def test_early_warning_from_the_time_limit(fleet: Fleet) -> None:
     )  # no trial started after the warning: two lanes, trials longer than the job
     assert len(left) + [t.status for t in trials].count(TrialStatus.NEW) == 4
     assert all(t.outcome is not None and t.outcome.reason is Reason.PREEMPTED for t in left)
-    worker = [
-        sys.executable,
-        "-m",
-        "async_consumer._cli",
-        "worker",
-        "--store",
-        fleet.url,
-        "-j",
-        "2",
-        "--",
-        *command,
-    ]
+    worker = cli("worker", "--store", fleet.url, "-j", "2")
+    worker += ["--", *command]
     subprocess.run(worker, cwd=fleet.workdir, capture_output=True, check=True)
     assert [t.status for t in fleet.trials()] == [TrialStatus.COMPLETED] * 4
     events = fleet.events()
