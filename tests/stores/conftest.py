@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
+import async_consumer.stores
 from async_consumer._models import Lease, Outcome, Status, Trial
 from async_consumer.stores import MemoryStore, PostgresStore, SQLiteStore, TrialStore
 
@@ -18,6 +22,34 @@ MakeStore = Callable[..., Awaitable[TrialStore]]
 KINDS = ["memory", "sqlite", "postgres", "pgbouncer"]
 """``pgbouncer``: the PostgreSQL store through PgBouncer in transaction mode, with the URL as a
 user writes it (PgBouncer's port, nothing else)."""
+
+
+def released_together(script: Path, store_file: Path) -> list[str]:
+    """
+    Run two copies of a worker ``script`` on one store file, let go together once both are
+    connected (each prints ``ready``, waits for ``go``, then prints the JSON list of the trials
+    it ran); every trial id they ran, in one list.
+    """
+    src = str(Path(async_consumer.stores.__file__).parents[2])
+    pipe, env = subprocess.PIPE, {"PYTHONPATH": src}
+    argv = [[sys.executable, str(script), str(store_file), f"w{i}"] for i in range(2)]
+    workers = [subprocess.Popen(a, stdin=pipe, stdout=pipe, text=True, env=env) for a in argv]
+    try:
+        for worker in workers:
+            assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
+        for worker in workers:  # both are connected before either starts reserving
+            assert worker.stdin is not None
+            worker.stdin.write("go\n")
+            worker.stdin.close()
+        got = [json.loads(worker.stdout.read()) for worker in workers if worker.stdout]
+        assert [worker.wait(timeout=60) for worker in workers] == [0, 0]
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+            if worker.stdout:
+                worker.stdout.close()
+    return [trial_id for ran in got for trial_id in ran]
 
 
 def make_trials(count: int, prefix: str = "t") -> list[Trial]:

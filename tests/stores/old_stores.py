@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from async_consumer.stores import PostgresStore, SQLiteStore, TrialStore
 from async_consumer.stores import _postgres_sql as pg
 from async_consumer.stores import _sqlite_sql as lite
 from async_consumer.stores._sqlite_file import _statements
 
-from ..conftest import postgres_url
+from ..conftest import NewSchema, postgres_url
 
 
 def sqlite_of_version(path: Path, version: int) -> None:
@@ -49,3 +50,32 @@ async def postgres_of_version(schema: str, version: int) -> AsyncIterator[Any]:
         yield conn
     finally:
         await conn.close()
+
+
+async def v5_store_with(
+    experiment: str, kind: str, tmp_path: Path, new_schema: NewSchema
+) -> TrialStore:
+    """
+    A store of schema v5 (before experiments had a direction or a search) holding one
+    experiment, ``python t.py`` at version 1; opened, so migrated, and the caller's to close.
+    """
+    command = '["python", "t.py"]'
+    if kind == "sqlite":
+        path = tmp_path / "v5.db"
+        sqlite_of_version(path, 5)
+        conn = sqlite3.connect(path)
+        with conn:
+            conn.execute(
+                "INSERT INTO experiments (name, version, command, created_at) VALUES (?, 1, ?, 0)",
+                (experiment, command),
+            )
+        conn.close()
+        return SQLiteStore(path)
+    schema = new_schema()
+    async with postgres_of_version(schema, 5) as conn:
+        await conn.execute(
+            f'INSERT INTO "{schema}".experiments (name, version, command) VALUES ($1, 1, $2)',
+            experiment,
+            command,
+        )
+    return await PostgresStore.open(postgres_url(), schema=schema)

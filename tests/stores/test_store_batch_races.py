@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import anyio
 import pytest
 
-import async_consumer.stores
 from async_consumer._models import TrialStatus
 from async_consumer.stores import Finish, PostgresStore, SQLiteStore, TrialStore
 
 from ..conftest import NewSchema, postgres_url
-from .conftest import make_trials, outcome
+from .conftest import make_trials, outcome, released_together
 
-SRC = str(Path(async_consumer.stores.__file__).parents[2])
 WORKER = """
     import json, sys
     import anyio
@@ -57,25 +52,7 @@ def test_two_processes_reserving_many_never_share(tmp_path: Path) -> None:
     db, script = tmp_path / "store.db", tmp_path / "worker.py"
     script.write_text(textwrap.dedent(WORKER))
     anyio.run(_add, SQLiteStore(db), 400)
-    pipe, env = subprocess.PIPE, {"PYTHONPATH": SRC}
-    argv = [[sys.executable, str(script), str(db), f"w{i}"] for i in range(2)]
-    workers = [subprocess.Popen(a, stdin=pipe, stdout=pipe, text=True, env=env) for a in argv]
-    try:
-        for worker in workers:
-            assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
-        for worker in workers:  # both are connected before either starts reserving
-            assert worker.stdin is not None
-            worker.stdin.write("go\n")
-            worker.stdin.close()
-        got = [json.loads(worker.stdout.read()) for worker in workers if worker.stdout]
-        assert [worker.wait(timeout=60) for worker in workers] == [0, 0]
-    finally:
-        for worker in workers:
-            worker.kill()
-            worker.wait()
-            if worker.stdout:
-                worker.stdout.close()
-    assert sorted(got[0] + got[1]) == sorted(t.id for t in make_trials(400))
+    assert sorted(released_together(script, db)) == sorted(t.id for t in make_trials(400))
 
 
 async def _add(store: TrialStore, count: int) -> None:

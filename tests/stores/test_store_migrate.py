@@ -12,7 +12,7 @@ from async_consumer._ranking import best_trial
 from async_consumer.stores import PostgresStore, SQLiteStore, TrialStore
 
 from ..conftest import NewSchema, postgres_url
-from .old_stores import postgres_of_version, sqlite_of_version
+from .old_stores import postgres_of_version, sqlite_of_version, v5_store_with
 
 SQLITE_V1_ROWS = """
 INSERT INTO trials (id, trial, status, token, worker, heartbeat_at)
@@ -192,29 +192,10 @@ async def _check_directions(store: TrialStore) -> None:
 
 
 @pytest.mark.asyncio
-async def test_sqlite_v5_store_gets_experiment_directions(tmp_path: Path) -> None:
-    """A SQLite store of schema v5 opens; its experiments minimise, new ones keep --maximize."""
-    path = tmp_path / "v5.db"
-    sqlite_of_version(path, 5)
-    with sqlite3.connect(path) as conn:
-        conn.execute(
-            "INSERT INTO experiments (name, version, command, created_at) VALUES (?, 1, ?, 0)",
-            ("acc", '["python", "t.py"]'),
-        )
-    conn.close()
-    async with SQLiteStore(path) as store:
-        await _check_directions(store)
-
-
-@pytest.mark.asyncio
-async def test_postgres_v5_store_gets_experiment_directions(new_schema: NewSchema) -> None:
-    """A PostgreSQL schema of v5 opens; its experiments minimise, new ones keep --maximize."""
-    schema = new_schema()
-    async with postgres_of_version(schema, 5) as conn:
-        await conn.execute(
-            f'INSERT INTO "{schema}".experiments (name, version, command) VALUES ($1, 1, $2)',
-            "acc",
-            '["python", "t.py"]',
-        )
-    async with await PostgresStore.open(postgres_url(), schema=schema) as store:
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_a_v5_store_gets_experiment_directions(
+    kind: str, tmp_path: Path, new_schema: NewSchema
+) -> None:
+    """A store of schema v5 opens; its experiments minimise, new ones keep --maximize."""
+    async with await v5_store_with("acc", kind, tmp_path, new_schema) as store:
         await _check_directions(store)
