@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
+from async_consumer import Status, StoredTrial, TrialStatus
+from async_consumer._models import Attempt
 from async_consumer.stores import TrialStore, open_store
 
 OpenStore = Callable[[], Awaitable[TrialStore]]
@@ -28,6 +30,22 @@ async def connect(store_url: str) -> AsyncIterator[OpenStore]:
     yield make
     for store in opened:
         await store.aclose()
+
+
+def completed_once(trials: Sequence[StoredTrial], count: int) -> list[tuple[StoredTrial, Attempt]]:
+    """
+    Check that all ``count`` trials completed, each by exactly one attempt, its last; each
+    trial with that attempt, for the test's own checks of it.
+    """
+    assert len(trials) == count
+    found = []
+    for trial in trials:
+        assert trial.status is TrialStatus.COMPLETED, trial.id
+        done = [a for a in trial.attempts if a.outcome and a.outcome.status is Status.COMPLETED]
+        assert len(done) == 1, trial.id
+        assert done[0] is trial.attempts[-1], trial.id
+        found.append((trial, done[0]))
+    return found
 
 
 @contextmanager

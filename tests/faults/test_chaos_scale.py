@@ -23,10 +23,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from async_consumer import Status, StoredTrial, Trial
+from async_consumer import StoredTrial, Trial
 
 from ..bouncer import Bouncer, running_pgbouncer
 from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
+from .conftest import completed_once
 from .test_pooler import psql
 
 WORKERS, JOBS, TRIALS, HEARTBEAT = 16, 4, 500, 3.0
@@ -172,14 +173,7 @@ def test_chaos_at_scale_through_pgbouncer(tmp_path: Path, new_schema: NewSchema)
             assert worker.returncode == 0, errors[name]
     assert sum(w.returncode == -signal.SIGKILL for w in fleet.workers) == 2
     assert terminated > 0
-    assert len(stored) == TRIALS
-    for trial in stored:
-        completed = [
-            a for a in trial.attempts if a.outcome and a.outcome.status is Status.COMPLETED
-        ]
-        assert len(completed) == 1, trial.id
-        (attempt,) = completed
-        assert attempt is trial.attempts[-1]
+    for trial, attempt in completed_once(stored, TRIALS):
         assert attempt.outcome is not None
         # the accepted result is a run's own (its objective is the run's pid): that attempt's,
         # or an earlier one's whose worker was killed before recording it (completed from its

@@ -11,10 +11,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from async_consumer import Status, Trial, TrialStatus
+from async_consumer import Trial
 from async_consumer.stores import store_from_url
 
 from ..conftest import NewSchema, cli, postgres_url
+from .conftest import completed_once
 
 WORKERS, JOBS, TRIALS = 32, 8, 96
 SCRIPT = "import json, os; json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))"
@@ -83,11 +84,7 @@ def test_32_workers_with_8_lanes_share_one_database(tmp_path: Path, new_schema: 
         assert "Traceback" not in err
     print(f"crowded: at most {sampler.most} connections for {WORKERS} workers")  # noqa: T201
     assert 0 < sampler.most <= WORKERS
-    assert len(stored) == TRIALS
-    for trial in stored:
-        assert trial.status is TrialStatus.COMPLETED
-        done = [a for a in trial.attempts if a.outcome and a.outcome.status is Status.COMPLETED]
-        assert len(done) == 1
+    completed_once(stored, TRIALS)
 
 
 async def _stored(url: str):  # type: ignore[no-untyped-def]

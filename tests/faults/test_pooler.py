@@ -15,13 +15,14 @@ from urllib.parse import urlsplit
 import anyio
 import pytest
 
-from async_consumer import Status, StoredTrial, Trial, TrialStatus
+from async_consumer import StoredTrial, Trial
 from async_consumer._cli.main import main
 from async_consumer._errors import StoreError, StoreUnavailable
 from async_consumer.stores import store_from_url
 
 from ..bouncer import pgbouncer_url, running_pgbouncer
 from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
+from .conftest import completed_once
 
 # a shell trial (about a millisecond): the pooler and the store are what is tested
 SCRIPT = 'echo "$ASYNC_CONSUMER_ATTEMPT" >"$ORION_RESULTS_PATH"'
@@ -60,16 +61,6 @@ def stored(url: str) -> list[StoredTrial]:
             return await store.list()
 
     return anyio.run(read)
-
-
-def assert_each_completed_once(trials: list[StoredTrial], count: int) -> None:
-    """Every trial completed, by exactly one attempt, its last."""
-    assert len(trials) == count
-    for trial in trials:
-        assert trial.status is TrialStatus.COMPLETED, trial.id
-        done = [a for a in trial.attempts if a.outcome and a.outcome.status is Status.COMPLETED]
-        assert len(done) == 1, trial.id
-        assert done[0] is trial.attempts[-1]
 
 
 def psql(url: str, command: str) -> list[list[str]]:
@@ -162,7 +153,7 @@ def test_workers_hold_two_connections_each_whatever_their_lanes(
     for process, err in zip(workers, errors, strict=True):
         assert process.returncode == 0, err
         assert "Traceback" not in err
-    assert_each_completed_once(trials, count)
+    completed_once(trials, count)
     print(f"{kind}: most connections a worker held {dict(sampler.most)}")  # noqa: T201
     assert sampler.samples > 0
     assert all(0 < most <= 2 for most in sampler.most.values()), sampler.most
@@ -361,4 +352,4 @@ def test_a_database_refusing_connections_is_an_outage_waited_out(
     assert "Traceback" not in err
     assert err.count("store unreachable") == 1, err
     assert err.count("store reachable again") == 1, err
-    assert_each_completed_once(trials, count)
+    completed_once(trials, count)

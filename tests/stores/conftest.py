@@ -24,15 +24,44 @@ KINDS = ["memory", "sqlite", "postgres", "pgbouncer"]
 user writes it (PgBouncer's port, nothing else)."""
 
 
-def released_together(script: Path, store_file: Path) -> list[str]:
+# reserves, beats and finishes until no trial is left, one at a time or seven (``batch``)
+RACER = """
+import json, sys
+import anyio
+from async_consumer._models import Outcome, Status
+from async_consumer.stores import Finish, SQLiteStore
+
+async def main() -> None:
+    got = []
+    async with SQLiteStore(sys.argv[1]) as store:
+        print("ready", flush=True)
+        sys.stdin.readline()
+        if sys.argv[3] == "one":
+            while (lease := await store.reserve(sys.argv[2])) is not None:
+                got.append(lease.trial_id)
+                await store.heartbeat(lease)
+                done = Outcome(trial_id=lease.trial_id, status=Status.COMPLETED)
+                await store.finish(lease, done)
+        else:
+            while leases := await store.reserve_many(sys.argv[2], 7):
+                got += [lease.trial_id for lease in leases]
+                assert await store.heartbeat_many(leases) == []
+                done = [Outcome(trial_id=l.trial_id, status=Status.COMPLETED) for l in leases]
+                await store.finish_many([Finish(l, o) for l, o in zip(leases, done)])
+    print(json.dumps(got))
+
+anyio.run(main)
+"""
+
+
+def released_together(store_file: Path, mode: str) -> list[str]:
     """
-    Run two copies of a worker ``script`` on one store file, let go together once both are
-    connected (each prints ``ready``, waits for ``go``, then prints the JSON list of the trials
-    it ran); every trial id they ran, in one list.
+    Run two worker processes on one SQLite store file, reserving ``one`` trial at a time or
+    in a ``batch``, let go together once both are connected; every trial id they ran.
     """
     src = str(Path(async_consumer.stores.__file__).parents[2])
     pipe, env = subprocess.PIPE, {"PYTHONPATH": src}
-    argv = [[sys.executable, str(script), str(store_file), f"w{i}"] for i in range(2)]
+    argv = [[sys.executable, "-c", RACER, str(store_file), f"w{i}", mode] for i in range(2)]
     workers = [subprocess.Popen(a, stdin=pipe, stdout=pipe, text=True, env=env) for a in argv]
     try:
         for worker in workers:

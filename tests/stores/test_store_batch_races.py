@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import anyio
@@ -13,27 +12,6 @@ from async_consumer.stores import Finish, PostgresStore, SQLiteStore, TrialStore
 
 from ..conftest import NewSchema, postgres_url
 from .conftest import make_trials, outcome, released_together
-
-WORKER = """
-    import json, sys
-    import anyio
-    from async_consumer._models import Outcome, Status
-    from async_consumer.stores import Finish, SQLiteStore
-
-    async def main() -> None:
-        got = []
-        async with SQLiteStore(sys.argv[1]) as store:
-            print("ready", flush=True)
-            sys.stdin.readline()
-            while leases := await store.reserve_many(sys.argv[2], 7):
-                got += [lease.trial_id for lease in leases]
-                assert await store.heartbeat_many(leases) == []
-                done = [Outcome(trial_id=l.trial_id, status=Status.COMPLETED) for l in leases]
-                await store.finish_many([Finish(l, o) for l, o in zip(leases, done)])
-        print(json.dumps(got))
-
-    anyio.run(main)
-"""
 
 
 async def _drain(store: TrialStore, worker: str) -> list[str]:
@@ -49,10 +27,9 @@ async def _drain(store: TrialStore, worker: str) -> list[str]:
 @pytest.mark.slow
 def test_two_processes_reserving_many_never_share(tmp_path: Path) -> None:
     """Two processes reserving in batches from one SQLite file run every trial exactly once."""
-    db, script = tmp_path / "store.db", tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(WORKER))
+    db = tmp_path / "store.db"
     anyio.run(_add, SQLiteStore(db), 400)
-    assert sorted(released_together(script, db)) == sorted(t.id for t in make_trials(400))
+    assert sorted(released_together(db, "batch")) == sorted(t.id for t in make_trials(400))
 
 
 async def _add(store: TrialStore, count: int) -> None:
