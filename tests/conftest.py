@@ -1,13 +1,22 @@
-"""Helpers shared by the tests: real child processes, written as small Python scripts."""
+"""
+The tests' kit: real child processes written as small Python scripts, waits that fail the test
+when what they wait for never comes, fresh stores (PostgreSQL schemas dropped after the test),
+and a store that fails on demand.
+"""
 
 from __future__ import annotations
 
+import builtins
+import inspect
 import logging
 import os
+import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,31 +24,174 @@ import anyio
 import pytest
 
 from async_consumer import Consumer, install_child_watcher
+from async_consumer._errors import LeaseLost, StoreError, StoreUnavailable
+from async_consumer._models import Lease, Outcome, TrialStatus
+from async_consumer.stores import Finish, MemoryStore, Reservation
 
 # as the command does: reap children without a thread each, keeping their resource usage
 install_child_watcher()
 
 
-async def wait_until(condition: Callable[[], bool], bound: float = 60.0) -> None:
-    """
-    Poll ``condition`` (what a script wrote, say) until it holds; ``bound`` seconds only end
-    the test if it fails, they order nothing.
-    """
-    with anyio.fail_after(bound):
-        while not condition():
-            await anyio.sleep(0.01)
+POLL_BOUND = 180.0
+"""Seconds a wait polls before it fails the test: long, so a busy machine never ends a passing
+test; only a test whose condition never comes waits this long."""
 
 
-def wait_for(condition: Callable[[], bool], bound: float = 60.0, what: str = "") -> None:
+async def wait_until(
+    condition: Callable[[], bool | Awaitable[bool]],
+    what: str,
+    *,
+    bound: float = POLL_BOUND,
+    alive: subprocess.Popen[Any] | None = None,
+    every: float = 0.02,
+) -> None:
     """
-    ``wait_until`` outside an event loop: poll ``condition`` until it holds, and fail the test
-    if ``bound`` seconds pass first (they only end a failing test, they order nothing).
+    Poll ``condition`` (what a script wrote, say; a coroutine function too) every ``every``
+    seconds until it holds. Fail the test, naming ``what``, if ``bound`` seconds pass first,
+    or at once if the process ``alive`` exits meanwhile.
     """
+    deadline = anyio.current_time() + bound
+    while not await _holds(condition):
+        _check_waiting(what, bound, anyio.current_time() > deadline, alive)
+        await anyio.sleep(every)
+
+
+def wait_until_sync(
+    condition: Callable[[], bool],
+    what: str,
+    *,
+    bound: float = POLL_BOUND,
+    alive: subprocess.Popen[Any] | None = None,
+    every: float = 0.02,
+) -> None:
+    """``wait_until`` outside an event loop (``condition`` a plain function)."""
     deadline = time.monotonic() + bound
     while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {bound} s waiting for {what or condition}")
-        time.sleep(0.02)
+        _check_waiting(what, bound, time.monotonic() > deadline, alive)
+        time.sleep(every)
+
+
+async def _holds(condition: Callable[[], bool | Awaitable[bool]]) -> bool:
+    answer = condition()
+    return await answer if inspect.isawaitable(answer) else answer
+
+
+def _check_waiting(
+    what: str, bound: float, late: bool, alive: subprocess.Popen[Any] | None
+) -> None:
+    if alive is not None and alive.poll() is not None:
+        _, err = alive.communicate()
+        pytest.fail(f"waiting for {what}: the process exited ({alive.returncode}): {err!r}")
+    if late:
+        pytest.fail(f"gave up after {bound} s waiting for {what}")
+
+
+def postgres_url() -> str:
+    """The test server's URL; without one, skip the test, or fail it in CI (.ci/run sets one)."""
+    url = os.environ.get("ASYNC_CONSUMER_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("CI") or os.environ.get("ASYNC_CONSUMER_REQUIRE_POSTGRES"):
+            pytest.fail("PostgreSQL is required here: set ASYNC_CONSUMER_TEST_POSTGRES_URL")
+        pytest.skip("set ASYNC_CONSUMER_TEST_POSTGRES_URL to run the PostgreSQL store tests")
+    return url
+
+
+async def drop_schemas(url: str, schemas: Iterable[str]) -> None:
+    """Remove PostgreSQL schemas and everything in them."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        for schema in schemas:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+NewSchema = Callable[[], str]
+
+
+@pytest.fixture
+def new_schema() -> Iterator[NewSchema]:
+    """
+    Hands out fresh PostgreSQL schema names, each dropped with all in it after the test. The
+    first one asked for skips the test without a server (fails it in CI).
+    """
+    made: list[str] = []
+
+    def make() -> str:
+        postgres_url()
+        made.append(f"test_{uuid.uuid4().hex[:16]}")
+        return made[-1]
+
+    yield make
+    if made:
+        # in a thread of its own: an async test's event loop may still be this thread's
+        with ThreadPoolExecutor(1) as apart:
+            apart.submit(anyio.run, drop_schemas, postgres_url(), made).result()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, new_schema: NewSchema) -> str:
+    """
+    The URL of a fresh, empty store shared by a test's workers (PostgreSQL: a schema of its
+    own, whose connections are named after it).
+    """
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    schema = new_schema()
+    return f"{postgres_url()}?schema={schema}&application_name=async_consumer_{schema}"
+
+
+class Flaky(MemoryStore):
+    """A memory store whose next calls fail as an unreachable store's do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0  # calls still to fail
+        self.error: StoreError = StoreUnavailable("connection refused")
+        self.commit_then_fail = False  # the next finish (or batch) commits, then its answer is lost
+        self.batches: list[list[str]] = []  # the trials of each finish_many that got through
+
+    def _maybe_fail(self) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise self.error
+
+    def _lose_the_answer(self) -> None:
+        if self.commit_then_fail:
+            self.commit_then_fail = False
+            msg = "connection reset after the commit"
+            raise StoreUnavailable(msg)
+
+    async def reserve_many(
+        self, worker: str, n: int, request: Reservation = Reservation()
+    ) -> builtins.list[Lease]:
+        self._maybe_fail()
+        return await super().reserve_many(worker, n, request)
+
+    async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
+        self._maybe_fail()
+        return await super().counts(ids)
+
+    async def heartbeat_many(self, leases: Sequence[Lease]) -> builtins.list[str]:
+        self._maybe_fail()
+        return await super().heartbeat_many(leases)
+
+    async def finish(
+        self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
+    ) -> TrialStatus:
+        self._maybe_fail()
+        status = await super().finish(lease, outcome, requeue=requeue, hold=hold)
+        self._lose_the_answer()
+        return status
+
+    async def finish_many(self, items: Sequence[Finish]) -> builtins.list[TrialStatus | LeaseLost]:
+        self._maybe_fail()
+        answers = await super().finish_many(items)
+        self.batches.append([item.lease.trial_id for item in items])
+        self._lose_the_answer()
+        return answers
 
 
 WRITE_RESULT = (
@@ -51,6 +203,11 @@ WRITE_RESULT = (
 def python(code: str) -> list[str]:
     """A command that runs ``code`` with this interpreter."""
     return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+def cli(*args: str) -> list[str]:
+    """A command that runs this package's command line with ``args``, in a child process."""
+    return [sys.executable, "-m", "async_consumer._cli", *args]
 
 
 def is_alive(pid: int) -> bool:

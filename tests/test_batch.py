@@ -13,7 +13,7 @@ import pytest
 from async_consumer import Reason, RetryPolicy, SlotError, Status, Trial
 from async_consumer._trial.offload import Offload
 
-from .conftest import WRITE_RESULT, ConsumerFactory, children_of, python
+from .conftest import WRITE_RESULT, ConsumerFactory, children_of, python, wait_until
 
 # Each script counts the scripts alive beside it; the first three (meet=1) wait until all three
 # have met, which proves that three run at once (a barrier, not a timing window).
@@ -103,8 +103,11 @@ async def test_failures_do_not_stop_the_batch(make_consumer: ConsumerFactory) ->
     trials = [Trial(id=str(i), params={"kind": "bad" if i == 1 else "good"}) for i in range(4)]
     outcomes = await consumer.map(trials)
     assert [o.status if o else None for o in outcomes] == [
-        Status.COMPLETED, Status.BROKEN, Status.COMPLETED, Status.COMPLETED
-    ]  # fmt: skip
+        Status.COMPLETED,
+        Status.BROKEN,
+        Status.COMPLETED,
+        Status.COMPLETED,
+    ]
 
 
 @pytest.mark.anyio
@@ -145,8 +148,8 @@ async def test_early_exit_leaves_no_process(make_consumer: ConsumerFactory, tmp_
         async with consumer.run_batch(trials) as outcomes:
             async for outcome in outcomes:
                 assert outcome.trial_id == "0"
-                while len(list(tmp_path.glob("ready-*"))) < 4:  # each can take SIGTERM now
-                    await anyio.sleep(0.01)
+                # each can take SIGTERM once ready
+                await wait_until(lambda: len(list(tmp_path.glob("ready-*"))) >= 4, "four ready")
                 break
     ready = sorted(p.name.removeprefix("ready-") for p in tmp_path.glob("ready-*"))
     assert ready == ["1", "2", "3", "4"]
@@ -163,8 +166,7 @@ async def test_stop_one_trial(make_consumer: ConsumerFactory) -> None:
     results = {}
     with anyio.fail_after(10):
         async with consumer.run_batch([Trial(id="long", params={"kind": "long"})]) as outcomes:
-            while "long" not in consumer.running:
-                await anyio.sleep(0.01)
+            await wait_until(lambda: "long" in consumer.running, "the long trial to run")
             outcomes.add(Trial(id="short", params={"kind": "short"}))
             async for outcome in outcomes:
                 results[outcome.trial_id] = outcome

@@ -107,9 +107,16 @@ def test_csv_params(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         (["--", "prog"], "no trials"),
         (["--params", "{good}", "--slots-per-trial", "gpu=1", "--", "prog"], "gpu"),
     ],
-    ids=["missing-file", "malformed-line", "unknown-placeholder", "jobs-zero", "no-command",
-         "no-trials", "slot-demand"],
-)  # fmt: skip
+    ids=[
+        "missing-file",
+        "malformed-line",
+        "unknown-placeholder",
+        "jobs-zero",
+        "no-command",
+        "no-trials",
+        "slot-demand",
+    ],
+)
 def test_bad_input_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
@@ -176,8 +183,20 @@ def test_add_worker_status_show(
     assert main(["status", "--store", store]) == 0
     assert "new                4" in capsys.readouterr().out
     code = "import sys; print('hello from', sys.argv[1])\n" + WRITE_RESULT
-    argv = ["worker", "--store", store, "-j", "2", "--base-dir", str(tmp_path / "t"), "--",
-            sys.executable, "-c", code, "{x}"]  # fmt: skip
+    argv = [
+        "worker",
+        "--store",
+        store,
+        "-j",
+        "2",
+        "--base-dir",
+        str(tmp_path / "t"),
+        "--",
+        sys.executable,
+        "-c",
+        code,
+        "{x}",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     trial_id = out.split()[1]
@@ -200,8 +219,19 @@ def test_a_waiting_trial_the_command_cannot_run_is_refused_before_any_starts(
     other.write_text('{"y": 1}\n')
     assert main(["add", "--store", store, "--params", str(other)]) == 0
     given = ["--params", str(params)] if command == "run" else []
-    argv = [command, "--store", store, *given, "--base-dir", str(tmp_path / "t"), "--",
-            sys.executable, "-c", QUADRATIC, "{x}"]  # fmt: skip
+    argv = [
+        command,
+        "--store",
+        store,
+        *given,
+        "--base-dir",
+        str(tmp_path / "t"),
+        "--",
+        sys.executable,
+        "-c",
+        QUADRATIC,
+        "{x}",
+    ]
     capsys.readouterr()
     assert main(argv) == 2
     assert "unknown placeholder {x}" in capsys.readouterr().err
@@ -215,10 +245,26 @@ def test_installed_entry_point(tmp_path: Path, params: Path) -> None:
     """The installed `async-consumer` command runs a job end to end."""
     exe = shutil.which("async-consumer") or str(Path(sys.executable).with_name("async-consumer"))
     result = subprocess.run(
-        [exe, "run", "--params", str(params), "--store", f"sqlite:///{tmp_path}/s.db",
-         "--base-dir", str(tmp_path / "t"), "--", sys.executable, "-c", QUADRATIC, "{x}"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [
+            exe,
+            "run",
+            "--params",
+            str(params),
+            "--store",
+            f"sqlite:///{tmp_path}/s.db",
+            "--base-dir",
+            str(tmp_path / "t"),
+            "--",
+            sys.executable,
+            "-c",
+            QUADRATIC,
+            "{x}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "4 trials: 4 completed" in result.stdout
     help_text = subprocess.run(

@@ -27,17 +27,33 @@ def _paths(tmp_path: Path, config: bool = False) -> TrialPaths:
 def test_placeholders_render_parameters_and_builtins(tmp_path: Path) -> None:
     """Parameters, dotted nested ones and the built-in names all render into their argv items."""
     template = CommandTemplate(
-        ["train", "--lr", "{lr}", "--layers={model.layers}", "{trial.id}-{experiment.name}",
-         "{results_path}", "{params_path}", "{trial.working_dir}", "{exp.name}"]
-    )  # fmt: skip
+        [
+            "train",
+            "--lr",
+            "{lr}",
+            "--layers={model.layers}",
+            "{trial.id}-{experiment.name}",
+            "{results_path}",
+            "{params_path}",
+            "{trial.working_dir}",
+            "{exp.name}",
+        ]
+    )
     paths = _paths(tmp_path)
     argv = template.render(
         {"lr": 0.01, "model": {"layers": 3}}, trial_id="t1", experiment="exp", paths=paths
     )
     assert argv == [
-        "train", "--lr", "0.01", "--layers=3", "t1-exp", str(paths.results), str(paths.params),
-        str(paths.working_dir), "exp",
-    ]  # fmt: skip
+        "train",
+        "--lr",
+        "0.01",
+        "--layers=3",
+        "t1-exp",
+        str(paths.results),
+        str(paths.params),
+        str(paths.working_dir),
+        "exp",
+    ]
 
 
 def test_flat_key_with_dots_wins_over_nesting(tmp_path: Path) -> None:

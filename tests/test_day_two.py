@@ -1,4 +1,4 @@
-"""Day two with the command line (issue 26): what an experiment remembers, and cheap mistakes."""
+"""Day two with the command line: what an experiment remembers, and cheap mistakes."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from async_consumer._experiment import Experiment
 from async_consumer._models import TrialStatus
 from async_consumer.stores import store_from_url
 
-from .conftest import WRITE_RESULT, wait_until
+from .conftest import WRITE_RESULT, wait_until_sync
 
 # objective = x, so the highest x is the best when maximising
 OBJECTIVE_X = (
@@ -102,7 +102,10 @@ def test_a_program_not_found_records_nothing(
 
 
 async def _store_of_a_typo(url: str, base_dir: Path) -> None:
-    """What the code before issue 26 left: every trial broken, no script ever started."""
+    """
+    A store as a worker leaves it when it runs a mistyped command unchecked: every trial broken,
+    no script ever started.
+    """
     typo = ("nosuchprog-26", "{x}")
     async with store_from_url(url) as store:
         await store.add_experiment(Experiment(name="default", command=typo))
@@ -366,7 +369,9 @@ def test_logs_follow_prints_a_running_trials_output_until_it_ends(tmp_path: Path
     log = tmp_path / ".async-consumer/trials/default" / trial_id({"x": 1}) / "attempts/1/stdout.log"
     with subprocess.Popen(run, cwd=tmp_path, stdout=subprocess.DEVNULL) as running:
         try:
-            anyio.run(wait_until, lambda: log.is_file() and "first" in log.read_text())
+            wait_until_sync(
+                lambda: log.is_file() and "first" in log.read_text(), "the trial's first line"
+            )
             follow = _command_line("logs", trial_id({"x": 1}), "--follow")
             with subprocess.Popen(follow, cwd=tmp_path, stdout=subprocess.PIPE, text=True) as logs:
                 assert logs.stdout is not None

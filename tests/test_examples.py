@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
@@ -20,8 +19,7 @@ from optuna.trial import TrialState
 from async_consumer import Outcome, Reason, Status, StoredTrial, Trial, TrialStatus
 from async_consumer.stores import store_from_url
 
-from .conftest import ConsumerFactory, wait_until
-from .stores.conftest import drop_schema, postgres_url
+from .conftest import ConsumerFactory, NewSchema, postgres_url, wait_until
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -97,9 +95,18 @@ async def test_orion_script(make_consumer: ConsumerFactory, tmp_path: Path) -> N
     A script written for Orion runs unchanged: it sees the ORION_* variables, completes with its
     objective, is interrupted when it calls interrupt_trial or gets SIGTERM, and resumes.
     """
-    command = [sys.executable, str(EXAMPLES / "orion_script.py"), "--lr", "{lr}",
-               "--epochs", "{epochs}", "--seconds-per-epoch", "{pace}",
-               "--interrupt-if-lr-above", "0.5"]  # fmt: skip
+    command = [
+        sys.executable,
+        str(EXAMPLES / "orion_script.py"),
+        "--lr",
+        "{lr}",
+        "--epochs",
+        "{epochs}",
+        "--seconds-per-epoch",
+        "{pace}",
+        "--interrupt-if-lr-above",
+        "0.5",
+    ]
     consumer = make_consumer(command, interrupt_code=75)  # not Orion's 130: read from the env
 
     def trial(trial_id: str, lr: float, epochs: int = 2, attempt: int = 1) -> Trial:
@@ -116,26 +123,40 @@ async def test_orion_script(make_consumer: ConsumerFactory, tmp_path: Path) -> N
             tg.start_soon(run, each)
         tg.start_soon(run, trial("preempted", 0.001, epochs=4))
         log = tmp_path / "trials/orion-demo/preempted/attempts/1/stdout.log"
-        await wait_until(lambda: log.exists() and "epoch 0 done" in log.read_text(), 20)
+        await wait_until(
+            lambda: log.exists() and "epoch 0 done" in log.read_text(), "the first epoch"
+        )
         assert await consumer.stop("preempted")  # SIGTERM
 
     best, ok, too_high, preempted = (outcomes[i] for i in ("best", "ok", "too-high", "preempted"))
     assert (best.status, best.objective, ok.status, ok.objective) == (
-        Status.COMPLETED, 0.0, Status.COMPLETED, 1.0,
-    )  # fmt: skip
+        Status.COMPLETED,
+        0.0,
+        Status.COMPLETED,
+        1.0,
+    )
     assert best.results[0].model_dump() == {"name": "objective", "type": "objective", "value": 0.0}
     assert (too_high.status, too_high.reason, too_high.returncode) == (
-        Status.INTERRUPTED, Reason.EXIT_CODE, 75,
-    )  # fmt: skip
+        Status.INTERRUPTED,
+        Reason.EXIT_CODE,
+        75,
+    )
     assert (preempted.status, preempted.reason, preempted.returncode) == (
-        Status.INTERRUPTED, Reason.STOPPED, 75,
-    )  # fmt: skip
+        Status.INTERRUPTED,
+        Reason.STOPPED,
+        75,
+    )
     assert "received SIGTERM: interrupting" in Path(preempted.stdout_path).read_text()
     for outcome in outcomes.values():
         assert {key for key in outcome.env if key.startswith("ORION_")} == {
-            "ORION_TRIAL_ID", "ORION_WORKING_DIR", "ORION_RESULTS_PATH", "ORION_INTERRUPT_CODE",
-            "ORION_EXPERIMENT_NAME", "ORION_EXPERIMENT_ID", "ORION_EXPERIMENT_VERSION",
-        }  # fmt: skip
+            "ORION_TRIAL_ID",
+            "ORION_WORKING_DIR",
+            "ORION_RESULTS_PATH",
+            "ORION_INTERRUPT_CODE",
+            "ORION_EXPERIMENT_NAME",
+            "ORION_EXPERIMENT_ID",
+            "ORION_EXPERIMENT_VERSION",
+        }
         assert outcome.env["ORION_INTERRUPT_CODE"] == "75"
         seen = Path(outcome.stdout_path).read_text()
         assert f"trial {outcome.trial_id} of experiment orion-demo" in seen
@@ -174,21 +195,21 @@ async def _stored(url: str) -> list[StoredTrial]:
 
 
 @pytest.mark.slow
-def test_worker_fleet(tmp_path: Path) -> None:
+def test_worker_fleet(tmp_path: Path, new_schema: NewSchema) -> None:
     """Two workers sharing a PostgreSQL store run all 8 trials, each exactly once."""
-    base = postgres_url()  # skips the test without a server
-    schema = f"example_fleet_{uuid.uuid4().hex[:12]}"
-    url = f"{base}?schema={schema}"
+    url = f"{postgres_url()}?schema={new_schema()}"
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "PYTHON": sys.executable, "PATH": path}
-    try:
-        result = subprocess.run(
-            ["bash", str(EXAMPLES / "worker_fleet.sh"), url],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        stored = anyio.run(_stored, url)
-    finally:
-        anyio.run(drop_schema, base, schema)
+    result = subprocess.run(
+        ["bash", str(EXAMPLES / "worker_fleet.sh"), url],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    stored = anyio.run(_stored, url)
     assert result.returncode == 0, result.stderr
     grid = [json.loads(line) for line in (EXAMPLES / "grid.jsonl").read_text().splitlines()]
     assert len(grid) == 8

@@ -83,8 +83,16 @@ def test_a_changed_config_template_is_refused(
     """The config template's content is part of the experiment; its layout is not."""
     template = tmp_path / "c.json"
     template.write_text('{"lr": "{lr}", "epochs": 2}')
-    command = ["--config-template", str(template), "--grid", "lr=0.1", "--", sys.executable,
-               "-c", VERSIONED]  # fmt: skip
+    command = [
+        "--config-template",
+        str(template),
+        "--grid",
+        "lr=0.1",
+        "--",
+        sys.executable,
+        "-c",
+        VERSIONED,
+    ]
     assert _run(tmp_path, *command) == 0
     template.write_text('{\n  "epochs": 2,\n  "lr": "{lr}"\n}')  # the same, laid out otherwise
     assert _run(tmp_path, *command) == 0

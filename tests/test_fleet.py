@@ -7,8 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -17,8 +15,7 @@ import pytest
 from async_consumer import Reason, Status, Trial, TrialStatus
 from async_consumer.stores import store_from_url
 
-from .conftest import is_alive, wait_for
-from .stores.conftest import drop_schema, postgres_url
+from .conftest import cli, is_alive, wait_until_sync
 
 # each run appends "trial-id attempt pid worker-pid" to a shared file, then works for a while
 SCRIPT = """
@@ -31,18 +28,6 @@ json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))
 """.replace("{", "{{").replace("}", "}}")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh store shared by the workers of one test."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/fleet.db"
-        return
-    schema = f"fleet_{uuid.uuid4().hex[:12]}"
-    base = postgres_url()
-    yield f"{base}?schema={schema}"
-    anyio.run(drop_schema, base, schema)
-
-
 async def _add(url: str, count: int, prefix: str = "t") -> None:
     async with store_from_url(url) as store:
         await store.add(Trial(id=f"{prefix}{i:02d}", params={}) for i in range(count))
@@ -53,12 +38,20 @@ async def _stored(url: str) -> list:  # type: ignore[type-arg]
         return await store.list()
 
 
-def _worker(url: str, tmp_path: Path, name: str, runs: Path, first: float, later: float,
-            heartbeat: float, jobs: int = 4) -> subprocess.Popen[bytes]:  # fmt: skip
-    argv = [sys.executable, "-m", "async_consumer._cli", "-q", "worker", "--store", url,
-            "-j", str(jobs), "--heartbeat", str(heartbeat), "--grace", "0.5",
-            "--base-dir", str(tmp_path / name), "--code-change", "ignore", "--",
-            sys.executable, "-c", SCRIPT, str(runs), str(first), str(later)]  # fmt: skip
+def _worker(
+    url: str,
+    tmp_path: Path,
+    name: str,
+    runs: Path,
+    first: float,
+    later: float,
+    heartbeat: float,
+    jobs: int = 4,
+) -> subprocess.Popen[bytes]:
+    argv = cli("-q", "worker", "--store", url, "-j", str(jobs))
+    argv += ["--heartbeat", str(heartbeat), "--grace", "0.5"]
+    argv += ["--base-dir", str(tmp_path / name), "--code-change", "ignore"]
+    argv += ["--", sys.executable, "-c", SCRIPT, str(runs), str(first), str(later)]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -87,7 +80,9 @@ def test_crash_of_a_worker(store_url: str, tmp_path: Path) -> None:
     b = _worker(store_url, tmp_path, "b", runs, 0.3, 0.3, heartbeat=0.5)
     # a holds leases when it is killed: it has started runs of its own (a slow start on a busy
     # machine could leave all the first runs to b)
-    wait_for(lambda: len(_runs(runs)) >= 16 and _runs_by(runs, a.pid) >= 4, 60, "16 runs")
+    wait_until_sync(
+        lambda: len(_runs(runs)) >= 16 and _runs_by(runs, a.pid) >= 4, "16 runs, 4 of them by a"
+    )
     assert _runs_by(runs, a.pid) >= 4
     a.send_signal(signal.SIGKILL)
     a.communicate()
@@ -113,7 +108,7 @@ def test_fencing_of_a_frozen_worker(store_url: str, tmp_path: Path) -> None:
     anyio.run(_add, store_url, 1)
     runs = tmp_path / "runs.log"
     a = _worker(store_url, tmp_path, "a", runs, 4.0, 0.2, heartbeat=0.4, jobs=1)
-    wait_for(lambda: len(_runs(runs)) == 1, 20, "the first run")
+    wait_until_sync(lambda: len(_runs(runs)) == 1, "the first run")
     a.send_signal(signal.SIGSTOP)
     try:
         b = _worker(store_url, tmp_path, "b", runs, 4.0, 0.2, heartbeat=0.4, jobs=1)
@@ -143,7 +138,7 @@ def test_no_false_takeover(store_url: str, tmp_path: Path) -> None:
     anyio.run(_add, store_url, 1)
     runs = tmp_path / "runs.log"
     a = _worker(store_url, tmp_path, "a", runs, 20.0, 0.1, heartbeat=1.0, jobs=1)
-    wait_for(lambda: len(_runs(runs)) == 1, 20, "the first run")
+    wait_until_sync(lambda: len(_runs(runs)) == 1, "the first run")
     b = _worker(store_url, tmp_path, "b", runs, 20.0, 0.1, heartbeat=1.0, jobs=1)
     a.communicate(timeout=60)
     b.communicate(timeout=60)
@@ -164,8 +159,26 @@ def test_hostile_trials_roundtrip(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps({"id": h, "v": h}) + "\n" for h in hostile))
     code = "import json, os, sys; assert sys.argv[1] == os.environ['ORION_TRIAL_ID']; json.dump(1, open(os.environ['ORION_RESULTS_PATH'], 'w'))"
     url = f"sqlite:///{tmp_path}/h.db"
-    assert main(["-q", "run", "--store", url, "--params", str(path), "--base-dir", str(tmp_path / "t"),
-                 "--", sys.executable, "-c", code, "{v}"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "run",
+                "--store",
+                url,
+                "--params",
+                str(path),
+                "--base-dir",
+                str(tmp_path / "t"),
+                "--",
+                sys.executable,
+                "-c",
+                code,
+                "{v}",
+            ]
+        )
+        == 0
+    )
     stored = {s.id: s for s in anyio.run(_stored, url)}
     assert sorted(stored) == sorted(hostile)
     assert all(

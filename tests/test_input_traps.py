@@ -86,8 +86,19 @@ def test_unwritable_trial_directory(tmp_path: Path, capsys: pytest.CaptureFixtur
     """Trial directories that cannot be made: one line, and no trial is left reserved."""
     (tmp_path / "a-file").touch()
     store = f"sqlite:///{tmp_path}/store.db"
-    argv = ["run", "--store", store, "--base-dir", str(tmp_path / "a-file" / "trials"),
-            "--grid", "x=1,2", "--", sys.executable, "-c", WRITE_RESULT]  # fmt: skip
+    argv = [
+        "run",
+        "--store",
+        store,
+        "--base-dir",
+        str(tmp_path / "a-file" / "trials"),
+        "--grid",
+        "x=1,2",
+        "--",
+        sys.executable,
+        "-c",
+        WRITE_RESULT,
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cannot create trial directories in ") and err.count("\n") == 1

@@ -16,7 +16,7 @@ from async_consumer._resume import ResumePolicy
 from async_consumer._worker.worker import Worker
 from async_consumer.stores import MemoryStore, SQLiteStore
 
-from .conftest import WRITE_RESULT
+from .conftest import WRITE_RESULT, wait_until
 
 INTERRUPT = "import sys; sys.exit(130)"
 # interrupted on its first attempt (a checkpoint-and-exit), completes when resumed
@@ -71,10 +71,28 @@ def test_installed_command_interrupt_loop_ends(tmp_path: Path) -> None:
     """The real command on a script that always exits 130: it ends, one attempt per trial."""
     exe = str(Path(sys.executable).with_name("async-consumer"))
     result = subprocess.run(
-        [exe, "run", "--grid", "x=1,2,3", "-j", "3", "--store", f"sqlite:///{tmp_path}/store.db",
-         "--base-dir", str(tmp_path / "trials"), "--", sys.executable, "-c", INTERRUPT, "{x}"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            exe,
+            "run",
+            "--grid",
+            "x=1,2,3",
+            "-j",
+            "3",
+            "--store",
+            f"sqlite:///{tmp_path}/store.db",
+            "--base-dir",
+            str(tmp_path / "trials"),
+            "--",
+            sys.executable,
+            "-c",
+            INTERRUPT,
+            "{x}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 1, result.stderr
     assert "3 trials interrupted" in result.stderr
     assert sorted(anyio.run(_attempts, tmp_path).values()) == [1, 1, 1]
@@ -158,8 +176,14 @@ async def test_following_worker_resumes_after_the_backoff(tmp_path: Path) -> Non
         if outcome.is_completed:
             done.set()
 
-    worker = Worker(store, consumer, follow=True, poll=0.05, on_outcome=on_outcome,
-                    resume=ResumePolicy(backoff=0.5))  # fmt: skip
+    worker = Worker(
+        store,
+        consumer,
+        follow=True,
+        poll=0.05,
+        on_outcome=on_outcome,
+        resume=ResumePolicy(backoff=0.5),
+    )
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run)
@@ -191,13 +215,12 @@ async def _wait_for(
     path: Path, status: TrialStatus, count: int, process: subprocess.Popen[str]
 ) -> None:
     """Poll the store until ``count`` trials have ``status`` (the worker must stay alive)."""
-    with anyio.fail_after(120):
-        while True:
-            async with SQLiteStore(path) as store:
-                if (await store.counts())[status] >= count:
-                    return
-            assert process.poll() is None, process.communicate()
-            await anyio.sleep(0.1)  # polling the store, not ordering events
+
+    async def reached() -> bool:
+        async with SQLiteStore(path) as store:
+            return (await store.counts())[status] >= count
+
+    await wait_until(reached, f"{count} trials {status}", alive=process, every=0.1)
 
 
 @pytest.mark.slow
@@ -207,10 +230,28 @@ def test_a_following_worker_resumes_with_backoff(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path}/store.db"
     assert main(["add", "--store", store, "--grid", "x=1,2"]) == 0
     worker = subprocess.Popen(
-        [exe, "worker", "--follow", "--store", store, "-j", "2", "--resume-backoff", "0.5",
-         "--base-dir", str(tmp_path / "trials"), "--", sys.executable, "-c", RESUMABLE, "{x}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            exe,
+            "worker",
+            "--follow",
+            "--store",
+            store,
+            "-j",
+            "2",
+            "--resume-backoff",
+            "0.5",
+            "--base-dir",
+            str(tmp_path / "trials"),
+            "--",
+            sys.executable,
+            "-c",
+            RESUMABLE,
+            "{x}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         anyio.run(_wait_for, tmp_path / "store.db", TrialStatus.COMPLETED, 2, worker)
     finally:
@@ -235,8 +276,7 @@ async def test_a_preempted_trial_is_resumed_by_another_worker_at_once(tmp_path: 
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
             tg.start_soon(Worker(store, consumer).run)
-            while not started.exists():
-                await anyio.sleep(0.05)  # polling for the script's start
+            await wait_until(started.exists, "the script to start")
             consumer.interrupt()  # what the worker does on SIGTERM (Slurm's preemption signal)
     stored = await store.get("long")
     assert stored.status is TrialStatus.INTERRUPTED

@@ -264,7 +264,7 @@ async def test_cancelled_first_run_leaves_no_false_code_change(
     with anyio.CancelScope() as scope:
         async with anyio.create_task_group() as tg:
             tg.start_soon(consumer.run, Trial(id="a"))
-            await wait_until(asked.exists)
+            await wait_until(asked.exists, "git to be asked")
             scope.cancel()  # cancelled while git is asked, before it answers
     assert scope.cancelled_caught
     go.touch()

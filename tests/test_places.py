@@ -37,7 +37,7 @@ async def test_a_place_taken_first_starts_its_trial_at_once_and_is_given_back_at
         statuses[trial_id] = (await consumer.run(Trial(id=trial_id, params={}))).status
 
     async def let_first_end() -> None:
-        await wait_until((gate / "first.started").exists)
+        await wait_until((gate / "first.started").exists, "the first trial to start")
         assert not (gate / "second.started").exists()  # it waits for the place
         (gate / "go").touch()
 
@@ -88,7 +88,7 @@ async def test_a_worker_reserves_no_trial_before_a_place_is_free(
     worker = Worker(store, consumer)
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.run)
-        await wait_until(lambda: any(gate.glob("*.started")))
+        await wait_until(lambda: any(gate.glob("*.started")), "a trial to start")
         counts = await store.counts()
         assert (counts[TrialStatus.RESERVED], counts[TrialStatus.NEW]) == (1, 2)
         (gate / "go").touch()

@@ -17,7 +17,14 @@ from async_consumer import Outcome, Reason, Status, Trial
 from async_consumer._supervise import supervisor
 from async_consumer._supervise.process import ChildProcess, Exit
 
-from .conftest import WRITE_RESULT, ConsumerFactory, children_of, is_alive, python
+from .conftest import (
+    WRITE_RESULT,
+    ConsumerFactory,
+    children_of,
+    is_alive,
+    python,
+    wait_until,
+)
 
 HOSTILE = "sp ace 'q\"uote $(touch pwned) `touch pwned2` ; rm -rf x\nnew line ünï ☃"
 
@@ -28,8 +35,9 @@ async def test_value_reaches_script_byte_for_byte(
 ) -> None:
     """A hostile parameter value arrives as one argv item, unchanged, and nothing is executed."""
     code = "import sys, json, os; open(os.environ['ORION_WORKING_DIR'] + '/argv.json', 'w').write(json.dumps(sys.argv[1:]))"
-    consumer = make_consumer([*python(code + "\n" + WRITE_RESULT), "{v}", "--v={v}"],
-                             run_in_working_dir=True)  # fmt: skip
+    consumer = make_consumer(
+        [*python(code + "\n" + WRITE_RESULT), "{v}", "--v={v}"], run_in_working_dir=True
+    )
     outcome = await consumer.run(Trial(id="t", params={"v": HOSTILE}))
     assert outcome.status is Status.COMPLETED
     argv = json.loads((Path(outcome.working_dir) / "argv.json").read_text())
@@ -83,8 +91,10 @@ async def test_cancel_kills_grandchildren(make_consumer: ConsumerFactory, tmp_pa
                 outcome = await consumer.run(Trial(id="t"))
 
             tg.start_soon(run)
-            while not pids_file.exists() or len(pids_file.read_text().split()) < 2:
-                await anyio.sleep(0.02)  # polling a file the script writes, not ordering by time
+            await wait_until(
+                lambda: pids_file.exists() and len(pids_file.read_text().split()) >= 2,
+                "the script's two pids",
+            )
             pids = _pids(pids_file.parent)
             assert all(is_alive(pid) for pid in pids)
             tg.cancel_scope.cancel()
@@ -136,8 +146,13 @@ async def test_environment_contract(
     """Every documented variable and its Orion alias is set; Orion-style results are read."""
     monkeypatch.setenv("PARENT_VAR", "kept")
     monkeypatch.setenv("SECRET_TOKEN", "hidden")
-    consumer = make_consumer(python(ENV_DUMP), env={"EXTRA": "1"}, env_deny=["SECRET_*"],
-                             experiment_id="exp-id", experiment_version=4)  # fmt: skip
+    consumer = make_consumer(
+        python(ENV_DUMP),
+        env={"EXTRA": "1"},
+        env_deny=["SECRET_*"],
+        experiment_id="exp-id",
+        experiment_version=4,
+    )
     trial = Trial(id="t7", params={"lr": 0.1}, experiment="exp", attempt=2)
     outcome = await consumer.run(trial)
     assert outcome.status is Status.COMPLETED, outcome.message
@@ -147,15 +162,28 @@ async def test_environment_contract(
     env = json.loads((wd / "env.json").read_text())
     own = wd / "attempts" / "2"  # the attempt's own files, inside the trial's working directory
     expected = {
-        "TRIAL_ID": "t7", "ATTEMPT": "2", "WORKING_DIR": str(wd),
-        "RESULTS_PATH": str(own / "results.json"), "PARAMS_PATH": str(own / "params.json"),
-        "METRICS_PATH": str(own / "metrics.jsonl"), "INTERRUPT_CODE": "130",
-        "EXPERIMENT_NAME": "exp", "EXPERIMENT_ID": "exp-id", "EXPERIMENT_VERSION": "4",
-    }  # fmt: skip
+        "TRIAL_ID": "t7",
+        "ATTEMPT": "2",
+        "WORKING_DIR": str(wd),
+        "RESULTS_PATH": str(own / "results.json"),
+        "PARAMS_PATH": str(own / "params.json"),
+        "METRICS_PATH": str(own / "metrics.jsonl"),
+        "INTERRUPT_CODE": "130",
+        "EXPERIMENT_NAME": "exp",
+        "EXPERIMENT_ID": "exp-id",
+        "EXPERIMENT_VERSION": "4",
+    }
     for name, value in expected.items():
         assert env["ASYNC_CONSUMER_" + name] == value, name
-    orion = ["TRIAL_ID", "WORKING_DIR", "RESULTS_PATH", "INTERRUPT_CODE", "EXPERIMENT_NAME",
-             "EXPERIMENT_ID", "EXPERIMENT_VERSION"]  # fmt: skip
+    orion = [
+        "TRIAL_ID",
+        "WORKING_DIR",
+        "RESULTS_PATH",
+        "INTERRUPT_CODE",
+        "EXPERIMENT_NAME",
+        "EXPERIMENT_ID",
+        "EXPERIMENT_VERSION",
+    ]
     for name in orion:
         assert env["ORION_" + name] == expected[name], name
     assert env["results_exists_empty"] == "True"
@@ -226,8 +254,7 @@ async def test_no_thread_per_child(make_consumer: ConsumerFactory, tmp_path: Pat
         async with anyio.create_task_group() as tg:
             for i in range(40):
                 tg.start_soon(consumer.run, Trial(id=f"t{i}"))
-            while len(consumer.running) < 40:
-                await anyio.sleep(0.01)
+            await wait_until(lambda: len(consumer.running) >= 40, "forty scripts to run")
             peak = threading.active_count()
             gate.touch()
     # at most the few threads that create trial files (scripts start on the loop below 64)
@@ -302,8 +329,9 @@ async def test_a_cancelled_wait_leaves_the_child_to_the_next(tmp_path: Path) -> 
     gate = tmp_path / "gate"
     code = f"import os, sys, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.01)\nsys.exit(4)"
     with _log(tmp_path / "out") as out:
-        child = await ChildProcess.start(python(code), cwd=None, env=os.environ, stdout=out,
-                                         stderr=out)  # fmt: skip
+        child = await ChildProcess.start(
+            python(code), cwd=None, env=os.environ, stdout=out, stderr=out
+        )
     exits: list[Exit] = []
 
     async def wait() -> None:

@@ -53,8 +53,11 @@ def test_nonzero_exit_is_broken_and_ignores_results() -> None:
     """A non-zero exit is broken (exit_code) even if the results were valid, as in Orion."""
     got = verdict(3)
     assert (got.status, got.reason, got.returncode, got.signal) == (
-        Status.BROKEN, Reason.EXIT_CODE, 3, None
-    )  # fmt: skip
+        Status.BROKEN,
+        Reason.EXIT_CODE,
+        3,
+        None,
+    )
     assert got.message == "exited with code 3"
     assert got.results == ()
 
@@ -82,8 +85,11 @@ def test_abort_wins_over_the_exit(returncode: int | None) -> None:
     abort = Abort(Status.BROKEN, Reason.TIMEOUT, "timed out after 1 s")
     got = verdict(returncode, abort)
     assert (got.status, got.reason, got.message, got.results) == (
-        Status.BROKEN, Reason.TIMEOUT, "timed out after 1 s", ()
-    )  # fmt: skip
+        Status.BROKEN,
+        Reason.TIMEOUT,
+        "timed out after 1 s",
+        (),
+    )
     assert got.returncode == returncode
     assert got.signal == ("SIGTERM" if returncode == -15 else None)
 
@@ -169,8 +175,9 @@ def test_bad_policy_is_refused(kwargs: dict[str, float], message: str) -> None:
 # SlotPool
 
 
-async def _hold(pool: SlotPool, name: str, demand: int, order: list[str],
-                done: anyio.Event) -> None:  # fmt: skip
+async def _hold(
+    pool: SlotPool, name: str, demand: int, order: list[str], done: anyio.Event
+) -> None:
     """Take ``demand`` GPUs, note the name, and keep them until ``done``."""
     async with pool.acquire({"gpu": demand}) as granted:
         assert len(granted["gpu"]) == demand
@@ -235,8 +242,9 @@ async def test_cancelled_head_does_not_block_the_queue() -> None:
     assert order == ["holder", "small"]
 
 
-async def _cancellable(scope: anyio.CancelScope, pool: SlotPool, order: list[str],
-                       done: anyio.Event) -> None:  # fmt: skip
+async def _cancellable(
+    scope: anyio.CancelScope, pool: SlotPool, order: list[str], done: anyio.Event
+) -> None:
     with scope:
         await _hold(pool, "large", 2, order, done)
 
@@ -266,8 +274,14 @@ def test_impossible_demand_is_refused_at_once() -> None:
         SlotPool({"gpu": ["0", "0"]})
 
 
-async def _start(tg: anyio.abc.TaskGroup, pool: SlotPool, name: str, demand: int,
-                 order: list[str], done: dict[str, anyio.Event]) -> None:  # fmt: skip
+async def _start(
+    tg: anyio.abc.TaskGroup,
+    pool: SlotPool,
+    name: str,
+    demand: int,
+    order: list[str],
+    done: dict[str, anyio.Event],
+) -> None:
     """Start a holder and let it run until it holds its GPUs or waits for them."""
     tg.start_soon(_hold, pool, name, demand, order, done[name])
     await _settle()

@@ -7,9 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -18,7 +15,7 @@ import pytest
 from async_consumer import TrialStatus
 from async_consumer.stores import store_from_url
 
-from .stores.conftest import drop_schema, postgres_url
+from .conftest import NewSchema, postgres_url, wait_until_sync
 
 pytest.importorskip("optuna")
 
@@ -28,15 +25,6 @@ BOWL = (
     "y = float(a[a.index('-y') + 1]); time.sleep(float(os.environ.get('SLEEP', '0'))); "
     "json.dump((x - 1.2) ** 2 + (y + 0.7) ** 2, open(os.environ['ORION_RESULTS_PATH'], 'w'))"
 )
-
-
-@pytest.fixture
-def store_url() -> Iterator[str]:
-    """A fresh PostgreSQL schema for the processes of one test."""
-    schema = f"search_{uuid.uuid4().hex[:12]}"
-    base = postgres_url()
-    yield f"{base}?schema={schema}"
-    anyio.run(drop_schema, base, schema)
 
 
 def _run(url: str, tmp_path: Path, *options: str, sleep: float = 0.0) -> subprocess.Popen[bytes]:
@@ -71,16 +59,11 @@ def _best(trials: dict[str, tuple[TrialStatus, float | None]]) -> float:
 
 
 @pytest.mark.slow
-def test_tpe_beats_random_with_four_processes(tmp_path: Path) -> None:
+def test_tpe_beats_random_with_four_processes(tmp_path: Path, new_schema: NewSchema) -> None:
     """Four processes, -n 60 each time: exactly 60 trials; TPE's best is far better than random's."""
     base = postgres_url()
-    schemas = [f"search_{uuid.uuid4().hex[:12]}" for _ in range(2)]
-    try:
-        tpe = _search(f"{base}?schema={schemas[0]}", tmp_path / "tpe", "tpe")
-        rnd = _search(f"{base}?schema={schemas[1]}", tmp_path / "random", "random")
-    finally:
-        for schema in schemas:
-            anyio.run(drop_schema, base, schema)
+    tpe = _search(f"{base}?schema={new_schema()}", tmp_path / "tpe", "tpe")
+    rnd = _search(f"{base}?schema={new_schema()}", tmp_path / "random", "random")
     for trials in (tpe, rnd):
         assert sorted(trials) == sorted(f"default-{k}" for k in range(1, 61))
         assert all(status is TrialStatus.COMPLETED for status, _ in trials.values())
@@ -90,21 +73,23 @@ def test_tpe_beats_random_with_four_processes(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_killed_process_loses_nothing_and_nothing_overshoots(
-    store_url: str, tmp_path: Path
+    new_schema: NewSchema, tmp_path: Path
 ) -> None:
     """SIGKILL one of three processes mid-search: the others finish it, exactly -n trials."""
+    url = f"{postgres_url()}?schema={new_schema()}"
     options = ("-n", "24", "--sampler", "random", "--seed", "2", "--heartbeat", "1")
-    runs = [_run(store_url, tmp_path, *options, sleep=0.3) for _ in range(3)]
-    deadline = time.monotonic() + 120  # only ends a failing test
-    while sum(s is TrialStatus.COMPLETED for s, _ in anyio.run(_trials, store_url).values()) < 4:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    runs = [_run(url, tmp_path, *options, sleep=0.3) for _ in range(3)]
+    wait_until_sync(
+        lambda: sum(s is TrialStatus.COMPLETED for s, _ in anyio.run(_trials, url).values()) >= 4,
+        "four completed trials",
+        every=0.1,
+    )
     runs[0].send_signal(signal.SIGKILL)
     runs[0].communicate(timeout=60)  # reaped, its pipe closed
     for process in runs[1:]:
         _, err = process.communicate(timeout=600)
         assert process.returncode == 0, err.decode()
-    trials = anyio.run(_trials, store_url)
+    trials = anyio.run(_trials, url)
     assert sorted(trials) == sorted(f"default-{k}" for k in range(1, 25))
     assert all(status is TrialStatus.COMPLETED for status, _ in trials.values())
 
@@ -116,16 +101,16 @@ async def _has_search(url: str) -> bool:
 
 
 @pytest.mark.slow
-def test_a_worker_takes_part_in_the_search_of_its_store(store_url: str, tmp_path: Path) -> None:
+def test_a_worker_takes_part_in_the_search_of_its_store(
+    new_schema: NewSchema, tmp_path: Path
+) -> None:
     """``worker --experiment`` suggests from the store's plan beside the run: -n in all."""
+    url = f"{postgres_url()}?schema={new_schema()}"
     # -j 1 and half a second a trial: the run alone would take 8 s, the worker joins long before
     options = ("-n", "16", "--sampler", "random", "--seed", "4", "-j", "1")
-    run = _run(store_url, tmp_path, *options, sleep=0.5)
-    deadline = time.monotonic() + 120  # only ends a failing test
-    while not anyio.run(_has_search, store_url):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    argv = [sys.executable, "-m", "async_consumer._cli", "-q", "worker", "--store", store_url]
+    run = _run(url, tmp_path, *options, sleep=0.5)
+    wait_until_sync(lambda: anyio.run(_has_search, url), "the run to record its search")
+    argv = [sys.executable, "-m", "async_consumer._cli", "-q", "worker", "--store", url]
     argv += ["--experiment", "default", "-j", "2", "--base-dir", str(tmp_path / "trials")]
     argv += ["--", sys.executable, "-c", BOWL, "-x~uniform(-100, 100)", "-y~uniform(-100, 100)"]
     env = {**os.environ, "SLEEP": "0.5"}
@@ -135,10 +120,10 @@ def test_a_worker_takes_part_in_the_search_of_its_store(store_url: str, tmp_path
         assert process.returncode == 0, err.decode()
 
     async def workers() -> set[str]:
-        async with store_from_url(store_url) as store:
+        async with store_from_url(url) as store:
             return {a.worker for t in await store.list() for a in t.attempts}
 
-    trials = anyio.run(_trials, store_url)
+    trials = anyio.run(_trials, url)
     assert sorted(trials) == sorted(f"default-{k}" for k in range(1, 17))
     assert all(status is TrialStatus.COMPLETED for status, _ in trials.values())
     assert len(anyio.run(workers)) == 2  # the run and the worker both ran trials

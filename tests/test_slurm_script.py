@@ -17,16 +17,35 @@ from async_consumer._cli.main import main
 from async_consumer._slurm.job import SlurmJob, parse_end_time, parse_kill_wait
 from async_consumer._slurm.script import FleetSpec, batch_script, slurm_seconds
 
-WORKER = ["/opt/venv/bin/async-consumer", "worker", "--store", "postgresql://me@db/search",
-          "--jobs", "2", "--", "python", "train.py", "--lr", "{lr}", "--note", "two words"]  # fmt: skip
+WORKER = [
+    "/opt/venv/bin/async-consumer",
+    "worker",
+    "--store",
+    "postgresql://me@db/search",
+    "--jobs",
+    "2",
+    "--",
+    "python",
+    "train.py",
+    "--lr",
+    "{lr}",
+    "--note",
+    "two words",
+]
 
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("5", 300), ("05:30", 330), ("1:00:00", 3600), ("2-0", 172800), ("1-2:30", 95400),
-     ("1-0:0:10", 86410)],
+    [
+        ("5", 300),
+        ("05:30", 330),
+        ("1:00:00", 3600),
+        ("2-0", 172800),
+        ("1-2:30", 95400),
+        ("1-0:0:10", 86410),
+    ],
     ids=["minutes", "mm:ss", "hh:mm:ss", "d-h", "d-h:m", "d-h:m:s"],
-)  # fmt: skip
+)
 def test_slurm_time_limits(text: str, seconds: int) -> None:
     """Every form of Slurm's --time is read as Slurm reads it."""
     assert slurm_seconds(text) == seconds
@@ -42,19 +61,35 @@ def test_bad_time_limits(text: str) -> None:
 def test_script_of_a_full_spec() -> None:
     """Every option becomes one #SBATCH line; the worker is exec'd with its argv quoted."""
     spec = FleetSpec(
-        workers=32, worker_argv=WORKER, cpus_per_worker=4, gpus_per_worker=2, mem="16G",
-        time="04:00:00", partition="gpu", account="lab", signal_before=120,
-        chdir="/home/me/search", output="logs/%A_%a.out", sbatch_args=("--qos=high",),
-    )  # fmt: skip
+        workers=32,
+        worker_argv=WORKER,
+        cpus_per_worker=4,
+        gpus_per_worker=2,
+        mem="16G",
+        time="04:00:00",
+        partition="gpu",
+        account="lab",
+        signal_before=120,
+        chdir="/home/me/search",
+        output="logs/%A_%a.out",
+        sbatch_args=("--qos=high",),
+    )
     script = batch_script(spec)
     directives = [line for line in script.splitlines() if line.startswith("#SBATCH")]
     assert directives == [
-        "#SBATCH --job-name=async-consumer", "#SBATCH --array=1-32",
-        "#SBATCH --cpus-per-task=4", "#SBATCH --mem=16G", "#SBATCH --time=04:00:00",
-        "#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --chdir=/home/me/search",
-        "#SBATCH --output=logs/%A_%a.out", "#SBATCH --gres=gpu:2",
-        "#SBATCH --signal=B:USR1@120", "#SBATCH --qos=high",
-    ]  # fmt: skip
+        "#SBATCH --job-name=async-consumer",
+        "#SBATCH --array=1-32",
+        "#SBATCH --cpus-per-task=4",
+        "#SBATCH --mem=16G",
+        "#SBATCH --time=04:00:00",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=lab",
+        "#SBATCH --chdir=/home/me/search",
+        "#SBATCH --output=logs/%A_%a.out",
+        "#SBATCH --gres=gpu:2",
+        "#SBATCH --signal=B:USR1@120",
+        "#SBATCH --qos=high",
+    ]
     assert script.startswith("#!/bin/bash\n")
     command = script[script.index("exec ") :].replace("\\\n", " ")
     assert shlex.split(command) == ["exec", *WORKER]
@@ -72,12 +107,17 @@ def test_script_is_valid_bash(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("changes", "message"),
-    [({"workers": 0}, "--workers"), ({"mem": "lots"}, "--mem"), ({"time": "1h"}, "--time"),
-     ({"time": "2", "signal_before": 120}, "--signal-before"),
-     ({"partition": "a b"}, "--partition"), ({"sbatch_args": ("qos=high",)}, "--sbatch-arg"),
-     ({"sbatch_args": ("--a\n--b",)}, "--sbatch-arg")],
+    [
+        ({"workers": 0}, "--workers"),
+        ({"mem": "lots"}, "--mem"),
+        ({"time": "1h"}, "--time"),
+        ({"time": "2", "signal_before": 120}, "--signal-before"),
+        ({"partition": "a b"}, "--partition"),
+        ({"sbatch_args": ("qos=high",)}, "--sbatch-arg"),
+        ({"sbatch_args": ("--a\n--b",)}, "--sbatch-arg"),
+    ],
     ids=["workers", "mem", "time", "signal-after-end", "partition", "arg-no-dash", "arg-newline"],
-)  # fmt: skip
+)
 def test_bad_specs_are_refused(changes: dict[str, object], message: str) -> None:
     """An option Slurm could not take is refused, naming it, before any script is written."""
     fields: dict[str, object] = {"workers": 2, "worker_argv": WORKER, **changes}
@@ -87,8 +127,12 @@ def test_bad_specs_are_refused(changes: dict[str, object], message: str) -> None
 
 def test_job_facts_from_the_environment() -> None:
     """An array task is named after its array and index; GPUs come from CUDA_VISIBLE_DEVICES."""
-    env = {"SLURM_JOB_ID": "1240", "SLURM_ARRAY_JOB_ID": "1234", "SLURM_ARRAY_TASK_ID": "7",
-           "CUDA_VISIBLE_DEVICES": "2,3"}  # fmt: skip
+    env = {
+        "SLURM_JOB_ID": "1240",
+        "SLURM_ARRAY_JOB_ID": "1234",
+        "SLURM_ARRAY_TASK_ID": "7",
+        "CUDA_VISIBLE_DEVICES": "2,3",
+    }
     job = SlurmJob.from_environ(env)
     assert job == SlurmJob("1240", "1234", "7", ("2", "3"))
     assert job.worker_name == "slurm:1234_7"
@@ -151,31 +195,69 @@ def test_dry_run_prints_the_script(
 ) -> None:
     """--dry-run prints the script; the worker gets the execution options that were set."""
     monkeypatch.chdir(tmp_path)
-    argv = _launch("--workers", "4", "-j", "3", "--time", "1:00:00", "--signal-before", "90",
-                   "--retries", "2", "--echo", "--env-deny", "AWS_*", "--trial-time", "600",
-                   "--sbatch-arg=--qos=high", "--dry-run", "--", "python", "t.py", "--x", "{x}")  # fmt: skip
+    argv = _launch(
+        "--workers",
+        "4",
+        "-j",
+        "3",
+        "--time",
+        "1:00:00",
+        "--signal-before",
+        "90",
+        "--retries",
+        "2",
+        "--echo",
+        "--env-deny",
+        "AWS_*",
+        "--trial-time",
+        "600",
+        "--sbatch-arg=--qos=high",
+        "--dry-run",
+        "--",
+        "python",
+        "t.py",
+        "--x",
+        "{x}",
+    )
     assert main(argv) == 0
     script = capsys.readouterr().out
     assert "#SBATCH --array=1-4" in script and "#SBATCH --qos=high" in script
     assert f"#SBATCH --chdir={tmp_path}" in script
     command = shlex.split(script[script.index("exec ") :].replace("\\\n", " "))
     assert command[2:] == [
-        "worker", "--store", "postgresql://me@db/search", "--trial-time", "600.0",
-        "--jobs", "3", "--retries", "2", "--echo", "--env-deny=AWS_*",
-        "--", "python", "t.py", "--x", "{x}",
-    ]  # fmt: skip
+        "worker",
+        "--store",
+        "postgresql://me@db/search",
+        "--trial-time",
+        "600.0",
+        "--jobs",
+        "3",
+        "--retries",
+        "2",
+        "--echo",
+        "--env-deny=AWS_*",
+        "--",
+        "python",
+        "t.py",
+        "--x",
+        "{x}",
+    ]
     assert Path(command[1]).name == "async-consumer" or command[1] == sys.executable
     assert not (tmp_path / ".async-consumer").exists()
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--workers", "2", "--dry-run"], "no command"),
-     (["--workers", "2", "--time", "10", "--trial-time", "600", "--dry-run", "--", "x"],
-      "--trial-time"),
-     (["--workers", "2", "--mem", "lots", "--dry-run", "--", "x"], "--mem")],
+    [
+        (["--workers", "2", "--dry-run"], "no command"),
+        (
+            ["--workers", "2", "--time", "10", "--trial-time", "600", "--dry-run", "--", "x"],
+            "--trial-time",
+        ),
+        (["--workers", "2", "--mem", "lots", "--dry-run", "--", "x"], "--mem"),
+    ],
     ids=["no-command", "trial-longer-than-job", "bad-mem"],
-)  # fmt: skip
+)
 def test_launch_refuses_bad_input(
     capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:

@@ -38,8 +38,12 @@ def imported_by(argv: list[str], cwd: Path) -> set[str]:
     """The modules a fresh interpreter holds after running the command line ``argv``."""
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(PROBE), *argv],
-        capture_output=True, text=True, check=True, cwd=cwd, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=cwd,
+        timeout=120,
+    )
     return set(done.stdout.split())
 
 
@@ -53,8 +57,19 @@ def test_help_imports_nothing_of_the_library(tmp_path: Path) -> None:
 def test_run_imports_only_what_it_runs(tmp_path: Path) -> None:
     """A ``run`` of a trial, then a ``run`` with nothing left, import nothing off their path."""
     trial = "import os; open(os.environ['ORION_RESULTS_PATH'], 'w').write('1.0')"
-    argv = ["run", "--grid", "x=1,2", "--store", f"sqlite:///{tmp_path}/t.db",
-            "--base-dir", str(tmp_path / "trials"), "--", sys.executable, "-c", trial]  # fmt: skip
+    argv = [
+        "run",
+        "--grid",
+        "x=1,2",
+        "--store",
+        f"sqlite:///{tmp_path}/t.db",
+        "--base-dir",
+        str(tmp_path / "trials"),
+        "--",
+        sys.executable,
+        "-c",
+        trial,
+    ]
     for _ in ("run", "resume with nothing left"):
         modules = imported_by(argv, tmp_path)
         assert "async_consumer._cli.work" in modules  # the probe ran the command

@@ -6,17 +6,17 @@ import io
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import anyio
 import pytest
 from rich.console import Console
 from rich.progress import Progress
 
 from async_consumer._cli.progress import LiveBar, eta_text
+
+from .conftest import wait_until, wait_until_sync
 
 # x = 3, 6: broken; x = 4: killed by SIGKILL on its first attempt (retried, a log record)
 SCRIPT = """
@@ -37,16 +37,33 @@ def tmux() -> Iterator[str]:
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed")
     name = f"ac-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "110", "-y", "40",
-                    "bash --norc --noprofile"], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            "tmux",
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            "110",
+            "-y",
+            "40",
+            "bash --norc --noprofile",
+        ],
+        check=True,
+    )
     yield name
     subprocess.run(["tmux", "kill-session", "-t", name], check=False)
 
 
 def _screen(session: str) -> list[str]:
     """Every line of the pane, scrollback included, as the user would read it."""
-    text = subprocess.run(["tmux", "capture-pane", "-p", "-J", "-t", session, "-S", "-"],
-                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    text = subprocess.run(
+        ["tmux", "capture-pane", "-p", "-J", "-t", session, "-S", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [line.rstrip() for line in text.splitlines() if line.strip()]
 
 
@@ -56,13 +73,14 @@ def test_the_screen_stays_clean(tmux: str, tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     exe = Path(sys.executable).with_name("async-consumer")
-    command = (f"cd {tmp_path} && {exe} run --grid x=1,2,3,4,5,6 -j 2 --retries 1 -- "
-               f"{sys.executable} {script} {{x}}; echo EXIT=$?")  # fmt: skip
+    command = (
+        f"cd {tmp_path} && {exe} run --grid x=1,2,3,4,5,6 -j 2 --retries 1 -- "
+        f"{sys.executable} {script} {{x}}; echo EXIT=$?"
+    )
     subprocess.run(["tmux", "send-keys", "-t", tmux, command, "Enter"], check=True)
-    deadline = time.monotonic() + 120
-    while not any(line.startswith("EXIT=") for line in _screen(tmux)):
-        assert time.monotonic() < deadline, "\n".join(_screen(tmux))
-        time.sleep(0.2)  # polling the screen, not ordering events
+    wait_until_sync(
+        lambda: any(line.startswith("EXIT=") for line in _screen(tmux)), "the run's exit", every=0.2
+    )
     lines = _screen(tmux)
     shown = "\n".join(lines)
     assert "EXIT=1" in lines, shown
@@ -114,9 +132,7 @@ async def test_the_bar_is_redrawn_while_trials_run_and_their_error_is_raised_as_
 
     async def work() -> None:
         bar.line("ok shown by the redraw")
-        with anyio.fail_after(30):  # the loop draws every 0.1 s; 30 s: a very loaded machine
-            while "ok shown by the redraw" not in out.getvalue():
-                await anyio.sleep(0.01)  # polling the output, not ordering events
+        await wait_until(lambda: "ok shown by the redraw" in out.getvalue(), "the redraw")
         raise KeyError("the worker's own error")
 
     with _bar(out) as progress:

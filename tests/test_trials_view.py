@@ -28,8 +28,22 @@ SCRIPT = (
 def store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
     """A store after a run of x = 0..4 (x = 3 broken)."""
     url = f"sqlite:///{tmp_path}/store.db"
-    argv = ["run", "--store", url, "--base-dir", str(tmp_path / "t"), "--grid", "x=0,1,2,3,4",
-            "--grid", "opt=adam", "--", sys.executable, "-c", SCRIPT, "{x}"]  # fmt: skip
+    argv = [
+        "run",
+        "--store",
+        url,
+        "--base-dir",
+        str(tmp_path / "t"),
+        "--grid",
+        "x=0,1,2,3,4",
+        "--grid",
+        "opt=adam",
+        "--",
+        sys.executable,
+        "-c",
+        SCRIPT,
+        "{x}",
+    ]
     assert main(argv) == 1
     capsys.readouterr()
     return url
@@ -72,8 +86,22 @@ def test_json_outcomes_carry_params_and_maximize_picks_best(
 ) -> None:
     """Each --json outcome line has its parameters; the summary's best follows --maximize."""
     url = f"sqlite:///{tmp_path}/store.db"
-    argv = ["run", "--store", url, "--base-dir", str(tmp_path / "t"), "--grid", "x=0,2",
-            "--json", "--maximize", "--", sys.executable, "-c", SCRIPT, "{x}"]  # fmt: skip
+    argv = [
+        "run",
+        "--store",
+        url,
+        "--base-dir",
+        str(tmp_path / "t"),
+        "--grid",
+        "x=0,2",
+        "--json",
+        "--maximize",
+        "--",
+        sys.executable,
+        "-c",
+        SCRIPT,
+        "{x}",
+    ]
     assert main(argv) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert sorted(line["params"]["x"] for line in lines[:2]) == [0, 2]
@@ -90,8 +118,13 @@ async def test_a_worker_knows_a_trial_while_its_outcome_is_shown_and_forgets_it_
     """
     store = MemoryStore()
     await store.add(Trial(id=f"t{x}", params={"x": x}) for x in (0, 1, 4))
-    consumer = Consumer([sys.executable, "-c", SCRIPT, "{x}"], base_dir=tmp_path, store=store,
-                        max_concurrency=2, code_change="ignore")  # fmt: skip
+    consumer = Consumer(
+        [sys.executable, "-c", SCRIPT, "{x}"],
+        base_dir=tmp_path,
+        store=store,
+        max_concurrency=2,
+        code_change="ignore",
+    )
     seen: dict[str, object] = {}
 
     def shown(outcome: Outcome) -> None:
@@ -105,14 +138,29 @@ async def test_a_worker_knows_a_trial_while_its_outcome_is_shown_and_forgets_it_
 
 
 def _stored(trial_id: str, objective: float, lr: float) -> StoredTrial:
-    outcome = Outcome.model_validate({"trial_id": trial_id, "status": Status.COMPLETED,
-        "results": [{"name": "loss", "type": "objective", "value": objective}]})  # fmt: skip
+    outcome = Outcome.model_validate(
+        {
+            "trial_id": trial_id,
+            "status": Status.COMPLETED,
+            "results": [{"name": "loss", "type": "objective", "value": objective}],
+        }
+    )
     from datetime import UTC, datetime
 
-    attempt = {"number": 1, "token": 1, "worker": "w", "reserved_at": datetime.now(UTC),
-               "outcome": outcome}  # fmt: skip
-    return StoredTrial.model_validate({"trial": Trial(id=trial_id, params={"lr": lr}),
-        "status": TrialStatus.COMPLETED, "attempts": [attempt]})  # fmt: skip
+    attempt = {
+        "number": 1,
+        "token": 1,
+        "worker": "w",
+        "reserved_at": datetime.now(UTC),
+        "outcome": outcome,
+    }
+    return StoredTrial.model_validate(
+        {
+            "trial": Trial(id=trial_id, params={"lr": lr}),
+            "status": TrialStatus.COMPLETED,
+            "attempts": [attempt],
+        }
+    )
 
 
 def test_library_best_and_report_parameter_view() -> None:

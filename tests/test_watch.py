@@ -13,7 +13,15 @@ import pytest
 
 from async_consumer import Lease, LeaseLost, Metric, Reason, Status, Trial
 
-from .conftest import WRITE_RESULT, ConsumerFactory, children_of, is_alive, python
+from .conftest import (
+    WRITE_RESULT,
+    ConsumerFactory,
+    children_of,
+    cli,
+    is_alive,
+    python,
+    wait_until_sync,
+)
 
 SLEEP_THEN_RESULT = "import time, sys; time.sleep(float(sys.argv[1]))\n" + WRITE_RESULT
 WAIT_FOR_GATE_THEN_RESULT = (
@@ -78,8 +86,13 @@ async def test_lease_lost_kills_the_trial(make_consumer: ConsumerFactory) -> Non
 async def test_failing_heartbeats_end_as_lost(make_consumer: ConsumerFactory) -> None:
     """Heartbeats that keep failing are retried, then the trial counts as lost."""
     store = Beats(fail="t")
-    consumer = make_consumer([*python(SLEEP_THEN_RESULT), "60"], store=store, heartbeat=0.15,
-                             heartbeat_failures=3, grace=0.3)  # fmt: skip
+    consumer = make_consumer(
+        [*python(SLEEP_THEN_RESULT), "60"],
+        store=store,
+        heartbeat=0.15,
+        heartbeat_failures=3,
+        grace=0.3,
+    )
     with anyio.fail_after(10):
         outcome = await consumer.run(_lease("t"))
     assert outcome.status is Status.LOST
@@ -109,8 +122,13 @@ async def test_hanging_heartbeat_does_not_delay_others(
             await super().heartbeat(lease)
 
     store = Watching(hang="stuck")
-    consumer = make_consumer([*python(WAIT_FOR_GATE_THEN_RESULT), "{gate}"], store=store,
-                             heartbeat=0.1, max_concurrency=2, grace=0.3)  # fmt: skip
+    consumer = make_consumer(
+        [*python(WAIT_FOR_GATE_THEN_RESULT), "{gate}"],
+        store=store,
+        heartbeat=0.1,
+        max_concurrency=2,
+        grace=0.3,
+    )
     stuck = Lease(trial=Trial(id="stuck", params={"gate": "/nonexistent"}), token=1, worker="w")
     fine = Lease(trial=Trial(id="fine", params={"gate": str(gate)}), token=1, worker="w")
     with anyio.fail_after(30):
@@ -184,26 +202,16 @@ def test_sigint_to_cli_leaves_no_process(tmp_path: Path) -> None:
         "import os, sys, time; open(os.path.join(sys.argv[1], str(os.getpid())), 'w').close();"
         " time.sleep(60)"
     )
-    cli = subprocess.Popen(
-        [sys.executable, "-m", "async_consumer._cli", "run", "--params", str(params), "-j", "4",
-         "--grace", "0.5", "--base-dir", str(tmp_path / "trials"),
-         "--store", f"sqlite:///{tmp_path}/store.db", "--",
-         sys.executable, "-c", script, str(marker), "{i}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    for _ in range(500):
-        if len(os.listdir(marker)) == 4:
-            break
-        try:
-            cli.wait(timeout=0.02)
-        except subprocess.TimeoutExpired:
-            continue
-        break
+    argv = cli("run", "--params", str(params), "-j", "4", "--grace", "0.5")
+    argv += ["--base-dir", str(tmp_path / "trials"), "--store", f"sqlite:///{tmp_path}/store.db"]
+    argv += ["--", sys.executable, "-c", script, str(marker), "{i}"]
+    run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_until_sync(lambda: len(os.listdir(marker)) == 4, "four scripts to start", alive=run)
     pids = [int(p) for p in os.listdir(marker)]
-    assert len(pids) == 4, cli.stderr.read() if cli.stderr else ""
-    cli.send_signal(signal.SIGINT)
-    out, err = cli.communicate(timeout=10)
-    assert cli.returncode == 130, err
+    assert len(pids) == 4
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=10)
+    assert run.returncode == 130, err
     assert b"4 interrupted" in out
     assert not any(is_alive(pid) for pid in pids)
-    assert children_of(cli.pid) == []
+    assert children_of(run.pid) == []

@@ -7,12 +7,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import is_alive
+from .conftest import is_alive, wait_until_sync
 
 CONSUMER = """
     import sys, anyio
@@ -42,20 +41,17 @@ def test_sigkilled_consumer_leaves_no_trial(tmp_path: Path) -> None:
     consumer = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(CONSUMER), str(pids_dir), str(tmp_path / "trials")]
     )
-    deadline = time.monotonic() + 20
-    while len(os.listdir(pids_dir)) < 4 and time.monotonic() < deadline:
-        time.sleep(0.02)  # waiting for the scripts to report their pids, not ordering by time
+    wait_until_sync(lambda: len(os.listdir(pids_dir)) >= 4, "the scripts' pids", alive=consumer)
     pids = [int(p) for p in os.listdir(pids_dir)]
     assert len(pids) == 4
     assert all(is_alive(pid) for pid in pids)
     consumer.send_signal(signal.SIGKILL)
     consumer.wait()
-    killed_at = time.monotonic()
-    # the watchdog needs grace (0.5 s) and a SIGKILL; the bound is only there to end the test
-    # if it never comes (the scripts and their children would live for 120 s)
-    while any(is_alive(pid) for pid in pids) and time.monotonic() - killed_at < 60:
-        time.sleep(0.02)  # polling for the processes to be gone, not ordering by time
-    assert not any(is_alive(pid) for pid in pids)
+    # the watchdog needs grace (0.5 s) and a SIGKILL; the bound must stay under the 120 s the
+    # scripts and their children would live for on their own, or they would pass by ending
+    wait_until_sync(
+        lambda: not any(is_alive(pid) for pid in pids), "the trials to be killed", bound=60
+    )
 
 
 def test_a_group_forgotten_is_never_killed_even_if_not_yet_told() -> None:
@@ -94,11 +90,14 @@ def test_the_watchdog_exits_as_soon_as_the_consumer_closes_its_pipe() -> None:
         watchdog.stdin.write(b"+999999999\n-999999999\n")
         watchdog.stdin.flush()
         unread = bytearray(4)
-        while True:  # until it has read the lines: it is waiting for its next look now
+
+        def all_read() -> bool:
+            assert watchdog.stdin is not None
             fcntl.ioctl(watchdog.stdin.fileno(), termios.FIONREAD, unread)
-            if int.from_bytes(unread, sys.byteorder) == 0:
-                break
-            time.sleep(0.01)  # polling for the watchdog to have read, not ordering by time
+            return int.from_bytes(unread, sys.byteorder) == 0
+
+        # once it has read the lines, it is waiting for its next look
+        wait_until_sync(all_read, "the watchdog to read its input")
         watchdog.stdin.close()
         # the bound only ends the test if it fails: without the hang-up it would wait an hour
         assert watchdog.wait(timeout=60) == 0

@@ -30,7 +30,7 @@ from async_consumer._worker.presence import Presence
 from async_consumer._worker.worker import Worker
 from async_consumer.stores import MemoryStore, store_from_url
 
-from .conftest import is_alive, python
+from .conftest import cli, is_alive, python, wait_until, wait_until_sync
 
 # checkpoints its step on SIGTERM and exits with the interrupt code; resumes from it; logs the
 # step it started from once it has made one more
@@ -57,9 +57,9 @@ TRAIN = textwrap.dedent("""
 def _worker(url: str, tmp_path: Path, runs: Path, steps: int) -> subprocess.Popen[str]:
     script = tmp_path / "train.py"
     script.write_text(TRAIN)
-    argv = [sys.executable, "-m", "async_consumer._cli", "worker", "--store", url, "-j", "2",
-            "--base-dir", str(tmp_path / "trials"), "--code-change", "ignore", "--",
-            sys.executable, str(script), str(runs), str(steps)]  # fmt: skip
+    argv = cli("worker", "--store", url, "-j", "2", "--base-dir")
+    argv += [str(tmp_path / "trials"), "--code-change", "ignore"]
+    argv += ["--", sys.executable, str(script), str(runs), str(steps)]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -76,9 +76,7 @@ def test_a_signalled_worker_leaves_its_trials_to_others(
     url, runs = f"sqlite:///{tmp_path}/store.db", tmp_path / "runs.log"
     assert main(["add", "--store", url, "--grid", "x=1,2,3"]) == 0
     first = _worker(url, tmp_path, runs, steps=400)  # 20 s: only a signal ends these
-    deadline = time.monotonic() + 60
-    while len(_lines(runs)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling what the scripts report, not ordering by time
+    wait_until_sync(lambda: len(_lines(runs)) >= 2, "two trials to start", alive=first)
     first.send_signal(signum)
     _, err = first.communicate(timeout=60)
     assert first.returncode == 130, err
@@ -115,13 +113,13 @@ async def test_leaving_records_the_attempt_preempted(tmp_path: Path) -> None:
         pathlib.Path({str(ready)!r}).touch()
         time.sleep(30)
     """
-    consumer = Consumer(python(script), base_dir=tmp_path, store=store, max_concurrency=1,
-                        heartbeat=5.0, grace=10.0)  # fmt: skip
+    consumer = Consumer(
+        python(script), base_dir=tmp_path, store=store, max_concurrency=1, heartbeat=5.0, grace=10.0
+    )
     worker = Worker(store, consumer)
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.run)
-        while not ready.exists():
-            await anyio.sleep(0.01)  # polling for the script to be ready
+        await wait_until(ready.exists, "the script to be ready")
         worker.leave("SIGTERM")
     by_id = {t.id: t for t in await store.list()}
     first = by_id["a"].outcome
@@ -155,8 +153,24 @@ async def test_no_reservation_after_reserve_until(tmp_path: Path) -> None:
 def test_status_shows_the_workers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """status counts the workers by state and lists the live ones; --json lists all."""
     url = f"sqlite:///{tmp_path}/store.db"
-    assert main(["run", "--store", url, "--grid", "x=1", "--base-dir", str(tmp_path), "--",
-                 *python("import json, os; json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "run",
+                "--store",
+                url,
+                "--grid",
+                "x=1",
+                "--base-dir",
+                str(tmp_path),
+                "--",
+                *python(
+                    "import json, os; json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))"
+                ),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["status", "--store", url]) == 0
     assert "workers: 1 exited" in capsys.readouterr().out

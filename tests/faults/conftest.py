@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import os
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-import anyio
 import pytest
 import pytest_asyncio
 
+from async_consumer import Status, StoredTrial, TrialStatus
+from async_consumer._models import Attempt
 from async_consumer.stores import TrialStore, open_store
 
-from ..stores.conftest import drop_schema, postgres_url
-
 OpenStore = Callable[[], Awaitable[TrialStore]]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of a fresh, empty store (PostgreSQL: a schema of its own, dropped after)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/store.db"
-        return
-    schema = f"faults_{uuid.uuid4().hex[:12]}"
-    base = postgres_url()
-    yield f"{base}?schema={schema}&application_name=async_consumer_{schema}"
-    anyio.run(drop_schema, base, schema)
 
 
 @pytest_asyncio.fixture
@@ -41,3 +30,53 @@ async def connect(store_url: str) -> AsyncIterator[OpenStore]:
     yield make
     for store in opened:
         await store.aclose()
+
+
+def completed_once(trials: Sequence[StoredTrial], count: int) -> list[tuple[StoredTrial, Attempt]]:
+    """
+    Check that all ``count`` trials completed, each by exactly one attempt, its last; each
+    trial with that attempt, for the test's own checks of it.
+    """
+    assert len(trials) == count
+    found = []
+    for trial in trials:
+        assert trial.status is TrialStatus.COMPLETED, trial.id
+        done = [a for a in trial.attempts if a.outcome and a.outcome.status is Status.COMPLETED]
+        assert len(done) == 1, trial.id
+        assert done[0] is trial.attempts[-1], trial.id
+        found.append((trial, done[0]))
+    return found
+
+
+@contextmanager
+def full_tmpfs(mount: Path, size: str, free: int = 0) -> Iterator[Path]:
+    """
+    A tmpfs of ``size`` mounted at ``mount``, filled by a file ``filler`` until only ``free``
+    bytes are left; unmounted after. Where mounting is not allowed the test is skipped, but
+    in CI (which runs as root, and can mount) it fails.
+    """
+    mount.mkdir()
+    argv = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)]
+    done = subprocess.run(argv, capture_output=True, check=False)
+    if done.returncode != 0:
+        problem = f"cannot mount a tmpfs here: {done.stderr.decode().strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    try:
+        filler = mount / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        try:
+            with pytest.raises(OSError, match="No space left"):
+                _write_forever(fd)
+        finally:
+            os.close(fd)
+        os.truncate(filler, max(0, filler.stat().st_size - free))
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _write_forever(fd: int) -> None:
+    while True:
+        os.write(fd, b"x" * 4096)

@@ -16,8 +16,10 @@ class Proxy:
         script = str(Path(__file__).with_name("proxy_main.py"))
         self._process = subprocess.Popen(
             [sys.executable, script, host, str(port)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self._process.stdout is not None
         self.port = int(self._process.stdout.readline())
 

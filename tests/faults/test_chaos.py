@@ -7,8 +7,8 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
@@ -16,10 +16,11 @@ from urllib.parse import urlsplit
 import anyio
 import pytest
 
-from async_consumer import Status, Trial
+from async_consumer import Trial
 from async_consumer.stores import store_from_url
 
-from ..stores.conftest import drop_schema, postgres_url
+from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
+from .conftest import completed_once
 from .proxy import running_proxy
 
 # each run appends "trial attempt pid" to a shared file, works a little, writes its objective
@@ -33,10 +34,10 @@ json.dump(float(os.getpid()), open(os.environ['ORION_RESULTS_PATH'], 'w'))
 
 
 def _worker(url: str, tmp_path: Path, name: str, runs: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "async_consumer._cli", "worker", "--store", url,
-            "-j", "4", "--heartbeat", "2", "--grace", "0.5", "--store-outage-limit", "60",
-            "--base-dir", str(tmp_path / name), "--code-change", "ignore", "--",
-            sys.executable, "-c", SCRIPT, str(runs)]  # fmt: skip
+    argv = cli("worker", "--store", url, "-j", "4", "--heartbeat", "2")
+    argv += ["--grace", "0.5", "--store-outage-limit", "60"]
+    argv += ["--base-dir", str(tmp_path / name), "--code-change", "ignore"]
+    argv += ["--", sys.executable, "-c", SCRIPT, str(runs)]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -47,6 +48,10 @@ def _runs(runs: Path) -> list[tuple[str, int, int]]:
     return [
         (t, int(a), int(p)) for t, a, p in (line.split() for line in lines if line.count(" ") == 2)
     ]
+
+
+def _began(runs: Path, count: int) -> bool:
+    return len(_runs(runs)) >= count
 
 
 class Terminator:
@@ -62,8 +67,10 @@ class Terminator:
         import asyncpg
 
         conn = await asyncpg.connect(self.url)
-        query = ("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-                 "WHERE application_name = $1")  # fmt: skip
+        query = (
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = $1"
+        )
         try:
             while not self._stop.is_set():
                 self.terminated += await conn.fetchval(query, self.application)
@@ -80,24 +87,15 @@ class Terminator:
         self._thread.join(timeout=10)
 
 
-def _wait_for(condition: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)  # polling what the processes report, not ordering by time
-    return True
-
-
 @pytest.mark.slow
-def test_chaos_on_postgres(tmp_path: Path) -> None:
+def test_chaos_on_postgres(tmp_path: Path, new_schema: NewSchema) -> None:
     """
     150 trials, 3 workers, a proxy cut twice for 2 s and backends terminated every 0.5 s: every
     worker survives, every trial completes exactly once, no result comes from a stale lease.
     """
     base = postgres_url()
     server = urlsplit(base)
-    schema = f"chaos_{uuid.uuid4().hex[:12]}"
+    schema = new_schema()
     application = f"async_consumer_{schema}"
     direct = f"{base}?schema={schema}"
     count = 150
@@ -108,21 +106,18 @@ def test_chaos_on_postgres(tmp_path: Path) -> None:
 
     anyio.run(add)
     runs = tmp_path / "runs.txt"
-    try:
-        with running_proxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
-            netloc = f"{server.username}@127.0.0.1:{proxy.port}"
-            url = f"{server._replace(netloc=netloc).geturl()}?schema={schema}&application_name={application}"
-            with Terminator(base, application) as terminator:
-                workers = [_worker(url, tmp_path, f"w{i}", runs) for i in range(3)]
-                for done in (20, 75):  # cut twice, while trials run
-                    assert _wait_for(lambda n=done: len(_runs(runs)) >= n, 120)
-                    proxy.cut()
-                    time.sleep(2.0)  # the outage itself
-                    proxy.restore()
-                errors = [w.communicate(timeout=180)[1].decode() for w in workers]
-            stored = anyio.run(_stored, direct)
-    finally:
-        anyio.run(drop_schema, base, schema)
+    with running_proxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
+        netloc = f"{server.username}@127.0.0.1:{proxy.port}"
+        url = f"{server._replace(netloc=netloc).geturl()}?schema={schema}&application_name={application}"
+        with Terminator(base, application) as terminator:
+            workers = [_worker(url, tmp_path, f"w{i}", runs) for i in range(3)]
+            for done in (20, 75):  # cut twice, while trials run
+                wait_until_sync(partial(_began, runs, done), f"{done} runs")
+                proxy.cut()
+                time.sleep(2.0)  # the outage itself
+                proxy.restore()
+            errors = [w.communicate(timeout=180)[1].decode() for w in workers]
+        stored = anyio.run(_stored, direct)
     ran = _runs(runs)
     # the figures of the run, for the record (seen with pytest -s)
     print(_summary(stored, ran, errors, terminator.terminated))  # noqa: T201
@@ -130,14 +125,7 @@ def test_chaos_on_postgres(tmp_path: Path) -> None:
         assert worker.returncode == 0, stderr
         assert "Traceback" not in stderr
     assert sum("store unreachable" in e for e in errors) >= 1
-    assert len(stored) == count
-    for trial in stored:
-        completed = [
-            a for a in trial.attempts if a.outcome and a.outcome.status is Status.COMPLETED
-        ]
-        assert len(completed) == 1, trial.id
-        (attempt,) = completed
-        assert attempt is trial.attempts[-1]
+    for trial, attempt in completed_once(stored, count):
         assert attempt.outcome is not None
         # the accepted result is that attempt's own run's (its objective is the run's pid)
         assert (trial.id, attempt.number, attempt.outcome.pid) in ran
@@ -157,6 +145,8 @@ def _summary(stored: list, ran: list[tuple[str, int, int]], errors: list[str], k
     outages = sum(e.count("store unreachable") for e in errors)
     backs = sum(e.count("reachable again") for e in errors)
     rejected = sum(e.count("result not recorded") for e in errors)
-    return (f"chaos: {len(stored)} trials, {attempts} attempts, {len(ran)} runs, "
-            f"outcomes {dict(reasons)}, {killed} backends terminated, {outages} outages logged, "
-            f"{backs} recoveries logged, {rejected} results rejected")  # fmt: skip
+    return (
+        f"chaos: {len(stored)} trials, {attempts} attempts, {len(ran)} runs, "
+        f"outcomes {dict(reasons)}, {killed} backends terminated, {outages} outages logged, "
+        f"{backs} recoveries logged, {rejected} results rejected"
+    )

@@ -22,7 +22,7 @@ from async_consumer import Status, StoredTrial, TrialStatus
 from async_consumer._cli.main import main
 from async_consumer.stores import store_from_url
 
-from ..conftest import is_alive
+from ..conftest import cli, is_alive, wait_until_sync
 
 # a checkpointing trial: "steps" steps of 0.1 s, its step kept in ckpt.json (written whole);
 # each run logs "trial attempt pid start|step|end time"
@@ -140,28 +140,25 @@ def test_chaos_breaks_no_healthy_trial(tmp_path: Path) -> None:
     params.write_text("".join(json.dumps({"id": f"t{i:02d}"}) + "\n" for i in range(TRIALS)))
     assert main(["-q", "add", "--store", url, "--params", str(params)]) == 0
     runs = tmp_path / "runs.txt"
-    argv = [sys.executable, "-m", "async_consumer._cli", "-q", "worker", "--store", url,
-            "-j", str(LANES), "--heartbeat", "1", "--grace", "0.5",
-            "--base-dir", str(tmp_path / "trials"), "--code-change", "ignore", "--",
-            sys.executable, "-c", SCRIPT, str(runs), *STEPS]  # fmt: skip
+    argv = cli("-q", "worker", "--store", url, "-j", str(LANES))
+    argv += ["--heartbeat", "1", "--grace", "0.5", "--base-dir"]
+    argv += [str(tmp_path / "trials"), "--code-change", "ignore"]
+    argv += ["--", sys.executable, "-c", SCRIPT, str(runs), *STEPS]
     chaos = Chaos(argv, seed=25)
     chaos.run(lambda: sum(row[3] == "end" for row in _runs(runs)) >= TRIALS)
     stored = anyio.run(_stored, url)
     ran = _runs(runs)
     pids = {row[2] for row in ran}
-    deadline = time.monotonic() + 30
-    while any(is_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)  # the killed workers' watchdogs stop their trials after the grace
-    orphans = [pid for pid in pids if is_alive(pid)]
     assert ran, chaos.errors
+    # the killed workers' watchdogs stop their trials after the grace
+    wait_until_sync(lambda: not any(is_alive(pid) for pid in pids), "no trial to be left", bound=30)
     reasons = Counter(
         f"{a.outcome.status}/{a.outcome.reason}" for t in stored for a in t.attempts if a.outcome
     )
     # the figures of the run, for the record (seen with pytest -s)
-    print(f"chaos: {chaos.kills} kills, {chaos.freezes} freezes, {len(ran)} log lines, "  # noqa: T201
-          f"outcomes {dict(reasons)}")  # fmt: skip
+    figures = f"chaos: {chaos.kills} kills, {chaos.freezes} freezes, {len(ran)} log lines"
+    print(f"{figures}, outcomes {dict(reasons)}")  # noqa: T201
     assert all(b"Traceback" not in err for err in chaos.errors), chaos.errors
-    assert not orphans
     assert _overlaps(ran) == []  # no run went on beside its re-run
     assert len(stored) == TRIALS
     broken = [t.id for t in stored if t.status is TrialStatus.BROKEN]

@@ -6,16 +6,16 @@ import asyncio
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
 
 import anyio
 import pytest
 
-from async_consumer import Status, Trial, TrialStatus
+from async_consumer import Trial
 from async_consumer.stores import store_from_url
 
-from ..stores.conftest import drop_schema, postgres_url
+from ..conftest import NewSchema, cli, postgres_url
+from .conftest import completed_once
 
 WORKERS, JOBS, TRIALS = 32, 8, 96
 SCRIPT = "import json, os; json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))"
@@ -49,13 +49,13 @@ class Sampler:
 
 
 @pytest.mark.slow
-def test_32_workers_with_8_lanes_share_one_database(tmp_path: Path) -> None:
+def test_32_workers_with_8_lanes_share_one_database(tmp_path: Path, new_schema: NewSchema) -> None:
     """
     32 workers x -j 8 on one database hold at most one connection each (``pool_size=1``), and
     every worker ends well with every trial completed once.
     """
     base = postgres_url()
-    schema = f"crowd_{uuid.uuid4().hex[:12]}"
+    schema = new_schema()
     application = f"async_consumer_{schema}"
     url = f"{base}?schema={schema}"
 
@@ -64,10 +64,11 @@ def test_32_workers_with_8_lanes_share_one_database(tmp_path: Path) -> None:
             await store.add(Trial(id=f"t{i:03d}") for i in range(TRIALS))
 
     anyio.run(add)
-    argv = [sys.executable, "-m", "async_consumer._cli", "-q", "worker", "--store",
-            f"{url}&pool_size=1&application_name={application}", "-j", str(JOBS),
-            "--base-dir", str(tmp_path / "trials"), "--code-change", "ignore", "--",
-            sys.executable, "-c", SCRIPT]  # fmt: skip
+    argv = cli("-q", "worker", "--store")
+    argv += [f"{url}&pool_size=1&application_name={application}"]
+    argv += ["-j", str(JOBS), "--base-dir", str(tmp_path / "trials")]
+    argv += ["--code-change", "ignore"]
+    argv += ["--", sys.executable, "-c", SCRIPT]
     sampler = Sampler(base, application)
     try:
         workers = [
@@ -78,17 +79,12 @@ def test_32_workers_with_8_lanes_share_one_database(tmp_path: Path) -> None:
         stored = anyio.run(_stored, url)
     finally:
         sampler.stop()
-        anyio.run(drop_schema, base, schema)
     for worker, err in zip(workers, errors, strict=True):
         assert worker.returncode == 0, err
         assert "Traceback" not in err
     print(f"crowded: at most {sampler.most} connections for {WORKERS} workers")  # noqa: T201
     assert 0 < sampler.most <= WORKERS
-    assert len(stored) == TRIALS
-    for trial in stored:
-        assert trial.status is TrialStatus.COMPLETED
-        done = [a for a in trial.attempts if a.outcome and a.outcome.status is Status.COMPLETED]
-        assert len(done) == 1
+    completed_once(stored, TRIALS)
 
 
 async def _stored(url: str):  # type: ignore[no-untyped-def]

@@ -15,6 +15,8 @@ import pytest
 from async_consumer import Reason, Status, TrialStatus
 from async_consumer.stores import store_from_url
 
+from ..conftest import cli, wait_until_sync
+
 # each run appends "trial attempt pid"; attempt 1 of a trial named slow* sleeps for a minute
 SCRIPT = """
 import json, os, sys, time
@@ -37,15 +39,6 @@ def _lines(path: Path) -> list[tuple[str, int]]:
     return [(t, int(a)) for t, a, _ in (line.split() for line in path.read_text().splitlines())]
 
 
-def _wait_for(condition: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)  # polling what the processes report, not ordering by time
-    return True
-
-
 async def _stored(url: str):  # type: ignore[no-untyped-def]
     async with store_from_url(url) as store:
         return await store.list()
@@ -56,17 +49,18 @@ def test_a_killed_run_resumes_at_once(tmp_path: Path) -> None:
     """A ``run`` SIGKILLed mid-trial and run again resumes its trials at once, not after 3 beats."""
     runs = tmp_path / "runs.txt"
     url = f"sqlite:///{tmp_path}/store.db"
-    argv = [sys.executable, "-m", "async_consumer._cli", "-q", "run", "--store", url,
-            "--grid", "x=1,2", "-j", "2", "--base-dir", str(tmp_path / "trials"), "--heartbeat", "60",
-            "--code-change", "ignore", "--", sys.executable, "-c", SCRIPT, str(runs), "slow"]  # fmt: skip
+    argv = cli("-q", "run", "--store", url, "--grid", "x=1,2")
+    argv += ["-j", "2", "--base-dir", str(tmp_path / "trials")]
+    argv += ["--heartbeat", "60", "--code-change", "ignore"]
+    argv += ["--", sys.executable, "-c", SCRIPT, str(runs), "slow"]
     first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert _wait_for(lambda: len(_lines(runs)) == 2, 60), first.communicate()[1]
+    wait_until_sync(lambda: len(_lines(runs)) == 2, "both trials to start", alive=first)
     first.send_signal(signal.SIGKILL)
     first.communicate()
     started = time.monotonic()
     rerun = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        assert _wait_for(lambda: any(a == 2 for _, a in _lines(runs)), 120)
+        wait_until_sync(lambda: any(a == 2 for _, a in _lines(runs)), "a second attempt")
         resumed_after = time.monotonic() - started
         _, err = rerun.communicate(timeout=60)
     finally:
@@ -132,14 +126,18 @@ def test_a_poison_trial_is_contained(tmp_path: Path) -> None:
     lines += ['{"id": "poison"}'] + [f'{{"id": "h{i:02d}"}}' for i in range(30, 60)]
     params.write_text("\n".join(lines) + "\n")
     assert main(["-q", "add", "--store", url, "--params", str(params)]) == 0
-    argv = [sys.executable, "-m", "async_consumer._cli", "-q", "worker", "--store", url,
-            "-j", "3", "--base-dir", str(tmp_path / "trials"), "--code-change", "ignore",
-            "--grace", "0.5", "--", sys.executable, "-c", SCRIPT, str(runs), "fast"]  # fmt: skip
+    argv = cli("-q", "worker", "--store", url, "-j", "3", "--base-dir")
+    argv += [str(tmp_path / "trials"), "--code-change", "ignore"]
+    argv += ["--grace", "0.5"]
+    argv += ["--", sys.executable, "-c", SCRIPT, str(runs), "fast"]
     supervisor = Supervisor(argv, 4)
     supervisor.join(timeout=120)
     stored = {t.id: t for t in anyio.run(_stored, url)}
-    lost = sum(a.outcome is not None and a.outcome.status is Status.LOST for t in stored.values()
-               for a in t.attempts)  # fmt: skip
+    lost = sum(
+        a.outcome is not None and a.outcome.status is Status.LOST
+        for t in stored.values()
+        for a in t.attempts
+    )
     print(f"poison: {supervisor.deaths} worker deaths, {lost} attempts lost")  # noqa: T201
     assert stored["poison"].status is TrialStatus.BROKEN
     assert supervisor.deaths <= 3

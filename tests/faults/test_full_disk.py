@@ -6,8 +6,6 @@ its healthy running trials finish.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from async_consumer._worker.worker import Worker
 from async_consumer.stores import SQLiteStore
 
 from ..conftest import python, wait_until
+from .conftest import full_tmpfs
 
 # "long" waits for the test's go, then writes its small result; the others write 1 MiB first
 SCRIPT = """
@@ -44,35 +43,21 @@ FREE = 256 * 1024  # bytes left free: room for trials' files, not for a trial's 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs with 256 KiB left free (skipped where mounting is not allowed)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-                          capture_output=True, check=False)  # fmt: skip
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        filler = mount / "filler"
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-        try:
-            with pytest.raises(OSError, match="No space left"):
-                _write_forever(fd)
-        finally:
-            os.close(fd)
-        os.truncate(filler, max(0, filler.stat().st_size - FREE))
+    """A 4 MiB tmpfs with 256 KiB left free."""
+    with full_tmpfs(tmp_path / "disk", "4m", free=FREE) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _write_forever(fd: int) -> None:
-    while True:
-        os.write(fd, b"x" * 4096)
 
 
 def _consumer(store: SQLiteStore, disk: Path, marks: Path) -> Consumer:
-    return Consumer([*python(SCRIPT), str(marks)], base_dir=disk / "trials", store=store,
-                    heartbeat=0.5, max_concurrency=2, grace=0.5, code_change="ignore")  # fmt: skip
+    return Consumer(
+        [*python(SCRIPT), str(marks)],
+        base_dir=disk / "trials",
+        store=store,
+        heartbeat=0.5,
+        max_concurrency=2,
+        grace=0.5,
+        code_change="ignore",
+    )
 
 
 @pytest.mark.slow
@@ -99,8 +84,10 @@ async def test_a_full_disk_charges_no_trial_and_cancels_none(
                         await worker.run()
 
                 tg.start_soon(run)
-                await wait_until((marks / "long-started").exists)
-                await wait_until(lambda: worker.is_halted)  # it gave up on its disk...
+                await wait_until((marks / "long-started").exists, "the long trial to start")
+                await wait_until(
+                    lambda: worker.is_halted, "the worker to halt"
+                )  # it gave up on its disk...
                 assert worker.running_trial("long") is not None  # ...and "long" still runs
                 (marks / "go").touch()
         stored = {t.id: t for t in await store.list()}

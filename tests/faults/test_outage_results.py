@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 from async_consumer import Status, StoredTrial, Trial, TrialStatus
 from async_consumer.stores import store_from_url
 
-from ..stores.conftest import drop_schema, postgres_url
+from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
 from .proxy import Proxy, running_proxy
 
 # each run logs its start, waits for the test's go, then writes its result and exits
@@ -56,11 +55,11 @@ class Fleet:
     def worker(self) -> subprocess.Popen[bytes]:
         script = self.tmp_path / "trial.py"
         script.write_text(SCRIPT)
-        argv = [sys.executable, "-m", "async_consumer._cli", "worker", "--store", self.proxied,
-                "-j", str(LANES), "--heartbeat", str(HEARTBEAT), "--grace", "0.5",
-                "--base-dir", str(self.tmp_path / "trials"), "--code-change", "ignore",
-                "--", sys.executable, str(script),
-                str(self.tmp_path / "runs.txt"), str(self.tmp_path / "go")]  # fmt: skip
+        argv = cli("worker", "--store", self.proxied, "-j", str(LANES))
+        argv += ["--heartbeat", str(HEARTBEAT), "--grace", "0.5"]
+        argv += ["--base-dir", str(self.tmp_path / "trials"), "--code-change", "ignore"]
+        argv += ["--", sys.executable, str(script), str(self.tmp_path / "runs.txt")]
+        argv += [str(self.tmp_path / "go")]
         return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def exits_written(self) -> int:
@@ -75,11 +74,11 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
+def fleet(tmp_path: Path, new_schema: NewSchema) -> Iterator[Fleet]:
     """A fresh PostgreSQL schema with 8 trials, reached through a proxy the test can cut."""
     base = postgres_url()
     server = urlsplit(base)
-    schema = f"outage_{uuid.uuid4().hex[:12]}"
+    schema = new_schema()
     direct = f"{base}?schema={schema}"
 
     async def add() -> None:
@@ -87,30 +86,18 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
             await store.add(Trial(id=f"t{i}") for i in range(TRIALS))
 
     anyio.run(add)
-    try:
-        with running_proxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
-            netloc = f"{server.username}@127.0.0.1:{proxy.port}"
-            proxied = f"{server._replace(netloc=netloc).geturl()}?schema={schema}"
-            yield Fleet(direct, proxied, proxy, tmp_path)
-    finally:
-        anyio.run(drop_schema, base, schema)
-
-
-def _wait_for(condition: object, worker: subprocess.Popen[bytes], bound: float = 60) -> None:
-    """Poll what the processes report until it holds (the bound only ends a failing test)."""
-    deadline = time.monotonic() + bound
-    while not condition():  # type: ignore[operator]
-        assert worker.poll() is None, worker.communicate()[1].decode()
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+    with running_proxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
+        netloc = f"{server.username}@127.0.0.1:{proxy.port}"
+        proxied = f"{server._replace(netloc=netloc).geturl()}?schema={schema}"
+        yield Fleet(direct, proxied, proxy, tmp_path)
 
 
 def _finish_during_an_outage(fleet: Fleet, worker: subprocess.Popen[bytes]) -> None:
     """Cut the store while the first trials run, then let them finish (their results kept)."""
-    _wait_for(lambda: len(fleet.runs) >= LANES, worker)
+    wait_until_sync(lambda: len(fleet.runs) >= LANES, "every lane's trial to start", alive=worker)
     fleet.proxy.cut()
     (fleet.tmp_path / "go").touch()
-    _wait_for(lambda: fleet.exits_written() >= LANES, worker)
+    wait_until_sync(lambda: fleet.exits_written() >= LANES, "their results", alive=worker)
 
 
 @pytest.mark.slow

@@ -14,6 +14,8 @@ import pytest
 from async_consumer import Reason, Status, TrialStatus
 from async_consumer.stores import store_from_url
 
+from ..conftest import cli, wait_until_sync
+
 # every run logs "attempt pid start <time>"; attempt 1 (the frozen worker's) then runs on until
 # stopped; attempt 2 reports whether attempt 1's process was gone when it started (1.0) or not
 SCRIPT = """
@@ -34,17 +36,11 @@ json.dump(1.0 if alone else 0.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))
 
 
 def _worker(url: str, tmp_path: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "async_consumer._cli", "worker", "--store", url,
-            "--heartbeat", "0.5", "--grace", "0.5", "--base-dir", str(tmp_path / "trials"),
-            "--code-change", "ignore", "--", sys.executable, "-c", SCRIPT, str(tmp_path)]  # fmt: skip
+    argv = cli("worker", "--store", url, "--heartbeat", "0.5")
+    argv += ["--grace", "0.5", "--base-dir", str(tmp_path / "trials")]
+    argv += ["--code-change", "ignore"]
+    argv += ["--", sys.executable, "-c", SCRIPT, str(tmp_path)]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def _wait_for(path: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path.name} never appeared"
-        time.sleep(0.02)  # polling what the scripts report
 
 
 async def _add_and_get(url: str, trial_id: str | None = None):  # type: ignore[no-untyped-def]
@@ -68,7 +64,7 @@ def test_a_frozen_workers_trial_is_stopped_before_its_rerun_starts(tmp_path: Pat
     anyio.run(_add_and_get, url)
     frozen = _worker(url, tmp_path)
     try:
-        _wait_for(tmp_path / "first")
+        wait_until_sync((tmp_path / "first").exists, "the first run", alive=frozen)
         frozen.send_signal(signal.SIGSTOP)
         frozen_at = time.time()
         other = _worker(url, tmp_path)

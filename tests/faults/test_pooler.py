@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,13 +15,14 @@ from urllib.parse import urlsplit
 import anyio
 import pytest
 
-from async_consumer import Status, StoredTrial, Trial, TrialStatus
+from async_consumer import StoredTrial, Trial
 from async_consumer._cli.main import main
 from async_consumer._errors import StoreError, StoreUnavailable
 from async_consumer.stores import store_from_url
 
 from ..bouncer import pgbouncer_url, running_pgbouncer
-from ..stores.conftest import drop_schema, postgres_url
+from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
+from .conftest import completed_once
 
 # a shell trial (about a millisecond): the pooler and the store are what is tested
 SCRIPT = 'echo "$ASYNC_CONSUMER_ATTEMPT" >"$ORION_RESULTS_PATH"'
@@ -31,9 +30,10 @@ SCRIPT = 'echo "$ASYNC_CONSUMER_ATTEMPT" >"$ORION_RESULTS_PATH"'
 
 def worker(url: str, tmp_path: Path, name: str, *options: str) -> subprocess.Popen[str]:
     """An ``async-consumer worker`` process on ``url``, its stderr piped."""
-    argv = [sys.executable, "-m", "async_consumer._cli", "worker", "--store", url,
-            "--grace", "0.5", "--store-outage-limit", "120", "--base-dir", str(tmp_path / name),
-            "--code-change", "ignore", *options, "--", "sh", "-c", SCRIPT]  # fmt: skip
+    argv = cli("worker", "--store", url, "--grace", "0.5", "--store-outage-limit")
+    argv += ["120", "--base-dir", str(tmp_path / name), "--code-change", "ignore"]
+    argv += [*options]
+    argv += ["--", "sh", "-c", SCRIPT]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -63,25 +63,29 @@ def stored(url: str) -> list[StoredTrial]:
     return anyio.run(read)
 
 
-def assert_each_completed_once(trials: list[StoredTrial], count: int) -> None:
-    """Every trial completed, by exactly one attempt, its last."""
-    assert len(trials) == count
-    for trial in trials:
-        assert trial.status is TrialStatus.COMPLETED, trial.id
-        done = [a for a in trial.attempts if a.outcome and a.outcome.status is Status.COMPLETED]
-        assert len(done) == 1, trial.id
-        assert done[0] is trial.attempts[-1]
-
-
 def psql(url: str, command: str) -> list[list[str]]:
     """The rows of a command, through psql (PgBouncer's admin console takes simple queries only)."""
     parts = urlsplit(url)
     done = subprocess.run(
-        ["psql", "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432),
-         "-U", parts.username or "postgres", "-d", parts.path.lstrip("/"), "-AtF", "\t",
-         "-c", command],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            "psql",
+            "-h",
+            parts.hostname or "127.0.0.1",
+            "-p",
+            str(parts.port or 5432),
+            "-U",
+            parts.username or "postgres",
+            "-d",
+            parts.path.lstrip("/"),
+            "-AtF",
+            "\t",
+            "-c",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return [line.split("\t") for line in done.stdout.splitlines()]
 
 
@@ -121,33 +125,35 @@ class ClientSampler:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["postgres", "pgbouncer"])
-def test_workers_hold_two_connections_each_whatever_their_lanes(kind: str, tmp_path: Path) -> None:
+def test_workers_hold_two_connections_each_whatever_their_lanes(
+    kind: str, tmp_path: Path, new_schema: NewSchema
+) -> None:
     """
     4 workers x -j 8, on PostgreSQL or through PgBouncer in transaction mode (with PgBouncer's
     URL and nothing else): every trial completes once, and no worker holds more than 2
     connections.
     """
     base = pgbouncer_url() if kind == "pgbouncer" else postgres_url()
-    schema = f"bounce_{uuid.uuid4().hex[:12]}"
+    schema = new_schema()
     url = f"{base}?schema={schema}"
     count = 96
     add_trials(url, count)
     sampler = ClientSampler(base, f"ac_{schema}", pooled=kind == "pgbouncer")
     try:
         workers = [
-            worker(with_query(url, application_name=f"ac_{schema}_{i}"), tmp_path, f"w{i}",
-                   "-j", "8")
+            worker(
+                with_query(url, application_name=f"ac_{schema}_{i}"), tmp_path, f"w{i}", "-j", "8"
+            )
             for i in range(4)
-        ]  # fmt: skip
+        ]
         errors = [w.communicate(timeout=300)[1] for w in workers]
         trials = stored(url)
     finally:
         sampler.stop()
-        anyio.run(drop_schema, base, schema)
     for process, err in zip(workers, errors, strict=True):
         assert process.returncode == 0, err
         assert "Traceback" not in err
-    assert_each_completed_once(trials, count)
+    completed_once(trials, count)
     print(f"{kind}: most connections a worker held {dict(sampler.most)}")  # noqa: T201
     assert sampler.samples > 0
     assert all(0 < most <= 2 for most in sampler.most.values()), sampler.most
@@ -261,8 +267,11 @@ def limited_role(server: str) -> Iterator[str]:
             await conn.close()
 
     database = urlsplit(server).path.lstrip("/")
-    anyio.run(run, f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 2",
-              f'GRANT CREATE ON DATABASE "{database}" TO {role}')  # fmt: skip
+    anyio.run(
+        run,
+        f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 2",
+        f'GRANT CREATE ON DATABASE "{database}" TO {role}',
+    )
     try:
         yield role
     finally:
@@ -305,13 +314,6 @@ def _lines_of(process: subprocess.Popen[str]) -> tuple[list[str], threading.Thre
     return lines, thread
 
 
-def _wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 120  # a bound that only ends a failing test
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)  # polling what the worker reports, not ordering events
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "kind",
@@ -321,32 +323,33 @@ def _wait_for(condition: Callable[[], bool], what: str) -> None:
         pytest.param("postgres-through-pgbouncer", id="postgres-refusing-pgbouncer"),
     ],
 )
-def test_a_database_refusing_connections_is_an_outage_waited_out(kind: str, tmp_path: Path) -> None:
+def test_a_database_refusing_connections_is_an_outage_waited_out(
+    kind: str, tmp_path: Path, new_schema: NewSchema
+) -> None:
     """
     While the database (or PgBouncer) refuses every new connection, a worker waits with
     backoff and says so once; when it accepts them again, the worker runs every trial.
     """
     with refusing(kind) as (url, own, refusal):
-        schema = f"refused_{uuid.uuid4().hex[:12]}"
+        schema = new_schema()
         store = f"{url}?schema={schema}"
         count = 12
-        try:
-            add_trials(f"{own}?schema={schema}", count)
-            with refusal.hold():
-                process = worker(store, tmp_path, "w", "-j", "4")
-                lines, reader = _lines_of(process)
-                _wait_for(lambda: any("store unreachable" in line for line in lines),
-                          "the worker never said the store was unreachable")  # fmt: skip
-            process.wait(timeout=120)
-            reader.join(timeout=30)
-            assert process.stderr is not None
-            process.stderr.close()
-            trials = stored(store)
-        finally:
-            anyio.run(drop_schema, postgres_url(), schema)
+        add_trials(f"{own}?schema={schema}", count)
+        with refusal.hold():
+            process = worker(store, tmp_path, "w", "-j", "4")
+            lines, reader = _lines_of(process)
+            wait_until_sync(
+                lambda: any("store unreachable" in line for line in lines),
+                "the worker to say the store is unreachable",
+            )
+        process.wait(timeout=120)
+        reader.join(timeout=30)
+        assert process.stderr is not None
+        process.stderr.close()
+        trials = stored(store)
     err = "".join(lines)
     assert process.returncode == 0, err
     assert "Traceback" not in err
     assert err.count("store unreachable") == 1, err
     assert err.count("store reachable again") == 1, err
-    assert_each_completed_once(trials, count)
+    completed_once(trials, count)

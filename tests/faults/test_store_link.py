@@ -4,56 +4,17 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import anyio
 import pytest
 
 from async_consumer._errors import LeaseLost, StoreError, StoreUnavailable
-from async_consumer._models import Lease, Outcome, Status, Trial, TrialStatus
-from async_consumer.stores import Finish, MemoryStore, Reservation, SQLiteStore
+from async_consumer._models import Outcome, Status, Trial, TrialStatus
+from async_consumer.stores import Finish, SQLiteStore
 from async_consumer.stores._retrying import Outage, RetryingStore
 
-
-class Flaky(MemoryStore):
-    """A memory store whose next calls fail as an unreachable store's do."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failures = 0  # calls still to fail
-        self.commit_then_fail = False  # the next finish commits, then its answer is lost
-        self.error: StoreError = StoreUnavailable("connection refused")
-
-    def _maybe_fail(self) -> None:
-        if self.failures:
-            self.failures -= 1
-            raise self.error
-
-    async def reserve_many(
-        self, worker: str, n: int, request: Reservation = Reservation()
-    ) -> list[Lease]:
-        self._maybe_fail()
-        return await super().reserve_many(worker, n, request)
-
-    async def counts(self, ids: Collection[str] | None = None) -> dict[TrialStatus, int]:
-        self._maybe_fail()
-        return await super().counts(ids)
-
-    async def finish(
-        self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
-    ) -> TrialStatus:
-        self._maybe_fail()
-        status = await super().finish(lease, outcome, requeue=requeue, hold=hold)
-        if self.commit_then_fail:
-            self.commit_then_fail = False
-            msg = "connection reset after the commit"
-            raise StoreUnavailable(msg)
-        return status
-
-    async def finish_many(self, items: Sequence[Finish]) -> list[TrialStatus | LeaseLost]:
-        self._maybe_fail()
-        return await super().finish_many(items)
+from ..conftest import Flaky
 
 
 def _link(store: Flaky, limit: float = 30.0) -> RetryingStore:

@@ -33,9 +33,15 @@ async def test_a_lease_waiting_to_start_is_renewed(tmp_path: Path) -> None:
     """
     store = MemoryStore()
     await store.add([Trial(id="a", slots={"gpu": 1}), Trial(id="b", slots={"gpu": 1})])
-    consumer = Consumer([*python(SCRIPT), str(tmp_path)], base_dir=tmp_path / "trials",
-                        store=store, heartbeat=0.1, max_concurrency=2, slots={"gpu": ["0"]},
-                        code_change="ignore")  # fmt: skip
+    consumer = Consumer(
+        [*python(SCRIPT), str(tmp_path)],
+        base_dir=tmp_path / "trials",
+        store=store,
+        heartbeat=0.1,
+        max_concurrency=2,
+        slots={"gpu": ["0"]},
+        code_change="ignore",
+    )
     leases = [await store.reserve("w"), await store.reserve("w")]
     reclaimed: list[str] = []
 
@@ -46,7 +52,7 @@ async def test_a_lease_waiting_to_start_is_renewed(tmp_path: Path) -> None:
     async with anyio.create_task_group() as tg:
         for lease in leases:
             tg.start_soon(run, lease)
-        await wait_until((tmp_path / "a-started").exists)
+        await wait_until((tmp_path / "a-started").exists, "trial a to start")
         # twenty heartbeats with "b" waiting for the slot: a lease of ten would run out twice
         for _ in range(20):
             await anyio.sleep(0.1)  # the time a lease needs to run out, not an ordering

@@ -20,6 +20,7 @@ from async_consumer._worker.reclaim import Reclaimer
 from async_consumer.stores import MemoryStore, Reservation, TrialStore, open_store
 from async_consumer.stores._retrying import RetryingStore
 
+from ..conftest import cli
 from .conftest import OpenStore
 
 SCRIPT = "import json, os; json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))"
@@ -117,8 +118,15 @@ async def test_idle_lanes_leave_with_a_worker_interrupted_while_they_wait(tmp_pa
     store = MemoryStore()
     await store.add([Trial(id="quick", params={"s": 0}), Trial(id="slow", params={"s": 600})])
     script = SCRIPT + "; import sys, time; time.sleep(float(sys.argv[1]))"
-    run = Consumer([sys.executable, "-c", script, "{s}"], base_dir=tmp_path, max_concurrency=2,
-                   store=store, heartbeat=60, code_change="ignore", retry=0)  # fmt: skip
+    run = Consumer(
+        [sys.executable, "-c", script, "{s}"],
+        base_dir=tmp_path,
+        max_concurrency=2,
+        store=store,
+        heartbeat=60,
+        code_change="ignore",
+        retry=0,
+    )
     quick_done = anyio.Event()
 
     def shown(outcome: Outcome) -> None:
@@ -219,9 +227,10 @@ def test_500_trials_beating_every_fifth_of_a_second_beside_cpu_burners(
     params = tmp_path / "params.jsonl"
     params.write_text("".join(json.dumps({"i": i}) + "\n" for i in range(500)))
     trial = f"echo '{RESULT}' > \"$ORION_RESULTS_PATH\"; exec sleep 3"
-    argv = [sys.executable, "-m", "async_consumer._cli", "-v", "run", "--params", str(params),
-            "-j", "500", "--heartbeat", "0.2", "--store", store_url,
-            "--base-dir", str(tmp_path / "trials"), "--", "sh", "-c", trial]  # fmt: skip
+    argv = cli("-v", "run", "--params", str(params), "-j", "500")
+    argv += ["--heartbeat", "0.2", "--store", store_url, "--base-dir"]
+    argv += [str(tmp_path / "trials")]
+    argv += ["--", "sh", "-c", trial]
     # the heartbeat traffic is measured with trials in their process groups alone: a cgroup per
     # trial (the default as root) adds its own start-up cost, measured by containment.py
     env = {**os.environ, "ASYNC_CONSUMER_CONTAINMENT": "session"}

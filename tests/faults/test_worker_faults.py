@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +18,8 @@ from async_consumer._cli.main import main
 from async_consumer._worker.worker import Worker
 from async_consumer.stores import store_from_url
 
-from ..conftest import python
-from ..stores.conftest import drop_schema, postgres_url
-from .conftest import OpenStore
+from ..conftest import NewSchema, cli, postgres_url, python, wait_until, wait_until_sync
+from .conftest import OpenStore, full_tmpfs
 from .proxy import running_proxy
 
 WORKER = ["--code-change", "ignore", "--grace", "0.5"]
@@ -53,35 +52,36 @@ def test_a_store_error_no_retry_mends_ends_the_worker_at_once(
 
 
 @pytest.mark.slow
-def test_an_outage_shorter_than_the_lease_loses_nothing(tmp_path: Path) -> None:
+def test_an_outage_shorter_than_the_lease_loses_nothing(
+    tmp_path: Path, new_schema: NewSchema
+) -> None:
     """The store cut for 2 s while a 3 s trial runs: it completes once, and the worker lives."""
     base = postgres_url()
     server = urlsplit(base)
-    schema = f"faults_{uuid.uuid4().hex[:12]}"
+    schema = new_schema()
     started = tmp_path / "started"
-    script = f"import json, os, pathlib, time; pathlib.Path({str(started)!r}).touch(); " \
-             "time.sleep(3); json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))"  # fmt: skip
+    script = (
+        f"import json, os, pathlib, time; pathlib.Path({str(started)!r}).touch(); "
+        "time.sleep(3); json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))"
+    )
 
     async def add() -> None:
         async with store_from_url(f"{base}?schema={schema}") as store:
             await store.add([Trial(id="long")])
 
     anyio.run(add)
-    try:
-        with running_proxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
-            url = server._replace(netloc=f"{server.username}@127.0.0.1:{proxy.port}").geturl()
-            argv = [sys.executable, "-m", "async_consumer._cli", "worker", "--store",
-                    f"{url}?schema={schema}", "--heartbeat", "1.5", "--base-dir",
-                    str(tmp_path / "trials"), *WORKER, "--", sys.executable, "-c", script]  # fmt: skip
-            worker = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            _wait_for_file(started, worker)
-            proxy.cut()
-            _sleep(2.0)  # the outage itself
-            proxy.restore()
-            _, err = worker.communicate(timeout=60)
-        stored = anyio.run(_get, f"{base}?schema={schema}", "long")
-    finally:
-        anyio.run(drop_schema, base, schema)
+    with running_proxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
+        url = server._replace(netloc=f"{server.username}@127.0.0.1:{proxy.port}").geturl()
+        argv = cli("worker", "--store", f"{url}?schema={schema}")
+        argv += ["--heartbeat", "1.5", "--base-dir", str(tmp_path / "trials"), *WORKER]
+        argv += ["--", sys.executable, "-c", script]
+        worker = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_until_sync(started.exists, "the trial to start", alive=worker)
+        proxy.cut()
+        time.sleep(2.0)  # the outage itself
+        proxy.restore()
+        _, err = worker.communicate(timeout=60)
+    stored = anyio.run(_get, f"{base}?schema={schema}", "long")
     assert worker.returncode == 0, err.decode()
     assert b"Traceback" not in err
     assert stored.status is TrialStatus.COMPLETED
@@ -113,14 +113,20 @@ async def test_a_trial_reclaimed_while_it_runs(tmp_path: Path, connect: OpenStor
     store, other = await connect(), await connect()
     await store.add([Trial(id="a")])
     code = python(_FIRST_RUN_WAITS.format(first=str(first)))
-    consumer = Consumer(code, base_dir=tmp_path / "trials", store=store, heartbeat=0.3,
-                        max_concurrency=2, grace=0.5, code_change="ignore")  # fmt: skip
+    consumer = Consumer(
+        code,
+        base_dir=tmp_path / "trials",
+        store=store,
+        heartbeat=0.3,
+        max_concurrency=2,
+        grace=0.5,
+        code_change="ignore",
+    )
     worker = Worker(store, consumer, poll=0.05, lost_after=1000)  # only the test reclaims
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run)
-            while not first.exists():
-                await anyio.sleep(0.02)  # polling what the script reports
+            await wait_until(first.exists, "the first attempt to start")
             assert await other.reclaim_stale(0.0) == ["a"]
     stored = await other.get("a")
     assert stored.status is TrialStatus.COMPLETED
@@ -149,8 +155,14 @@ async def test_a_new_lease_on_a_running_trial_stops_the_old_run(tmp_path: Path) 
     new = await store.reserve("w")
     assert isinstance(new, Lease)
     code = python(_FIRST_RUN_WAITS.format(first=str(first)))
-    consumer = Consumer(code, base_dir=tmp_path / "trials", store=store, heartbeat=30,
-                        grace=0.5, code_change="ignore")  # fmt: skip
+    consumer = Consumer(
+        code,
+        base_dir=tmp_path / "trials",
+        store=store,
+        heartbeat=30,
+        grace=0.5,
+        code_change="ignore",
+    )
     outcomes = {}
 
     async def run(lease: Lease) -> None:
@@ -159,8 +171,7 @@ async def test_a_new_lease_on_a_running_trial_stops_the_old_run(tmp_path: Path) 
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
             tg.start_soon(run, old)
-            while not first.exists():
-                await anyio.sleep(0.02)  # polling what the script reports
+            await wait_until(first.exists, "the first attempt to start")
             await run(new)
     assert outcomes[old.token].reason is Reason.LEASE_LOST
     assert "leased the trial again" in outcomes[old.token].message
@@ -169,25 +180,18 @@ async def test_a_new_lease_on_a_running_trial_stops_the_old_run(tmp_path: Path) 
 
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A tiny tmpfs, already full (skipped where mounting is not allowed)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-                          capture_output=True, check=False)  # fmt: skip
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        _fill(mount / "filler")
+    """A tiny tmpfs, already full."""
+    with full_tmpfs(tmp_path / "disk", "64k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.mark.slow
 def test_a_full_disk_is_the_hosts_fault_not_the_trials(
-    tmp_path: Path, full_disk: Path, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    full_disk: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     """
     ENOSPC creating trials' files: each trial goes back to the queue without a loss, the worker
     backs off, then exits 1 with one line naming the directory; no trial is lease_lost.
@@ -195,8 +199,20 @@ def test_a_full_disk_is_the_hosts_fault_not_the_trials(
     monkeypatch.setattr(Worker, "file_fault_backoff", 0.05)
     url = f"sqlite:///{tmp_path}/store.db"
     assert main(["add", "--store", url, "--grid", "x=1,2,3"]) == 0
-    argv = ["worker", "--store", url, "-j", "2", "--base-dir", str(full_disk / "trials"),
-            *WORKER, "--", sys.executable, "-c", "pass"]  # fmt: skip
+    argv = [
+        "worker",
+        "--store",
+        url,
+        "-j",
+        "2",
+        "--base-dir",
+        str(full_disk / "trials"),
+        *WORKER,
+        "--",
+        sys.executable,
+        "-c",
+        "pass",
+    ]
     assert main(argv) == 1
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]
@@ -214,21 +230,6 @@ def test_a_full_disk_is_the_hosts_fault_not_the_trials(
     assert Status.LOST not in {a.outcome.status for t in stored for a in t.attempts if a.outcome}
 
 
-def _fill(path: Path) -> None:
-    """Write to ``path`` until its file system is full."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
-    try:
-        with pytest.raises(OSError, match="No space left"):
-            _write_forever(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_forever(fd: int) -> None:
-    while True:
-        os.write(fd, b"x" * 4096)
-
-
 async def _get(url: str, trial_id: str):  # type: ignore[no-untyped-def]
     async with store_from_url(url) as store:
         return await store.get(trial_id)
@@ -237,15 +238,3 @@ async def _get(url: str, trial_id: str):  # type: ignore[no-untyped-def]
 async def _list(url: str):  # type: ignore[no-untyped-def]
     async with store_from_url(url) as store:
         return await store.list()
-
-
-def _wait_for_file(path: Path, process: subprocess.Popen[bytes]) -> None:
-    while not path.exists():
-        assert process.poll() is None, process.communicate()[1].decode()
-        _sleep(0.02)  # polling what the script reports
-
-
-def _sleep(seconds: float) -> None:
-    import time
-
-    time.sleep(seconds)

@@ -31,8 +31,9 @@ def _rss_settled() -> int:
 
 async def measure(base: Path, total: int, early: int) -> dict[str, int]:
     """Run ``total`` trivial trials, a new one joining as each ends; RSS after ``early`` and all."""
-    consumer = Consumer(TRIVIAL, base_dir=base, max_concurrency=CONCURRENCY, grace=1.0,
-                        code_change="ignore")  # fmt: skip
+    consumer = Consumer(
+        TRIVIAL, base_dir=base, max_concurrency=CONCURRENCY, grace=1.0, code_change="ignore"
+    )
     added = IN_FLIGHT
     done = completed = rss_early = 0
     # ask-and-tell, so that no backlog of queued tasks is counted as memory
@@ -45,8 +46,12 @@ async def measure(base: Path, total: int, early: int) -> dict[str, int]:
             if added < total:
                 batch.add(Trial(id=f"t{added}"))
                 added += 1
-    return {"done": done, "completed": completed, "rss_early": rss_early,
-            "rss_late": _rss_settled()}  # fmt: skip
+    return {
+        "done": done,
+        "completed": completed,
+        "rss_early": rss_early,
+        "rss_late": _rss_settled(),
+    }
 
 
 def main(argv: list[str]) -> None:

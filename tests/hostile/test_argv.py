@@ -49,8 +49,12 @@ _ids = itertools.count()
 
 
 async def _echo(base: Path, value: str) -> tuple[list[bytes], list[str]]:
-    consumer = Consumer([sys.executable, "-c", ECHO_ARGV, "{value}", "--x={value}"],
-                        base_dir=base, grace=1.0, code_change="ignore")  # fmt: skip
+    consumer = Consumer(
+        [sys.executable, "-c", ECHO_ARGV, "{value}", "--x={value}"],
+        base_dir=base,
+        grace=1.0,
+        code_change="ignore",
+    )
     outcome = await consumer.run(Trial(id=f"argv-{next(_ids)}", params={"value": value}))
     assert outcome.status is Status.COMPLETED, outcome.message
     here = Path(outcome.working_dir)

@@ -15,7 +15,7 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -33,6 +33,7 @@ from async_consumer import (
 from async_consumer._cli.main import main
 from async_consumer._supervise.contain import CONTAINMENT_ENV, ContainmentMode, choose
 
+from ..conftest import wait_until, wait_until_sync
 from .escapes import BOMB, ESCAPES, HOG, SPIN, cleanup, escape_code, left_running
 
 MODES = ["cgroup-v1", "cgroup-v2", "subreaper"]
@@ -122,9 +123,7 @@ def test_a_stopped_trial_leaves_nothing_either(mode: str, token: str, tmp_path: 
 
             tg.start_soon(run)
             pidfile = tmp_path / "default" / "stopped" / "escaped.pid"
-            with anyio.fail_after(60):  # a bound that only ends a failing test
-                while not pidfile.exists():
-                    await anyio.sleep(0.01)
+            await wait_until(pidfile.exists, "the daemon's pid file")
             assert left_running(token), "the daemon runs while its trial does"
             await consumer.stop("stopped")
         return done[0]
@@ -337,7 +336,7 @@ def test_a_sigkilled_consumer_leaves_no_escaped_process(
     consumer = subprocess.Popen([sys.executable, "-c", _DYING_CONSUMER, code, str(tmp_path), mode])
     try:
         pidfile = tmp_path / "default" / "dies" / "escaped.pid"
-        anyio.run(_until, pidfile.exists)
+        wait_until_sync(pidfile.exists, "the daemon's pid file")
         escaped = int(pidfile.read_text())
         assert escaped in left_running(token)
         consumer.kill()
@@ -348,18 +347,14 @@ def test_a_sigkilled_consumer_leaves_no_escaped_process(
             return [directory for directory in found if directory.is_dir()]
 
         # the watchdog kills, then removes the cgroups: wait for both (the bound ends a failure)
-        anyio.run(_until, lambda: not left_running(token) and not cgroups_left())
+        wait_until_sync(
+            lambda: not left_running(token) and not cgroups_left(), "nothing left behind"
+        )
         assert left_running(token) == []
         assert cgroups_left() == []
     finally:
         consumer.kill()
         consumer.wait()
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    with anyio.fail_after(60):  # bounds only a failing test
-        while not condition():
-            await anyio.sleep(0.02)
 
 
 def test_the_subreaper_flag_is_held_only_while_marked_trials_run(tmp_path: Path) -> None:
@@ -382,7 +377,7 @@ def test_the_subreaper_flag_is_held_only_while_marked_trials_run(tmp_path: Path)
     async def scenario() -> bool:
         async with consumer, anyio.create_task_group() as tg:
             tg.start_soon(consumer.run, Trial(id="t"))
-            await _until(started.exists)
+            await wait_until(started.exists, "the script to start")
             held = is_subreaper()
             go.touch()
         return held

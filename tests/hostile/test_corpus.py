@@ -113,11 +113,23 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BatchRun]:
     outside_after = _settle_threads(outside_before.threads)
     pids = {tid: _read_pids(outcome) for tid, outcome in outcomes.items()}
     alive = {tid: [pid for pid in found if is_alive(pid)] for tid, found in pids.items()}
-    stdout_sizes = {tid: os.path.getsize(o.stdout_path) for tid, o in outcomes.items()
-                    if os.path.exists(o.stdout_path)}  # fmt: skip
+    stdout_sizes = {
+        tid: os.path.getsize(o.stdout_path)
+        for tid, o in outcomes.items()
+        if os.path.exists(o.stdout_path)
+    }
     try:
-        yield BatchRun(outcomes, before, after, outside_before, outside_after, pids, alive,
-                       stdout_sizes, seconds)  # fmt: skip
+        yield BatchRun(
+            outcomes,
+            before,
+            after,
+            outside_before,
+            outside_after,
+            pids,
+            alive,
+            stdout_sizes,
+            seconds,
+        )
     finally:
         for pid in (pid for found in alive.values() for pid in found):
             os.kill(pid, signal.SIGKILL)

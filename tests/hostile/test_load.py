@@ -32,9 +32,14 @@ async def _load(directory: Path, trials: int) -> tuple[list[StoredTrial], Counte
     runs = directory / "runs.log"
     async with SQLiteStore(directory / "store.db") as store:
         await store.add(Trial(id=f"t{i:05d}") for i in range(trials))
-        consumer = Consumer(["sh", "-c", TRIAL, "sh", str(runs)], base_dir=directory / "trials",
-                            max_concurrency=8, store=store, grace=1.0,
-                            code_change="ignore")  # fmt: skip
+        consumer = Consumer(
+            ["sh", "-c", TRIAL, "sh", str(runs)],
+            base_dir=directory / "trials",
+            max_concurrency=8,
+            store=store,
+            grace=1.0,
+            code_change="ignore",
+        )
         with anyio.fail_after(120):
             await Worker(store, consumer, name="load").run()
         stored = await store.list()
@@ -55,10 +60,21 @@ def test_worker_memory_is_flat(tmp_path: Path) -> None:
     """benchmarks/load.py on 1,500 trials: exactly once, RSS within 10 % of that after 150."""
     # a fresh process: inside pytest, memory freed by earlier tests would absorb a leak unseen
     load = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "load.py"), "--trials", "1500", "--early",
-         "150", "--json"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=240, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "load.py"),
+            "--trials",
+            "1500",
+            "--early",
+            "150",
+            "--json",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    )
     figures = json.loads(load.stdout)
     assert figures["is_exactly_once"]
     assert abs(figures["rss_ratio"] - 1) <= 0.10, figures

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import cli
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,8 +23,12 @@ def test_rss_after_2000_trials_is_within_10_percent_of_after_200(tmp_path: Path)
     """RSS after 2,000 trivial trials (8 at a time) is within 10 % of what it was after 200."""
     probe = subprocess.run(
         [sys.executable, "-m", "tests.hostile.memory_probe", str(tmp_path), "2000", "200"],
-        cwd=ROOT, capture_output=True, text=True, timeout=240, check=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    )
     figures = json.loads(probe.stdout)
     assert figures["done"] == figures["completed"] == 2000
     early, late = figures["rss_early"], figures["rss_late"]
@@ -35,9 +41,9 @@ def _peak_rss_of_run(tmp_path: Path, lines: int, outcomes: int) -> int:
     work.mkdir()
     params = work / "p.jsonl"
     params.write_text("".join(json.dumps({"x": i, "name": f"t{i}"}) + "\n" for i in range(lines)))
-    argv = [sys.executable, "-m", "async_consumer._cli", "run", "-j", "8", "--params",
-            str(params), "--store", f"sqlite:///{work}/s.db", "--base-dir", str(work / "t"),
-            "--", "sh", "-c", 'echo 1 > "$ORION_RESULTS_PATH"']  # fmt: skip
+    argv = cli("run", "-j", "8", "--params", str(params), "--store")
+    argv += [f"sqlite:///{work}/s.db", "--base-dir", str(work / "t")]
+    argv += ["--", "sh", "-c", 'echo 1 > "$ORION_RESULTS_PATH"']
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert child.stdout is not None
     seen = 0
@@ -59,8 +65,8 @@ def test_a_runs_memory_does_not_grow_with_its_parameter_file(tmp_path: Path) -> 
     ``run`` on a 50,000-line file peaks below 1.5 times its peak on a 1,000-line file.
 
     Both run about the same trials (stopped after 50 outcomes), read, add and summarise their
-    whole file. Before the file was read in chunks the ratio was 5 (52 and 257 MiB); a busy
-    machine changes timings, not what is resident.
+    whole file. A file read whole would give a ratio near 5 (52 and 257 MiB); a busy machine
+    changes timings, not what is resident.
     """
     small = _peak_rss_of_run(tmp_path, 1000, 50)
     large = _peak_rss_of_run(tmp_path, 50_000, 50)
@@ -87,8 +93,14 @@ async def test_outcomes_leave_no_reference_cycles(tmp_path: Path, reason: str) -
     """
     from async_consumer import Consumer, Trial
 
-    consumer = Consumer(["/bin/sh", "-c", SHELL_SCRIPTS[reason]], base_dir=tmp_path,
-                        max_concurrency=4, timeout=0.3, grace=0.1, code_change="ignore")  # fmt: skip
+    consumer = Consumer(
+        ["/bin/sh", "-c", SHELL_SCRIPTS[reason]],
+        base_dir=tmp_path,
+        max_concurrency=4,
+        timeout=0.3,
+        grace=0.1,
+        code_change="ignore",
+    )
     await consumer.map([Trial(id=f"warm-{i}") for i in range(4)])  # first-use caches
     gc.collect()
     gc.disable()
@@ -114,9 +126,16 @@ async def test_watched_trials_leave_no_reference_cycles(tmp_path: Path) -> None:
         'echo \'{"step": 1, "loss": 0.5}\' >> "$ASYNC_CONSUMER_METRICS_PATH"; sleep 0.3; '
         + (SHELL_SCRIPTS["completed"])
     )
-    consumer = Consumer(["/bin/sh", "-c", script], base_dir=tmp_path, max_concurrency=8,
-                        store=store, heartbeat=0.1, on_metric=lambda metric: None, echo=True,
-                        code_change="ignore")  # fmt: skip
+    consumer = Consumer(
+        ["/bin/sh", "-c", script],
+        base_dir=tmp_path,
+        max_concurrency=8,
+        store=store,
+        heartbeat=0.1,
+        on_metric=lambda metric: None,
+        echo=True,
+        code_change="ignore",
+    )
     await consumer.map(leases[:4])
     gc.collect()
     gc.disable()
@@ -153,6 +172,7 @@ def test_the_command_tunes_the_collector() -> None:
         "cli.main = lambda: print(gc.get_threshold()[0], gc.get_freeze_count() > 0) or 0\n"
         "sys.exit(cli.console())\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          timeout=60, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
     assert done.stdout.split() == ["10000", "True"]

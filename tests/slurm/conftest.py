@@ -8,8 +8,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ import pytest
 from async_consumer import StoredTrial, Trial
 from async_consumer.stores import store_from_url
 
-from ..stores.conftest import drop_schema, postgres_url
+from ..conftest import NewSchema, postgres_url, wait_until_sync
 
 JOB_SECONDS = 180.0
 """The longest a test waits for its jobs; only reached when something is broken."""
@@ -140,16 +138,17 @@ class Fleet:
         if not self.runs.exists():
             return []
         lines = (line.split() for line in self.runs.read_text().splitlines())
-        return [Event(t, int(a), int(p), k, float(at), int(s), task)
-                for t, a, p, k, at, s, task in lines]  # fmt: skip
+        return [
+            Event(t, int(a), int(p), k, float(at), int(s), task)
+            for t, a, p, k, at, s, task in lines
+        ]
 
     def wait_for(self, condition: Callable[[], bool], what: str) -> None:
         """Poll what the jobs report until ``condition()`` holds; fail after ``JOB_SECONDS``."""
-        deadline = time.monotonic() + JOB_SECONDS
-        while not condition():
-            if time.monotonic() > deadline:
-                pytest.fail(f"gave up waiting for {what}; squeue: {squeue()}")
-            time.sleep(0.1)  # polling the cluster, not ordering events by time
+        try:
+            wait_until_sync(condition, what, bound=JOB_SECONDS, every=0.1)
+        except pytest.fail.Exception as failed:
+            pytest.fail(f"{failed.msg}; squeue: {squeue()}")
 
     def wait_done(self) -> None:
         """Wait until none of the test's jobs is queued or running."""
@@ -189,13 +188,11 @@ def processes_mentioning(text: str) -> list[int]:
 
 
 @pytest.fixture
-def fleet(slurm: None, tmp_path: Path) -> Iterator[Fleet]:
+def fleet(slurm: None, tmp_path: Path, new_schema: NewSchema) -> Iterator[Fleet]:
     """A fresh PostgreSQL schema and working directory; its jobs cancelled afterwards."""
-    base, schema = postgres_url(), f"slurm_{uuid.uuid4().hex[:12]}"
-    made = Fleet(f"{base}?schema={schema}", tmp_path, tmp_path / "runs.log", [])
+    made = Fleet(f"{postgres_url()}?schema={new_schema()}", tmp_path, tmp_path / "runs.log", [])
     try:
         yield made
     finally:
         for job in made.jobs:
             subprocess.run(["scancel", job], check=False)
-        anyio.run(drop_schema, base, schema)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-import sys
 from collections import defaultdict
 from typing import Any
 
@@ -12,14 +11,15 @@ import pytest
 
 from async_consumer import Reason, Status, TrialStatus
 
+from ..conftest import cli
 from .conftest import Event, Fleet, processes_mentioning, squeue, status
 
 pytestmark = pytest.mark.slow
 
 
 def _launch(fleet: Fleet, *options: str, command: list[str]) -> str:
-    argv = [sys.executable, "-m", "async_consumer._cli", "launch", "slurm", "--store", fleet.url,
-            *options, "--", *command]  # fmt: skip
+    argv = cli("launch", "slurm", "--store", fleet.url, *options)
+    argv += ["--", *command]
     done = subprocess.run(argv, cwd=fleet.workdir, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     job = done.stdout.strip()
@@ -53,8 +53,20 @@ def _never_at_once(events: list[Event]) -> None:
 def _signal_mid_run(fleet: Fleet, signal_argv: list[str]) -> tuple[str, int]:
     """Launch 3 workers on 12 long trials; signal task 2 once both its trials run; wait."""
     fleet.add(12)
-    job = _launch(fleet, "--workers", "3", "-j", "2", "--heartbeat", "1", "--time", "10",
-                  "--grace", "10", command=fleet.train(steps=12, pause=0.25))  # fmt: skip
+    job = _launch(
+        fleet,
+        "--workers",
+        "3",
+        "-j",
+        "2",
+        "--heartbeat",
+        "1",
+        "--time",
+        "10",
+        "--grace",
+        "10",
+        command=fleet.train(steps=12, pause=0.25),
+    )
     fleet.wait_for(lambda: _running_in(fleet, "2", 2), "task 2 to run two trials")
     before = len([e for e in fleet.events() if e.task == "2" and e.kind == "start"])
     subprocess.run([*signal_argv, f"{job}_2"], check=True)
@@ -98,8 +110,16 @@ def test_three_workers_drain_sixty_trials(fleet: Fleet) -> None:
     # the runs wait until the test has seen the three workers: a worker that Slurm starts late
     # under load still finds trials to run, so all three are running at once
     fleet.hold.touch()
-    job = _launch(fleet, "--workers", "3", "-j", "2", "--heartbeat", "1",
-                  command=fleet.train(steps=3, pause=0.1))  # fmt: skip
+    job = _launch(
+        fleet,
+        "--workers",
+        "3",
+        "-j",
+        "2",
+        "--heartbeat",
+        "1",
+        command=fleet.train(steps=3, pause=0.1),
+    )
     seen: dict[str, dict[str, Any]] = {}
 
     def three_listed() -> bool:
@@ -141,16 +161,21 @@ def test_early_warning_starts_nothing_more(fleet: Fleet) -> None:
 def test_dry_run_script_submitted_by_hand(fleet: Fleet) -> None:
     """The script --dry-run prints is a valid batch script: submitted with sbatch, it drains."""
     fleet.add(6)
-    argv = [sys.executable, "-m", "async_consumer._cli", "launch", "slurm", "--store", fleet.url,
-            "--workers", "2", "--time", "5", "--signal-before", "30", "--dry-run",
-            "--", *fleet.train(steps=1, pause=0.05)]  # fmt: skip
+    argv = cli("launch", "slurm", "--store", fleet.url, "--workers", "2")
+    argv += ["--time", "5", "--signal-before", "30", "--dry-run"]
+    argv += ["--", *fleet.train(steps=1, pause=0.05)]
     done = subprocess.run(argv, cwd=fleet.workdir, capture_output=True, text=True, check=True)
     script = fleet.workdir / "fleet.sbatch"
     script.write_text(done.stdout)
     assert "#SBATCH --signal=B:USR1@30" in done.stdout
     assert not list(fleet.workdir.glob("slurm-*"))  # nothing was submitted
-    submitted = subprocess.run(["sbatch", "--parsable", str(script)], cwd=fleet.workdir,
-                               capture_output=True, text=True, check=True)  # fmt: skip
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", str(script)],
+        cwd=fleet.workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     fleet.jobs.append(submitted.stdout.strip().split(";")[0])
     fleet.wait_done()
     assert [t.status for t in fleet.trials()] == [TrialStatus.COMPLETED] * 6
@@ -159,12 +184,17 @@ def test_dry_run_script_submitted_by_hand(fleet: Fleet) -> None:
 def test_no_trial_starts_too_near_the_end_of_the_job(fleet: Fleet) -> None:
     """With --trial-time longer than the job has left, a worker starts nothing and leaves."""
     fleet.add(2)
-    worker = [sys.executable, "-m", "async_consumer._cli", "worker", "--store", fleet.url,
-              "--trial-time", "600", "--", *fleet.train(1, 0.01)]  # fmt: skip
+    worker = cli("worker", "--store", fleet.url, "--trial-time", "600")
+    worker += ["--", *fleet.train(1, 0.01)]
     script = fleet.workdir / "late.sbatch"
     script.write_text(f"#!/bin/bash\n#SBATCH --time=2\nexec {shlex.join(worker)}\n")
-    submitted = subprocess.run(["sbatch", "--parsable", str(script)], cwd=fleet.workdir,
-                               capture_output=True, text=True, check=True)  # fmt: skip
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", str(script)],
+        cwd=fleet.workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     job = submitted.stdout.strip()
     fleet.jobs.append(job)
     fleet.wait_done()
@@ -181,9 +211,18 @@ def test_no_trial_starts_too_near_the_end_of_the_job(fleet: Fleet) -> None:
 def test_a_requeued_worker_resumes_its_own_trials(fleet: Fleet) -> None:
     """scontrol requeue of a lone worker: its trials checkpoint; the requeued task resumes them."""
     fleet.add(3)
-    job = _launch(fleet, "--workers", "1", "-j", "2", "--heartbeat", "1",
-                  "--sbatch-arg=--requeue", "--sbatch-arg=--open-mode=append",
-                  command=fleet.train(steps=12, pause=0.25))  # fmt: skip
+    job = _launch(
+        fleet,
+        "--workers",
+        "1",
+        "-j",
+        "2",
+        "--heartbeat",
+        "1",
+        "--sbatch-arg=--requeue",
+        "--sbatch-arg=--open-mode=append",
+        command=fleet.train(steps=12, pause=0.25),
+    )
     fleet.wait_for(lambda: _running_in(fleet, "1", 2), "the worker to run two trials")
     subprocess.run(["scontrol", "requeue", f"{job}_1"], check=True)
     fleet.wait_for(lambda: "BeginTime" in squeue(job) or _started(fleet) > 2, "the requeue")
@@ -217,8 +256,20 @@ def test_early_warning_from_the_time_limit(fleet: Fleet) -> None:
     fleet.add(4)
     # 100 s a trial in Slurm: longer than the job; fast for the test's own worker afterwards
     command = fleet.train(steps=400, pause=0.25, local_pause=0.001)
-    job = _launch(fleet, "--workers", "1", "-j", "2", "--heartbeat", "1", "--time", "1",
-                  "--signal-before", "20", command=command)  # fmt: skip
+    job = _launch(
+        fleet,
+        "--workers",
+        "1",
+        "-j",
+        "2",
+        "--heartbeat",
+        "1",
+        "--time",
+        "1",
+        "--signal-before",
+        "20",
+        command=command,
+    )
     # due 40 s after the start; Slurm looks at its timers every 30 s and sends a warning due
     # before the next look, so it comes 10 to 40 s after the start, once the worker runs (if
     # it came while the worker started, the worker would leave before reserving anything)
@@ -233,8 +284,8 @@ def test_early_warning_from_the_time_limit(fleet: Fleet) -> None:
     )  # no trial started after the warning: two lanes, trials longer than the job
     assert len(left) + [t.status for t in trials].count(TrialStatus.NEW) == 4
     assert all(t.outcome is not None and t.outcome.reason is Reason.PREEMPTED for t in left)
-    worker = [sys.executable, "-m", "async_consumer._cli", "worker", "--store", fleet.url, "-j", "2",
-              "--", *command]  # fmt: skip
+    worker = cli("worker", "--store", fleet.url, "-j", "2")
+    worker += ["--", *command]
     subprocess.run(worker, cwd=fleet.workdir, capture_output=True, check=True)
     assert [t.status for t in fleet.trials()] == [TrialStatus.COMPLETED] * 4
     events = fleet.events()

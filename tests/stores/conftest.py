@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import uuid
+import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
+import async_consumer.stores
 from async_consumer._models import Lease, Outcome, Status, Trial
 from async_consumer.stores import MemoryStore, PostgresStore, SQLiteStore, TrialStore
 
 from ..bouncer import pgbouncer_url
+from ..conftest import NewSchema, postgres_url
 
 MakeStore = Callable[..., Awaitable[TrialStore]]
 KINDS = ["memory", "sqlite", "postgres", "pgbouncer"]
@@ -21,25 +24,61 @@ KINDS = ["memory", "sqlite", "postgres", "pgbouncer"]
 user writes it (PgBouncer's port, nothing else)."""
 
 
-def postgres_url() -> str:
-    """The test server's URL; without one, skip the test, or fail it in CI (.ci/run sets one)."""
-    url = os.environ.get("ASYNC_CONSUMER_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("CI") or os.environ.get("ASYNC_CONSUMER_REQUIRE_POSTGRES"):
-            pytest.fail("PostgreSQL is required here: set ASYNC_CONSUMER_TEST_POSTGRES_URL")
-        pytest.skip("set ASYNC_CONSUMER_TEST_POSTGRES_URL to run the PostgreSQL store tests")
-    return url
+# reserves, beats and finishes until no trial is left, one at a time or seven (``batch``)
+RACER = """
+import json, sys
+import anyio
+from async_consumer._models import Outcome, Status
+from async_consumer.stores import Finish, SQLiteStore
+
+async def main() -> None:
+    got = []
+    async with SQLiteStore(sys.argv[1]) as store:
+        print("ready", flush=True)
+        sys.stdin.readline()
+        if sys.argv[3] == "one":
+            while (lease := await store.reserve(sys.argv[2])) is not None:
+                got.append(lease.trial_id)
+                await store.heartbeat(lease)
+                done = Outcome(trial_id=lease.trial_id, status=Status.COMPLETED)
+                await store.finish(lease, done)
+        else:
+            while leases := await store.reserve_many(sys.argv[2], 7):
+                got += [lease.trial_id for lease in leases]
+                assert await store.heartbeat_many(leases) == []
+                done = [Outcome(trial_id=l.trial_id, status=Status.COMPLETED) for l in leases]
+                await store.finish_many([Finish(l, o) for l, o in zip(leases, done)])
+    print(json.dumps(got))
+
+anyio.run(main)
+"""
 
 
-async def drop_schema(url: str, schema: str) -> None:
-    """Remove a test's PostgreSQL schema and everything in it."""
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
+def released_together(store_file: Path, mode: str) -> list[str]:
+    """
+    Run two worker processes on one SQLite store file, reserving ``one`` trial at a time or
+    in a ``batch``, let go together once both are connected; every trial id they ran.
+    """
+    src = str(Path(async_consumer.stores.__file__).parents[2])
+    pipe, env = subprocess.PIPE, {"PYTHONPATH": src}
+    argv = [[sys.executable, "-c", RACER, str(store_file), f"w{i}", mode] for i in range(2)]
+    workers = [subprocess.Popen(a, stdin=pipe, stdout=pipe, text=True, env=env) for a in argv]
     try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        for worker in workers:
+            assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
+        for worker in workers:  # both are connected before either starts reserving
+            assert worker.stdin is not None
+            worker.stdin.write("go\n")
+            worker.stdin.close()
+        got = [json.loads(worker.stdout.read()) for worker in workers if worker.stdout]
+        assert [worker.wait(timeout=60) for worker in workers] == [0, 0]
     finally:
-        await conn.close()
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+            if worker.stdout:
+                worker.stdout.close()
+    return [trial_id for ran in got for trial_id in ran]
 
 
 def make_trials(count: int, prefix: str = "t") -> list[Trial]:
@@ -56,12 +95,13 @@ def outcome(lease: Lease, status: Status = Status.COMPLETED, **fields: object) -
 
 
 @pytest_asyncio.fixture(params=KINDS)
-async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MakeStore]:
-    """Opens fresh, isolated stores of one kind; closes (and drops) them after the test."""
+async def make_store(
+    request: pytest.FixtureRequest, tmp_path: Path, new_schema: NewSchema
+) -> AsyncIterator[MakeStore]:
+    """Opens fresh, isolated stores of one kind; closes them after the test."""
     kind: str = request.param
     url = {"postgres": postgres_url, "pgbouncer": pgbouncer_url}.get(kind, str)()
     opened: list[TrialStore] = []
-    schemas: list[str] = []
 
     async def make(max_lost: int = 3) -> TrialStore:  # the contract tests were written for 3
         store: TrialStore
@@ -70,16 +110,13 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         elif kind == "sqlite":
             store = SQLiteStore(tmp_path / f"store{len(opened)}.db", max_lost=max_lost)
         else:
-            schemas.append(f"test_{uuid.uuid4().hex[:16]}")
-            store = await PostgresStore.open(url, schema=schemas[-1], max_lost=max_lost)
+            store = await PostgresStore.open(url, schema=new_schema(), max_lost=max_lost)
         opened.append(store)
         return store
 
     yield make
     for store in opened:
         await store.aclose()
-    for schema in schemas:
-        await drop_schema(url, schema)
 
 
 @pytest_asyncio.fixture

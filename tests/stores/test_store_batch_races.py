@@ -2,43 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
-import uuid
 from pathlib import Path
 
 import anyio
 import pytest
 
-import async_consumer.stores
 from async_consumer._models import TrialStatus
 from async_consumer.stores import Finish, PostgresStore, SQLiteStore, TrialStore
 
-from .conftest import drop_schema, make_trials, outcome, postgres_url
-
-SRC = str(Path(async_consumer.stores.__file__).parents[2])
-WORKER = """
-    import json, sys
-    import anyio
-    from async_consumer._models import Outcome, Status
-    from async_consumer.stores import Finish, SQLiteStore
-
-    async def main() -> None:
-        got = []
-        async with SQLiteStore(sys.argv[1]) as store:
-            print("ready", flush=True)
-            sys.stdin.readline()
-            while leases := await store.reserve_many(sys.argv[2], 7):
-                got += [lease.trial_id for lease in leases]
-                assert await store.heartbeat_many(leases) == []
-                done = [Outcome(trial_id=l.trial_id, status=Status.COMPLETED) for l in leases]
-                await store.finish_many([Finish(l, o) for l, o in zip(leases, done)])
-        print(json.dumps(got))
-
-    anyio.run(main)
-"""
+from ..conftest import NewSchema, postgres_url
+from .conftest import make_trials, outcome, released_together
 
 
 async def _drain(store: TrialStore, worker: str) -> list[str]:
@@ -54,28 +27,9 @@ async def _drain(store: TrialStore, worker: str) -> list[str]:
 @pytest.mark.slow
 def test_two_processes_reserving_many_never_share(tmp_path: Path) -> None:
     """Two processes reserving in batches from one SQLite file run every trial exactly once."""
-    db, script = tmp_path / "store.db", tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(WORKER))
+    db = tmp_path / "store.db"
     anyio.run(_add, SQLiteStore(db), 400)
-    pipe, env = subprocess.PIPE, {"PYTHONPATH": SRC}
-    argv = [[sys.executable, str(script), str(db), f"w{i}"] for i in range(2)]
-    workers = [subprocess.Popen(a, stdin=pipe, stdout=pipe, text=True, env=env) for a in argv]
-    try:
-        for worker in workers:
-            assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
-        for worker in workers:  # both are connected before either starts reserving
-            assert worker.stdin is not None
-            worker.stdin.write("go\n")
-            worker.stdin.close()
-        got = [json.loads(worker.stdout.read()) for worker in workers if worker.stdout]
-        assert [worker.wait(timeout=60) for worker in workers] == [0, 0]
-    finally:
-        for worker in workers:
-            worker.kill()
-            worker.wait()
-            if worker.stdout:
-                worker.stdout.close()
-    assert sorted(got[0] + got[1]) == sorted(t.id for t in make_trials(400))
+    assert sorted(released_together(db, "batch")) == sorted(t.id for t in make_trials(400))
 
 
 async def _add(store: TrialStore, count: int) -> None:
@@ -85,9 +39,9 @@ async def _add(store: TrialStore, count: int) -> None:
 
 @pytest.mark.asyncio
 @pytest.mark.slow
-async def test_two_postgres_stores_reserving_many_never_share() -> None:
+async def test_two_postgres_stores_reserving_many_never_share(new_schema: NewSchema) -> None:
     """Two stores (two pools) on one schema, each with three tasks, run every trial once."""
-    url, schema = postgres_url(), f"test_{uuid.uuid4().hex[:16]}"
+    url, schema = postgres_url(), new_schema()
     stores: list[TrialStore] = []
     try:
         stores += [await PostgresStore.open(url, schema=schema) for _ in range(2)]
@@ -104,13 +58,14 @@ async def test_two_postgres_stores_reserving_many_never_share() -> None:
     finally:
         for store in stores:
             await store.aclose()
-        await drop_schema(url, schema)
 
 
 @pytest.mark.asyncio
-async def test_a_beat_and_a_group_commit_over_the_same_leases_never_deadlock() -> None:
+async def test_a_beat_and_a_group_commit_over_the_same_leases_never_deadlock(
+    new_schema: NewSchema,
+) -> None:
     """A beat and a finish of the same leases in opposite orders, at once, both go through."""
-    url, schema = postgres_url(), f"test_{uuid.uuid4().hex[:16]}"
+    url, schema = postgres_url(), new_schema()
     stores: list[TrialStore] = []
     try:
         stores += [await PostgresStore.open(url, schema=schema) for _ in range(2)]
@@ -125,4 +80,3 @@ async def test_a_beat_and_a_group_commit_over_the_same_leases_never_deadlock() -
     finally:
         for store in stores:
             await store.aclose()
-        await drop_schema(url, schema)

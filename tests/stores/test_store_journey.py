@@ -12,6 +12,7 @@ from async_consumer._models import Reason, Status, TrialStatus
 from async_consumer.stores import Reservation, SQLiteStore, TrialStore
 
 from .conftest import make_trials, outcome
+from .old_stores import sqlite_of_version
 
 pytestmark = pytest.mark.asyncio
 
@@ -85,13 +86,11 @@ async def test_experiment_versions(store: TrialStore) -> None:
 
 async def test_a_store_made_by_the_previous_code_opens(tmp_path: Path) -> None:
     """A version-1 SQLite store (the SQL of the previous release) is migrated in place."""
-    from async_consumer.stores._sqlite_sql import SCHEMA_V1, SCHEMA_VERSION
+    from async_consumer.stores._sqlite_sql import SCHEMA_VERSION
 
     path = tmp_path / "old.db"
+    sqlite_of_version(path, 1)
     with sqlite3.connect(path) as conn:
-        conn.executescript(SCHEMA_V1)
-        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        conn.execute("INSERT INTO schema_version VALUES (1)")
         conn.execute(
             """INSERT INTO trials (id, trial, status) VALUES ('old', '{"id": "old", "params": {"x": 1}}', 'interrupted')"""
         )

@@ -2,50 +2,18 @@
 
 from __future__ import annotations
 
-import builtins
-from collections.abc import Sequence
-
 import anyio
 import pytest
 
 from async_consumer._errors import LeaseLost, StoreUnavailable
 from async_consumer._models import Lease, Status, TrialStatus
-from async_consumer.stores import Finish, MemoryStore, Reservation
+from async_consumer.stores import Finish, Reservation
 from async_consumer.stores._retrying import Outage, RetryingStore
 
+from ..conftest import Flaky
 from .conftest import make_trials, outcome
 
 pytestmark = pytest.mark.asyncio
-
-
-class Flaky(MemoryStore):
-    """A memory store whose next batched calls fail as an unreachable store's do."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failures = 0  # batched calls still to fail
-        self.commit_then_fail = False  # the next finish_many commits, then its answer is lost
-        self.batches: list[list[str]] = []  # the trials of each finish_many that got through
-
-    def _maybe_fail(self) -> None:
-        if self.failures:
-            self.failures -= 1
-            msg = "connection refused"
-            raise StoreUnavailable(msg)
-
-    async def heartbeat_many(self, leases: Sequence[Lease]) -> builtins.list[str]:
-        self._maybe_fail()
-        return await super().heartbeat_many(leases)
-
-    async def finish_many(self, items: Sequence[Finish]) -> builtins.list[TrialStatus | LeaseLost]:
-        self._maybe_fail()
-        answers = await super().finish_many(items)
-        self.batches.append([item.lease.trial_id for item in items])
-        if self.commit_then_fail:
-            self.commit_then_fail = False
-            msg = "connection reset after the commit"
-            raise StoreUnavailable(msg)
-        return answers
 
 
 async def _link(count: int) -> tuple[Flaky, RetryingStore, list[Lease]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from pathlib import Path
 
 import pytest
@@ -12,14 +11,14 @@ from async_consumer._models import Outcome, TrialStatus
 from async_consumer._ranking import best_trial
 from async_consumer.stores import PostgresStore, Reservation, SQLiteStore, TrialStore
 
-from . import conftest
+from ..conftest import NewSchema, postgres_url
+from .old_stores import postgres_of_version, sqlite_of_version, v5_store_with
 
 SQLITE_V1_ROWS = """
 INSERT INTO trials (id, trial, status, token, worker, heartbeat_at)
 VALUES ('old', '{"id": "old", "params": {"x": 1}}', 'reserved', 1, 'w', 0),
        ('new', '{"id": "new", "params": {"x": 2}}', 'new', 0, NULL, NULL);
 INSERT INTO attempts VALUES ('old', 1, 1, 'w', 'h', 0, 0, NULL);
-INSERT INTO schema_version VALUES (1)
 """
 
 
@@ -39,10 +38,9 @@ async def test_sqlite_v1_store_is_migrated(tmp_path: Path) -> None:
     from async_consumer.stores import _sqlite_sql as q
 
     path = tmp_path / "v1.db"
+    sqlite_of_version(path, 1)
     with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        for statement in filter(str.strip, (q.SCHEMA_V1 + ";" + SQLITE_V1_ROWS).split(";")):
-            conn.execute(statement)
+        conn.executescript(SQLITE_V1_ROWS)
     conn.close()
     async with SQLiteStore(path) as store:
         await _check_migrated(store)
@@ -54,34 +52,23 @@ async def test_sqlite_v1_store_is_migrated(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_postgres_v1_store_is_migrated() -> None:
+async def test_postgres_v1_store_is_migrated(new_schema: NewSchema) -> None:
     """A PostgreSQL schema made with the v1 SQL opens, is migrated, and keeps every row."""
-    import asyncpg
-
     from async_consumer.stores import _postgres_sql as sql
 
-    url = conftest.postgres_url()
-    schema = f"test_{uuid.uuid4().hex[:16]}"
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        await conn.execute(sql.TABLES_V1.format(s=f'"{schema}"'))
-        await conn.execute(f'CREATE TABLE "{schema}".schema_version (version integer NOT NULL)')
+    schema = new_schema()
+    async with postgres_of_version(schema, 1) as conn:
         await conn.execute(f"""
             INSERT INTO "{schema}".trials (id, trial, status, token, worker, heartbeat_at)
             VALUES ('old', '{{"id": "old", "params": {{}}}}', 'reserved', 1, 'w', now()),
                    ('new', '{{"id": "new", "params": {{}}}}', 'new', 0, NULL, NULL);
-            INSERT INTO "{schema}".attempts VALUES ('old', 1, 1, 'w', 'h', now(), now(), NULL);
-            INSERT INTO "{schema}".schema_version VALUES (1)""")  # fmt: skip
-        async with await PostgresStore.open(url, schema=schema) as store:
+            INSERT INTO "{schema}".attempts VALUES ('old', 1, 1, 'w', 'h', now(), now(), NULL)""")
+        async with await PostgresStore.open(postgres_url(), schema=schema) as store:
             await _check_migrated(store)
         assert (
             await conn.fetchval(f'SELECT max(version) FROM "{schema}".schema_version')
             == sql.SCHEMA_VERSION
         )
-    finally:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
 
 
 def _v4_rows() -> tuple[list[tuple[str, str, int]], list[tuple[str, int, str | None]]]:
@@ -144,16 +131,10 @@ async def _check_late_finish(store: TrialStore) -> None:
 @pytest.mark.asyncio
 async def test_sqlite_v4_store_ranks_its_completed_trials(tmp_path: Path) -> None:
     """A SQLite store of schema v4 gets each completed trial's objective from its outcomes."""
-    from async_consumer.stores import _sqlite_sql as q
-
     path = tmp_path / "v4.db"
     trials, attempts = _v4_rows()
+    sqlite_of_version(path, 4)
     with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        for number, migration in enumerate(q.MIGRATIONS[:4], start=1):
-            for statement in filter(str.strip, migration.split(";")):
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_version VALUES (?)", (number,))
         conn.executemany(
             "INSERT INTO trials (id, trial, status, token) VALUES (?, ?, ?, ?)",
             [(i, f'{{"id": "{i}", "params": {{}}}}', status, n) for i, status, n in trials],
@@ -173,22 +154,11 @@ async def test_sqlite_v4_store_ranks_its_completed_trials(tmp_path: Path) -> Non
 
 
 @pytest.mark.asyncio
-async def test_postgres_v4_store_ranks_its_completed_trials() -> None:
+async def test_postgres_v4_store_ranks_its_completed_trials(new_schema: NewSchema) -> None:
     """A PostgreSQL schema of v4 gets each completed trial's objective from its outcomes."""
-    import asyncpg
-
-    from async_consumer.stores import _postgres_sql as sql
-
-    url = conftest.postgres_url()
-    schema = f"test_{uuid.uuid4().hex[:16]}"
+    schema = new_schema()
     trials, attempts = _v4_rows()
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        await conn.execute(f'CREATE TABLE "{schema}".schema_version (version integer NOT NULL)')
-        for number in range(4):
-            await conn.execute(sql.migration(schema, number))
-            await conn.execute(f'INSERT INTO "{schema}".schema_version VALUES ($1)', number + 1)
+    async with postgres_of_version(schema, 4) as conn:
         await conn.executemany(
             f'INSERT INTO "{schema}".trials (id, trial, status, token) VALUES ($1, $2, $3, $4)',
             [(i, f'{{"id": "{i}", "params": {{}}}}', status, n) for i, status, n in trials],
@@ -197,14 +167,11 @@ async def test_postgres_v4_store_ranks_its_completed_trials() -> None:
             f"""INSERT INTO "{schema}".attempts VALUES ($1, $2, $2, 'w', 'h', now(), now(), $3)""",
             attempts,
         )
-        async with await PostgresStore.open(url, schema=schema) as store:
+        async with await PostgresStore.open(postgres_url(), schema=schema) as store:
             await _check_ranked(store)
             await conn.execute(V4_FINISH[0].format(s=f'"{schema}".', v=""))
             await conn.execute(V4_FINISH[1].format(s=f'"{schema}".', v="$1"), _late_outcome())
             await _check_late_finish(store)
-    finally:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
 
 
 async def _check_directions(store: TrialStore) -> None:
@@ -225,50 +192,10 @@ async def _check_directions(store: TrialStore) -> None:
 
 
 @pytest.mark.asyncio
-async def test_sqlite_v5_store_gets_experiment_directions(tmp_path: Path) -> None:
-    """A SQLite store of schema v5 opens; its experiments minimise, new ones keep --maximize."""
-    from async_consumer.stores import _sqlite_sql as q
-    from async_consumer.stores._sqlite_file import _statements
-
-    path = tmp_path / "v5.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        for number, migration in enumerate(q.MIGRATIONS[:5], start=1):
-            for statement in _statements(migration):  # a trigger's body holds a ';'
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_version VALUES (?)", (number,))
-        conn.execute(
-            "INSERT INTO experiments (name, version, command, created_at) VALUES (?, 1, ?, 0)",
-            ("acc", '["python", "t.py"]'),
-        )
-    conn.close()
-    async with SQLiteStore(path) as store:
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_a_v5_store_gets_experiment_directions(
+    kind: str, tmp_path: Path, new_schema: NewSchema
+) -> None:
+    """A store of schema v5 opens; its experiments minimise, new ones keep --maximize."""
+    async with await v5_store_with("acc", kind, tmp_path, new_schema) as store:
         await _check_directions(store)
-
-
-@pytest.mark.asyncio
-async def test_postgres_v5_store_gets_experiment_directions() -> None:
-    """A PostgreSQL schema of v5 opens; its experiments minimise, new ones keep --maximize."""
-    import asyncpg
-
-    from async_consumer.stores import _postgres_sql as sql
-
-    url = conftest.postgres_url()
-    schema = f"test_{uuid.uuid4().hex[:16]}"
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        await conn.execute(f'CREATE TABLE "{schema}".schema_version (version integer NOT NULL)')
-        for number in range(5):
-            await conn.execute(sql.migration(schema, number))
-            await conn.execute(f'INSERT INTO "{schema}".schema_version VALUES ($1)', number + 1)
-        await conn.execute(
-            f'INSERT INTO "{schema}".experiments (name, version, command) VALUES ($1, 1, $2)',
-            "acc",
-            '["python", "t.py"]',
-        )
-        async with await PostgresStore.open(url, schema=schema) as store:
-            await _check_directions(store)
-    finally:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()

@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import anyio
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from async_consumer._errors import StoreError
 from async_consumer._models import TrialStatus
 from async_consumer.stores import PostgresStore, open_store
 from async_consumer.stores._postgres_sql import PICK
 
-from .conftest import drop_schema, make_trials, outcome, postgres_url
+from ..conftest import NewSchema, postgres_url
+from .conftest import make_trials, outcome
+from .old_stores import postgres_of_version
 
 
-@pytest_asyncio.fixture
-async def schema() -> AsyncIterator[str]:
+@pytest.fixture
+def schema(new_schema: NewSchema) -> str:
     """A fresh schema name, dropped after the test."""
-    url, name = postgres_url(), f"test_{uuid.uuid4().hex[:16]}"
-    yield name
-    await drop_schema(url, name)
+    return new_schema()
 
 
 @pytest.mark.asyncio
@@ -137,20 +133,12 @@ async def test_reserve_picks_through_the_pending_index(schema: str) -> None:
 async def test_a_store_made_by_the_previous_code_opens(schema: str) -> None:
     """A version-1 schema (the previous release's SQL) gains the new column and table in place."""
     from async_consumer._experiment import Experiment
-    from async_consumer.stores._postgres_sql import TABLES_V1
 
-    conn = await asyncpg.connect(postgres_url())
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        await conn.execute(TABLES_V1.format(s=f'"{schema}"'))
-        await conn.execute(f'CREATE TABLE "{schema}".schema_version (version integer NOT NULL)')
-        await conn.execute(f'INSERT INTO "{schema}".schema_version VALUES (1)')
+    async with postgres_of_version(schema, 1) as conn:
         await conn.execute(
             f"""INSERT INTO "{schema}".trials (id, trial, status)
             VALUES ('old', '{{"id": "old", "params": {{"x": 1}}}}', 'interrupted')"""
         )
-    finally:
-        await conn.close()
     async with await PostgresStore.open(postgres_url(), schema=schema) as store:
         lease = await store.reserve("w")
         assert lease is not None and lease.trial_id == "old"

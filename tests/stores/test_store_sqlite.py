@@ -2,45 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import anyio
 import pytest
 
-import async_consumer.stores
 from async_consumer._errors import StoreError
 from async_consumer._models import Lease
 from async_consumer.stores import SQLiteStore
 from async_consumer.stores import _sqlite_sql as q
 
-from .conftest import make_trials
-
-SRC = str(Path(async_consumer.stores.__file__).parents[2])
-WORKER = """
-    import json, sys
-    import anyio
-    from async_consumer._models import Outcome, Status
-    from async_consumer.stores import SQLiteStore
-
-    async def main() -> None:
-        got = []
-        async with SQLiteStore(sys.argv[1]) as store:
-            print("ready", flush=True)
-            sys.stdin.readline()
-            while (lease := await store.reserve(sys.argv[2])) is not None:
-                got.append(lease.trial_id)
-                await store.heartbeat(lease)
-                done = Outcome(trial_id=lease.trial_id, status=Status.COMPLETED)
-                await store.finish(lease, done)
-        print(json.dumps(got))
-
-    anyio.run(main)
-"""
+from .conftest import make_trials, released_together
 
 
 async def _add(path: Path, count: int) -> None:
@@ -51,32 +24,9 @@ async def _add(path: Path, count: int) -> None:
 @pytest.mark.slow
 def test_two_processes_never_share_a_trial(tmp_path: Path) -> None:
     """Two worker processes draining one file run every trial exactly once."""
-    db, script = tmp_path / "store.db", tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(WORKER))
+    db = tmp_path / "store.db"
     anyio.run(_add, db, 400)
-    argv = [[sys.executable, str(script), str(db), f"w{i}"] for i in range(2)]
-    workers = [_start(a) for a in argv]
-    try:
-        for worker in workers:
-            assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
-        for worker in workers:  # both are connected before either starts reserving
-            assert worker.stdin is not None
-            worker.stdin.write("go\n")
-            worker.stdin.close()
-        got = [json.loads(worker.stdout.read()) for worker in workers if worker.stdout]
-        assert [worker.wait(timeout=60) for worker in workers] == [0, 0]
-    finally:
-        for worker in workers:
-            worker.kill()
-            worker.wait()
-            if worker.stdout:
-                worker.stdout.close()
-    assert sorted(got[0] + got[1]) == sorted(t.id for t in make_trials(400))
-
-
-def _start(argv: list[str]) -> subprocess.Popen[str]:
-    pipe, env = subprocess.PIPE, {"PYTHONPATH": SRC}
-    return subprocess.Popen(argv, stdin=pipe, stdout=pipe, text=True, env=env)
+    assert sorted(released_together(db, "one")) == sorted(t.id for t in make_trials(400))
 
 
 @pytest.mark.asyncio

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from async_consumer import Status, TrialStatus
@@ -16,18 +14,23 @@ from async_consumer.stores import PostgresStore, SQLiteStore, TrialStore
 from async_consumer.stores import _postgres_sql as pg
 from async_consumer.stores import _sqlite_sql as lite
 
-from .conftest import drop_schema, make_trials, outcome, postgres_url
-
-# The version-1 schema exactly as the code before the ``workers`` table wrote it.
-V1_SQLITE = lite.SCHEMA_V1
-V1_POSTGRES = pg.TABLES_V1
+from ..conftest import NewSchema, postgres_url
+from .conftest import make_trials, outcome
+from .old_stores import postgres_of_version, sqlite_of_version
 
 
 def _worker(name: str = "slurm:41_2", running: int = 1, **fields: object) -> WorkerInfo:
     return WorkerInfo.model_validate(
-        {"name": name, "host": "node7", "pid": 123, "job_id": "41", "task_id": "2",
-         "running": running, **fields}
-    )  # fmt: skip
+        {
+            "name": name,
+            "host": "node7",
+            "pid": 123,
+            "job_id": "41",
+            "task_id": "2",
+            "running": running,
+            **fields,
+        }
+    )
 
 
 @pytest.mark.asyncio
@@ -57,26 +60,18 @@ async def test_a_requeued_worker_registers_again(store: TrialStore) -> None:
     assert (worker.state, worker.pid) == (WorkerState.RUNNING, 999)
 
 
-def _v1_sqlite(path: Path) -> None:
-    """A store file as the previous code left it: one trial completed, one reserved."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    for statement in filter(str.strip, V1_SQLITE.split(";")):
-        conn.execute(statement)
-    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    conn.execute("INSERT INTO schema_version VALUES (1)")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.close()
-
-
 @pytest.mark.asyncio
 async def test_sqlite_store_of_version_1_migrates(tmp_path: Path) -> None:
     """A SQLite store made before the workers table opens, keeps its trials and gains the table."""
     path = tmp_path / "old.db"
-    _v1_sqlite(path)
+    sqlite_of_version(path, 1)  # as the code before the ``workers`` table wrote it
     conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
     trial = make_trials(1)[0]
-    conn.execute("INSERT INTO trials (id, trial) VALUES (?, ?)",
-                 (trial.id, trial.model_dump_json(exclude={"attempt"})))  # fmt: skip
+    conn.execute(
+        "INSERT INTO trials (id, trial) VALUES (?, ?)",
+        (trial.id, trial.model_dump_json(exclude={"attempt"})),
+    )
     conn.commit()
     conn.close()
     async with SQLiteStore(path) as store:
@@ -98,24 +93,19 @@ async def _works_after_migration(store: TrialStore) -> None:
 
 
 @pytest.mark.asyncio
-async def test_postgres_store_of_version_1_migrates() -> None:
+async def test_postgres_store_of_version_1_migrates(new_schema: NewSchema) -> None:
     """A PostgreSQL store made before the workers table opens, keeps its trials, gains the table."""
-    url, schema = postgres_url(), f"test_{uuid.uuid4().hex[:16]}"
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        await conn.execute(V1_POSTGRES.format(s=f'"{schema}"'))
-        await conn.execute(f'CREATE TABLE "{schema}".schema_version (version integer NOT NULL)')
-        await conn.execute(f'INSERT INTO "{schema}".schema_version VALUES (1)')
+    url, schema = postgres_url(), new_schema()
+    async with postgres_of_version(schema, 1) as conn:  # as the code before ``workers`` wrote it
         trial = make_trials(1)[0]
-        await conn.execute(f'INSERT INTO "{schema}".trials (id, trial) VALUES ($1, $2)',
-                           trial.id, trial.model_dump_json(exclude={"attempt"}))  # fmt: skip
+        await conn.execute(
+            f'INSERT INTO "{schema}".trials (id, trial) VALUES ($1, $2)',
+            trial.id,
+            trial.model_dump_json(exclude={"attempt"}),
+        )
         async with await PostgresStore.open(url, schema=schema) as store:
             await _works_after_migration(store)
         versions = await conn.fetch(f'SELECT version FROM "{schema}".schema_version ORDER BY 1')
         assert [v[0] for v in versions] == list(range(1, pg.SCHEMA_VERSION + 1))
         async with await PostgresStore.open(url, schema=schema) as again:
             assert len(await again.workers()) == 1
-    finally:
-        await conn.close()
-        await drop_schema(url, schema)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._errors import TrialNotFound
+from .._errors import LeaseLost, TrialNotFound
 from .._models import Lease, Outcome, Reason, Status, StoredTrial, TrialStatus
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ __all__ = [
     "check_older_than",
     "check_outcome",
     "check_rerun",
+    "fenced",
     "gone_outcome",
     "lost_outcome",
     "not_renewed",
@@ -107,6 +108,20 @@ def check_finishes(items: Sequence[Finish]) -> None:
     for item in items:
         check_outcome(item.lease, item.outcome)
         check_hold(item.hold)
+
+
+def fenced(
+    finish: Callable[[Lease, Outcome, bool, float], TrialStatus], item: Finish
+) -> TrialStatus | LeaseLost:
+    """
+    One item of a batch recorded by a store's synchronous ``finish`` step, or the ``LeaseLost``
+    it raised: items are fenced one by one, a lost item writes nothing, and a repeat of an item
+    finds it done.
+    """
+    try:
+        return finish(*item)
+    except LeaseLost as exc:
+        return exc
 
 
 def unique_leases(items: Sequence[Finish]) -> list[int]:

@@ -26,6 +26,7 @@ from ._rules import (
     check_max_lost,
     check_older_than,
     check_rerun,
+    fenced,
     gone_outcome,
     settle,
     stalled_outcome,
@@ -196,6 +197,17 @@ class MemoryStore(StoreBase):
         """Record the attempt's outcome; see ``TrialStore.finish``."""
         await anyio.lowlevel.checkpoint()
         check_finishes([Finish(lease, outcome, requeue, hold)])
+        return self._finish(lease, outcome, requeue, hold)
+
+    async def finish_many(self, items: Sequence[Finish]) -> builtins.list[TrialStatus | LeaseLost]:
+        """Record several outcomes with no await between them; see ``TrialStore.finish_many``."""
+        check_finishes(items)
+        if not items:
+            return []
+        await anyio.lowlevel.checkpoint()
+        return [fenced(self._finish, item) for item in items]
+
+    def _finish(self, lease: Lease, outcome: Outcome, requeue: bool, hold: float) -> TrialStatus:
         record = self._held(lease)
         record.not_before = datetime.now(UTC) + timedelta(seconds=hold) if hold else None
         self._settle(record, outcome, requeue)

@@ -197,14 +197,7 @@ class SQLiteStore(StoreBase):
         _rules.check_finishes(items)
         if not items:
             return []
-        return await self._run(lambda: [self._finish_or_lost(item) for item in items])
-
-    def _finish_or_lost(self, item: Finish) -> TrialStatus | LeaseLost:
-        # fenced one by one: a lost item writes nothing, and a repeat of an item finds it done
-        try:
-            return self._finish(*item)
-        except LeaseLost as exc:
-            return exc
+        return await self._run(lambda: [_rules.fenced(self._finish, item) for item in items])
 
     def _end_attempts(self, rows: builtins.list[tuple[str, str, int]]) -> None:
         sql = "UPDATE attempts SET outcome = ? WHERE trial_id = ? AND number = ?"
