@@ -62,8 +62,11 @@ class Search:
         maximize: bool = False,
         slots: Mapping[str, int] | None = None,
     ) -> None:
-        self.store, self.plan = store, plan
-        self.experiment, self.version, self.maximize = experiment, version, maximize
+        self.store = store
+        self.plan = plan
+        self.experiment = experiment
+        self.version = version
+        self.maximize = maximize
         self.slots = dict(slots or {})
         self.random = RandomSampler(plan.space, plan.seed)
         uses_optuna = plan.sampler != "random" or plan.pruner != "none"

@@ -94,7 +94,8 @@ class BeatCoalescer:
         timeout: float | None = None,
         max_failures: int = 3,
     ) -> None:
-        self.target, self.interval = target, interval
+        self.target = target
+        self.interval = interval
         self.timeout = interval if timeout is None else timeout
         self.max_failures = max_failures
         self.writes = 0

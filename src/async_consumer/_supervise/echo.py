@@ -23,7 +23,8 @@ __all__ = ["echo"]
 class _Tail:
     def __init__(self, path: Path, sink: TextIO, prefix: str) -> None:
         self.lines = LineFollower(path)
-        self.sink, self.prefix = sink, prefix
+        self.sink = sink
+        self.prefix = prefix
 
     def pump(self, final: bool = False) -> None:
         lines = self.lines.read(final)

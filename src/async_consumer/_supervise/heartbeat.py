@@ -84,7 +84,9 @@ class BeatState:
     )
 
     def __init__(self, interval: float, max_failures: int, trial_id: str) -> None:
-        self.interval, self.max_failures, self.trial_id = interval, max_failures, trial_id
+        self.interval = interval
+        self.max_failures = max_failures
+        self.trial_id = trial_id
         self.retry = interval / 3  # the bound of one beat (and the pause before a retry)
         self.confirmed = False  # the lease's time is up and one last, longer try is under way
         self.failures = 0  # errors in a row (an unreachable store or a hang not counted)

@@ -30,10 +30,16 @@ class LocalLeases:
     """
 
     def __init__(
-        self, beats: BeatCoalescer | None, interval: float, failures: int, grace: float,
+        self,
+        beats: BeatCoalescer | None,
+        interval: float,
+        failures: int,
+        grace: float,
         watchdog: bool,
-    ) -> None:  # fmt: skip
-        self.beats, self.interval, self.grace = beats, interval, grace
+    ) -> None:
+        self.beats = beats
+        self.interval = interval
+        self.grace = grace
         self.lease = interval * failures
         self.watchdog: Watchdog | None = None
         self._wants_watchdog = watchdog

@@ -42,7 +42,8 @@ class PlainTask:
         scope: anyio.CancelScope,
         end: Callable[[], None] | None = None,
     ) -> None:
-        self._scope, self._end = scope, end
+        self._scope = scope
+        self._end = end
         self._task = asyncio.get_running_loop().create_task(watcher, name=_NAME)
         self._task.add_done_callback(self._done)
 

@@ -89,8 +89,13 @@ class Supervisor:
         self._halted = False
         self._killed = False  # kill() was called: a script spawned since is killed at once
         beats = None if settings.store is None else self.beats  # (no lease without a store)
-        self.leases = LocalLeases(beats, settings.heartbeat, settings.heartbeat_failures,
-                                  settings.grace, settings.watchdog)  # fmt: skip
+        self.leases = LocalLeases(
+            beats,
+            settings.heartbeat,
+            settings.heartbeat_failures,
+            settings.grace,
+            settings.watchdog,
+        )
 
     @property
     def is_halted(self) -> bool:

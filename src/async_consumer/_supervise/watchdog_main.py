@@ -166,7 +166,8 @@ class _Leases:
         self.sent: dict[int, int] = {}  # pgid -> the last signal sent for the leases' end
 
     def renewed(self, term_at: float, kill_at: float) -> None:
-        self.term_at, self.kill_at = term_at, kill_at
+        self.term_at = term_at
+        self.kill_at = kill_at
         self.sent.clear()
 
     def wait(self, poll: float) -> float:
