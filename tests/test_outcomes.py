@@ -15,7 +15,7 @@ import pytest
 
 from async_consumer import Reason, Status, Trial
 
-from .conftest import WRITE_RESULT, ConsumerFactory, python, wait_until
+from .conftest import WRITE_RESULT, ConsumerFactory, RunScript, python, wait_until
 
 
 @pytest.mark.anyio
@@ -33,10 +33,9 @@ async def test_completed(make_consumer: ConsumerFactory) -> None:
 
 
 @pytest.mark.anyio
-async def test_exit_code(make_consumer: ConsumerFactory) -> None:
+async def test_exit_code(run_script: RunScript) -> None:
     """A non-zero exit is broken with reason exit_code, the code and the stderr tail."""
-    consumer = make_consumer(python("import sys; sys.stderr.write('boom\\n'); sys.exit(3)"))
-    outcome = await consumer.run(Trial(id="t"))
+    outcome = await run_script("import sys; sys.stderr.write('boom\\n'); sys.exit(3)")
     assert (outcome.status, outcome.reason, outcome.returncode) == (
         Status.BROKEN,
         Reason.EXIT_CODE,
@@ -48,20 +47,17 @@ async def test_exit_code(make_consumer: ConsumerFactory) -> None:
 
 
 @pytest.mark.anyio
-async def test_results_ignored_after_failure(make_consumer: ConsumerFactory) -> None:
+async def test_results_ignored_after_failure(run_script: RunScript) -> None:
     """Valid results written before a non-zero exit are ignored, as in Orion."""
-    outcome = await make_consumer(python(WRITE_RESULT + "; import sys; sys.exit(1)")).run(
-        Trial(id="t")
-    )
+    outcome = await run_script(WRITE_RESULT + "; import sys; sys.exit(1)")
     assert outcome.status is Status.BROKEN
     assert outcome.results == ()
 
 
 @pytest.mark.anyio
-async def test_signal(make_consumer: ConsumerFactory) -> None:
+async def test_signal(run_script: RunScript) -> None:
     """A script killed by a signal is broken with reason signal and the signal's name."""
-    consumer = make_consumer(python("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"))
-    outcome = await consumer.run(Trial(id="t"))
+    outcome = await run_script("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
     assert (outcome.status, outcome.reason, outcome.signal) == (
         Status.BROKEN,
         Reason.SIGNAL,
