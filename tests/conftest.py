@@ -10,6 +10,7 @@ import builtins
 import inspect
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,7 +24,7 @@ from typing import Any
 import anyio
 import pytest
 
-from async_consumer import Consumer, install_child_watcher
+from async_consumer import Consumer, Trial, install_child_watcher
 from async_consumer._errors import LeaseLost, StoreError, StoreUnavailable
 from async_consumer._models import Lease, Outcome, TrialStatus
 from async_consumer.stores import Finish, MemoryStore, Reservation
@@ -210,6 +211,24 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "async_consumer._cli", *args]
 
 
+def run_here(tmp_path: Path, *args: str) -> int:
+    """``async-consumer run ARGS`` through ``main``, its store and trials in ``tmp_path``."""
+    from async_consumer._cli.main import main
+
+    store = f"sqlite:///{tmp_path}/store.db"
+    return main(["run", "--store", store, "--base-dir", str(tmp_path / "trials"), *args])
+
+
+def installed(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``async-consumer`` entry point with ``args``; its output as text."""
+    exe = Path(sys.executable).with_name("async-consumer")  # this interpreter's, else PATH's
+    if not exe.exists():
+        exe = Path(shutil.which("async-consumer") or exe)
+    return subprocess.run(
+        [str(exe), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def is_alive(pid: int) -> bool:
     """Whether a process exists and is not a zombie."""
     try:
@@ -240,6 +259,7 @@ def children_of(pid: int) -> list[int]:
 
 
 ConsumerFactory = Callable[..., Consumer]
+RunScript = Callable[..., Awaitable[Outcome]]
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -264,6 +284,19 @@ def make_consumer(tmp_path: Path) -> ConsumerFactory:
         return Consumer(command, **kwargs)
 
     return make
+
+
+@pytest.fixture
+def run_script(make_consumer: ConsumerFactory) -> RunScript:
+    """
+    Run one trial ``t`` of the Python ``code`` (its extra ``args`` after it), on a consumer made
+    by ``make_consumer`` with the keyword arguments given, and return its outcome.
+    """
+
+    async def run(code: str, *args: str, **kwargs: Any) -> Outcome:
+        return await make_consumer([*python(code), *args], **kwargs).run(Trial(id="t"))
+
+    return run
 
 
 @pytest.fixture(autouse=True)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 
 from async_consumer._cli.main import main
 
-from .conftest import WRITE_RESULT
+from .conftest import WRITE_RESULT, installed, python, run_here
 
 QUADRATIC = "import json, os, sys; x = float(sys.argv[1]); json.dump((x - 2) ** 2, open(os.environ['ORION_RESULTS_PATH'], 'w'))"
 
@@ -26,16 +24,11 @@ def params(tmp_path: Path) -> Path:
     return path
 
 
-def _run(tmp_path: Path, *args: str) -> int:
-    store = f"sqlite:///{tmp_path}/store.db"
-    return main(["run", "--store", store, "--base-dir", str(tmp_path / "trials"), *args])
-
-
 def test_run_all_completed(
     tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A run where every trial completes exits 0, prints a line per trial and the best one."""
-    code = _run(
+    code = run_here(
         tmp_path, "--params", str(params), "-j", "2", "--", sys.executable, "-c", QUADRATIC, "{x}"
     )
     out = capsys.readouterr().out
@@ -48,9 +41,9 @@ def test_run_all_completed(
 def test_run_resumes(tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Running the same command again runs nothing that completed."""
     argv = ["--params", str(params), "--", sys.executable, "-c", QUADRATIC, "{x}"]
-    assert _run(tmp_path, *argv) == 0
+    assert run_here(tmp_path, *argv) == 0
     capsys.readouterr()
-    assert _run(tmp_path, *argv) == 0
+    assert run_here(tmp_path, *argv) == 0
     captured = capsys.readouterr()
     assert "(0 run now)" in captured.out
     assert "resuming: 4 of 4" in captured.err
@@ -61,7 +54,7 @@ def test_run_with_failures_exits_1(
 ) -> None:
     """One broken trial makes the exit status 1; the others still run."""
     code = "import sys\nif sys.argv[1] == '1': sys.exit(4)\n" + WRITE_RESULT
-    assert _run(tmp_path, "--params", str(params), "--", sys.executable, "-c", code, "{x}") == 1
+    assert run_here(tmp_path, "--params", str(params), "--", sys.executable, "-c", code, "{x}") == 1
     out = capsys.readouterr().out
     assert "exited with code 4" in out
     assert "3 completed" in out
@@ -81,7 +74,7 @@ def test_grid_and_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         WRITE_RESULT,
         "{x}{y}",
     ]
-    assert _run(tmp_path, *argv) == 0
+    assert run_here(tmp_path, *argv) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     outcomes = [line for line in lines if "trial_id" in line]
     assert sorted(o["argv"][-1] for o in outcomes) == ["1a", "1b", "2a", "2b"]
@@ -92,7 +85,9 @@ def test_csv_params(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A CSV file with a header gives one trial a row, numbers typed."""
     path = tmp_path / "p.csv"
     path.write_text("x,name\n2,a\n3,b\n")
-    assert _run(tmp_path, "--params", str(path), "--", sys.executable, "-c", QUADRATIC, "{x}") == 0
+    assert (
+        run_here(tmp_path, "--params", str(path), "--", sys.executable, "-c", QUADRATIC, "{x}") == 0
+    )
     assert "objective=0  x=2" in capsys.readouterr().out
 
 
@@ -128,10 +123,10 @@ def test_bad_input_exits_2(
     argv = [a.replace("{good}", str(good)).replace("{bad}", str(bad)) for a in argv]
     if "-j" in argv:  # argparse's own check: usage, the error line, status 2
         with pytest.raises(SystemExit) as exit_info:
-            _run(tmp_path, *argv)
+            run_here(tmp_path, *argv)
         assert exit_info.value.code == 2
     else:
-        assert _run(tmp_path, *argv) == 2
+        assert run_here(tmp_path, *argv) == 2
     err = capsys.readouterr().err
     assert message in err
     assert not (tmp_path / "trials").exists()
@@ -142,11 +137,14 @@ def test_bad_input_keeps_what_is_recorded(
 ) -> None:
     """A malformed file on a second run changes nothing already in the store."""
     assert (
-        _run(tmp_path, "--params", str(params), "--", sys.executable, "-c", QUADRATIC, "{x}") == 0
+        run_here(tmp_path, "--params", str(params), "--", sys.executable, "-c", QUADRATIC, "{x}")
+        == 0
     )
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"x": 9}\nnot json\n')
-    assert _run(tmp_path, "--params", str(bad), "--", sys.executable, "-c", QUADRATIC, "{x}") == 2
+    assert (
+        run_here(tmp_path, "--params", str(bad), "--", sys.executable, "-c", QUADRATIC, "{x}") == 2
+    )
     capsys.readouterr()
     assert main(["status", "--store", f"sqlite:///{tmp_path}/store.db", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["counts"] == {"completed": 4}
@@ -161,7 +159,8 @@ def test_status_shows_the_best_trial_so_far(
     assert main(["status", "--store", store, "--json"]) == 0  # nothing completed: no best
     assert json.loads(capsys.readouterr().out)["best"] is None
     assert (
-        _run(tmp_path, "--params", str(params), "--", sys.executable, "-c", QUADRATIC, "{x}") == 0
+        run_here(tmp_path, "--params", str(params), "--", sys.executable, "-c", QUADRATIC, "{x}")
+        == 0
     )
     capsys.readouterr()
     assert main(["status", "--store", store]) == 0
@@ -183,21 +182,8 @@ def test_add_worker_status_show(
     assert main(["status", "--store", store]) == 0
     assert "new                4" in capsys.readouterr().out
     code = "import sys; print('hello from', sys.argv[1])\n" + WRITE_RESULT
-    argv = [
-        "worker",
-        "--store",
-        store,
-        "-j",
-        "2",
-        "--base-dir",
-        str(tmp_path / "t"),
-        "--",
-        sys.executable,
-        "-c",
-        code,
-        "{x}",
-    ]
-    assert main(argv) == 0
+    argv = ["worker", "--store", store, "-j", "2", "--base-dir", str(tmp_path / "t")]
+    assert main([*argv, "--", *python(code), "{x}"]) == 0
     out = capsys.readouterr().out
     trial_id = out.split()[1]
     assert main(["show", "--store", store, trial_id]) == 0
@@ -219,21 +205,9 @@ def test_a_waiting_trial_the_command_cannot_run_is_refused_before_any_starts(
     other.write_text('{"y": 1}\n')
     assert main(["add", "--store", store, "--params", str(other)]) == 0
     given = ["--params", str(params)] if command == "run" else []
-    argv = [
-        command,
-        "--store",
-        store,
-        *given,
-        "--base-dir",
-        str(tmp_path / "t"),
-        "--",
-        sys.executable,
-        "-c",
-        QUADRATIC,
-        "{x}",
-    ]
+    argv = [command, "--store", store, *given, "--base-dir", str(tmp_path / "t")]
     capsys.readouterr()
-    assert main(argv) == 2
+    assert main([*argv, "--", *python(QUADRATIC), "{x}"]) == 2
     assert "unknown placeholder {x}" in capsys.readouterr().err
     assert not any((tmp_path / "t").iterdir())  # no trial's directory: none started
     assert main(["status", "--store", store]) == 0
@@ -243,40 +217,19 @@ def test_a_waiting_trial_the_command_cannot_run_is_refused_before_any_starts(
 @pytest.mark.slow
 def test_installed_entry_point(tmp_path: Path, params: Path) -> None:
     """The installed `async-consumer` command runs a job end to end."""
-    exe = shutil.which("async-consumer") or str(Path(sys.executable).with_name("async-consumer"))
-    result = subprocess.run(
-        [
-            exe,
-            "run",
-            "--params",
-            str(params),
-            "--store",
-            f"sqlite:///{tmp_path}/s.db",
-            "--base-dir",
-            str(tmp_path / "t"),
-            "--",
-            sys.executable,
-            "-c",
-            QUADRATIC,
-            "{x}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    store = f"sqlite:///{tmp_path}/s.db"
+    argv = ["--params", str(params), "--store", store, "--base-dir", str(tmp_path / "t")]
+    result = installed("run", *argv, "--", *python(QUADRATIC), "{x}")
     assert result.returncode == 0, result.stderr
     assert "4 trials: 4 completed" in result.stdout
-    help_text = subprocess.run(
-        [exe, "run", "--help"], capture_output=True, text=True, check=True
-    ).stdout
+    help_text = installed("run", "--help").stdout
     assert "--params" in help_text and "--jobs" in help_text
 
 
 def test_logs_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`logs` prints a trial's stdout or stderr log; an unknown trial is an error."""
     code = "import sys; print('to out'); print('to err', file=sys.stderr)\n" + WRITE_RESULT
-    assert _run(tmp_path, "--grid", "x=1", "--", sys.executable, "-c", code) == 0
+    assert run_here(tmp_path, "--grid", "x=1", "--", sys.executable, "-c", code) == 0
     trial_id = capsys.readouterr().out.split()[1]
     store = f"sqlite:///{tmp_path}/store.db"
     assert main(["logs", "--store", store, trial_id]) == 0
@@ -294,7 +247,9 @@ def test_run_retries_through_the_store(tmp_path: Path, capsys: pytest.CaptureFix
         "if os.environ['ASYNC_CONSUMER_ATTEMPT'] == '1': os.kill(os.getpid(), signal.SIGKILL)\n"
         + WRITE_RESULT
     )
-    assert _run(tmp_path, "--grid", "x=1", "--retries", "2", "--", sys.executable, "-c", code) == 0
+    assert (
+        run_here(tmp_path, "--grid", "x=1", "--retries", "2", "--", sys.executable, "-c", code) == 0
+    )
     out = capsys.readouterr().out
     assert "#1 broken" in out
     assert "#2 completed" in out
@@ -304,7 +259,8 @@ def test_run_retries_through_the_store(tmp_path: Path, capsys: pytest.CaptureFix
 def test_report_command(tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`report` writes one self-contained HTML page of the run."""
     assert (
-        _run(tmp_path, "--params", str(params), "--", sys.executable, "-c", QUADRATIC, "{x}") == 0
+        run_here(tmp_path, "--params", str(params), "--", sys.executable, "-c", QUADRATIC, "{x}")
+        == 0
     )
     out = tmp_path / "r.html"
     assert main(["report", "--store", f"sqlite:///{tmp_path}/store.db", "-o", str(out)]) == 0

@@ -23,7 +23,7 @@ from async_consumer._experiment import Experiment
 from async_consumer._models import TrialStatus
 from async_consumer.stores import store_from_url
 
-from .conftest import WRITE_RESULT, wait_until_sync
+from .conftest import WRITE_RESULT, run_here, wait_until_sync
 
 # objective = x, so the highest x is the best when maximising
 OBJECTIVE_X = (
@@ -32,13 +32,18 @@ OBJECTIVE_X = (
 )
 
 
-def _run(tmp_path: Path, *args: str) -> int:
-    store = f"sqlite:///{tmp_path}/store.db"
-    return main(["run", "--store", store, "--base-dir", str(tmp_path / "trials"), *args])
-
-
 def _json_lines(text: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _run_maximized(tmp_path: Path, grid: str) -> tuple[str, list[str]]:
+    """
+    Run ``--maximize`` over the ``grid`` of x (objective = x): the store's URL, and the run's
+    arguments without the direction.
+    """
+    command = ["--grid", grid, "--", sys.executable, "-c", OBJECTIVE_X, "{x}"]
+    assert run_here(tmp_path, "--maximize", *command) == 0
+    return f"sqlite:///{tmp_path}/store.db", command
 
 
 @pytest.mark.slow
@@ -46,9 +51,7 @@ def test_the_direction_is_recorded_with_the_experiment(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """After run --maximize, every later command ranks the highest objective first, unasked."""
-    store = f"sqlite:///{tmp_path}/store.db"
-    command = ["--grid", "x=0,1,3,2", "--", sys.executable, "-c", OBJECTIVE_X, "{x}"]
-    assert _run(tmp_path, "--maximize", *command) == 0
+    store, command = _run_maximized(tmp_path, "x=0,1,3,2")
     capsys.readouterr()
     assert main(["status", "--store", store, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["best"]["params"] == {"x": 3}
@@ -58,7 +61,7 @@ def test_the_direction_is_recorded_with_the_experiment(
     report = tmp_path / "report.html"
     assert main(["report", "--store", store, "-o", str(report)]) == 0
     assert "higher is better" in report.read_text() and "lower is better" not in report.read_text()
-    assert _run(tmp_path, "--json", *command) == 0  # a second run, no flag: resumed, same rank
+    assert run_here(tmp_path, "--json", *command) == 0  # a second run, no flag: resumed, same rank
     summary = _json_lines(capsys.readouterr().out)[-1]["summary"]
     assert summary["best"]["params"] == {"x": 3}  # type: ignore[index]
 
@@ -68,16 +71,14 @@ def test_a_contradicting_direction_is_refused_unless_a_new_version(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--minimize after --maximize is one line and exit 2; with --new-version it is version 2."""
-    store = f"sqlite:///{tmp_path}/store.db"
-    command = ["--grid", "x=0,1", "--", sys.executable, "-c", OBJECTIVE_X, "{x}"]
-    assert _run(tmp_path, "--maximize", *command) == 0
+    store, command = _run_maximized(tmp_path, "x=0,1")
     capsys.readouterr()
-    assert _run(tmp_path, "--minimize", *command) == 2
+    assert run_here(tmp_path, "--minimize", *command) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "--new-version" in err
     assert main(["status", "--store", store, "--minimize"]) == 2
     assert "ranks its trials with --maximize" in capsys.readouterr().err
-    assert _run(tmp_path, "--new-version", "--minimize", "--json", *command) == 0
+    assert run_here(tmp_path, "--new-version", "--minimize", "--json", *command) == 0
     summary = _json_lines(capsys.readouterr().out)[-1]["summary"]
     assert summary["best"]["params"] == {"x": 0}  # type: ignore[index]
     assert main(["trials", "--store", store, "--sort", "objective", "--json"]) == 0
@@ -88,7 +89,7 @@ def test_a_program_not_found_records_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A typo in the program stops the run in one line, exit 2, before any trial is recorded."""
-    assert _run(tmp_path, "--grid", "x=1,2,3", "--", "nosuchprog-26", "{x}") == 2
+    assert run_here(tmp_path, "--grid", "x=1,2,3", "--", "nosuchprog-26", "{x}") == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == (
@@ -97,7 +98,7 @@ def test_a_program_not_found_records_nothing(
     assert not (tmp_path / "store.db").exists()
     script = tmp_path / "train.py"
     script.write_text("print('hi')\n")  # not executable
-    assert _run(tmp_path, "--grid", "x=1", "--", str(script), "{x}") == 2
+    assert run_here(tmp_path, "--grid", "x=1", "--", str(script), "{x}") == 2
     assert "not an executable file" in capsys.readouterr().err
 
 
@@ -124,12 +125,12 @@ def test_a_corrected_command_replaces_one_that_never_started(
     url = f"sqlite:///{tmp_path}/store.db"
     anyio.run(_store_of_a_typo, url, tmp_path / "trials")
     command = ["--grid", "x=1,2", "--", sys.executable, "-c", OBJECTIVE_X, "{x}"]
-    assert _run(tmp_path, *command) == 0
+    assert run_here(tmp_path, *command) == 0
     captured = capsys.readouterr()
     assert "no script of it ever started, so its command is now" in captured.err
     assert "2 trials: 2 completed" in captured.out
     changed = ["--grid", "x=1,2", "--", sys.executable, "-c", OBJECTIVE_X + " ", "{x}"]
-    assert _run(tmp_path, *changed) == 2  # scripts have run now: a change is refused again
+    assert run_here(tmp_path, *changed) == 2  # scripts have run now: a change is refused again
     assert "ran another command" in capsys.readouterr().err
 
 
@@ -140,15 +141,15 @@ def test_rerun_after_the_double_dash_is_recognised(
     """--rerun broken put after -- is named as misplaced, not called a changed command."""
     breaks = "import sys; sys.argv[1] == '1' and sys.exit(3); " + OBJECTIVE_X
     command = ["--grid", "x=0,1", "--", sys.executable, "-c", breaks, "{x}"]
-    assert _run(tmp_path, *command) == 1
+    assert run_here(tmp_path, *command) == 1
     advice = capsys.readouterr().err
     assert "--rerun broken placed before its -- (an option of run, not of the script)" in advice
-    assert _run(tmp_path, *command, "--rerun", "broken") == 2
+    assert run_here(tmp_path, *command, "--rerun", "broken") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "'--rerun broken' came after --, so it went to the script's command" in err
     assert "ran another command" not in err
-    assert _run(tmp_path, "--rerun", "broken", *command) == 1  # where it belongs: it runs
+    assert run_here(tmp_path, "--rerun", "broken", *command) == 1  # where it belongs: it runs
     assert "running again: 1 trial (their earlier attempts are kept)" in capsys.readouterr().err
 
 
@@ -159,8 +160,8 @@ def test_every_command_counts_the_current_version(
     """status, report and trials show version 2 alone; --all-versions shows both, versioned."""
     store = f"sqlite:///{tmp_path}/store.db"
     grid = ["--grid", "x=1,2,3", "--", sys.executable, "-c", OBJECTIVE_X, "{x}"]
-    assert _run(tmp_path, *grid) == 0
-    assert _run(tmp_path, "--new-version", *grid, "--epochs=2") == 0
+    assert run_here(tmp_path, *grid) == 0
+    assert run_here(tmp_path, "--new-version", *grid, "--epochs=2") == 0
     capsys.readouterr()
     assert main(["status", "--store", store, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["counts"] == {"completed": 3}
@@ -187,7 +188,7 @@ def test_max_broken_stops_at_the_limit(
 ) -> None:
     """With -j 1, --max-broken N breaks exactly N trials, and the advice names the limit."""
     argv = ["-j", "1", "--max-broken", str(limit), "--grid", "x=1,2,3,4,5"]
-    assert _run(tmp_path, *argv, "--", sys.executable, "-c", "raise SystemExit(3)", "{x}") == 1
+    assert run_here(tmp_path, *argv, "--", sys.executable, "-c", "raise SystemExit(3)", "{x}") == 1
     captured = capsys.readouterr()
     assert captured.out.count(" broken ") == limit
     assert f"5 trials: {limit} broken, {5 - limit} new" in captured.out
@@ -254,7 +255,7 @@ def acc_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, 
     """A store after a run of x = 1, 2, 3 (2 broken); and the run's stdout."""
     fixed = tmp_path / "fixed"
     argv = ["--grid", "x=1,2,3", "--", sys.executable, "-c", REPORTS_ACC, "{x}", str(fixed)]
-    assert _run(tmp_path, *argv) == 1
+    assert run_here(tmp_path, *argv) == 1
     out = capsys.readouterr().out
     return f"sqlite:///{tmp_path}/store.db", out
 
@@ -329,7 +330,7 @@ def test_the_failure_table_says_a_trial_completed_later(
     store, _ = acc_store
     (tmp_path / "fixed").touch()
     argv = ["--grid", "x=1,2,3", "--", sys.executable, "-c", REPORTS_ACC, "{x}"]
-    assert _run(tmp_path, "--rerun", "broken", *argv, str(tmp_path / "fixed")) == 0
+    assert run_here(tmp_path, "--rerun", "broken", *argv, str(tmp_path / "fixed")) == 0
     assert main(["report", "--store", store, "-o", str(tmp_path / "r.html")]) == 0
     html = (tmp_path / "r.html").read_text()
     assert html.count("completed later (attempt 2)") == 1
@@ -340,7 +341,8 @@ def test_logs_tail_gives_the_last_lines(tmp_path: Path, capsys: pytest.CaptureFi
     """logs --tail N prints the last N lines of the log, and nothing before them."""
     lines = "import sys; sys.stdout.write(''.join('line %d\\n' % i for i in range(100000))); "
     assert (
-        _run(tmp_path, "--grid", "x=1", "--", sys.executable, "-c", lines + OBJECTIVE_X, "{x}") == 0
+        run_here(tmp_path, "--grid", "x=1", "--", sys.executable, "-c", lines + OBJECTIVE_X, "{x}")
+        == 0
     )
     capsys.readouterr()
     store = f"sqlite:///{tmp_path}/store.db"
@@ -462,7 +464,7 @@ def test_global_flags_work_after_the_command(
 ) -> None:
     """-q after the subcommand is taken as before it: no line per trial."""
     argv = ["-q", "--grid", "x=1", "--", sys.executable, "-c", OBJECTIVE_X, "{x}"]
-    assert _run(tmp_path, *argv) == 0
+    assert run_here(tmp_path, *argv) == 0
     out = capsys.readouterr().out
     assert not any(line.startswith("ok ") for line in out.splitlines())
     assert "1 trial: 1 completed (1 run now)" in out
@@ -476,7 +478,7 @@ def test_version_and_small_words(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert re.fullmatch(r"async-consumer \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    assert _run(tmp_path, "--params", str(empty), "--", "true") == 2
+    assert run_here(tmp_path, "--params", str(empty), "--", "true") == 2
     assert f"no trials: {empty} holds none" in capsys.readouterr().err
     assert main(["run", "--store", "x.db", "--grid", "x=1", "--", "true"]) == 2
     assert "for a SQLite file there, give sqlite:///x.db" in capsys.readouterr().err
@@ -491,7 +493,7 @@ def test_resuming_says_how_many_are_left_to_run(
     grid = ["--grid", "x=1,2,3,4"]
     assert main(["add", "--store", store, *grid]) == 0
     assert "added 4 trials (0 already there)" in capsys.readouterr().err
-    assert _run(tmp_path, *grid, "--", sys.executable, "-c", OBJECTIVE_X, "{x}") == 0
+    assert run_here(tmp_path, *grid, "--", sys.executable, "-c", OBJECTIVE_X, "{x}") == 0
     err = capsys.readouterr().err
     assert "resuming: 4 of 4 trials were already in the store (0 completed, 4 to run)" in err
 

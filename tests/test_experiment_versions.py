@@ -13,16 +13,13 @@ from async_consumer._cli.main import main
 from async_consumer._experiment import Experiment, differences
 from async_consumer.stores import SQLiteStore
 
+from .conftest import run_here
+
 # the objective is the experiment version the script was told, so that tests can see it
 VERSIONED = (
     "import json, os, sys; json.dump(float(os.environ['ASYNC_CONSUMER_EXPERIMENT_VERSION']), "
     "open(os.environ['ORION_RESULTS_PATH'], 'w'))"
 )
-
-
-def _run(tmp_path: Path, *args: str) -> int:
-    store = f"sqlite:///{tmp_path}/store.db"
-    return main(["run", "--store", store, "--base-dir", str(tmp_path / "trials"), *args])
 
 
 async def _trial_count(tmp_path: Path) -> int:
@@ -37,9 +34,9 @@ def _command(epochs: str) -> list[str]:
 @pytest.mark.slow
 def test_a_changed_command_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Exit 2, one line naming the difference and both ways on; nothing recorded or run."""
-    assert _run(tmp_path, "--grid", "x=1,2", *_command("2")) == 0
+    assert run_here(tmp_path, "--grid", "x=1,2", *_command("2")) == 0
     capsys.readouterr()
-    assert _run(tmp_path, "--grid", "x=1,2", *_command("4")) == 2
+    assert run_here(tmp_path, "--grid", "x=1,2", *_command("4")) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.splitlines()
@@ -54,15 +51,15 @@ def test_a_new_version_runs_everything_again_and_keeps_the_old(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--new-version: every trial runs as version 2; summaries cover version 2 only."""
-    assert _run(tmp_path, "--grid", "x=1,2", *_command("2")) == 0
+    assert run_here(tmp_path, "--grid", "x=1,2", *_command("2")) == 0
     capsys.readouterr()
-    assert _run(tmp_path, "--new-version", "--grid", "x=1,2", *_command("4")) == 0
+    assert run_here(tmp_path, "--new-version", "--grid", "x=1,2", *_command("4")) == 0
     captured = capsys.readouterr()
     assert "version 2: every trial runs again" in captured.err
     assert "2 trials: 2 completed (2 run now)" in captured.out
     assert "objective=2" in captured.out  # the scripts saw ASYNC_CONSUMER_EXPERIMENT_VERSION=2
     assert anyio.run(_trial_count, tmp_path) == 4  # version 1's records are kept
-    assert _run(tmp_path, "--grid", "x=1,2", *_command("4")) == 0  # resumes version 2
+    assert run_here(tmp_path, "--grid", "x=1,2", *_command("4")) == 0  # resumes version 2
     assert "(0 run now)" in capsys.readouterr().out
 
 
@@ -71,8 +68,8 @@ def test_another_experiment_name_is_separate(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A new --experiment name takes the new command at once."""
-    assert _run(tmp_path, "--grid", "x=1", *_command("2")) == 0
-    assert _run(tmp_path, "--experiment", "long", "--grid", "x=1", *_command("4")) == 0
+    assert run_here(tmp_path, "--grid", "x=1", *_command("2")) == 0
+    assert run_here(tmp_path, "--experiment", "long", "--grid", "x=1", *_command("4")) == 0
     assert "1 trial: 1 completed (1 run now)" in capsys.readouterr().out
 
 
@@ -93,12 +90,12 @@ def test_a_changed_config_template_is_refused(
         "-c",
         VERSIONED,
     ]
-    assert _run(tmp_path, *command) == 0
+    assert run_here(tmp_path, *command) == 0
     template.write_text('{\n  "epochs": 2,\n  "lr": "{lr}"\n}')  # the same, laid out otherwise
-    assert _run(tmp_path, *command) == 0
+    assert run_here(tmp_path, *command) == 0
     template.write_text('{"lr": "{lr}", "epochs": 3}')
     capsys.readouterr()
-    assert _run(tmp_path, *command) == 2
+    assert run_here(tmp_path, *command) == 2
     assert "config template" in capsys.readouterr().err
 
 
@@ -116,8 +113,8 @@ def test_trials_shows_the_current_version(
 ) -> None:
     """`trials` lists the current version's trials; --all-versions every trial in the store."""
     store = f"sqlite:///{tmp_path}/store.db"
-    assert _run(tmp_path, "--grid", "x=1,2", *_command("2")) == 0
-    assert _run(tmp_path, "--new-version", "--grid", "x=1", *_command("4")) == 0
+    assert run_here(tmp_path, "--grid", "x=1,2", *_command("2")) == 0
+    assert run_here(tmp_path, "--new-version", "--grid", "x=1", *_command("4")) == 0
     capsys.readouterr()
     assert main(["trials", "--store", store, "--json"]) == 0
     captured = capsys.readouterr()

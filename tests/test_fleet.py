@@ -15,7 +15,7 @@ import pytest
 from async_consumer import Reason, Status, Trial, TrialStatus
 from async_consumer.stores import store_from_url
 
-from .conftest import cli, is_alive, wait_until_sync
+from .conftest import cli, is_alive, python, wait_until_sync
 
 # each run appends "trial-id attempt pid worker-pid" to a shared file, then works for a while
 SCRIPT = """
@@ -53,6 +53,20 @@ def _worker(
     argv += ["--base-dir", str(tmp_path / name), "--code-change", "ignore"]
     argv += ["--", sys.executable, "-c", SCRIPT, str(runs), str(first), str(later)]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _first_run_of_one_trial(
+    url: str, tmp_path: Path, first: float, later: float, heartbeat: float
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """
+    A store of one trial, and worker ``a`` (one job) once it has started that trial's first
+    run; the runs' log is the second value.
+    """
+    anyio.run(_add, url, 1)
+    runs = tmp_path / "runs.log"
+    a = _worker(url, tmp_path, "a", runs, first, later, heartbeat=heartbeat, jobs=1)
+    wait_until_sync(lambda: len(_runs(runs)) == 1, "the first run")
+    return a, runs
 
 
 def _runs(runs: Path) -> list[tuple[str, int, int]]:
@@ -105,10 +119,7 @@ def test_crash_of_a_worker(store_url: str, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_fencing_of_a_frozen_worker(store_url: str, tmp_path: Path) -> None:
     """A worker frozen past its lease has its heartbeat and result rejected; the re-run's result stays."""
-    anyio.run(_add, store_url, 1)
-    runs = tmp_path / "runs.log"
-    a = _worker(store_url, tmp_path, "a", runs, 4.0, 0.2, heartbeat=0.4, jobs=1)
-    wait_until_sync(lambda: len(_runs(runs)) == 1, "the first run")
+    a, runs = _first_run_of_one_trial(store_url, tmp_path, 4.0, 0.2, heartbeat=0.4)
     a.send_signal(signal.SIGSTOP)
     try:
         b = _worker(store_url, tmp_path, "b", runs, 4.0, 0.2, heartbeat=0.4, jobs=1)
@@ -135,10 +146,7 @@ def test_fencing_of_a_frozen_worker(store_url: str, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_no_false_takeover(store_url: str, tmp_path: Path) -> None:
     """With a 1 s heartbeat, a healthy 20 s trial is never taken by a second worker polling all along."""
-    anyio.run(_add, store_url, 1)
-    runs = tmp_path / "runs.log"
-    a = _worker(store_url, tmp_path, "a", runs, 20.0, 0.1, heartbeat=1.0, jobs=1)
-    wait_until_sync(lambda: len(_runs(runs)) == 1, "the first run")
+    a, runs = _first_run_of_one_trial(store_url, tmp_path, 20.0, 0.1, heartbeat=1.0)
     b = _worker(store_url, tmp_path, "b", runs, 20.0, 0.1, heartbeat=1.0, jobs=1)
     a.communicate(timeout=60)
     b.communicate(timeout=60)
@@ -159,26 +167,8 @@ def test_hostile_trials_roundtrip(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps({"id": h, "v": h}) + "\n" for h in hostile))
     code = "import json, os, sys; assert sys.argv[1] == os.environ['ORION_TRIAL_ID']; json.dump(1, open(os.environ['ORION_RESULTS_PATH'], 'w'))"
     url = f"sqlite:///{tmp_path}/h.db"
-    assert (
-        main(
-            [
-                "-q",
-                "run",
-                "--store",
-                url,
-                "--params",
-                str(path),
-                "--base-dir",
-                str(tmp_path / "t"),
-                "--",
-                sys.executable,
-                "-c",
-                code,
-                "{v}",
-            ]
-        )
-        == 0
-    )
+    argv = ["-q", "run", "--store", url, "--params", str(path), "--base-dir", str(tmp_path / "t")]
+    assert main([*argv, "--", *python(code), "{v}"]) == 0
     stored = {s.id: s for s in anyio.run(_stored, url)}
     assert sorted(stored) == sorted(hostile)
     assert all(

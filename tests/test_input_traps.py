@@ -15,12 +15,7 @@ from async_consumer._models import TrialStatus
 from async_consumer._worker.worker import Worker
 from async_consumer.stores import MemoryStore, SQLiteStore
 
-from .conftest import WRITE_RESULT
-
-
-def _run(tmp_path: Path, *args: str) -> int:
-    store = f"sqlite:///{tmp_path}/store.db"
-    return main(["run", "--store", store, "--base-dir", str(tmp_path / "trials"), *args])
+from .conftest import WRITE_RESULT, run_here
 
 
 async def _statuses(path: Path) -> list[str]:
@@ -34,7 +29,7 @@ def test_csv_with_a_byte_order_mark(tmp_path: Path, capsys: pytest.CaptureFixtur
     params = tmp_path / "p.csv"
     params.write_bytes(b"\xef\xbb\xbflr\r\n0.1\r\n")
     argv = ["--params", str(params), "--", sys.executable, "-c", WRITE_RESULT, "{lr}"]
-    assert _run(tmp_path, *argv) == 0
+    assert run_here(tmp_path, *argv) == 0
     assert "lr=0.1" in capsys.readouterr().out
 
 
@@ -42,7 +37,7 @@ def test_unterminated_quoted_csv_field(tmp_path: Path, capsys: pytest.CaptureFix
     """A quoted field left open is an error naming the line, and nothing is recorded."""
     params = tmp_path / "p.csv"
     params.write_text('lr,name\n0.1,a\n0.2,"b\n0.3,c\n')
-    assert _run(tmp_path, "--params", str(params), "--", "true", "{lr}") == 2
+    assert run_here(tmp_path, "--params", str(params), "--", "true", "{lr}") == 2
     assert capsys.readouterr().err == (
         f"error: {params}:3: not valid CSV (unexpected end of data): is a quoted field left open?\n"
     )
@@ -59,7 +54,7 @@ def test_a_missing_or_bad_command_records_nothing(
     """Exit 2, one line, and no store (so no trials) is made."""
     params = tmp_path / "t.jsonl"
     params.write_text('{"x": 1}\n')
-    assert _run(tmp_path, "--params", str(params), *command) == 2
+    assert run_here(tmp_path, "--params", str(params), *command) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
     assert not (tmp_path / "store.db").exists()

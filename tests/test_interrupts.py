@@ -16,7 +16,7 @@ from async_consumer._resume import ResumePolicy
 from async_consumer._worker.worker import Worker
 from async_consumer.stores import MemoryStore, SQLiteStore
 
-from .conftest import WRITE_RESULT, wait_until
+from .conftest import WRITE_RESULT, installed, python, run_here, wait_until
 
 INTERRUPT = "import sys; sys.exit(130)"
 # interrupted on its first attempt (a checkpoint-and-exit), completes when resumed
@@ -26,11 +26,6 @@ RESUMABLE = (
 BROKEN_THEN_FIXED = (
     "import os, sys\nif not os.path.exists(sys.argv[1]): undefined_name\n" + WRITE_RESULT
 )
-
-
-def _run(tmp_path: Path, *args: str) -> int:
-    store = f"sqlite:///{tmp_path}/store.db"
-    return main(["run", "--store", store, "--base-dir", str(tmp_path / "trials"), *args])
 
 
 async def _attempts(tmp_path: Path) -> dict[str, int]:
@@ -44,7 +39,7 @@ def test_run_does_not_start_an_interrupted_trial_again(
 ) -> None:
     """A script exiting 130 runs once per trial; run exits 1 and says how to resume."""
     argv = ["--grid", "x=1,2", "-j", "2", "--", sys.executable, "-c", INTERRUPT, "{x}"]
-    assert _run(tmp_path, *argv) == 1
+    assert run_here(tmp_path, *argv) == 1
     captured = capsys.readouterr()
     assert captured.out.count("interrupted") == 3  # two trial lines and the summary
     assert "2 trials interrupted" in captured.err
@@ -58,9 +53,9 @@ def test_running_again_resumes_interrupted_trials(
 ) -> None:
     """The same command again resumes the interrupted trials as new attempts."""
     argv = ["--grid", "x=1,2", "--", sys.executable, "-c", RESUMABLE, "{x}"]
-    assert _run(tmp_path, *argv) == 1
+    assert run_here(tmp_path, *argv) == 1
     capsys.readouterr()
-    assert _run(tmp_path, *argv) == 0
+    assert run_here(tmp_path, *argv) == 0
     out = capsys.readouterr().out
     assert out.count(" #2 completed") == 2
     assert sorted(anyio.run(_attempts, tmp_path).values()) == [2, 2]
@@ -69,30 +64,18 @@ def test_running_again_resumes_interrupted_trials(
 @pytest.mark.slow
 def test_installed_command_interrupt_loop_ends(tmp_path: Path) -> None:
     """The real command on a script that always exits 130: it ends, one attempt per trial."""
-    exe = str(Path(sys.executable).with_name("async-consumer"))
-    result = subprocess.run(
-        [
-            exe,
-            "run",
-            "--grid",
-            "x=1,2,3",
-            "-j",
-            "3",
-            "--store",
-            f"sqlite:///{tmp_path}/store.db",
-            "--base-dir",
-            str(tmp_path / "trials"),
-            "--",
-            sys.executable,
-            "-c",
-            INTERRUPT,
-            "{x}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    store = f"sqlite:///{tmp_path}/store.db"
+    argv = [
+        "--grid",
+        "x=1,2,3",
+        "-j",
+        "3",
+        "--store",
+        store,
+        "--base-dir",
+        str(tmp_path / "trials"),
+    ]
+    result = installed("run", *argv, "--", *python(INTERRUPT), "{x}", timeout=120)
     assert result.returncode == 1, result.stderr
     assert "3 trials interrupted" in result.stderr
     assert sorted(anyio.run(_attempts, tmp_path).values()) == [1, 1, 1]
@@ -103,17 +86,17 @@ def test_rerun_broken_after_the_fix(tmp_path: Path, capsys: pytest.CaptureFixtur
     """Broken trials stay broken (exit 1, one line naming --rerun) until --rerun broken."""
     fixed = tmp_path / "fixed"
     argv = ["--grid", "x=1,2", "--", sys.executable, "-c", BROKEN_THEN_FIXED, str(fixed)]
-    assert _run(tmp_path, *argv) == 1
+    assert run_here(tmp_path, *argv) == 1
     captured = capsys.readouterr()
     assert "--rerun broken" in captured.err
     # each failure's line ends with the script's last word: here, its error
     assert captured.out.count("| NameError: name 'undefined_name' is not defined") == 2
     fixed.touch()
-    assert _run(tmp_path, *argv) == 1  # the parameter set is still broken: not 0
+    assert run_here(tmp_path, *argv) == 1  # the parameter set is still broken: not 0
     captured = capsys.readouterr()
     assert "(0 run now)" in captured.out
     assert captured.err.count("--rerun broken") == 1
-    assert _run(tmp_path, "--rerun", "broken", *argv) == 0
+    assert run_here(tmp_path, "--rerun", "broken", *argv) == 0
     captured = capsys.readouterr()
     assert captured.out.count(" #2 completed") == 2
     assert "running again: 2 trials" in captured.err
@@ -125,7 +108,7 @@ def test_rerun_names_only_broken_or_interrupted(
 ) -> None:
     """--rerun completed is bad usage, refused before anything is recorded."""
     argv = ["--rerun", "completed", "--grid", "x=1", "--", sys.executable, "-c", "pass"]
-    assert _run(tmp_path, *argv) == 2
+    assert run_here(tmp_path, *argv) == 2
     assert "--rerun 'completed'" in capsys.readouterr().err
     assert not (tmp_path / "store.db").exists()
 
@@ -136,10 +119,10 @@ def test_exit_status_covers_the_whole_parameter_set(
 ) -> None:
     """A broken trial run earlier keeps the exit status 1; trials outside the set do not count."""
     code = "import sys\nif sys.argv[1] == '1': sys.exit(3)\n" + WRITE_RESULT
-    assert _run(tmp_path, "--grid", "x=1,2", "--", sys.executable, "-c", code, "{x}") == 1
-    assert _run(tmp_path, "--grid", "x=1,2", "--", sys.executable, "-c", code, "{x}") == 1
+    assert run_here(tmp_path, "--grid", "x=1,2", "--", sys.executable, "-c", code, "{x}") == 1
+    assert run_here(tmp_path, "--grid", "x=1,2", "--", sys.executable, "-c", code, "{x}") == 1
     capsys.readouterr()
-    assert _run(tmp_path, "--grid", "x=2,3", "--", sys.executable, "-c", code, "{x}") == 0
+    assert run_here(tmp_path, "--grid", "x=2,3", "--", sys.executable, "-c", code, "{x}") == 0
     assert "2 trials: 2 completed (1 run now)" in capsys.readouterr().out
 
 

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from async_consumer import Metric, Status, Trial
+from async_consumer import Metric, Outcome, Status, Trial
 
-from .conftest import WRITE_RESULT, ConsumerFactory, python
+from .conftest import WRITE_RESULT, ConsumerFactory, RunScript, python
 
 pytestmark = pytest.mark.asyncio
 
 _WRITE = "open(os.environ['ASYNC_CONSUMER_METRICS_PATH'], 'a')"
 
 
-async def test_a_burst_of_500_lines_at_exit_is_all_delivered(
-    make_consumer: ConsumerFactory,
-) -> None:
+async def _run_for_metrics(run_script: RunScript, code: str) -> tuple[Outcome, list[Metric]]:
+    """Run the script ``code``: its outcome, and the metrics ``on_metric`` received, in order."""
+    received: list[Metric] = []
+    outcome = await run_script(code, on_metric=received.append)
+    return outcome, received
+
+
+async def test_a_burst_of_500_lines_at_exit_is_all_delivered(run_script: RunScript) -> None:
     """500 lines written just before exit: all delivered, in order, once each."""
     code = f"""
         import json, os
@@ -23,15 +28,13 @@ async def test_a_burst_of_500_lines_at_exit_is_all_delivered(
             for step in range(500):
                 f.write(json.dumps({{'step': step, 'loss': step / 500}}) + '\\n')
     """
-    received: list[Metric] = []
-    consumer = make_consumer(python(code + "\n        " + WRITE_RESULT), on_metric=received.append)
-    outcome = await consumer.run(Trial(id="t"))
+    outcome, received = await _run_for_metrics(run_script, code + "\n        " + WRITE_RESULT)
     assert outcome.status is Status.COMPLETED
     assert [m.step for m in received] == list(range(500))
 
 
 @pytest.mark.slow
-async def test_the_last_line_before_exit_arrives(make_consumer: ConsumerFactory) -> None:
+async def test_the_last_line_before_exit_arrives(run_script: RunScript) -> None:
     """Steps 0 to 5, the last written just before exiting (without a newline): all six."""
     code = f"""
         import json, os, time
@@ -42,17 +45,13 @@ async def test_the_last_line_before_exit_arrives(make_consumer: ConsumerFactory)
         with {_WRITE} as f:
             f.write(json.dumps({{'step': 5, 'val_loss': 0.25}}))
     """
-    received: list[Metric] = []
-    consumer = make_consumer(python(code + "\n        " + WRITE_RESULT), on_metric=received.append)
-    await consumer.run(Trial(id="t"))
+    _, received = await _run_for_metrics(run_script, code + "\n        " + WRITE_RESULT)
     assert [m.step for m in received] == [0, 1, 2, 3, 4, 5]
     assert received[-1].values == {"val_loss": 0.25}
 
 
 @pytest.mark.slow
-async def test_the_last_lines_of_an_interrupted_script_arrive(
-    make_consumer: ConsumerFactory,
-) -> None:
+async def test_the_last_lines_of_an_interrupted_script_arrive(run_script: RunScript) -> None:
     """A script that reports, then exits with the interrupt code: its lines still arrive."""
     code = f"""
         import os, sys
@@ -60,9 +59,7 @@ async def test_the_last_lines_of_an_interrupted_script_arrive(
             f.write('{{"step": 0}}\\n{{"step": 1}}\\n')
         sys.exit(130)
     """
-    received: list[Metric] = []
-    consumer = make_consumer(python(code), on_metric=received.append)
-    outcome = await consumer.run(Trial(id="t"))
+    outcome, received = await _run_for_metrics(run_script, code)
     assert outcome.status is Status.INTERRUPTED
     assert [m.step for m in received] == [0, 1]
 

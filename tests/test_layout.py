@@ -1,4 +1,7 @@
-"""The house rules a reader relies on: modules of one idea, short functions, no door imported."""
+"""
+The house rules a reader relies on: modules of one idea, short functions, and private modules
+that never import the public API.
+"""
 
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ def test_no_function_is_over_40_lines() -> None:
 
 
 def test_private_modules_never_import_the_package() -> None:
-    """The public door imports the modules, never the other way round (no cycle through it)."""
+    """The public API imports the modules, never the other way round (no cycle through it)."""
     offenders = []
     for path in _modules():
         if path.name == "__init__.py" and path.parent == SOURCE:

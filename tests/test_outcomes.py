@@ -15,7 +15,7 @@ import pytest
 
 from async_consumer import Reason, Status, Trial
 
-from .conftest import WRITE_RESULT, ConsumerFactory, python, wait_until
+from .conftest import WRITE_RESULT, ConsumerFactory, RunScript, python, wait_until
 
 
 @pytest.mark.anyio
@@ -33,41 +33,46 @@ async def test_completed(make_consumer: ConsumerFactory) -> None:
 
 
 @pytest.mark.anyio
-async def test_exit_code(make_consumer: ConsumerFactory) -> None:
-    """A non-zero exit is broken with reason exit_code, the code and the stderr tail."""
-    consumer = make_consumer(python("import sys; sys.stderr.write('boom\\n'); sys.exit(3)"))
-    outcome = await consumer.run(Trial(id="t"))
-    assert (outcome.status, outcome.reason, outcome.returncode) == (
-        Status.BROKEN,
-        Reason.EXIT_CODE,
-        3,
-    )
-    assert "exited with code 3" in outcome.message
+@pytest.mark.parametrize(
+    ("ending", "reason", "returncode", "signal_name", "message"),
+    [
+        ("sys.exit(3)", Reason.EXIT_CODE, 3, None, "exited with code 3"),
+        (
+            "os.kill(os.getpid(), signal.SIGSEGV)",
+            Reason.SIGNAL,
+            -signal.SIGSEGV,
+            "SIGSEGV",
+            "killed by SIGSEGV",
+        ),
+    ],
+    ids=["exit-code", "signal"],
+)
+async def test_a_failed_script_is_broken_with_its_reason(
+    run_script: RunScript,
+    ending: str,
+    reason: Reason,
+    returncode: int,
+    signal_name: str | None,
+    message: str,
+) -> None:
+    """
+    A non-zero exit is broken with reason exit_code and the code; a script killed by a signal,
+    with reason signal and the signal's name; both with the stderr tail.
+    """
+    outcome = await run_script("import os, signal, sys; sys.stderr.write('boom\\n'); " + ending)
+    assert (outcome.status, outcome.reason) == (Status.BROKEN, reason)
+    assert (outcome.returncode, outcome.signal) == (returncode, signal_name)
+    assert message in outcome.message
     assert outcome.stderr_tail == "boom\n"
     assert Path(outcome.stderr_path).read_text() == "boom\n"
 
 
 @pytest.mark.anyio
-async def test_results_ignored_after_failure(make_consumer: ConsumerFactory) -> None:
+async def test_results_ignored_after_failure(run_script: RunScript) -> None:
     """Valid results written before a non-zero exit are ignored, as in Orion."""
-    outcome = await make_consumer(python(WRITE_RESULT + "; import sys; sys.exit(1)")).run(
-        Trial(id="t")
-    )
+    outcome = await run_script(WRITE_RESULT + "; import sys; sys.exit(1)")
     assert outcome.status is Status.BROKEN
     assert outcome.results == ()
-
-
-@pytest.mark.anyio
-async def test_signal(make_consumer: ConsumerFactory) -> None:
-    """A script killed by a signal is broken with reason signal and the signal's name."""
-    consumer = make_consumer(python("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"))
-    outcome = await consumer.run(Trial(id="t"))
-    assert (outcome.status, outcome.reason, outcome.signal) == (
-        Status.BROKEN,
-        Reason.SIGNAL,
-        "SIGSEGV",
-    )
-    assert outcome.returncode == -signal.SIGSEGV
 
 
 @pytest.mark.anyio

@@ -20,6 +20,7 @@ from async_consumer._supervise.process import ChildProcess, Exit
 from .conftest import (
     WRITE_RESULT,
     ConsumerFactory,
+    RunScript,
     children_of,
     is_alive,
     python,
@@ -105,21 +106,20 @@ async def test_cancel_kills_grandchildren(make_consumer: ConsumerFactory, tmp_pa
 
 @pytest.mark.slow
 @pytest.mark.anyio
-async def test_large_stdout_is_logged(make_consumer: ConsumerFactory) -> None:
+async def test_large_stdout_is_logged(run_script: RunScript) -> None:
     """10 MB on stdout does not block the script, and the log holds all of it."""
     code = "import sys; sys.stdout.write('x' * 10_000_000); sys.stdout.flush()\n" + WRITE_RESULT
     with anyio.fail_after(20):
-        outcome = await make_consumer(python(code)).run(Trial(id="t"))
+        outcome = await run_script(code)
     assert outcome.status is Status.COMPLETED
     assert Path(outcome.stdout_path).stat().st_size == 10_000_000
 
 
 @pytest.mark.anyio
-async def test_stdin_is_empty(make_consumer: ConsumerFactory) -> None:
+async def test_stdin_is_empty(run_script: RunScript) -> None:
     """A script that reads stdin gets end of file at once."""
-    code = "import sys; assert sys.stdin.read() == ''\n" + WRITE_RESULT
     with anyio.fail_after(10):
-        outcome = await make_consumer(python(code)).run(Trial(id="t"))
+        outcome = await run_script("import sys; assert sys.stdin.read() == ''\n" + WRITE_RESULT)
     assert outcome.status is Status.COMPLETED
 
 

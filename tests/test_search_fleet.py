@@ -54,6 +54,12 @@ def _search(
     return anyio.run(_trials, url)
 
 
+def _assert_all_completed(trials: dict[str, tuple[TrialStatus, float | None]], n: int) -> None:
+    """The search made exactly ``n`` trials, ``default-1`` to ``default-n``, all completed."""
+    assert sorted(trials) == sorted(f"default-{k}" for k in range(1, n + 1))
+    assert all(status is TrialStatus.COMPLETED for status, _ in trials.values())
+
+
 def _best(trials: dict[str, tuple[TrialStatus, float | None]]) -> float:
     return min(value for _, value in trials.values() if value is not None)
 
@@ -65,8 +71,7 @@ def test_tpe_beats_random_with_four_processes(tmp_path: Path, new_schema: NewSch
     tpe = _search(f"{base}?schema={new_schema()}", tmp_path / "tpe", "tpe")
     rnd = _search(f"{base}?schema={new_schema()}", tmp_path / "random", "random")
     for trials in (tpe, rnd):
-        assert sorted(trials) == sorted(f"default-{k}" for k in range(1, 61))
-        assert all(status is TrialStatus.COMPLETED for status, _ in trials.values())
+        _assert_all_completed(trials, 60)
     # random's best of 60 draws in a 200 x 200 square (339 with this seed); TPE closes in
     assert _best(tpe) < _best(rnd) / 3, (_best(tpe), _best(rnd))
 
@@ -89,9 +94,7 @@ def test_a_killed_process_loses_nothing_and_nothing_overshoots(
     for process in runs[1:]:
         _, err = process.communicate(timeout=600)
         assert process.returncode == 0, err.decode()
-    trials = anyio.run(_trials, url)
-    assert sorted(trials) == sorted(f"default-{k}" for k in range(1, 25))
-    assert all(status is TrialStatus.COMPLETED for status, _ in trials.values())
+    _assert_all_completed(anyio.run(_trials, url), 24)
 
 
 async def _has_search(url: str) -> bool:
@@ -123,7 +126,5 @@ def test_a_worker_takes_part_in_the_search_of_its_store(
         async with store_from_url(url) as store:
             return {a.worker for t in await store.list() for a in t.attempts}
 
-    trials = anyio.run(_trials, url)
-    assert sorted(trials) == sorted(f"default-{k}" for k in range(1, 17))
-    assert all(status is TrialStatus.COMPLETED for status, _ in trials.values())
+    _assert_all_completed(anyio.run(_trials, url), 16)
     assert len(anyio.run(workers)) == 2  # the run and the worker both ran trials

@@ -78,8 +78,8 @@ def test_run_imports_only_what_it_runs(tmp_path: Path) -> None:
         assert off_path == set()
 
 
-def test_the_door_opens_on_first_use() -> None:
-    """``import async_consumer`` imports nothing behind it; the first public name opens it all."""
+def test_the_public_api_is_imported_on_first_use() -> None:
+    """``import async_consumer`` imports nothing behind it; the first public name imports it all."""
     code = (
         "import sys, async_consumer\n"
         "closed = 'async_consumer._models' not in sys.modules\n"

@@ -24,29 +24,19 @@ SCRIPT = (
 )
 
 
+def _run(tmp_path: Path, *options: str) -> int:
+    """``run`` SCRIPT with ``options``, its store and trials in ``tmp_path``."""
+    store = f"sqlite:///{tmp_path}/store.db"
+    argv = ["run", "--store", store, "--base-dir", str(tmp_path / "t"), *options]
+    return main([*argv, "--", sys.executable, "-c", SCRIPT, "{x}"])
+
+
 @pytest.fixture
 def store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
     """A store after a run of x = 0..4 (x = 3 broken)."""
-    url = f"sqlite:///{tmp_path}/store.db"
-    argv = [
-        "run",
-        "--store",
-        url,
-        "--base-dir",
-        str(tmp_path / "t"),
-        "--grid",
-        "x=0,1,2,3,4",
-        "--grid",
-        "opt=adam",
-        "--",
-        sys.executable,
-        "-c",
-        SCRIPT,
-        "{x}",
-    ]
-    assert main(argv) == 1
+    assert _run(tmp_path, "--grid", "x=0,1,2,3,4", "--grid", "opt=adam") == 1
     capsys.readouterr()
-    return url
+    return f"sqlite:///{tmp_path}/store.db"
 
 
 @pytest.mark.slow
@@ -85,24 +75,7 @@ def test_json_outcomes_carry_params_and_maximize_picks_best(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Each --json outcome line has its parameters; the summary's best follows --maximize."""
-    url = f"sqlite:///{tmp_path}/store.db"
-    argv = [
-        "run",
-        "--store",
-        url,
-        "--base-dir",
-        str(tmp_path / "t"),
-        "--grid",
-        "x=0,2",
-        "--json",
-        "--maximize",
-        "--",
-        sys.executable,
-        "-c",
-        SCRIPT,
-        "{x}",
-    ]
-    assert main(argv) == 0
+    assert _run(tmp_path, "--grid", "x=0,2", "--json", "--maximize") == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert sorted(line["params"]["x"] for line in lines[:2]) == [0, 2]
     assert lines[-1]["summary"]["best"]["params"] == {"x": 0}  # (0 - 2) ** 2 = 4 is highest

@@ -7,11 +7,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
-from async_consumer import Lease, LeaseLost, Metric, Reason, Status, Trial
+from async_consumer import Lease, LeaseLost, Metric, Outcome, Reason, Status, Trial
 
 from .conftest import (
     WRITE_RESULT,
@@ -31,6 +32,16 @@ WAIT_FOR_GATE_THEN_RESULT = (
 
 def _lease(trial_id: str, token: int = 1) -> Lease:
     return Lease(trial=Trial(id=trial_id, params={}), token=token, worker="w")
+
+
+async def _run_a_long_trial(make_consumer: ConsumerFactory, store: Beats, **kwargs: Any) -> Outcome:
+    """
+    Run trial ``t``, a 60 s script, beating to ``store`` (consumer options in ``kwargs``): it
+    must end within 10 s.
+    """
+    consumer = make_consumer([*python(SLEEP_THEN_RESULT), "60"], store=store, grace=0.3, **kwargs)
+    with anyio.fail_after(10):
+        return await consumer.run(_lease("t"))
 
 
 class Beats:
@@ -71,11 +82,7 @@ class Beats:
 async def test_lease_lost_kills_the_trial(make_consumer: ConsumerFactory) -> None:
     """A heartbeat answered with LeaseLost stops the script; the outcome is lost."""
     store = Beats(lose="t")
-    consumer = make_consumer(
-        [*python(SLEEP_THEN_RESULT), "60"], store=store, heartbeat=0.1, grace=0.3
-    )
-    with anyio.fail_after(10):
-        outcome = await consumer.run(_lease("t"))
+    outcome = await _run_a_long_trial(make_consumer, store, heartbeat=0.1)
     assert (outcome.status, outcome.reason) == (Status.LOST, Reason.LEASE_LOST)
     assert not is_alive(outcome.pid or 0)
     assert len(store.beats["t"]) == 1
@@ -86,15 +93,7 @@ async def test_lease_lost_kills_the_trial(make_consumer: ConsumerFactory) -> Non
 async def test_failing_heartbeats_end_as_lost(make_consumer: ConsumerFactory) -> None:
     """Heartbeats that keep failing are retried, then the trial counts as lost."""
     store = Beats(fail="t")
-    consumer = make_consumer(
-        [*python(SLEEP_THEN_RESULT), "60"],
-        store=store,
-        heartbeat=0.15,
-        heartbeat_failures=3,
-        grace=0.3,
-    )
-    with anyio.fail_after(10):
-        outcome = await consumer.run(_lease("t"))
+    outcome = await _run_a_long_trial(make_consumer, store, heartbeat=0.15, heartbeat_failures=3)
     assert outcome.status is Status.LOST
     assert "3 heartbeats failed" in outcome.message
     assert len(store.beats["t"]) == 3
