@@ -211,11 +211,16 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "async_consumer._cli", *args]
 
 
+def store_here(tmp_path: Path) -> str:
+    """The URL of the SQLite store that :func:`run_here` uses in ``tmp_path``."""
+    return f"sqlite:///{tmp_path}/store.db"
+
+
 def run_here(tmp_path: Path, *args: str) -> int:
     """``async-consumer run ARGS`` through ``main``, its store and trials in ``tmp_path``."""
     from async_consumer._cli.main import main
 
-    store = f"sqlite:///{tmp_path}/store.db"
+    store = store_here(tmp_path)
     return main(["run", "--store", store, "--base-dir", str(tmp_path / "trials"), *args])
 
 

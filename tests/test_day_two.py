@@ -23,7 +23,7 @@ from async_consumer._experiment import Experiment
 from async_consumer._models import TrialStatus
 from async_consumer.stores import store_from_url
 
-from .conftest import WRITE_RESULT, run_here, wait_until_sync
+from .conftest import WRITE_RESULT, run_here, store_here, wait_until_sync
 
 # objective = x, so the highest x is the best when maximising
 OBJECTIVE_X = (
@@ -43,7 +43,7 @@ def _run_maximized(tmp_path: Path, grid: str) -> tuple[str, list[str]]:
     """
     command = ["--grid", grid, "--", sys.executable, "-c", OBJECTIVE_X, "{x}"]
     assert run_here(tmp_path, "--maximize", *command) == 0
-    return f"sqlite:///{tmp_path}/store.db", command
+    return store_here(tmp_path), command
 
 
 @pytest.mark.slow
@@ -122,7 +122,7 @@ def test_a_corrected_command_replaces_one_that_never_started(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """When no script of an experiment ever started, the fixed command runs, not refused."""
-    url = f"sqlite:///{tmp_path}/store.db"
+    url = store_here(tmp_path)
     anyio.run(_store_of_a_typo, url, tmp_path / "trials")
     command = ["--grid", "x=1,2", "--", sys.executable, "-c", OBJECTIVE_X, "{x}"]
     assert run_here(tmp_path, *command) == 0
@@ -158,7 +158,7 @@ def test_every_command_counts_the_current_version(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """status, report and trials show version 2 alone; --all-versions shows both, versioned."""
-    store = f"sqlite:///{tmp_path}/store.db"
+    store = store_here(tmp_path)
     grid = ["--grid", "x=1,2,3", "--", sys.executable, "-c", OBJECTIVE_X, "{x}"]
     assert run_here(tmp_path, *grid) == 0
     assert run_here(tmp_path, "--new-version", *grid, "--epochs=2") == 0
@@ -257,7 +257,7 @@ def acc_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, 
     argv = ["--grid", "x=1,2,3", "--", sys.executable, "-c", REPORTS_ACC, "{x}", str(fixed)]
     assert run_here(tmp_path, *argv) == 1
     out = capsys.readouterr().out
-    return f"sqlite:///{tmp_path}/store.db", out
+    return store_here(tmp_path), out
 
 
 @pytest.mark.slow
@@ -345,7 +345,7 @@ def test_logs_tail_gives_the_last_lines(tmp_path: Path, capsys: pytest.CaptureFi
         == 0
     )
     capsys.readouterr()
-    store = f"sqlite:///{tmp_path}/store.db"
+    store = store_here(tmp_path)
     assert main(["logs", "--store", store, trial_id({"x": 1}), "--tail", "3"]) == 0
     assert capsys.readouterr().out == "line 99997\nline 99998\nline 99999\n"
     assert main(["logs", "--store", store, trial_id({"x": 1}), "--tail", "0"]) == 0
@@ -419,7 +419,7 @@ anyio.run(main)
 @pytest.mark.parametrize("command", ["status", "trials"])
 def test_a_reader_that_left_gets_no_error(tmp_path: Path, command: str) -> None:
     """`status | head -4`: a command whose reader has gone leaves quietly (as head's writer)."""
-    store = f"sqlite:///{tmp_path}/store.db"
+    store = store_here(tmp_path)
     assert main(["add", "--store", store, "--grid", "x=1,2,3"]) == 0
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader has gone before the first line: every write breaks the pipe
@@ -489,7 +489,7 @@ def test_resuming_says_how_many_are_left_to_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A resumed run whose trials never ran says they are to run, not that all were done."""
-    store = f"sqlite:///{tmp_path}/store.db"
+    store = store_here(tmp_path)
     grid = ["--grid", "x=1,2,3,4"]
     assert main(["add", "--store", store, *grid]) == 0
     assert "added 4 trials (0 already there)" in capsys.readouterr().err

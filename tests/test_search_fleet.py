@@ -27,6 +27,12 @@ BOWL = (
 )
 
 
+@pytest.fixture
+def url(new_schema: NewSchema) -> str:
+    """A PostgreSQL store of its own for the test's search."""
+    return f"{postgres_url()}?schema={new_schema()}"
+
+
 def _run(url: str, tmp_path: Path, *options: str, sleep: float = 0.0) -> subprocess.Popen[bytes]:
     """One ``run`` process of the search (every one suggests, none orchestrates)."""
     argv = [sys.executable, "-m", "async_consumer._cli", "-q", "run", "--store", url, "-j", "2"]
@@ -77,11 +83,8 @@ def test_tpe_beats_random_with_four_processes(tmp_path: Path, new_schema: NewSch
 
 
 @pytest.mark.slow
-def test_a_killed_process_loses_nothing_and_nothing_overshoots(
-    new_schema: NewSchema, tmp_path: Path
-) -> None:
+def test_a_killed_process_loses_nothing_and_nothing_overshoots(url: str, tmp_path: Path) -> None:
     """SIGKILL one of three processes mid-search: the others finish it, exactly -n trials."""
-    url = f"{postgres_url()}?schema={new_schema()}"
     options = ("-n", "24", "--sampler", "random", "--seed", "2", "--heartbeat", "1")
     runs = [_run(url, tmp_path, *options, sleep=0.3) for _ in range(3)]
     wait_until_sync(
@@ -104,11 +107,8 @@ async def _has_search(url: str) -> bool:
 
 
 @pytest.mark.slow
-def test_a_worker_takes_part_in_the_search_of_its_store(
-    new_schema: NewSchema, tmp_path: Path
-) -> None:
+def test_a_worker_takes_part_in_the_search_of_its_store(url: str, tmp_path: Path) -> None:
     """``worker --experiment`` suggests from the store's plan beside the run: -n in all."""
-    url = f"{postgres_url()}?schema={new_schema()}"
     # -j 1 and half a second a trial: the run alone would take 8 s, the worker joins long before
     options = ("-n", "16", "--sampler", "random", "--seed", "4", "-j", "1")
     run = _run(url, tmp_path, *options, sleep=0.5)
