@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 import pytest_asyncio
 
-from async_consumer import Status, StoredTrial, TrialStatus
+from async_consumer import Consumer, Status, StoredTrial, Trial, TrialStatus
 from async_consumer._models import Attempt
-from async_consumer.stores import TrialStore, open_store
+from async_consumer.stores import TrialStore, open_store, store_from_url
 
 OpenStore = Callable[[], Awaitable[TrialStore]]
 
@@ -30,6 +34,75 @@ async def connect(store_url: str) -> AsyncIterator[OpenStore]:
     yield make
     for store in opened:
         await store.aclose()
+
+
+def add_trials(url: str, trials: Iterable[Trial]) -> None:
+    """Add ``trials`` to the store at ``url``, from synchronous code."""
+
+    async def add() -> None:
+        async with store_from_url(url) as store:
+            await store.add(trials)
+
+    anyio.run(add)
+
+
+def stored_trials(url: str) -> list[StoredTrial]:
+    """Every trial of the store at ``url``, with its attempts, from synchronous code."""
+
+    async def read() -> list[StoredTrial]:
+        async with store_from_url(url) as store:
+            return await store.list()
+
+    return anyio.run(read)
+
+
+@contextmanager
+def polling(url: str, query: str, application: str, every: float) -> Iterator[list[int]]:
+    """
+    Run ``query`` (its ``$1`` the test's ``application`` name, its answer a number) on the
+    PostgreSQL server at ``url`` every ``every`` seconds, in a thread, until the block is left;
+    the list holds the answers so far.
+    """
+    answers: list[int] = []
+    stop = threading.Event()
+
+    async def loop() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(url)
+        try:
+            while not stop.is_set():
+                answers.append(await conn.fetchval(query, application))
+                await asyncio.sleep(every)
+        finally:
+            await conn.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(loop()), daemon=True)
+    thread.start()
+    try:
+        yield answers
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def worker_consumer(
+    command: Sequence[str], base_dir: Path, store: TrialStore, heartbeat: float, **options: Any
+) -> Consumer:
+    """
+    A consumer of ``command`` for a worker on ``store``, beating every ``heartbeat`` seconds,
+    with half a second's grace and the tests' scripts' code changes ignored; ``options`` are
+    the consumer's other arguments.
+    """
+    return Consumer(
+        command,
+        base_dir=base_dir,
+        store=store,
+        heartbeat=heartbeat,
+        grace=0.5,
+        code_change="ignore",
+        **options,
+    )
 
 
 def completed_once(trials: Sequence[StoredTrial], count: int) -> list[tuple[StoredTrial, Attempt]]:

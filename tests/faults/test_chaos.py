@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from functools import partial
 from pathlib import Path
-from typing import Self
 from urllib.parse import urlsplit
 
-import anyio
 import pytest
 
 from async_consumer import Trial
-from async_consumer.stores import store_from_url
 
 from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
-from .conftest import completed_once
+from .conftest import add_trials, completed_once, polling, stored_trials
 from .proxy import running_proxy
 
 # each run appends "trial attempt pid" to a shared file, works a little, writes its objective
@@ -54,37 +49,11 @@ def _began(runs: Path, count: int) -> bool:
     return len(_runs(runs)) >= count
 
 
-class Terminator:
-    """Terminates the test's own backends (by application name) every 0.5 s, in a thread."""
-
-    def __init__(self, url: str, application: str) -> None:
-        self.url, self.application = url, application
-        self.terminated = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._loop()), daemon=True)
-
-    async def _loop(self) -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(self.url)
-        query = (
-            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE application_name = $1"
-        )
-        try:
-            while not self._stop.is_set():
-                self.terminated += await conn.fetchval(query, self.application)
-                await asyncio.sleep(0.5)
-        finally:
-            await conn.close()
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+TERMINATE = (
+    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+    "WHERE application_name = $1"
+)
+"""Terminates the test's own backends (by application name); how many it terminated."""
 
 
 @pytest.mark.slow
@@ -100,16 +69,12 @@ def test_chaos_on_postgres(tmp_path: Path, new_schema: NewSchema) -> None:
     direct = f"{base}?schema={schema}"
     count = 150
 
-    async def add() -> None:
-        async with store_from_url(direct) as store:
-            await store.add(Trial(id=f"t{i:03d}", params={}) for i in range(count))
-
-    anyio.run(add)
+    add_trials(direct, (Trial(id=f"t{i:03d}", params={}) for i in range(count)))
     runs = tmp_path / "runs.txt"
     with running_proxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
         netloc = f"{server.username}@127.0.0.1:{proxy.port}"
         url = f"{server._replace(netloc=netloc).geturl()}?schema={schema}&application_name={application}"
-        with Terminator(base, application) as terminator:
+        with polling(base, TERMINATE, application, every=0.5) as terminated:
             workers = [_worker(url, tmp_path, f"w{i}", runs) for i in range(3)]
             for done in (20, 75):  # cut twice, while trials run
                 wait_until_sync(partial(_began, runs, done), f"{done} runs")
@@ -117,10 +82,10 @@ def test_chaos_on_postgres(tmp_path: Path, new_schema: NewSchema) -> None:
                 time.sleep(2.0)  # the outage itself
                 proxy.restore()
             errors = [w.communicate(timeout=180)[1].decode() for w in workers]
-        stored = anyio.run(_stored, direct)
+        stored = stored_trials(direct)
     ran = _runs(runs)
     # the figures of the run, for the record (seen with pytest -s)
-    print(_summary(stored, ran, errors, terminator.terminated))  # noqa: T201
+    print(_summary(stored, ran, errors, sum(terminated)))  # noqa: T201
     for worker, stderr in zip(workers, errors, strict=True):
         assert worker.returncode == 0, stderr
         assert "Traceback" not in stderr
@@ -130,11 +95,6 @@ def test_chaos_on_postgres(tmp_path: Path, new_schema: NewSchema) -> None:
         # the accepted result is that attempt's own run's (its objective is the run's pid)
         assert (trial.id, attempt.number, attempt.outcome.pid) in ran
         assert attempt.outcome.objective == attempt.outcome.pid
-
-
-async def _stored(url: str) -> list:  # type: ignore[type-arg]
-    async with store_from_url(url) as store:
-        return await store.list()
 
 
 def _summary(stored: list, ran: list[tuple[str, int, int]], errors: list[str], killed: int) -> str:  # type: ignore[type-arg]

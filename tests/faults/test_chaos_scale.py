@@ -20,14 +20,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import anyio
 import pytest
 
 from async_consumer import StoredTrial, Trial
 
 from ..bouncer import Bouncer, running_pgbouncer
 from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
-from .conftest import completed_once
+from .conftest import add_trials, completed_once, stored_trials
 from .test_pooler import psql
 
 WORKERS, JOBS, TRIALS, HEARTBEAT = 16, 4, 500, 3.0
@@ -120,13 +119,6 @@ def _left_behind(base_dir: Path) -> list[int]:
     return found
 
 
-async def _stored(url: str) -> list[StoredTrial]:
-    from async_consumer.stores import store_from_url
-
-    async with store_from_url(url) as store:
-        return await store.list()
-
-
 @pytest.mark.slow
 def test_chaos_at_scale_through_pgbouncer(tmp_path: Path, new_schema: NewSchema) -> None:
     """
@@ -139,13 +131,7 @@ def test_chaos_at_scale_through_pgbouncer(tmp_path: Path, new_schema: NewSchema)
     schema = new_schema()
     direct = f"{server}?schema={schema}"
 
-    async def add() -> None:
-        from async_consumer.stores import store_from_url
-
-        async with store_from_url(direct) as store:
-            await store.add(Trial(id=f"t{i:03d}") for i in range(TRIALS))
-
-    anyio.run(add)
+    add_trials(direct, (Trial(id=f"t{i:03d}") for i in range(TRIALS)))
     runs = tmp_path / "runs.txt"
     terminated = 0
     with running_pgbouncer(server, pool_size=16, max_client_conn=200) as bouncer:
@@ -162,7 +148,7 @@ def test_chaos_at_scale_through_pgbouncer(tmp_path: Path, new_schema: NewSchema)
         fleet.kill_one()
         for worker in fleet.workers:
             worker.wait(timeout=300)
-        stored = anyio.run(_stored, direct)
+        stored = stored_trials(direct)
     ran = _runs(runs)
     errors = {f"w{i}": fleet.stderr(i) for i in range(len(fleet.workers))}
     print(_summary(stored, ran, errors, fleet, terminated, bouncer))  # noqa: T201

@@ -15,14 +15,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import anyio
 import pytest
 
-from async_consumer import Status, StoredTrial, TrialStatus
+from async_consumer import Status, TrialStatus
 from async_consumer._cli.main import main
-from async_consumer.stores import store_from_url
 
 from ..conftest import cli, is_alive, wait_until_sync
+from .conftest import stored_trials
 
 # a checkpointing trial: "steps" steps of 0.1 s, its step kept in ckpt.json (written whole);
 # each run logs "trial attempt pid start|step|end time"
@@ -123,11 +122,6 @@ def _overlaps(ran: list[tuple[str, int, int, str, float]]) -> list[str]:
     return sorted(late)
 
 
-async def _stored(url: str) -> list[StoredTrial]:
-    async with store_from_url(url) as store:
-        return await store.list()
-
-
 @pytest.mark.slow
 def test_chaos_breaks_no_healthy_trial(tmp_path: Path) -> None:
     """
@@ -146,7 +140,7 @@ def test_chaos_breaks_no_healthy_trial(tmp_path: Path) -> None:
     argv += ["--", sys.executable, "-c", SCRIPT, str(runs), *STEPS]
     chaos = Chaos(argv, seed=25)
     chaos.run(lambda: sum(row[3] == "end" for row in _runs(runs)) >= TRIALS)
-    stored = anyio.run(_stored, url)
+    stored = stored_trials(url)
     ran = _runs(runs)
     pids = {row[2] for row in ran}
     assert ran, chaos.errors

@@ -9,13 +9,12 @@ import threading
 import time
 from pathlib import Path
 
-import anyio
 import pytest
 
 from async_consumer import Reason, Status, TrialStatus
-from async_consumer.stores import store_from_url
 
 from ..conftest import cli, wait_until_sync
+from .conftest import stored_trials
 
 # each run appends "trial attempt pid"; attempt 1 of a trial named slow* sleeps for a minute
 SCRIPT = """
@@ -37,11 +36,6 @@ def _lines(path: Path) -> list[tuple[str, int]]:
     if not path.exists():
         return []
     return [(t, int(a)) for t, a, _ in (line.split() for line in path.read_text().splitlines())]
-
-
-async def _stored(url: str):  # type: ignore[no-untyped-def]
-    async with store_from_url(url) as store:
-        return await store.list()
 
 
 @pytest.mark.slow
@@ -70,7 +64,7 @@ def test_a_killed_run_resumes_at_once(tmp_path: Path) -> None:
     # a 60 s heartbeat: waiting for 3 beats would take 180 s; the margin is for a loaded machine
     # (on a quiet one this is 1.4 s, printed above)
     assert resumed_after < 60.0
-    for trial in anyio.run(_stored, url):
+    for trial in stored_trials(url):
         assert trial.status is TrialStatus.COMPLETED
         lost = trial.attempts[0].outcome
         assert lost is not None and (lost.status, lost.reason) == (Status.LOST, Reason.LEASE_LOST)
@@ -132,7 +126,7 @@ def test_a_poison_trial_is_contained(tmp_path: Path) -> None:
     argv += ["--", sys.executable, "-c", SCRIPT, str(runs), "fast"]
     supervisor = Supervisor(argv, 4)
     supervisor.join(timeout=120)
-    stored = {t.id: t for t in anyio.run(_stored, url)}
+    stored = {t.id: t for t in stored_trials(url)}
     lost = sum(
         a.outcome is not None and a.outcome.status is Status.LOST
         for t in stored.values()

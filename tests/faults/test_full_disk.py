@@ -18,7 +18,7 @@ from async_consumer._worker.worker import Worker
 from async_consumer.stores import SQLiteStore
 
 from ..conftest import python, wait_until
-from .conftest import full_tmpfs
+from .conftest import full_tmpfs, worker_consumer
 
 # "long" waits for the test's go, then writes its small result; the others write 1 MiB first
 SCRIPT = """
@@ -49,15 +49,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def _consumer(store: SQLiteStore, disk: Path, marks: Path) -> Consumer:
-    return Consumer(
-        [*python(SCRIPT), str(marks)],
-        base_dir=disk / "trials",
-        store=store,
-        heartbeat=0.5,
-        max_concurrency=2,
-        grace=0.5,
-        code_change="ignore",
-    )
+    command = [*python(SCRIPT), str(marks)]
+    return worker_consumer(command, disk / "trials", store, heartbeat=0.5, max_concurrency=2)
 
 
 @pytest.mark.slow

@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import anyio
 import pytest
 
 from async_consumer import Status, StoredTrial, Trial, TrialStatus
-from async_consumer.stores import store_from_url
 
 from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
+from .conftest import add_trials, stored_trials
 from .proxy import Proxy, running_proxy
 
 # each run logs its start, waits for the test's go, then writes its result and exits
@@ -66,11 +65,7 @@ class Fleet:
         return sum(1 for _ in (self.tmp_path / "trials").glob("*/*/attempts/*/exit.json"))
 
     def stored(self) -> list[StoredTrial]:
-        async def read() -> list[StoredTrial]:
-            async with store_from_url(self.direct) as store:
-                return await store.list()
-
-        return anyio.run(read)
+        return stored_trials(self.direct)
 
 
 @pytest.fixture
@@ -81,11 +76,7 @@ def fleet(tmp_path: Path, new_schema: NewSchema) -> Iterator[Fleet]:
     schema = new_schema()
     direct = f"{base}?schema={schema}"
 
-    async def add() -> None:
-        async with store_from_url(direct) as store:
-            await store.add(Trial(id=f"t{i}") for i in range(TRIALS))
-
-    anyio.run(add)
+    add_trials(direct, (Trial(id=f"t{i}") for i in range(TRIALS)))
     with running_proxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
         netloc = f"{server.username}@127.0.0.1:{proxy.port}"
         proxied = f"{server._replace(netloc=netloc).geturl()}?schema={schema}"

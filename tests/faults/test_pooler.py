@@ -15,14 +15,13 @@ from urllib.parse import urlsplit
 import anyio
 import pytest
 
-from async_consumer import StoredTrial, Trial
+from async_consumer import Trial
 from async_consumer._cli.main import main
 from async_consumer._errors import StoreError, StoreUnavailable
-from async_consumer.stores import store_from_url
 
 from ..bouncer import pgbouncer_url, running_pgbouncer
 from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
-from .conftest import completed_once
+from .conftest import add_trials, completed_once, stored_trials
 
 # a shell trial (about a millisecond): the pooler and the store are what is tested
 SCRIPT = 'echo "$ASYNC_CONSUMER_ATTEMPT" >"$ORION_RESULTS_PATH"'
@@ -43,24 +42,8 @@ def with_query(url: str, **params: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}{extra}"
 
 
-def add_trials(url: str, count: int) -> None:
-    """Add ``count`` trials to the store at ``url``."""
-
-    async def add() -> None:
-        async with store_from_url(url) as store:
-            await store.add(Trial(id=f"t{i:04d}") for i in range(count))
-
-    anyio.run(add)
-
-
-def stored(url: str) -> list[StoredTrial]:
-    """Every trial of the store at ``url``, with its attempts."""
-
-    async def read() -> list[StoredTrial]:
-        async with store_from_url(url) as store:
-            return await store.list()
-
-    return anyio.run(read)
+def _numbered(count: int) -> list[Trial]:
+    return [Trial(id=f"t{i:04d}") for i in range(count)]
 
 
 def psql(url: str, command: str) -> list[list[str]]:
@@ -137,7 +120,7 @@ def test_workers_hold_two_connections_each_whatever_their_lanes(
     schema = new_schema()
     url = f"{base}?schema={schema}"
     count = 96
-    add_trials(url, count)
+    add_trials(url, _numbered(count))
     sampler = ClientSampler(base, f"ac_{schema}", pooled=kind == "pgbouncer")
     try:
         workers = [
@@ -147,7 +130,7 @@ def test_workers_hold_two_connections_each_whatever_their_lanes(
             for i in range(4)
         ]
         errors = [w.communicate(timeout=300)[1] for w in workers]
-        trials = stored(url)
+        trials = stored_trials(url)
     finally:
         sampler.stop()
     for process, err in zip(workers, errors, strict=True):
@@ -334,7 +317,7 @@ def test_a_database_refusing_connections_is_an_outage_waited_out(
         schema = new_schema()
         store = f"{url}?schema={schema}"
         count = 12
-        add_trials(f"{own}?schema={schema}", count)
+        add_trials(f"{own}?schema={schema}", _numbered(count))
         with refusal.hold():
             process = worker(store, tmp_path, "w", "-j", "4")
             lines, reader = _lines_of(process)
@@ -346,7 +329,7 @@ def test_a_database_refusing_connections_is_an_outage_waited_out(
         reader.join(timeout=30)
         assert process.stderr is not None
         process.stderr.close()
-        trials = stored(store)
+        trials = stored_trials(store)
     err = "".join(lines)
     assert process.returncode == 0, err
     assert "Traceback" not in err

@@ -13,13 +13,12 @@ from urllib.parse import urlsplit
 import anyio
 import pytest
 
-from async_consumer import Consumer, Reason, Status, Trial, TrialStatus
+from async_consumer import Reason, Status, Trial, TrialStatus
 from async_consumer._cli.main import main
 from async_consumer._worker.worker import Worker
-from async_consumer.stores import store_from_url
 
 from ..conftest import NewSchema, cli, postgres_url, python, wait_until, wait_until_sync
-from .conftest import OpenStore, full_tmpfs
+from .conftest import OpenStore, add_trials, full_tmpfs, stored_trials, worker_consumer
 from .proxy import running_proxy
 
 WORKER = ["--code-change", "ignore", "--grace", "0.5"]
@@ -65,11 +64,7 @@ def test_an_outage_shorter_than_the_lease_loses_nothing(
         "time.sleep(3); json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))"
     )
 
-    async def add() -> None:
-        async with store_from_url(f"{base}?schema={schema}") as store:
-            await store.add([Trial(id="long")])
-
-    anyio.run(add)
+    add_trials(f"{base}?schema={schema}", [Trial(id="long")])
     with running_proxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
         url = server._replace(netloc=f"{server.username}@127.0.0.1:{proxy.port}").geturl()
         argv = cli("worker", "--store", f"{url}?schema={schema}")
@@ -81,7 +76,7 @@ def test_an_outage_shorter_than_the_lease_loses_nothing(
         time.sleep(2.0)  # the outage itself
         proxy.restore()
         _, err = worker.communicate(timeout=60)
-    stored = anyio.run(_get, f"{base}?schema={schema}", "long")
+    (stored,) = stored_trials(f"{base}?schema={schema}")
     assert worker.returncode == 0, err.decode()
     assert b"Traceback" not in err
     assert stored.status is TrialStatus.COMPLETED
@@ -113,15 +108,7 @@ async def test_a_trial_reclaimed_while_it_runs(tmp_path: Path, connect: OpenStor
     store, other = await connect(), await connect()
     await store.add([Trial(id="a")])
     code = python(_FIRST_RUN_WAITS.format(first=str(first)))
-    consumer = Consumer(
-        code,
-        base_dir=tmp_path / "trials",
-        store=store,
-        heartbeat=0.3,
-        max_concurrency=2,
-        grace=0.5,
-        code_change="ignore",
-    )
+    consumer = worker_consumer(code, tmp_path / "trials", store, 0.3, max_concurrency=2)
     worker = Worker(store, consumer, poll=0.05, lost_after=1000)  # only the test reclaims
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
@@ -155,14 +142,7 @@ async def test_a_new_lease_on_a_running_trial_stops_the_old_run(tmp_path: Path) 
     new = await store.reserve("w")
     assert isinstance(new, Lease)
     code = python(_FIRST_RUN_WAITS.format(first=str(first)))
-    consumer = Consumer(
-        code,
-        base_dir=tmp_path / "trials",
-        store=store,
-        heartbeat=30,
-        grace=0.5,
-        code_change="ignore",
-    )
+    consumer = worker_consumer(code, tmp_path / "trials", store, heartbeat=30)
     outcomes = {}
 
     async def run(lease: Lease) -> None:
@@ -218,7 +198,7 @@ def test_a_full_disk_is_the_hosts_fault_not_the_trials(
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"error: cannot create trial files in {full_disk / 'trials'}")
     assert last.endswith("No space left on device") and "Traceback" not in err
-    stored = anyio.run(_list, url)
+    stored = stored_trials(url)
     assert {t.status for t in stored} <= {TrialStatus.NEW, TrialStatus.INTERRUPTED}
     assert all(t.lost_count == 0 for t in stored)
     reasons = {a.outcome.reason for t in stored for a in t.attempts if a.outcome}
@@ -228,13 +208,3 @@ def test_a_full_disk_is_the_hosts_fault_not_the_trials(
     assert reasons <= {Reason.DISK_FULL}
     assert all(a.outcome is not None and a.outcome.pid for t in stored for a in t.attempts)
     assert Status.LOST not in {a.outcome.status for t in stored for a in t.attempts if a.outcome}
-
-
-async def _get(url: str, trial_id: str):  # type: ignore[no-untyped-def]
-    async with store_from_url(url) as store:
-        return await store.get(trial_id)
-
-
-async def _list(url: str):  # type: ignore[no-untyped-def]
-    async with store_from_url(url) as store:
-        return await store.list()

@@ -38,6 +38,17 @@ def record_pids(pids: list[int]) -> None:
         file.write("".join(f"{pid}\\n" for pid in pids))
     os.replace(os.path.join(HERE, "pids.tmp"), os.path.join(HERE, "pids.txt"))
 
+def fork_sleepers(count: int, seconds: float) -> list[int]:
+    # children that sleep, then leave without running the parent's cleanup
+    pids = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(seconds)
+            os._exit(0)
+        pids.append(pid)
+    return pids
+
 """
 
 
@@ -67,13 +78,23 @@ class Case:
 
 _BROKEN = Status.BROKEN
 
+
+def _completed(name: str, body: str, *, copies: int = 5, escapes: bool = False) -> Case:
+    """A script that writes its results and exits 0: completed."""
+    return Case(name, body, Status.COMPLETED, None, returncode=0, copies=copies, escapes=escapes)
+
+
+def _invalid_results(name: str, body: str, *, message: str, copies: int = 5) -> Case:
+    """A script that exits 0 with results the consumer refuses, saying ``message``."""
+    return Case(
+        name, body, _BROKEN, Reason.INVALID_RESULTS, returncode=0, message=message, copies=copies
+    )
+
+
 CASES: tuple[Case, ...] = (
-    Case(
+    _completed(
         "valid",
         'write_results(b\'[{"name": "loss", "type": "objective", "value": 0.5}]\')',
-        Status.COMPLETED,
-        None,
-        returncode=0,
     ),
     Case(
         "segfault",
@@ -146,13 +167,7 @@ CASES: tuple[Case, ...] = (
         "grandchildren-ignore-sigterm",
         """
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # inherited by each child at fork
-        pids = []
-        for _ in range(10):
-            pid = os.fork()
-            if pid == 0:
-                time.sleep(60)
-                os._exit(0)
-            pids.append(pid)
+        pids = fork_sleepers(10, 60)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         record_pids(pids)
         time.sleep(60)
@@ -162,26 +177,17 @@ CASES: tuple[Case, ...] = (
         signal="SIGTERM",
         timeout=TIMEOUT,
     ),
-    Case(
+    _completed(
         # exits at once, completed, leaving ten children that ignore SIGTERM in its group
         "orphans-ignore-sigterm",
         """
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        pids = []
-        for _ in range(10):
-            pid = os.fork()
-            if pid == 0:
-                time.sleep(60)
-                os._exit(0)
-            pids.append(pid)
+        pids = fork_sleepers(10, 60)
         record_pids(pids)
         write_results(b"1.0")
         """,
-        Status.COMPLETED,
-        None,
-        returncode=0,
     ),
-    Case(
+    _completed(
         # a daemon in a session of its own: outside the trial's process group
         "setsid-daemon",
         """
@@ -198,12 +204,9 @@ CASES: tuple[Case, ...] = (
             time.sleep(0.01)
         write_results(b"1.0")
         """,
-        Status.COMPLETED,
-        None,
-        returncode=0,
         escapes=True,
     ),
-    Case(
+    _completed(
         # a child moved to a process group of its own, in the same session
         "setpgid-child",
         """
@@ -216,12 +219,9 @@ CASES: tuple[Case, ...] = (
         record_pids([pid])
         write_results(b"1.0")
         """,
-        Status.COMPLETED,
-        None,
-        returncode=0,
         escapes=True,
     ),
-    Case(
+    _completed(
         "closes-stdout",
         """
         print("before closing", flush=True)
@@ -230,11 +230,8 @@ CASES: tuple[Case, ...] = (
         os.close(2)
         write_results(b"1.0")
         """,
-        Status.COMPLETED,
-        None,
-        returncode=0,
     ),
-    Case(
+    _completed(
         "stdout-100mb",
         """
         chunk = b"x" * (1024 * 1024 - 1) + b"\\n"
@@ -243,67 +240,43 @@ CASES: tuple[Case, ...] = (
         sys.stdout.flush()
         write_results(b"1.0")
         """,
-        Status.COMPLETED,
-        None,
-        returncode=0,
         copies=3,
     ),
-    Case(
+    _invalid_results(
         "results-symlink-to-passwd",
         'os.remove(RESULTS); os.symlink("/etc/passwd", RESULTS)',
-        _BROKEN,
-        Reason.INVALID_RESULTS,
-        returncode=0,
         message="is a symbolic link, not a regular file",
     ),
-    Case(
+    _invalid_results(
         "results-fifo",
         "os.remove(RESULTS); os.mkfifo(RESULTS)",
-        _BROKEN,
-        Reason.INVALID_RESULTS,
-        returncode=0,
         message="is a named pipe (FIFO), not a regular file",
     ),
-    Case(
+    _invalid_results(
         "results-directory",
         "os.remove(RESULTS); os.mkdir(RESULTS)",
-        _BROKEN,
-        Reason.INVALID_RESULTS,
-        returncode=0,
         message="is a directory, not a regular file",
     ),
-    Case(
+    _invalid_results(
         "results-50mb",
         'write_results(b"1.0" + b" " * (50 * 1024 * 1024))',
-        _BROKEN,
-        Reason.INVALID_RESULTS,
-        returncode=0,
         message="larger than the limit of 1048576 bytes",
         copies=3,
     ),
-    Case(
+    _invalid_results(
         "results-nested-100000",
         'write_results(b"[" * 100_000 + b"]" * 100_000)',
-        _BROKEN,
-        Reason.INVALID_RESULTS,
-        returncode=0,
         message="recursion limit exceeded",
     ),
-    Case(
+    _invalid_results(
         "results-nan",
         "write_results(b'{\"objective\": NaN}')",
-        _BROKEN,
-        Reason.INVALID_RESULTS,
-        returncode=0,
         message="objective",
     ),
-    Case(
+    _invalid_results(
         "results-two-objectives",
         'write_results(b\'[{"name": "a", "type": "objective", "value": 1},'
         ' {"name": "b", "type": "objective", "value": 2}]\')',
-        _BROKEN,
-        Reason.INVALID_RESULTS,
-        returncode=0,
         message="[1]: another objective, after the one at [0]",
     ),
     Case(
@@ -318,20 +291,14 @@ CASES: tuple[Case, ...] = (
         signal="SIGKILL",
         returncode=-9,
     ),
-    Case(
+    _invalid_results(
         "results-half-written-then-exit-0",
         """write_results(b'[{"name": "loss", "type": "obj')""",
-        _BROKEN,
-        Reason.INVALID_RESULTS,
-        returncode=0,
         message="EOF while parsing",
     ),
-    Case(
+    _invalid_results(
         "results-not-utf8",
         'write_results(b"\\xff\\xfe1.0")',
-        _BROKEN,
-        Reason.INVALID_RESULTS,
-        returncode=0,
         message="not UTF-8: byte 0xff at offset 0",
     ),
     Case(
@@ -344,7 +311,7 @@ CASES: tuple[Case, ...] = (
         returncode=0,
         message="results.json: ",
     ),
-    Case(
+    _completed(
         # results first, then every descriptor the script may have; exits 0 holding them all
         "exhausts-fds",
         """
@@ -358,8 +325,5 @@ CASES: tuple[Case, ...] = (
             assert exc.errno == errno.EMFILE
             os.write(2, f"EMFILE after opening {len(held)} descriptors\\n".encode())
         """,
-        Status.COMPLETED,
-        None,
-        returncode=0,
     ),
 )

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -65,6 +66,16 @@ def token() -> Iterator[str]:
 
 def _python(code: str) -> Trial:
     return Trial(id=f"t{random.randrange(10**9)}", params={"code": code})
+
+
+def _limited(limits: Limits, tmp_path: Path, *command: str, **options: Any) -> Consumer:
+    """
+    A consumer whose trials ``limits`` hold, skipped where no cgroup can enforce them; it runs
+    ``command``, by default its trial's ``code`` parameter.
+    """
+    _need("cgroup", limits)
+    argv = list(command) or [sys.executable, "-c", "{code}"]
+    return Consumer(argv, base_dir=tmp_path, limits=limits, **options)
 
 
 async def _run_one(consumer: Consumer, trial: Trial) -> Outcome:
@@ -169,15 +180,7 @@ def test_a_memory_hog_ends_out_of_memory_and_its_siblings_complete(
 ) -> None:
     """The hog is killed by its own limit (the cgroup's OOM counter says so); 3 siblings finish."""
     limits = Limits(memory="64M")
-    _need("cgroup", limits)
-    consumer = Consumer(
-        [sys.executable, "-c", "{code}"],
-        base_dir=tmp_path,
-        limits=limits,
-        containment="cgroup",
-        max_concurrency=4,
-        timeout=60,
-    )
+    consumer = _limited(limits, tmp_path, containment="cgroup", max_concurrency=4, timeout=60)
     outcomes = anyio.run(_hog_and_siblings, consumer, token, rounds)
     assert len(outcomes) == 4 * rounds
     _check_hog_round(outcomes, 64 * MIB)
@@ -186,13 +189,8 @@ def test_a_memory_hog_ends_out_of_memory_and_its_siblings_complete(
 
 def test_a_sigkill_alone_is_not_out_of_memory(tmp_path: Path) -> None:
     """A script that SIGKILLs itself under a memory limit ends by its signal, not out_of_memory."""
-    limits = Limits(memory="64M")
-    _need("cgroup", limits)
-    consumer = Consumer(
-        [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"],
-        base_dir=tmp_path,
-        limits=limits,
-    )
+    kill = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    consumer = _limited(Limits(memory="64M"), tmp_path, sys.executable, "-c", kill)
     outcome = anyio.run(_run_one, consumer, Trial(id="killed"))
     assert (outcome.status, outcome.reason, outcome.signal) == (
         Status.BROKEN,
@@ -205,16 +203,7 @@ def test_a_sigkill_alone_is_not_out_of_memory(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_a_fork_bomb_is_contained(token: str, tmp_path: Path) -> None:
     """A fork bomb hits its process limit and ends broken; its siblings complete; none is left."""
-    limits = Limits(pids=32)
-    _need("cgroup", limits)
-    consumer = Consumer(
-        [sys.executable, "-c", "{code}"],
-        base_dir=tmp_path,
-        limits=limits,
-        max_concurrency=4,
-        timeout=30,
-        grace=0.2,
-    )
+    consumer = _limited(Limits(pids=32), tmp_path, max_concurrency=4, timeout=30, grace=0.2)
     bomb = Trial(id="bomb", params={"code": BOMB.format(token=token)}, timeout=2)
     siblings = [
         Trial(id=f"sibling-{n}", params={"code": SPIN.format(token=token, seconds=0.5)})
@@ -235,9 +224,7 @@ def test_a_fork_bomb_is_contained(token: str, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_a_cpu_quota_holds_a_spinning_trial_near_its_share(token: str, tmp_path: Path) -> None:
     """With ``cpus=0.5``, a script spinning for 2 s of wall time gets about half a CPU."""
-    limits = Limits(cpus=0.5)
-    _need("cgroup", limits)
-    consumer = Consumer([sys.executable, "-c", "{code}"], base_dir=tmp_path, limits=limits)
+    consumer = _limited(Limits(cpus=0.5), tmp_path)
     trial = Trial(id="spin", params={"code": SPIN.format(token=token, seconds=2)})
     outcome = anyio.run(_run_one, consumer, trial)
     assert outcome.is_completed
@@ -274,14 +261,20 @@ def test_limits_that_cannot_be_enforced_are_refused() -> None:
         Consumer(["true"], limits=Limits(memory="2G"), containment="subreaper")
 
 
-def test_the_command_refuses_limits_it_cannot_enforce(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``run --memory`` without a cgroup: one line, exit 2, no store made, nothing run."""
+@pytest.fixture
+def params(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A file of one trial's parameters in ``tmp_path``, the working directory, under subreaper."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(CONTAINMENT_ENV, "subreaper")
-    params = tmp_path / "p.jsonl"
-    params.write_text('{"x": 1}\n')
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"x": 1}\n')
+    return path
+
+
+def test_the_command_refuses_limits_it_cannot_enforce(
+    tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``run --memory`` without a cgroup: one line, exit 2, no store made, nothing run."""
     ran = tmp_path / "ran"
     status = main(["run", "--params", str(params), "--memory", "2G", "--", "touch", str(ran)])
     err = capsys.readouterr().err
@@ -292,17 +285,11 @@ def test_the_command_refuses_limits_it_cannot_enforce(
 
 
 def test_the_command_says_which_containment_is_in_force(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    params: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``run`` names the containment mode at start-up, and ``status`` the one of this host."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv(CONTAINMENT_ENV, "subreaper")
-    params = tmp_path / "p.jsonl"
-    params.write_text('{"x": 1}\n')
-    assert (
-        main(["run", "--params", str(params), "--", "sh", "-c", "echo 1 > $ORION_RESULTS_PATH"])
-        == 0
-    )
+    command = ["sh", "-c", "echo 1 > $ORION_RESULTS_PATH"]
+    assert main(["run", "--params", str(params), "--", *command]) == 0
     assert "containment: subreaper" in capsys.readouterr().err
     assert main(["status"]) == 0
     assert "on this host, containment: subreaper" in capsys.readouterr().err

@@ -7,9 +7,6 @@ a shared log, so a trial run twice shows even if the store recorded it once.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -20,12 +17,11 @@ from async_consumer import Consumer, StoredTrial, Trial, TrialStatus
 from async_consumer._worker.worker import Worker
 from async_consumer.stores import SQLiteStore
 
+from .conftest import ROOT, figures_of
+
 pytestmark = pytest.mark.slow
 
 TRIAL = 'echo "$ORION_TRIAL_ID" >> "$1"; echo 1 > "$ORION_RESULTS_PATH"'
-
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _load(directory: Path, trials: int) -> tuple[list[StoredTrial], Counter[str]]:
@@ -58,23 +54,7 @@ async def test_worker_completes_500_trials_exactly_once(tmp_path: Path) -> None:
 
 def test_worker_memory_is_flat(tmp_path: Path) -> None:
     """benchmarks/load.py on 1,500 trials: exactly once, RSS within 10 % of that after 150."""
-    # a fresh process: inside pytest, memory freed by earlier tests would absorb a leak unseen
-    load = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "load.py"),
-            "--trials",
-            "1500",
-            "--early",
-            "150",
-            "--json",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=True,
-    )
-    figures = json.loads(load.stdout)
+    load = str(ROOT / "benchmarks" / "load.py")
+    figures = figures_of(load, "--trials", "1500", "--early", "150", "--json", cwd=tmp_path)
     assert figures["is_exactly_once"]
     assert abs(figures["rss_ratio"] - 1) <= 0.10, figures

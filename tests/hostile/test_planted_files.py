@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from async_consumer import Metric, Reason, Status, Trial
+from async_consumer import Consumer, Metric, Outcome, Reason, Status, Trial
 
 from ..conftest import ConsumerFactory, python
 
@@ -92,17 +92,22 @@ def rescued_from(fifo: Path) -> Iterator[threading.Event]:
         thread.join()
 
 
+async def _run_past_fifo(consumer: Consumer, tmp_path: Path, name: str) -> Outcome:
+    """Run trial ``t``, whose script plants a FIFO as ``name``; fail if the consumer froze on it."""
+    attempt = tmp_path / "trials" / "default" / "t" / "attempts" / "1"
+    with rescued_from(attempt / name) as rescued:
+        outcome = await consumer.run(Trial(id="t"))
+    assert not rescued.is_set(), "the consumer was stuck opening the FIFO"
+    return outcome
+
+
 @pytest.mark.asyncio
 async def test_fifo_as_stderr_log_does_not_freeze_the_consumer(
     make_consumer: ConsumerFactory, tmp_path: Path
 ) -> None:
     """A script that leaves a FIFO in place of stderr.log still gets its outcome at once."""
     consumer = make_consumer([*python(_PLANT_FIFO), "stderr.log"])
-    with rescued_from(
-        tmp_path / "trials" / "default" / "t" / "attempts" / "1" / "stderr.log"
-    ) as rescued:
-        outcome = await consumer.run(Trial(id="t"))
-    assert not rescued.is_set(), "the consumer was stuck opening the FIFO"
+    outcome = await _run_past_fifo(consumer, tmp_path, "stderr.log")
     assert outcome.status is Status.COMPLETED
 
 
@@ -113,11 +118,7 @@ async def test_fifo_as_metrics_file_does_not_freeze_the_consumer(
     """A script that leaves a FIFO in place of its metrics file does not stop the event loop."""
     metrics: list[Metric] = []
     consumer = make_consumer([*python(_PLANT_FIFO), "metrics.jsonl"], on_metric=metrics.append)
-    with rescued_from(
-        tmp_path / "trials" / "default" / "t" / "attempts" / "1" / "metrics.jsonl"
-    ) as rescued:
-        outcome = await consumer.run(Trial(id="t"))
-    assert not rescued.is_set(), "the consumer was stuck opening the FIFO"
+    outcome = await _run_past_fifo(consumer, tmp_path, "metrics.jsonl")
     assert outcome.status is Status.COMPLETED
     assert metrics == []
 

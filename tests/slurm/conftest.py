@@ -154,6 +154,14 @@ class Fleet:
         """Wait until none of the test's jobs is queued or running."""
         self.wait_for(lambda: not any(squeue(job) for job in self.jobs), "the jobs to end")
 
+    def submit(self, script: Path) -> str:
+        """Submit a batch script with ``sbatch`` from the working directory; its job id."""
+        argv = ["sbatch", "--parsable", str(script)]
+        done = subprocess.run(argv, cwd=self.workdir, capture_output=True, text=True, check=True)
+        job = done.stdout.strip().split(";")[0]
+        self.jobs.append(job)
+        return job
+
     def output(self, job: str, task: int) -> str:
         """What one array task's worker printed (Slurm's default output file)."""
         return (self.workdir / f"slurm-{job}_{task}.out").read_text()

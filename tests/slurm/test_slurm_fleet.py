@@ -17,9 +17,10 @@ from .conftest import Event, Fleet, processes_mentioning, squeue, status
 pytestmark = pytest.mark.slow
 
 
-def _launch(fleet: Fleet, *options: str, command: list[str]) -> str:
-    argv = cli("launch", "slurm", "--store", fleet.url, *options)
-    argv += ["--", *command]
+def _launch(fleet: Fleet, workers: int, *options: str, command: list[str]) -> str:
+    """Submit an array of ``workers`` workers of two lanes each, beating every second."""
+    argv = cli("launch", "slurm", "--store", fleet.url, "--workers", str(workers))
+    argv += ["-j", "2", "--heartbeat", "1", *options, "--", *command]
     done = subprocess.run(argv, cwd=fleet.workdir, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     job = done.stdout.strip()
@@ -53,20 +54,8 @@ def _never_at_once(events: list[Event]) -> None:
 def _signal_mid_run(fleet: Fleet, signal_argv: list[str]) -> tuple[str, int]:
     """Launch 3 workers on 12 long trials; signal task 2 once both its trials run; wait."""
     fleet.add(12)
-    job = _launch(
-        fleet,
-        "--workers",
-        "3",
-        "-j",
-        "2",
-        "--heartbeat",
-        "1",
-        "--time",
-        "10",
-        "--grace",
-        "10",
-        command=fleet.train(steps=12, pause=0.25),
-    )
+    options = ["--time", "10", "--grace", "10"]
+    job = _launch(fleet, 3, *options, command=fleet.train(steps=12, pause=0.25))
     fleet.wait_for(lambda: _running_in(fleet, "2", 2), "task 2 to run two trials")
     before = len([e for e in fleet.events() if e.task == "2" and e.kind == "start"])
     subprocess.run([*signal_argv, f"{job}_2"], check=True)
@@ -110,16 +99,7 @@ def test_three_workers_drain_sixty_trials(fleet: Fleet) -> None:
     # the runs wait until the test has seen the three workers: a worker that Slurm starts late
     # under load still finds trials to run, so all three are running at once
     fleet.hold.touch()
-    job = _launch(
-        fleet,
-        "--workers",
-        "3",
-        "-j",
-        "2",
-        "--heartbeat",
-        "1",
-        command=fleet.train(steps=3, pause=0.1),
-    )
+    job = _launch(fleet, 3, command=fleet.train(steps=3, pause=0.1))
     seen: dict[str, dict[str, Any]] = {}
 
     def three_listed() -> bool:
@@ -169,14 +149,7 @@ def test_dry_run_script_submitted_by_hand(fleet: Fleet) -> None:
     script.write_text(done.stdout)
     assert "#SBATCH --signal=B:USR1@30" in done.stdout
     assert not list(fleet.workdir.glob("slurm-*"))  # nothing was submitted
-    submitted = subprocess.run(
-        ["sbatch", "--parsable", str(script)],
-        cwd=fleet.workdir,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    fleet.jobs.append(submitted.stdout.strip().split(";")[0])
+    fleet.submit(script)
     fleet.wait_done()
     assert [t.status for t in fleet.trials()] == [TrialStatus.COMPLETED] * 6
 
@@ -188,15 +161,7 @@ def test_no_trial_starts_too_near_the_end_of_the_job(fleet: Fleet) -> None:
     worker += ["--", *fleet.train(1, 0.01)]
     script = fleet.workdir / "late.sbatch"
     script.write_text(f"#!/bin/bash\n#SBATCH --time=2\nexec {shlex.join(worker)}\n")
-    submitted = subprocess.run(
-        ["sbatch", "--parsable", str(script)],
-        cwd=fleet.workdir,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    job = submitted.stdout.strip()
-    fleet.jobs.append(job)
+    job = fleet.submit(script)
     fleet.wait_done()
     assert [t.status for t in fleet.trials()] == [TrialStatus.NEW] * 2
     assert fleet.events() == []
@@ -211,18 +176,8 @@ def test_no_trial_starts_too_near_the_end_of_the_job(fleet: Fleet) -> None:
 def test_a_requeued_worker_resumes_its_own_trials(fleet: Fleet) -> None:
     """scontrol requeue of a lone worker: its trials checkpoint; the requeued task resumes them."""
     fleet.add(3)
-    job = _launch(
-        fleet,
-        "--workers",
-        "1",
-        "-j",
-        "2",
-        "--heartbeat",
-        "1",
-        "--sbatch-arg=--requeue",
-        "--sbatch-arg=--open-mode=append",
-        command=fleet.train(steps=12, pause=0.25),
-    )
+    options = ["--sbatch-arg=--requeue", "--sbatch-arg=--open-mode=append"]
+    job = _launch(fleet, 1, *options, command=fleet.train(steps=12, pause=0.25))
     fleet.wait_for(lambda: _running_in(fleet, "1", 2), "the worker to run two trials")
     subprocess.run(["scontrol", "requeue", f"{job}_1"], check=True)
     fleet.wait_for(lambda: "BeginTime" in squeue(job) or _started(fleet) > 2, "the requeue")
@@ -256,20 +211,7 @@ def test_early_warning_from_the_time_limit(fleet: Fleet) -> None:
     fleet.add(4)
     # 100 s a trial in Slurm: longer than the job; fast for the test's own worker afterwards
     command = fleet.train(steps=400, pause=0.25, local_pause=0.001)
-    job = _launch(
-        fleet,
-        "--workers",
-        "1",
-        "-j",
-        "2",
-        "--heartbeat",
-        "1",
-        "--time",
-        "1",
-        "--signal-before",
-        "20",
-        command=command,
-    )
+    job = _launch(fleet, 1, "--time", "1", "--signal-before", "20", command=command)
     # due 40 s after the start; Slurm looks at its timers every 30 s and sends a warning due
     # before the next look, so it comes 10 to 40 s after the start, once the worker runs (if
     # it came while the worker started, the worker would leave before reserving anything)

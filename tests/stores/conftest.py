@@ -17,6 +17,7 @@ from async_consumer.stores import MemoryStore, PostgresStore, SQLiteStore, Trial
 
 from ..bouncer import pgbouncer_url
 from ..conftest import NewSchema, postgres_url
+from .old_stores import v5_store_with
 
 MakeStore = Callable[..., Awaitable[TrialStore]]
 KINDS = ["memory", "sqlite", "postgres", "pgbouncer"]
@@ -86,6 +87,15 @@ def make_trials(count: int, prefix: str = "t") -> list[Trial]:
     return [Trial(id=f"{prefix}{i}", params={"x": i}) for i in range(count)]
 
 
+async def first_lease(store: TrialStore, count: int = 1) -> Lease:
+    """Add ``count`` trials (``make_trials``) to ``store`` and reserve the first, ``t0``."""
+    await store.add(make_trials(count))
+    lease = await store.reserve("w")
+    assert lease is not None
+    assert lease.trial_id == "t0"
+    return lease
+
+
 def outcome(lease: Lease, status: Status = Status.COMPLETED, **fields: object) -> Outcome:
     """An outcome of the leased attempt."""
     attempt = lease.trial.attempt
@@ -123,3 +133,12 @@ async def make_store(
 async def store(make_store: MakeStore) -> TrialStore:
     """A fresh store of each kind."""
     return await make_store()
+
+
+@pytest_asyncio.fixture(params=["sqlite", "postgres"])
+async def v5_store(
+    request: pytest.FixtureRequest, tmp_path: Path, new_schema: NewSchema
+) -> AsyncIterator[TrialStore]:
+    """A store of schema v5 holding one experiment, ``exp``; opened (so migrated), closed after."""
+    async with await v5_store_with("exp", request.param, tmp_path, new_schema) as store:
+        yield store

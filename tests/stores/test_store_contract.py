@@ -10,7 +10,7 @@ from async_consumer._errors import DuplicateTrial, LeaseLost, TrialNotFound
 from async_consumer._models import Outcome, Reason, Result, Status, Trial, TrialStatus
 from async_consumer.stores import Reservation, TrialStore
 
-from .conftest import make_trials, outcome
+from .conftest import first_lease, make_trials, outcome
 
 
 @pytest.mark.asyncio
@@ -93,9 +93,7 @@ async def test_reserve_records_an_attempt(store: TrialStore) -> None:
 @pytest.mark.asyncio
 async def test_heartbeat_moves_forward(store: TrialStore) -> None:
     """A heartbeat with the current token refreshes the trial's and the attempt's beat."""
-    await store.add(make_trials(1))
-    lease = await store.reserve("w")
-    assert lease is not None
+    lease = await first_lease(store)
     before = (await store.get("t0")).heartbeat_at
     await store.heartbeat(lease)
     got = await store.get("t0")
@@ -115,9 +113,7 @@ async def test_heartbeat_moves_forward(store: TrialStore) -> None:
 )
 async def test_finish_sets_status(store: TrialStore, status: Status, expected: TrialStatus) -> None:
     """Finish maps the outcome's status onto the trial and keeps the outcome on the attempt."""
-    await store.add(make_trials(1))
-    lease = await store.reserve("w")
-    assert lease is not None
+    lease = await first_lease(store)
     done = outcome(lease, status, reason=Reason.EXIT_CODE, returncode=3)
     assert await store.finish(lease, done) is expected
     got = await store.get("t0")
@@ -129,9 +125,7 @@ async def test_finish_sets_status(store: TrialStore, status: Status, expected: T
 @pytest.mark.asyncio
 async def test_interrupted_trial_runs_again_first(store: TrialStore) -> None:
     """An interrupted trial is reserved again before newer ones, as attempt 2 with token 2."""
-    await store.add(make_trials(2))
-    lease = await store.reserve("w")
-    assert lease is not None
+    lease = await first_lease(store, 2)
     await store.finish(lease, outcome(lease, Status.INTERRUPTED))
     again = await store.reserve("w")
     assert again is not None
@@ -142,9 +136,7 @@ async def test_interrupted_trial_runs_again_first(store: TrialStore) -> None:
 @pytest.mark.asyncio
 async def test_requeue_keeps_the_outcome_and_runs_again(store: TrialStore) -> None:
     """finish(requeue=True) records a broken attempt as it was and puts the trial back in line."""
-    await store.add(make_trials(1))
-    lease = await store.reserve("w")
-    assert lease is not None
+    lease = await first_lease(store)
     status = await store.finish(
         lease, outcome(lease, Status.BROKEN, reason=Reason.SIGNAL), requeue=True
     )
@@ -160,9 +152,7 @@ async def test_requeue_keeps_the_outcome_and_runs_again(store: TrialStore) -> No
 @pytest.mark.asyncio
 async def test_finish_twice_is_lease_lost(store: TrialStore) -> None:
     """After finish the lease is spent: a second finish or a heartbeat raises LeaseLost."""
-    await store.add(make_trials(1))
-    lease = await store.reserve("w")
-    assert lease is not None
+    lease = await first_lease(store)
     await store.finish(lease, outcome(lease))
     with pytest.raises(LeaseLost):
         await store.finish(lease, outcome(lease, Status.BROKEN))
@@ -174,9 +164,7 @@ async def test_finish_twice_is_lease_lost(store: TrialStore) -> None:
 @pytest.mark.asyncio
 async def test_finish_rejects_another_trials_outcome(store: TrialStore) -> None:
     """An outcome for another trial than the lease's is a ValueError."""
-    await store.add(make_trials(1))
-    lease = await store.reserve("w")
-    assert lease is not None
+    lease = await first_lease(store)
     with pytest.raises(ValueError, match="outcome of trial"):
         await store.finish(lease, Outcome(trial_id="other", status=Status.COMPLETED))
 
@@ -184,9 +172,7 @@ async def test_finish_rejects_another_trials_outcome(store: TrialStore) -> None:
 @pytest.mark.asyncio
 async def test_full_outcome_round_trips(store: TrialStore) -> None:
     """Every field of an outcome comes back unchanged."""
-    await store.add(make_trials(1))
-    lease = await store.reserve("w")
-    assert lease is not None
+    lease = await first_lease(store)
     done = outcome(
         lease,
         results=(Result(name="loss", type="objective", value=0.25),),
@@ -216,9 +202,7 @@ async def test_get_missing_raises_trial_not_found(store: TrialStore) -> None:
 @pytest.mark.asyncio
 async def test_list_filters_by_status(store: TrialStore) -> None:
     """list(status) returns only the trials in that status, in order."""
-    await store.add(make_trials(3))
-    lease = await store.reserve("w")
-    assert lease is not None
+    lease = await first_lease(store, 3)
     await store.finish(lease, outcome(lease))
     assert [t.id for t in await store.list(TrialStatus.NEW)] == ["t1", "t2"]
     (done,) = await store.list(TrialStatus.COMPLETED)
@@ -229,9 +213,7 @@ async def test_list_filters_by_status(store: TrialStore) -> None:
 @pytest.mark.asyncio
 async def test_list_reads_page_by_page(store: TrialStore) -> None:
     """``offset`` and ``limit`` give pages of the list, each trial with its own attempts."""
-    await store.add(make_trials(5))
-    lease = await store.reserve("w")
-    assert lease is not None
+    lease = await first_lease(store, 5)
     await store.finish(lease, outcome(lease))
     pages = [await store.list(offset=at, limit=2) for at in (0, 2, 4, 6)]
     assert [[t.id for t in page] for page in pages] == [["t0", "t1"], ["t2", "t3"], ["t4"], []]

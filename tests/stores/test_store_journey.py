@@ -11,7 +11,7 @@ from async_consumer._experiment import Experiment
 from async_consumer._models import Reason, Status, TrialStatus
 from async_consumer.stores import Reservation, SQLiteStore, TrialStore
 
-from .conftest import make_trials, outcome
+from .conftest import first_lease, make_trials, outcome
 from .old_stores import sqlite_of_version
 
 pytestmark = pytest.mark.asyncio
@@ -19,9 +19,7 @@ pytestmark = pytest.mark.asyncio
 
 async def test_a_held_trial_waits_and_a_rerun_takes_it_now(store: TrialStore) -> None:
     """``finish(hold=)`` keeps a trial from ``reserve`` until its time; ``hold=False`` ignores it."""
-    await store.add(make_trials(1))
-    lease = await store.reserve("w")
-    assert lease is not None
+    lease = await first_lease(store)
     interrupted = outcome(lease, Status.INTERRUPTED, reason=Reason.EXIT_CODE)
     assert await store.finish(lease, interrupted, hold=3600) is TrialStatus.INTERRUPTED
     assert await store.reserve("w") is None

@@ -12,7 +12,7 @@ from async_consumer._ranking import best_trial
 from async_consumer.stores import PostgresStore, Reservation, SQLiteStore, TrialStore
 
 from ..conftest import NewSchema, postgres_url
-from .old_stores import postgres_of_version, sqlite_of_version, v5_store_with
+from .old_stores import postgres_of_version, sqlite_of_version
 
 SQLITE_V1_ROWS = """
 INSERT INTO trials (id, trial, status, token, worker, heartbeat_at)
@@ -174,28 +174,21 @@ async def test_postgres_v4_store_ranks_its_completed_trials(new_schema: NewSchem
             await _check_late_finish(store)
 
 
-async def _check_directions(store: TrialStore) -> None:
-    """The v5 experiment reads as minimising; a new version records its direction."""
+@pytest.mark.asyncio
+async def test_a_v5_store_gets_experiment_directions(v5_store: TrialStore) -> None:
+    """A store of schema v5 opens; its experiments minimise, new ones keep --maximize."""
     from async_consumer._experiment import Experiment
 
-    old = await store.experiment("acc")
+    old = await v5_store.experiment("exp")
     assert old is not None and old.command == ("python", "t.py") and old.maximize is False
-    assert await store.add_experiment(
-        Experiment(name="acc", version=2, command=("python", "t.py"), maximize=True)
+    assert await v5_store.add_experiment(
+        Experiment(name="exp", version=2, command=("python", "t.py"), maximize=True)
     )
-    new = await store.experiment("acc")
+    new = await v5_store.experiment("exp")
     assert new is not None and (new.version, new.maximize) == (2, True)
-    fixed = Experiment(name="acc", version=2, command=("python", "u.py"), maximize=True)
-    assert not await store.add_experiment(fixed)  # there already: kept as it was
-    assert await store.add_experiment(fixed, replace=True)
-    assert await store.experiment("acc") == fixed.model_copy(update={"created_at": new.created_at})
-
-
-@pytest.mark.asyncio
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
-async def test_a_v5_store_gets_experiment_directions(
-    kind: str, tmp_path: Path, new_schema: NewSchema
-) -> None:
-    """A store of schema v5 opens; its experiments minimise, new ones keep --maximize."""
-    async with await v5_store_with("acc", kind, tmp_path, new_schema) as store:
-        await _check_directions(store)
+    fixed = Experiment(name="exp", version=2, command=("python", "u.py"), maximize=True)
+    assert not await v5_store.add_experiment(fixed)  # there already: kept as it was
+    assert await v5_store.add_experiment(fixed, replace=True)
+    assert await v5_store.experiment("exp") == fixed.model_copy(
+        update={"created_at": new.created_at}
+    )

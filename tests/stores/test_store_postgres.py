@@ -12,7 +12,7 @@ from async_consumer.stores import PostgresStore, open_store
 from async_consumer.stores._postgres_sql import PICK
 
 from ..conftest import NewSchema, postgres_url
-from .conftest import make_trials, outcome
+from .conftest import first_lease, make_trials, outcome
 from .old_stores import postgres_of_version
 
 
@@ -156,9 +156,7 @@ async def test_store_leaves_no_prepared_statement_on_its_connection(schema: str)
     """
     store = await PostgresStore.open(postgres_url(), schema=schema, max_connections=1)
     async with store:
-        await store.add(make_trials(3))
-        lease = await store.reserve("w")
-        assert lease is not None
+        lease = await first_lease(store, 3)
         assert await store.heartbeat_many([lease]) == []
         await store.finish(lease, outcome(lease))
         assert await store.reclaim_stale(60.0) == []
@@ -167,8 +165,8 @@ async def test_store_leaves_no_prepared_statement_on_its_connection(schema: str)
             assert prepared == 0
             # the queries seen before are described already: one round trip each from now on
             described = len(conn._described)
-        lease = await store.reserve("w")
-        assert lease is not None
-        assert await store.heartbeat_many([lease]) == []
+        second = await store.reserve("w")
+        assert second is not None
+        assert await store.heartbeat_many([second]) == []
         async with store._pool.acquire() as conn:
             assert len(conn._described) == described

@@ -1,4 +1,4 @@
-"""The store link: calls retried while the store is unreachable, one line each way, a limit."""
+"""The retrying store: calls retried while the store is unreachable, one line each way, a limit."""
 
 from __future__ import annotations
 
@@ -10,15 +10,27 @@ import anyio
 import pytest
 
 from async_consumer._errors import LeaseLost, StoreError, StoreUnavailable
-from async_consumer._models import Outcome, Status, Trial, TrialStatus
+from async_consumer._models import Lease, Outcome, Status, Trial, TrialStatus
 from async_consumer.stores import Finish, SQLiteStore
 from async_consumer.stores._retrying import Outage, RetryingStore
 
 from ..conftest import Flaky
 
 
-def _link(store: Flaky, limit: float = 30.0) -> RetryingStore:
+def _retrying(store: Flaky, limit: float = 30.0) -> RetryingStore:
     return RetryingStore(store, outage=Outage(limit, backoff=0.001, max_backoff=0.01))
+
+
+async def _leased(flaky: Flaky) -> tuple[RetryingStore, Lease]:
+    """Trial ``a`` added to ``flaky`` and reserved through a retrying store over it."""
+    await flaky.add([Trial(id="a")])
+    retrying = _retrying(flaky)
+    lease = await retrying.reserve("w")
+    assert lease is not None
+    return retrying, lease
+
+
+_DONE = Outcome(trial_id="a", attempt=1, status=Status.COMPLETED)
 
 
 @pytest.mark.asyncio
@@ -26,27 +38,27 @@ async def test_outage_is_retried_and_logged_once_each_way(caplog: pytest.LogCapt
     """Calls during an outage wait for the store; one line when it goes, one when it is back."""
     flaky = Flaky()
     await flaky.add([Trial(id="a")])
-    link = _link(flaky)
+    retrying = _retrying(flaky)
     flaky.failures = 20
     with caplog.at_level(logging.WARNING, "async_consumer"):
-        lease = await link.reserve("w")
-        assert (await link.counts())[TrialStatus.RESERVED] == 1
+        lease = await retrying.reserve("w")
+        assert (await retrying.counts())[TrialStatus.RESERVED] == 1
     assert lease is not None and lease.trial_id == "a"
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2, lines
     assert lines[0].startswith("store unreachable, retrying for up to 30 s: connection refused")
     assert lines[1].startswith("store reachable again after")
-    assert link.outage.outages == 1
+    assert retrying.outage.outages == 1
 
 
 @pytest.mark.asyncio
 async def test_one_failed_try_is_not_an_outage(caplog: pytest.LogCaptureFixture) -> None:
     """A terminated connection that the next try gets through is retried without a word."""
     flaky = Flaky()
-    link = _link(flaky)
+    retrying = _retrying(flaky)
     flaky.failures = 1
     with caplog.at_level(logging.WARNING, "async_consumer"):
-        await link.counts()
+        await retrying.counts()
     assert caplog.records == []
 
 
@@ -54,10 +66,10 @@ async def test_one_failed_try_is_not_an_outage(caplog: pytest.LogCaptureFixture)
 async def test_a_store_away_past_the_limit_ends_the_call() -> None:
     """Past the outage limit, the call raises StoreUnavailable saying for how long."""
     flaky = Flaky()
-    link = _link(flaky, limit=0.05)
+    retrying = _retrying(flaky, limit=0.05)
     flaky.failures = 10**9
     with anyio.fail_after(10), pytest.raises(StoreUnavailable, match="unreachable for"):
-        await link.counts()
+        await retrying.counts()
 
 
 @pytest.mark.asyncio
@@ -67,7 +79,7 @@ async def test_errors_no_retry_mends_are_not_retried() -> None:
     flaky.error = StoreError("the store's schema version 9 is newer than this library's")
     flaky.failures = 1
     with pytest.raises(StoreError, match="newer"):
-        await _link(flaky).counts()
+        await _retrying(flaky).counts()
     assert flaky.failures == 0
 
 
@@ -75,14 +87,11 @@ async def test_errors_no_retry_mends_are_not_retried() -> None:
 async def test_a_finish_committed_before_its_answer_was_lost_counts() -> None:
     """A finish whose answer was lost, retried, is recognised as recorded, not as rejected."""
     flaky = Flaky()
-    await flaky.add([Trial(id="a")])
-    link = _link(flaky)
-    lease = await link.reserve("w")
-    assert lease is not None
-    done = Outcome(trial_id="a", attempt=lease.trial.attempt, status=Status.COMPLETED)
+    retrying, lease = await _leased(flaky)
+    assert lease.trial.attempt == _DONE.attempt
     flaky.commit_then_fail = True
-    assert await link.finish(lease, done) is TrialStatus.COMPLETED
-    assert (await flaky.get("a")).outcome == done
+    assert await retrying.finish(lease, _DONE) is TrialStatus.COMPLETED
+    assert (await flaky.get("a")).outcome == _DONE
 
 
 @pytest.mark.asyncio
@@ -90,17 +99,17 @@ async def test_a_finish_outlives_its_lease_and_is_recorded() -> None:
     """A finish is retried past its lease's local end: the store, back, records the outcome."""
     flaky = Flaky()
     await flaky.add([Trial(id="a"), Trial(id="b")])
-    link = _link(flaky)
-    link.lease_seconds = 0.001
-    a, b = await link.reserve_many("w", 2)
+    retrying = _retrying(flaky)
+    retrying.lease_seconds = 0.001
+    a, b = await retrying.reserve_many("w", 2)
     flaky.failures = 30
     await anyio.sleep(0.01)  # the leases have run out by the local clock
-    done_a = Outcome(trial_id="a", attempt=1, status=Status.COMPLETED)
+    done_a = _DONE
     done_b = Outcome(trial_id="b", attempt=1, status=Status.COMPLETED)
     with anyio.fail_after(10):
-        assert await link.finish(a, done_a) is TrialStatus.COMPLETED
+        assert await retrying.finish(a, done_a) is TrialStatus.COMPLETED
         flaky.failures = 30
-        assert await link.finish_many([Finish(b, done_b)]) == [TrialStatus.COMPLETED]
+        assert await retrying.finish_many([Finish(b, done_b)]) == [TrialStatus.COMPLETED]
     assert flaky.failures == 0
     assert (await flaky.get("a")).outcome == done_a
     assert (await flaky.get("b")).outcome == done_b
@@ -110,31 +119,23 @@ async def test_a_finish_outlives_its_lease_and_is_recorded() -> None:
 async def test_a_late_finish_is_refused_once_the_lease_moved_on() -> None:
     """The store, back, refuses a finish whose lease another worker took meanwhile."""
     flaky = Flaky()
-    await flaky.add([Trial(id="a")])
-    link = _link(flaky)
-    lease = await link.reserve("w")
-    assert lease is not None
+    retrying, lease = await _leased(flaky)
     await flaky.reclaim_stale(0.0)
     assert await flaky.reserve("other") is not None
     flaky.failures = 5
-    done = Outcome(trial_id="a", attempt=1, status=Status.COMPLETED)
     with anyio.fail_after(10), pytest.raises(LeaseLost):
-        await link.finish(lease, done)
+        await retrying.finish(lease, _DONE)
 
 
 @pytest.mark.asyncio
 async def test_a_leaving_worker_gives_up_its_finishes() -> None:
     """After give_up, a finish the store does not take is given up at once."""
     flaky = Flaky()
-    await flaky.add([Trial(id="a")])
-    link = _link(flaky)
-    lease = await link.reserve("w")
-    assert lease is not None
+    retrying, lease = await _leased(flaky)
     flaky.failures = 10**9
-    link.outage.give_up()
-    done = Outcome(trial_id="a", attempt=1, status=Status.COMPLETED)
+    retrying.outage.give_up()
     with anyio.fail_after(10), pytest.raises(StoreUnavailable):
-        await link.finish(lease, done)
+        await retrying.finish(lease, _DONE)
     assert flaky.failures == 10**9 - 1
 
 
