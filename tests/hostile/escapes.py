@@ -187,11 +187,24 @@ def cleanup(token: str) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    prefix = f"async-consumer-{os.getpid()}-"
-    for root in Path("/sys/fs/cgroup").glob("*"):
-        for directory in root.rglob(f"{prefix}*"):
-            if directory.is_dir():
-                _remove_cgroup(directory)
+    for directory in trial_cgroups(os.getpid()):
+        _remove_cgroup(directory)
+
+
+def trial_cgroups(pid: int) -> list[Path]:
+    """
+    The trial cgroups of the consumer ``pid`` under /sys/fs/cgroup, in every hierarchy.
+
+    ``os.walk`` passes over a directory removed while it is read (other suites' trials come and
+    go beside this one), where ``Path.rglob`` would raise ``FileNotFoundError``.
+    """
+    prefix = f"async-consumer-{pid}-"
+    return [
+        Path(parent, name)
+        for parent, names, _ in os.walk("/sys/fs/cgroup")
+        for name in names
+        if name.startswith(prefix)
+    ]
 
 
 def _remove_cgroup(directory: Path) -> None:

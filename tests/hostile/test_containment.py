@@ -35,7 +35,7 @@ from async_consumer._cli.main import main
 from async_consumer._supervise.contain import CONTAINMENT_ENV, ContainmentMode, choose
 
 from ..conftest import wait_until, wait_until_sync
-from .escapes import BOMB, ESCAPES, HOG, SPIN, cleanup, escape_code, left_running
+from .escapes import BOMB, ESCAPES, HOG, SPIN, cleanup, escape_code, left_running, trial_cgroups
 
 MODES = ["cgroup-v1", "cgroup-v2", "subreaper"]
 MIB = 1 << 20
@@ -329,16 +329,13 @@ def test_a_sigkilled_consumer_leaves_no_escaped_process(
         consumer.kill()
         consumer.wait()
 
-        def cgroups_left() -> list[Path]:
-            found = Path("/sys/fs/cgroup").rglob(f"async-consumer-{consumer.pid}-*")
-            return [directory for directory in found if directory.is_dir()]
-
         # the watchdog kills, then removes the cgroups: wait for both (the bound ends a failure)
         wait_until_sync(
-            lambda: not left_running(token) and not cgroups_left(), "nothing left behind"
+            lambda: not left_running(token) and not trial_cgroups(consumer.pid),
+            "nothing left behind",
         )
         assert left_running(token) == []
-        assert cgroups_left() == []
+        assert trial_cgroups(consumer.pid) == []
     finally:
         consumer.kill()
         consumer.wait()
