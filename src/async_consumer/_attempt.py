@@ -235,8 +235,8 @@ def left_completed(parts: AttemptParts, plan: Plan) -> Outcome | None:
     The outcome of ``plan``'s attempt built from the newest earlier attempt that ended, if that
     one exited 0 with valid results (:data:`EXIT_FILE`), else ``None``.
 
-    That attempt completed, but its outcome never reached the store: its worker left, or was
-    killed, before the store answered. The trial is completed from its files, not run again.
+    That attempt completed, but the store never took its outcome: its worker left, or was
+    killed, before the store answered, or the store had given the lease to another meanwhile. The trial is completed from its files, not run again.
     """
     trial = plan.trial
     for number in range(trial.attempt - 1, 0, -1):
@@ -254,7 +254,8 @@ def left_completed(parts: AttemptParts, plan: Plan) -> Outcome | None:
         if verdict.status is not Status.COMPLETED:
             return None
         message = (
-            f"completed from attempt {number}'s results: its worker ended before recording them"
+            f"completed from attempt {number}'s results, which the store had not taken under "
+            "that attempt's lease"
         )
         verdict = Verdict(Status.COMPLETED, None, message, verdict.results, 0)
         record = AttemptRecord(plan, datetime.now(UTC))

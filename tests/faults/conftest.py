@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -119,6 +128,27 @@ def completed_once(trials: Sequence[StoredTrial], count: int) -> list[tuple[Stor
         assert done[0] is trial.attempts[-1], trial.id
         found.append((trial, done[0]))
     return found
+
+
+def assert_own_result(
+    trial: StoredTrial, attempt: Attempt, ran: Collection[tuple[str, int, int]]
+) -> None:
+    """
+    The accepted result is a run's own, its objective the run's pid (as ``ran`` logs
+    ``(trial, attempt, pid)``): the attempt's own run, or an earlier attempt's whose result the
+    store had not taken (its worker was killed, or its lease went to another meanwhile), completed
+    from its files and not run again.
+    """
+    outcome = attempt.outcome
+    assert outcome is not None
+    earlier = re.match(r"completed from attempt (\d+)'s results", outcome.message)
+    if earlier is None:
+        assert (trial.id, attempt.number, outcome.pid) in ran
+        assert outcome.objective == outcome.pid
+    else:
+        assert outcome.pid is None
+        assert int(earlier[1]) < attempt.number
+        assert (trial.id, int(earlier[1]), outcome.objective) in ran
 
 
 @contextmanager

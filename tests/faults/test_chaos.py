@@ -15,7 +15,7 @@ import pytest
 from async_consumer import Trial
 
 from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
-from .conftest import add_trials, completed_once, polling, stored_trials
+from .conftest import add_trials, assert_own_result, completed_once, polling, stored_trials
 from .proxy import running_proxy
 
 # each run appends "trial attempt pid" to a shared file, works a little, writes its objective
@@ -91,10 +91,7 @@ def test_chaos_on_postgres(tmp_path: Path, new_schema: NewSchema) -> None:
         assert "Traceback" not in stderr
     assert sum("store unreachable" in e for e in errors) >= 1
     for trial, attempt in completed_once(stored, count):
-        assert attempt.outcome is not None
-        # the accepted result is that attempt's own run's (its objective is the run's pid)
-        assert (trial.id, attempt.number, attempt.outcome.pid) in ran
-        assert attempt.outcome.objective == attempt.outcome.pid
+        assert_own_result(trial, attempt, ran)
 
 
 def _summary(stored: list, ran: list[tuple[str, int, int]], errors: list[str], killed: int) -> str:  # type: ignore[type-arg]

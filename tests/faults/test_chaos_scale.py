@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import signal
 import socket
 import subprocess
@@ -26,7 +25,7 @@ from async_consumer import StoredTrial, Trial
 
 from ..bouncer import Bouncer, running_pgbouncer
 from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
-from .conftest import add_trials, completed_once, stored_trials
+from .conftest import add_trials, assert_own_result, completed_once, stored_trials
 from .test_pooler import psql
 
 WORKERS, JOBS, TRIALS, HEARTBEAT = 16, 4, 500, 3.0
@@ -160,18 +159,7 @@ def test_chaos_at_scale_through_pgbouncer(tmp_path: Path, new_schema: NewSchema)
     assert sum(w.returncode == -signal.SIGKILL for w in fleet.workers) == 2
     assert terminated > 0
     for trial, attempt in completed_once(stored, TRIALS):
-        assert attempt.outcome is not None
-        # the accepted result is a run's own (its objective is the run's pid): that attempt's,
-        # or an earlier one's whose worker was killed before recording it (completed from its
-        # files, not run again)
-        earlier = re.match(r"completed from attempt (\d+)'s results", attempt.outcome.message)
-        if earlier is None:
-            assert (trial.id, attempt.number, attempt.outcome.pid) in ran
-            assert attempt.outcome.objective == attempt.outcome.pid
-        else:
-            assert attempt.outcome.pid is None
-            assert int(earlier[1]) < attempt.number
-            assert (trial.id, int(earlier[1]), attempt.outcome.objective) in ran
+        assert_own_result(trial, attempt, ran)
     assert _left_behind(tmp_path / "trials") == []
 
 

@@ -123,6 +123,9 @@ def _overlaps(ran: list[tuple[str, int, int, str, float]]) -> list[str]:
 
 
 @pytest.mark.slow
+# "no run beside its re-run" rests on the watchdog acting within a lease's margin: beside two
+# other suites and their CPU burners (load 20 and more) it once did not, in 1 of 3 suites
+@pytest.mark.alone
 def test_chaos_breaks_no_healthy_trial(tmp_path: Path) -> None:
     """
     45 checkpointing trials, 3 workers of 3 lanes, 12 kills or freezes: every trial completes
