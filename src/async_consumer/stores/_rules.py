@@ -250,7 +250,7 @@ def clear_loss(
     by_losses = latest is not None and latest.status is Status.LOST
     if status is TrialStatus.BROKEN and by_losses and lost_count <= max_lost:
         status = TrialStatus.INTERRUPTED
-    message = f"{charged.message}; its worker came back (frozen or cut off, not dead): no loss"
+    message = f"{charged.message}; its worker came back: frozen or cut off, not dead, no loss"
     outcome = charged.model_copy(update={"status": Status.INTERRUPTED, "message": message})
     return Cleared(outcome, status, lost_count)
 
