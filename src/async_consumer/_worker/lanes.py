@@ -23,6 +23,7 @@ import anyio
 from .._errors import TrialFilesError
 from .._models import Lease, TrialStatus
 from ..stores import Reservation, TrialStore
+from .alive import clear_loss
 from .alone import Alone
 from .file_faults import FileFaults
 
@@ -189,9 +190,14 @@ class Leasing:
         self.file_faults.failed(lease, exc, "trial given back")
 
     async def _unreserve(self, lease: Lease) -> None:
-        """Undo the lease's reservation (shielded: once asked, it is done even if cancelled)."""
+        """
+        Undo the lease's reservation (shielded: once asked, it is done even if cancelled); if
+        the lease moved on meanwhile, clear the loss the store counted when it took it.
+        """
         with anyio.CancelScope(shield=True):
-            await self.store.unreserve(lease)
+            undone = await self.store.unreserve(lease)
+        if not undone:
+            await clear_loss(self.store, lease)
 
     async def may_leave(self, interrupted: Collection[str] = ()) -> bool:
         """

@@ -8,7 +8,9 @@ gone (its pid no longer runs, or runs a process started at another time) is recl
 first look, not after three heartbeats: a rerun of a killed ``run`` resumes at once. A stale
 lease whose holder is a process of this host that still runs (frozen, or too busy to beat) is
 reclaimed after ``lost_after`` heartbeats like any other, but counts no loss against its trial:
-the worker, not the trial, stopped; any worker may run it again at once, even a busy one.
+the worker, not the trial, stopped; any worker may run it again at once, even a busy one. A
+silent holder of another host costs its trial a loss, which it has cleared if it comes back
+(:mod:`.alive`).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from .._errors import LeaseLost, StoreUnavailable
 from .._models import Lease, Outcome, Status
 from .._resume import ResumePolicy
 from ..stores._retrying import RetryingStore
+from .alive import clear_loss
 from .commit import GroupCommit
 from .tally import Tally
 
@@ -44,7 +45,8 @@ class Recorder:
         """
         Record the outcome (back in the queue if ``requeue``, else held as ``resume`` says).
 
-        ``False`` if the store refused it (the lease moved on), or could not be reached while
+        ``False`` if the store refused it (the lease moved on: the loss the store counted
+        when it took the lease from this live worker is cleared), or could not be reached while
         the worker leaves (:meth:`leave`; the attempt's files keep it then).
 
         Raises:
@@ -59,6 +61,7 @@ class Recorder:
         except LeaseLost as exc:
             self.tally.rejected += 1
             logger.warning("result not recorded: %s", exc, extra=extra)
+            await clear_loss(self.store, lease)
             return False
         except StoreUnavailable as exc:
             if not self.leaving:
@@ -72,7 +75,7 @@ class Recorder:
         The lease's outcome: from an earlier attempt's files (:meth:`completed_earlier`), or run.
 
         ``None`` if it never started (the worker halted first): the reservation is undone, its
-        attempt number given back.
+        attempt number given back (or, if the lease moved on meanwhile, its loss cleared).
         """
         outcome = await self.completed_earlier(consumer, lease)
         if outcome is not None:
@@ -81,7 +84,9 @@ class Recorder:
         if outcome.pid is not None or outcome.status is not Status.INTERRUPTED:
             return outcome
         with anyio.CancelScope(shield=True):
-            await self.store.unreserve(lease)
+            undone = await self.store.unreserve(lease)
+        if not undone:
+            await clear_loss(self.store, lease)
         logger.info("not started: %s", outcome.message, extra={"trial_id": lease.trial_id})
         return None
 

@@ -197,6 +197,13 @@ _QUERIES = {
             FOR UPDATE SKIP LOCKED
         ) RETURNING id, token, holder = ANY($4::text[])""",
     "end": "UPDATE {s}.attempts SET outcome = $1 WHERE trial_id = $2 AND number = $3",
+    "lock_trial": "SELECT 1 FROM {s}.trials WHERE id = $1 FOR UPDATE",
+    "charged": """
+        SELECT t.status, t.lost_count, a.outcome, latest.outcome FROM {s}.trials AS t
+        JOIN {s}.attempts AS a ON a.trial_id = t.id AND a.number = $2 AND a.worker = $3
+        LEFT JOIN {s}.attempts AS latest ON latest.trial_id = t.id AND latest.number = t.token
+        WHERE t.id = $1""",
+    "clear": "UPDATE {s}.trials SET status = $2, lost_count = $3 WHERE id = $1",
     "get": _TRIALS.format(where="WHERE id = $1"),
     **{
         f"best_{order}": _TRIALS.format(where=_BEST.format(order=order))

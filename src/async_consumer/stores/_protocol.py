@@ -153,6 +153,21 @@ class TrialStore(Protocol):
         """
         ...
 
+    async def clear_losses(self, leases: Sequence[Lease]) -> builtins.list[str]:
+        """
+        Clear the loss counted against each lease's attempt, its holder having come back.
+
+        A holder calls this with a lease of its own that the store refused (``LeaseLost``):
+        it still runs, so it was frozen or cut off, not killed, and a loss recorded on that
+        attempt when the store reclaimed it is no evidence against the trial. Each attempt
+        (the lease's trial, number and worker; never a later one) whose outcome is lost is
+        rewritten as interrupted, its trial's ``lost_count`` loses one, and a trial that its
+        losses had made broken is interrupted again (back in the queue) if its count is within
+        ``max_lost`` once more. Return the ids of the trials whose loss was cleared; an
+        attempt not lost (still running, cleared already, ended otherwise) is left as it is.
+        """
+        ...
+
     async def get(self, trial_id: str) -> StoredTrial:
         """Return one trial with all its attempts; raise ``TrialNotFound`` if it is absent."""
         ...

@@ -189,6 +189,10 @@ class RetryingStore(StoreBase):
             lambda: self.store.reclaim_stale(older_than, spare=spare, alive=alive)
         )
 
+    async def clear_losses(self, leases: Sequence[Lease]) -> builtins.list[str]:
+        """Clear the losses of these leases' attempts; see ``TrialStore.clear_losses``."""
+        return await self.outage.call(lambda: self.store.clear_losses(leases))
+
     async def get(self, trial_id: str) -> StoredTrial:
         """Return one trial; see ``TrialStore.get``."""
         return await self.outage.call(lambda: self.store.get(trial_id))

@@ -16,6 +16,7 @@ __all__ = [
     "dump_trial",
     "load_attempt",
     "load_experiment",
+    "load_outcome",
     "load_stored",
     "load_trial",
     "load_worker",
@@ -76,6 +77,11 @@ def load_attempt(row: Sequence[object]) -> Attempt:
     if isinstance(fields["outcome"], str):
         fields["outcome"] = Outcome.model_validate_json(fields["outcome"])
     return Attempt.model_validate(fields)
+
+
+def load_outcome(text: object) -> Outcome | None:
+    """Rebuild an attempt's outcome from its JSON text (``None``: the attempt has none yet)."""
+    return None if text is None else Outcome.model_validate_json(str(text))
 
 
 def load_stored(row: Sequence[object], attempts: Sequence[Attempt]) -> StoredTrial:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import LeaseLost, TrialNotFound
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_LOST",
     "PENDING",
+    "Cleared",
     "check_count",
     "check_finishes",
     "check_hold",
@@ -22,6 +24,7 @@ __all__ = [
     "check_older_than",
     "check_outcome",
     "check_rerun",
+    "clear_loss",
     "fenced",
     "gone_outcome",
     "lost_outcome",
@@ -165,8 +168,14 @@ def settle(
 
 
 def lost_outcome(trial_id: str, attempt: int, older_than: float) -> Outcome:
-    """The outcome recorded on an attempt whose lease the store reclaimed."""
-    message = f"no heartbeat for {older_than:g} s or more; the store reclaimed the lease"
+    """
+    The outcome recorded on an attempt whose lease the store reclaimed from a silent holder: a
+    loss, until its holder comes back (:func:`clear_loss`).
+    """
+    message = (
+        f"no heartbeat for {older_than:g} s or more; the store reclaimed the lease (its worker "
+        "died, froze or was cut off: a loss, unless it comes back)"
+    )
     return gone_outcome(trial_id, attempt, message)
 
 
@@ -207,6 +216,43 @@ def gone_outcome(
         reason=Reason.LEASE_LOST,
         message=message,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Cleared:
+    """A loss cleared: the attempt's outcome rewritten, and the trial's new status and count."""
+
+    outcome: Outcome
+    status: TrialStatus
+    lost_count: int
+
+
+def clear_loss(
+    charged: Outcome | None,
+    status: TrialStatus,
+    lost_count: int,
+    latest: Outcome | None,
+    max_lost: int,
+) -> Cleared | None:
+    """
+    What clearing the loss of an attempt whose holder came back makes of it and of its trial.
+
+    The holder of the attempt (whose outcome is ``charged``) still runs: it was frozen or cut
+    off, not killed, so a loss recorded on that attempt is no evidence against the trial. The
+    attempt is recorded interrupted instead, the trial's ``lost_count`` loses one, and a trial
+    broken by losses (its ``latest`` attempt lost) is interrupted again if the count is within
+    ``max_lost`` once more. ``None``: the attempt is not lost (running, already cleared, or ended
+    otherwise), nothing changes.
+    """
+    if charged is None or charged.status is not Status.LOST:
+        return None
+    lost_count = max(lost_count - 1, 0)
+    by_losses = latest is not None and latest.status is Status.LOST
+    if status is TrialStatus.BROKEN and by_losses and lost_count <= max_lost:
+        status = TrialStatus.INTERRUPTED
+    message = f"{charged.message}; its worker came back: frozen or cut off, not dead, no loss"
+    outcome = charged.model_copy(update={"status": Status.INTERRUPTED, "message": message})
+    return Cleared(outcome, status, lost_count)
 
 
 def the_trial(found: Sequence[StoredTrial], trial_id: str) -> StoredTrial:

@@ -155,6 +155,15 @@ UPDATE trials SET lost_count = lost_count + 1,
     status = CASE WHEN lost_count + 1 > :max_lost THEN 'broken' ELSE 'interrupted' END
 WHERE id = :id AND token = :token AND status = 'reserved' RETURNING id, token
 """
+CHARGED = """
+SELECT t.status, t.lost_count, a.outcome, latest.outcome FROM trials AS t
+JOIN attempts AS a ON a.trial_id = t.id AND a.number = :token AND a.worker = :worker
+LEFT JOIN attempts AS latest ON latest.trial_id = t.id AND latest.number = t.token
+WHERE t.id = :id
+"""
+"""A lease's attempt as ``clear_losses`` reads it: the trial's status and lost count, the
+attempt's outcome (if the lease's worker made it), and the trial's latest attempt's outcome."""
+CLEAR = "UPDATE trials SET status = :status, lost_count = :lost_count WHERE id = :id"
 TRIALS = "SELECT id, trial, status, token, worker, heartbeat_at, lost_count FROM trials"
 BEST = """ WHERE id = (
     SELECT id FROM trials INDEXED BY trials_best WHERE status = 'completed' AND objective = (

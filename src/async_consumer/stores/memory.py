@@ -26,6 +26,7 @@ from ._rules import (
     check_max_lost,
     check_older_than,
     check_rerun,
+    clear_loss,
     fenced,
     gone_outcome,
     settle,
@@ -251,6 +252,30 @@ class MemoryStore(StoreBase):
             number = len(record.attempts)
             self._settle(record, stalled_outcome(record.trial.id, number, older_than, ran))
         return [record.trial.id for record in stale]
+
+    async def clear_losses(self, leases: Sequence[Lease]) -> builtins.list[str]:
+        """Clear the losses of these leases' attempts; see ``TrialStore.clear_losses``."""
+        await anyio.lowlevel.checkpoint()
+        return [lease.trial_id for lease in leases if self._clear(lease)]
+
+    def _clear(self, lease: Lease) -> bool:
+        record = self._records.get(lease.trial_id)
+        if record is None or not 0 < lease.token <= len(record.attempts):
+            return False
+        place = lease.token - 1
+        attempt = record.attempts[place]
+        if attempt.worker != lease.worker:
+            return False
+        latest = record.attempts[-1].outcome
+        was = record.status
+        cleared = clear_loss(attempt.outcome, was, record.lost_count, latest, self._max_lost)
+        if cleared is None:
+            return False
+        record.attempts[place] = attempt.model_copy(update={"outcome": cleared.outcome})
+        record.status, record.lost_count = cleared.status, cleared.lost_count
+        if record.status in PENDING and was not in PENDING:
+            heapq.heappush(self._pending, (record.seq, record.trial.id))
+        return True
 
     async def unreserve(self, lease: Lease) -> bool:
         """Undo a reservation that never started; see ``TrialStore.unreserve``."""

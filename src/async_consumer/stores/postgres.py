@@ -235,6 +235,38 @@ class PostgresStore(StoreBase):
             await conn.executemany(self._q["end"], _rules.stalled_ends(rows, older_than))
         return [row[0] for row in rows]
 
+    async def clear_losses(self, leases: Sequence[Lease]) -> builtins.list[str]:
+        """Clear the losses of these leases' attempts; see ``TrialStore.clear_losses``."""
+        if not leases:
+            return []
+        ordered = sorted(leases, key=lambda lease: (lease.trial_id, lease.token))
+        async with self._connection() as conn, conn.transaction():
+            # the trials locked in the order of their ids, as every batch locks them
+            return [lease.trial_id for lease in ordered if await self._clear(conn, lease)]
+
+    async def _clear(self, conn: Any, lease: Lease) -> bool:
+        # the trial locked first, then read by a statement of its own: it sees what a writer
+        # that held the lock meanwhile committed
+        await conn.execute(self._q["lock_trial"], lease.trial_id)
+        row = await conn.fetchrow(self._q["charged"], lease.trial_id, lease.token, lease.worker)
+        if row is None:
+            return False
+        status, lost_count, charged, latest = row
+        cleared = _rules.clear_loss(
+            _rows.load_outcome(charged),
+            TrialStatus(status),
+            lost_count,
+            _rows.load_outcome(latest),
+            self._max_lost,
+        )
+        if cleared is None:
+            return False
+        args = (lease.trial_id, cleared.status.value, cleared.lost_count)
+        await conn.execute(self._q["clear"], *args)
+        ending = (cleared.outcome.model_dump_json(), lease.trial_id, lease.token)
+        await conn.execute(self._q["end"], *ending)
+        return True
+
     async def get(self, trial_id: str) -> StoredTrial:
         """Return one trial with its attempts; see ``TrialStore.get``."""
         found = await self._select("get", trial_id)

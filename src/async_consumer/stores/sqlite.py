@@ -218,6 +218,32 @@ class SQLiteStore(StoreBase):
         self._end_attempts(ends)
         return [row[0] for row in rows]
 
+    async def clear_losses(self, leases: Sequence[Lease]) -> builtins.list[str]:
+        """Clear the losses of these leases' attempts; see ``TrialStore.clear_losses``."""
+        if not leases:
+            return []
+        return await self._run(lambda: [lease.trial_id for lease in leases if self._clear(lease)])
+
+    def _clear(self, lease: Lease) -> bool:
+        args = {"id": lease.trial_id, "token": lease.token, "worker": lease.worker}
+        rows = self._conn.execute(queries.CHARGED, args).fetchall()
+        if not rows:
+            return False
+        status, lost_count, charged, latest = rows[0]
+        cleared = _rules.clear_loss(
+            _rows.load_outcome(charged),
+            TrialStatus(status),
+            lost_count,
+            _rows.load_outcome(latest),
+            self._max_lost,
+        )
+        if cleared is None:
+            return False
+        update = {"id": lease.trial_id, "status": cleared.status.value}
+        self._conn.execute(queries.CLEAR, {**update, "lost_count": cleared.lost_count})
+        self._end_attempts([(cleared.outcome.model_dump_json(), lease.trial_id, lease.token)])
+        return True
+
     async def get(self, trial_id: str) -> StoredTrial:
         """Return one trial with its attempts; see ``TrialStore.get``."""
         found = await self._run(lambda: self._select(" WHERE id = ?", (trial_id,)), write=False)
