@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, StoredTrial, Trial, TrialStatus
+from ._rules import Cleared, clear_loss
 
 __all__ = [
+    "cleared_loss",
     "dump_experiment",
     "dump_trial",
     "load_attempt",
@@ -82,6 +85,17 @@ def load_attempt(row: Sequence[object]) -> Attempt:
 def load_outcome(text: object) -> Outcome | None:
     """Rebuild an attempt's outcome from its JSON text (``None``: the attempt has none yet)."""
     return None if text is None else Outcome.model_validate_json(str(text))
+
+
+def cleared_loss(row: Sequence[Any], max_lost: int) -> Cleared | None:
+    """
+    :func:`._rules.clear_loss` of a ``(status, lost_count, charged outcome, latest outcome)``
+    row, the outcomes as JSON text.
+    """
+    status, lost_count, charged, latest = row
+    return clear_loss(
+        load_outcome(charged), TrialStatus(status), lost_count, load_outcome(latest), max_lost
+    )
 
 
 def load_stored(row: Sequence[object], attempts: Sequence[Attempt]) -> StoredTrial:

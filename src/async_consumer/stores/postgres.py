@@ -251,14 +251,7 @@ class PostgresStore(StoreBase):
         row = await conn.fetchrow(self._q["charged"], lease.trial_id, lease.token, lease.worker)
         if row is None:
             return False
-        status, lost_count, charged, latest = row
-        cleared = _rules.clear_loss(
-            _rows.load_outcome(charged),
-            TrialStatus(status),
-            lost_count,
-            _rows.load_outcome(latest),
-            self._max_lost,
-        )
+        cleared = _rows.cleared_loss(row, self._max_lost)
         if cleared is None:
             return False
         args = (lease.trial_id, cleared.status.value, cleared.lost_count)

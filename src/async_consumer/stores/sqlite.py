@@ -229,14 +229,7 @@ class SQLiteStore(StoreBase):
         rows = self._conn.execute(queries.CHARGED, args).fetchall()
         if not rows:
             return False
-        status, lost_count, charged, latest = rows[0]
-        cleared = _rules.clear_loss(
-            _rows.load_outcome(charged),
-            TrialStatus(status),
-            lost_count,
-            _rows.load_outcome(latest),
-            self._max_lost,
-        )
+        cleared = _rows.cleared_loss(rows[0], self._max_lost)
         if cleared is None:
             return False
         update = {"id": lease.trial_id, "status": cleared.status.value}
