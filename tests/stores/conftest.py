@@ -12,8 +12,14 @@ import pytest
 import pytest_asyncio
 
 import async_consumer.stores
-from async_consumer._models import Lease, Outcome, Status, Trial
-from async_consumer.stores import MemoryStore, PostgresStore, SQLiteStore, TrialStore
+from async_consumer._models import Lease, Outcome, Status, StoredTrial, Trial
+from async_consumer.stores import (
+    MemoryStore,
+    PostgresStore,
+    Reservation,
+    SQLiteStore,
+    TrialStore,
+)
 
 from ..bouncer import pgbouncer_url
 from ..conftest import NewSchema, postgres_url
@@ -85,6 +91,22 @@ def released_together(store_file: Path, mode: str) -> list[str]:
 def make_trials(count: int, prefix: str = "t") -> list[Trial]:
     """Trials named prefix0, prefix1, ... with one parameter each."""
     return [Trial(id=f"{prefix}{i}", params={"x": i}) for i in range(count)]
+
+
+async def reserved(
+    store: TrialStore, worker: str = "w", request: Reservation = Reservation()
+) -> Lease:
+    """The lease ``store`` gives ``worker`` for ``request``; the test fails if none is waiting."""
+    lease = await store.reserve(worker, request)
+    assert lease is not None
+    return lease
+
+
+def last_outcome(trial: StoredTrial) -> Outcome:
+    """The outcome of the trial's latest attempt; the test fails if it has none yet."""
+    outcome = trial.attempts[-1].outcome
+    assert outcome is not None
+    return outcome
 
 
 async def first_lease(store: TrialStore, count: int = 1) -> Lease:

@@ -7,13 +7,25 @@ import pytest
 from async_consumer._models import Lease, Reason, Status, TrialStatus
 from async_consumer.stores import Reservation, RetryingStore, TrialStore
 
-from .conftest import MakeStore, make_trials, outcome
+from .conftest import MakeStore, last_outcome, make_trials, outcome, reserved
 
 
 async def _reserve(store: TrialStore, worker: str) -> Lease:
-    lease = await store.reserve(worker, Reservation(host="elsewhere", holder=f"elsewhere/{worker}"))
-    assert lease is not None
-    return lease
+    """A lease held from another host, whose holder this store cannot see alive."""
+    return await reserved(
+        store, worker, Reservation(host="elsewhere", holder=f"elsewhere/{worker}")
+    )
+
+
+async def _charged_twice(make_store: MakeStore) -> tuple[TrialStore, Lease, Lease]:
+    """A store whose one trial lost two leases, broken by the second (``max_lost=1``)."""
+    store = await make_store(max_lost=1)
+    await store.add(make_trials(1))
+    first = await _reserve(store, "a")
+    await store.reclaim_stale(0.0)
+    second = await _reserve(store, "b")
+    await store.reclaim_stale(0.0)
+    return store, first, second
 
 
 @pytest.mark.asyncio
@@ -27,11 +39,8 @@ async def test_a_holder_that_comes_back_clears_its_loss(store: TrialStore) -> No
     assert await store.clear_losses([frozen]) == ["t0"]
     cleared = await store.get("t0")
     assert (cleared.status, cleared.lost_count) == (TrialStatus.INTERRUPTED, 0)
-    last = cleared.attempts[-1].outcome
-    assert last is not None and (last.status, last.reason) == (
-        Status.INTERRUPTED,
-        Reason.LEASE_LOST,
-    )
+    last = last_outcome(cleared)
+    assert (last.status, last.reason) == (Status.INTERRUPTED, Reason.LEASE_LOST)
     assert "frozen or cut off" in last.message
     assert await store.clear_losses([frozen]) == []  # cleared already: nothing changes
     assert (await store.get("t0")).lost_count == 0
@@ -67,12 +76,7 @@ async def test_clearing_never_touches_the_successors_attempt(store: TrialStore) 
 @pytest.mark.asyncio
 async def test_a_trial_broken_by_losses_is_interrupted_again(make_store: MakeStore) -> None:
     """A trial whose losses broke it is back in the queue once a loss is cleared below the limit."""
-    store = await make_store(max_lost=1)
-    await store.add(make_trials(1))
-    first = await _reserve(store, "a")
-    await store.reclaim_stale(0.0)
-    second = await _reserve(store, "b")
-    await store.reclaim_stale(0.0)
+    store, first, second = await _charged_twice(make_store)
     assert (await store.get("t0")).status is TrialStatus.BROKEN
     assert await store.reserve("c") is None
     assert await store.clear_losses([first]) == ["t0"]

@@ -6,10 +6,10 @@ import anyio
 import pytest
 
 from async_consumer._errors import LeaseLost
-from async_consumer._models import Lease, Reason, Result, Status, Trial, TrialStatus
+from async_consumer._models import Reason, Result, Status, Trial, TrialStatus
 from async_consumer.stores import TrialStore
 
-from .conftest import MakeStore, make_trials, outcome
+from .conftest import MakeStore, make_trials, outcome, reserved
 
 HOSTILE = [
     "'; DROP TABLE trials; --",
@@ -22,19 +22,13 @@ HOSTILE = [
 ]
 
 
-async def _reserve(store: TrialStore, worker: str = "w") -> Lease:
-    lease = await store.reserve(worker)
-    assert lease is not None
-    return lease
-
-
 @pytest.mark.asyncio
 async def test_fencing_keeps_the_rerun(store: TrialStore) -> None:
     """After reclaim and re-reserve, the old lease's beat and result bounce; the re-run's stay."""
     await store.add(make_trials(1))
-    old = await _reserve(store, "old")
+    old = await reserved(store, "old")
     assert await store.reclaim_stale(0.0) == ["t0"]
-    new = await _reserve(store, "new")
+    new = await reserved(store, "new")
     assert new.token > old.token
     with pytest.raises(LeaseLost):
         await store.heartbeat(old)
@@ -56,9 +50,9 @@ async def test_fencing_keeps_the_rerun(store: TrialStore) -> None:
 async def test_reclaim_only_stale_reserved(store: TrialStore) -> None:
     """reclaim_stale takes only reserved trials whose beat is at least older_than seconds old."""
     await store.add(make_trials(3))
-    done = await _reserve(store)
+    done = await reserved(store)
     await store.finish(done, outcome(done))
-    await _reserve(store)
+    await reserved(store)
     assert await store.reclaim_stale(3600.0) == []
     assert await store.reclaim_stale(0.0) == ["t1"]
     got = await store.get("t1")
@@ -84,7 +78,7 @@ async def test_poison_trial_becomes_broken(make_store: MakeStore) -> None:
     await store.add(make_trials(1))
     statuses = []
     for _ in range(3):
-        await _reserve(store)
+        await reserved(store)
         await store.reclaim_stale(0.0)
         statuses.append((await store.get("t0")).status)
     assert statuses == [TrialStatus.INTERRUPTED, TrialStatus.INTERRUPTED, TrialStatus.BROKEN]
@@ -97,7 +91,7 @@ async def test_lost_outcome_counts_against_max_lost(make_store: MakeStore) -> No
     """A worker's own lost outcome counts as a loss; with max_lost 0 the first one breaks it."""
     store = await make_store(max_lost=0)
     await store.add(make_trials(1))
-    lease = await _reserve(store)
+    lease = await reserved(store)
     assert await store.finish(lease, outcome(lease, Status.LOST)) is TrialStatus.BROKEN
 
 
@@ -106,9 +100,9 @@ async def test_completion_ignores_earlier_losses(make_store: MakeStore) -> None:
     """A trial lost before completes normally, whatever its lost count."""
     store = await make_store(max_lost=1)
     await store.add(make_trials(1))
-    await _reserve(store)
+    await reserved(store)
     await store.reclaim_stale(0.0)
-    lease = await _reserve(store)
+    lease = await reserved(store)
     assert await store.finish(lease, outcome(lease)) is TrialStatus.COMPLETED
 
 
@@ -142,7 +136,7 @@ async def test_hostile_text_round_trips(store: TrialStore) -> None:
     assert [t.trial for t in await store.list()] == trials
     for trial in trials:
         assert (await store.get(trial.id)).trial == trial
-        lease = await _reserve(store, worker=trial.id)
+        lease = await reserved(store, trial.id)
         assert lease.trial == trial
         done = outcome(
             lease, message=trial.id, results=(Result(name=trial.id, type="objective", value=1.0),)
