@@ -32,6 +32,13 @@ class SearchShown(NamedTuple):
     sampler: str
     pruner: str
 
+    def line(self, suggested: int) -> str:
+        """The search's line of ``status``, ``suggested`` of its trials being in the store."""
+        return (
+            f"search: {suggested} of {self.n} trials suggested "
+            f"(sampler {self.sampler}, pruner {self.pruner})"
+        )
+
 
 _MARK = {"completed": "ok", "interrupted": "--", "lost": "??"}
 
@@ -248,10 +255,7 @@ class View:
         best: StoredTrial | None = None,
         search: SearchShown | None = None,
     ) -> None:
-        """
-        Counts by status, the search's total (``search``: the plan of the experiment shown),
-        the best trial, the running trials (heartbeat age), the workers.
-        """
+        """Counts by status, a search's total, the best and running trials, the workers."""
         counts = _nonzero(by_status)
         if self.json:
             rows = [
@@ -271,10 +275,7 @@ class View:
         for status in TrialStatus:
             print(f"{status:<12}{counts.get(str(status), 0):>8}")
         if search is not None:
-            print(
-                f"\nsearch: {sum(by_status.values())} of {search.n} trials suggested "
-                f"(sampler {search.sampler}, pruner {search.pruner})"
-            )
+            print(f"\n{search.line(sum(by_status.values()))}")
         if best is not None:
             print(f"\n{_best_line(best)}")
         if running:
