@@ -229,7 +229,17 @@ def _add_rerun_options(run: argparse.ArgumentParser) -> None:
         help="run these trials again, as new attempts: broken, interrupted or "
         "broken,interrupted (earlier attempts are kept)",
     )
-    run.add_argument(
+    _add_new_version(run)
+
+
+def _add_launch_search(launch: argparse.ArgumentParser) -> None:
+    """``launch``'s search options (recorded in the store, not passed to the workers)."""
+    _add_search_options(launch)
+    _add_new_version(launch)
+
+
+def _add_new_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--new-version",
         action="store_true",
         help="start a new version of the experiment (e.g. after changing the "
@@ -309,7 +319,7 @@ def build_parser() -> Parser:
     _add_trial_options(add)
     store_option(add, default=None)
     _add_worker_command(commands)
-    add_launch_parser(commands, _add_worker_options)
+    add_launch_parser(commands, _add_worker_options, _add_launch_search)
     add_reading_commands(commands)
     _add_global_flags_everywhere(parser)
     return parser

@@ -13,9 +13,14 @@ from pathlib import Path
 import anyio
 
 from .._errors import LaunchError
+from .._search.plan import SearchPlan
 from .._slurm.job import kill_wait
 from .._slurm.script import FleetSpec, batch_script, slurm_seconds
+from ..stores import store_from_url
+from . import searching
+from .args import run_options
 from .consumer_setup import consumer_from
+from .experiment import experiment_version
 from .view import View
 
 __all__ = ["forwarded", "launch", "worker_command"]
@@ -104,10 +109,28 @@ async def _check_timing(args: argparse.Namespace, view: View) -> None:
         )
 
 
-async def _submit(script: Path) -> str:
+async def _record_search(args: argparse.Namespace, view: View, plan: SearchPlan) -> None:
+    """Record the experiment's version with its search, as ``run`` would, for the workers."""
+    args.search_plan = plan.to_json()
+    async with store_from_url(args.store) as store:
+        chosen = await experiment_version(args, store, run_options)
+    if chosen.note:
+        view.note(chosen.note)
+    view.note(
+        f"searching: {plan.n} trials, sampler {plan.sampler}, pruner {plan.pruner}, "
+        f"over {', '.join(plan.space.names)} (experiment {args.experiment!r}, "
+        f"version {chosen.version})"
+    )
+
+
+def _check_sbatch() -> None:
     if shutil.which("sbatch") is None:
         msg = "sbatch not found: run launch slurm on a Slurm login node (or use --dry-run)"
         raise LaunchError(msg)
+
+
+async def _submit(script: Path) -> str:
+    _check_sbatch()
     done = await anyio.run_process(["sbatch", "--parsable", str(script)], check=False)
     if done.returncode != 0:
         reason = done.stderr.decode(errors="replace").strip().splitlines()
@@ -117,17 +140,28 @@ async def _submit(script: Path) -> str:
 
 
 async def launch(args: argparse.Namespace, view: View) -> int:
-    """Write the fleet's batch script; print it (``--dry-run``) or submit it and print the job id."""
+    """
+    Write the fleet's batch script; print it (``--dry-run``) or submit it and print the job id.
+
+    With priors in the command, the search (its space, sampler, pruner, ``-n``) is recorded in
+    the store first, as ``run`` records it: each worker reads it there and suggests.
+    """
+    plan = searching.plan_of(args)  # a bad prior: nothing recorded, nothing submitted
     _check(args, view)
     script = batch_script(_spec(args))
     if args.dry_run:
         sys.stdout.write(script)
+        if plan is not None:
+            view.note("note: the search is recorded in the store when the job is submitted")
         return 0
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = Path(args.script or f".async-consumer/slurm/{args.job_name}-{stamp}.sbatch")
     await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
     await anyio.Path(path).write_text(script)
     await _check_timing(args, view)
+    if plan is not None:
+        _check_sbatch()  # nothing recorded where nothing can be submitted
+        await _record_search(args, view, plan)
     job_id = await _submit(path)
     print(job_id, flush=True)
     view.note(

@@ -106,12 +106,16 @@ def add_slurm_options(parser: argparse.ArgumentParser) -> None:
 def add_launch_parser(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     add_worker_options: Callable[[argparse.ArgumentParser], None],
+    add_search_options: Callable[[argparse.ArgumentParser], None],
 ) -> None:
     """
-    ``launch slurm``: ``--store``, the Slurm options, then every other option of ``worker``.
+    ``launch slurm``: ``--store``, the Slurm options, the search's, then every other option of
+    ``worker``.
 
     The worker's options are those ``add_worker_options`` adds; they are kept as
-    ``args.worker_options``, for ``launch`` to pass on those that were set.
+    ``args.worker_options``, for ``launch`` to pass on those that were set. The search's
+    (``add_search_options``: ``-n``, ``--sampler``...) are recorded in the store before the
+    job is submitted, where every worker reads them.
     """
     worker = argparse.ArgumentParser(add_help=False)
     add_worker_options(worker)
@@ -128,4 +132,5 @@ def add_launch_parser(
     )
     slurm.add_argument("--store", required=True, metavar="URL", help=_STORE_HELP)
     add_slurm_options(slurm)
+    add_search_options(slurm)
     slurm.set_defaults(worker_options=[a for a in worker._actions if a.option_strings])

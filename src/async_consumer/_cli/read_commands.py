@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from .store_pages import pages
 from .table import SORT_KEYS, render_trials, sort_trials
 from .trial_params import version_of
 from .usage_checks import UsageError, find_trial, read_store_url
-from .view import View
+from .view import SearchShown, View
 
 __all__ = ["logs", "report", "show", "status", "trials"]
 
@@ -86,6 +87,18 @@ async def _tally_kept(
     return counts, best, left_out
 
 
+def _search_of(scope: _Scope) -> SearchShown | None:
+    """
+    The search of the experiment version shown (``None``: not a search, or every version),
+    read from its record as it is (its sampler need not be installed here).
+    """
+    recorded = scope.recorded
+    if scope.is_everything or recorded is None or recorded.search is None:
+        return None
+    plan = json.loads(recorded.search)
+    return SearchShown(plan["n"], plan["sampler"], plan["pruner"])
+
+
 async def status(args: argparse.Namespace, view: View) -> int:
     """Counts by status, the best trial so far, the running trials, and the workers."""
     async with store_from_url(read_store_url(args)) as store:
@@ -98,7 +111,8 @@ async def status(args: argparse.Namespace, view: View) -> int:
             counts, best, left_out = await _tally_kept(store, scope, maximize=view.maximize)
             view.note(scope.note(left_out, "count"))
         running = [t for t in await store.list(TrialStatus.RESERVED) if scope.keeps(t)]
-        view.status(counts, running, await store.workers(), best=best)
+        search = _search_of(scope)
+        view.status(counts, running, await store.workers(), best=best, search=search)
     view.note(f"on this host, {describe_here()}")
     return EXIT_OK
 

@@ -64,7 +64,7 @@ def plan_of(args: argparse.Namespace) -> SearchPlan | None:
             msg = f"{option} needs a search space: a prior in the command, e.g. --lr~'loguniform(1e-5, 1)', or --space FILE"
             raise UsageError(msg)
         return None
-    if args.params or args.grid:
+    if getattr(args, "params", None) or getattr(args, "grid", None):
         msg = "a search space (priors) and --params/--grid cannot be mixed: give one or the other"
         raise UsageError(msg)
     return SearchPlan(

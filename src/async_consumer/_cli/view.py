@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._fleet import WorkerInfo
 from .._models import Outcome, Status, StoredTrial, Trial, TrialStatus
@@ -22,7 +22,23 @@ from .progress import LiveBar, progress_bar
 if TYPE_CHECKING:
     from .._worker.worker import Worker
 
-__all__ = ["View"]
+__all__ = ["SearchShown", "View"]
+
+
+class SearchShown(NamedTuple):
+    """What ``status`` shows of a search: its total, sampler and pruner."""
+
+    n: int
+    sampler: str
+    pruner: str
+
+    def line(self, suggested: int) -> str:
+        """The search's line of ``status``, ``suggested`` of its trials being in the store."""
+        return (
+            f"search: {suggested} of {self.n} trials suggested "
+            f"(sampler {self.sampler}, pruner {self.pruner})"
+        )
+
 
 _MARK = {"completed": "ok", "interrupted": "--", "lost": "??"}
 
@@ -155,10 +171,19 @@ class View:
 
     @contextmanager
     def progress(
-        self, counts: dict[TrialStatus, int], running: Callable[[], int] = lambda: 0
+        self,
+        counts: dict[TrialStatus, int],
+        running: Callable[[], int] = lambda: 0,
+        *,
+        total: int | None = None,
     ) -> Iterator[None]:
-        """A progress bar on the terminal (stderr) while trials run; nothing when piped."""
-        total = sum(counts.get(s, 0) for s in (TrialStatus.NEW, TrialStatus.INTERRUPTED))
+        """
+        A progress bar on the terminal (stderr) while trials run; nothing when piped. Its
+        total: ``total`` (a search's trials still to run, suggested or not), else the trials
+        waiting in ``counts``.
+        """
+        if total is None:
+            total = sum(counts.get(s, 0) for s in (TrialStatus.NEW, TrialStatus.INTERRUPTED))
         if self.json or self.quiet or not sys.stderr.isatty() or total == 0:
             yield
             return
@@ -228,8 +253,9 @@ class View:
         workers: Sequence[WorkerInfo] = (),
         *,
         best: StoredTrial | None = None,
+        search: SearchShown | None = None,
     ) -> None:
-        """Counts by status, the best trial, the running trials (heartbeat age), the workers."""
+        """Counts by status, a search's total, the best and running trials, the workers."""
         counts = _nonzero(by_status)
         if self.json:
             rows = [
@@ -242,10 +268,14 @@ class View:
             ]
             fleet = worker_rows(workers)
             state = {"counts": dict(counts), "best": _best_json(best), "running": rows}
+            if search is not None:
+                state["search"] = {"n": search.n, "suggested": sum(by_status.values())}
             print(json.dumps({**state, "workers": fleet}), flush=True)
             return
         for status in TrialStatus:
             print(f"{status:<12}{counts.get(str(status), 0):>8}")
+        if search is not None:
+            print(f"\n{search.line(sum(by_status.values()))}")
         if best is not None:
             print(f"\n{_best_line(best)}")
         if running:

@@ -142,7 +142,8 @@ async def _work(
     watch = handle_signals(consumer) if place is None else handle_worker_signals(worker, early)
     async with consumer, watch as signals:
         counts = run.counts if run is not None else await store.counts()
-        progress = view.progress(counts, lambda: len(consumer.running))
+        total = await _left_to_run(store, search) if search is not None else None
+        progress = view.progress(counts, lambda: len(consumer.running), total=total)
         # the worker's error is raised below, outside the signal handler's task group
         with progress, contextlib.suppress(ConsumerError):
             await view.redraw_while(worker.run)
@@ -152,6 +153,14 @@ async def _work(
     return await _conclude(
         store, view, worker, run, follow=follow, interrupted=stopped, max_broken=args.max_broken
     )
+
+
+async def _left_to_run(store: TrialStore, search: Search) -> int:
+    """The search's trials still to run: its total, less those that ended for good."""
+    ids = [search.id_of(k) for k in range(1, search.plan.n + 1)]
+    counts = await store.counts(ids)
+    ended = (TrialStatus.COMPLETED, TrialStatus.PRUNED, TrialStatus.BROKEN)
+    return search.plan.n - sum(counts[status] for status in ended)
 
 
 async def _conclude(

@@ -8,6 +8,12 @@ one that lost takes ``k + 1``), and a worker killed while it suggests leaves eit
 new in the store for any worker to run, or nothing. The sampler is fed the search's finished
 trials from the store (other workers', earlier runs'), read again only when the store's counts
 of finished trials change. No process holds anything the search needs but the store.
+
+The values a pruner judges (each trial's objective at each step) are recorded in the store too:
+those reported here are kept in memory and written together (:meth:`Search.flush`) with the
+worker's own beat, once a heartbeat interval, and before a trial's outcome is recorded; those
+recorded by every process are read on from a cursor (:meth:`Search.share`, on the same beat),
+so that a finished trial is fed to the pruner with its whole curve whichever process ran it.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from .._errors import DuplicateTrial
 from .._models import Outcome, Reason, Status, StoredTrial, Trial, TrialStatus
 from .._supervise.metrics import Metric
 from .._trial.paths import ATTEMPTS
-from ..stores import TrialStore
+from ..stores import IntermediateValue, TrialStore
+from ..stores._protocol import VALUES_PAGE
 from .plan import SearchPlan
 from .samplers import Finished, RandomSampler
 from .study import OptunaStudy
@@ -80,6 +87,9 @@ class Search:
         self._objective_name: str | None = plan.metric
         self.pruned: dict[str, int] = {}
         """The trials this search pruned here, and the step each was pruned at."""
+        self._unsent: list[IntermediateValue] = []  # reported here, not yet in the store
+        self._cursor = 0  # the store's values before it were read
+        self._curves: dict[str, dict[int, float]] = {}  # others' trials' values, read
 
     def id_of(self, k: int) -> str:
         """The id of the search's ``k``-th trial."""
@@ -159,31 +169,74 @@ class Search:
         return sum(counts.values())
 
     async def _feed(self) -> None:
-        """Feed the study the search's trials that finished since it was last fed."""
+        """
+        Feed the study the search's trials that finished since it was last fed, each with
+        its curve: the values are read after the trials, so a finished trial's are all in.
+        """
         assert self.study is not None
         assert self._next is not None
         counts = await self.store.counts([self.id_of(k) for k in range(1, self._next)])
         if sum(counts[status] for status in _FINISHED) <= self.study.finished:
+            await self._read_values()
             return  # every finished trial of the search is known here (those run here are)
+        new: list[StoredTrial] = []
         for status in _FINISHED:
             offset = 0
             while page := await self.store.list(status, offset=offset, limit=500):
                 offset += len(page)
-                for stored in page:
-                    if self.is_mine(stored.id) and not self.study.is_finished(stored.id):
-                        self.study.feed(self._finished(stored))
+                new += (t for t in page if self.is_mine(t.id) and not self.study.is_finished(t.id))
+        await self._read_values()
+        for stored in new:
+            self.study.feed(self._finished(stored))
+
+    async def _read_values(self) -> None:
+        """Read the values recorded since the last read: those of other processes' trials."""
+        assert self.study is not None
+        while True:
+            values, self._cursor = await self.store.read_values(self._cursor)
+            for trial_id, step, value in values:
+                if self.is_mine(trial_id) and not (
+                    self.study.is_following(trial_id) or self.study.is_finished(trial_id)
+                ):
+                    self._curves.setdefault(trial_id, {}).setdefault(step, value)
+            if len(values) < VALUES_PAGE:
+                return
+
+    async def flush(self) -> None:
+        """Record in the store the values reported here since the last flush, in one write."""
+        if not self._unsent:
+            return
+        unsent, self._unsent = self._unsent, []
+        try:
+            await self.store.record_values(unsent)
+        except BaseException:
+            self._unsent[:0] = unsent  # kept for the next write
+            raise
+
+    async def share(self) -> None:
+        """Record the values reported here; feed the pruner what other processes recorded."""
+        if self.study is None or self.plan.pruner == "none":
+            return
+        await self.flush()
+        async with self._lock:
+            if self._next is None:
+                self._next = await self._count_taken() + 1
+            await self._feed()
 
     def _finished(self, stored: StoredTrial) -> Finished:
         outcome = stored.outcome
         state = {TrialStatus.COMPLETED: "complete", TrialStatus.PRUNED: "pruned"}
-        curve = self._curve(outcome) if outcome is not None else {}
+        curve = self._curves.pop(stored.id, None)
+        if curve is None:  # none in the store (recorded before it kept values): the file's
+            curve = self._curve(outcome) if outcome is not None else {}
         value = outcome.objective if outcome is not None else None
         return Finished(
             stored.id, stored.trial.params, state.get(stored.status, "fail"), value, curve
         )
 
     def _curve(self, outcome: Outcome) -> dict[int, float]:
-        """The objective at each step, from the attempt's metrics file (if this host sees it)."""
+        """The objective at each step, from the attempt's metrics file (if this host sees it):
+        the curve of a trial that ended before the store kept values."""
         if not outcome.working_dir:
             return {}
         path = Path(outcome.working_dir) / ATTEMPTS / str(outcome.attempt) / "metrics.jsonl"
@@ -227,6 +280,8 @@ class Search:
         value = self._value_of(metric.values)
         if self.study is None or metric.step is None or value is None:
             return False
+        if self.study.is_following(metric.trial_id):
+            self._unsent.append(IntermediateValue(metric.trial_id, metric.step, value))
         if not self.study.report(metric.trial_id, metric.step, value):
             return False
         self.pruned[metric.trial_id] = metric.step

@@ -4,7 +4,9 @@ A worker's store that a search keeps filled: where nothing waits, the search sug
 :class:`SearchingStore` is the worker's retrying store (a :class:`RetryingStore`) with a
 search behind it: a reservation that finds nothing to lease has the search add its next trial,
 and leases that, until the search has its ``n`` trials; every lease's trial is followed by the
-search's pruner; every recorded outcome is told to the sampler. The worker itself is unchanged:
+search's pruner; every recorded outcome is told to the sampler, once the values its trial
+reported here are in the store (so that whoever reads it finished reads its whole curve); and
+the worker's own beat carries the values its trials reported, and brings back the others'. The worker itself is unchanged:
 to it, the store simply does not run dry before the search is complete.
 """
 
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .._errors import LeaseLost
+from .._fleet import WorkerInfo
 from .._models import Lease, Outcome, Reason, Status, TrialStatus
 from ..stores import TrialStore
 from ..stores._outage import Outage
@@ -48,26 +51,40 @@ class SearchingStore(RetryingStore):
     async def reserve_many(
         self, worker: str, n: int, request: Reservation = Reservation()
     ) -> builtins.list[Lease]:
-        """Lease up to ``n`` trials, the search's next ones where too few wait."""
+        """
+        Lease up to ``n`` trials, the search's next ones where too few wait; its pruner is
+        brought up to date before they start.
+        """
         leases = await super().reserve_many(worker, n, request)
         while len(leases) < n and self.search is not None and await self.search.suggest():
             leases += await super().reserve_many(worker, n - len(leases), request)
-        if self.search is not None:
+        if self.search is not None and leases:
             for lease in leases:
                 self.search.adopt(lease.trial)
+            await self.search.share()  # its pruner knows every trial finished so far
         return leases
+
+    async def record_worker(self, worker: WorkerInfo, *, starting: bool = False) -> None:
+        """Record the worker's beat, and with it share the search's values (see ``Search.share``)."""
+        await super().record_worker(worker, starting=starting)
+        if self.search is not None and not starting:
+            await self.search.share()
 
     async def finish(
         self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
     ) -> TrialStatus:
-        """Record an outcome, and tell the search how its trial ended."""
+        """Record an outcome (after its trial's values), and tell the search how it ended."""
+        if self.search is not None:
+            await self.search.flush()
         status = await super().finish(lease, outcome, requeue=requeue, hold=hold)
         if not requeue:
             await self._ended([(lease, outcome)])
         return status
 
     async def finish_many(self, items: Sequence[Finish]) -> builtins.list[TrialStatus | LeaseLost]:
-        """Record outcomes, and tell the search how the trials recorded ended."""
+        """Record outcomes (after their trials' values), and tell the search how they ended."""
+        if self.search is not None:
+            await self.search.flush()
         answers = await super().finish_many(items)
         ended = [
             (item.lease, item.outcome)

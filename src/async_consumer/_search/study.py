@@ -227,6 +227,10 @@ class OptunaStudy:
         if trial_id not in self._live:
             self.bind(trial_id, self.given(params))
 
+    def is_following(self, trial_id: str) -> bool:
+        """Whether the trial runs here, its values reported to this study as they come."""
+        return trial_id in self._live
+
     def report(self, trial_id: str, step: int, value: float) -> bool:
         """Report a trial's objective at ``step``; whether the pruner says to stop it."""
         trial = self._live.get(trial_id)
@@ -267,10 +271,34 @@ class OptunaStudy:
                 value=finished.value if state == states.COMPLETE else None,
                 state=state,
                 intermediate_values=dict(finished.curve),
+                system_attrs=self._rungs(finished.curve),
             )
         except ValueError:
             return  # a value outside this space's bounds: the same
         self.study.add_trial(past)
+
+    def _rungs(self, curve: Mapping[int, float]) -> dict[str, float]:
+        """
+        The rungs of successive halving (``asha``) that a trial run elsewhere completed, as
+        the pruner there recorded them: at the first step reported at or past each rung's
+        step, its value then. Optuna's pruner keeps them on the trial (``completed_rung_N``)
+        and ranks a trial against the others' values at its rung.
+        """
+        import optuna
+
+        pruner = self.study.pruner
+        if not isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner):
+            return {}
+        low = pruner._min_resource  # None until the pruner estimated it ("auto")
+        if low is None:
+            return {}
+        rungs: dict[str, float] = {}
+        for step in sorted(curve):
+            while step >= low * pruner._reduction_factor ** (
+                pruner._min_early_stopping_rate + len(rungs)
+            ):
+                rungs[f"completed_rung_{len(rungs)}"] = curve[step]
+        return rungs
 
     def is_finished(self, trial_id: str) -> bool:
         """Whether the study was told this trial had finished."""

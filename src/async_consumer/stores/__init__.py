@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ._open import open_store as open_store
 from ._open import store_from_url as store_from_url
 from ._protocol import Finish as Finish
+from ._protocol import IntermediateValue as IntermediateValue
 from ._protocol import Reservation as Reservation
 from ._protocol import TrialStore as TrialStore
 from ._retrying import Outage as Outage
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Finish",
+    "IntermediateValue",
     "MemoryStore",
     "Outage",
     "PostgresStore",

@@ -75,7 +75,23 @@ DIRECTION_V6 = "ALTER TABLE {s}.experiments ADD COLUMN maximize boolean NOT NULL
 """Version 6: each experiment version's direction, as in SQLite (``_sqlite_sql.DIRECTION_V6``)."""
 SEARCH_V7 = "ALTER TABLE {s}.experiments ADD COLUMN search text"
 """Version 7: each experiment version's search plan, as in SQLite (``_sqlite_sql.SEARCH_V7``)."""
-MIGRATIONS = (TABLES_V1, JOURNEY_V2, WORKERS_V3, HOLDERS_V4, BEST_V5, DIRECTION_V6, SEARCH_V7)
+VALUES_V8 = """
+CREATE TABLE {s}.trial_values (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, trial_id text NOT NULL,
+    step bigint NOT NULL, value double precision NOT NULL, UNIQUE (trial_id, step)
+);
+"""
+"""Version 8: each trial's objective at each step, as in SQLite (``_sqlite_sql.VALUES_V8``)."""
+MIGRATIONS = (
+    TABLES_V1,
+    JOURNEY_V2,
+    WORKERS_V3,
+    HOLDERS_V4,
+    BEST_V5,
+    DIRECTION_V6,
+    SEARCH_V7,
+    VALUES_V8,
+)
 """The schema's history, as ``_sqlite_sql.MIGRATIONS``; ``{s}`` is the quoted schema."""
 SCHEMA_VERSION = len(MIGRATIONS)
 _WORKER_COLUMNS = "name, host, pid, job_id, task_id, running, state"
@@ -232,6 +248,13 @@ _QUERIES = {
     "rerun": """
         UPDATE {s}.trials SET status = 'new', lost_count = 0, not_before = NULL
         WHERE id = ANY($1::text[]) AND status = ANY($2::text[])""",
+    "record_values": """
+        INSERT INTO {s}.trial_values (trial_id, step, value)
+        SELECT * FROM unnest($1::text[], $2::bigint[], $3::float8[])
+        ON CONFLICT (trial_id, step) DO NOTHING""",
+    "values_after": """
+        SELECT seq, trial_id, step, value FROM {s}.trial_values WHERE seq > $1
+        ORDER BY seq LIMIT $2""",
     "experiment": """
         SELECT name, version, command, config, code_version, created_at, maximize, search
         FROM {s}.experiments

@@ -15,7 +15,14 @@ from .._fleet import WorkerInfo
 from .._models import Lease, Outcome, StoredTrial, Trial, TrialStatus
 from ._rules import check_finishes
 
-__all__ = ["Finish", "HeldLease", "Reservation", "StoreBase", "TrialStore"]
+__all__ = [
+    "Finish",
+    "HeldLease",
+    "IntermediateValue",
+    "Reservation",
+    "StoreBase",
+    "TrialStore",
+]
 
 HeldLease = tuple[str, int, str]
 """A current lease as ``(trial id, token, holder)``; the holder is ``host/pid/start``."""
@@ -51,6 +58,18 @@ class Finish(NamedTuple):
     outcome: Outcome
     requeue: bool = False
     hold: float = 0.0
+
+
+class IntermediateValue(NamedTuple):
+    """A trial's objective at one step of its script, as a pruner judges it."""
+
+    trial_id: str
+    step: int
+    value: float
+
+
+VALUES_PAGE = 1000
+"""How many intermediate values ``read_values`` returns at most, by default."""
 
 
 class TrialStore(Protocol):
@@ -201,6 +220,25 @@ class TrialStore(Protocol):
 
         Their attempts are kept; the next reservation is a new attempt with the next number.
         Only ``broken`` and ``interrupted`` trials can be run again this way.
+        """
+        ...
+
+    async def record_values(self, values: Sequence[IntermediateValue]) -> None:
+        """
+        Record intermediate values, all in one write; a trial's value at a step already
+        recorded is kept (the first one counts), the new one dropped.
+        """
+        ...
+
+    async def read_values(
+        self, after: int = 0, *, limit: int = VALUES_PAGE
+    ) -> tuple[builtins.list[IntermediateValue], int]:
+        """
+        The intermediate values recorded after the cursor ``after`` (0: from the first), in
+        the order they were recorded, at most ``limit``; with the cursor to read on from.
+
+        Every value is read once by a reader that reads on from the cursor it was given: none
+        committed later can come before it.
         """
         ...
 

@@ -20,7 +20,15 @@ from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Lease, Outcome, StoredTrial, Trial, TrialStatus
 from ._outage import DEFAULT_OUTAGE_LIMIT, Outage
-from ._protocol import Finish, HeldLease, Reservation, StoreBase, TrialStore
+from ._protocol import (
+    VALUES_PAGE,
+    Finish,
+    HeldLease,
+    IntermediateValue,
+    Reservation,
+    StoreBase,
+    TrialStore,
+)
 
 __all__ = ["DEFAULT_OUTAGE_LIMIT", "Outage", "RetryingStore"]
 
@@ -214,6 +222,16 @@ class RetryingStore(StoreBase):
     async def rerun(self, ids: Collection[str], statuses: Collection[TrialStatus]) -> int:
         """Make trials new again; see ``TrialStore.rerun``."""
         return await self.outage.call(lambda: self.store.rerun(ids, statuses))
+
+    async def record_values(self, values: Sequence[IntermediateValue]) -> None:
+        """Record intermediate values; see ``TrialStore.record_values``."""
+        await self.outage.call(lambda: self.store.record_values(values))
+
+    async def read_values(
+        self, after: int = 0, *, limit: int = VALUES_PAGE
+    ) -> tuple[builtins.list[IntermediateValue], int]:
+        """The values recorded after a cursor; see ``TrialStore.read_values``."""
+        return await self.outage.call(lambda: self.store.read_values(after, limit=limit))
 
     async def experiment(self, name: str) -> Experiment | None:
         """The experiment's latest version; see ``TrialStore.experiment``."""

@@ -69,7 +69,24 @@ every command ranks its trials as the run that recorded it did."""
 SEARCH_V7 = "ALTER TABLE experiments ADD COLUMN search TEXT"
 """Version 7 (search): what an experiment version searches (its space, sampler, pruner, seed,
 metric and total, as JSON), so that every worker of the store suggests from the same plan."""
-MIGRATIONS = (SCHEMA_V1, JOURNEY_V2, WORKERS_V3, HOLDERS_V4, BEST_V5, DIRECTION_V6, SEARCH_V7)
+VALUES_V8 = """
+CREATE TABLE trial_values (
+    seq INTEGER PRIMARY KEY, trial_id TEXT NOT NULL, step INTEGER NOT NULL, value REAL NOT NULL,
+    UNIQUE (trial_id, step)
+)
+"""
+"""Version 8 (pruning across a fleet): each trial's objective at each step its script reported,
+in the order recorded (``seq``), for every worker's pruner to read on from where it stopped."""
+MIGRATIONS = (
+    SCHEMA_V1,
+    JOURNEY_V2,
+    WORKERS_V3,
+    HOLDERS_V4,
+    BEST_V5,
+    DIRECTION_V6,
+    SEARCH_V7,
+    VALUES_V8,
+)
 """The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
 schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
 that a store written by an earlier release opens in this one."""
@@ -199,6 +216,13 @@ VALUES (?, ?, ?, ?, ?, ?, ?, {NOW}) ON CONFLICT (name, version) DO UPDATE SET
     command = excluded.command, config = excluded.config, code_version = excluded.code_version,
     maximize = excluded.maximize, search = excluded.search
 """
+RECORD_VALUES = """
+INSERT INTO trial_values (trial_id, step, value) VALUES (?, ?, ?) ON CONFLICT DO NOTHING
+"""
+VALUES_AFTER = (
+    "SELECT seq, trial_id, step, value FROM trial_values WHERE seq > ? ORDER BY seq LIMIT ?"
+)
+"""The values recorded after a cursor: SQLite's writes take turns, so ``seq`` is commit order."""
 ATTEMPTS = """
 SELECT trial_id, number, token, worker, host, reserved_at, heartbeat_at, outcome FROM attempts
 """

@@ -16,7 +16,7 @@ from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, StoredTrial, Trial, TrialStatus
 from .._ranking import best_trial
-from ._protocol import Finish, HeldLease, Reservation, StoreBase
+from ._protocol import VALUES_PAGE, Finish, HeldLease, IntermediateValue, Reservation, StoreBase
 from ._rows import new_lease, zero_counts
 from ._rules import (
     DEFAULT_MAX_LOST,
@@ -88,6 +88,8 @@ class MemoryStore(StoreBase):
         self._pending: builtins.list[tuple[int, str]] = []
         self._workers: dict[str, WorkerInfo] = {}
         self._experiments: dict[tuple[str, int], Experiment] = {}
+        self._values: builtins.list[IntermediateValue] = []
+        self._steps: set[tuple[str, int]] = set()  # the (trial, step) pairs recorded
 
     async def add(self, trials: Iterable[Trial], *, exist_ok: bool = False) -> int:
         """Add new trials, all or none; see ``TrialStore.add``."""
@@ -354,6 +356,22 @@ class MemoryStore(StoreBase):
             record.status, record.lost_count, record.not_before = TrialStatus.NEW, 0, None
             heapq.heappush(self._pending, (record.seq, record.trial.id))
         return len(again)
+
+    async def record_values(self, values: Sequence[IntermediateValue]) -> None:
+        """Record intermediate values; see ``TrialStore.record_values``."""
+        await anyio.lowlevel.checkpoint()
+        for value in values:
+            if (value.trial_id, value.step) not in self._steps:
+                self._steps.add((value.trial_id, value.step))
+                self._values.append(value)
+
+    async def read_values(
+        self, after: int = 0, *, limit: int = VALUES_PAGE
+    ) -> tuple[builtins.list[IntermediateValue], int]:
+        """The values recorded after a cursor (their place, from 1); see ``TrialStore.read_values``."""
+        await anyio.lowlevel.checkpoint()
+        page = self._values[after : after + limit]
+        return page, after + len(page)
 
     async def experiment(self, name: str) -> Experiment | None:
         """The latest version of an experiment; see ``TrialStore.experiment``."""

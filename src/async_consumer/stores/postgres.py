@@ -21,7 +21,7 @@ from ._postgres_connection import (
     split_url,
     translate,
 )
-from ._protocol import Finish, HeldLease, Reservation, StoreBase
+from ._protocol import VALUES_PAGE, Finish, HeldLease, IntermediateValue, Reservation, StoreBase
 
 __all__ = ["DEFAULT_POOL_SIZE", "PostgresStore"]
 
@@ -317,6 +317,33 @@ class PostgresStore(StoreBase):
         async with self._connection() as conn:
             done = await conn.execute(self._q["rerun"], builtins.list(ids), chosen)
         return int(done.split()[-1])
+
+    async def record_values(self, values: Sequence[IntermediateValue]) -> None:
+        """
+        Record intermediate values in one write; see ``TrialStore.record_values``.
+
+        The writes of values take turns (a lock held to the commit), so that their ``seq`` is
+        the order they were committed in: a reader reading on from a cursor never passes over
+        a value a slower transaction was still to commit.
+        """
+        if not values:
+            return
+        columns = (
+            [v.trial_id for v in values],
+            [v.step for v in values],
+            [v.value for v in values],
+        )
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(self._q["lock"], f"async_consumer:{self._schema}:values")
+            await conn.execute(self._q["record_values"], *columns)
+
+    async def read_values(
+        self, after: int = 0, *, limit: int = VALUES_PAGE
+    ) -> tuple[builtins.list[IntermediateValue], int]:
+        """The values recorded after a cursor; see ``TrialStore.read_values``."""
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._q["values_after"], after, limit)
+        return [IntermediateValue(*row[1:]) for row in rows], rows[-1][0] if rows else after
 
     async def experiment(self, name: str) -> Experiment | None:
         """The latest version of an experiment; see ``TrialStore.experiment``."""

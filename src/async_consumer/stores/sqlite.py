@@ -19,7 +19,7 @@ from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _rows, _rules
 from . import _sqlite_sql as queries
-from ._protocol import Finish, HeldLease, Reservation, StoreBase
+from ._protocol import VALUES_PAGE, Finish, HeldLease, IntermediateValue, Reservation, StoreBase
 from ._sqlite_file import connect, error, is_busy, path_from_url, transaction
 
 __all__ = ["SQLiteStore", "path_from_url"]
@@ -300,6 +300,22 @@ class SQLiteStore(StoreBase):
         """Make broken or interrupted trials new again; see ``TrialStore.rerun``."""
         args = (json.dumps(builtins.list(ids)), json.dumps(_rules.check_rerun(statuses)))
         return await self._run(lambda: self._conn.execute(queries.RERUN, args).rowcount)
+
+    async def record_values(self, values: Sequence[IntermediateValue]) -> None:
+        """Record intermediate values in one write; see ``TrialStore.record_values``."""
+        if values:
+            rows = [tuple(value) for value in values]
+            await self._run(lambda: self._conn.executemany(queries.RECORD_VALUES, rows))
+
+    async def read_values(
+        self, after: int = 0, *, limit: int = VALUES_PAGE
+    ) -> tuple[builtins.list[IntermediateValue], int]:
+        """The values recorded after a cursor; see ``TrialStore.read_values``."""
+        rows = await self._run(
+            lambda: self._conn.execute(queries.VALUES_AFTER, (after, limit)).fetchall(),
+            write=False,
+        )
+        return [IntermediateValue(*row[1:]) for row in rows], rows[-1][0] if rows else after
 
     async def experiment(self, name: str) -> Experiment | None:
         """The latest version of an experiment; see ``TrialStore.experiment``."""
