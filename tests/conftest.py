@@ -195,6 +195,21 @@ class Flaky(MemoryStore):
         return answers
 
 
+LOSS_CURVE = """
+with open(os.environ['ASYNC_CONSUMER_METRICS_PATH'], 'a') as metrics:
+    for step in range(3 if hopeless else 5):
+        metrics.write(json.dumps({'step': step, 'loss': 1 / (step + 1) + 10 * hopeless}) + '\\n')
+        metrics.flush()
+if hopeless:
+    time.sleep(600)
+json.dump([{'name': 'loss', 'type': 'objective', 'value': 0.2}], open(os.environ['ORION_RESULTS_PATH'], 'w'))
+"""
+"""
+The end of a trial's script that reports a loss curve (``json``, ``os``, ``time`` imported,
+``hopeless`` set): a good trial, 1/(step+1) for 5 steps, then it completes; a hopeless one, 10
+more at each of 3 steps, then it waits to be stopped (it never ends on its own).
+"""
+
 WRITE_RESULT = (
     "import json, os; json.dump([{'name': 'objective', 'type': 'objective', 'value': 1.5}], "
     "open(os.environ['ORION_RESULTS_PATH'], 'w'))"
@@ -312,3 +327,27 @@ def _reset_library_logger() -> Iterator[None]:
     logger.handlers[:] = [logging.NullHandler()]  # as the package leaves it
     logger.propagate = True
     logger.setLevel(logging.NOTSET)
+
+
+@pytest.fixture
+def tmux() -> Iterator[str]:
+    """A detached tmux session, 110 columns by 40 lines, killed after the test."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    name = f"ac-{uuid.uuid4().hex[:8]}"
+    argv = ["tmux", "new-session", "-d", "-s", name, "-x", "110", "-y", "40"]
+    subprocess.run([*argv, "bash --norc --noprofile"], check=True)
+    yield name
+    subprocess.run(["tmux", "kill-session", "-t", name], check=False)
+
+
+def screen(session: str) -> list[str]:
+    """Every line of the tmux pane, scrollback included, as the user would read it."""
+    argv = ["tmux", "capture-pane", "-p", "-J", "-t", session, "-S", "-"]
+    text = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return [line.rstrip() for line in text.splitlines() if line.strip()]
+
+
+def type_command(session: str, command: str) -> None:
+    """Type ``command`` into the tmux session and press Enter, as the user would."""
+    subprocess.run(["tmux", "send-keys", "-t", session, command, "Enter"], check=True)

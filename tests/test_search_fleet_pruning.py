@@ -14,26 +14,22 @@ import pytest
 from async_consumer import TrialStatus
 from async_consumer.stores import store_from_url
 
-from .conftest import wait_until_sync
+from .conftest import LOSS_CURVE, wait_until_sync
 
 pytest.importorskip("optuna")
 
 # HOPELESS=0 (worker A): loss 1/(step+1) for 5 steps, then the results; trial 6 first waits
 # for the file RELEASE. HOPELESS=1 (worker B): loss 10 more a step, then waits to be stopped.
-CURVES = """
+CURVES = (
+    """
 import json, os, sys, time
 hopeless = os.environ['HOPELESS'] == '1'
 if os.environ['ASYNC_CONSUMER_TRIAL_ID'] == 'default-6':
     while not os.path.exists(os.environ['RELEASE']):
         time.sleep(0.05)
-with open(os.environ['ASYNC_CONSUMER_METRICS_PATH'], 'a') as metrics:
-    for step in range(3 if hopeless else 5):
-        metrics.write(json.dumps({'step': step, 'loss': 1 / (step + 1) + 10 * hopeless}) + '\\n')
-        metrics.flush()
-if hopeless:
-    time.sleep(600)
-json.dump([{'name': 'loss', 'type': 'objective', 'value': 0.2}], open(os.environ['ORION_RESULTS_PATH'], 'w'))
 """
+    + LOSS_CURVE
+)
 
 
 def _start(command: str, url: str, base: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:

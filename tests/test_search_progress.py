@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from async_consumer._cli.main import main
 
-from .conftest import wait_until_sync
+from .conftest import screen, type_command, wait_until_sync
 
 # waits for the file RELEASE (next to the store), then reports x
 GATED = (
@@ -24,21 +20,8 @@ GATED = (
 )
 
 
-@pytest.fixture
-def tmux() -> Iterator[str]:
-    """A detached tmux session, 110 columns by 40 lines, killed after the test."""
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed")
-    name = f"ac-{uuid.uuid4().hex[:8]}"
-    argv = ["tmux", "new-session", "-d", "-s", name, "-x", "110", "-y", "40"]
-    subprocess.run([*argv, "bash --norc --noprofile"], check=True)
-    yield name
-    subprocess.run(["tmux", "kill-session", "-t", name], check=False)
-
-
-def _screen(session: str) -> str:
-    argv = ["tmux", "capture-pane", "-p", "-J", "-t", session]
-    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+def _seen(session: str, text: str) -> bool:
+    return any(text in line for line in screen(session))
 
 
 @pytest.mark.slow
@@ -51,10 +34,10 @@ def test_the_bar_counts_to_the_search_total(tmux: str, tmp_path: Path) -> None:
         f"cd {tmp_path} && {exe} run -n 6 -j 2 --sampler random --pruner none -- "
         f"{sys.executable} {script} --release {release} -x~'uniform(0, 1)'; echo EXIT=$?"
     )
-    subprocess.run(["tmux", "send-keys", "-t", tmux, command, "Enter"], check=True)
-    wait_until_sync(lambda: "0/6" in _screen(tmux), "the bar at 0/6", every=0.2)
+    type_command(tmux, command)
+    wait_until_sync(lambda: _seen(tmux, "0/6"), "the bar at 0/6", every=0.2)
     release.touch()
-    wait_until_sync(lambda: "EXIT=0" in _screen(tmux), "the run's exit", every=0.2)
+    wait_until_sync(lambda: _seen(tmux, "EXIT=0"), "the run's exit", every=0.2)
 
 
 def test_status_shows_the_search_total(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,21 +16,23 @@ from async_consumer._search.samplers import RandomSampler
 from async_consumer._search.space import Space
 from async_consumer.stores import store_from_url
 
+from .conftest import LOSS_CURVE
+
 optuna = pytest.importorskip("optuna")
 
 # a good trial reports loss 1/(step+1) for 5 steps and completes; a hopeless one (-h 1)
 # reports 10 more at each step, then waits to be stopped (it never ends on its own)
-CURVES = """
+CURVES = (
+    (
+        """
 import json, os, sys, time
 hopeless = int(sys.argv[sys.argv.index('-h') + 1])
-with open(os.environ['ASYNC_CONSUMER_METRICS_PATH'], 'a') as metrics:
-    for step in range(3 if hopeless else 5):
-        metrics.write(json.dumps({'step': step, 'loss': 1 / (step + 1) + 10 * hopeless}) + '\\n')
-        metrics.flush()
-if hopeless:
-    time.sleep(600)
-json.dump([{'name': 'loss', 'type': 'objective', 'value': 0.2}], open(os.environ['ORION_RESULTS_PATH'], 'w'))
-""".replace("{", "{{").replace("}", "}}")
+"""
+        + LOSS_CURVE
+    )
+    .replace("{", "{{")
+    .replace("}", "}}")
+)
 
 # 5 good first (the median pruner's startup), then hopeless and good alternating
 PLAN = [0] * 5 + [1, 0] * 7 + [1]

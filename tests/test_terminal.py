@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import io
-import shutil
-import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +12,7 @@ from rich.progress import Progress
 
 from async_consumer._cli.progress import LiveBar, eta_text
 
-from .conftest import wait_until, wait_until_sync
+from .conftest import screen, type_command, wait_until, wait_until_sync
 
 # x = 3, 6: broken; x = 4: killed by SIGKILL on its first attempt (retried, a log record)
 SCRIPT = """
@@ -31,42 +27,6 @@ json.dump(float(x), open(os.environ["ORION_RESULTS_PATH"], "w"))
 """
 
 
-@pytest.fixture
-def tmux() -> Iterator[str]:
-    """A detached tmux session, 110 columns by 40 lines, killed after the test."""
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed")
-    name = f"ac-{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        [
-            "tmux",
-            "new-session",
-            "-d",
-            "-s",
-            name,
-            "-x",
-            "110",
-            "-y",
-            "40",
-            "bash --norc --noprofile",
-        ],
-        check=True,
-    )
-    yield name
-    subprocess.run(["tmux", "kill-session", "-t", name], check=False)
-
-
-def _screen(session: str) -> list[str]:
-    """Every line of the pane, scrollback included, as the user would read it."""
-    text = subprocess.run(
-        ["tmux", "capture-pane", "-p", "-J", "-t", session, "-S", "-"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [line.rstrip() for line in text.splitlines() if line.strip()]
-
-
 @pytest.mark.slow
 def test_the_screen_stays_clean(tmux: str, tmp_path: Path) -> None:
     """No torn or stale progress bars; one line per failure; log records on lines of their own."""
@@ -77,11 +37,11 @@ def test_the_screen_stays_clean(tmux: str, tmp_path: Path) -> None:
         f"cd {tmp_path} && {exe} run --grid x=1,2,3,4,5,6 -j 2 --retries 1 -- "
         f"{sys.executable} {script} {{x}}; echo EXIT=$?"
     )
-    subprocess.run(["tmux", "send-keys", "-t", tmux, command, "Enter"], check=True)
+    type_command(tmux, command)
     wait_until_sync(
-        lambda: any(line.startswith("EXIT=") for line in _screen(tmux)), "the run's exit", every=0.2
+        lambda: any(line.startswith("EXIT=") for line in screen(tmux)), "the run's exit", every=0.2
     )
-    lines = _screen(tmux)
+    lines = screen(tmux)
     shown = "\n".join(lines)
     assert "EXIT=1" in lines, shown
     assert not any("━" in line for line in lines), shown  # the bar is gone, no stale copies
