@@ -5,7 +5,9 @@ Starts ``--workers`` workers of ``--lanes`` lanes at once on a fresh store (Post
 ``ASYNC_CONSUMER_TEST_POSTGRES_URL`` is set, else SQLite), with ``--trials`` Python trials that
 sleep ``--seconds`` each, and counts the attempts that did not complete: a healthy trial
 reclaimed because its worker's beats fell behind during the storm is one. The figure to
-watch is ``reclaimed`` (target: 0).
+watch is ``reclaimed`` (target: 0). Each worker's heartbeat writes are timed too (``-v``: how
+late each tick's write ended after its due time): the median of the workers' p99 and the
+largest lateness of any.
 
     python benchmarks/storm.py [--workers 24] [--lanes 8] [--heartbeat 1] [--trials 192]
         [--seconds 8] [--json]
@@ -16,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,7 +79,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=".") as tmp:
         url = f"{base}?schema={schema}" if base else f"sqlite:///{Path(tmp).resolve()}/store.db"
         anyio.run(_add, url, args.trials)
-        argv = [sys.executable, "-m", "async_consumer._cli", "worker", "--store", url,
+        argv = [sys.executable, "-m", "async_consumer._cli", "-v", "worker", "--store", url,
                 "-j", str(args.lanes), "--heartbeat", str(args.heartbeat),
                 "--base-dir", f"{tmp}/trials", "--code-change", "ignore", "--",
                 sys.executable, "-c", TRIAL, str(args.seconds)]  # fmt: skip
@@ -89,7 +93,10 @@ def main() -> None:
         outcomes = anyio.run(_outcomes, url)
         if base:
             anyio.run(_drop, base, schema)
-    reclaimed = sum(e.count("reclaimed") for e in errors)
+    reclaimed = sum(len(re.findall(r"reclaimed(?::| from)", e)) for e in errors)
+    late = [re.search(r"late p50 (\d+) ms, p99 (\d+) ms, max (\d+) ms", e) for e in errors]
+    p99s = [int(m[2]) for m in late if m]
+    maxes = [int(m[3]) for m in late if m]
     figures = {
         "workers": args.workers,
         "lanes": args.lanes,
@@ -100,6 +107,8 @@ def main() -> None:
         "not_completed": sum(n for k, n in outcomes.items() if not k.startswith("completed")),
         "reclaimed": reclaimed,
         "rejected": sum(e.count("result not recorded") for e in errors),
+        "beat_late_p99_ms_median": statistics.median(p99s) if p99s else None,
+        "beat_late_max_ms": max(maxes, default=None),
     }
     if args.json:
         print(json.dumps(figures))

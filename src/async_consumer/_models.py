@@ -219,8 +219,8 @@ class Lease(BaseModel):
     token: int
     worker: str
     lost_count: int = 0
-    """How many leases on the trial were lost before this one (1 or more: a suspect, which a
-    worker runs alone, so that a death while it runs can be charged to it)."""
+    """How many leases on the trial were lost before this one (1 or more: a suspect, of which a
+    worker runs one at a time, so that a death while it runs can be charged to it)."""
 
     @property
     def trial_id(self) -> str:

@@ -48,7 +48,8 @@ def stopped_here(outcome: Outcome, signal_name: str | None) -> Outcome:
     the store accepts the outcome only under the lease's token, so if it is recorded at all the
     lease was still ours and no one took the trial; the worker stopped it, not a crash. It is
     resumed at once and counts no loss (a loss marks a trial suspected of killing its worker,
-    run alone: a busy worker whose beats fell behind would otherwise run its trials one by one).
+    run one at a time: a busy worker whose beats fell behind would otherwise make its trials
+    suspects).
     """
     outcome = preempted(outcome, signal_name)
     if outcome.status is not Status.LOST or outcome.reason is not Reason.LEASE_LOST:

@@ -30,7 +30,7 @@ from .batch_job import Placement, placement_of
 from .consumer_setup import consumer_from, containment_line, default_store_url
 from .experiment import command_of, experiment_version
 from .leave import early_signals, handle_worker_signals
-from .store_pages import holds_only, pages, tally
+from .store_pages import tally
 from .trialsource import TrialSource
 from .usage_checks import check_program, writable_dir
 from .view import View
@@ -99,21 +99,6 @@ async def _linked_store(args: argparse.Namespace, url: str) -> AsyncIterator[Sea
         yield linked
 
 
-async def _check_waiting(store: TrialStore, consumer: Consumer, run: Added | None) -> None:
-    """Refuse a waiting trial the command cannot run, before anything is reserved."""
-    waiting = (TrialStatus.NEW, TrialStatus.INTERRUPTED)
-    counts = await store.counts()
-    if not any(counts[status] for status in waiting):
-        return  # nothing waits (a run resumed once all is done): no trial to read
-    if run is not None and holds_only(counts, run.total):
-        return  # the store holds run's trials alone, all checked as they were added
-    async for page in pages(store):
-        for stored in page:
-            # run's own were checked as they were added
-            if stored.status in waiting and (run is None or stored.id not in run.ids):
-                consumer.check(stored.trial)
-
-
 async def _work(
     args: argparse.Namespace,
     store: TrialStore,
@@ -135,7 +120,6 @@ async def _work(
     consumer = consumer_from(args, store, on_metric=on_metric)
     writable_dir(consumer.base_dir)  # before anything is reserved
     view.note(containment_line(args))
-    await _check_waiting(store, consumer, run)
     follow = getattr(args, "follow", False)
     worker = _make_worker(args, store, consumer, view, place)
     view.trial_of = worker.running_trial  # an outcome is shown while its lease is held

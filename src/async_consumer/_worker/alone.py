@@ -1,18 +1,18 @@
 """
-Suspects run alone: a trial that may have killed its worker is not run beside healthy ones.
+Suspects run one at a time: a worker never runs two trials that may have killed their workers.
 
-A *suspect* is a trial that lost a lease before: its worker may have died of it. Only a worker
-with nothing else running reserves one (:class:`.lanes.Leasing` lets the store hand out a suspect
-only when it holds no lease), and it reserves nothing more while the suspect runs, so that if the
-suspect kills this worker no healthy trial is lost with it, and the death is charged to the
-suspect alone.
+A *suspect* is a trial that lost a lease before: its worker may have died of it. A worker takes
+a suspect whenever none runs on it, beside its other trials (so a dead worker's trials are
+taken up at once by live workers with room, busy or not), and takes no other suspect until it
+ends. A suspect that kills its worker is charged its loss, and so is each trial beside it; but
+no trial ever runs beside two suspects, and a trial beside a suspect is no suspect itself: a
+healthy trial loses at most one lease to a poison trial, and the poison trial is broken at its
+third death (``max_lost`` 2).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import anyio
 
 from .._models import Lease
 
@@ -20,24 +20,37 @@ __all__ = ["Alone"]
 
 
 class Alone:
-    """Holds a worker's reservations back while a suspect runs alone on it."""
+    """Which suspect a worker runs now, if any: it takes another only when that one ends."""
 
     def __init__(self) -> None:
-        self._ended: anyio.Event | None = None
-        """Set when the suspect running alone has ended; ``None`` while none runs."""
+        self._running: tuple[str, int] | None = None
+        """The suspect's lease running here (trial id, token); ``None`` while none runs."""
 
-    async def wait(self) -> None:
-        """Wait until no suspect runs on this worker."""
-        while self._ended is not None:
-            await self._ended.wait()
+    @property
+    def may_take(self) -> bool:
+        """Whether the worker may take a suspect now (none runs on it)."""
+        return self._running is None
 
-    def reserved(self, leases: Sequence[Lease]) -> None:
-        """Leases were reserved: a suspect among them (it comes alone) now runs alone."""
-        if leases and leases[0].lost_count:
-            self._ended = anyio.Event()
+    def first_suspect(self, leases: Sequence[Lease]) -> tuple[list[Lease], list[Lease]]:
+        """
+        The leases reserved that the worker keeps, and the suspects it hands back: every
+        suspect after the first, or every one if a suspect runs here already.
+        """
+        kept: list[Lease] = []
+        extra: list[Lease] = []
+        taking = self.may_take
+        for lease in leases:
+            if not lease.lost_count:
+                kept.append(lease)
+            elif taking:
+                kept.append(lease)
+                self._running = (lease.trial_id, lease.token)
+                taking = False
+            else:
+                extra.append(lease)
+        return kept, extra
 
     def done(self, lease: Lease) -> None:
-        """The lease's attempt has ended: if it was the suspect's, reservations go on."""
-        if lease.lost_count and self._ended is not None:
-            self._ended.set()
-            self._ended = None
+        """The lease's attempt has ended: if it was the suspect's, another may be taken."""
+        if self._running == (lease.trial_id, lease.token):
+            self._running = None

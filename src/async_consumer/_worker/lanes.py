@@ -5,8 +5,8 @@ Lanes asking for a trial at the same time are served by one reservation (see
 :meth:`Leasing.reserve`); lanes with nothing to reserve do not each poll the store: one of them
 does for them all (see :meth:`Leasing.idle`); and lanes that may leave share one count of the
 store (see :meth:`Leasing.is_drained`). Ten thousand lanes thus cost the store and the event loop
-about what one costs. Which trials may be reserved at all is decided beside: a suspect runs alone
-(:mod:`.alone`), and a host that cannot create trials' files pauses every lane
+about what one costs. Which trials may be reserved at all is decided beside: suspects run one at
+a time (:mod:`.alone`), and a host that cannot create trials' files pauses every lane
 (:mod:`.file_faults`).
 """
 
@@ -93,8 +93,8 @@ class Leasing:
 
         ``skip`` and ``hold`` are passed on to the store; ``stop()`` true (the worker halted
         while the lane waited for its turn): nothing. Lanes asking together are served by
-        one reservation: the first reserves for every lane then waiting (not a suspect: a
-        suspect is reserved alone, by an idle worker). ``lane`` (from :meth:`lane`), given a
+        one reservation: the first reserves for every lane then waiting (with at most one
+        suspect, and none while one runs here). ``lane`` (from :meth:`lane`), given a
         lease, stops idling (:meth:`busy`).
         """
         await self.file_faults.wait()
@@ -103,7 +103,6 @@ class Leasing:
         self._asking += 1
         try:
             async with self._reserving:
-                await self._alone.wait()
                 if stop():  # each reservation is an attempt: none for a lane that will not run it
                     return None
                 if not self._ready:
@@ -150,15 +149,20 @@ class Leasing:
             self._polled = anyio.Event()
 
     async def _reserve_for(self, lanes: int, skip: Collection[str], hold: bool) -> None:
-        """Reserve for ``lanes`` lanes into ``_ready`` (just one when idle: it may be a suspect)."""
-        # a suspect is reserved only by a worker that holds nothing else: it runs alone
+        """
+        Reserve for ``lanes`` lanes into ``_ready``: one when the worker holds nothing (its
+        first trial starts at once), and suspects only while none runs here, one at a time.
+        """
         idle = not self.holding
-        request = Reservation(self.host, skip, hold, self.holder, suspects=idle)
-        leases = await self.store.reserve_many(self.name, 1 if idle else lanes, request)
+        request = Reservation(self.host, skip, hold, self.holder, suspects=self._alone.may_take)
+        reserved = await self.store.reserve_many(self.name, 1 if idle else lanes, request)
+        # suspects come first (the oldest trials): all but one go back for other workers
+        leases, extra = self._alone.first_suspect(reserved)
         self.holding.update(((lease.trial_id, lease.token), lease) for lease in leases)
         self.by_id.update((lease.trial_id, lease) for lease in leases)
-        self._alone.reserved(leases)
         self._ready.extend(leases)
+        for lease in extra:
+            await self._unreserve(lease)
 
     async def release(self) -> None:
         """Hand back the leases reserved for lanes that stopped before taking them."""

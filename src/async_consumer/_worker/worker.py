@@ -5,7 +5,9 @@ Each lane takes a place (one of ``max_concurrency``), then reserves a trial and 
 lanes start trials while others record outcomes (:func:`.._admission.lanes`, :mod:`.lanes`,
 :mod:`.recording`); a reclaimer takes stale leases (:mod:`.reclaim`). An unreachable store is
 waited for (up to ``outage_limit`` s); an error not the trials' own stops its trials, gives
-them back, and is raised.
+them back, and is raised. A trial reserved that this worker cannot run (an unknown placeholder
+in its command, more slots than it has) is handed back unstarted, and ends the worker once its
+running trials end: trials are checked as they are reserved, not read in advance.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import anyio
 
 from .._admission import Place, lanes
 from .._consumer import Consumer, beats_of
-from .._errors import StoreError, StoreUnavailable, TrialFilesError
+from .._errors import SlotError, StoreError, StoreUnavailable, TemplateError, TrialFilesError
 from .._fleet import WorkerInfo, WorkerState
 from .._models import Lease, Outcome, Status, Trial
 from .._resume import ResumePolicy, interrupted_itself, stopped_here
@@ -232,6 +234,9 @@ class Worker:
             StoreUnavailable: the store stayed unreachable longer than the outage limit.
             StoreError: the store failed in a way no retry can mend (a newer schema...).
             TrialFilesError: creating trials' files failed ``max_file_faults`` times in a row.
+            TemplateError, SlotError: a trial reserved is one this consumer cannot run (an
+                unknown placeholder, more slots than it has): it was handed back unstarted,
+                still waiting, and the trials running then ran to their end.
         """
         await self._presence.record(starting=True)
         try:
@@ -295,6 +300,12 @@ class Worker:
             outcome = await self._recorder.run(self.consumer, lease, place)
         except TrialFilesError as exc:
             await self._leasing.give_back(lease, exc)
+            return
+        except (TemplateError, SlotError) as exc:
+            # this worker's command or slots cannot run it: the worker's misfit, not the
+            # trial's fault; halted before the lanes look again, it reserves nothing more
+            self._error = self._error or exc
+            await self._leasing.hand_back(lease, f"this worker cannot run it: {exc}")
             return
         except BaseException as exc:
             # nothing ran (or the error is the caller's): nothing is kept

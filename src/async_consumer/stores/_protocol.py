@@ -40,8 +40,8 @@ class Reservation:
         hold: whether a trial held back by ``finish(..., hold=)`` is passed over until its time
             comes; false for a researcher's explicit rerun.
         holder: the holding process, ``host/pid/process-start`` (see ``HeldLease``).
-        suspects: whether a suspect (a trial that lost a lease before) may be reserved; a busy
-            worker leaves suspects to an idle one.
+        suspects: whether a suspect (a trial that lost a lease before) may be reserved; a
+            worker already running one leaves the others to other workers.
     """
 
     host: str = ""

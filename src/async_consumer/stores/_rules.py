@@ -38,9 +38,9 @@ __all__ = [
 ]
 
 DEFAULT_MAX_LOST = 2
-"""A trial is broken at its third lost lease: as a suspect runs alone after its first, a healthy
-trial loses a lease to a neighbour's crash at most once, and a poison trial that kills every
-worker it runs on is stopped after three deaths."""
+"""A trial is broken at its third lost lease: as no trial runs beside two suspects, nor a suspect
+beside another, a healthy trial loses a lease to a neighbour's crash at most once, and a poison
+trial that kills every worker it runs on is stopped after three deaths."""
 
 PENDING = (TrialStatus.NEW, TrialStatus.INTERRUPTED)
 """The statuses ``reserve`` takes trials from."""

@@ -127,7 +127,7 @@ class MemoryStore(StoreBase):
                 if record.status not in PENDING:
                     continue  # a stale entry: the trial was reserved since
                 held = request.hold and record.not_before is not None and record.not_before > now
-                suspect = not request.suspects and record.lost_count  # left for an idle worker
+                suspect = not request.suspects and record.lost_count  # left for another worker
                 if held or suspect or record.trial.id in request.skip:
                     passed.append(entry)
                     continue
