@@ -130,6 +130,21 @@ def completed_once(trials: Sequence[StoredTrial], count: int) -> list[tuple[Stor
     return found
 
 
+@contextmanager
+def reaped(processes: list[subprocess.Popen[bytes]]) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """
+    The processes, each killed (if still running) and reaped on leaving: a test that fails
+    half-way leaves no worker behind to become another test's zombie.
+    """
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+
+
 def assert_own_result(
     trial: StoredTrial, attempt: Attempt, ran: Collection[tuple[str, int, int]]
 ) -> None:

@@ -38,10 +38,14 @@ class Proxy:
         self._tell("restore")
 
     def close(self) -> None:
-        """End the proxy process."""
+        """End the proxy process: it leaves at the end of its input, else it is killed."""
         assert self._process.stdin is not None and self._process.stdout is not None
         self._process.stdin.close()
-        self._process.wait(timeout=10)
+        try:
+            self._process.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # never left behind, nor in place of a test's failure
+            self._process.kill()
+            self._process.wait()
         self._process.stdout.close()
 
 

@@ -15,7 +15,14 @@ import pytest
 from async_consumer import Trial
 
 from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
-from .conftest import add_trials, assert_own_result, completed_once, polling, stored_trials
+from .conftest import (
+    add_trials,
+    assert_own_result,
+    completed_once,
+    polling,
+    reaped,
+    stored_trials,
+)
 from .proxy import running_proxy
 
 # each run appends "trial attempt pid" to a shared file, works a little, writes its objective
@@ -76,12 +83,13 @@ def test_chaos_on_postgres(tmp_path: Path, new_schema: NewSchema) -> None:
         url = f"{server._replace(netloc=netloc).geturl()}?schema={schema}&application_name={application}"
         with polling(base, TERMINATE, application, every=0.5) as terminated:
             workers = [_worker(url, tmp_path, f"w{i}", runs) for i in range(3)]
-            for done in (20, 75):  # cut twice, while trials run
-                wait_until_sync(partial(_began, runs, done), f"{done} runs")
-                proxy.cut()
-                time.sleep(2.0)  # the outage itself
-                proxy.restore()
-            errors = [w.communicate(timeout=180)[1].decode() for w in workers]
+            with reaped(workers):
+                for done in (20, 75):  # cut twice, while trials run
+                    wait_until_sync(partial(_began, runs, done), f"{done} runs")
+                    proxy.cut()
+                    time.sleep(2.0)  # the outage itself
+                    proxy.restore()
+                errors = [w.communicate(timeout=600)[1].decode() for w in workers]
         stored = stored_trials(direct)
     ran = _runs(runs)
     # the figures of the run, for the record (seen with pytest -s)

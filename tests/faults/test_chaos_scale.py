@@ -25,7 +25,7 @@ from async_consumer import StoredTrial, Trial
 
 from ..bouncer import Bouncer, running_pgbouncer
 from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
-from .conftest import add_trials, assert_own_result, completed_once, stored_trials
+from .conftest import add_trials, assert_own_result, completed_once, reaped, stored_trials
 from .test_pooler import psql
 
 WORKERS, JOBS, TRIALS, HEARTBEAT = 16, 4, 500, 3.0
@@ -135,18 +135,19 @@ def test_chaos_at_scale_through_pgbouncer(tmp_path: Path, new_schema: NewSchema)
     terminated = 0
     with running_pgbouncer(server, pool_size=16, max_client_conn=200) as bouncer:
         fleet = Fleet(f"{bouncer.url}?schema={schema}", tmp_path, runs)
-        for _ in range(WORKERS):
-            fleet.start()
-        _wait_for_runs(runs, 60, fleet)
-        fleet.kill_one()
-        _wait_for_runs(runs, 150, fleet)
-        bouncer.restart()
-        _wait_for_runs(runs, 250, fleet)
-        terminated = _terminate_backends(bouncer, server)
-        _wait_for_runs(runs, 330, fleet)
-        fleet.kill_one()
-        for worker in fleet.workers:
-            worker.wait(timeout=300)
+        with reaped(fleet.workers):  # the list grows as workers are started
+            for _ in range(WORKERS):
+                fleet.start()
+            _wait_for_runs(runs, 60, fleet)
+            fleet.kill_one()
+            _wait_for_runs(runs, 150, fleet)
+            bouncer.restart()
+            _wait_for_runs(runs, 250, fleet)
+            terminated = _terminate_backends(bouncer, server)
+            _wait_for_runs(runs, 330, fleet)
+            fleet.kill_one()
+            for worker in fleet.workers:
+                worker.wait(timeout=600)
         stored = stored_trials(direct)
     ran = _runs(runs)
     errors = {f"w{i}": fleet.stderr(i) for i in range(len(fleet.workers))}
