@@ -15,7 +15,7 @@ from async_consumer._search.plan import SearchPlan
 from async_consumer._search.search import Search
 from async_consumer._search.space import Space
 from async_consumer._search.store import SearchingStore
-from async_consumer.stores import IntermediateValue, MemoryStore
+from async_consumer.stores import IntermediateValue, MemoryStore, Outage
 
 pytest.importorskip("optuna")
 
@@ -55,7 +55,8 @@ def _done(trial_id: str) -> Outcome:
 
 
 def _linked(store: MemoryStore) -> tuple[SearchingStore, Search]:
-    link = SearchingStore(store)
+    # an outage given up at once: a store that refuses is not waited out for minutes here
+    link = SearchingStore(store, outage=Outage(0.1, backoff=0.01, max_backoff=0.01))
     link.search = Search(link, PLAN)
     return link, link.search
 

@@ -325,7 +325,8 @@ def test_a_sigkilled_consumer_leaves_no_escaped_process(
         pidfile = tmp_path / "default" / "dies" / "escaped.pid"
         wait_until_sync(pidfile.exists, "the daemon's pid file")
         escaped = int(pidfile.read_text())
-        assert escaped in left_running(token)
+        # the daemon writes its pid file before it execs the sleep that carries the token
+        wait_until_sync(lambda: escaped in left_running(token), "the daemon's sleep")
         consumer.kill()
         consumer.wait()
 
