@@ -64,7 +64,7 @@ class Fleet:
     def __init__(self, argv: Sequence[str], logs: Path) -> None:
         self.argv, self.logs = list(argv), logs
         self.workers: list[subprocess.Popen[bytes]] = []
-        self.killed: list[str] = []  # the killed workers' names, ``host:pid``
+        self.killed: dict[str, float] = {}  # the killed workers' names (``host:pid``): when
 
     def start(self) -> None:
         """One more worker, its stderr in a file of its own."""
@@ -80,7 +80,7 @@ class Fleet:
         victim = rng.choice(alive)
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=60)
-        self.killed.append(f"{socket.gethostname()}:{victim.pid}")
+        self.killed[f"{socket.gethostname()}:{victim.pid}"] = time.time()
         self.start()
 
     def alive(self) -> bool:
@@ -266,13 +266,16 @@ def figures(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         done = [a for a in trial.attempts if a.outcome and a.outcome.status is Status.COMPLETED]
         ok = trial.status is TrialStatus.COMPLETED and len(done) == 1
         once += ok and done[0] is trial.attempts[-1]
-    killed = set(fleet.killed)
-    gaps = []
+    killed = fleet.killed
+    gaps: list[tuple[float, str]] = []  # heartbeats, what the dead attempt was and became
     for trial in stored:
         for before, after in zip(trial.attempts, trial.attempts[1:], strict=False):
-            if before.worker in killed:
+            # a trial its worker held when it was killed: re-reserved after the kill
+            if before.worker in killed and after.reserved_at.timestamp() > killed[before.worker]:
                 last = before.heartbeat_at or before.reserved_at
-                gaps.append((after.reserved_at - last).total_seconds() / args.heartbeat)
+                gap = (after.reserved_at - last).total_seconds() / args.heartbeat
+                ended = before.outcome.message[:60] if before.outcome else "-"
+                gaps.append((gap, f"{trial.id}/{before.number}: {ended}"))
     unfinished_dead = sum(
         1
         for t in stored
@@ -297,8 +300,17 @@ def figures(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "postgres_restarts": sum(kind == "postgres" for _, kind in raw["faults"]),
         "dead_trials": len(gaps),
         "dead_unfinished": unfinished_dead,
-        "gap_median": statistics.median(gaps) if gaps else None,
-        "gap_max": max(gaps) if gaps else None,
+        "gap_median": statistics.median(g for g, _ in gaps) if gaps else None,
+        "gap_max": max(g for g, _ in gaps) if gaps else None,
+        "gap_worst": max(gaps)[1] if gaps else "-",
+        "not_completed_why": dict(
+            Counter(
+                re.sub(r"\d+", "N", a.outcome.message[:70])
+                for t in stored
+                for a in t.attempts
+                if a.outcome and a.outcome.status is not Status.COMPLETED
+            )
+        ),
         "attempts": sum(len(t.attempts) for t in stored),
         "runs": len(ran),
         "run_twice": sum(n > 1 for n in runs_per_trial.values()),
@@ -327,12 +339,14 @@ def report(f: dict[str, Any]) -> None:
             gap,
             f"<= {GAP_TARGET:g}",
         ),
+        ("the worst of them (trial/attempt: its outcome)", f["gap_worst"], ""),
         ("faults (seconds into the run)", f["faults"], ""),
         ("workers killed / PgBouncer / PostgreSQL restarts",
          f"{f['killed']} / {f['bouncer_restarts']} / {f['postgres_restarts']}", "10 % / 1 / 1"),
         ("attempts / runs logged / trials run more than once",
          f"{f['attempts']:,} / {f['runs']:,} / {f['run_twice']}", ""),
         ("attempts' outcomes", f["outcomes"], ""),
+        ("why attempts ended other than completed", f["not_completed_why"], ""),
         ("worker exit codes", f["worker_exits"], ""),
         ("outages logged by workers", f["outages_logged"], ""),
         ("drain (first worker start to last exit)",
