@@ -39,13 +39,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from async_consumer import Status, StoredTrial, TrialStatus
+from async_consumer import Status, StoredTrial, Trial, TrialStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
-from outage import PrivateServer, add_trials, stored_trials, worker_argv
+from outage import PrivateServer, worker_argv
 from tests.bouncer import Bouncer, running_pgbouncer
+from tests.faults.sync_store import add_trials, left_behind, stored_trials
 
 # each run logs "trial attempt pid", sleeps 0.5-2 s (by its pid) and reports its pid
 SCRIPT = """echo "$ASYNC_CONSUMER_TRIAL_ID $ASYNC_CONSUMER_ATTEMPT $$" >>"$1"
@@ -112,26 +113,6 @@ def count_lines(path: Path) -> int:
         return sum(1 for _ in runs)
 
 
-def left_behind(base_dir: Path) -> list[int]:
-    """Live processes started for this run's trials (their environment names its directory)."""
-    marker = f"ASYNC_CONSUMER_WORKING_DIR={base_dir}".encode()
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/environ", "rb") as environ:
-                if marker not in environ.read():
-                    continue
-            with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                state = stat.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != b"Z":
-            found.append(int(entry.name))
-    return found
-
-
 class LoadSampler:
     """The highest 1-minute load average seen, sampled every few seconds in a thread."""
 
@@ -168,7 +149,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     done: list[tuple[float, str]] = []
     try:
         direct = f"{server.base}?schema=chaos"
-        add_trials(direct, [f"t{i:05d}" for i in range(args.trials)])
+        add_trials(direct, (Trial(id=f"t{i:05d}") for i in range(args.trials)))
         runs, base_dir, logs = tmp / "runs.txt", tmp / "trials", tmp / "logs"
         logs.mkdir()
         options = ["--heartbeat", str(args.heartbeat), "--grace", "0.5"]

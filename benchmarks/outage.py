@@ -59,9 +59,11 @@ from urllib.parse import urlsplit
 import anyio
 
 from async_consumer import Status, StoredTrial, Trial, TrialStatus
-from async_consumer.stores import store_from_url
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.faults.sync_store import add_trials, stored_trials
+
 PROXY = ROOT / "tests" / "faults" / "proxy_main.py"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 HEARTBEAT = 30.0  # the worker's default
@@ -128,26 +130,6 @@ Run = tuple[str, int, int, str, float]  # trial, attempt, pid, what, time.time()
 
 
 # -- the store, from synchronous code -------------------------------------------------------
-
-
-def add_trials(url: str, ids: Sequence[str]) -> None:
-    """Add trials of these ids to the store at ``url``."""
-
-    async def add() -> None:
-        async with store_from_url(url) as store:
-            await store.add(Trial(id=i) for i in ids)
-
-    anyio.run(add)
-
-
-def stored_trials(url: str) -> list[StoredTrial]:
-    """Every trial of the store at ``url``."""
-
-    async def read() -> list[StoredTrial]:
-        async with store_from_url(url) as store:
-            return await store.list()
-
-    return anyio.run(read)
 
 
 def drop_schema(base: str, schema: str) -> None:
@@ -411,7 +393,7 @@ def _outage(
 ) -> dict[str, Any]:
     trials = WORKERS * LANES
     ids = [f"t{i:02d}" for i in range(trials)]
-    add_trials(direct, ids)
+    add_trials(direct, (Trial(id=i) for i in ids))
     script, runs, go = tmp / "trial.py", tmp / "runs.txt", tmp / "go"
     script.write_text(WAITING)
     argv = worker_argv(url, LANES, tmp / "trials", ["--grace", "0.5"])
@@ -494,7 +476,7 @@ def chaos_run(seed: int, tmp: Path) -> dict[str, Any]:
 
 
 def _chaos(seed: int, tmp: Path, url: str) -> dict[str, Any]:
-    add_trials(url, [f"t{i:03d}" for i in range(CHAOS_TRIALS)])
+    add_trials(url, (Trial(id=f"t{i:03d}") for i in range(CHAOS_TRIALS)))
     runs = tmp / "runs.txt"
     argv = worker_argv(url, LANES, tmp / "trials", ["--heartbeat", "1", "--grace", "0.5"])
     script = tmp / "trial.py"  # a file: the command's braces would be placeholders
@@ -661,7 +643,8 @@ def disk_row(tmp: Path, free: int) -> dict[str, Any]:
     """
     url = f"sqlite:///{tmp}/store.db"
     healthy = [f"long{i}" for i in range(HEALTHY)]
-    add_trials(url, [*healthy, *(f"big{i:02d}" for i in range(FILLING_TRIALS))])
+    ids = [*healthy, *(f"big{i:02d}" for i in range(FILLING_TRIALS))]
+    add_trials(url, (Trial(id=i) for i in ids))
     marks = tmp / "marks"
     marks.mkdir()
     load_before = load()

@@ -12,7 +12,6 @@ from collections.abc import (
     Awaitable,
     Callable,
     Collection,
-    Iterable,
     Iterator,
     Sequence,
 )
@@ -20,13 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 import pytest_asyncio
 
-from async_consumer import Consumer, Status, StoredTrial, Trial, TrialStatus
+from async_consumer import Consumer, Status, StoredTrial, TrialStatus
 from async_consumer._models import Attempt
-from async_consumer.stores import TrialStore, open_store, store_from_url
+from async_consumer.stores import TrialStore, open_store
 
 OpenStore = Callable[[], Awaitable[TrialStore]]
 
@@ -43,26 +41,6 @@ async def connect(store_url: str) -> AsyncIterator[OpenStore]:
     yield make
     for store in opened:
         await store.aclose()
-
-
-def add_trials(url: str, trials: Iterable[Trial]) -> None:
-    """Add ``trials`` to the store at ``url``, from synchronous code."""
-
-    async def add() -> None:
-        async with store_from_url(url) as store:
-            await store.add(trials)
-
-    anyio.run(add)
-
-
-def stored_trials(url: str) -> list[StoredTrial]:
-    """Every trial of the store at ``url``, with its attempts, from synchronous code."""
-
-    async def read() -> list[StoredTrial]:
-        async with store_from_url(url) as store:
-            return await store.list()
-
-    return anyio.run(read)
 
 
 @contextmanager

@@ -15,15 +15,9 @@ import pytest
 from async_consumer import Trial
 
 from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
-from .conftest import (
-    add_trials,
-    assert_own_result,
-    completed_once,
-    polling,
-    reaped,
-    stored_trials,
-)
+from .conftest import assert_own_result, completed_once, polling, reaped
 from .proxy import running_proxy
+from .sync_store import add_trials, stored_trials
 
 # each run appends "trial attempt pid" to a shared file, works a little, writes its objective
 SCRIPT = """

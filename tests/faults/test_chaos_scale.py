@@ -10,7 +10,6 @@ on it.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import socket
@@ -25,7 +24,8 @@ from async_consumer import StoredTrial, Trial
 
 from ..bouncer import Bouncer, running_pgbouncer
 from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
-from .conftest import add_trials, assert_own_result, completed_once, reaped, stored_trials
+from .conftest import assert_own_result, completed_once, reaped
+from .sync_store import add_trials, left_behind, stored_trials
 from .test_pooler import psql
 
 WORKERS, JOBS, TRIALS, HEARTBEAT = 16, 4, 500, 3.0
@@ -98,26 +98,6 @@ def _terminate_backends(bouncer: Bouncer, server: str) -> int:
     return int(ended[0][0])
 
 
-def _left_behind(base_dir: Path) -> list[int]:
-    """Live processes started for the test's trials (their environment names its directory)."""
-    marker = f"ASYNC_CONSUMER_WORKING_DIR={base_dir}".encode()
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/environ", "rb") as environ:
-                if marker not in environ.read():
-                    continue
-            with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                state = stat.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != b"Z":
-            found.append(int(entry.name))
-    return found
-
-
 @pytest.mark.slow
 def test_chaos_at_scale_through_pgbouncer(tmp_path: Path, new_schema: NewSchema) -> None:
     """
@@ -161,7 +141,7 @@ def test_chaos_at_scale_through_pgbouncer(tmp_path: Path, new_schema: NewSchema)
     assert terminated > 0
     for trial, attempt in completed_once(stored, TRIALS):
         assert_own_result(trial, attempt, ran)
-    assert _left_behind(tmp_path / "trials") == []
+    assert left_behind(tmp_path / "trials") == []
 
 
 def _summary(

@@ -21,7 +21,7 @@ from async_consumer import Status, TrialStatus
 from async_consumer._cli.main import main
 
 from ..conftest import cli, is_alive, wait_until_sync
-from .conftest import stored_trials
+from .sync_store import stored_trials
 
 # a checkpointing trial: "steps" steps of 0.1 s, its step kept in ckpt.json (written whole);
 # each run logs "trial attempt pid start|step|end time"

@@ -11,7 +11,8 @@ import pytest
 from async_consumer import Trial
 
 from ..conftest import NewSchema, cli, postgres_url
-from .conftest import add_trials, completed_once, polling, stored_trials
+from .conftest import completed_once, polling
+from .sync_store import add_trials, stored_trials
 
 WORKERS, JOBS, TRIALS = 32, 8, 96
 SCRIPT = "import json, os; json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))"

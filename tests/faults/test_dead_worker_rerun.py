@@ -13,7 +13,7 @@ import pytest
 from async_consumer import Trial, TrialStatus
 
 from ..conftest import cli, wait_until_sync
-from .conftest import add_trials, stored_trials
+from .sync_store import add_trials, stored_trials
 
 HEARTBEAT = 1.0
 # each run appends "trial attempt"; a trial named hold* runs until the file "release" exists,

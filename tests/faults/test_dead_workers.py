@@ -14,7 +14,7 @@ import pytest
 from async_consumer import Reason, Status, TrialStatus
 
 from ..conftest import cli, wait_until_sync
-from .conftest import stored_trials
+from .sync_store import stored_trials
 
 # each run appends "trial attempt pid"; attempt 1 of a trial named slow* sleeps for a minute
 SCRIPT = """

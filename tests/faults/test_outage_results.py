@@ -19,8 +19,8 @@ import pytest
 from async_consumer import Status, StoredTrial, Trial, TrialStatus
 
 from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
-from .conftest import add_trials, stored_trials
 from .proxy import Proxy, running_proxy
+from .sync_store import add_trials, stored_trials
 
 # each run logs its start, waits for the test's go, then writes its result and exits
 SCRIPT = """

@@ -21,7 +21,8 @@ from async_consumer._errors import StoreError, StoreUnavailable
 
 from ..bouncer import pgbouncer_url, running_pgbouncer
 from ..conftest import NewSchema, cli, postgres_url, wait_until_sync
-from .conftest import add_trials, completed_once, stored_trials
+from .conftest import completed_once
+from .sync_store import add_trials, stored_trials
 
 # a shell trial (about a millisecond): the pooler and the store are what is tested
 SCRIPT = 'echo "$ASYNC_CONSUMER_ATTEMPT" >"$ORION_RESULTS_PATH"'

@@ -18,8 +18,9 @@ from async_consumer._cli.main import main
 from async_consumer._worker.worker import Worker
 
 from ..conftest import NewSchema, cli, postgres_url, python, wait_until, wait_until_sync
-from .conftest import OpenStore, add_trials, full_tmpfs, stored_trials, worker_consumer
+from .conftest import OpenStore, full_tmpfs, worker_consumer
 from .proxy import running_proxy
+from .sync_store import add_trials, stored_trials
 
 WORKER = ["--code-change", "ignore", "--grace", "0.5"]
 
