@@ -484,12 +484,13 @@ async def _simulate_row(args: argparse.Namespace, bouncer: Bouncer, n: int) -> s
     postgres, pgbouncer, me = CpuMeter(), CpuMeter(), CpuMeter()
     loads: list[float] = []
     assert bouncer.process is not None
+    bouncer_pid = bouncer.process.pid
 
     async def window() -> None:
         await anyio.sleep(warmup)  # every worker has started: the window opens
         tally.open = True
         me.sample([os.getpid()])
-        pgbouncer.sample([bouncer.process.pid])
+        pgbouncer.sample([bouncer_pid])
         loads.append(os.getloadavg()[0])
         end = anyio.current_time() + args.duration
         while anyio.current_time() < end:
@@ -497,7 +498,7 @@ async def _simulate_row(args: argparse.Namespace, bouncer: Bouncer, n: int) -> s
             await anyio.sleep(1.0)
         tally.open = False
         me.sample([os.getpid()])
-        pgbouncer.sample([bouncer.process.pid])
+        pgbouncer.sample([bouncer_pid])
         loads.append(os.getloadavg()[0])
 
     try:

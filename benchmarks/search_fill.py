@@ -48,7 +48,8 @@ def _ideal(outcomes: list[Outcome], jobs: int) -> float:
     Busy fraction of the same durations, in the same order, each started the instant a slot
     frees (no gap at all): what any loop that cannot foresee durations reaches at best.
     """
-    ordered = sorted((o for o in outcomes if o.started_at), key=lambda o: o.started_at)
+    started = [(o.started_at, o) for o in outcomes if o.started_at is not None]
+    ordered = [outcome for _, outcome in sorted(started, key=lambda pair: pair[0])]
     slots = [0.0] * jobs
     for outcome in ordered:
         slots.sort()

@@ -212,7 +212,7 @@ async def explain(server: str, schema: str) -> None:
             f'SELECT id, token FROM "{schema}".trials WHERE status = $1 LIMIT 1', "reserved"
         )
         ids, tokens = [row["id"]], [row["token"]]
-        plans = {
+        plans: dict[str, tuple[str, *tuple[object, ...]]] = {
             "reserve": (q["reserve"], "bench", "benchhost", [], True, HOLDER, True),
             "beat_many": (q["beat_many"], ids, tokens),
             "finish": (q["finish"], row["id"], row["token"], 0, 2, "completed", "{}", 0.0),
