@@ -66,6 +66,31 @@ def test_seeded_search_is_reproducible(tmp_path: Path) -> None:
     assert len(_params(first)) == 4
 
 
+@pytest.mark.slow
+def test_a_later_run_keeps_the_recorded_search(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    A second ``run`` of a search that gives only its command keeps the recorded sampler, seed
+    and total; ``-n`` alone extends the search and is recorded; a changed seed is refused.
+    """
+    store, fresh = tmp_path / "s.db", tmp_path / "fresh.db"
+    url = f"sqlite:///{store}"
+    command = ["--", sys.executable, "-c", QUADRATIC, "-x~uniform(-5, 5)"]
+    later = ["-q", "run", "--store", url, "--base-dir", str(tmp_path / "trials")]
+    assert _run(store, "-n", "4", "--seed", "3") == 0
+    assert main([*later, "-n", "6", *command]) == 0  # the sampler and seed are the recorded ones
+    assert _run(fresh, "-n", "6", "--seed", "3") == 0
+    assert _params(store) == _params(fresh)  # the same seeded draws: the seed was kept
+    assert main([*later, *command]) == 0  # no -n: the recorded total, 6, not the default
+    assert len(_params(store)) == 6
+    capsys.readouterr()
+    assert main(["status", "--store", url]) == 0
+    assert "search: 6 of 6 trials suggested (sampler random" in capsys.readouterr().out
+    assert main([*later, "--seed", "4", *command]) == 2
+    assert "the seed was 3, now 4" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("prior", "message"),
     [

@@ -9,7 +9,8 @@ version's records. A version none of whose attempts ever started a script (a typ
 program) holds no result to mix: a corrected command simply replaces the recorded one.
 
 Every command that ranks trials (``status``, ``trials``, ``report``, a second ``run``) takes
-the direction recorded with the experiment; a flag that contradicts it is refused.
+the direction recorded with the experiment; a flag that contradicts it is refused. A search's
+sampler, pruner, total, seed and metric are the recorded ones too, unless the command gives them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 from .._experiment import Experiment, differences
 from .._models import Reason
+from .._search.plan import SearchPlan
 from .._trial.codeversion import code_version, script_directory
 from .._trial.command import ConfigTemplate
 from ..stores import TrialStore
@@ -142,11 +144,20 @@ async def experiment_version(
         await store.add_experiment(await _asked(args, 1, bool(flag)))
         return Chosen(1, bool(flag))
     maximize = recorded.maximize if flag is None else flag
+    if recorded.search is not None and getattr(args, "search_plan", None) is not None:
+        # a search's options left out are the experiment's, as its direction is
+        plan = SearchPlan.from_json(args.search_plan)
+        kept = plan.keeping(SearchPlan.from_json(recorded.search), args.search_given)
+        args.search_plan = kept.to_json()
     asked = await _asked(args, recorded.version + 1, maximize)
     if args.new_version:
         return await _new_version(store, recorded, asked)
     changes = differences(recorded, asked)
     if not changes:
+        if asked.search != recorded.search:  # a search's new total: the experiment's from now
+            await store.add_experiment(
+                recorded.model_copy(update={"search": asked.search}), replace=True
+            )
         return Chosen(recorded.version, maximize)
     _refuse_misplaced(recorded, asked, options())
     same_direction = recorded.maximize == asked.maximize

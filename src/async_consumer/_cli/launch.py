@@ -114,6 +114,7 @@ async def _record_search(args: argparse.Namespace, view: View, plan: SearchPlan)
     args.search_plan = plan.to_json()
     async with store_from_url(args.store) as store:
         chosen = await experiment_version(args, store, run_options)
+    plan = SearchPlan.from_json(args.search_plan)  # with what the experiment keeps
     if chosen.note:
         view.note(chosen.note)
     view.note(

@@ -24,6 +24,16 @@ DEFAULT_TRIALS = 100
 """A search's total when ``-n`` is not given."""
 
 
+_OPTIONS = {
+    "max_trials": "n",
+    "sampler": "sampler",
+    "pruner": "pruner",
+    "seed": "seed",
+    "metric": "metric",
+}
+"""The options of a search, and the field of the plan each sets."""
+
+
 def _space_of(args: argparse.Namespace) -> Space:
     """
     The space the command's priors, its ``--space`` file and its config template declare;
@@ -53,11 +63,9 @@ def plan_of(args: argparse.Namespace) -> SearchPlan | None:
         UsageError: search options without a space, or a space beside ``--params``/``--grid``.
     """
     space = _space_of(args)
-    searching = [
-        o
-        for o in ("max_trials", "sampler", "pruner", "seed", "metric")
-        if getattr(args, o, None) is not None
-    ]
+    searching = [o for o in _OPTIONS if getattr(args, o, None) is not None]
+    # what the command leaves out is the experiment's, once it is recorded (``keeping``)
+    args.search_given = frozenset(_OPTIONS[o] for o in searching)
     if not space:
         if searching:
             option = "-n" if searching[0] == "max_trials" else f"--{searching[0]}"

@@ -220,6 +220,7 @@ async def _search(args: argparse.Namespace, view: View, plan: SearchPlan) -> int
     check_program(command_of(args), in_trial_dir=args.cd_trial_dir)  # nor a typo in it
     args.search_plan = plan.to_json()
     async with _versioned_store(args, view) as (store, _):
+        plan = SearchPlan.from_json(args.search_plan)  # with what the experiment keeps
         view.note(
             f"searching: {plan.n} trials, sampler {plan.sampler}, pruner {plan.pruner}, "
             f"over {', '.join(plan.space.names)}"

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, replace
 
 from .._errors import SpaceError
 from .samplers import check_choice
 from .space import Space
 
 __all__ = ["SearchPlan"]
+
+_OPTIONAL = ("sampler", "pruner", "n", "seed", "metric")
+"""The fields an option sets (the space comes from the command itself)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,15 @@ class SearchPlan:
             },
             sort_keys=True,
         )
+
+    def keeping(self, recorded: SearchPlan, given: Collection[str]) -> SearchPlan:
+        """
+        This plan with what the command did not say taken from the ``recorded`` one: the
+        sampler, pruner, total, seed and metric are the experiment's until an option changes
+        them (``given``: the fields the command set). The space is always the command's.
+        """
+        kept = {f: getattr(recorded, f) for f in _OPTIONAL if f not in given}
+        return replace(self, **kept)
 
     @classmethod
     def from_json(cls, text: str) -> SearchPlan:
