@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -29,9 +29,11 @@ class CountingStore(MemoryStore):
         super().__init__()
         self.value_writes = 0
 
-    async def record_values(self, values: Sequence[IntermediateValue]) -> None:
+    async def record_values(
+        self, values: Sequence[IntermediateValue], *, tokens: Mapping[str, int] | None = None
+    ) -> None:
         self.value_writes += 1
-        await super().record_values(values)
+        await super().record_values(values, tokens=tokens)
 
 
 def _line(trial_id: str, step: int, loss: float) -> Metric:
@@ -111,7 +113,7 @@ async def test_values_that_failed_to_be_written_are_kept_for_the_next_write() ->
     assert lease is not None
     search.report(_line(lease.trial_id, 0, 0.5))
 
-    async def fail(values: builtins.list[IntermediateValue]) -> None:
+    async def fail(values: builtins.list[IntermediateValue], **_: object) -> None:
         msg = "down"
         raise StoreUnavailable(msg)
 

@@ -29,7 +29,7 @@ import anyio
 from pydantic import JsonValue
 
 from .._errors import DuplicateTrial, TrialNotFound
-from .._models import Outcome, Reason, Status, StoredTrial, Trial, TrialStatus
+from .._models import Lease, Outcome, Reason, Status, StoredTrial, Trial, TrialStatus
 from .._supervise.metrics import Metric
 from .._trial.paths import ATTEMPTS
 from ..stores import IntermediateValue, TrialStore
@@ -94,7 +94,9 @@ class Search:
         self._objective_name: str | None = plan.metric
         self.pruned: dict[str, int] = {}
         """The trials this search pruned here, and the step each was pruned at."""
-        self._unsent: list[IntermediateValue] = []  # reported here, not yet in the store
+        self._unsent: list[tuple[IntermediateValue, int]] = []  # reported here, not yet in
+        # the store, each with the token of the lease it was reported under
+        self._tokens: dict[str, int] = {}  # the token of the latest lease of each trial here
         self._cursor = 0  # the store's values before it were read
         self._curves: dict[str, dict[int, float]] = {}  # others' trials' values, read
         self._strangers: set[str] = set()  # ids with values but no trial in the store
@@ -272,12 +274,19 @@ class Search:
         self.study.elsewhere(trial_id, self.k_of(trial_id), params, curve)
 
     async def flush(self) -> None:
-        """Record in the store the values reported here since the last flush, in one write."""
+        """
+        Record in the store the values reported here since the last flush, in one write,
+        fenced by their leases' tokens: the store keeps a trial's values only while it is
+        reserved under the lease they were reported under (a holder whose lease was reclaimed
+        writes nothing). Values of an earlier lease of a trial leased here again are dropped.
+        """
         if not self._unsent:
             return
         unsent, self._unsent = self._unsent, []
+        current = [value for value, token in unsent if self._tokens.get(value.trial_id) == token]
+        tokens = {value.trial_id: self._tokens[value.trial_id] for value in current}
         try:
-            await self.store.record_values(unsent)
+            await self.store.record_values(current, tokens=tokens)
         except BaseException:
             self._unsent[:0] = unsent  # kept for the next write
             raise
@@ -336,8 +345,10 @@ class Search:
 
     # -- pruning the trials that run here ----------------------------------------------------
 
-    def adopt(self, trial: Trial) -> None:
+    def adopt(self, lease: Lease) -> None:
         """Follow a trial leased here with the pruner (asked for elsewhere, or here)."""
+        trial = lease.trial
+        self._tokens[trial.id] = lease.token
         if self.study is not None and self.plan.pruner != "none" and self.is_mine(trial.id):
             self.study.adopt(trial.id, self.k_of(trial.id), trial.params)
 
@@ -349,8 +360,10 @@ class Search:
         value = self._value_of(metric.values)
         if self.study is None or metric.step is None or value is None:
             return False
-        if self.study.is_following(metric.trial_id):
-            self._unsent.append(IntermediateValue(metric.trial_id, metric.step, value))
+        token = self._tokens.get(metric.trial_id)
+        if self.study.is_following(metric.trial_id) and token is not None:
+            value_here = IntermediateValue(metric.trial_id, metric.step, value)
+            self._unsent.append((value_here, token))
         if not self.study.report(metric.trial_id, metric.step, value):
             return False
         self.pruned[metric.trial_id] = metric.step
