@@ -127,3 +127,29 @@ async def test_values_that_failed_to_be_written_are_kept_for_the_next_write() ->
         IntermediateValue(lease.trial_id, 0, 0.5),
         IntermediateValue(lease.trial_id, 1, 0.25),
     ]
+
+
+@pytest.mark.asyncio
+async def test_hyperbands_auto_resource_is_the_first_one_recorded() -> None:
+    """
+    A completes a 10-step trial, then a 30-step one; B, started after both, takes A's first
+    estimate (10), not its own (30): both make the same brackets, and nothing prunes before.
+    """
+    plan = SearchPlan(
+        Space.of({"x": "uniform(0, 1)"}), "random", "hyperband", n=5, seed=1, metric="loss"
+    )
+    store = MemoryStore()
+    a_link = SearchingStore(store)
+    a = a_link.search = Search(a_link, plan)
+    for steps in (10, 30):
+        lease = await a_link.reserve("a")
+        assert lease is not None
+        for step in range(steps):
+            assert not a.report(_line(lease.trial_id, step, 1 / (step + 1)))
+        await a_link.finish(lease, _done(lease.trial_id))
+    b_link = SearchingStore(store)
+    b = b_link.search = Search(b_link, plan)
+    assert await b_link.reserve("b") is not None
+    for search in (a, b):
+        assert search.study is not None
+        assert search.study.study.pruner._max_resource == 10  # type: ignore[attr-defined]

@@ -55,6 +55,11 @@ class Halving(SuccessiveHalvingPruner):
             return False
         return bool(super().prune(study, trial))
 
+    @property
+    def settled(self) -> bool:
+        """Whether the minimum resource is known."""
+        return self._min_resource is not None
+
     def proposal(self, steps: list[int]) -> int | None:
         """
         The minimum resource this process would estimate from its completed trials' last
@@ -87,6 +92,11 @@ class Hyperband(HyperbandPruner):
         if self._max_resource == "auto":
             return False
         return bool(super().prune(study, trial))
+
+    @property
+    def settled(self) -> bool:
+        """Whether the maximum resource is known."""
+        return self._max_resource != "auto"
 
     def proposal(self, steps: list[int]) -> int | None:
         """

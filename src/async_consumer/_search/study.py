@@ -324,7 +324,7 @@ class OptunaStudy:
         from .pruners import Halving, Hyperband
 
         pruner = self.study.pruner
-        if not isinstance(pruner, Halving | Hyperband):
+        if not isinstance(pruner, Halving | Hyperband) or pruner.settled:
             return None
         states = (self.study_states().COMPLETE,)
         trials = self.study.get_trials(deepcopy=False, states=states)
