@@ -13,7 +13,10 @@ The values a pruner judges (each trial's objective at each step) are recorded in
 those reported here are kept in memory and written together (:meth:`Search.flush`) with the
 worker's own beat, once a heartbeat interval, and before a trial's outcome is recorded; those
 recorded by every process are read on from a cursor (:meth:`Search.share`, on the same beat),
-so that a finished trial is fed to the pruner with its whole curve whichever process ran it.
+so that a trial running in another process is in the study as a running trial with its values,
+and a finished trial is fed to it with its whole curve, whichever process ran it. Values are
+written with their lease's token, and kept only while it is current. The pruner's ``auto``
+resource is recorded among the values too, the first estimate being the fleet's.
 """
 
 from __future__ import annotations
@@ -94,8 +97,7 @@ class Search:
         self._objective_name: str | None = plan.metric
         self.pruned: dict[str, int] = {}
         """The trials this search pruned here, and the step each was pruned at."""
-        self._unsent: list[tuple[IntermediateValue, int]] = []  # reported here, not yet in
-        # the store, each with the token of the lease it was reported under
+        self._unsent: list[tuple[IntermediateValue, int]] = []  # not yet written: with tokens
         self._tokens: dict[str, int] = {}  # the token of the latest lease of each trial here
         self._cursor = 0  # the store's values before it were read
         self._curves: dict[str, dict[int, float]] = {}  # others' trials' values, read
