@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -29,9 +29,11 @@ class CountingStore(MemoryStore):
         super().__init__()
         self.value_writes = 0
 
-    async def record_values(self, values: Sequence[IntermediateValue]) -> None:
+    async def record_values(
+        self, values: Sequence[IntermediateValue], *, tokens: Mapping[str, int] | None = None
+    ) -> None:
         self.value_writes += 1
-        await super().record_values(values)
+        await super().record_values(values, tokens=tokens)
 
 
 def _line(trial_id: str, step: int, loss: float) -> Metric:
@@ -111,7 +113,7 @@ async def test_values_that_failed_to_be_written_are_kept_for_the_next_write() ->
     assert lease is not None
     search.report(_line(lease.trial_id, 0, 0.5))
 
-    async def fail(values: builtins.list[IntermediateValue]) -> None:
+    async def fail(values: builtins.list[IntermediateValue], **_: object) -> None:
         msg = "down"
         raise StoreUnavailable(msg)
 
@@ -125,3 +127,29 @@ async def test_values_that_failed_to_be_written_are_kept_for_the_next_write() ->
         IntermediateValue(lease.trial_id, 0, 0.5),
         IntermediateValue(lease.trial_id, 1, 0.25),
     ]
+
+
+@pytest.mark.asyncio
+async def test_hyperbands_auto_resource_is_the_first_one_recorded() -> None:
+    """
+    A completes a 10-step trial, then a 30-step one; B, started after both, takes A's first
+    estimate (10), not its own (30): both make the same brackets, and nothing prunes before.
+    """
+    plan = SearchPlan(
+        Space.of({"x": "uniform(0, 1)"}), "random", "hyperband", n=5, seed=1, metric="loss"
+    )
+    store = MemoryStore()
+    a_link = SearchingStore(store)
+    a = a_link.search = Search(a_link, plan)
+    for steps in (10, 30):
+        lease = await a_link.reserve("a")
+        assert lease is not None
+        for step in range(steps):
+            assert not a.report(_line(lease.trial_id, step, 1 / (step + 1)))
+        await a_link.finish(lease, _done(lease.trial_id))
+    b_link = SearchingStore(store)
+    b = b_link.search = Search(b_link, plan)
+    assert await b_link.reserve("b") is not None
+    for search in (a, b):
+        assert search.study is not None
+        assert search.study.study.pruner._max_resource == 10  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from async_consumer import Trial
 from async_consumer._experiment import Experiment
 from async_consumer.stores import IntermediateValue, PostgresStore, SQLiteStore, TrialStore
 from async_consumer.stores._retrying import RetryingStore
@@ -37,6 +38,28 @@ async def test_a_retrying_store_passes_values_through(store: TrialStore) -> None
     retrying = RetryingStore(store)
     await retrying.record_values([V("a", 3, 0.25)])
     assert (await retrying.read_values())[0] == [V("a", 3, 0.25)]
+
+
+@pytest.mark.asyncio
+async def test_a_stale_holders_values_are_dropped(store: TrialStore) -> None:
+    """
+    Values fenced by a token are kept only while the trial is reserved under it: a lease
+    reclaimed and taken again, the first holder's late values are dropped, the new holder's kept.
+    """
+    await store.add([Trial(id="t", params={})])
+    first = await store.reserve("w1")
+    assert first is not None
+    await store.record_values([V("t", 0, 1.0)], tokens={"t": first.token})
+    assert await store.reclaim_stale(0.0) == ["t"]
+    await store.record_values([V("t", 1, 9.0)], tokens={"t": first.token})  # reclaimed
+    second = await store.reserve("w2")
+    assert second is not None and second.token != first.token
+    await store.record_values([V("t", 2, 9.0)], tokens={"t": first.token})  # another's now
+    await store.record_values(
+        [V("t", 1, 0.5), V("t", 2, 0.5), V("u", 0, 3.0)], tokens={"t": second.token}
+    )
+    values, _ = await store.read_values()
+    assert values == [V("t", 0, 1.0), V("t", 1, 0.5), V("t", 2, 0.5), V("u", 0, 3.0)]
 
 
 SEARCH = '{"n": 5, "sampler": "random", "pruner": "median", "space": {"x": "uniform(0, 1)"}}'

@@ -13,7 +13,10 @@ The values a pruner judges (each trial's objective at each step) are recorded in
 those reported here are kept in memory and written together (:meth:`Search.flush`) with the
 worker's own beat, once a heartbeat interval, and before a trial's outcome is recorded; those
 recorded by every process are read on from a cursor (:meth:`Search.share`, on the same beat),
-so that a finished trial is fed to the pruner with its whole curve whichever process ran it.
+so that a trial running in another process is in the study as a running trial with its values,
+and a finished trial is fed to it with its whole curve, whichever process ran it. Values are
+written with their lease's token, and kept only while it is current. The pruner's ``auto``
+resource is recorded among the values too, the first estimate being the fleet's.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from typing import Any
 import anyio
 from pydantic import JsonValue
 
-from .._errors import DuplicateTrial
-from .._models import Outcome, Reason, Status, StoredTrial, Trial, TrialStatus
+from .._errors import DuplicateTrial, TrialNotFound
+from .._models import Lease, Outcome, Reason, Status, StoredTrial, Trial, TrialStatus
 from .._supervise.metrics import Metric
 from .._trial.paths import ATTEMPTS
 from ..stores import IntermediateValue, TrialStore
@@ -78,7 +81,14 @@ class Search:
         self.random = RandomSampler(plan.space, plan.seed)
         uses_optuna = plan.sampler != "random" or plan.pruner != "none"
         self.study = (
-            OptunaStudy(plan.space, plan.sampler, plan.pruner, seed=plan.seed, maximize=maximize)
+            OptunaStudy(
+                plan.space,
+                plan.sampler,
+                plan.pruner,
+                seed=plan.seed,
+                maximize=maximize,
+                name=self.name,
+            )
             if uses_optuna
             else None
         )
@@ -87,9 +97,24 @@ class Search:
         self._objective_name: str | None = plan.metric
         self.pruned: dict[str, int] = {}
         """The trials this search pruned here, and the step each was pruned at."""
-        self._unsent: list[IntermediateValue] = []  # reported here, not yet in the store
+        self._unsent: list[tuple[IntermediateValue, int]] = []  # not yet written: with tokens
+        self._tokens: dict[str, int] = {}  # the token of the latest lease of each trial here
         self._cursor = 0  # the store's values before it were read
         self._curves: dict[str, dict[int, float]] = {}  # others' trials' values, read
+        self._strangers: set[str] = set()  # ids with values but no trial in the store
+
+    @property
+    def name(self) -> str:
+        """The search's name: its experiment's, and version's after the first."""
+        return self.experiment if self.version == 1 else f"{self.experiment}-v{self.version}"
+
+    @property
+    def resource_id(self) -> str:
+        """
+        Where the fleet's estimate of the pruner's resource is recorded: among the values, at
+        the pruner's step, under an id no trial has (the first value of a step is kept).
+        """
+        return f"{self.name}:resource"
 
     def id_of(self, k: int) -> str:
         """The id of the search's ``k``-th trial."""
@@ -101,6 +126,10 @@ class Search:
         suffix = f"-v{self.version}" if self.version > 1 else ""
         pattern = re.escape(self.experiment) + r"-\d+" + re.escape(suffix)
         return re.fullmatch(pattern, trial_id) is not None
+
+    def k_of(self, trial_id: str) -> int:
+        """The place of one of the search's trials (its ``k``)."""
+        return int(trial_id[len(self.experiment) + 1 :].split("-", 1)[0])
 
     async def suggest(self) -> bool:
         """
@@ -137,7 +166,7 @@ class Search:
                     )
                 ):
                     if handle is not None and self.study is not None:
-                        self.study.bind(self.id_of(k), handle)
+                        self.study.bind(self.id_of(k), k, handle)
                     return True
             if handle is not None and self.study is not None:
                 self.study.discard(handle)
@@ -178,6 +207,7 @@ class Search:
         counts = await self.store.counts([self.id_of(k) for k in range(1, self._next)])
         if sum(counts[status] for status in _FINISHED) <= self.study.finished:
             await self._read_values()
+            await self._settle([])
             return  # every finished trial of the search is known here (those run here are)
         new: list[StoredTrial] = []
         for status in _FINISHED:
@@ -186,29 +216,79 @@ class Search:
                 offset += len(page)
                 new += (t for t in page if self.is_mine(t.id) and not self.study.is_finished(t.id))
         await self._read_values()
-        for stored in new:
-            self.study.feed(self._finished(stored))
+        finished = [self._finished(stored) for stored in new]
+        await self._settle(finished)
+        for one in finished:
+            self.study.feed(one, self.k_of(one.trial_id))
+
+    async def _settle(self, finished: list[Finished]) -> None:
+        """
+        Settle the pruner's resource for the fleet, if it waits for one and this process has
+        evidence (its completed trials, and ``finished``): record its estimate unless one is
+        recorded already, and take the first one recorded. Before the finished trials are fed,
+        so that they get their rungs.
+        """
+        assert self.study is not None
+        steps = [max(f.curve) for f in finished if f.state == "complete" and f.curve]
+        proposal = self.study.unsettled(steps)
+        if proposal is None:
+            return
+        step, value = proposal
+        await self.store.record_values([IntermediateValue(self.resource_id, step, value)])
+        await self._read_values()  # the first one recorded: ours, or another process's
 
     async def _read_values(self) -> None:
-        """Read the values recorded since the last read: those of other processes' trials."""
+        """
+        Read the values recorded since the last read: those of other processes' trials go to
+        the study as their running trials' values; the fleet's estimate settles the pruner.
+        """
         assert self.study is not None
         while True:
             values, self._cursor = await self.store.read_values(self._cursor)
+            new: dict[str, dict[int, float]] = {}
             for trial_id, step, value in values:
-                if self.is_mine(trial_id) and not (
+                if trial_id == self.resource_id:
+                    self.study.settle(step, value)
+                elif self.is_mine(trial_id) and not (
                     self.study.is_following(trial_id) or self.study.is_finished(trial_id)
                 ):
                     self._curves.setdefault(trial_id, {}).setdefault(step, value)
+                    new.setdefault(trial_id, {}).setdefault(step, value)
+            for trial_id, curve in new.items():
+                await self._elsewhere(trial_id, curve)
             if len(values) < VALUES_PAGE:
                 return
 
+    async def _elsewhere(self, trial_id: str, curve: dict[int, float]) -> None:
+        """Give the study a trial's values reported in another process, as it runs there."""
+        assert self.study is not None
+        if trial_id in self._strangers:
+            return
+        if not self.study.knows_elsewhere(trial_id):
+            try:
+                stored = await self.store.get(trial_id)
+            except TrialNotFound:
+                self._strangers.add(trial_id)
+                return
+            params = stored.trial.params
+        else:
+            params = {}
+        self.study.elsewhere(trial_id, self.k_of(trial_id), params, curve)
+
     async def flush(self) -> None:
-        """Record in the store the values reported here since the last flush, in one write."""
+        """
+        Record in the store the values reported here since the last flush, in one write,
+        fenced by their leases' tokens: the store keeps a trial's values only while it is
+        reserved under the lease they were reported under (a holder whose lease was reclaimed
+        writes nothing). Values of an earlier lease of a trial leased here again are dropped.
+        """
         if not self._unsent:
             return
         unsent, self._unsent = self._unsent, []
+        current = [value for value, token in unsent if self._tokens.get(value.trial_id) == token]
+        tokens = {value.trial_id: self._tokens[value.trial_id] for value in current}
         try:
-            await self.store.record_values(unsent)
+            await self.store.record_values(current, tokens=tokens)
         except BaseException:
             self._unsent[:0] = unsent  # kept for the next write
             raise
@@ -267,10 +347,12 @@ class Search:
 
     # -- pruning the trials that run here ----------------------------------------------------
 
-    def adopt(self, trial: Trial) -> None:
+    def adopt(self, lease: Lease) -> None:
         """Follow a trial leased here with the pruner (asked for elsewhere, or here)."""
+        trial = lease.trial
+        self._tokens[trial.id] = lease.token
         if self.study is not None and self.plan.pruner != "none" and self.is_mine(trial.id):
-            self.study.adopt(trial.id, trial.params)
+            self.study.adopt(trial.id, self.k_of(trial.id), trial.params)
 
     def report(self, metric: Metric) -> bool:
         """
@@ -280,8 +362,10 @@ class Search:
         value = self._value_of(metric.values)
         if self.study is None or metric.step is None or value is None:
             return False
-        if self.study.is_following(metric.trial_id):
-            self._unsent.append(IntermediateValue(metric.trial_id, metric.step, value))
+        token = self._tokens.get(metric.trial_id)
+        if self.study.is_following(metric.trial_id) and token is not None:
+            value_here = IntermediateValue(metric.trial_id, metric.step, value)
+            self._unsent.append((value_here, token))
         if not self.study.report(metric.trial_id, metric.step, value):
             return False
         self.pruned[metric.trial_id] = metric.step
@@ -304,7 +388,8 @@ class Search:
         else:
             return  # interrupted or lost: it runs again
         if self.is_mine(outcome.trial_id):
-            self.study.feed(Finished(outcome.trial_id, params, state, outcome.objective))
+            finished = Finished(outcome.trial_id, params, state, outcome.objective)
+            self.study.feed(finished, self.k_of(outcome.trial_id))
 
 
 def _is_number(value: object) -> bool:

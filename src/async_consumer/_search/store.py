@@ -60,7 +60,7 @@ class SearchingStore(RetryingStore):
             leases += await super().reserve_many(worker, n - len(leases), request)
         if self.search is not None and leases:
             for lease in leases:
-                self.search.adopt(lease.trial)
+                self.search.adopt(lease)
             await self.search.share()  # its pruner knows every trial finished so far
         return leases
 

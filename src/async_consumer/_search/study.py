@@ -1,7 +1,9 @@
 """
 Optuna's samplers and pruners on an in-memory study over a search space, fed the search's
-finished trials (of every process) as they come: what ``tpe``, ``cmaes``, ``gp``, ``qmc``,
-``grid`` and the pruners ``median``, ``asha``, ``hyperband`` run on.
+trials (of every process) as they come: what ``tpe``, ``cmaes``, ``gp``, ``qmc``, ``grid`` and the
+pruners ``median``, ``asha``, ``hyperband`` run on. The study holds the trials that run here,
+those that run elsewhere (as running trials with the values they reported, once they reported
+one) and those that finished: the picture an Optuna study shared by every process would give.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -82,19 +84,6 @@ def _make_sampler(name: str, space: Space, seed: int | None) -> Any:
     return samplers.RandomSampler(seed=seed)
 
 
-def _make_pruner(name: str, max_resource: int | None) -> Any:
-    import optuna
-
-    pruners = optuna.pruners
-    if name == "median":
-        return pruners.MedianPruner(n_startup_trials=5)
-    if name == "asha":
-        return pruners.SuccessiveHalvingPruner()
-    if name == "hyperband":
-        return pruners.HyperbandPruner(max_resource=max_resource or "auto")
-    return pruners.NopPruner()
-
-
 @dataclass(frozen=True, slots=True)
 class Shape:
     """
@@ -129,7 +118,7 @@ class Shape:
 
 class OptunaStudy:
     """
-    An in-memory Optuna study over a space, fed the search's finished trials as they come.
+    An in-memory Optuna study over a space, fed the search's trials as they come.
 
     Args:
         space: the search space (a fidelity dimension is not sampled: it is set to its ``high``).
@@ -137,6 +126,7 @@ class OptunaStudy:
         pruner: ``median``, ``asha``, ``hyperband`` or ``none``.
         seed: the sampler's seed.
         maximize: higher objectives are better.
+        name: the study's name, the same in every process of the search (Hyperband hashes it).
     """
 
     def __init__(
@@ -147,8 +137,11 @@ class OptunaStudy:
         *,
         seed: int | None = None,
         maximize: bool = False,
+        name: str = "default",
     ) -> None:
         import optuna
+
+        from .pruners import make_pruner
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         fidelity = [d for d in space.dimensions if d.prior == "fidelity"]
@@ -161,8 +154,9 @@ class OptunaStudy:
         # the same points (the startup's random trials are the k-th trial's, see Search)
         own = None if seed is None else (seed * 1_000_003 + os.getpid()) % 2**32
         self.study: optuna.Study = optuna.create_study(
+            study_name=name,
             sampler=_make_sampler(sampler, space, own),
-            pruner=_make_pruner(pruner, max_resource),
+            pruner=make_pruner(pruner, max_resource),
             direction="maximize" if maximize else "minimize",
         )
         self.grid_size: int | None = None
@@ -171,7 +165,12 @@ class OptunaStudy:
             self.grid_size = math.prod(len(values) for values in _grid(space).values())
         self._live: dict[str, optuna.Trial] = {}
         self._steps: dict[str, set[int]] = {}  # the steps reported of each live trial
+        self._elsewhere: dict[str, int] = {}  # trials running elsewhere: their study trial ids
         self._done: set[str] = set()  # the trials it was told had finished
+
+    @property
+    def _storage(self) -> Any:
+        return self.study._storage
 
     def ask(self) -> tuple[dict[str, JsonValue], Any] | None:
         """
@@ -193,8 +192,11 @@ class OptunaStudy:
         """How many of the search's trials the study was told had finished."""
         return len(self._done)
 
-    def bind(self, trial_id: str, trial: Any) -> None:
-        """The store took ``trial``'s parameters as the trial ``trial_id``."""
+    def bind(self, trial_id: str, k: int, trial: Any) -> None:
+        """The store took ``trial``'s parameters as the trial ``trial_id``, the search's ``k``-th."""
+        from .pruners import PLACE
+
+        self._storage.set_trial_system_attr(trial._trial_id, PLACE, k)
         self._live[trial_id] = trial
 
     def discard(self, trial: Any) -> None:
@@ -222,10 +224,21 @@ class OptunaStudy:
         self.study.enqueue_trial(sampled, skip_if_exists=False)
         return self.study.ask(self.distributions)
 
-    def adopt(self, trial_id: str, params: Mapping[str, JsonValue]) -> None:
-        """Follow a trial another process suggested, which runs here (for its pruner)."""
-        if trial_id not in self._live:
-            self.bind(trial_id, self.given(params))
+    def adopt(self, trial_id: str, k: int, params: Mapping[str, JsonValue]) -> None:
+        """
+        Follow a trial that runs here, suggested by another process (for its pruner): the
+        study's trial it had as running elsewhere, with the values reported there, if any.
+        """
+        import optuna
+
+        if trial_id in self._live or trial_id in self._done:
+            return
+        number = self._elsewhere.pop(trial_id, None)
+        if number is None:
+            self.bind(trial_id, k, self.given(params))
+            return
+        self._live[trial_id] = optuna.Trial(self.study, number)
+        self._steps[trial_id] = set(self._storage.get_trial(number).intermediate_values)
 
     def is_following(self, trial_id: str) -> bool:
         """Whether the trial runs here, its values reported to this study as they come."""
@@ -241,7 +254,95 @@ class OptunaStudy:
         trial.report(value, step)
         return bool(trial.should_prune())
 
-    def feed(self, finished: Finished) -> None:
+    def elsewhere(
+        self, trial_id: str, k: int, params: Mapping[str, JsonValue], values: Mapping[int, float]
+    ) -> None:
+        """
+        Values reported by a trial that runs in another process: the study holds it as a
+        running trial with them, and with the rungs they complete (as if its pruner ran here).
+        """
+        import optuna
+
+        if trial_id in self._live or trial_id in self._done:
+            return
+        from .pruners import PLACE
+
+        number = self._elsewhere.get(trial_id)
+        if number is not None:
+            self._add_values(number, values)
+            return
+        try:
+            frozen = optuna.trial.create_trial(
+                params=self._sampled(params),
+                distributions=self.distributions,
+                state=optuna.trial.TrialState.RUNNING,
+                intermediate_values=dict(values),
+                system_attrs={PLACE: k},
+            )
+        except ValueError:
+            return  # not a point of this space (another version's): not its business
+        number = self._storage.create_new_trial(self.study._study_id, template_trial=frozen)
+        self._elsewhere[trial_id] = number
+        self._replay(number)
+
+    def _sampled(self, params: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
+        """A trial's parameters that the study samples (not a fidelity's, for one)."""
+        sampled = {k: v for k, v in params.items() if k in self.distributions}
+        if set(sampled) != set(self.distributions):
+            msg = "not a point of this space"
+            raise ValueError(msg)
+        return sampled
+
+    def _replay(self, number: int) -> None:
+        """
+        Record on a trial run elsewhere the rungs of successive halving its values completed,
+        as its own pruner recorded them there (``asha``, and each ``hyperband`` bracket's).
+        """
+        from .pruners import Halving, Hyperband, rungs_of
+
+        pruner = self.study.pruner
+        if not isinstance(pruner, Halving | Hyperband):
+            return
+        frozen = self._storage.get_trial(number)
+        halving = pruner.halving_of(self.study, frozen)
+        if halving is None:
+            return
+        for key, value in rungs_of(halving, frozen.intermediate_values).items():
+            if key not in frozen.system_attrs:
+                self._storage.set_trial_system_attr(number, key, value)
+
+    def knows_elsewhere(self, trial_id: str) -> bool:
+        """Whether the study holds the trial as running in another process."""
+        return trial_id in self._elsewhere
+
+    def unsettled(self, more: Sequence[int] = ()) -> tuple[int, int] | None:
+        """
+        What this process proposes for the fleet's pruner (its step in the search's resource
+        record, and the value), if the pruner waits for one and the study has evidence: its
+        completed trials' last steps, and ``more`` (those of completed trials to be fed).
+        """
+        from .pruners import Halving, Hyperband
+
+        pruner = self.study.pruner
+        if not isinstance(pruner, Halving | Hyperband) or pruner.settled:
+            return None
+        states = (self.study_states().COMPLETE,)
+        trials = self.study.get_trials(deepcopy=False, states=states)
+        value = pruner.proposal([t.last_step for t in trials if t.last_step is not None] + [*more])
+        return None if value is None else (pruner.step, value)
+
+    def settle(self, step: int, value: float) -> None:
+        """The fleet's estimate for the pruner (the first recorded): the running trials' rungs."""
+        from .pruners import Halving, Hyperband
+
+        pruner = self.study.pruner
+        if not isinstance(pruner, Halving | Hyperband) or pruner.step != step:
+            return
+        pruner.settle(self.study, int(value))
+        for number in self._elsewhere.values():
+            self._replay(number)
+
+    def feed(self, finished: Finished, k: int) -> None:
         """Tell the study how a trial ended (once a trial; its own trial if it ran here)."""
         import optuna
 
@@ -249,56 +350,35 @@ class OptunaStudy:
         state = {"complete": states.COMPLETE, "pruned": states.PRUNED}.get(
             finished.state, states.FAIL
         )
+        if state == states.COMPLETE and finished.value is None:
+            state = states.FAIL
         if finished.trial_id in self._done:
             return
-        self._done.add(finished.trial_id)
         trial = self._live.pop(finished.trial_id, None)
         steps = self._steps.pop(finished.trial_id, set())
         if trial is not None:
+            self._done.add(finished.trial_id)
             for step, value in finished.curve.items():
                 if step not in steps:
                     trial.report(value, step)
             final = finished.value if state == states.COMPLETE else None
             self.study.tell(trial, final, state=state)
             return
-        params = {k: v for k, v in finished.params.items() if k in self.distributions}
-        if set(params) != set(self.distributions):
-            return  # not a point of this space (another version's): not the sampler's business
-        try:
-            past = optuna.trial.create_trial(
-                params=params,
-                distributions=self.distributions,
-                value=finished.value if state == states.COMPLETE else None,
-                state=state,
-                intermediate_values=dict(finished.curve),
-                system_attrs=self._rungs(finished.curve),
-            )
-        except ValueError:
-            return  # a value outside this space's bounds: the same
-        self.study.add_trial(past)
+        self.elsewhere(finished.trial_id, k, finished.params, finished.curve)
+        self._done.add(finished.trial_id)
+        number = self._elsewhere.pop(finished.trial_id, None)
+        if number is None:
+            return  # not a point of this space
+        complete = state == states.COMPLETE and finished.value is not None
+        self._storage.set_trial_state_values(number, state, [finished.value] if complete else None)
 
-    def _rungs(self, curve: Mapping[int, float]) -> dict[str, float]:
-        """
-        The rungs of successive halving (``asha``) that a trial run elsewhere completed, as
-        the pruner there recorded them: at the first step reported at or past each rung's
-        step, its value then. Optuna's pruner keeps them on the trial (``completed_rung_N``)
-        and ranks a trial against the others' values at its rung.
-        """
-        import optuna
-
-        pruner = self.study.pruner
-        if not isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner):
-            return {}
-        low = pruner._min_resource  # None until the pruner estimated it ("auto")
-        if low is None:
-            return {}
-        rungs: dict[str, float] = {}
-        for step in sorted(curve):
-            while step >= low * pruner._reduction_factor ** (
-                pruner._min_early_stopping_rate + len(rungs)
-            ):
-                rungs[f"completed_rung_{len(rungs)}"] = curve[step]
-        return rungs
+    def _add_values(self, number: int, curve: Mapping[int, float]) -> None:
+        """Add the steps of ``curve`` the study's trial ``number`` lacks, and their rungs."""
+        known = self._storage.get_trial(number).intermediate_values
+        for step, value in curve.items():
+            if step not in known:
+                self._storage.set_trial_intermediate_value(number, step, value)
+        self._replay(number)
 
     def is_finished(self, trial_id: str) -> bool:
         """Whether the study was told this trial had finished."""

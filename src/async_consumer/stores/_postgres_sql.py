@@ -250,7 +250,12 @@ _QUERIES = {
         WHERE id = ANY($1::text[]) AND status = ANY($2::text[])""",
     "record_values": """
         INSERT INTO {s}.trial_values (trial_id, step, value)
-        SELECT * FROM unnest($1::text[], $2::bigint[], $3::float8[])
+        SELECT v.trial_id, v.step, v.value
+        FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::bigint[])
+            AS v(trial_id, step, value, token)
+        WHERE v.token IS NULL OR EXISTS (
+            SELECT 1 FROM {s}.trials t
+            WHERE t.id = v.trial_id AND t.token = v.token AND t.status = 'reserved' FOR SHARE)
         ON CONFLICT (trial_id, step) DO NOTHING""",
     "values_after": """
         SELECT seq, trial_id, step, value FROM {s}.trial_values WHERE seq > $1

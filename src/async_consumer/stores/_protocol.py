@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import NamedTuple, Protocol, Self
@@ -223,10 +223,19 @@ class TrialStore(Protocol):
         """
         ...
 
-    async def record_values(self, values: Sequence[IntermediateValue]) -> None:
+    async def record_values(
+        self, values: Sequence[IntermediateValue], *, tokens: Mapping[str, int] | None = None
+    ) -> None:
         """
         Record intermediate values, all in one write; a trial's value at a step already
         recorded is kept (the first one counts), the new one dropped.
+
+        Args:
+            values: the values.
+            tokens: for a trial id, the token of the lease its values were reported under:
+                they are kept only if the trial is still reserved under that token (a stale
+                holder's late values are dropped, as its outcome would be refused). The values
+                of a trial not in ``tokens`` are not fenced.
         """
         ...
 

@@ -11,7 +11,7 @@ away and one when it is back, and gives up only when it has been away longer tha
 from __future__ import annotations
 
 import builtins
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import anyio
 
@@ -223,9 +223,11 @@ class RetryingStore(StoreBase):
         """Make trials new again; see ``TrialStore.rerun``."""
         return await self.outage.call(lambda: self.store.rerun(ids, statuses))
 
-    async def record_values(self, values: Sequence[IntermediateValue]) -> None:
+    async def record_values(
+        self, values: Sequence[IntermediateValue], *, tokens: Mapping[str, int] | None = None
+    ) -> None:
         """Record intermediate values; see ``TrialStore.record_values``."""
-        await self.outage.call(lambda: self.store.record_values(values))
+        await self.outage.call(lambda: self.store.record_values(values, tokens=tokens))
 
     async def read_values(
         self, after: int = 0, *, limit: int = VALUES_PAGE

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import heapq
 import itertools
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -357,10 +357,17 @@ class MemoryStore(StoreBase):
             heapq.heappush(self._pending, (record.seq, record.trial.id))
         return len(again)
 
-    async def record_values(self, values: Sequence[IntermediateValue]) -> None:
+    async def record_values(
+        self, values: Sequence[IntermediateValue], *, tokens: Mapping[str, int] | None = None
+    ) -> None:
         """Record intermediate values; see ``TrialStore.record_values``."""
         await anyio.lowlevel.checkpoint()
         for value in values:
+            token = (tokens or {}).get(value.trial_id)
+            if token is not None:
+                record = self._records.get(value.trial_id)
+                if not (record and record.status is TrialStatus.RESERVED and record.token == token):
+                    continue  # a stale holder's
             if (value.trial_id, value.step) not in self._steps:
                 self._steps.add((value.trial_id, value.step))
                 self._values.append(value)

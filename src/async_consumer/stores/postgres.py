@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections import Counter
-from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Self
 
@@ -318,7 +318,9 @@ class PostgresStore(StoreBase):
             done = await conn.execute(self._q["rerun"], builtins.list(ids), chosen)
         return int(done.split()[-1])
 
-    async def record_values(self, values: Sequence[IntermediateValue]) -> None:
+    async def record_values(
+        self, values: Sequence[IntermediateValue], *, tokens: Mapping[str, int] | None = None
+    ) -> None:
         """
         Record intermediate values in one write; see ``TrialStore.record_values``.
 
@@ -332,6 +334,7 @@ class PostgresStore(StoreBase):
             [v.trial_id for v in values],
             [v.step for v in values],
             [v.value for v in values],
+            [(tokens or {}).get(v.trial_id) for v in values],
         )
         async with self._connection() as conn, conn.transaction():
             await conn.execute(self._q["lock"], f"async_consumer:{self._schema}:values")

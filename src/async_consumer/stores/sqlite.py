@@ -6,7 +6,7 @@ import builtins
 import json
 import random
 import sqlite3
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -301,10 +301,13 @@ class SQLiteStore(StoreBase):
         args = (json.dumps(builtins.list(ids)), json.dumps(_rules.check_rerun(statuses)))
         return await self._run(lambda: self._conn.execute(queries.RERUN, args).rowcount)
 
-    async def record_values(self, values: Sequence[IntermediateValue]) -> None:
+    async def record_values(
+        self, values: Sequence[IntermediateValue], *, tokens: Mapping[str, int] | None = None
+    ) -> None:
         """Record intermediate values in one write; see ``TrialStore.record_values``."""
         if values:
-            rows = [tuple(value) for value in values]
+            tokens = tokens or {}
+            rows = [(*value, tokens.get(value.trial_id)) for value in values]
             await self._run(lambda: self._conn.executemany(queries.RECORD_VALUES, rows))
 
     async def read_values(
