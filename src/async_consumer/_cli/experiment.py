@@ -144,20 +144,13 @@ async def experiment_version(
         await store.add_experiment(await _asked(args, 1, bool(flag)))
         return Chosen(1, bool(flag))
     maximize = recorded.maximize if flag is None else flag
-    if recorded.search is not None and getattr(args, "search_plan", None) is not None:
-        # a search's options left out are the experiment's, as its direction is
-        plan = SearchPlan.from_json(args.search_plan)
-        kept = plan.keeping(SearchPlan.from_json(recorded.search), args.search_given)
-        args.search_plan = kept.to_json()
+    _keep_search(args, recorded)
     asked = await _asked(args, recorded.version + 1, maximize)
     if args.new_version:
         return await _new_version(store, recorded, asked)
     changes = differences(recorded, asked)
     if not changes:
-        if asked.search != recorded.search:  # a search's new total: the experiment's from now
-            await store.add_experiment(
-                recorded.model_copy(update={"search": asked.search}), replace=True
-            )
+        await _record_total(store, recorded, asked)
         return Chosen(recorded.version, maximize)
     _refuse_misplaced(recorded, asked, options())
     same_direction = recorded.maximize == asked.maximize
@@ -170,6 +163,23 @@ async def experiment_version(
         f"trial runs again; the records of version {recorded.version} are kept)"
     )
     raise ExperimentChanged(msg)
+
+
+def _keep_search(args: argparse.Namespace, recorded: Experiment) -> None:
+    """A search's options the command left out are the recorded experiment's, as its direction is."""
+    asked: str | None = getattr(args, "search_plan", None)
+    if recorded.search is not None and asked is not None:
+        plan = SearchPlan.from_json(asked)
+        kept = plan.keeping(SearchPlan.from_json(recorded.search), args.search_given)
+        args.search_plan = kept.to_json()
+
+
+async def _record_total(store: TrialStore, recorded: Experiment, asked: Experiment) -> None:
+    """A search's new total (``-n``, the one change allowed) is the experiment's from now on."""
+    if asked.search != recorded.search:
+        await store.add_experiment(
+            recorded.model_copy(update={"search": asked.search}), replace=True
+        )
 
 
 async def _new_version(store: TrialStore, recorded: Experiment, asked: Experiment) -> Chosen:
