@@ -43,7 +43,9 @@ __all__ = [
 DEFAULT_MAX_LOST = 2
 """A trial is broken at its third lost lease: as no trial runs beside two suspects, nor a suspect
 beside another, a healthy trial loses a lease to a neighbour's crash at most once, and a poison
-trial that kills every worker it runs on is stopped after three deaths."""
+trial that kills every worker it runs on is stopped after three deaths. A suspect is charged
+only for a death that stands alone (:func:`is_judged`), so a healthy trial's workers killed
+from outside while others die too make it no poison trial."""
 
 PENDING = (TrialStatus.NEW, TrialStatus.INTERRUPTED)
 """The statuses ``reserve`` takes trials from."""
