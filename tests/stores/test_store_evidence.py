@@ -148,3 +148,15 @@ async def test_a_poison_trials_own_deaths_do_not_excuse_it(store: TrialStore) ->
     await dies(store, await taken(store, "t0", "w2"))
     stored = await store.get("t0")
     assert (stored.lost_count, last_outcome(stored).status) == (2, Status.LOST)
+
+
+@pytest.mark.asyncio
+async def test_a_death_during_its_previous_attempt_excuses(store: TrialStore) -> None:
+    """A suspect whose previous attempt saw another worker die is excused its next death."""
+    await store.add(make_trials(2))
+    first = await taken(store, "t0", "w1")
+    await dies(store, await taken(store, "t1", "w3"))  # while t0's first attempt runs
+    await dies(store, first)
+    await dies(store, await taken(store, "t0", "w2"))
+    stored = await store.get("t0")
+    assert (stored.lost_count, last_outcome(stored).status) == (1, Status.INTERRUPTED)
