@@ -222,14 +222,11 @@ def gone_ends(
     """(outcome JSON, trial id, attempt) for each lease ``(id, token, ...)`` taken back from a
     holder gone (:func:`gone_outcome`), or for those of the trials ``excused``, no loss
     (:func:`excused_outcome`): what the store writes on those attempts."""
-    return [
-        (
-            (excused_outcome if i in excused else gone_outcome)(i, n, message).model_dump_json(),
-            i,
-            n,
-        )
+    ends = [
+        excused_outcome(i, n, message) if i in excused else gone_outcome(i, n, message)
         for i, n, *_ in leases
     ]
+    return [(end.model_dump_json(), end.trial_id, end.attempt) for end in ends]
 
 
 def is_judged(lost_count: int, alive: bool) -> bool:
