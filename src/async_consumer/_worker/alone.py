@@ -4,10 +4,11 @@ Suspects run one at a time: a worker never runs two trials that may have killed 
 A *suspect* is a trial that lost a lease before: its worker may have died of it. A worker takes
 a suspect whenever none runs on it, beside its other trials (so a dead worker's trials are
 taken up at once by live workers with room, busy or not), and takes no other suspect until it
-ends. A suspect that kills its worker is charged its loss, and so is each trial beside it; but
-no trial ever runs beside two suspects, and a trial beside a suspect is no suspect itself: a
-healthy trial loses at most one lease to a poison trial, and the poison trial is broken at its
-third death (``max_lost`` 2).
+ends. A suspect whose worker dies is charged its loss when that death stands alone (no other
+worker lost a lease since its previous attempt began: ``stores._rules.is_judged``), and each
+trial beside it is charged its first; but no trial ever runs beside two suspects, and a trial
+beside a suspect is no suspect itself: a healthy trial loses at most one lease to a poison
+trial, and the poison trial is broken at its third death (``max_lost`` 2).
 """
 
 from __future__ import annotations

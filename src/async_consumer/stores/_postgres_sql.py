@@ -82,6 +82,15 @@ CREATE TABLE {s}.trial_values (
 );
 """
 """Version 8: each trial's objective at each step, as in SQLite (``_sqlite_sql.VALUES_V8``)."""
+RECLAIMS_V9 = """
+CREATE TABLE {s}.reclaims (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, worker text NOT NULL,
+    at timestamptz NOT NULL
+);
+CREATE INDEX reclaims_at ON {s}.reclaims (at);
+"""
+"""Version 9: each lease the store took back, by worker and time, as in SQLite
+(``_sqlite_sql.RECLAIMS_V9``)."""
 MIGRATIONS = (
     TABLES_V1,
     JOURNEY_V2,
@@ -91,6 +100,7 @@ MIGRATIONS = (
     DIRECTION_V6,
     SEARCH_V7,
     VALUES_V8,
+    RECLAIMS_V9,
 )
 """The schema's history, as ``_sqlite_sql.MIGRATIONS``; ``{s}`` is the quoted schema."""
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -185,11 +195,10 @@ _QUERIES = {
         SELECT id, token, holder FROM {s}.trials
         WHERE status = 'reserved' AND starts_with(holder, $1) AND holder != ''""",
     "reclaim_leases": """
-        UPDATE {s}.trials AS t SET lost_count = t.lost_count + 1,
-            status = CASE WHEN t.lost_count + 1 > $1 THEN 'broken' ELSE 'interrupted' END
-        FROM unnest($2::text[], $3::integer[]) AS u (id, token)
+        UPDATE {s}.trials AS t SET status = 'interrupted'
+        FROM unnest($1::text[], $2::integer[]) AS u (id, token)
         WHERE t.id = u.id AND t.token = u.token AND t.status = 'reserved'
-        RETURNING t.id, t.token""",
+        RETURNING t.id, t.token, t.worker, t.lost_count, false""",
     "finish": """
         WITH done AS (
             UPDATE {s}.trials SET lost_count = lost_count + $3::integer,
@@ -202,16 +211,30 @@ _QUERIES = {
             UPDATE {s}.attempts SET outcome = $6 FROM done WHERE trial_id = $1 AND number = $2
         ) SELECT status FROM done""",
     "reclaim": """
-        UPDATE {s}.trials SET lost_count = lost_count
-                + CASE WHEN holder = ANY($4::text[]) THEN 0 ELSE 1 END,
-            status = CASE WHEN NOT holder = ANY($4::text[]) AND lost_count + 1 > $1
-                THEN 'broken' ELSE 'interrupted' END
+        UPDATE {s}.trials SET status = 'interrupted'
         WHERE seq IN (
             SELECT seq FROM {s}.trials
-            WHERE status = 'reserved' AND heartbeat_at <= now() - make_interval(secs => $2)
-                AND ($3::text = '' OR holder != $3::text)
+            WHERE status = 'reserved' AND heartbeat_at <= now() - make_interval(secs => $1)
+                AND ($2::text = '' OR holder != $2::text)
             FOR UPDATE SKIP LOCKED
-        ) RETURNING id, token, holder = ANY($4::text[])""",
+        ) RETURNING id, token, worker, lost_count, holder = ANY($3::text[])""",
+    "record_reclaims": """
+        INSERT INTO {s}.reclaims (worker, at)
+        SELECT coalesce(w, ''), now() FROM unnest($1::text[]) AS w""",
+    "around": """
+        SELECT u.id FROM unnest($1::text[], $2::integer[]) AS u (id, token)
+        WHERE EXISTS (
+            SELECT 1 FROM {s}.reclaims AS r WHERE r.at >= (
+                SELECT a.reserved_at FROM {s}.attempts AS a
+                WHERE a.trial_id = u.id AND a.number IN (u.token - 1, u.token)
+                ORDER BY a.number LIMIT 1
+            ) AND r.worker NOT IN (SELECT a.worker FROM {s}.attempts AS a WHERE a.trial_id = u.id)
+        )""",
+    "charge": """
+        UPDATE {s}.trials AS t SET lost_count = t.lost_count + 1,
+            status = CASE WHEN t.lost_count + 1 > $1 THEN 'broken' ELSE 'interrupted' END
+        FROM unnest($2::text[], $3::integer[]) AS u (id, token)
+        WHERE t.id = u.id AND t.token = u.token""",
     "end": "UPDATE {s}.attempts SET outcome = $1 WHERE trial_id = $2 AND number = $3",
     "lock_trial": "SELECT 1 FROM {s}.trials WHERE id = $1 FOR UPDATE",
     "charged": """

@@ -112,7 +112,13 @@ class TrialStore(Protocol):
         ...
 
     async def reclaim_leases(self, leases: Sequence[HeldLease], message: str) -> builtins.list[str]:
-        """Interrupt these leases if still current, each as a loss; return the trials' ids."""
+        """
+        Interrupt these leases if still current, each as a loss; return the trials' ids.
+
+        A suspect's loss (a trial that lost a lease before) is excused, its attempt recorded
+        interrupted, when another worker (one that never ran the trial) lost a lease to a reclaim
+        since the trial's previous attempt began: deaths all around are no evidence against it.
+        """
         ...
 
     async def heartbeat(self, lease: Lease) -> None:
@@ -168,7 +174,7 @@ class TrialStore(Protocol):
         Leases whose holder is ``spare`` (when given) are left alone: a worker never reclaims
         what it runs itself. Those whose holder is among ``alive`` (a process known to still
         run: frozen or overloaded, not dead) are interrupted without counting a loss: the
-        trial did not kill its worker.
+        trial did not kill its worker. A suspect's loss is excused as in ``reclaim_leases``.
         """
         ...
 

@@ -25,8 +25,11 @@ __all__ = [
     "check_outcome",
     "check_rerun",
     "clear_loss",
+    "excused_outcome",
     "fenced",
+    "gone_ends",
     "gone_outcome",
+    "is_judged",
     "lost_outcome",
     "not_renewed",
     "settle",
@@ -40,7 +43,9 @@ __all__ = [
 DEFAULT_MAX_LOST = 2
 """A trial is broken at its third lost lease: as no trial runs beside two suspects, nor a suspect
 beside another, a healthy trial loses a lease to a neighbour's crash at most once, and a poison
-trial that kills every worker it runs on is stopped after three deaths."""
+trial that kills every worker it runs on is stopped after three deaths. A suspect is charged
+only for a death that stands alone (:func:`is_judged`), so a healthy trial's workers killed
+from outside while others die too make it no poison trial."""
 
 PENDING = (TrialStatus.NEW, TrialStatus.INTERRUPTED)
 """The statuses ``reserve`` takes trials from."""
@@ -179,11 +184,17 @@ def lost_outcome(trial_id: str, attempt: int, older_than: float) -> Outcome:
     return gone_outcome(trial_id, attempt, message)
 
 
-def stalled_outcome(trial_id: str, attempt: int, older_than: float, alive: bool) -> Outcome:
+def stalled_outcome(
+    trial_id: str, attempt: int, older_than: float, alive: bool, excused: bool = False
+) -> Outcome:
     """
     The outcome recorded on an attempt whose stale lease the store reclaimed: lost, or, when
-    its holder is known to still run (``alive``), interrupted: no loss counted.
+    its holder is known to still run (``alive``), or its loss is ``excused`` (no evidence
+    against a suspect: :func:`is_judged`), interrupted: no loss counted.
     """
+    if excused and not alive:
+        silent = f"no heartbeat for {older_than:g} s or more; the store reclaimed the lease"
+        return excused_outcome(trial_id, attempt, silent)
     if not alive:
         return lost_outcome(trial_id, attempt, older_than)
     message = (
@@ -193,13 +204,59 @@ def stalled_outcome(trial_id: str, attempt: int, older_than: float, alive: bool)
     return gone_outcome(trial_id, attempt, message, Status.INTERRUPTED)
 
 
-def stalled_ends(rows: Iterable[Sequence[Any]], older_than: float) -> list[tuple[str, str, int]]:
+def stalled_ends(
+    rows: Iterable[Sequence[Any]], older_than: float, excused: Collection[str] = ()
+) -> list[tuple[str, str, int]]:
     """(outcome JSON, trial id, attempt) for each stale lease reclaimed, from ``(id, token,
-    alive)`` rows (see :func:`stalled_outcome`): what the store writes on those attempts."""
+    alive)`` rows, those of the trials ``excused`` without a loss (see :func:`stalled_outcome`):
+    what the store writes on those attempts."""
     return [
-        (stalled_outcome(i, n, older_than, bool(alive)).model_dump_json(), i, n)
+        (stalled_outcome(i, n, older_than, bool(alive), i in excused).model_dump_json(), i, n)
         for i, n, alive in rows
     ]
+
+
+def gone_ends(
+    leases: Iterable[Sequence[Any]], message: str, excused: Collection[str] = ()
+) -> list[tuple[str, str, int]]:
+    """(outcome JSON, trial id, attempt) for each lease ``(id, token, ...)`` taken back from a
+    holder gone (:func:`gone_outcome`), or for those of the trials ``excused``, no loss
+    (:func:`excused_outcome`): what the store writes on those attempts."""
+    ends = [
+        excused_outcome(i, n, message) if i in excused else gone_outcome(i, n, message)
+        for i, n, *_ in leases
+    ]
+    return [(end.model_dump_json(), end.trial_id, end.attempt) for end in ends]
+
+
+def is_judged(lost_count: int, alive: bool) -> bool:
+    """
+    Whether the reclaim of a lease is charged only on evidence (see :func:`excused_outcome`).
+
+    A trial that lost no lease before (``lost_count`` 0) is charged its first loss at once: that
+    makes it a suspect, run beside no other, which is how a poison trial is caught at all. A
+    holder known to still run (``alive``) is charged nothing. A suspect whose holder died or
+    went silent is judged: the store charges it only if no other worker (one that never ran
+    it) lost a lease to a reclaim since the trial's previous attempt began.
+    """
+    return lost_count > 0 and not alive
+
+
+def excused_outcome(trial_id: str, attempt: int, message: str) -> Outcome:
+    """
+    The outcome recorded on a suspect's attempt whose holder died or went silent while other
+    workers (which never ran the trial) lost leases too, since its previous attempt began.
+
+    Deaths all around are the fleet's trouble (machines killed, frozen or cut off), so this one
+    is no evidence against the trial: the attempt is interrupted, no loss counted, and the trial
+    stays a suspect. A poison trial kills its workers while the others live on: each of its
+    deaths then stands alone and is charged.
+    """
+    note = (
+        "other workers lost leases too since its previous attempt began (died, froze or were "
+        "cut off): no evidence against the trial, no loss counted"
+    )
+    return gone_outcome(trial_id, attempt, f"{message}; {note}", Status.INTERRUPTED)
 
 
 def gone_outcome(

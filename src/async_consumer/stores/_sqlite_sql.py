@@ -77,6 +77,13 @@ CREATE TABLE trial_values (
 """
 """Version 8 (pruning across a fleet): each trial's objective at each step its script reported,
 in the order recorded (``seq``), for every worker's pruner to read on from where it stopped."""
+RECLAIMS_V9 = """
+CREATE TABLE reclaims (seq INTEGER PRIMARY KEY, worker TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX reclaims_at ON reclaims (at)
+"""
+"""Version 9 (losses on evidence): each lease the store took back from its holder (dead, silent
+or frozen), by its worker's name and when, so that a suspect's death is charged only when no
+other worker lost a lease meanwhile (``_rules.is_judged``)."""
 MIGRATIONS = (
     SCHEMA_V1,
     JOURNEY_V2,
@@ -86,6 +93,7 @@ MIGRATIONS = (
     DIRECTION_V6,
     SEARCH_V7,
     VALUES_V8,
+    RECLAIMS_V9,
 )
 """The schema's history: entry N (from 0) takes a store from version N to N + 1. A change to the
 schema appends an entry (additive: new tables, new columns with defaults) and never edits one, so
@@ -156,22 +164,37 @@ WHERE id = :id AND status = 'reserved' AND token = :token RETURNING status
 """
 _ALIVE = "holder IN (SELECT value FROM json_each(:alive))"
 RECLAIM = f"""
-UPDATE trials INDEXED BY trials_reserved
-SET lost_count = lost_count + (CASE WHEN {_ALIVE} THEN 0 ELSE 1 END),
-    status = CASE WHEN NOT {_ALIVE} AND lost_count + 1 > :max_lost
-        THEN 'broken' ELSE 'interrupted' END
+UPDATE trials INDEXED BY trials_reserved SET status = 'interrupted'
 WHERE status = 'reserved' AND heartbeat_at <= {NOW} - :older_than
-AND (:spare = '' OR holder != :spare) RETURNING id, token, {_ALIVE}
+AND (:spare = '' OR holder != :spare) RETURNING id, token, worker, lost_count, {_ALIVE}
 """
+"""The stale leases taken back, uncharged as yet: see ``RECORD_RECLAIM`` and ``CHARGE``."""
 HELD = """
 SELECT id, token, holder FROM trials INDEXED BY trials_reserved
 WHERE status = 'reserved' AND substr(holder, 1, length(:prefix)) = :prefix AND holder != ''
 """
 RECLAIM_LEASE = """
+UPDATE trials SET status = 'interrupted'
+WHERE id = :id AND token = :token AND status = 'reserved' RETURNING id, token, worker, lost_count
+"""
+RECORD_RECLAIM = f"INSERT INTO reclaims (worker, at) VALUES (coalesce(?, ''), {NOW})"
+AROUND = """
+SELECT EXISTS (
+    SELECT 1 FROM reclaims INDEXED BY reclaims_at WHERE at >= (
+        SELECT reserved_at FROM attempts WHERE trial_id = :id AND number IN (:token - 1, :token)
+        ORDER BY number LIMIT 1
+    ) AND worker NOT IN (SELECT worker FROM attempts WHERE trial_id = :id)
+)
+"""
+"""Whether a worker that never ran the trial lost a lease to a reclaim since the trial's previous
+attempt began (this one's, for a first attempt): then its death is no evidence against it."""
+CHARGE = """
 UPDATE trials SET lost_count = lost_count + 1,
     status = CASE WHEN lost_count + 1 > :max_lost THEN 'broken' ELSE 'interrupted' END
-WHERE id = :id AND token = :token AND status = 'reserved' RETURNING id, token
+WHERE id = :id AND token = :token
 """
+"""Count a loss against a trial whose lease was taken back (interrupted, or broken past
+``max_lost``)."""
 CHARGED = """
 SELECT t.status, t.lost_count, a.outcome, latest.outcome FROM trials AS t
 JOIN attempts AS a ON a.trial_id = t.id AND a.number = :token AND a.worker = :worker

@@ -27,8 +27,10 @@ from ._rules import (
     check_older_than,
     check_rerun,
     clear_loss,
+    excused_outcome,
     fenced,
     gone_outcome,
+    is_judged,
     settle,
     stalled_outcome,
 )
@@ -90,6 +92,7 @@ class MemoryStore(StoreBase):
         self._experiments: dict[tuple[str, int], Experiment] = {}
         self._values: builtins.list[IntermediateValue] = []
         self._steps: set[tuple[str, int]] = set()  # the (trial, step) pairs recorded
+        self._reclaims: builtins.list[tuple[str, datetime]] = []  # (worker, when), in order
 
     async def add(self, trials: Iterable[Trial], *, exist_ok: bool = False) -> int:
         """Add new trials, all or none; see ``TrialStore.add``."""
@@ -222,10 +225,38 @@ class MemoryStore(StoreBase):
         taken = []
         for trial_id, token, _ in leases:
             record = self._records.get(trial_id)
-            if record and record.status is TrialStatus.RESERVED and record.token == token:
-                self._settle(record, gone_outcome(trial_id, len(record.attempts), message))
-                taken.append(trial_id)
-        return taken
+            current = record and record.status is TrialStatus.RESERVED and record.token == token
+            if record and current and record not in taken:
+                taken.append(record)
+        excused = self._judge(taken, alive=())
+        for record in taken:
+            trial_id, number = record.trial.id, len(record.attempts)
+            ended = gone_outcome(trial_id, number, message)
+            if trial_id in excused:
+                ended = excused_outcome(trial_id, number, message)
+            self._settle(record, ended)
+        return [record.trial.id for record in taken]
+
+    def _judge(self, taken: Sequence[Record], alive: Collection[str]) -> set[str]:
+        """
+        Record the reclaims of the ``taken`` leases (their holders but ``alive`` ones gone or
+        silent); the ids of the suspects among them whose loss is excused (:func:`is_judged`).
+        """
+        now = datetime.now(UTC)
+        self._reclaims.extend((record.worker or "", now) for record in taken)
+        judged = (r for r in taken if is_judged(r.lost_count, r.holder in alive))
+        return {record.trial.id for record in judged if self._around(record)}
+
+    def _around(self, record: Record) -> bool:
+        """Whether a worker that never ran the trial lost a lease since its previous attempt."""
+        since = record.attempts[max(len(record.attempts) - 2, 0)].reserved_at
+        theirs = {attempt.worker for attempt in record.attempts}
+        for worker, at in reversed(self._reclaims):
+            if at < since:
+                return False
+            if worker not in theirs:
+                return True
+        return False
 
     def _settle(self, record: Record, outcome: Outcome, requeue: bool = False) -> None:
         record.end_attempt(outcome)
@@ -249,10 +280,13 @@ class MemoryStore(StoreBase):
             and record.heartbeat_at <= limit
             and not (spare and record.holder == spare)
         ]
+        excused = self._judge(stale, alive)
         for record in stale:
-            ran = record.holder in alive
-            number = len(record.attempts)
-            self._settle(record, stalled_outcome(record.trial.id, number, older_than, ran))
+            ran, number = record.holder in alive, len(record.attempts)
+            ended = stalled_outcome(
+                record.trial.id, number, older_than, ran, record.trial.id in excused
+            )
+            self._settle(record, ended)
         return [record.trial.id for record in stale]
 
     async def clear_losses(self, leases: Sequence[Lease]) -> builtins.list[str]:

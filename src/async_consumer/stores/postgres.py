@@ -175,10 +175,29 @@ class PostgresStore(StoreBase):
         """Interrupt these leases if still current; see ``TrialStore.reclaim_leases``."""
         ids, tokens = [lease[0] for lease in leases], [lease[1] for lease in leases]
         async with self._connection() as conn, conn.transaction():
-            rows = await conn.fetch(self._q["reclaim_leases"], self._max_lost, ids, tokens)
-            ends = [(_rules.gone_outcome(i, n, message).model_dump_json(), i, n) for i, n in rows]
-            await conn.executemany(self._q["end"], ends)
-        return [trial_id for trial_id, _ in rows]
+            rows = await conn.fetch(self._q["reclaim_leases"], ids, tokens)
+            excused = await self._take_back(conn, rows)
+            await conn.executemany(self._q["end"], _rules.gone_ends(rows, message, excused))
+        return [row[0] for row in rows]
+
+    async def _take_back(self, conn: Any, rows: Sequence[Sequence[Any]]) -> set[str]:
+        """
+        Record the reclaims of leases just taken back, ``(id, token, worker, lost count,
+        alive)``, and charge the losses the evidence supports (``_rules.is_judged``); the ids of
+        the suspects excused. Reclaims take turns (a lock held to the commit): each sees the
+        ones before it, as in SQLite.
+        """
+        if not rows:
+            return set()
+        await conn.execute(self._q["lock"], f"async_consumer:{self._schema}:reclaims")
+        await conn.execute(self._q["record_reclaims"], [row[2] for row in rows])
+        judged = [row for row in rows if _rules.is_judged(row[3], row[4])]
+        found = await conn.fetch(self._q["around"], *_leases(judged)) if judged else []
+        excused = {row[0] for row in found}
+        charged = [row for row in rows if not row[4] and row[0] not in excused]
+        if charged:
+            await conn.execute(self._q["charge"], self._max_lost, *_leases(charged))
+        return excused
 
     async def finish(
         self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
@@ -231,8 +250,10 @@ class PostgresStore(StoreBase):
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         seconds = float(_rules.check_older_than(older_than))
         async with self._connection() as conn, conn.transaction():
-            rows = await conn.fetch(self._q["reclaim"], self._max_lost, seconds, spare, [*alive])
-            await conn.executemany(self._q["end"], _rules.stalled_ends(rows, older_than))
+            rows = await conn.fetch(self._q["reclaim"], seconds, spare, [*alive])
+            excused = await self._take_back(conn, rows)
+            leases = [(i, n, ran) for i, n, _, _, ran in rows]
+            await conn.executemany(self._q["end"], _rules.stalled_ends(leases, older_than, excused))
         return [row[0] for row in rows]
 
     async def clear_losses(self, leases: Sequence[Lease]) -> builtins.list[str]:
@@ -373,6 +394,11 @@ def _check_clashes(clashes: builtins.list[Trial], known: dict[str, str], *, exis
     for trial in clashes:
         if not (exist_ok and _rows.same_params(known[trial.id], trial)):
             raise DuplicateTrial(trial.id)
+
+
+def _leases(rows: Sequence[Sequence[Any]]) -> tuple[list[str], list[int]]:
+    """The trial ids and tokens of rows that begin ``(id, token, ...)``, as two arrays."""
+    return [row[0] for row in rows], [row[1] for row in rows]
 
 
 def _columns(items: Sequence[Finish], max_lost: int) -> tuple[object, ...]:

@@ -154,13 +154,31 @@ class SQLiteStore(StoreBase):
         return await self._run(lambda: self._reclaim_leases(leases, message))
 
     def _reclaim_leases(self, leases: Sequence[HeldLease], message: str) -> builtins.list[str]:
-        taken = []
+        rows = []
         for trial_id, token, _ in leases:
-            args = {"id": trial_id, "token": token, "max_lost": self._max_lost}
-            taken += self._conn.execute(queries.RECLAIM_LEASE, args).fetchall()
-        ends = [(_rules.gone_outcome(i, n, message).model_dump_json(), i, n) for i, n in taken]
-        self._end_attempts(ends)
-        return [trial_id for trial_id, _ in taken]
+            args = {"id": trial_id, "token": token}
+            rows += [(*row, False) for row in self._conn.execute(queries.RECLAIM_LEASE, args)]
+        self._end_attempts(_rules.gone_ends(rows, message, self._take_back(rows)))
+        return [row[0] for row in rows]
+
+    def _take_back(self, rows: builtins.list[tuple[str, int, str, int, bool]]) -> set[str]:
+        """
+        Record the reclaims of leases just taken back, ``(id, token, worker, lost count,
+        alive)``, and charge the losses the evidence supports (``_rules.is_judged``); the ids of
+        the suspects excused.
+        """
+        self._conn.executemany(queries.RECORD_RECLAIM, [(row[2],) for row in rows])
+        excused = set()
+        for trial_id, token, _, lost, alive in rows:
+            args = {"id": trial_id, "token": token}
+            if (
+                _rules.is_judged(lost, alive)
+                and self._conn.execute(queries.AROUND, args).fetchone()[0]
+            ):
+                excused.add(trial_id)
+            elif not alive:
+                self._conn.execute(queries.CHARGE, {**args, "max_lost": self._max_lost})
+        return excused
 
     async def finish(
         self, lease: Lease, outcome: Outcome, *, requeue: bool = False, hold: float = 0.0
@@ -212,9 +230,13 @@ class SQLiteStore(StoreBase):
 
     def _reclaim(self, older_than: float, spare: str, alive: Collection[str]) -> builtins.list[str]:
         live = json.dumps(builtins.list(alive))
-        args = {"max_lost": self._max_lost, "older_than": older_than, "spare": spare, "alive": live}
-        rows = self._conn.execute(queries.RECLAIM, args).fetchall()
-        ends = _rules.stalled_ends(rows, older_than)
+        args = {"older_than": older_than, "spare": spare, "alive": live}
+        rows = [
+            (i, n, w, lost, bool(ran))
+            for i, n, w, lost, ran in self._conn.execute(queries.RECLAIM, args)
+        ]
+        excused = self._take_back(rows)
+        ends = _rules.stalled_ends([(i, n, ran) for i, n, _, _, ran in rows], older_than, excused)
         self._end_attempts(ends)
         return [row[0] for row in rows]
 
