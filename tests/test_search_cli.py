@@ -166,3 +166,19 @@ def test_config_template_priors_are_filled_per_trial(tmp_path: Path) -> None:
     trials = _params(store)
     assert len(trials) == 3
     assert all(params["model.width"] in (64, 128) for params, _ in trials.values())
+
+
+@pytest.mark.parametrize("before", ["nothing", "a list of trials"])
+def test_a_worker_with_priors_and_no_search_says_how_to_start_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], before: str
+) -> None:
+    """A worker given priors before any search was started: one line saying to ``run`` it first."""
+    store = tmp_path / "s.db"
+    if before == "a list of trials":
+        assert main(["-q", "add", "--store", f"sqlite:///{store}", "--grid", "x=1"]) == 0
+    command = ["--", sys.executable, "-c", QUADRATIC, "-x~uniform(-5, 5)"]
+    assert main(["worker", "--store", f"sqlite:///{store}", *command]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: experiment 'default' has no search in this store: "), err
+    assert "start it with `async-consumer run -n N --store URL --experiment default" in err
+    assert len(err.splitlines()) == 1
