@@ -182,3 +182,23 @@ def test_a_worker_with_priors_and_no_search_says_how_to_start_one(
     assert err.startswith("error: experiment 'default' has no search in this store: "), err
     assert "start it with `async-consumer run -n N --store URL --experiment default" in err
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_status_of_a_search_beside_another_experiment_counts_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two searches in one store: ``status --experiment`` counts one's trials, not the store's."""
+    store = tmp_path / "s.db"
+    assert _run(store, "-n", "3", "--seed", "1", "--experiment", "wide") == 0
+    assert _run(store, "-n", "2", "--seed", "1", "--experiment", "near", prior="uniform(1, 3)") == 0
+    capsys.readouterr()
+    for experiment, n in (("wide", 3), ("near", 2)):
+        assert (
+            main(["status", "--store", f"sqlite:///{store}", "--experiment", experiment, "--json"])
+            == 0
+        )
+        state = json.loads(capsys.readouterr().out)
+        assert state["counts"] == {"completed": n}
+        assert state["search"] == {"n": n, "suggested": n}
+        assert state["best"]["trial_id"].startswith(f"{experiment}-")
