@@ -47,7 +47,12 @@ _FINISHED = (TrialStatus.COMPLETED, TrialStatus.PRUNED, TrialStatus.BROKEN)
 _MODELS = frozenset({"tpe", "gp", "cmaes"})  # samplers that learn from completed trials
 
 STARTUP = 10
-"""Completed trials a model-based sampler (TPE, GP, CMA-ES) waits for, drawing at random."""
+"""
+Finished trials a model-based sampler (TPE, GP, CMA-ES) waits for, drawing at random: completed
+ones, and for TPE pruned ones too (as Optuna's TPE counts its startup; GP and CMA-ES learn from
+completed trials only). Counting only completed ones, a search whose pruner stops most trials
+would stay random throughout.
+"""
 
 
 class Search:
@@ -147,7 +152,10 @@ class Search:
             if self.study is not None:
                 await self._feed()
                 if self.plan.sampler != "random" and not self._starting():
-                    asked = await anyio.to_thread.run_sync(self.study.ask)
+                    if self.plan.pruner == "hyperband":  # the sampler learns from k's bracket:
+                        # the k this trial will take, past those other processes took since
+                        self._next = max(self._next, await self._count_taken() + 1)
+                    asked = await anyio.to_thread.run_sync(self.study.ask, self._next)
                     if asked is None:  # nothing left to try: the search is complete
                         self._next = self.plan.n + 1
                         return False
@@ -174,12 +182,13 @@ class Search:
 
     def _starting(self) -> bool:
         """
-        Whether the model-based sampler has too little evidence yet (fewer completed trials
-        than :data:`STARTUP`): the k-th trial is then the random sampler's, so that processes
+        Whether the model-based sampler has too little evidence yet (fewer finished trials
+        than :data:`STARTUP`, as it counts them): the k-th trial is then the random sampler's, so that processes
         starting together try different points, the same ones whichever process suggests.
         """
         assert self.study is not None
-        return self.plan.sampler in _MODELS and self.study.completed < STARTUP
+        pruned = self.plan.sampler == "tpe"
+        return self.plan.sampler in _MODELS and self.study.evidence(pruned=pruned) < STARTUP
 
     def _random(self, k: int) -> dict[str, JsonValue]:
         params = self.random.ask(k)
