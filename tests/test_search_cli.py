@@ -188,11 +188,17 @@ def test_a_worker_with_priors_and_no_search_says_how_to_start_one(
 def test_status_of_a_search_beside_another_experiment_counts_its_own(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Two searches in one store: ``status --experiment`` counts one's trials, not the store's."""
+    """
+    Two searches in one store: the second run's summary and ``status --experiment`` count one
+    search's trials, not the store's.
+    """
     store = tmp_path / "s.db"
     assert _run(store, "-n", "3", "--seed", "1", "--experiment", "wide") == 0
     assert _run(store, "-n", "2", "--seed", "1", "--experiment", "near", prior="uniform(1, 3)") == 0
-    capsys.readouterr()
+    out = capsys.readouterr().out.splitlines()
+    summary = [line for line in out if " trials: " in line]
+    assert summary[-1].startswith("2 trials: 2 completed"), summary
+    assert [line for line in out if line.startswith("best:")][-1].startswith("best: near-")
     for experiment, n in (("wide", 3), ("near", 2)):
         assert (
             main(["status", "--store", f"sqlite:///{store}", "--experiment", experiment, "--json"])

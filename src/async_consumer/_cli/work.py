@@ -8,7 +8,7 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import anyio
 
@@ -135,8 +135,31 @@ async def _work(
         raise worker.error
     stopped = bool(signals)
     return await _conclude(
-        store, view, worker, run, follow=follow, interrupted=stopped, max_broken=args.max_broken
+        store,
+        view,
+        worker,
+        run,
+        follow=follow,
+        interrupted=stopped,
+        max_broken=args.max_broken,
+        searched=await _searched(store, search),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Searched:
+    """A search's trial ids, and how many of them the store holds."""
+
+    ids: frozenset[str]
+    total: int
+
+
+async def _searched(store: TrialStore, search: Search | None) -> _Searched | None:
+    """A search's trials in the store (``None``: not a search)."""
+    if search is None:
+        return None
+    ids = frozenset(search.id_of(k) for k in range(1, search.plan.n + 1))
+    return _Searched(ids, sum((await store.counts(list(ids))).values()))
 
 
 async def _left_to_run(store: TrialStore, search: Search) -> int:
@@ -156,11 +179,17 @@ async def _conclude(
     follow: bool,
     interrupted: bool,
     max_broken: int | None = None,
+    searched: _Searched | None = None,
 ) -> int:
-    """The end of a run or a worker: the summary, a line of advice per kind, the exit status."""
-    # run: what this parameter set is, not everything in the store
-    ids, total = (run.ids, run.total) if run is not None else (None, None)
-    counts, best = await tally(store, ids, maximize=view.maximize, total=total)
+    """
+    The end of a run or a worker: the summary, a line of advice per kind, the exit status.
+    The summary counts ``run``'s parameter set, or the ``searched`` search, else the store.
+    """
+    ids = run.ids if run is not None else None
+    # what this parameter set (or search) is, not everything in the store
+    shown = searched if searched is not None else run
+    wanted, among = (shown.ids, shown.total) if shown is not None else (None, None)
+    counts, best = await tally(store, wanted, maximize=view.maximize, total=among)
     view.summary(counts, best, worker)
     if interrupted:
         return EXIT_INTERRUPTED
