@@ -134,15 +134,9 @@ async def _work(
     if worker.error is not None:
         raise worker.error
     stopped = bool(signals)
+    shown = run if run is not None else await _searched(store, search)
     return await _conclude(
-        store,
-        view,
-        worker,
-        run,
-        follow=follow,
-        interrupted=stopped,
-        max_broken=args.max_broken,
-        searched=await _searched(store, search),
+        store, view, worker, shown, follow=follow, interrupted=stopped, max_broken=args.max_broken
     )
 
 
@@ -174,26 +168,24 @@ async def _conclude(
     store: TrialStore,
     view: View,
     worker: Worker,
-    run: Added | None,
+    shown: Added | _Searched | None,
     *,
     follow: bool,
     interrupted: bool,
     max_broken: int | None = None,
-    searched: _Searched | None = None,
 ) -> int:
     """
     The end of a run or a worker: the summary, a line of advice per kind, the exit status.
-    The summary counts ``run``'s parameter set, or the ``searched`` search, else the store.
+    The summary counts the trials ``shown`` (a parameter set's, a search's), else the store's;
+    the exit status a parameter set's trials, else those run now.
     """
-    ids = run.ids if run is not None else None
     # what this parameter set (or search) is, not everything in the store
-    shown = searched if searched is not None else run
-    wanted, among = (shown.ids, shown.total) if shown is not None else (None, None)
-    counts, best = await tally(store, wanted, maximize=view.maximize, total=among)
+    ids, total = (shown.ids, shown.total) if shown is not None else (None, None)
+    counts, best = await tally(store, ids, maximize=view.maximize, total=total)
     view.summary(counts, best, worker)
     if interrupted:
         return EXIT_INTERRUPTED
-    if ids is None:
+    if not isinstance(shown, Added):
         counts = await store.counts(worker.trial_ids)
     # halted, not interrupted, no error raised: the limit stopped it
     limit = max_broken if worker.is_halted and max_broken is not None else None

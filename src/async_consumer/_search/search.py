@@ -148,18 +148,8 @@ class Search:
                 self._next = await self._count_taken() + 1
             if self._next > self.plan.n:
                 return False
-            handle = None
-            if self.study is not None:
-                await self._feed()
-                if self.plan.sampler != "random" and not self._starting():
-                    if self.plan.pruner == "hyperband":  # the sampler learns from k's bracket:
-                        # the k this trial will take, past those other processes took since
-                        self._next = max(self._next, await self._count_taken() + 1)
-                    asked = await anyio.to_thread.run_sync(self.study.ask, self._next)
-                    if asked is None:  # nothing left to try: the search is complete
-                        self._next = self.plan.n + 1
-                        return False
-                    params, handle = asked
+            asked = await self._ask() if self.study is not None else None
+            params, handle = asked if asked is not None else ({}, None)
             while self._next <= self.plan.n:
                 k = self._next
                 self._next += 1
@@ -179,6 +169,24 @@ class Search:
             if handle is not None and self.study is not None:
                 self.study.discard(handle)
             return False
+
+    async def _ask(self) -> tuple[dict[str, JsonValue], Any] | None:
+        """
+        The model's next point and its study trial, the study fed first (``None``: the random
+        sampler's k-th point instead, or nothing left to try: then the search is complete).
+        """
+        assert self.study is not None
+        assert self._next is not None
+        await self._feed()
+        if self.plan.sampler == "random" or self._starting():
+            return None
+        if self.plan.pruner == "hyperband":  # the sampler learns from k's bracket: the k
+            # this trial will take, past those other processes took since
+            self._next = max(self._next, await self._count_taken() + 1)
+        asked = await anyio.to_thread.run_sync(self.study.ask, self._next)
+        if asked is None:  # a grid whose every point was tried
+            self._next = self.plan.n + 1
+        return asked
 
     def _starting(self) -> bool:
         """
