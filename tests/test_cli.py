@@ -269,3 +269,25 @@ def test_report_command(tmp_path: Path, params: Path, capsys: pytest.CaptureFixt
     assert page.startswith("<!DOCTYPE html>") or page.lower().startswith("<!doctype html>")
     assert "<svg" in page
     assert "http://" not in page and "https://" not in page
+
+
+@pytest.mark.parametrize("command", ["worker", "run", "status"])
+def test_a_postgres_store_without_asyncpg_says_what_to_install(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    """Without the postgres extra, a postgresql:// store is one line naming it, exit 2."""
+    monkeypatch.setitem(sys.modules, "asyncpg", None)  # as if not installed
+    for name in ("postgres", "_postgres_connection"):
+        monkeypatch.delitem(sys.modules, f"async_consumer.stores.{name}", raising=False)
+    argv = [command, "--store", "postgresql://nobody@127.0.0.1:1/none"]
+    if command == "run":
+        argv += ["--grid", "x=1"]
+    if command != "status":
+        argv += ["--base-dir", str(tmp_path / "trials"), "--", *python(QUADRATIC), "{x}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error: postgresql:// stores need asyncpg: pip install 'async-consumer[postgres]'" in err
+    assert "Traceback" not in err

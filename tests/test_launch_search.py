@@ -89,3 +89,23 @@ def test_launch_without_sbatch_records_nothing(
     assert main(argv) == 1
     assert "sbatch not found" in capsys.readouterr().err
     assert not (tmp_path / "s.db").exists()
+
+
+@pytest.mark.parametrize("experiment", ["default", "lr sweep"])
+def test_launch_says_how_to_watch_its_experiment(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    experiment: str,
+) -> None:
+    """The line after submitting gives a ``status`` command that shows this experiment."""
+    _tools(tmp_path, monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path}/s.db"
+    options = ["-n", "4", "--sampler", "random", "--experiment", experiment]
+    assert main(_argv(url, *options, "--", "python", "t.py", "--x~uniform(-5, 5)")) == 0
+    err = capsys.readouterr().err
+    watch = err[err.index("watch them with: ") :].splitlines()[0]
+    argv = shlex.split(watch.removeprefix("watch them with: "))
+    assert argv[:4] == ["async-consumer", "status", "--store", url]
+    assert argv[4:] == ([] if experiment == "default" else ["--experiment", experiment])

@@ -166,3 +166,45 @@ def test_config_template_priors_are_filled_per_trial(tmp_path: Path) -> None:
     trials = _params(store)
     assert len(trials) == 3
     assert all(params["model.width"] in (64, 128) for params, _ in trials.values())
+
+
+@pytest.mark.parametrize("before", ["nothing", "a list of trials"])
+def test_a_worker_with_priors_and_no_search_says_how_to_start_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], before: str
+) -> None:
+    """A worker given priors before any search was started: one line saying to ``run`` it first."""
+    store = tmp_path / "s.db"
+    if before == "a list of trials":
+        assert main(["-q", "add", "--store", f"sqlite:///{store}", "--grid", "x=1"]) == 0
+    command = ["--", sys.executable, "-c", QUADRATIC, "-x~uniform(-5, 5)"]
+    assert main(["worker", "--store", f"sqlite:///{store}", *command]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: experiment 'default' has no search in this store: "), err
+    assert "start it with `async-consumer run -n N --store URL --experiment default" in err
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_status_of_a_search_beside_another_experiment_counts_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    Two searches in one store: the second run's summary and ``status --experiment`` count one
+    search's trials, not the store's.
+    """
+    store = tmp_path / "s.db"
+    assert _run(store, "-n", "3", "--seed", "1", "--experiment", "wide") == 0
+    assert _run(store, "-n", "2", "--seed", "1", "--experiment", "near", prior="uniform(1, 3)") == 0
+    out = capsys.readouterr().out.splitlines()
+    summary = [line for line in out if " trials: " in line]
+    assert summary[-1].startswith("2 trials: 2 completed"), summary
+    assert [line for line in out if line.startswith("best:")][-1].startswith("best: near-")
+    for experiment, n in (("wide", 3), ("near", 2)):
+        assert (
+            main(["status", "--store", f"sqlite:///{store}", "--experiment", experiment, "--json"])
+            == 0
+        )
+        state = json.loads(capsys.readouterr().out)
+        assert state["counts"] == {"completed": n}
+        assert state["search"] == {"n": n, "suggested": n}
+        assert state["best"]["trial_id"].startswith(f"{experiment}-")

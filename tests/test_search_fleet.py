@@ -78,8 +78,9 @@ def test_tpe_beats_random_with_four_processes(tmp_path: Path, new_schema: NewSch
     rnd = _search(f"{base}?schema={new_schema()}", tmp_path / "random", "random")
     for trials in (tpe, rnd):
         _assert_all_completed(trials, 60)
-    # random's best of 60 draws in a 200 x 200 square (339 with this seed); TPE closes in
-    assert _best(tpe) < _best(rnd) / 3, (_best(tpe), _best(rnd))
+    # random's best of 60 draws in a 200 x 200 square (339 with this seed); TPE closes in:
+    # benchmarks/search_tpe.py, 26 runs on a loaded machine, TPE's best 0.09 to 128 (median 13)
+    assert _best(tpe) < _best(rnd) / 2, (_best(tpe), _best(rnd))
 
 
 @pytest.mark.slow

@@ -183,3 +183,35 @@ def test_hyperband_brackets_are_the_same_on_every_worker(store_url: str, tmp_pat
     status, worker, message = trials["band-5"]
     assert status is TrialStatus.PRUNED and message.startswith("pruned at step 3:"), message
     assert worker != trials["band-4"][1]
+
+
+def test_tpe_under_hyperband_learns_from_the_bracket_of_its_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """
+    Under Hyperband, Optuna's sampler sees only the trials of its new trial's bracket. A trial
+    asked as the search's k-th is sampled in the bracket of k (the one every worker puts it in),
+    not in the one Optuna would hash from the trial's number in this process's study.
+    """
+    from async_consumer._search.pruners import PLACE, Hyperband
+    from async_consumer._search.space import Space
+    from async_consumer._search.study import OptunaStudy
+
+    budgets = [9, 5, 3]  # a maximum resource of 10: 3 brackets
+    k = next(
+        k for k in range(2, 50) if _bracket("band", k, budgets) != _bracket("band", 1, budgets)
+    )
+    study = OptunaStudy(Space.of({"x": "uniform(0, 1)"}), "tpe", "hyperband", name="band")
+    study.settle(Hyperband.step, 10)
+    seen: list[tuple[int | None, object]] = []
+    sampler = study.study.sampler
+    sample = sampler.sample_independent
+
+    def spy(in_study: object, trial: object, name: str, distribution: object) -> object:
+        seen.append((getattr(in_study, "_bracket_id", None), trial.system_attrs.get(PLACE)))  # type: ignore[attr-defined]
+        return sample(in_study, trial, name, distribution)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sampler, "sample_independent", spy)
+    asked = study.ask(k)
+    assert asked is not None
+    assert seen == [(_bracket("band", k, budgets), k)]

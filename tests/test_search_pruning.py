@@ -11,6 +11,7 @@ import pytest
 
 from async_consumer import Consumer, Metric, Reason, Status, Trial, TrialStatus
 from async_consumer._cli.main import main
+from async_consumer._cli.view import _line
 from async_consumer._search.optimize import optimize
 from async_consumer._search.samplers import RandomSampler
 from async_consumer._search.space import Space
@@ -65,16 +66,22 @@ def test_optimize_prunes_the_hopeless_trials_of_a_study(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_callback_answering_true_stops_its_trial(tmp_path: Path) -> None:
-    """A trial's own metrics callback answers True at step 1: the trial ends pruned there."""
+@pytest.mark.parametrize(("step", "shown"), [(1, "10.5"), (2, "10.3333")])
+def test_a_callback_answering_true_stops_its_trial(tmp_path: Path, step: int, shown: str) -> None:
+    """
+    A trial's own metrics callback answers True at a step: the trial ends pruned there, its
+    message giving the value as ``%g`` does; a run's line shows it once, not ``pruned: pruned``.
+    """
 
-    def stop_at_one(line: Metric) -> bool:
-        return line.step == 1
+    def stop_there(line: Metric) -> bool:
+        return line.step == step
 
     consumer = Consumer([sys.executable, "-c", CURVES, "-h", "1"], base_dir=tmp_path, grace=2)
-    outcome = anyio.run(lambda: consumer.run(Trial(id="t"), on_metric=stop_at_one))
+    outcome = anyio.run(lambda: consumer.run(Trial(id="t"), on_metric=stop_there))
     assert (outcome.status, outcome.reason) == (Status.INTERRUPTED, Reason.PRUNED)
-    assert outcome.message == "pruned at step 1: loss=10.5"
+    assert outcome.message == f"pruned at step {step}: loss={shown}"
+    line = _line(outcome, {"h": 1})
+    assert line.endswith(f"h=1  pruned at step {step}: loss={shown}"), line
 
 
 def _seed_with_good_startup() -> int:

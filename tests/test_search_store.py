@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from async_consumer import Outcome, Status, TrialStatus
+from async_consumer import Outcome, Reason, Status, TrialStatus
 from async_consumer._search.plan import SearchPlan
+from async_consumer._search.samplers import RandomSampler
 from async_consumer._search.search import Search
 from async_consumer._search.space import Space
 from async_consumer._search.store import SearchingStore
@@ -44,3 +45,28 @@ async def test_searches_sharing_a_store_stop_at_n_and_learn_every_result() -> No
         # the other's results were read from the store, at each suggestion before the last
         assert search.study is not None
         assert mine < search.study.finished <= 12
+
+
+def _pruned(trial_id: str) -> Outcome:
+    return Outcome(trial_id=trial_id, status=Status.INTERRUPTED, reason=Reason.PRUNED)
+
+
+@pytest.mark.asyncio
+async def test_tpe_learns_from_pruned_trials_once_ten_have_finished() -> None:
+    """
+    A TPE search whose every trial is pruned: its first trials are the random sampler's k-th
+    (the startup), but once 10 have finished, pruned ones counting as Optuna's TPE counts
+    them, the trials are TPE's own, not random draws for the rest of the search.
+    """
+    store = MemoryStore()
+    space = Space.of({"x": "uniform(0, 1)", "y": "uniform(0, 1)"})
+    plan = SearchPlan(space, sampler="tpe", pruner="median", n=16, seed=3)
+    link = SearchingStore(store)
+    link.search = Search(link, plan)
+    while (lease := await link.reserve("w")) is not None:
+        await link.finish(lease, _pruned(lease.trial_id))
+    trials = {t.id: t.trial.params for t in await store.list()}
+    assert {t.status for t in await store.list()} == {TrialStatus.PRUNED}
+    drawn = [trials[f"default-{k}"] == RandomSampler(space, 3).ask(k) for k in range(1, 17)]
+    assert all(drawn[:10]), drawn  # the startup: the k-th random point, whoever suggests it
+    assert not any(drawn[12:]), drawn  # past it (a trial or two suggested ahead): TPE's

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -165,8 +166,11 @@ async def launch(args: argparse.Namespace, view: View) -> int:
         await _record_search(args, view, plan)
     job_id = await _submit(path)
     print(job_id, flush=True)
+    watch = f"async-consumer status --store {args.store}"
+    if args.experiment != "default":
+        watch += f" --experiment {shlex.quote(args.experiment)}"
     view.note(
         f"submitted {args.workers} workers as Slurm job {job_id} (script: {path}); "
-        f"watch them with: async-consumer status --store {args.store}"
+        f"watch them with: {watch}"
     )
     return 0

@@ -87,6 +87,23 @@ async def _tally_kept(
     return counts, best, left_out
 
 
+async def _is_whole_store(store: TrialStore, scope: _Scope) -> bool:
+    """
+    Whether the trials ``scope`` shows are the whole store: every version, or the first of an
+    experiment that is alone in it (a search's trials counted by their ids against the store's).
+    """
+    if scope.is_everything:
+        return True
+    recorded = scope.recorded
+    if recorded is None or recorded.version != 1:
+        return False
+    if recorded.search is None:
+        return True  # a list of trials: told apart only by reading them (as before)
+    n = int(json.loads(recorded.search)["n"])
+    ids = [f"{scope.name}-{k}" for k in range(1, n + 1)]
+    return sum((await store.counts(ids)).values()) == sum((await store.counts()).values())
+
+
 def _search_of(scope: _Scope) -> SearchShown | None:
     """
     The search of the experiment version shown (``None``: not a search, or every version),
@@ -104,10 +121,10 @@ async def status(args: argparse.Namespace, view: View) -> int:
     async with store_from_url(read_store_url(args)) as store:
         view.maximize = await direction_of(args, store)
         scope = await _scope(args, store)
-        if scope.is_everything or (scope.recorded is not None and scope.recorded.version == 1):
+        if await _is_whole_store(store, scope):
             # counts and the best from the store, not from every trial: a large store is not read
             counts, best = await store.counts(), await store.best(maximize=view.maximize)
-        else:  # a later version: its trials are told apart by their ids, so they are read
+        else:  # a later version, or other experiments beside: its trials are read
             counts, best, left_out = await _tally_kept(store, scope, maximize=view.maximize)
             view.note(scope.note(left_out, "count"))
         running = [t for t in await store.list(TrialStatus.RESERVED) if scope.keeps(t)]

@@ -112,8 +112,7 @@ async def search_for_worker(args: argparse.Namespace, store: TrialStore) -> Sear
     space = _space_of(args)
     if recorded is None or recorded.search is None:
         if space:
-            msg = f"experiment {args.experiment!r} in this store is not a search: run it first with its priors"
-            raise SpaceError(msg)
+            raise SpaceError(_no_search_yet(args.experiment))
         return None
     plan = SearchPlan.from_json(recorded.search)
     if space and space.spec() != {n: t for n, t in plan.space.spec().items() if n in space.names}:
@@ -127,4 +126,13 @@ async def search_for_worker(args: argparse.Namespace, store: TrialStore) -> Sear
         version=recorded.version,
         maximize=recorded.maximize,
         slots=slot_demand([], args.slots),
+    )
+
+
+def _no_search_yet(experiment: str) -> str:
+    """Why a worker with priors has no search to join, and how to start one (one line)."""
+    return (
+        f"experiment {experiment!r} has no search in this store: a worker joins a search that `run` or `launch` "
+        f"started; start it with `async-consumer run -n N --store URL --experiment {experiment} "
+        "-- COMMAND` (the same command, priors and all), then start workers"
     )

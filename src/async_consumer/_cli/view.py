@@ -55,13 +55,20 @@ def _params_text(params: Mapping[str, Any] | None, width: int = _PARAMS_WIDTH) -
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _why(reason: str | None, message: str, between: str = ": ") -> str:
+    """``reason: message``, or the message alone where it starts with the reason (pruned)."""
+    if not reason or message.startswith(reason):
+        return message
+    return f"{reason}{between}{message}"
+
+
 def _line(outcome: Outcome, params: Mapping[str, Any] | None = None) -> str:
     mark = _MARK.get(outcome.status, "!!")
     duration = f"{outcome.duration:.2f}s" if outcome.duration is not None else "-"
     if outcome.is_completed:
         detail = f"objective={outcome.objective:g}" if outcome.objective is not None else ""
     else:
-        detail = f"{outcome.reason}: {outcome.message}".splitlines()[0]
+        detail = _why(outcome.reason, outcome.message).splitlines()[0]
         last = [line for line in outcome.stderr_tail.splitlines() if line.strip()][-1:]
         if outcome.status is Status.BROKEN and last:  # the script's own last word, e.g. the error
             detail += f" | {last[0].strip()}"
@@ -302,7 +309,7 @@ class View:
                 print(f"results: {' '.join(f'{k}={json.dumps(v)}' for k, v in others.items())}")
         for attempt in stored.attempts:
             o = attempt.outcome
-            how = "running" if o is None else f"{o.status} {o.reason or ''} {o.message}".strip()
+            how = "running" if o is None else f"{o.status} {_why(o.reason, o.message, ' ')}".strip()
             took = "" if o is None or o.duration is None else f" ({o.duration:.2f}s)"
             print(
                 f"  attempt {attempt.number} on {attempt.worker} at "

@@ -8,7 +8,7 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import anyio
 
@@ -134,9 +134,26 @@ async def _work(
     if worker.error is not None:
         raise worker.error
     stopped = bool(signals)
+    shown = run if run is not None else await _searched(store, search)
     return await _conclude(
-        store, view, worker, run, follow=follow, interrupted=stopped, max_broken=args.max_broken
+        store, view, worker, shown, follow=follow, interrupted=stopped, max_broken=args.max_broken
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Searched:
+    """A search's trial ids, and how many of them the store holds."""
+
+    ids: frozenset[str]
+    total: int
+
+
+async def _searched(store: TrialStore, search: Search | None) -> _Searched | None:
+    """A search's trials in the store (``None``: not a search)."""
+    if search is None:
+        return None
+    ids = frozenset(search.id_of(k) for k in range(1, search.plan.n + 1))
+    return _Searched(ids, sum((await store.counts(list(ids))).values()))
 
 
 async def _left_to_run(store: TrialStore, search: Search) -> int:
@@ -151,20 +168,24 @@ async def _conclude(
     store: TrialStore,
     view: View,
     worker: Worker,
-    run: Added | None,
+    shown: Added | _Searched | None,
     *,
     follow: bool,
     interrupted: bool,
     max_broken: int | None = None,
 ) -> int:
-    """The end of a run or a worker: the summary, a line of advice per kind, the exit status."""
-    # run: what this parameter set is, not everything in the store
-    ids, total = (run.ids, run.total) if run is not None else (None, None)
+    """
+    The end of a run or a worker: the summary, a line of advice per kind, the exit status.
+    The summary counts the trials ``shown`` (a parameter set's, a search's), else the store's;
+    the exit status a parameter set's trials, else those run now.
+    """
+    # what this parameter set (or search) is, not everything in the store
+    ids, total = (shown.ids, shown.total) if shown is not None else (None, None)
     counts, best = await tally(store, ids, maximize=view.maximize, total=total)
     view.summary(counts, best, worker)
     if interrupted:
         return EXIT_INTERRUPTED
-    if ids is None:
+    if not isinstance(shown, Added):
         counts = await store.counts(worker.trial_ids)
     # halted, not interrupted, no error raised: the limit stopped it
     limit = max_broken if worker.is_halted and max_broken is not None else None

@@ -47,7 +47,12 @@ _FINISHED = (TrialStatus.COMPLETED, TrialStatus.PRUNED, TrialStatus.BROKEN)
 _MODELS = frozenset({"tpe", "gp", "cmaes"})  # samplers that learn from completed trials
 
 STARTUP = 10
-"""Completed trials a model-based sampler (TPE, GP, CMA-ES) waits for, drawing at random."""
+"""
+Finished trials a model-based sampler (TPE, GP, CMA-ES) waits for, drawing at random: completed
+ones, and for TPE pruned ones too (as Optuna's TPE counts its startup; GP and CMA-ES learn from
+completed trials only). Counting only completed ones, a search whose pruner stops most trials
+would stay random throughout.
+"""
 
 
 class Search:
@@ -143,15 +148,8 @@ class Search:
                 self._next = await self._count_taken() + 1
             if self._next > self.plan.n:
                 return False
-            handle = None
-            if self.study is not None:
-                await self._feed()
-                if self.plan.sampler != "random" and not self._starting():
-                    asked = await anyio.to_thread.run_sync(self.study.ask)
-                    if asked is None:  # nothing left to try: the search is complete
-                        self._next = self.plan.n + 1
-                        return False
-                    params, handle = asked
+            asked = await self._ask() if self.study is not None else None
+            params, handle = asked if asked is not None else ({}, None)
             while self._next <= self.plan.n:
                 k = self._next
                 self._next += 1
@@ -172,14 +170,33 @@ class Search:
                 self.study.discard(handle)
             return False
 
+    async def _ask(self) -> tuple[dict[str, JsonValue], Any] | None:
+        """
+        The model's next point and its study trial, the study fed first (``None``: the random
+        sampler's k-th point instead, or nothing left to try: then the search is complete).
+        """
+        assert self.study is not None
+        assert self._next is not None
+        await self._feed()
+        if self.plan.sampler == "random" or self._starting():
+            return None
+        if self.plan.pruner == "hyperband":  # the sampler learns from k's bracket: the k
+            # this trial will take, past those other processes took since
+            self._next = max(self._next, await self._count_taken() + 1)
+        asked = await anyio.to_thread.run_sync(self.study.ask, self._next)
+        if asked is None:  # a grid whose every point was tried
+            self._next = self.plan.n + 1
+        return asked
+
     def _starting(self) -> bool:
         """
-        Whether the model-based sampler has too little evidence yet (fewer completed trials
-        than :data:`STARTUP`): the k-th trial is then the random sampler's, so that processes
+        Whether the model-based sampler has too little evidence yet (fewer finished trials
+        than :data:`STARTUP`, as it counts them): the k-th trial is then the random sampler's, so that processes
         starting together try different points, the same ones whichever process suggests.
         """
         assert self.study is not None
-        return self.plan.sampler in _MODELS and self.study.completed < STARTUP
+        pruned = self.plan.sampler == "tpe"
+        return self.plan.sampler in _MODELS and self.study.evidence(pruned=pruned) < STARTUP
 
     def _random(self, k: int) -> dict[str, JsonValue]:
         params = self.random.ask(k)

@@ -172,10 +172,16 @@ class OptunaStudy:
     def _storage(self) -> Any:
         return self.study._storage
 
-    def ask(self) -> tuple[dict[str, JsonValue], Any] | None:
+    def ask(self, k: int | None = None) -> tuple[dict[str, JsonValue], Any] | None:
         """
         New parameters, and the study's trial they belong to (see :meth:`bind`); ``None``
         when the sampler has nothing left to try (a grid whose every point was tried).
+
+        ``k``: the place in the search the trial will most likely take. The study's trial has
+        it before it is sampled, so that under Hyperband the sampler learns from the trials of
+        the bracket that ``k`` puts it in (Optuna's sampler sees only those of its trial's
+        bracket), the bracket every process puts it in, not one hashed from this process's own
+        numbering. A lost race (another process took ``k``) moves it on :meth:`bind`.
         """
         if self.grid_size is not None:
             states = self.study_states()
@@ -184,8 +190,21 @@ class OptunaStudy:
             )
             if len(tried) >= self.grid_size:
                 return None
+        if k is not None:
+            self._expect(k)
         trial = self.study.ask(self.distributions)
         return self.shape.cast(trial.params), trial
+
+    def _expect(self, k: int) -> None:
+        """A waiting trial that holds ``k``: the one the study's next ask takes and samples."""
+        import optuna
+
+        from .pruners import PLACE
+
+        waiting = optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING, system_attrs={PLACE: k}
+        )
+        self._storage.create_new_trial(self.study._study_id, template_trial=waiting)
 
     @property
     def finished(self) -> int:
@@ -205,11 +224,14 @@ class OptunaStudy:
 
         self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
-    @property
-    def completed(self) -> int:
-        """How many completed trials the study knows (the sampler's evidence)."""
-        states = (self.study_states().COMPLETE,)
-        return len(self.study.get_trials(deepcopy=False, states=states))
+    def evidence(self, *, pruned: bool = False) -> int:
+        """
+        How many trials the sampler learns from: the completed ones the study knows, and the
+        pruned ones too with ``pruned`` (TPE's: Optuna's ``n_startup_trials`` counts them).
+        """
+        states = self.study_states()
+        kept = (states.COMPLETE, states.PRUNED) if pruned else (states.COMPLETE,)
+        return len(self.study.get_trials(deepcopy=False, states=kept))
 
     @staticmethod
     def study_states() -> Any:

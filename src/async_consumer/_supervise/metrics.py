@@ -162,7 +162,7 @@ async def follow(
             on_error(f"on_metric raised {type(tail.error).__name__}: {tail.error}")
             return
         if tail.stop is not None and on_stop is not None:
-            shown = ", ".join(f"{k}={v}" for k, v in tail.stop.values.items())
+            shown = ", ".join(f"{k}={_number(v)}" for k, v in tail.stop.values.items())
             on_stop(f"pruned at step {tail.stop.step}: {shown}")
             return
         new_sizes = [_size(p) for p in logs]
@@ -175,3 +175,8 @@ async def follow(
                 f"no metrics and no output for {idle:.1f} s (stall timeout {stall_timeout:g} s)"
             )
             return
+
+
+def _number(value: object) -> str:
+    """A metric's value as a line shows it: a float in 6 significant digits, as ``%g`` does."""
+    return f"{value:g}" if isinstance(value, float) else str(value)

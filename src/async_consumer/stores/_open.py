@@ -23,7 +23,8 @@ async def open_store(url: str, *, max_lost: int = DEFAULT_MAX_LOST) -> TrialStor
         max_lost: how many times a trial may lose its lease before it is marked broken.
 
     Raises:
-        ValueError: the URL's scheme is not one of these.
+        ValueError: the URL's scheme is not one of these, or asyncpg is missing for a
+            ``postgresql://`` one (the message says what to install).
     """
     scheme = url.partition(":")[0].lower()
     if scheme == "memory":
@@ -33,7 +34,13 @@ async def open_store(url: str, *, max_lost: int = DEFAULT_MAX_LOST) -> TrialStor
     if scheme == "sqlite":
         return SQLiteStore(path_from_url(url), max_lost=max_lost)
     if scheme in ("postgresql", "postgres"):
-        from .postgres import PostgresStore  # asyncpg is optional: imported when asked for
+        try:
+            from .postgres import PostgresStore  # asyncpg is optional: imported when asked for
+        except ModuleNotFoundError as exc:
+            if exc.name != "asyncpg":
+                raise
+            msg = f"{scheme}:// stores need asyncpg: pip install 'async-consumer[postgres]'"
+            raise ValueError(msg) from exc
 
         return await PostgresStore.open(url, max_lost=max_lost)
     if ":" not in url:  # a path: its file was meant (sqlite:////abs for an absolute one)
