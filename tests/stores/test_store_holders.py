@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from async_consumer._models import Reason, Status, TrialStatus
@@ -112,3 +113,24 @@ async def test_unreserve_gives_the_attempt_number_back(store: TrialStore) -> Non
     assert third is None  # broken: not pending
     stored = await store.get("t0")
     assert [a.number for a in stored.attempts] == [1]
+
+
+@pytest.mark.asyncio
+async def test_a_running_holders_stale_lease_is_kept_until_wedged(store: TrialStore) -> None:
+    """
+    A stale lease whose holder is known to run (``running``) is left to it, while a stale
+    lease of another holder is reclaimed; only at ``WEDGED_LEASES`` times as old is it taken
+    too (the holder is wedged), counting no loss when the holder is also ``alive``.
+    """
+    await store.add(make_trials(2))
+    slow = await store.reserve("w1", Reservation(holder="h/100/555"))
+    stopped = await store.reserve("w2", Reservation(holder="h/200/555"))
+    assert slow is not None and stopped is not None
+    await anyio.sleep(1.0)  # the time the leases need to be 1 s stale, not an ordering
+    alive = ["h/100/555", "h/200/555"]
+    assert await store.reclaim_stale(1.0, alive=alive, running=["h/100/555"]) == ["t1"]
+    assert (await store.get("t0")).status is TrialStatus.RESERVED
+    # a tenth of a second stale ten times over: wedged
+    assert await store.reclaim_stale(0.1, alive=alive, running=["h/100/555"]) == ["t0"]
+    wedged = await store.get("t0")
+    assert (wedged.status, wedged.lost_count) == (TrialStatus.INTERRUPTED, 0)

@@ -6,9 +6,15 @@ Any live worker does this on a timer, so a dead worker's trials are re-run even 
 happens to be reserving at that moment. A lease whose holder is a process of this host that is
 gone (its pid no longer runs, or runs a process started at another time) is reclaimed at the
 first look, not after three heartbeats: a rerun of a killed ``run`` resumes at once. A stale
-lease whose holder is a process of this host that still runs (frozen, or too busy to beat) is
+lease whose holder is a process of this host that is stopped (SIGSTOP, a debugger) is
 reclaimed after ``lost_after`` heartbeats like any other, but counts no loss against its trial:
-the worker, not the trial, stopped; any worker may run it again at once, even a busy one. A
+the worker, not the trial, stopped; any worker may run it again at once, even a busy one. One
+whose holder is a process of this host that runs and is not stopped is left to it: it is
+alive, only late to beat (a loaded machine), and it ends its own trial if it learns that the
+lease is lost; reclaiming it would start the trial a second time beside the first, adding load
+to a machine already too slow to beat. Only a holder that has beaten nothing for ten leases
+(``WEDGED_LEASES``) is taken to be wedged and reclaimed from here. Workers of other hosts,
+which cannot see that it runs, reclaim it after ``lost_after`` heartbeats as before. A
 silent holder of another host costs its trial a loss, which it has cleared if it comes back
 (:mod:`.alive`).
 """
@@ -21,7 +27,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from .._supervise.holder import is_gone
+from .._supervise.holder import is_gone, is_running
 from ..stores._protocol import HeldLease
 from ..stores._retrying import RetryingStore
 
@@ -64,7 +70,7 @@ class Reclaimer:
             await self.reclaim_orphans(held)
             if not self._is_just_back():
                 alive = [holder for holder, is_dead in gone.items() if not is_dead]
-                await self.reclaim_stale(alive)
+                await self.reclaim_stale(alive, self._running(alive))
             await anyio.sleep(self.interval)
 
     async def reclaim_dead(
@@ -87,6 +93,12 @@ class Reclaimer:
     def _gone(self, held: Sequence[HeldLease]) -> dict[str, bool]:
         """Whether the process of each holder of ``held`` (leases of this host) is gone."""
         return {holder: is_gone(holder, self.host) for holder in {h for _, _, h in held}}
+
+    def _running(self, alive: Collection[str]) -> list[str]:
+        """Which of ``alive`` (holders of this host not gone) run, not stopped; not ours."""
+        return [
+            holder for holder in alive if holder != self.spare and is_running(holder, self.host)
+        ]
 
     async def reclaim_orphans(self, held: Sequence[HeldLease]) -> list[str]:
         """
@@ -113,15 +125,21 @@ class Reclaimer:
             logger.warning("reclaimed: %s", message, extra={"trial_id": trial_id})
         return reclaimed
 
-    async def reclaim_stale(self, alive: Collection[str] = ()) -> list[str]:
+    async def reclaim_stale(
+        self, alive: Collection[str] = (), running: Collection[str] = ()
+    ) -> list[str]:
         """
         Reclaim the leases whose last heartbeat is ``lost_after`` intervals old.
 
-        Those held by ``alive`` holders (processes of this host that still run: frozen or
-        overloaded) count no loss against their trials.
+        Those held by ``alive`` holders (processes of this host that still exist: frozen or
+        overloaded) count no loss against their trials; those held by ``running`` holders
+        (processes of this host that run, not stopped) are reclaimed only once ten times
+        as old (wedged).
         """
         older_than = self.lost_after * self.interval
-        reclaimed = await self.store.reclaim_stale(older_than, spare=self.spare, alive=alive)
+        reclaimed = await self.store.reclaim_stale(
+            older_than, spare=self.spare, alive=alive, running=running
+        )
         for trial_id in reclaimed:
             logger.warning(
                 "reclaimed from a worker that stopped beating", extra={"trial_id": trial_id}

@@ -160,7 +160,12 @@ class TrialStore(Protocol):
         ...
 
     async def reclaim_stale(
-        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
+        self,
+        older_than: float,
+        *,
+        spare: str = "",
+        alive: Collection[str] = (),
+        running: Collection[str] = (),
     ) -> builtins.list[str]:
         """
         Interrupt reserved trials whose last beat is ``older_than`` seconds old or more.
@@ -168,7 +173,11 @@ class TrialStore(Protocol):
         Leases whose holder is ``spare`` (when given) are left alone: a worker never reclaims
         what it runs itself. Those whose holder is among ``alive`` (a process known to still
         run: frozen or overloaded, not dead) are interrupted without counting a loss: the
-        trial did not kill its worker.
+        trial did not kill its worker. Those whose holder is among ``running`` (a process of
+        the caller's host that runs and is not stopped: it will learn that a lease is lost and
+        stop its trial itself) are reclaimed only once ``WEDGED_LEASES`` (10) times as old: a
+        worker late to beat because the machine is loaded is left its trials, one that has
+        beaten nothing for that long is taken to be wedged.
         """
         ...
 

@@ -190,11 +190,16 @@ class RetryingStore(StoreBase):
         return await self.outage.call(lambda: self.store.reclaim_leases(leases, message))
 
     async def reclaim_stale(
-        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
+        self,
+        older_than: float,
+        *,
+        spare: str = "",
+        alive: Collection[str] = (),
+        running: Collection[str] = (),
     ) -> builtins.list[str]:
         """Interrupt stale leases; see ``TrialStore.reclaim_stale``."""
         return await self.outage.call(
-            lambda: self.store.reclaim_stale(older_than, spare=spare, alive=alive)
+            lambda: self.store.reclaim_stale(older_than, spare=spare, alive=alive, running=running)
         )
 
     async def clear_losses(self, leases: Sequence[Lease]) -> builtins.list[str]:

@@ -161,7 +161,9 @@ SET lost_count = lost_count + (CASE WHEN {_ALIVE} THEN 0 ELSE 1 END),
     status = CASE WHEN NOT {_ALIVE} AND lost_count + 1 > :max_lost
         THEN 'broken' ELSE 'interrupted' END
 WHERE status = 'reserved' AND heartbeat_at <= {NOW} - :older_than
-AND (:spare = '' OR holder != :spare) RETURNING id, token, {_ALIVE}
+AND (:spare = '' OR holder != :spare)
+AND (holder NOT IN (SELECT value FROM json_each(:running)) OR heartbeat_at <= {NOW} - :wedged)
+RETURNING id, token, {_ALIVE}
 """
 HELD = """
 SELECT id, token, holder FROM trials INDEXED BY trials_reserved

@@ -21,6 +21,7 @@ from ._rows import new_lease, zero_counts
 from ._rules import (
     DEFAULT_MAX_LOST,
     PENDING,
+    WEDGED_LEASES,
     check_count,
     check_finishes,
     check_max_lost,
@@ -236,11 +237,17 @@ class MemoryStore(StoreBase):
             heapq.heappush(self._pending, (record.seq, record.trial.id))
 
     async def reclaim_stale(
-        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
+        self,
+        older_than: float,
+        *,
+        spare: str = "",
+        alive: Collection[str] = (),
+        running: Collection[str] = (),
     ) -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         await anyio.lowlevel.checkpoint()
         limit = datetime.now(UTC) - timedelta(seconds=check_older_than(older_than))
+        wedged = datetime.now(UTC) - timedelta(seconds=older_than * WEDGED_LEASES)
         stale = [
             record
             for record in self._records.values()
@@ -248,6 +255,7 @@ class MemoryStore(StoreBase):
             and record.heartbeat_at is not None
             and record.heartbeat_at <= limit
             and not (spare and record.holder == spare)
+            and (record.holder not in running or record.heartbeat_at <= wedged)
         ]
         for record in stale:
             ran = record.holder in alive

@@ -226,12 +226,19 @@ class PostgresStore(StoreBase):
         return answers
 
     async def reclaim_stale(
-        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
+        self,
+        older_than: float,
+        *,
+        spare: str = "",
+        alive: Collection[str] = (),
+        running: Collection[str] = (),
     ) -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         seconds = float(_rules.check_older_than(older_than))
         async with self._connection() as conn, conn.transaction():
-            rows = await conn.fetch(self._q["reclaim"], self._max_lost, seconds, spare, [*alive])
+            wedged = seconds * _rules.WEDGED_LEASES
+            args = (self._max_lost, seconds, spare, [*alive], [*running], wedged)
+            rows = await conn.fetch(self._q["reclaim"], *args)
             await conn.executemany(self._q["end"], _rules.stalled_ends(rows, older_than))
         return [row[0] for row in rows]
 

@@ -204,15 +204,24 @@ class SQLiteStore(StoreBase):
         self._conn.executemany(sql, rows)
 
     async def reclaim_stale(
-        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
+        self,
+        older_than: float,
+        *,
+        spare: str = "",
+        alive: Collection[str] = (),
+        running: Collection[str] = (),
     ) -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         _rules.check_older_than(older_than)
-        return await self._run(lambda: self._reclaim(older_than, spare, alive))
+        return await self._run(lambda: self._reclaim(older_than, spare, alive, running))
 
-    def _reclaim(self, older_than: float, spare: str, alive: Collection[str]) -> builtins.list[str]:
+    def _reclaim(
+        self, older_than: float, spare: str, alive: Collection[str], running: Collection[str]
+    ) -> builtins.list[str]:
         live = json.dumps(builtins.list(alive))
         args = {"max_lost": self._max_lost, "older_than": older_than, "spare": spare, "alive": live}
+        args |= {"running": json.dumps(builtins.list(running))}
+        args |= {"wedged": older_than * _rules.WEDGED_LEASES}
         rows = self._conn.execute(queries.RECLAIM, args).fetchall()
         ends = _rules.stalled_ends(rows, older_than)
         self._end_attempts(ends)
