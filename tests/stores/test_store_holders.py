@@ -7,6 +7,7 @@ import pytest
 
 from async_consumer._models import Reason, Status, TrialStatus
 from async_consumer.stores import Reservation, TrialStore
+from async_consumer.stores._protocol import StaleLook, TimedReclaim
 from async_consumer.stores._rules import DEFAULT_MAX_LOST
 
 from .conftest import MakeStore, make_trials, outcome
@@ -134,3 +135,22 @@ async def test_a_running_holders_stale_lease_is_kept_until_wedged(store: TrialSt
     assert await store.reclaim_stale(0.1, alive=alive, running=["h/100/555"]) == ["t0"]
     wedged = await store.get("t0")
     assert (wedged.status, wedged.lost_count) == (TrialStatus.INTERRUPTED, 0)
+
+
+@pytest.mark.asyncio
+async def test_a_timed_reclaim_says_when_the_next_lease_falls_stale(store: TrialStore) -> None:
+    """
+    ``reclaim_stale_timed`` reclaims as ``reclaim_stale`` does and says in how many seconds the
+    oldest lease it left falls stale: neither the spared holder's nor a running holder's count.
+    """
+    assert isinstance(store, TimedReclaim)
+    await store.add(make_trials(3))
+    for holder in ("h/1/1", "h/2/2", "h/3/3"):
+        assert await store.reserve("w", Reservation(holder=holder)) is not None
+    look = await store.reclaim_stale_timed(60.0, spare="h/3/3", running=["h/2/2"])
+    assert look.reclaimed == [] and look.next_in is not None and 50.0 < look.next_in <= 60.0
+    look = await store.reclaim_stale_timed(60.0, spare="h/1/1", running=["h/2/2", "h/3/3"])
+    assert look == StaleLook([], None)
+    # at 0 s a running holder's lease is stale ten times over too (wedged)
+    look = await store.reclaim_stale_timed(0.0, spare="h/3/3", running=["h/2/2"])
+    assert sorted(look.reclaimed) == ["t0", "t1"] and look.next_in is None

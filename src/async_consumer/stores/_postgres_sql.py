@@ -288,6 +288,20 @@ def quote(schema: str) -> str:
     return f'"{schema}"'
 
 
+_QUERIES["reclaim_timed"] = f"""
+    WITH reclaimed AS ({_QUERIES["reclaim"]})
+    SELECT *, NULL::float8 FROM reclaimed
+    UNION ALL
+    SELECT NULL, NULL, NULL, $2 - extract(epoch FROM now() - min(heartbeat_at))::float8
+    FROM {{s}}.trials
+    WHERE status = 'reserved' AND heartbeat_at > now() - make_interval(secs => $2)
+        AND ($3::text = '' OR holder != $3::text) AND NOT holder = ANY($5::text[])"""
+"""``reclaim``, and a last row that says in how many seconds the oldest lease it left (its
+spared and running holders' aside) is ``$2`` old (``NULL``: none is held): the reclaimer's next
+look, without a second statement. The outer select reads the trials as they were before the
+update (a statement's one snapshot), so it sees only the leases not reclaimed by it."""
+
+
 def queries(schema: str) -> dict[str, str]:
     """Every query of the store for one schema (values are always parameters)."""
     quoted = quote(schema)

@@ -7,7 +7,7 @@ import builtins
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import NamedTuple, Protocol, Self
+from typing import NamedTuple, Protocol, Self, runtime_checkable
 
 from .._errors import LeaseLost
 from .._experiment import Experiment
@@ -20,7 +20,9 @@ __all__ = [
     "HeldLease",
     "IntermediateValue",
     "Reservation",
+    "StaleLook",
     "StoreBase",
+    "TimedReclaim",
     "TrialStore",
 ]
 
@@ -66,6 +68,15 @@ class IntermediateValue(NamedTuple):
     trial_id: str
     step: int
     value: float
+
+
+class StaleLook(NamedTuple):
+    """What one ``reclaim_stale_timed`` did, and when the next lease it might take falls stale."""
+
+    reclaimed: builtins.list[str]
+    next_in: float | None
+    """Seconds (by the store's clock) until the oldest lease it left, not spared and not held
+    by a ``running`` holder, is ``older_than`` old; ``None``: no such lease, or not known."""
 
 
 VALUES_PAGE = 1000
@@ -290,6 +301,22 @@ class TrialStore(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+@runtime_checkable
+class TimedReclaim(Protocol):
+    """A store that tells, as it reclaims stale leases, when the next one falls stale."""
+
+    async def reclaim_stale_timed(
+        self,
+        older_than: float,
+        *,
+        spare: str = "",
+        alive: Collection[str] = (),
+        running: Collection[str] = (),
+    ) -> StaleLook:
+        """``reclaim_stale``, in the same call, and the seconds until the next look is due."""
+        ...
 
 
 class StoreBase(abc.ABC):

@@ -26,7 +26,9 @@ from ._protocol import (
     HeldLease,
     IntermediateValue,
     Reservation,
+    StaleLook,
     StoreBase,
+    TimedReclaim,
     TrialStore,
 )
 
@@ -201,6 +203,29 @@ class RetryingStore(StoreBase):
         return await self.outage.call(
             lambda: self.store.reclaim_stale(older_than, spare=spare, alive=alive, running=running)
         )
+
+    async def reclaim_stale_timed(
+        self,
+        older_than: float,
+        *,
+        spare: str = "",
+        alive: Collection[str] = (),
+        running: Collection[str] = (),
+    ) -> StaleLook:
+        """
+        Interrupt stale leases, and say when the next falls stale; see ``TimedReclaim`` (a
+        store that cannot tell reclaims as ``reclaim_stale`` does, the next look not known).
+        """
+        store = self.store
+        if isinstance(store, TimedReclaim):
+            timed = store
+            return await self.outage.call(
+                lambda: timed.reclaim_stale_timed(
+                    older_than, spare=spare, alive=alive, running=running
+                )
+            )
+        reclaimed = await self.reclaim_stale(older_than, spare=spare, alive=alive, running=running)
+        return StaleLook(reclaimed, None)
 
     async def clear_losses(self, leases: Sequence[Lease]) -> builtins.list[str]:
         """Clear the losses of these leases' attempts; see ``TrialStore.clear_losses``."""

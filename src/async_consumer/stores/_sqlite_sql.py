@@ -165,6 +165,13 @@ AND (:spare = '' OR holder != :spare)
 AND (holder NOT IN (SELECT value FROM json_each(:running)) OR heartbeat_at <= {NOW} - :wedged)
 RETURNING id, token, {_ALIVE}
 """
+NEXT_STALE = f"""
+SELECT :older_than - ({NOW} - min(heartbeat_at)) FROM trials INDEXED BY trials_reserved
+WHERE status = 'reserved' AND (:spare = '' OR holder != :spare)
+AND holder NOT IN (SELECT value FROM json_each(:running))
+"""
+"""Seconds until the oldest lease that ``RECLAIM`` left (spared or running holders' aside) is
+``older_than`` old (``NULL``: none is held)."""
 HELD = """
 SELECT id, token, holder FROM trials INDEXED BY trials_reserved
 WHERE status = 'reserved' AND substr(holder, 1, length(:prefix)) = :prefix AND holder != ''

@@ -16,7 +16,15 @@ from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, StoredTrial, Trial, TrialStatus
 from .._ranking import best_trial
-from ._protocol import VALUES_PAGE, Finish, HeldLease, IntermediateValue, Reservation, StoreBase
+from ._protocol import (
+    VALUES_PAGE,
+    Finish,
+    HeldLease,
+    IntermediateValue,
+    Reservation,
+    StaleLook,
+    StoreBase,
+)
 from ._rows import new_lease, zero_counts
 from ._rules import (
     DEFAULT_MAX_LOST,
@@ -262,6 +270,29 @@ class MemoryStore(StoreBase):
             number = len(record.attempts)
             self._settle(record, stalled_outcome(record.trial.id, number, older_than, ran))
         return [record.trial.id for record in stale]
+
+    async def reclaim_stale_timed(
+        self,
+        older_than: float,
+        *,
+        spare: str = "",
+        alive: Collection[str] = (),
+        running: Collection[str] = (),
+    ) -> StaleLook:
+        """``reclaim_stale``, and when the next lease falls stale; see ``TimedReclaim``."""
+        reclaimed = await self.reclaim_stale(older_than, spare=spare, alive=alive, running=running)
+        beats = [
+            record.heartbeat_at
+            for record in self._records.values()
+            if record.status is TrialStatus.RESERVED
+            and record.heartbeat_at is not None
+            and not (spare and record.holder == spare)
+            and record.holder not in running
+        ]
+        if not beats:
+            return StaleLook(reclaimed, None)
+        age = (datetime.now(UTC) - min(beats)).total_seconds()
+        return StaleLook(reclaimed, older_than - age)
 
     async def clear_losses(self, leases: Sequence[Lease]) -> builtins.list[str]:
         """Clear the losses of these leases' attempts; see ``TrialStore.clear_losses``."""

@@ -21,7 +21,15 @@ from ._postgres_connection import (
     split_url,
     translate,
 )
-from ._protocol import VALUES_PAGE, Finish, HeldLease, IntermediateValue, Reservation, StoreBase
+from ._protocol import (
+    VALUES_PAGE,
+    Finish,
+    HeldLease,
+    IntermediateValue,
+    Reservation,
+    StaleLook,
+    StoreBase,
+)
 
 __all__ = ["DEFAULT_POOL_SIZE", "PostgresStore"]
 
@@ -241,6 +249,25 @@ class PostgresStore(StoreBase):
             rows = await conn.fetch(self._q["reclaim"], *args)
             await conn.executemany(self._q["end"], _rules.stalled_ends(rows, older_than))
         return [row[0] for row in rows]
+
+    async def reclaim_stale_timed(
+        self,
+        older_than: float,
+        *,
+        spare: str = "",
+        alive: Collection[str] = (),
+        running: Collection[str] = (),
+    ) -> StaleLook:
+        """``reclaim_stale``, and when the next lease falls stale; see ``TimedReclaim``."""
+        seconds = float(_rules.check_older_than(older_than))
+        async with self._connection() as conn, conn.transaction():
+            wedged = seconds * _rules.WEDGED_LEASES
+            args = (self._max_lost, seconds, spare, [*alive], [*running], wedged)
+            # one statement: the leases reclaimed, then a row of their own for the next
+            *rows, (*_, next_in) = await conn.fetch(self._q["reclaim_timed"], *args)
+            rows = [row[:3] for row in rows]
+            await conn.executemany(self._q["end"], _rules.stalled_ends(rows, older_than))
+        return StaleLook([row[0] for row in rows], next_in)
 
     async def clear_losses(self, leases: Sequence[Lease]) -> builtins.list[str]:
         """Clear the losses of these leases' attempts; see ``TrialStore.clear_losses``."""
