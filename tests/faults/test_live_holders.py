@@ -1,7 +1,8 @@
 """
 A live worker of this host that is late to beat keeps its leases: another worker of the same
 host reclaims a stale lease only from a holder that is stopped (or gone), or one that has beaten
-nothing for ten leases (wedged). A late worker's trial is not started a second time beside it.
+nothing for ten leases and a minute (wedged). A late worker's trial is not started a second
+time beside it.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def test_a_running_holder_keeps_its_lease_a_stopped_one_does_not(
 ) -> None:
     """
     Two silent holders of this host, one SIGSTOPped: a worker beside them reclaims the
-    stopped one's lease (and runs its trial), not the running one's, as stale as it is, until
-    that one has been silent for ten leases; neither trial is charged a loss.
+    stopped one's lease (no loss charged: its holder still exists), not the running one's, as
+    stale as it is (it would be only after ten leases and a minute: wedged).
     """
     add_trials(store_url, [Trial(id="a"), Trial(id="b")])
     running, running_trial = _holder(store_url)
@@ -76,22 +77,12 @@ def test_a_running_holder_keeps_its_lease_a_stopped_one_does_not(
         # "a" was reserved first: as stale as "b", it would have gone in the same look
         kept = next(t for t in stored_trials(store_url) if t.id == "a")
         assert (kept.status, len(kept.attempts)) == (TrialStatus.RESERVED, 1)
-        # silent for ten leases (15 s): wedged, reclaimed after all, and run by the worker
-        wait_until_sync(
-            lambda: all(t.status is TrialStatus.COMPLETED for t in stored_trials(store_url)),
-            "the wedged holder's trial to be run again",
-            bound=120,
-            alive=worker,
-        )
     finally:
         for process in (running, stopped, worker):
             if process is not None:
                 process.send_signal(signal.SIGCONT)
                 process.kill()
                 process.communicate()
-    stored = {t.id: t for t in stored_trials(store_url)}
-    assert [stored[i].lost_count for i in ("a", "b")] == [0, 0]
-    for trial in stored.values():
-        first = trial.attempts[0].outcome
-        assert first is not None and "still ran" in first.message
-        assert len(trial.attempts) == 2
+    rerun = next(t for t in stored_trials(store_url) if t.id == "b")
+    first = rerun.attempts[0].outcome
+    assert rerun.lost_count == 0 and first is not None and "still ran" in first.message

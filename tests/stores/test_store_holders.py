@@ -120,19 +120,19 @@ async def test_unreserve_gives_the_attempt_number_back(store: TrialStore) -> Non
 async def test_a_running_holders_stale_lease_is_kept_until_wedged(store: TrialStore) -> None:
     """
     A stale lease whose holder is known to run (``running``) is left to it, while a stale
-    lease of another holder is reclaimed; only at ``WEDGED_LEASES`` times as old is it taken
-    too (the holder is wedged), counting no loss when the holder is also ``alive``.
+    lease of another holder is reclaimed; only once ``wedged`` seconds old is it taken too
+    (the holder is wedged), counting no loss when the holder is also ``alive``.
     """
     await store.add(make_trials(2))
     slow = await store.reserve("w1", Reservation(holder="h/100/555"))
     stopped = await store.reserve("w2", Reservation(holder="h/200/555"))
     assert slow is not None and stopped is not None
     await anyio.sleep(1.0)  # the time the leases need to be 1 s stale, not an ordering
-    alive = ["h/100/555", "h/200/555"]
-    assert await store.reclaim_stale(1.0, alive=alive, running=["h/100/555"]) == ["t1"]
+    alive, running = ["h/100/555", "h/200/555"], ["h/100/555"]
+    assert await store.reclaim_stale(0.5, alive=alive, running=running) == ["t1"]
+    assert await store.reclaim_stale(0.5, alive=alive, running=running, wedged=60.0) == []
     assert (await store.get("t0")).status is TrialStatus.RESERVED
-    # a tenth of a second stale ten times over: wedged
-    assert await store.reclaim_stale(0.1, alive=alive, running=["h/100/555"]) == ["t0"]
+    assert await store.reclaim_stale(0.5, alive=alive, running=running, wedged=0.5) == ["t0"]
     wedged = await store.get("t0")
     assert (wedged.status, wedged.lost_count) == (TrialStatus.INTERRUPTED, 0)
 
@@ -151,6 +151,5 @@ async def test_a_timed_reclaim_says_when_the_next_lease_falls_stale(store: Trial
     assert look.reclaimed == [] and look.next_in is not None and 50.0 < look.next_in <= 60.0
     look = await store.reclaim_stale_timed(60.0, spare="h/1/1", running=["h/2/2", "h/3/3"])
     assert look == StaleLook([], None)
-    # at 0 s a running holder's lease is stale ten times over too (wedged)
-    look = await store.reclaim_stale_timed(0.0, spare="h/3/3", running=["h/2/2"])
+    look = await store.reclaim_stale_timed(0.0, spare="h/3/3", running=["h/2/2"], wedged=0.0)
     assert sorted(look.reclaimed) == ["t0", "t1"] and look.next_in is None

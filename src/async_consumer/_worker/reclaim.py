@@ -12,8 +12,9 @@ the worker, not the trial, stopped; any worker may run it again at once, even a 
 whose holder is a process of this host that runs and is not stopped is left to it: it is
 alive, only late to beat (a loaded machine), and it ends its own trial if it learns that the
 lease is lost; reclaiming it would start the trial a second time beside the first, adding load
-to a machine already too slow to beat. Only a holder that has beaten nothing for ten leases
-(``WEDGED_LEASES``) is taken to be wedged and reclaimed from here. Workers of other hosts,
+to a machine already too slow to beat. Only a holder that has beaten nothing for ten leases,
+and at least a minute (:data:`WEDGED_LEASES`, :data:`WEDGED_SECONDS`), is taken to be wedged
+and reclaimed from here. Workers of other hosts,
 which cannot see that it runs, reclaim it after ``lost_after`` heartbeats as before. A
 silent holder of another host costs its trial a loss, which it has cleared if it comes back
 (:mod:`.alive`).
@@ -40,6 +41,12 @@ from ..stores._retrying import RetryingStore
 __all__ = ["Reclaimer"]
 
 logger = logging.getLogger("async_consumer")
+
+WEDGED_LEASES = 10
+"""A holder of this host that runs (not stopped) is wedged after this many leases without a beat,"""
+WEDGED_SECONDS = 60.0
+"""and at least this many seconds: a loaded machine's stalls are seconds, whatever the interval
+(event loops woke up to 30 s late at load 25 a core with a 1 s heartbeat)."""
 
 
 @dataclass(eq=False)
@@ -158,12 +165,12 @@ class Reclaimer:
 
         Those held by ``alive`` holders (processes of this host that still exist: frozen or
         overloaded) count no loss against their trials; those held by ``running`` holders
-        (processes of this host that run, not stopped) are reclaimed only once ten times
-        as old (wedged).
+        (processes of this host that run, not stopped) are reclaimed only once wedged.
         """
         older_than = self.lost_after * self.interval
+        wedged = max(older_than * WEDGED_LEASES, WEDGED_SECONDS)
         reclaimed, next_in = await self.store.reclaim_stale_timed(
-            older_than, spare=self.spare, alive=alive, running=running
+            older_than, spare=self.spare, alive=alive, running=running, wedged=wedged
         )
         for trial_id in reclaimed:
             logger.warning(

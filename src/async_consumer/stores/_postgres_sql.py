@@ -210,8 +210,8 @@ _QUERIES = {
             SELECT seq FROM {s}.trials
             WHERE status = 'reserved' AND heartbeat_at <= now() - make_interval(secs => $2)
                 AND ($3::text = '' OR holder != $3::text)
-                AND (NOT holder = ANY($5::text[])
-                    OR heartbeat_at <= now() - make_interval(secs => $6))
+                AND (NOT holder = ANY($5::text[]) OR ($6::float8 IS NOT NULL
+                    AND heartbeat_at <= now() - make_interval(secs => $6::float8)))
             FOR UPDATE SKIP LOCKED
         ) RETURNING id, token, holder = ANY($4::text[])""",
     "end": "UPDATE {s}.attempts SET outcome = $1 WHERE trial_id = $2 AND number = $3",

@@ -177,6 +177,7 @@ class TrialStore(Protocol):
         spare: str = "",
         alive: Collection[str] = (),
         running: Collection[str] = (),
+        wedged: float | None = None,
     ) -> builtins.list[str]:
         """
         Interrupt reserved trials whose last beat is ``older_than`` seconds old or more.
@@ -185,10 +186,9 @@ class TrialStore(Protocol):
         what it runs itself. Those whose holder is among ``alive`` (a process known to still
         run: frozen or overloaded, not dead) are interrupted without counting a loss: the
         trial did not kill its worker. Those whose holder is among ``running`` (a process of
-        the caller's host that runs and is not stopped: it will learn that a lease is lost and
-        stop its trial itself) are reclaimed only once ``WEDGED_LEASES`` (10) times as old: a
-        worker late to beat because the machine is loaded is left its trials, one that has
-        beaten nothing for that long is taken to be wedged.
+        the caller's host that runs and is not stopped: late to beat on a loaded machine, it
+        will learn that a lease is lost and stop its trial itself) are left to it until their
+        last beat is ``wedged`` seconds old (never, by default): it is then taken to be wedged.
         """
         ...
 
@@ -314,6 +314,7 @@ class TimedReclaim(Protocol):
         spare: str = "",
         alive: Collection[str] = (),
         running: Collection[str] = (),
+        wedged: float | None = None,
     ) -> StaleLook:
         """``reclaim_stale``, in the same call, and the seconds until the next look is due."""
         ...

@@ -198,6 +198,7 @@ class RetryingStore(StoreBase):
         spare: str = "",
         alive: Collection[str] = (),
         running: Collection[str] = (),
+        wedged: float | None = None,
     ) -> builtins.list[str]:
         """Interrupt stale leases; see ``TrialStore.reclaim_stale``."""
         return await self.outage.call(
@@ -211,6 +212,7 @@ class RetryingStore(StoreBase):
         spare: str = "",
         alive: Collection[str] = (),
         running: Collection[str] = (),
+        wedged: float | None = None,
     ) -> StaleLook:
         """
         Interrupt stale leases, and say when the next falls stale; see ``TimedReclaim`` (a
@@ -221,10 +223,12 @@ class RetryingStore(StoreBase):
             timed = store
             return await self.outage.call(
                 lambda: timed.reclaim_stale_timed(
-                    older_than, spare=spare, alive=alive, running=running
+                    older_than, spare=spare, alive=alive, running=running, wedged=wedged
                 )
             )
-        reclaimed = await self.reclaim_stale(older_than, spare=spare, alive=alive, running=running)
+        reclaimed = await self.reclaim_stale(
+            older_than, spare=spare, alive=alive, running=running, wedged=wedged
+        )
         return StaleLook(reclaimed, None)
 
     async def clear_losses(self, leases: Sequence[Lease]) -> builtins.list[str]:

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_LOST",
     "PENDING",
-    "WEDGED_LEASES",
     "Cleared",
     "check_count",
     "check_finishes",
@@ -85,10 +84,6 @@ def check_max_lost(max_lost: int) -> int:
     """Return ``max_lost`` if it is a count, else raise ``ValueError``."""
     _require(max_lost >= 0, f"max_lost must be 0 or more, not {max_lost}")
     return max_lost
-
-
-WEDGED_LEASES = 10
-"""A holder known to run (``reclaim_stale(running=)``) keeps a lease this many times stale."""
 
 
 def check_older_than(older_than: float) -> float:

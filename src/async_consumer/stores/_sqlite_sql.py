@@ -162,7 +162,8 @@ SET lost_count = lost_count + (CASE WHEN {_ALIVE} THEN 0 ELSE 1 END),
         THEN 'broken' ELSE 'interrupted' END
 WHERE status = 'reserved' AND heartbeat_at <= {NOW} - :older_than
 AND (:spare = '' OR holder != :spare)
-AND (holder NOT IN (SELECT value FROM json_each(:running)) OR heartbeat_at <= {NOW} - :wedged)
+AND (holder NOT IN (SELECT value FROM json_each(:running))
+    OR (:wedged IS NOT NULL AND heartbeat_at <= {NOW} - :wedged))
 RETURNING id, token, {_ALIVE}
 """
 NEXT_STALE = f"""

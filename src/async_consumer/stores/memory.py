@@ -29,7 +29,6 @@ from ._rows import new_lease, zero_counts
 from ._rules import (
     DEFAULT_MAX_LOST,
     PENDING,
-    WEDGED_LEASES,
     check_count,
     check_finishes,
     check_max_lost,
@@ -251,11 +250,12 @@ class MemoryStore(StoreBase):
         spare: str = "",
         alive: Collection[str] = (),
         running: Collection[str] = (),
+        wedged: float | None = None,
     ) -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         await anyio.lowlevel.checkpoint()
         limit = datetime.now(UTC) - timedelta(seconds=check_older_than(older_than))
-        wedged = datetime.now(UTC) - timedelta(seconds=older_than * WEDGED_LEASES)
+        wedged_at = None if wedged is None else datetime.now(UTC) - timedelta(seconds=wedged)
         stale = [
             record
             for record in self._records.values()
@@ -263,7 +263,10 @@ class MemoryStore(StoreBase):
             and record.heartbeat_at is not None
             and record.heartbeat_at <= limit
             and not (spare and record.holder == spare)
-            and (record.holder not in running or record.heartbeat_at <= wedged)
+            and (
+                record.holder not in running
+                or (wedged_at is not None and record.heartbeat_at <= wedged_at)
+            )
         ]
         for record in stale:
             ran = record.holder in alive
@@ -278,9 +281,12 @@ class MemoryStore(StoreBase):
         spare: str = "",
         alive: Collection[str] = (),
         running: Collection[str] = (),
+        wedged: float | None = None,
     ) -> StaleLook:
         """``reclaim_stale``, and when the next lease falls stale; see ``TimedReclaim``."""
-        reclaimed = await self.reclaim_stale(older_than, spare=spare, alive=alive, running=running)
+        reclaimed = await self.reclaim_stale(
+            older_than, spare=spare, alive=alive, running=running, wedged=wedged
+        )
         beats = [
             record.heartbeat_at
             for record in self._records.values()

@@ -240,11 +240,11 @@ class PostgresStore(StoreBase):
         spare: str = "",
         alive: Collection[str] = (),
         running: Collection[str] = (),
+        wedged: float | None = None,
     ) -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         seconds = float(_rules.check_older_than(older_than))
         async with self._connection() as conn, conn.transaction():
-            wedged = seconds * _rules.WEDGED_LEASES
             args = (self._max_lost, seconds, spare, [*alive], [*running], wedged)
             rows = await conn.fetch(self._q["reclaim"], *args)
             await conn.executemany(self._q["end"], _rules.stalled_ends(rows, older_than))
@@ -257,11 +257,11 @@ class PostgresStore(StoreBase):
         spare: str = "",
         alive: Collection[str] = (),
         running: Collection[str] = (),
+        wedged: float | None = None,
     ) -> StaleLook:
         """``reclaim_stale``, and when the next lease falls stale; see ``TimedReclaim``."""
         seconds = float(_rules.check_older_than(older_than))
         async with self._connection() as conn, conn.transaction():
-            wedged = seconds * _rules.WEDGED_LEASES
             args = (self._max_lost, seconds, spare, [*alive], [*running], wedged)
             # one statement: the leases reclaimed, then a row of their own for the next
             *rows, (*_, next_in) = await conn.fetch(self._q["reclaim_timed"], *args)

@@ -218,10 +218,11 @@ class SQLiteStore(StoreBase):
         spare: str = "",
         alive: Collection[str] = (),
         running: Collection[str] = (),
+        wedged: float | None = None,
     ) -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         _rules.check_older_than(older_than)
-        return await self._run(lambda: self._reclaim(older_than, spare, alive, running))
+        return await self._run(lambda: self._reclaim(older_than, spare, alive, running, wedged))
 
     async def reclaim_stale_timed(
         self,
@@ -230,12 +231,13 @@ class SQLiteStore(StoreBase):
         spare: str = "",
         alive: Collection[str] = (),
         running: Collection[str] = (),
+        wedged: float | None = None,
     ) -> StaleLook:
         """``reclaim_stale``, and when the next lease falls stale; see ``TimedReclaim``."""
         _rules.check_older_than(older_than)
 
         def look() -> StaleLook:
-            reclaimed = self._reclaim(older_than, spare, alive, running)
+            reclaimed = self._reclaim(older_than, spare, alive, running, wedged)
             args = {"older_than": older_than, "spare": spare}
             args |= {"running": json.dumps(builtins.list(running))}
             (next_in,) = self._conn.execute(queries.NEXT_STALE, args).fetchone()
@@ -244,12 +246,17 @@ class SQLiteStore(StoreBase):
         return await self._run(look)
 
     def _reclaim(
-        self, older_than: float, spare: str, alive: Collection[str], running: Collection[str]
+        self,
+        older_than: float,
+        spare: str,
+        alive: Collection[str],
+        running: Collection[str],
+        wedged: float | None,
     ) -> builtins.list[str]:
         live = json.dumps(builtins.list(alive))
         args = {"max_lost": self._max_lost, "older_than": older_than, "spare": spare, "alive": live}
         args |= {"running": json.dumps(builtins.list(running))}
-        args |= {"wedged": older_than * _rules.WEDGED_LEASES}
+        args |= {"wedged": wedged}
         rows = self._conn.execute(queries.RECLAIM, args).fetchall()
         ends = _rules.stalled_ends(rows, older_than)
         self._end_attempts(ends)
