@@ -14,10 +14,9 @@ alive, only late to beat (a loaded machine), and it ends its own trial if it lea
 lease is lost; reclaiming it would start the trial a second time beside the first, adding load
 to a machine already too slow to beat. Only a holder that has beaten nothing for ten leases,
 and at least a minute (:data:`WEDGED_LEASES`, :data:`WEDGED_SECONDS`), is taken to be wedged
-and reclaimed from here. Workers of other hosts,
-which cannot see that it runs, reclaim it after ``lost_after`` heartbeats as before. A
-silent holder of another host costs its trial a loss, which it has cleared if it comes back
-(:mod:`.alive`).
+and reclaimed from here. Workers of other hosts, which cannot see that it runs, reclaim it after
+``lost_after`` heartbeats as before. A silent holder of another host costs its trial a loss,
+which it has cleared if it comes back (:mod:`.alive`).
 
 The reclaimer looks once an interval, and sooner when the store says (as it reclaims) that the
 oldest lease it may take falls stale before then: a dead worker's trials are taken when their
@@ -43,10 +42,11 @@ __all__ = ["Reclaimer"]
 logger = logging.getLogger("async_consumer")
 
 WEDGED_LEASES = 10
-"""A holder of this host that runs (not stopped) is wedged after this many leases without a beat,"""
+"""Leases without a beat after which a holder of this host that runs (not stopped) is wedged."""
 WEDGED_SECONDS = 60.0
-"""and at least this many seconds: a loaded machine's stalls are seconds, whatever the interval
-(event loops woke up to 30 s late at load 25 a core with a 1 s heartbeat)."""
+"""The least time without a beat after which it is wedged: a loaded machine's stalls are
+seconds, whatever the interval (event loops woke up to 30 s late at load 20-25 a core, with a
+1 s heartbeat)."""
 
 
 @dataclass(eq=False)

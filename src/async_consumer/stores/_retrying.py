@@ -202,7 +202,9 @@ class RetryingStore(StoreBase):
     ) -> builtins.list[str]:
         """Interrupt stale leases; see ``TrialStore.reclaim_stale``."""
         return await self.outage.call(
-            lambda: self.store.reclaim_stale(older_than, spare=spare, alive=alive, running=running)
+            lambda: self.store.reclaim_stale(
+                older_than, spare=spare, alive=alive, running=running, wedged=wedged
+            )
         )
 
     async def reclaim_stale_timed(
