@@ -338,6 +338,7 @@ def _real_figures(
         int(m.group(1)) for e in errors for m in [re.search(r"(\d+) heartbeat writes", e)] if m
     ]
     floor = args.trials * args.seconds / (args.workers * args.jobs)
+    busy_ticks = args.trials * args.seconds / (args.jobs * args.heartbeat)
     xacts = int(after.get("total_xact_count", 0)) - int(before.get("total_xact_count", 0))
     xact_us = int(after.get("total_xact_time", 0)) - int(before.get("total_xact_time", 0))
     wait_us = int(after.get("total_wait_time", 0)) - int(before.get("total_wait_time", 0))
@@ -353,6 +354,9 @@ def _real_figures(
         "most server connections (pg_stat_activity)": f"{most_servers} ({samples} samples)",
         "heartbeat writes / s": f"{sum(writes) / span:.1f} over the trials' {span:.0f} s "
         f"(workers / interval = {args.workers / args.heartbeat:.1f}; {len(writes)} workers told)",
+        # a worker writes once a tick while it holds a lease: the work's share of the span
+        "heartbeat writes / busy worker-interval": f"{sum(writes) / busy_ticks:.2f} "
+        f"({sum(writes)} writes; trials x seconds / (jobs x interval) = {busy_ticks:.0f})",
         "probe store calls p50 / p99 (ms)": f"{_ms(probe.times, 0.5):.1f} / {_ms(probe.times, 0.99):.1f} ({len(probe.times)} calls)",
         "PgBouncer avg transaction / wait (ms)": f"{xact_us / max(xacts, 1) / 1000:.2f} / {wait_us / max(xacts, 1) / 1000:.2f} over {xacts} transactions",
         "drain (first start to last exit)": f"{drain:.1f} s; floor {floor:.0f} s; ratio {drain / floor:.2f}",
@@ -487,6 +491,7 @@ async def _simulate_row(args: argparse.Namespace, bouncer: Bouncer, n: int) -> s
     bouncer_pid = bouncer.process.pid
 
     async def window() -> None:
+        assert bouncer.process is not None
         await anyio.sleep(warmup)  # every worker has started: the window opens
         tally.open = True
         me.sample([os.getpid()])

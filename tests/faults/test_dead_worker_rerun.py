@@ -1,4 +1,7 @@
-"""A dead worker's trials are taken up at once by a live worker that is busy but has room."""
+"""
+A dead worker's trials are taken up by a live worker that is busy but has room: at once when
+the dead worker was of this host, within 4 heartbeats of its last beat when it was of another.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +33,13 @@ if not trial.startswith('hold') and attempt == '1':
     time.sleep(600)
 json.dump(1.0, open(os.environ['ORION_RESULTS_PATH'], 'w'))
 """.replace("{", "{{").replace("}", "}}")
+# the command line in a process whose host is named "elsewhere": another host, to the others
+ELSEWHERE = """
+import socket, sys
+socket.gethostname = lambda: "elsewhere"
+from async_consumer._cli.main import console
+sys.exit(console())
+"""
 
 
 def _runs(path: Path) -> list[tuple[str, int]]:
@@ -38,24 +48,32 @@ def _runs(path: Path) -> list[tuple[str, int]]:
     return [(t, int(a)) for t, a in (line.split() for line in path.read_text().splitlines())]
 
 
-def _worker(url: str, tmp_path: Path, jobs: int, runs: Path) -> subprocess.Popen[bytes]:
-    argv = cli("-q", "worker", "--store", url, "-j", str(jobs), "--follow")
-    argv += ["--heartbeat", str(HEARTBEAT), "--grace", "0.5", "--code-change", "ignore"]
-    argv += ["--base-dir", str(tmp_path / "trials"), "--", sys.executable, "-c", SCRIPT]
+def _worker(
+    url: str, tmp_path: Path, jobs: int, runs: Path, host: str = "here"
+) -> subprocess.Popen[bytes]:
+    args = ["-q", "worker", "--store", url, "-j", str(jobs), "--follow"]
+    args += ["--heartbeat", str(HEARTBEAT), "--grace", "0.5", "--code-change", "ignore"]
+    args += ["--base-dir", str(tmp_path / "trials"), "--", sys.executable, "-c", SCRIPT]
+    argv = cli(*args) if host == "here" else [sys.executable, "-c", ELSEWHERE, *args]
     return subprocess.Popen([*argv, str(runs)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 @pytest.mark.slow
-def test_a_dead_workers_trials_rerun_within_4_heartbeats(tmp_path: Path, store_url: str) -> None:
+@pytest.mark.parametrize("host", ["here", "elsewhere"])
+def test_a_dead_workers_trials_rerun_within_4_heartbeats(
+    tmp_path: Path, store_url: str, host: str
+) -> None:
     """
-    A worker SIGKILLed while it runs 3 trials, beside a live worker running 2 of its own with
-    4 places free: each of the dead worker's trials starts again within 4 heartbeats of its
-    last beat (by the store's clock), and the live worker's trials run on.
+    A worker (of this host, or of another) SIGKILLed while it runs 3 trials, beside a live
+    worker running 2 of its own with 4 places free: each of the dead worker's trials starts
+    again within 4 heartbeats of its last beat (by the store's clock), and the live worker's
+    trials run on. Another host's worker is seen dead only when its leases fall stale (3
+    heartbeats): the live worker looks then, not up to a heartbeat later.
     """
     runs = tmp_path / "runs.txt"
     dead = [f"d{i}" for i in range(3)]
     add_trials(store_url, (Trial(id=trial_id) for trial_id in dead))
-    doomed = _worker(store_url, tmp_path, 3, runs)
+    doomed = _worker(store_url, tmp_path, 3, runs, host)
     live: subprocess.Popen[bytes] | None = None
     try:
         wait_until_sync(lambda: len(_runs(runs)) == 3, "3 trials to start", alive=doomed)

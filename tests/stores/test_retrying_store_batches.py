@@ -97,3 +97,19 @@ async def test_reclaim_stale_passes_spare_through() -> None:
     await retrying.reserve("w", Reservation(holder="me"))
     await retrying.reserve("w", Reservation(holder="other"))
     assert await retrying.reclaim_stale(0.0, spare="me") == ["t1"]
+
+
+async def test_reclaim_stale_passes_running_and_wedged_through() -> None:
+    """
+    The retrying store hands ``running`` and ``wedged`` to the store, timed or not: a running
+    holder's lease stays until it is ``wedged`` seconds stale.
+    """
+    flaky = Flaky()
+    await flaky.add(make_trials(2))
+    retrying = RetryingStore(flaky)
+    await retrying.reserve("w", Reservation(holder="slow"))
+    await retrying.reserve("w", Reservation(holder="slower"))
+    assert await retrying.reclaim_stale(0.0, running=["slow", "slower"], wedged=60.0) == []
+    look = await retrying.reclaim_stale_timed(0.0, running=["slow", "slower"], wedged=60.0)
+    assert look.reclaimed == []
+    assert await retrying.reclaim_stale(0.0, running=["slow"], wedged=0.0) == ["t0", "t1"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from async_consumer._models import Reason, Status, TrialStatus
 from async_consumer.stores import Reservation, TrialStore
+from async_consumer.stores._protocol import StaleLook, TimedReclaim
 from async_consumer.stores._rules import DEFAULT_MAX_LOST
 
 from .conftest import MakeStore, make_trials, outcome
@@ -112,3 +114,42 @@ async def test_unreserve_gives_the_attempt_number_back(store: TrialStore) -> Non
     assert third is None  # broken: not pending
     stored = await store.get("t0")
     assert [a.number for a in stored.attempts] == [1]
+
+
+@pytest.mark.asyncio
+async def test_a_running_holders_stale_lease_is_kept_until_wedged(store: TrialStore) -> None:
+    """
+    A stale lease whose holder is known to run (``running``) is left to it, while a stale
+    lease of another holder is reclaimed; only once ``wedged`` seconds old is it taken too
+    (the holder is wedged), counting no loss when the holder is also ``alive``.
+    """
+    await store.add(make_trials(2))
+    slow = await store.reserve("w1", Reservation(holder="h/100/555"))
+    stopped = await store.reserve("w2", Reservation(holder="h/200/555"))
+    assert slow is not None and stopped is not None
+    await anyio.sleep(1.0)  # the time the leases need to be 1 s stale, not an ordering
+    alive, running = ["h/100/555", "h/200/555"], ["h/100/555"]
+    assert await store.reclaim_stale(0.5, alive=alive, running=running) == ["t1"]
+    assert await store.reclaim_stale(0.5, alive=alive, running=running, wedged=60.0) == []
+    assert (await store.get("t0")).status is TrialStatus.RESERVED
+    assert await store.reclaim_stale(0.5, alive=alive, running=running, wedged=0.5) == ["t0"]
+    wedged = await store.get("t0")
+    assert (wedged.status, wedged.lost_count) == (TrialStatus.INTERRUPTED, 0)
+
+
+@pytest.mark.asyncio
+async def test_a_timed_reclaim_says_when_the_next_lease_falls_stale(store: TrialStore) -> None:
+    """
+    ``reclaim_stale_timed`` reclaims as ``reclaim_stale`` does and says in how many seconds the
+    oldest lease it left falls stale: neither the spared holder's nor a running holder's count.
+    """
+    assert isinstance(store, TimedReclaim)
+    await store.add(make_trials(3))
+    for holder in ("h/1/1", "h/2/2", "h/3/3"):
+        assert await store.reserve("w", Reservation(holder=holder)) is not None
+    look = await store.reclaim_stale_timed(60.0, spare="h/3/3", running=["h/2/2"])
+    assert look.reclaimed == [] and look.next_in is not None and 50.0 < look.next_in <= 60.0
+    look = await store.reclaim_stale_timed(60.0, spare="h/1/1", running=["h/2/2", "h/3/3"])
+    assert look == StaleLook([], None)
+    look = await store.reclaim_stale_timed(0.0, spare="h/3/3", running=["h/2/2"], wedged=0.0)
+    assert sorted(look.reclaimed) == ["t0", "t1"] and look.next_in is None

@@ -137,6 +137,11 @@ class Leasing:
         self._nudged.set()
         self._nudged = anyio.Event()
 
+    def news(self) -> None:
+        """Trials were put back in the store (stale leases reclaimed): the idle lanes ask now."""
+        self._empty_until = 0.0
+        self.nudge()
+
     def lane(self) -> Lane:
         """A lane's token for :meth:`idle` and :meth:`busy` (with it, the lane stops idling)."""
         return Lane(self)

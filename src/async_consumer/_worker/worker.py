@@ -107,7 +107,9 @@ class Worker:
         self._leasing = Leasing(retrying, self._name, host, holder, self._file_faults)
         # the reclaimer spares the worker's own leases, or takes those it knows not of (orphans)
         known = self._leasing.holding.keys
-        self._reclaimer = Reclaimer(retrying, host, consumer.heartbeat, lost_after, holder, known)
+        self._reclaimer = Reclaimer(
+            retrying, host, consumer.heartbeat, lost_after, holder, known, self._leasing.news
+        )
         self._follow = follow
         self._poll = poll
         self._max_broken = max_broken

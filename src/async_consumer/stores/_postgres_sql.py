@@ -216,6 +216,8 @@ _QUERIES = {
             SELECT seq FROM {s}.trials
             WHERE status = 'reserved' AND heartbeat_at <= now() - make_interval(secs => $1)
                 AND ($2::text = '' OR holder != $2::text)
+                AND (NOT holder = ANY($4::text[]) OR ($5::float8 IS NOT NULL
+                    AND heartbeat_at <= now() - make_interval(secs => $5::float8)))
             FOR UPDATE SKIP LOCKED
         ) RETURNING id, token, worker, lost_count, holder = ANY($3::text[])""",
     "record_reclaims": """
@@ -312,6 +314,21 @@ def quote(schema: str) -> str:
         msg = f"schema must be a lower-case SQL name (letters, digits, _): {schema!r}"
         raise ValueError(msg)
     return f'"{schema}"'
+
+
+_QUERIES["reclaim_timed"] = f"""
+    WITH reclaimed AS ({_QUERIES["reclaim"]})
+    SELECT *, NULL::float8 FROM reclaimed
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL, NULL,
+        $1 - extract(epoch FROM now() - min(heartbeat_at))::float8
+    FROM {{s}}.trials
+    WHERE status = 'reserved' AND heartbeat_at > now() - make_interval(secs => $1)
+        AND ($2::text = '' OR holder != $2::text) AND NOT holder = ANY($4::text[])"""
+"""``reclaim``, and a last row that says in how many seconds the oldest lease it left (its
+spared and running holders' aside) is ``$1`` old (``NULL``: none is held): the reclaimer's next
+look, without a second statement. The outer select reads the trials as they were before the
+update (a statement's one snapshot), so it sees only the leases not reclaimed by it."""
 
 
 def queries(schema: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ import builtins
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import NamedTuple, Protocol, Self
+from typing import NamedTuple, Protocol, Self, runtime_checkable
 
 from .._errors import LeaseLost
 from .._experiment import Experiment
@@ -20,7 +20,9 @@ __all__ = [
     "HeldLease",
     "IntermediateValue",
     "Reservation",
+    "StaleLook",
     "StoreBase",
+    "TimedReclaim",
     "TrialStore",
 ]
 
@@ -66,6 +68,15 @@ class IntermediateValue(NamedTuple):
     trial_id: str
     step: int
     value: float
+
+
+class StaleLook(NamedTuple):
+    """What one ``reclaim_stale_timed`` did, and when the next lease it might take falls stale."""
+
+    reclaimed: builtins.list[str]
+    next_in: float | None
+    """Seconds (by the store's clock) until the oldest lease it left, not spared and not held
+    by a ``running`` holder, is ``older_than`` old; ``None``: no such lease, or not known."""
 
 
 VALUES_PAGE = 1000
@@ -166,7 +177,13 @@ class TrialStore(Protocol):
         ...
 
     async def reclaim_stale(
-        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
+        self,
+        older_than: float,
+        *,
+        spare: str = "",
+        alive: Collection[str] = (),
+        running: Collection[str] = (),
+        wedged: float | None = None,
     ) -> builtins.list[str]:
         """
         Interrupt reserved trials whose last beat is ``older_than`` seconds old or more.
@@ -174,7 +191,11 @@ class TrialStore(Protocol):
         Leases whose holder is ``spare`` (when given) are left alone: a worker never reclaims
         what it runs itself. Those whose holder is among ``alive`` (a process known to still
         run: frozen or overloaded, not dead) are interrupted without counting a loss: the
-        trial did not kill its worker. A suspect's loss is excused as in ``reclaim_leases``.
+        trial did not kill its worker. Those whose holder is among ``running`` (a process of
+        the caller's host that runs and is not stopped: late to beat on a loaded machine, it
+        will learn that a lease is lost and stop its trial itself) are left to it until their
+        last beat is ``wedged`` seconds old (never, by default): it is then taken to be wedged.
+        A suspect's loss is excused as in ``reclaim_leases``.
         """
         ...
 
@@ -296,6 +317,23 @@ class TrialStore(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+@runtime_checkable
+class TimedReclaim(Protocol):
+    """A store that tells, as it reclaims stale leases, when the next one falls stale."""
+
+    async def reclaim_stale_timed(
+        self,
+        older_than: float,
+        *,
+        spare: str = "",
+        alive: Collection[str] = (),
+        running: Collection[str] = (),
+        wedged: float | None = None,
+    ) -> StaleLook:
+        """``reclaim_stale``, in the same call, and the seconds until the next look is due."""
+        ...
 
 
 class StoreBase(abc.ABC):

@@ -26,7 +26,9 @@ from ._protocol import (
     HeldLease,
     IntermediateValue,
     Reservation,
+    StaleLook,
     StoreBase,
+    TimedReclaim,
     TrialStore,
 )
 
@@ -190,12 +192,46 @@ class RetryingStore(StoreBase):
         return await self.outage.call(lambda: self.store.reclaim_leases(leases, message))
 
     async def reclaim_stale(
-        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
+        self,
+        older_than: float,
+        *,
+        spare: str = "",
+        alive: Collection[str] = (),
+        running: Collection[str] = (),
+        wedged: float | None = None,
     ) -> builtins.list[str]:
         """Interrupt stale leases; see ``TrialStore.reclaim_stale``."""
         return await self.outage.call(
-            lambda: self.store.reclaim_stale(older_than, spare=spare, alive=alive)
+            lambda: self.store.reclaim_stale(
+                older_than, spare=spare, alive=alive, running=running, wedged=wedged
+            )
         )
+
+    async def reclaim_stale_timed(
+        self,
+        older_than: float,
+        *,
+        spare: str = "",
+        alive: Collection[str] = (),
+        running: Collection[str] = (),
+        wedged: float | None = None,
+    ) -> StaleLook:
+        """
+        Interrupt stale leases, and say when the next falls stale; see ``TimedReclaim`` (a
+        store that cannot tell reclaims as ``reclaim_stale`` does, the next look not known).
+        """
+        store = self.store
+        if isinstance(store, TimedReclaim):
+            timed = store
+            return await self.outage.call(
+                lambda: timed.reclaim_stale_timed(
+                    older_than, spare=spare, alive=alive, running=running, wedged=wedged
+                )
+            )
+        reclaimed = await self.reclaim_stale(
+            older_than, spare=spare, alive=alive, running=running, wedged=wedged
+        )
+        return StaleLook(reclaimed, None)
 
     async def clear_losses(self, leases: Sequence[Lease]) -> builtins.list[str]:
         """Clear the losses of these leases' attempts; see ``TrialStore.clear_losses``."""

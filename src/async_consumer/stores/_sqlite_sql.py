@@ -166,9 +166,19 @@ _ALIVE = "holder IN (SELECT value FROM json_each(:alive))"
 RECLAIM = f"""
 UPDATE trials INDEXED BY trials_reserved SET status = 'interrupted'
 WHERE status = 'reserved' AND heartbeat_at <= {NOW} - :older_than
-AND (:spare = '' OR holder != :spare) RETURNING id, token, worker, lost_count, {_ALIVE}
+AND (:spare = '' OR holder != :spare)
+AND (holder NOT IN (SELECT value FROM json_each(:running))
+    OR (:wedged IS NOT NULL AND heartbeat_at <= {NOW} - :wedged))
+RETURNING id, token, worker, lost_count, {_ALIVE}
 """
 """The stale leases taken back, uncharged as yet: see ``RECORD_RECLAIM`` and ``CHARGE``."""
+NEXT_STALE = f"""
+SELECT :older_than - ({NOW} - min(heartbeat_at)) FROM trials INDEXED BY trials_reserved
+WHERE status = 'reserved' AND (:spare = '' OR holder != :spare)
+AND holder NOT IN (SELECT value FROM json_each(:running))
+"""
+"""Seconds until the oldest lease that ``RECLAIM`` left (spared or running holders' aside) is
+``older_than`` old (``NULL``: none is held)."""
 HELD = """
 SELECT id, token, holder FROM trials INDEXED BY trials_reserved
 WHERE status = 'reserved' AND substr(holder, 1, length(:prefix)) = :prefix AND holder != ''

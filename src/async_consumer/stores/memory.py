@@ -16,7 +16,15 @@ from .._experiment import Experiment
 from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, StoredTrial, Trial, TrialStatus
 from .._ranking import best_trial
-from ._protocol import VALUES_PAGE, Finish, HeldLease, IntermediateValue, Reservation, StoreBase
+from ._protocol import (
+    VALUES_PAGE,
+    Finish,
+    HeldLease,
+    IntermediateValue,
+    Reservation,
+    StaleLook,
+    StoreBase,
+)
 from ._rows import new_lease, zero_counts
 from ._rules import (
     DEFAULT_MAX_LOST,
@@ -267,11 +275,18 @@ class MemoryStore(StoreBase):
             heapq.heappush(self._pending, (record.seq, record.trial.id))
 
     async def reclaim_stale(
-        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
+        self,
+        older_than: float,
+        *,
+        spare: str = "",
+        alive: Collection[str] = (),
+        running: Collection[str] = (),
+        wedged: float | None = None,
     ) -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         await anyio.lowlevel.checkpoint()
         limit = datetime.now(UTC) - timedelta(seconds=check_older_than(older_than))
+        wedged_at = None if wedged is None else datetime.now(UTC) - timedelta(seconds=wedged)
         stale = [
             record
             for record in self._records.values()
@@ -279,6 +294,10 @@ class MemoryStore(StoreBase):
             and record.heartbeat_at is not None
             and record.heartbeat_at <= limit
             and not (spare and record.holder == spare)
+            and (
+                record.holder not in running
+                or (wedged_at is not None and record.heartbeat_at <= wedged_at)
+            )
         ]
         excused = self._judge(stale, alive)
         for record in stale:
@@ -288,6 +307,32 @@ class MemoryStore(StoreBase):
             )
             self._settle(record, ended)
         return [record.trial.id for record in stale]
+
+    async def reclaim_stale_timed(
+        self,
+        older_than: float,
+        *,
+        spare: str = "",
+        alive: Collection[str] = (),
+        running: Collection[str] = (),
+        wedged: float | None = None,
+    ) -> StaleLook:
+        """``reclaim_stale``, and when the next lease falls stale; see ``TimedReclaim``."""
+        reclaimed = await self.reclaim_stale(
+            older_than, spare=spare, alive=alive, running=running, wedged=wedged
+        )
+        beats = [
+            record.heartbeat_at
+            for record in self._records.values()
+            if record.status is TrialStatus.RESERVED
+            and record.heartbeat_at is not None
+            and not (spare and record.holder == spare)
+            and record.holder not in running
+        ]
+        if not beats:
+            return StaleLook(reclaimed, None)
+        age = (datetime.now(UTC) - min(beats)).total_seconds()
+        return StaleLook(reclaimed, older_than - age)
 
     async def clear_losses(self, leases: Sequence[Lease]) -> builtins.list[str]:
         """Clear the losses of these leases' attempts; see ``TrialStore.clear_losses``."""

@@ -21,7 +21,15 @@ from ._postgres_connection import (
     split_url,
     translate,
 )
-from ._protocol import VALUES_PAGE, Finish, HeldLease, IntermediateValue, Reservation, StoreBase
+from ._protocol import (
+    VALUES_PAGE,
+    Finish,
+    HeldLease,
+    IntermediateValue,
+    Reservation,
+    StaleLook,
+    StoreBase,
+)
 
 __all__ = ["DEFAULT_POOL_SIZE", "PostgresStore"]
 
@@ -245,16 +253,47 @@ class PostgresStore(StoreBase):
         return answers
 
     async def reclaim_stale(
-        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
+        self,
+        older_than: float,
+        *,
+        spare: str = "",
+        alive: Collection[str] = (),
+        running: Collection[str] = (),
+        wedged: float | None = None,
     ) -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         seconds = float(_rules.check_older_than(older_than))
         async with self._connection() as conn, conn.transaction():
-            rows = await conn.fetch(self._q["reclaim"], seconds, spare, [*alive])
-            excused = await self._take_back(conn, rows)
-            leases = [(i, n, ran) for i, n, _, _, ran in rows]
-            await conn.executemany(self._q["end"], _rules.stalled_ends(leases, older_than, excused))
+            args = (seconds, spare, [*alive], [*running], wedged)
+            rows = await conn.fetch(self._q["reclaim"], *args)
+            await self._end_stale(conn, rows, older_than)
         return [row[0] for row in rows]
+
+    async def reclaim_stale_timed(
+        self,
+        older_than: float,
+        *,
+        spare: str = "",
+        alive: Collection[str] = (),
+        running: Collection[str] = (),
+        wedged: float | None = None,
+    ) -> StaleLook:
+        """``reclaim_stale``, and when the next lease falls stale; see ``TimedReclaim``."""
+        seconds = float(_rules.check_older_than(older_than))
+        async with self._connection() as conn, conn.transaction():
+            args = (seconds, spare, [*alive], [*running], wedged)
+            # one statement: the leases reclaimed, then a row of their own for the next
+            *rows, (*_, next_in) = await conn.fetch(self._q["reclaim_timed"], *args)
+            rows = [row[:5] for row in rows]
+            await self._end_stale(conn, rows, older_than)
+        return StaleLook([row[0] for row in rows], next_in)
+
+    async def _end_stale(self, conn: Any, rows: Sequence[Sequence[Any]], older_than: float) -> None:
+        """Take back the stale leases reclaimed, ``(id, token, worker, lost count, alive)``, and
+        end their attempts (lost, or interrupted if their holder runs or their loss is excused)."""
+        excused = await self._take_back(conn, rows)
+        leases = [(i, n, ran) for i, n, _, _, ran in rows]
+        await conn.executemany(self._q["end"], _rules.stalled_ends(leases, older_than, excused))
 
     async def clear_losses(self, leases: Sequence[Lease]) -> builtins.list[str]:
         """Clear the losses of these leases' attempts; see ``TrialStore.clear_losses``."""

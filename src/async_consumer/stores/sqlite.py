@@ -19,7 +19,15 @@ from .._fleet import WorkerInfo
 from .._models import Attempt, Lease, Outcome, Status, StoredTrial, Trial, TrialStatus
 from . import _rows, _rules
 from . import _sqlite_sql as queries
-from ._protocol import VALUES_PAGE, Finish, HeldLease, IntermediateValue, Reservation, StoreBase
+from ._protocol import (
+    VALUES_PAGE,
+    Finish,
+    HeldLease,
+    IntermediateValue,
+    Reservation,
+    StaleLook,
+    StoreBase,
+)
 from ._sqlite_file import connect, error, is_busy, path_from_url, transaction
 
 __all__ = ["SQLiteStore", "path_from_url"]
@@ -222,15 +230,50 @@ class SQLiteStore(StoreBase):
         self._conn.executemany(sql, rows)
 
     async def reclaim_stale(
-        self, older_than: float, *, spare: str = "", alive: Collection[str] = ()
+        self,
+        older_than: float,
+        *,
+        spare: str = "",
+        alive: Collection[str] = (),
+        running: Collection[str] = (),
+        wedged: float | None = None,
     ) -> builtins.list[str]:
         """Interrupt reserved trials whose heartbeat is too old; see ``TrialStore.reclaim_stale``."""
         _rules.check_older_than(older_than)
-        return await self._run(lambda: self._reclaim(older_than, spare, alive))
+        return await self._run(lambda: self._reclaim(older_than, spare, alive, running, wedged))
 
-    def _reclaim(self, older_than: float, spare: str, alive: Collection[str]) -> builtins.list[str]:
+    async def reclaim_stale_timed(
+        self,
+        older_than: float,
+        *,
+        spare: str = "",
+        alive: Collection[str] = (),
+        running: Collection[str] = (),
+        wedged: float | None = None,
+    ) -> StaleLook:
+        """``reclaim_stale``, and when the next lease falls stale; see ``TimedReclaim``."""
+        _rules.check_older_than(older_than)
+
+        def look() -> StaleLook:
+            reclaimed = self._reclaim(older_than, spare, alive, running, wedged)
+            args = {"older_than": older_than, "spare": spare}
+            args |= {"running": json.dumps(builtins.list(running))}
+            (next_in,) = self._conn.execute(queries.NEXT_STALE, args).fetchone()
+            return StaleLook(reclaimed, next_in)
+
+        return await self._run(look)
+
+    def _reclaim(
+        self,
+        older_than: float,
+        spare: str,
+        alive: Collection[str],
+        running: Collection[str],
+        wedged: float | None,
+    ) -> builtins.list[str]:
         live = json.dumps(builtins.list(alive))
         args = {"older_than": older_than, "spare": spare, "alive": live}
+        args |= {"running": json.dumps(builtins.list(running)), "wedged": wedged}
         rows = [
             (i, n, w, lost, bool(ran))
             for i, n, w, lost, ran in self._conn.execute(queries.RECLAIM, args)
