@@ -153,10 +153,11 @@ def test_chaos_breaks_no_healthy_trial(tmp_path: Path) -> None:
         f"{a.outcome.status}/{a.outcome.reason}" for t in stored for a in t.attempts if a.outcome
     )
     # the figures of the run, for the record (seen with pytest -s)
+    overlaps = _overlaps(ran)
     figures = f"chaos: {chaos.kills} kills, {chaos.freezes} freezes, {len(ran)} log lines"
-    print(f"{figures}, outcomes {dict(reasons)}")  # noqa: T201
+    print(f"{figures}, {len(overlaps)} overlaps, outcomes {dict(reasons)}")  # noqa: T201
     assert all(b"Traceback" not in err for err in chaos.errors), chaos.errors
-    assert _overlaps(ran) == []  # no run went on beside its re-run
+    assert overlaps == []  # no run went on beside its re-run
     assert len(stored) == TRIALS
     broken = [t.id for t in stored if t.status is TrialStatus.BROKEN]
     assert broken == []
