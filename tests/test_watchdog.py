@@ -116,6 +116,7 @@ time.sleep(120)
 """
 
 
+@pytest.mark.slow
 def test_a_dead_holder_is_not_gone_while_its_watchdog_runs() -> None:
     """
     A killed consumer's leases are not a gone holder's (reclaimed at once) until its watchdog,
