@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ._models import Outcome, Reason, Status
 from ._slots import SlotPool
+from ._supervise.beats import Kept
 from ._supervise.boxed import BoxedChild, Launch
 from ._supervise.contain import BoxUsage
 from ._supervise.leftover import end_left_runs, forget_run, note_run
@@ -103,8 +104,13 @@ async def run_attempt(parts: AttemptParts, plan: Plan) -> AttemptRecord:
     kept = supervisor.leases.keep(plan.lease)  # renewed from now, not from the spawn
     try:
         if plan.lease is not None and trial.attempt > 1:  # an earlier run left here: ended
-            working_dir, grace = plan.paths.text.working_dir, supervisor.settings.grace
-            await end_left_runs(trial.id, working_dir, trial.attempt, parts.host, grace)
+            await end_left_runs(
+                trial.id,
+                plan.paths.text.working_dir,
+                trial.attempt,
+                parts.host,
+                supervisor.settings.grace,
+            )
         cwd = plan.paths.working_dir if parts.run_in_working_dir else None
         record.code_version, changed = await parts.code.check(plan.argv, cwd)
         if changed and _code_changed(parts.code, record):
@@ -113,14 +119,7 @@ async def run_attempt(parts: AttemptParts, plan: Plan) -> AttemptRecord:
             record.slots = granted
             child = await _start(parts, record, cwd)
             if child is not None:
-                record.pid = child.pid
-                noted = _note(parts, plan, child)
-                try:
-                    record.exit, record.abort = await supervisor.supervise(child, plan, kept)
-                finally:
-                    if child.exit is not None:  # reaped, its group and box gone (else: left)
-                        forget_run(noted)
-                record.box = child.usage
+                await _supervise(parts, record, child, kept)
     finally:
         supervisor.leases.drop(kept)  # (once supervised, already dropped: nothing to do)
     return record
@@ -147,6 +146,20 @@ async def _start(parts: AttemptParts, record: AttemptRecord, cwd: Path | None) -
             message = f"cannot execute {plan.argv[0]!r}: {exc.strerror or exc}"
             record.abort = Abort(Status.BROKEN, Reason.NOT_EXECUTABLE, message)
             return None
+
+
+async def _supervise(
+    parts: AttemptParts, record: AttemptRecord, child: BoxedChild, kept: Kept | None
+) -> None:
+    """Watch a started script until it has ended, its run noted meanwhile (if leased)."""
+    record.pid = child.pid
+    noted = _note(parts, record.plan, child)
+    try:
+        record.exit, record.abort = await parts.supervisor.supervise(child, record.plan, kept)
+    finally:
+        if child.exit is not None:  # reaped, its group and box gone (else the note is left)
+            forget_run(noted)
+    record.box = child.usage
 
 
 def _note(parts: AttemptParts, plan: Plan, child: BoxedChild) -> str | None:
