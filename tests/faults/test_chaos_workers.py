@@ -123,8 +123,9 @@ def _overlaps(ran: list[tuple[str, int, int, str, float]]) -> list[str]:
 
 
 @pytest.mark.slow
-# "no run beside its re-run" rests on the watchdog acting within a lease's margin: beside two
-# other suites and their CPU burners (load 20 and more) it once did not, in 1 of 3 suites
+# "no run beside its re-run" once rested on the watchdog acting within a lease's margin, which a
+# starved watchdog missed (0-5 overlaps a run at load 28-77); on one host the re-run now ends the
+# old run first, whatever the load. Alone: 9 workers' kills and freezes load the machine
 @pytest.mark.alone
 def test_chaos_breaks_no_healthy_trial(tmp_path: Path) -> None:
     """
