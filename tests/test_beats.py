@@ -210,3 +210,22 @@ async def test_an_ended_leader_hands_over_and_the_next_trial_leads() -> None:
         kept[2].end()
     assert ["t0", "t1", "t2"] in store.writes
     assert store.writes[-1] == ["t1", "t2"]
+
+
+async def test_a_lease_counts_from_when_its_reservation_was_asked_for() -> None:
+    """
+    A lease entered long after its reservation was asked for (a slow reply, a busy loop) counts
+    as renewed when it was asked for, as the store counts it: the watchdog's deadline is not
+    later than the store's.
+    """
+    beats = coalesced(Store(), 1.0)
+    assert beats is not None
+    told: list[float | None] = []
+    beats.on_renewed = told.append
+    asked_at = anyio.current_time() - 2.0  # the reply took two seconds
+    beats.reserved([lease(1)], asked_at)
+    beats.enter(lease(1))
+    assert told == [asked_at]
+    beats.enter(lease(2))  # not reserved through the worker: counted from now
+    beats.tell_renewed()
+    assert told[-1] == asked_at  # the oldest renewal is the first lease's

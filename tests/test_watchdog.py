@@ -104,3 +104,39 @@ def test_the_watchdog_exits_as_soon_as_the_consumer_closes_its_pipe() -> None:
     finally:
         watchdog.kill()  # nothing left behind if it failed
         watchdog.wait()
+
+
+HOLDER = """
+import socket, sys, time
+from async_consumer._supervise.holder import holder_name
+from async_consumer._supervise.watchdog import Watchdog
+watchdog = Watchdog(0.5)
+print(holder_name(socket.gethostname()), watchdog.pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+def test_a_dead_holder_is_not_gone_while_its_watchdog_runs() -> None:
+    """
+    A killed consumer's leases are not a gone holder's (reclaimed at once) until its watchdog,
+    which ends the consumer's trials, has exited.
+    """
+    import socket
+
+    from async_consumer._supervise.holder import is_gone
+
+    host = socket.gethostname()
+    consumer = subprocess.Popen([sys.executable, "-c", HOLDER], stdout=subprocess.PIPE)
+    assert consumer.stdout is not None
+    with consumer.stdout:
+        holder, watchdog = consumer.stdout.readline().decode().split()
+    assert not is_gone(holder, host)
+    os.kill(int(watchdog), signal.SIGSTOP)  # it cannot see its consumer die, nor exit
+    try:
+        consumer.kill()
+        consumer.wait()
+        assert not is_gone(holder, host)  # its watchdog still runs
+    finally:
+        os.kill(int(watchdog), signal.SIGCONT)
+    wait_until_sync(lambda: is_gone(holder, host), "the watchdog to exit")

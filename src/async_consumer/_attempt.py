@@ -21,8 +21,10 @@ from pathlib import Path
 
 from ._models import Outcome, Reason, Status
 from ._slots import SlotPool
+from ._supervise.beats import Kept
 from ._supervise.boxed import BoxedChild, Launch
 from ._supervise.contain import BoxUsage
+from ._supervise.leftover import end_left_runs, forget_run, note_run
 from ._supervise.lines import tail
 from ._supervise.process import Exit
 from ._supervise.supervisor import Supervisor
@@ -101,6 +103,14 @@ async def run_attempt(parts: AttemptParts, plan: Plan) -> AttemptRecord:
         await supervisor.supersede(plan.lease)  # a new lease on a trial still running here
     kept = supervisor.leases.keep(plan.lease)  # renewed from now, not from the spawn
     try:
+        if plan.lease is not None and trial.attempt > 1:  # an earlier run left here: ended
+            await end_left_runs(
+                trial.id,
+                plan.paths.text.working_dir,
+                trial.attempt,
+                parts.host,
+                supervisor.settings.grace,
+            )
         cwd = plan.paths.working_dir if parts.run_in_working_dir else None
         record.code_version, changed = await parts.code.check(plan.argv, cwd)
         if changed and _code_changed(parts.code, record):
@@ -109,9 +119,7 @@ async def run_attempt(parts: AttemptParts, plan: Plan) -> AttemptRecord:
             record.slots = granted
             child = await _start(parts, record, cwd)
             if child is not None:
-                record.pid = child.pid
-                record.exit, record.abort = await supervisor.supervise(child, plan, kept)
-                record.box = child.usage
+                await _supervise(parts, record, child, kept)
     finally:
         supervisor.leases.drop(kept)  # (once supervised, already dropped: nothing to do)
     return record
@@ -138,6 +146,28 @@ async def _start(parts: AttemptParts, record: AttemptRecord, cwd: Path | None) -
             message = f"cannot execute {plan.argv[0]!r}: {exc.strerror or exc}"
             record.abort = Abort(Status.BROKEN, Reason.NOT_EXECUTABLE, message)
             return None
+
+
+async def _supervise(
+    parts: AttemptParts, record: AttemptRecord, child: BoxedChild, kept: Kept | None
+) -> None:
+    """Watch a started script until it has ended, its run noted meanwhile (if leased)."""
+    record.pid = child.pid
+    noted = _note(parts, record.plan, child)
+    try:
+        record.exit, record.abort = await parts.supervisor.supervise(child, record.plan, kept)
+    finally:
+        if child.exit is not None:  # reaped, its group and box gone (else the note is left)
+            forget_run(noted)
+    record.box = child.usage
+
+
+def _note(parts: AttemptParts, plan: Plan, child: BoxedChild) -> str | None:
+    """Note a leased attempt's run where its trial's next attempt looks (:mod:`.leftover`)."""
+    if plan.lease is None:
+        return None
+    attempt_dir = os.path.dirname(plan.paths.text.results)
+    return note_run(attempt_dir, parts.host, child.pid, child.traces())
 
 
 def _contract(parts: AttemptParts, record: AttemptRecord) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 from async_consumer import Reason, Status, TrialStatus
 from async_consumer.stores import store_from_url
 
-from ..conftest import cli, wait_until_sync
+from ..conftest import POLL_BOUND, children_of, cli, wait_until_sync
 
 # every run logs "attempt pid start <time>"; attempt 1 (the frozen worker's) then runs on until
 # stopped; attempt 2 reports whether attempt 1's process was gone when it started (1.0) or not
@@ -85,6 +86,55 @@ def test_a_frozen_workers_trial_is_stopped_before_its_rerun_starts(tmp_path: Pat
     started = float(runs[-1].split()[-1])
     # the figure, for the record: a lease is 1.5 s here, and the other worker starts then
     print(f"frozen worker's trial re-run {started - frozen_at:.2f} s after the freeze")  # noqa: T201
+
+
+def _watchdog_of(worker: subprocess.Popen[bytes]) -> int:
+    """The pid of a worker's watchdog process (started with its first trial)."""
+    for pid in children_of(worker.pid):
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            if b"watchdog_main.py" in cmdline.read():
+                return pid
+    raise AssertionError("no watchdog")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["killed", "frozen"])
+def test_a_rerun_ends_its_trials_old_run_first(tmp_path: Path, fault: str) -> None:
+    """
+    A worker killed (SIGKILL) or frozen (SIGSTOP) while its trial runs, its watchdog frozen so
+    that it cannot stop the trial: the worker that re-runs the trial on this host ends the old
+    run first, so the two never overlap; the trial is not charged a loss.
+    """
+    url = f"sqlite:///{tmp_path}/store.db"
+    anyio.run(_add_and_get, url)
+    first = _worker(url, tmp_path)
+    watchdog = None
+    try:
+        wait_until_sync((tmp_path / "first").exists, "the first run", alive=first)
+        wait_until_sync(lambda: bool(_notes(tmp_path)), "the first run's note", alive=first)
+        watchdog = _watchdog_of(first)
+        os.kill(watchdog, signal.SIGSTOP)
+        first.send_signal(signal.SIGKILL if fault == "killed" else signal.SIGSTOP)
+        other = _worker(url, tmp_path)
+        _, err = other.communicate(timeout=POLL_BOUND)
+    finally:
+        first.kill()
+        if watchdog is not None:
+            os.kill(watchdog, signal.SIGCONT)  # it sees its worker gone, and exits
+        first.communicate()  # (the watchdog has its stderr too)
+    assert other.returncode == 0, err.decode()
+    assert b"Traceback" not in err
+    stored = anyio.run(_add_and_get, url, "t")
+    assert stored.status is TrialStatus.COMPLETED and stored.lost_count == 0
+    rerun = stored.attempts[-1]
+    assert rerun.outcome is not None and rerun.outcome.objective == 1.0  # the first was gone
+    assert b"still runs here: ending it before this one starts" in err
+    assert _notes(tmp_path) == []  # the old run's note removed once it was gone
+
+
+def _notes(tmp_path: Path) -> list[Path]:
+    """The notes of the trial's runs whose processes may still be running."""
+    return list((tmp_path / "trials").glob("*/t/attempts/*/run.json"))
 
 
 @pytest.mark.asyncio

@@ -107,6 +107,7 @@ class BeatCoalescer:
         now, after each write and when the first lease is kept (``None``: none is kept)."""
         self._leader: Kept | None = None
         self._next_tick = -math.inf
+        self._reserved: dict[tuple[str, int], float] = {}  # (trial id, token) -> when asked
 
     async def keep(
         self,
@@ -126,10 +127,23 @@ class BeatCoalescer:
         """
         await self.hold(kept or self.enter(lease, max_failures=max_failures), on_lost)
 
+    def reserved(self, leases: Sequence[Lease], asked_at: float) -> None:
+        """
+        Leases whose reservation was asked for at ``asked_at`` (``anyio.current_time``): the
+        store's lease began no sooner, so they count as renewed then once entered (:meth:`enter`),
+        not later (the reply and the lane's turn may take long on a busy machine, and the
+        watchdog must stop a frozen worker's trials before the store's lease runs out).
+        """
+        stale = asked_at - 10 * self.interval  # never entered (handed back): forgotten
+        if self._reserved and min(self._reserved.values()) < stale:
+            self._reserved = {key: at for key, at in self._reserved.items() if at >= stale}
+        self._reserved.update(((lease.trial_id, lease.token), asked_at) for lease in leases)
+
     def enter(self, lease: Lease, *, max_failures: int | None = None) -> Kept:
         """Count ``lease`` among those kept, for :meth:`hold` (whose task may start later)."""
         failures = self.max_failures if max_failures is None else max_failures
-        mine = Kept(lease, BeatState(self.interval, failures, lease.trial_id))
+        since = self._reserved.pop((lease.trial_id, lease.token), None)
+        mine = Kept(lease, BeatState(self.interval, failures, lease.trial_id, since))
         self._kept[mine] = None
         if len(self._kept) == 1:
             self.tell_renewed()

@@ -83,14 +83,17 @@ class BeatState:
         "trial_id",
     )
 
-    def __init__(self, interval: float, max_failures: int, trial_id: str) -> None:
+    def __init__(
+        self, interval: float, max_failures: int, trial_id: str, since: float | None = None
+    ) -> None:
         self.interval = interval
         self.max_failures = max_failures
         self.trial_id = trial_id
         self.retry = interval / 3  # the bound of one beat (and the pause before a retry)
         self.confirmed = False  # the lease's time is up and one last, longer try is under way
         self.failures = 0  # errors in a row (an unreachable store or a hang not counted)
-        self.last_ok = anyio.current_time()
+        # the lease was renewed last (``since``: its reservation was asked for then), or now
+        self.last_ok = anyio.current_time() if since is None else since
         self.next_at = self.last_ok + interval
 
     def failed(self, exc: Exception) -> str | None:

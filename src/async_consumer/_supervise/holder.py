@@ -7,13 +7,21 @@ part of the name; where it cannot be read (not Linux), the holder is never judge
 here, and its leases expire by their heartbeats as before. A holder of this host that is not
 gone either runs (:func:`is_running`: a worker that is slow to beat, but will learn of a lost
 lease and stop its own trials) or is stopped (SIGSTOP, a debugger: it cannot).
+
+A holder's watchdog (:mod:`.watchdog`) outlives it to end its trials' processes: while it runs,
+it keeps a socket bound to a name of the holder's (Linux's abstract namespace: nothing on disk,
+gone with the last process that has it open), and the holder is not gone yet. Its leases are
+then not handed out at once: another host's worker could start a trial beside its old run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import socket
 
-__all__ = ["holder_name", "is_gone", "is_running", "process_start"]
+__all__ = ["holder_name", "is_gone", "is_running", "process_start", "watchdog_token"]
 
 
 def process_start(pid: int) -> str | None:
@@ -43,9 +51,14 @@ def holder_name(host: str, pid: int | None = None) -> str:
 
 
 def is_gone(holder: str, host: str) -> bool:
-    """Whether ``holder`` names a process of this host that no longer runs."""
+    """
+    Whether ``holder`` names a process of this host that no longer runs, and whose watchdog
+    (still ending its trials' processes) has exited too.
+    """
     pid = _local_pid(holder, host)
-    return pid is not None and process_start(pid) != holder.rsplit("/", 1)[1]
+    if pid is None or process_start(pid) == holder.rsplit("/", 1)[1]:
+        return False
+    return not _has_watchdog(holder)
 
 
 def is_running(holder: str, host: str) -> bool:
@@ -64,3 +77,36 @@ def _local_pid(holder: str, host: str) -> int | None:
     if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
         return None
     return int(parts[1])
+
+
+def _address(holder: str) -> bytes:
+    """The abstract socket name a holder's watchdog keeps bound (a hash: names are short)."""
+    return b"\0async-consumer-watchdog-" + hashlib.sha256(holder.encode()).hexdigest()[:32].encode()
+
+
+def watchdog_token(host: str) -> socket.socket | None:
+    """
+    A socket bound to this process's watchdog name, for its watchdog to inherit and keep open
+    (``None``: not Linux, or no holder name here). The caller closes its own copy.
+    """
+    holder = holder_name(host)
+    if not holder:
+        return None
+    token = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        token.bind(_address(holder))
+    except OSError:  # not Linux (no abstract names), or another watchdog of ours has it
+        token.close()
+        return None
+    return token
+
+
+def _has_watchdog(holder: str) -> bool:
+    """Whether a socket is bound to ``holder``'s watchdog name (its watchdog still runs)."""
+    with (
+        contextlib.suppress(OSError),
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe,
+    ):
+        probe.connect(_address(holder))
+        return True
+    return False

@@ -7,9 +7,10 @@ another worker starts once the lease expires. The watchdog is one small process 
 started with a pipe from it. The consumer writes ``+<pgid>`` when a trial's group starts
 (with its box's cgroups or mark after tabs, see :mod:`.contain`) and ``-<pgid>`` once it is
 gone. When the pipe reaches end of file (the consumer exited, however it died), the watchdog
-sends SIGTERM to every group still listed, waits up to the grace period, sends SIGKILL, kills
-what is left in their boxes (processes that left the group) and removes their cgroups, and
-exits. Told when the consumer's leases run out by its clock (:meth:`Watchdog.leases_end`, after
+sends SIGTERM to every group still listed, waits up to the grace period, sends SIGKILL, waits
+for them to be gone, kills what is left in their boxes (processes that left the group) and
+removes their cgroups, and exits. Until then it keeps a socket of the consumer's open
+(:func:`.holder.watchdog_token`): a dead consumer's leases are reclaimed once it has exited. Told when the consumer's leases run out by its clock (:meth:`Watchdog.leases_end`, after
 each heartbeat write), it also stops every group then, unless told a later time first: a frozen
 consumer's trials do not run on beside their re-runs. It ignores SIGINT and SIGTERM (a Ctrl-C in
 the terminal reaches the consumer, which stops its trials itself), and lives in a session of its
@@ -24,10 +25,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from .holder import watchdog_token
 
 __all__ = ["Watchdog"]
 
@@ -41,13 +45,26 @@ class Watchdog:
     """The consumer's end of the watchdog: start it, then register and forget process groups."""
 
     def __init__(self, grace: float) -> None:
-        self._process = subprocess.Popen(
-            [sys.executable, "-I", str(Path(__file__).with_name("watchdog_main.py")), str(grace)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,
-            close_fds=True,
-        )
+        # kept open by the watchdog alone: this process's leases are not reclaimed as a dead
+        # holder's while it still ends their trials (holder.is_gone)
+        token = watchdog_token(socket.gethostname())
+        try:
+            self._process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-I",
+                    str(Path(__file__).with_name("watchdog_main.py")),
+                    str(grace),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=() if token is None else (token.fileno(),),
+            )
+        finally:
+            if token is not None:
+                token.close()
         assert self._process.stdin is not None  # stdin=PIPE
         self._pipe = self._process.stdin.fileno()
         self._forgotten: list[str] = []  # lines not yet sent: they go with the next one

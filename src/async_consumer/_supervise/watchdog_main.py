@@ -3,7 +3,7 @@ The watchdog process (see ``watchdog.py``): kill the listed process groups once 
 or once the consumer's leases run out.
 
 Reads ``+<pgid>`` and ``-<pgid>`` lines; at end of file, SIGTERM to every group still listed,
-the grace period, SIGKILL. A ``+`` line may name the trial's box after tabs: ``c<directory>``
+the grace period, SIGKILL, and a bounded wait until they are gone. A ``+`` line may name the trial's box after tabs: ``c<directory>``
 for each of its cgroups, ``m<mark>`` for its mark (subreaper mode); what is in a box still listed
 is killed too (a process that left the group), and its cgroups removed. A line ``@<term> <kill>``
 (``time.monotonic`` seconds, the same clock in every process of the machine) says when the
@@ -30,17 +30,55 @@ POLL = 0.1
 """Seconds between two looks at the pipe for the lines written since the last."""
 
 
-def _kill_groups(groups: set[int], grace: float) -> None:
+def end_runs(groups: set[int], boxes: list[list[str]], grace: float) -> None:
+    """
+    End trials' runs: SIGTERM to every group, up to ``grace`` seconds for them to be gone,
+    SIGKILL, a bounded wait until they are gone (a process killed in the middle of a write may
+    still finish it), then kill what is in their boxes. Also what a trial's re-run calls for the
+    run of its lost attempt left on this host (:mod:`.leftover`).
+    """
     for pgid in groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while groups and time.monotonic() < deadline:
-        time.sleep(0.05)
-        groups = {pgid for pgid in groups if _exists(pgid)}
+    groups = _wait_gone(groups, grace)
     for pgid in groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
+    _wait_gone(groups, KILL_BOUND)
+    _kill_boxes(boxes)
+
+
+KILL_BOUND = 5.0
+"""Seconds to wait for SIGKILLed processes to be gone (in D state: long)."""
+
+
+def _wait_gone(groups: set[int], bound: float) -> set[int]:
+    """Wait up to ``bound`` seconds for the groups to be gone; those still running."""
+    deadline = time.monotonic() + bound
+    groups = running_groups(groups)
+    while groups and time.monotonic() < deadline:
+        time.sleep(0.05)
+        groups = running_groups(groups)
+    return groups
+
+
+def running_groups(groups: set[int]) -> set[int]:
+    """
+    Those of ``groups`` that have a running member: zombies count as dead (an orphan's parent,
+    PID 1 in a container, or a frozen worker, may never reap it). One look at ``/proc`` for all.
+    """
+    groups = {pgid for pgid in groups if _exists(pgid)}
+    if not groups:
+        return groups
+    running = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                with open(f"/proc/{name}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+                if fields[0] != b"Z" and int(fields[2]) in groups:
+                    running.add(int(fields[2]))
+    return running
 
 
 def _members(directory: pathlib.Path) -> list[int]:
@@ -86,7 +124,7 @@ def _kill_all(pids: list[int], sig: signal.Signals = signal.SIGKILL) -> None:
             os.kill(pid, sig)
 
 
-def _marked(marks: set[int]) -> list[int]:
+def marked(marks: set[int]) -> list[int]:
     """The processes whose soft RLIMIT_LOCKS is one of ``marks`` (a trial's mark)."""
     found = []
     for name in os.listdir("/proc"):
@@ -109,7 +147,7 @@ def _kill_marked(marks: set[int]) -> None:
     """Stop every marked process until none is new (none forks meanwhile), then kill them."""
     stopped: set[int] = set()
     deadline = time.monotonic() + 5.0
-    while (found := set(_marked(marks)) - stopped) and time.monotonic() < deadline:
+    while (found := set(marked(marks)) - stopped) and time.monotonic() < deadline:
         _kill_all(list(found), signal.SIGSTOP)
         stopped |= found
     _kill_all(list(stopped))
@@ -154,8 +192,7 @@ def _main(grace: float = 5.0, poll: float = POLL) -> None:
                 term, kill = line[1:].split()
                 leases.renewed(float(term), float(kill))
         leases.enforce(set(groups))
-    _kill_groups(set(groups), grace)
-    _kill_boxes([box for box in groups.values() if box])
+    end_runs(set(groups), [box for box in groups.values() if box], grace)
 
 
 class _Leases:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Self
 
@@ -42,6 +42,8 @@ class Leasing:
         host: the worker's host.
         holder: the worker's process, as its leases name it (``host/pid/start``).
         file_faults: the host's file faults, which pause every lane (default: a fresh count).
+        on_reserved: told the leases of each reservation, and when (``anyio.current_time``)
+            it was asked for: their heartbeats count from then.
     """
 
     empty_for = 0.2
@@ -54,8 +56,10 @@ class Leasing:
         host: str,
         holder: str,
         file_faults: FileFaults | None = None,
+        on_reserved: Callable[[Sequence[Lease], float], None] | None = None,
     ) -> None:
         self.store = store
+        self._on_reserved = on_reserved
         self.name = name
         self.host = host
         self.holder = holder
@@ -160,7 +164,10 @@ class Leasing:
         """
         idle = not self.holding
         request = Reservation(self.host, skip, hold, self.holder, suspects=self._alone.may_take)
+        asked_at = anyio.current_time()
         reserved = await self.store.reserve_many(self.name, 1 if idle else lanes, request)
+        if self._on_reserved is not None and reserved:
+            self._on_reserved(reserved, asked_at)
         # suspects come first (the oldest trials): all but one go back for other workers
         leases, extra = self._alone.first_suspect(reserved)
         self.holding.update(((lease.trial_id, lease.token), lease) for lease in leases)

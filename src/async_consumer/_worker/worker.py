@@ -104,7 +104,9 @@ class Worker:
         self._host = host
         self._name = name or f"{host}:{os.getpid()}"
         self._file_faults = FileFaults(max_file_faults, self.file_fault_backoff)
-        self._leasing = Leasing(retrying, self._name, host, holder, self._file_faults)
+        beats = beats_of(consumer)
+        on_reserved = None if beats is None else beats.reserved
+        self._leasing = Leasing(retrying, self._name, host, holder, self._file_faults, on_reserved)
         # the reclaimer spares the worker's own leases, or takes those it knows not of (orphans)
         known = self._leasing.holding.keys
         self._reclaimer = Reclaimer(
