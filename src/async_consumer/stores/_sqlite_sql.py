@@ -250,12 +250,13 @@ VALUES (?, ?, ?, ?, ?, ?, ?, {NOW}) ON CONFLICT (name, version) DO UPDATE SET
     maximize = excluded.maximize, search = excluded.search
 """
 RECORD_VALUES = """
-INSERT INTO trial_values (trial_id, step, value) SELECT ?1, ?2, ?3
-WHERE ?4 IS NULL OR EXISTS (
-    SELECT 1 FROM trials WHERE id = ?1 AND token = ?4 AND status = 'reserved'
+INSERT INTO trial_values (trial_id, step, value) SELECT :trial_id, :step, :value
+WHERE :token IS NULL OR EXISTS (
+    SELECT 1 FROM trials WHERE id = :trial_id AND token = :token AND status = 'reserved'
 ) ON CONFLICT DO NOTHING
 """
-"""A value, kept only while its trial is reserved under its token (if it has one)."""
+"""A value, kept only while its trial is reserved under its token (if it has one). Named
+parameters, given as mappings: Python 3.12 warns of numbered ones (``?1``) given a sequence."""
 VALUES_AFTER = (
     "SELECT seq, trial_id, step, value FROM trial_values WHERE seq > ? ORDER BY seq LIMIT ?"
 )

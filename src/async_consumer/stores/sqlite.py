@@ -372,7 +372,7 @@ class SQLiteStore(StoreBase):
         """Record intermediate values in one write; see ``TrialStore.record_values``."""
         if values:
             tokens = tokens or {}
-            rows = [(*value, tokens.get(value.trial_id)) for value in values]
+            rows = [{**value._asdict(), "token": tokens.get(value.trial_id)} for value in values]
             await self._run(lambda: self._conn.executemany(queries.RECORD_VALUES, rows))
 
     async def read_values(
